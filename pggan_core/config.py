@@ -1,0 +1,312 @@
+"""One configuration system: a dataclass per concern, loaded from YAML profiles.
+
+A profile (``smoke``, ``demo``, ``paper``) is a YAML file in ``pggan_core/profiles/`` with a
+``common`` section and optional per-dataset sections (``rop``, ``brats``) that override it.
+The paper's numbers live in ``paper.yaml`` only, each cited to the section of Beers et al.
+(2018) it comes from. Unknown keys and values of the wrong type are errors naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pggan_core.errors import ConfigError
+
+PROFILES_DIR = Path(__file__).parent / "profiles"
+PROFILES = ("smoke", "demo", "paper")
+DATASETS = ("rop", "brats")
+MAX_RESOLUTION = 512
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What goes into a prepared dataset (``pggan data prepare``)."""
+
+    dataset: str = "rop"
+    n_images: int = 256
+    resolution: int = 64  # largest stored resolution; the pyramid goes from 4 px up to it
+    seed: int = 0
+    source: str | None = None  # a real-data folder; None means the built-in phantom
+    heldout_fraction: float = 0.1  # rows marked split="heldout" are never used in GAN training
+    # ROP preprocessing (paper, "Retinopathy of Prematurity Dataset"; QTIM retina-unet values)
+    gamma: float = 1.2
+    clahe_clip: float = 2.0
+    clahe_tiles: int = 8
+    fov_erosion_px: int = 10
+    # "mask": the phantom's exact vessels or the folder's manual masks; "unet": the paper's way,
+    # the vessel U-Net's map; "auto": masks where they exist, the U-Net elsewhere.
+    vessel_channel: str = "auto"
+    # BraTS preprocessing (paper, "Brain Tumor Magnetic Resonance Imaging Dataset")
+    min_brain_fraction: float = 0.05  # skip slices with less brain than this
+    slices_per_subject: int = 16
+    z_clip: float = 4.0  # z-scores are clipped to +-z_clip, then scaled to [-1, 1]
+    pad_to: int = 256
+
+
+@dataclass(frozen=True)
+class VesselConfig:
+    """The vessel U-Net (paper: 48x48 patches, 8-pixel stride)."""
+
+    patch: int = 48
+    stride: int = 8
+    base_channels: int = 16
+    n_train_images: int = 16
+    n_heldout_images: int = 4
+    train_resolution: int = 256
+    iterations: int = 200
+    batch_size: int = 32
+    lr: float = 1e-3
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Generator / discriminator architecture (paper, "Network Architectures")."""
+
+    latent_dim: int = 128
+    # feature maps per resolution: a table, not a formula (paper: 128 below 256, 64 at 256,
+    # 16 at 512)
+    feature_maps: dict[int, int] = field(
+        default_factory=lambda: {4: 128, 8: 128, 16: 128, 32: 128, 64: 128, 128: 128,
+                                 256: 64, 512: 16}
+    )
+    # "nvidia": equalized LR, pixel norm, minibatch stddev, EMA (Karras et al. 2018);
+    # "authors": the authors' code (no equalized LR, no EMA, 5x5 convolutions, lr 1e-4)
+    variant: str = "nvidia"
+    mbstd_group: int = 4
+    kernel_size: int = 3
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The progressive schedule: per resolution, fade and stable iterations and batch size."""
+
+    start_resolution: int = 4
+    max_resolution: int = 16
+    fade_iterations: int = 20  # paper: 20,000 (interpolation phase)
+    stable_iterations: int = 20  # paper: 20,000 (without interpolation)
+    batch_size: dict[int, int] = field(default_factory=lambda: {4: 16, 8: 16, 16: 16})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping for the GAN trainer."""
+
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.0, 0.99)
+    eps: float = 1e-8
+    gp_lambda: float = 10.0
+    drift: float = 0.001
+    ema_beta: float = 0.999
+    d_steps_per_g_step: int = 1
+    log_every: int = 10
+    checkpoint_every: int = 100
+    sample_grid: int = 16  # images in the fixed-latent sample grid
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    compile: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The latent encoder (paper: D's architecture ending in a 128-vector, MSE, 20,000 its)."""
+
+    iterations: int = 100
+    batch_size: int = 16
+    lr: float = 1e-3
+    refine_steps: int = 0  # optional per-image latent refinement by gradient descent
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation sizes."""
+
+    n_generated: int = 64
+    n_msssim_pairs: int = 32
+    swd_descriptors: int = 128
+    swd_projections: int = 512
+    tsne_perplexity: float = 30.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a run needs, resolved for one (profile, dataset)."""
+
+    profile: str
+    data: DataConfig = field(default_factory=DataConfig)
+    vessels: VesselConfig = field(default_factory=VesselConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, YAML-serialisable dict (``config.yaml`` in a run folder)."""
+        return _plain(dataclasses.asdict(self))
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "vessels": VesselConfig,
+    "model": ModelConfig,
+    "schedule": ScheduleConfig,
+    "train": TrainConfig,
+    "encoder": EncoderConfig,
+    "eval": EvalConfig,
+}
+
+
+def load_config(
+    profile: str = "demo",
+    dataset: str = "rop",
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> Config:
+    """Load a profile for a dataset, apply ``overrides`` ({section: {key: value}}), validate.
+
+    Raises ConfigError naming the offending key for unknown keys or badly typed values.
+    """
+    if profile not in PROFILES and not Path(profile).is_file():
+        raise ConfigError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)} "
+                          "or give a path to a YAML profile")
+    if dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+    path = Path(profile) if Path(profile).is_file() else PROFILES_DIR / f"{profile}.yaml"
+    raw = yaml.safe_load(path.read_text()) or {}
+    unknown = set(raw) - {"common", *DATASETS}
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key {sorted(unknown)[0]!r}; "
+                          "expected 'common', 'rop' or 'brats'")
+    merged: dict[str, dict[str, Any]] = {}
+    for layer in (raw.get("common") or {}, raw.get(dataset) or {}, overrides or {}):
+        for section, values in layer.items():
+            if section not in SECTIONS:
+                raise ConfigError(f"unknown config section {section!r}; expected one of "
+                                  f"{', '.join(SECTIONS)}")
+            merged.setdefault(section, {}).update(values or {})
+    merged.setdefault("data", {})["dataset"] = dataset
+    sections = {name: _build(cls, merged.get(name, {}), name) for name, cls in SECTIONS.items()}
+    config = Config(profile=path.stem, **sections)
+    validate(config)
+    return config
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """Rebuild a Config from ``Config.to_dict()`` output (e.g. a run's ``config.yaml``)."""
+    sections = {name: _build(cls, raw.get(name, {}), name) for name, cls in SECTIONS.items()}
+    config = Config(profile=raw.get("profile", "custom"), **sections)
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Check values that types alone cannot (powers of two, known names, ranges)."""
+    d, s, m = config.data, config.schedule, config.model
+    if d.dataset not in DATASETS:
+        raise ConfigError(f"data.dataset={d.dataset!r}: choose one of {', '.join(DATASETS)}")
+    check_resolution(d.resolution, "data.resolution")
+    check_resolution(s.max_resolution, "schedule.max_resolution")
+    check_resolution(s.start_resolution, "schedule.start_resolution")
+    if s.start_resolution > s.max_resolution:
+        raise ConfigError("schedule.start_resolution must not exceed schedule.max_resolution")
+    if d.vessel_channel not in ("auto", "mask", "unet"):
+        raise ConfigError(f"data.vessel_channel={d.vessel_channel!r}: use auto, mask or unet")
+    if m.variant not in ("nvidia", "authors"):
+        raise ConfigError(f"model.variant={m.variant!r}: use nvidia or authors")
+    if not 0.0 <= d.heldout_fraction < 1.0:
+        raise ConfigError("data.heldout_fraction must be in [0, 1)")
+    if d.n_images < 1:
+        raise ConfigError("data.n_images must be at least 1")
+    for res in _resolutions(s.start_resolution, s.max_resolution):
+        if res not in m.feature_maps:
+            raise ConfigError(f"model.feature_maps has no entry for {res} px")
+        if res not in s.batch_size:
+            raise ConfigError(f"schedule.batch_size has no entry for {res} px")
+    if config.train.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"train.device={config.train.device!r}: use auto, cpu or cuda")
+
+
+def check_resolution(value: int, name: str = "resolution") -> int:
+    """A power of two between 4 and 512, else ConfigError naming ``name``."""
+    if not isinstance(value, int) or value < 4 or value > MAX_RESOLUTION or value & (value - 1):
+        raise ConfigError(f"{name}={value!r}: must be a power of two between 4 and "
+                          f"{MAX_RESOLUTION} (e.g. 64, 256, 512)")
+    return value
+
+
+def _resolutions(start: int, stop: int) -> list[int]:
+    out, r = [], start
+    while r <= stop:
+        out.append(r)
+        r *= 2
+    return out
+
+
+def _build(cls: type, values: dict[str, Any], section: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            raise ConfigError(f"unknown config key {section}.{key}; known keys: "
+                              f"{', '.join(sorted(names))}")
+        kwargs[key] = _coerce(value, hints[key], f"{section}.{key}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check ``value`` against a type hint, with the few conversions YAML needs."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        kt, vt = args
+        return {_coerce(k, kt, f"{key}[{k}]"): _coerce(v, vt, f"{key}[{k}]")
+                for k, v in value.items()}
+    if origin is tuple:
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, t, key) for v, t in zip(value, args, strict=True))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, str) and value.isdigit():
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        value = float(value)
+        if value != value:  # NaN
+            raise ConfigError(f"{key}: NaN is not a valid value")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj

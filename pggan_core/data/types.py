@@ -1,0 +1,52 @@
+"""The two raw-sample types every source (phantom or real loader) produces.
+
+Phantoms and real loaders return the same types, so preprocessing and the prepared-dataset
+writer never need to know where an image came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MODALITIES = ("T1", "T1c", "T2", "FLAIR")  # BraTS order: t1, t1ce, t2, flair
+BRATS_LABELS = (1, 2, 4)  # 1 NCR/NET, 2 ED (oedema), 4 ET (enhancing), BraTS 2017 meaning
+
+
+@dataclass
+class FundusImage:
+    """One colour fundus photograph.
+
+    rgb: float32 (H, W, 3) in [0, 1].
+    vessels: bool (H, W) vessel mask (exact for phantoms, manual for real sets), or None.
+    fov: bool (H, W) field-of-view mask (the illuminated disc of the photograph).
+    labels: laterality ("OD" right eye / "OS" left eye), and where known plus_severity
+        ("normal" / "pre-plus" / "plus"), tortuosity, disc_x, disc_y (fractions of width/height).
+    source_file: the file it was read from, or "phantom:<seed>".
+    """
+
+    rgb: np.ndarray
+    vessels: np.ndarray | None
+    fov: np.ndarray
+    labels: dict[str, Any] = field(default_factory=dict)
+    source_file: str = ""
+
+
+@dataclass
+class BrainVolume:
+    """One multi-modal MR case in BraTS geometry (canonical RAS orientation, 1 mm).
+
+    modalities: float32 (4, X, Y, Z) in MODALITIES order, raw scanner-like intensities.
+    seg: uint8 (X, Y, Z) with values in {0, 1, 2, 4} (BraTS 2017 meaning).
+    brain_mask: bool (X, Y, Z).
+    meta: subject id, grade ("HGG" / "LGG" / "unknown"), and anything else worth keeping.
+    source_file: the case folder it was read from, or "phantom:<seed>".
+    """
+
+    modalities: np.ndarray
+    seg: np.ndarray
+    brain_mask: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+    source_file: str = ""
