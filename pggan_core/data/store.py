@@ -35,6 +35,9 @@ CHANNELS: dict[str, tuple[str, ...]] = {
     "rop": ("R", "G", "B", "vessel"),
     "brats": ("T1", "T1c", "T2", "FLAIR", "NCR/NET (1)", "ED (2)", "ET (4)"),
 }
+# The leading channels that are the image itself; the rest are segmentation maps, dropped
+# when training without segmentation (the paper's Figure 3 ablation).
+IMAGE_CHANNELS: dict[str, int] = {"rop": 3, "brats": 4}
 
 
 def pyramid_resolutions(max_resolution: int) -> list[int]:

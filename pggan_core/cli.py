@@ -1,0 +1,156 @@
+"""The ``pggan`` command: thin wiring over the library, one subcommand per step.
+
+    pggan data prepare --dataset rop|brats [--source PATH] [--n N] [--resolution R]
+                       [--seed S] [--profile P] --out DIR
+    pggan vessels train [--profile P] [--source DIR] [--out FILE]
+    pggan vessels segment --model FILE IMAGE [IMAGE ...] --out DIR
+    pggan train --data DIR --profile P [--no-segmentation] [--seed S] --out RUN [--resume]
+    pggan book [--profile P] [--check]
+
+User errors (a missing file, a bad value) print one line, ``error: ...``, and exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pggan_core.config import PROFILES, Config, load_config
+from pggan_core.errors import PgganError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``pggan`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        args.func(args)
+    except PgganError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing half-written was kept", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _config(args: argparse.Namespace, dataset: str, **data: object) -> Config:
+    overrides = {"data": {k: v for k, v in data.items() if v is not None}}
+    if getattr(args, "seed", None) is not None:
+        overrides["train"] = {"seed": args.seed}
+        overrides["vessels"] = {"seed": args.seed}
+    return load_config(args.profile, dataset, overrides)
+
+
+def _data_prepare(args: argparse.Namespace) -> None:
+    from pggan_core.data.prepare import prepare_dataset
+
+    config = _config(args, args.dataset, resolution=args.resolution, seed=args.seed,
+                     n_images=args.n)
+    out = prepare_dataset(config, args.out, source=args.source, n_images=args.n)
+    print(f"prepared {config.data.dataset} -> {out}")
+
+
+def _vessels_train(args: argparse.Namespace) -> None:
+    from pggan_core.data.vessels import train_vessel_unet
+    from pggan_core.paths import vessel_model_path
+
+    config = _config(args, "rop")
+    out = Path(args.out) if args.out else vessel_model_path(config.profile)
+    result = train_vessel_unet(config, out, source=args.source)
+    print(f"vessel U-Net -> {out} (held-out AUC {result['auc']:.4f})")
+
+
+def _vessels_segment(args: argparse.Namespace) -> None:
+    import cv2
+    import numpy as np
+
+    from pggan_core.data.loaders import find_fundus_images, load_fundus
+    from pggan_core.data.vessels import load_vessel_unet
+
+    segmenter = load_vessel_unet(args.model)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in args.images:
+        for record in find_fundus_images(path):
+            fundus = load_fundus(record, args.size)
+            prob = segmenter.segment(fundus.rgb, fundus.fov)
+            target = out / f"{Path(record.image_path).stem}_vessels.png"
+            cv2.imwrite(str(target), np.rint(prob * 255).astype(np.uint8))
+            print(f"{record.image_path} -> {target}")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from pggan_core.data.store import PreparedDataset
+    from pggan_core.train import train
+
+    dataset = PreparedDataset(args.data).dataset
+    config = _config(args, dataset)
+    run = train(config, Path(args.data), Path(args.out),
+                with_segmentation=not args.no_segmentation, resume=args.resume)
+    print(f"run -> {run}")
+
+
+def _book(args: argparse.Namespace) -> None:
+    from pggan_core.book import build_book
+
+    html = build_book(profile=args.profile, check=args.check)
+    print(f"book -> {html / 'index.html'}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pggan", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers()
+
+    def profile_arg(p: argparse.ArgumentParser, default: str = "demo") -> None:
+        p.add_argument("--profile", default=default,
+                       help=f"{' | '.join(PROFILES)} or a YAML file (default {default})")
+
+    data = sub.add_parser("data", help="prepare datasets").add_subparsers()
+    prep = data.add_parser("prepare", help="phantom or real data -> a prepared dataset folder")
+    prep.add_argument("--dataset", required=True, help="rop | brats")
+    prep.add_argument("--source", help="a fundus folder or a BraTS folder (default: phantom)")
+    prep.add_argument("--n", type=int, help="number of images (slices for brats)")
+    prep.add_argument("--resolution", type=int, help="largest stored resolution (4..512)")
+    prep.add_argument("--seed", type=int)
+    prep.add_argument("--out", required=True)
+    profile_arg(prep)
+    prep.set_defaults(func=_data_prepare)
+
+    vessels = sub.add_parser("vessels", help="the vessel U-Net").add_subparsers()
+    vtrain = vessels.add_parser("train", help="train on phantoms (or --source with masks)")
+    vtrain.add_argument("--source")
+    vtrain.add_argument("--out", help="model file (default runs/vessels/<profile>/)")
+    vtrain.add_argument("--seed", type=int)
+    profile_arg(vtrain)
+    vtrain.set_defaults(func=_vessels_train)
+    vseg = vessels.add_parser("segment", help="vessel probability maps for fundus images")
+    vseg.add_argument("images", nargs="+", help="image files or folders")
+    vseg.add_argument("--model", required=True)
+    vseg.add_argument("--size", type=int, default=512)
+    vseg.add_argument("--out", required=True)
+    vseg.set_defaults(func=_vessels_segment)
+
+    tr = sub.add_parser("train", help="train a progressive GAN on a prepared dataset")
+    tr.add_argument("--data", required=True)
+    tr.add_argument("--out", required=True)
+    tr.add_argument("--no-segmentation", action="store_true",
+                    help="drop the segmentation channels (the paper's Figure 3, row A)")
+    tr.add_argument("--resume", action="store_true")
+    tr.add_argument("--seed", type=int)
+    profile_arg(tr)
+    tr.set_defaults(func=_train)
+
+    book = sub.add_parser("book", help="execute every notebook and build the Jupyter Book")
+    book.add_argument("--check", action="store_true", help="check the pages in Chromium")
+    profile_arg(book)
+    book.set_defaults(func=_book)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""From a source (built-in phantom or a real-data folder) to a prepared dataset on disk.
+
+This is the paper's preprocessing pipeline end to end:
+
+* ROP: every photograph at 512 x 512 ("All images were resized to 512 x 512 pixels"), a vessel
+  map (the phantom's exact vessels, the folder's manual masks, or the vessel U-Net run on the
+  grayscale / gamma / CLAHE image), then RGB + vessel as four channels in [-1, 1].
+* BraTS: each volume z-scored over its brain voxels ("zero mean and unit variance"),
+  near-empty slices skipped, slices padded to 256, labels 1/2/4 as three extra channels.
+
+Both end in ``DatasetWriter``, which box-filters the pyramid down to 4 px and renames the
+folder into place only when every image is written.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from pggan_core.config import Config, check_resolution
+from pggan_core.data import preprocess
+from pggan_core.data.store import DatasetWriter, PreparedDataset, box_downsample
+from pggan_core.errors import ConfigError, DataError
+from pggan_core.paths import vessel_model_path
+
+ROP_NATIVE = 512  # the paper resizes every fundus photograph to 512 x 512
+
+
+def prepare_dataset(
+    config: Config,
+    out_dir: str | Path,
+    source: str | Path | None = None,
+    n_images: int | None = None,
+    progress: bool = True,
+    workers: int = 2,
+) -> Path:
+    """Prepare ``config.data.dataset`` from the phantom (``source=None``) or a real folder.
+
+    ``n_images`` overrides ``config.data.n_images``; with a real ``source`` and no
+    ``n_images`` every image (ROP) or every case (BraTS) found is used. Returns ``out_dir``.
+    """
+    data = config.data
+    check_resolution(data.resolution, "--resolution")
+    if data.dataset == "brats" and data.resolution > data.pad_to:
+        raise ConfigError(f"--resolution {data.resolution}: BraTS slices are {data.pad_to} px "
+                          f"(the paper trained glioma images up to 256); use 256 or less")
+    source = source if source is not None else data.source
+    out_dir = Path(out_dir)
+    if data.dataset == "rop":
+        samples, n = _rop_samples(config, source, n_images, workers)
+    elif data.dataset == "brats":
+        samples, n = _brats_samples(config, source, n_images, workers)
+    else:
+        raise ConfigError(f"unknown --dataset {data.dataset!r}: choose rop or brats")
+    info = {"source": str(source) if source else "phantom", "seed": data.seed,
+            "config": config.to_dict()["data"]}
+    with DatasetWriter(out_dir, data.dataset, n, data.resolution, info=info) as writer:
+        bar = tqdm(total=n, desc=f"prepare {data.dataset}", unit="img", disable=not progress)
+        for index, (image, row) in enumerate(samples):
+            writer.add(index, _to_resolution(image, data.resolution), row)
+            bar.update()
+        bar.close()
+    return out_dir
+
+
+def ensure_prepared(config: Config, out_dir: str | Path, source: str | Path | None = None,
+                    progress: bool = True) -> PreparedDataset:
+    """Open the prepared dataset at ``out_dir``, preparing it first if it is missing."""
+    out_dir = Path(out_dir)
+    if not (out_dir / "dataset.json").is_file():
+        prepare_dataset(config, out_dir, source=source, progress=progress)
+    return PreparedDataset(out_dir)
+
+
+def _to_resolution(image: np.ndarray, resolution: int) -> np.ndarray:
+    while image.shape[-1] > resolution:
+        image = box_downsample(image)
+    return image
+
+
+def _split(index: int, n: int, heldout_fraction: float) -> str:
+    """The last ``heldout_fraction`` of the items are held out (never used in GAN training)."""
+    return "heldout" if index >= n - round(n * heldout_fraction) else "train"
+
+
+def _ordered_map(fn: Callable, items: list, workers: int) -> Iterator:
+    """``map`` over a process pool in order (phantom rendering is CPU-bound)."""
+    if workers <= 1 or len(items) < 4:
+        yield from map(fn, items)
+        return
+    with mp.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap(fn, items, chunksize=4)
+
+
+# ---------------------------------------------------------------- ROP
+def _rop_samples(config: Config, source: str | Path | None, n_images: int | None,
+                 workers: int) -> tuple[Iterator, int]:
+    data = config.data
+    mode = data.vessel_channel
+    if source is None:
+        from pggan_core.data.fundus_phantom import render_fundus
+
+        n = n_images or data.n_images
+        items = [data.seed * 1_000_000 + i for i in range(n)]
+        load: Callable = _PhantomFundus(render_fundus)
+        has_masks = True
+    else:
+        from pggan_core.data.loaders import find_fundus_images, load_fundus
+
+        records = find_fundus_images(source)
+        n = min(n_images or len(records), len(records))
+        items = records[:n]
+        load = _RealFundus(load_fundus)
+        has_masks = all(r.vessel_path is not None for r in items)
+    if mode == "mask" and not has_masks:
+        raise DataError(f"{source}: data.vessel_channel=mask but some images have no vessel "
+                        "mask; use vessel_channel auto or unet")
+    segmenter = None
+    if mode == "unet" or (mode == "auto" and not has_masks):
+        segmenter = _vessel_segmenter(config, source if has_masks else None)
+
+    def generate() -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
+        for index, (item, fundus) in enumerate(zip(items, _ordered_map(load, items, workers),
+                                                   strict=True)):
+            if segmenter is not None and (mode == "unet" or fundus.vessels is None):
+                vessel_map = segmenter.segment(fundus.rgb, fundus.fov)
+            else:
+                vessel_map = fundus.vessels.astype(np.float32)
+            row = {"id": Path(fundus.source_file).stem if source else f"rop-{item:08d}",
+                   "split": _split(index, n, data.heldout_fraction),
+                   "source_file": fundus.source_file,
+                   "seed": item if source is None else -1,
+                   **fundus.labels}
+            yield preprocess.fundus_channels(fundus.rgb, vessel_map), row
+
+    return generate(), n
+
+
+class _PhantomFundus:
+    """Picklable "render this seed at 512 px" for the process pool."""
+
+    def __init__(self, render: Callable) -> None:
+        self.render = render
+
+    def __call__(self, seed: int):
+        return self.render(seed, ROP_NATIVE)
+
+
+class _RealFundus:
+    """Picklable "load this record at 512 px" for the process pool."""
+
+    def __init__(self, load: Callable) -> None:
+        self.load = load
+
+    def __call__(self, record):
+        return self.load(record, ROP_NATIVE)
+
+
+def _vessel_segmenter(config: Config, source: str | Path | None):
+    """The saved vessel U-Net of this profile, trained first if there is none yet."""
+    from pggan_core.data.vessels import load_vessel_unet, train_vessel_unet
+
+    path = vessel_model_path(config.profile)
+    if not path.is_file():
+        train_vessel_unet(config, path, source=str(source) if source else None)
+    return load_vessel_unet(path)
+
+
+# ---------------------------------------------------------------- BraTS
+def _brats_samples(config: Config, source: str | Path | None, n_images: int | None,
+                   workers: int) -> tuple[Iterator, int]:
+    data = config.data
+    per_subject = data.slices_per_subject
+    if source is None:
+        n = n_images or data.n_images
+        n_subjects = -(-n // per_subject)
+        items: list = [data.seed * 1_000_000 + i for i in range(n_subjects)]
+        load: Callable = _phantom_brain_slices
+    else:
+        from pggan_core.data.loaders import find_brats_cases
+
+        items = find_brats_cases(source)
+        n_subjects = len(items)
+        n = min(n_images or n_subjects * per_subject, n_subjects * per_subject)
+        load = _real_brain_slices
+    n_heldout_subjects = round(n_subjects * data.heldout_fraction)
+    jobs = [(item, replace(data), k >= n_subjects - n_heldout_subjects)
+            for k, item in enumerate(items)]
+
+    def generate() -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
+        written = 0
+        for slices in _ordered_map(load, jobs, workers):
+            for image, row in slices:
+                if written == n:
+                    return
+                written += 1
+                yield image, row
+        if written < n:
+            raise DataError(f"{source or 'phantom'}: only {written} usable slices for the "
+                            f"{n} requested; lower --n or add cases")
+
+    return generate(), n
+
+
+def _phantom_brain_slices(job: tuple) -> list[tuple[np.ndarray, dict[str, Any]]]:
+    from pggan_core.data.brain_phantom import BrainPhantom
+
+    seed, data, heldout = job
+    return _volume_slices(BrainPhantom().subject(seed), data, heldout, seed)
+
+
+def _real_brain_slices(job: tuple) -> list[tuple[np.ndarray, dict[str, Any]]]:
+    from pggan_core.data.loaders import load_brats_case
+
+    case, data, heldout = job
+    return _volume_slices(load_brats_case(case), data, heldout, -1)
+
+
+def _volume_slices(volume, data, heldout: bool, seed: int) -> list[tuple[np.ndarray, dict]]:
+    """z-score one volume, pick its slices, and turn each into 7 channels at 256 px."""
+    zvol = preprocess.zscore_volume(volume.modalities, volume.brain_mask, volume.source_file)
+    # real cases have no seed: derive a stable one from the subject id (not hash(): salted)
+    subject = str(volume.meta.get("subject", seed))
+    rng = np.random.default_rng(zlib.crc32(subject.encode()) if seed < 0 else seed)
+    slices = preprocess.select_slices(volume.brain_mask, volume.seg, data.min_brain_fraction,
+                                      data.slices_per_subject, rng)
+    out = []
+    for z in slices:
+        image = preprocess.brats_slice_channels(zvol, volume.seg, volume.brain_mask, z,
+                                                data.pad_to, data.z_clip)
+        labels = volume.seg[:, :, z]
+        out.append((image, {
+            "id": f"{volume.meta.get('subject', seed)}_z{z:03d}",
+            "split": "heldout" if heldout else "train",
+            "source_file": volume.source_file,
+            "seed": seed,
+            "subject": volume.meta.get("subject", ""),
+            "slice_index": int(z),
+            "slice_position": round(z / max(volume.seg.shape[2] - 1, 1), 4),
+            "tumour_present": bool((labels > 0).any()),
+            "grade": volume.meta.get("grade", "unknown"),
+        }))
+    return out

@@ -1,0 +1,119 @@
+"""Pictures: turning (C, H, W) arrays in [-1, 1] into panels a clinician can read.
+
+A fundus sample is shown as its RGB photograph beside its vessel map; an MR sample as a 2x2
+mosaic laid out as the paper's Figure 2 (clockwise from top-right: T2, post-contrast T1,
+FLAIR, pre-contrast T1; i.e. rows [T1, T2] and [FLAIR, T1c]) beside the FLAIR slice with
+the tumour labels overlaid (1 NCR/NET red, 2 oedema green, 4 enhancing yellow, as in BraTS figures).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pggan_core.atomic import atomic_file
+
+# BraTS convention colours (RGB, 0..1) for labels 1, 2, 4
+LABEL_COLOURS = np.array([[0.90, 0.15, 0.15], [0.20, 0.80, 0.25], [1.00, 0.85, 0.10]])
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """[-1, 1] -> [0, 1], clipped."""
+    return np.clip((x + 1.0) / 2.0, 0.0, 1.0)
+
+
+def fundus_panels(image: np.ndarray) -> list[np.ndarray]:
+    """RGB photograph and (if present) the vessel map, each (H, W, 3) float in [0, 1]."""
+    rgb = _unit(image[:3]).transpose(1, 2, 0)
+    panels = [rgb]
+    if image.shape[0] > 3:
+        panels.append(np.repeat(_unit(image[3])[..., None], 3, axis=2))
+    return panels
+
+
+def mr_panels(image: np.ndarray) -> list[np.ndarray]:
+    """A 2x2 mosaic of the four modalities and (if present) FLAIR with the label overlay."""
+    modalities = [np.repeat(_unit(m)[..., None], 3, axis=2) for m in image[:4]]
+    t1, t1c, t2, flair = modalities
+    mosaic = np.concatenate([np.concatenate([t1, t2], axis=1),
+                             np.concatenate([flair, t1c], axis=1)], axis=0)
+    h, w = image.shape[1:]
+    mosaic = cv2.resize(mosaic, (w, h), interpolation=cv2.INTER_AREA)
+    panels = [mosaic]
+    if image.shape[0] > 4:
+        panels.append(label_overlay(image[3], image[4:7]))
+    return panels
+
+
+def label_overlay(background: np.ndarray, labels: np.ndarray, opacity: float = 0.55
+                  ) -> np.ndarray:
+    """A grey slice in [-1, 1] with label channels ((3, H, W) in [-1, 1]) painted on it."""
+    out = np.repeat(_unit(background)[..., None], 3, axis=2)
+    for channel, colour in zip(labels, LABEL_COLOURS, strict=True):
+        weight = opacity * _unit(channel)[..., None]
+        out = out * (1 - weight) + colour * weight
+    return out
+
+
+def sample_panels(image: np.ndarray, dataset: str) -> list[np.ndarray]:
+    """The panels that show one sample of ``dataset`` ("rop" or "brats")."""
+    return fundus_panels(image) if dataset == "rop" else mr_panels(image)
+
+
+def sample_grid(images: np.ndarray, dataset: str, ncols: int = 4, size: int | None = None,
+                gap: int = 2) -> np.ndarray:
+    """A grid of samples, each shown as its panels side by side; (H, W, 3) uint8.
+
+    ``size`` resizes every panel (nearest-neighbour when enlarging, so pixels stay honest).
+    """
+    tiles = [np.concatenate([_pad(_resize(p, size), gap) for p in sample_panels(img, dataset)],
+                            axis=1) for img in images]
+    rows = []
+    for start in range(0, len(tiles), ncols):
+        row = tiles[start:start + ncols]
+        row += [np.zeros_like(tiles[0])] * (ncols - len(row))
+        rows.append(np.concatenate([_pad(t, gap) for t in row], axis=1))
+    return to_uint8(np.concatenate(rows, axis=0))
+
+
+def progression_strip(images_by_resolution: Sequence[np.ndarray], dataset: str,
+                      size: int = 128) -> np.ndarray:
+    """The paper's Figure 1 strip: one latent at every resolution, enlarged to ``size``.
+
+    Each entry of ``images_by_resolution`` is one (C, r, r) image; columns are resolutions,
+    rows are the sample's panels (photograph / vessel map, or mosaic / labels).
+    """
+    columns = [np.concatenate([_pad(_resize(p, size), 2) for p in sample_panels(img, dataset)],
+                              axis=0) for img in images_by_resolution]
+    return to_uint8(np.concatenate(columns, axis=1))
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """[0, 1] float -> uint8."""
+    return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+
+
+def save_png(image: np.ndarray, path: str | Path) -> Path:
+    """Write an (H, W, 3) uint8 RGB (or (H, W) grey) image as PNG, atomically."""
+    path = Path(path)
+    bgr = image[..., ::-1] if image.ndim == 3 else image
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(bgr))
+    if not ok:
+        raise ValueError(f"could not encode {path}")
+    with atomic_file(path) as fh:
+        fh.write(encoded.tobytes())
+    return path
+
+
+def _resize(panel: np.ndarray, size: int | None) -> np.ndarray:
+    if size is None or panel.shape[0] == size:
+        return panel
+    interp = cv2.INTER_NEAREST if size > panel.shape[0] else cv2.INTER_AREA
+    return cv2.resize(panel.astype(np.float32), (size, size), interpolation=interp)
+
+
+def _pad(panel: np.ndarray, gap: int) -> np.ndarray:
+    return np.pad(panel, ((gap, gap), (gap, gap), (0, 0)), constant_values=1.0)
