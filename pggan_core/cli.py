@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pggan_core.config import PROFILES, Config, load_config
+from pggan_core.config import PROFILES, Config, check_resolution, load_config
 from pggan_core.errors import PgganError
 
 
@@ -49,6 +49,8 @@ def _config(args: argparse.Namespace, dataset: str, **data: object) -> Config:
 def _data_prepare(args: argparse.Namespace) -> None:
     from pggan_core.data.prepare import prepare_dataset
 
+    if args.resolution is not None:
+        check_resolution(args.resolution, "--resolution")
     config = _config(args, args.dataset, resolution=args.resolution, seed=args.seed,
                      n_images=args.n)
     out = prepare_dataset(config, args.out, source=args.source, n_images=args.n)

@@ -69,8 +69,11 @@ def sample_grid(images: np.ndarray, dataset: str, ncols: int = 4, size: int | No
 
     ``size`` resizes every panel (nearest-neighbour when enlarging, so pixels stay honest).
     """
-    tiles = [np.concatenate([_pad(_resize(p, size), gap) for p in sample_panels(img, dataset)],
-                            axis=1) for img in images]
+    if size is not None:  # enlarge first, so the 2x2 MR mosaic keeps every source pixel
+        images = [_resize(img.transpose(1, 2, 0), size).reshape(size, size, -1)
+                  .transpose(2, 0, 1) for img in images]
+    tiles = [np.concatenate([_pad(p, gap) for p in sample_panels(img, dataset)], axis=1)
+             for img in images]
     rows = []
     for start in range(0, len(tiles), ncols):
         row = tiles[start:start + ncols]
@@ -117,3 +120,87 @@ def _resize(panel: np.ndarray, size: int | None) -> np.ndarray:
 
 def _pad(panel: np.ndarray, gap: int) -> np.ndarray:
     return np.pad(panel, ((gap, gap), (gap, gap), (0, 0)), constant_values=1.0)
+
+
+def show_panels(panels: Sequence[np.ndarray], titles: Sequence[str], ncols: int | None = None,
+                width: float = 2.6, suptitle: str | None = None):
+    """A matplotlib figure of images (grey (H, W) or RGB (H, W, 3)) with titles, no axes."""
+    import matplotlib.pyplot as plt
+
+    ncols = ncols or len(panels)
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, (width + 0.35) * nrows + 0.3),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, panel, title in zip(axes.flat, panels, titles, strict=False):
+        ax.imshow(panel, cmap="gray", vmin=panel.min() if panel.ndim == 2 else None,
+                  vmax=panel.max() if panel.ndim == 2 else None, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def fundus_pipeline_figure(fundus, data_cfg, vessel_map: np.ndarray | None = None):
+    """The paper's ROP preprocessing, step by step: photograph, grayscale, gamma, CLAHE, vessels.
+
+    ``fundus`` is a FundusImage; ``vessel_map`` (e.g. the U-Net's output) defaults to its mask.
+    """
+    from pggan_core.data import preprocess
+
+    gray = preprocess.to_gray(fundus.rgb)
+    gamma = preprocess.gamma_correct(gray, data_cfg.gamma)
+    equalised = preprocess.clahe(gamma, data_cfg.clahe_clip, data_cfg.clahe_tiles)
+    vessels = fundus.vessels if vessel_map is None else vessel_map
+    return show_panels(
+        [fundus.rgb, gray, gamma, equalised, vessels.astype(np.float32)],
+        ["photograph (RGB)", "grayscale", f"gamma {data_cfg.gamma}",
+         f"CLAHE (clip {data_cfg.clahe_clip}, {data_cfg.clahe_tiles}x{data_cfg.clahe_tiles})",
+         "vessel map"])
+
+
+def mr_pipeline_figure(volume, zvol: np.ndarray, z: int, channels: np.ndarray):
+    """One BraTS slice before and after preprocessing.
+
+    Top row: the four raw modalities and the labels; bottom row: the same slice z-scored per
+    volume and clipped as the GAN sees it (``channels`` from ``brats_slice_channels``), and
+    the label channels overlaid on FLAIR.
+    """
+    from pggan_core.data.types import MODALITIES
+
+    raw = [volume.modalities[i, :, :, z].T[::-1] for i in range(4)]
+    labels = volume.seg[:, :, z].T[::-1]
+    label_rgb = np.zeros((*labels.shape, 3))
+    for value, colour in zip((1, 2, 4), LABEL_COLOURS, strict=True):
+        label_rgb[labels == value] = colour
+    after = [channels[i] for i in range(4)] + [label_overlay(channels[3], channels[4:7])]
+    return show_panels(
+        [*raw, label_rgb, *after],
+        [f"{m} raw" for m in MODALITIES] + ["labels 1 / 2 / 4"]
+        + [f"{m} z-scored" for m in MODALITIES] + ["labels on FLAIR"],
+        ncols=5, suptitle=f"{volume.meta.get('subject', '')}, axial slice z={z}")
+
+
+def label_distribution_figure(manifest, dataset: str):
+    """Bar charts of the per-image labels in a prepared dataset's manifest."""
+    import matplotlib.pyplot as plt
+
+    if dataset == "rop":
+        columns = [("laterality", None), ("plus_severity", ["normal", "pre-plus", "plus"]),
+                   ("tortuosity", "hist")]
+    else:
+        columns = [("tumour_present", None), ("grade", None), ("slice_index", "hist")]
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.6 * len(columns), 2.8))
+    for ax, (column, order) in zip(axes, columns, strict=True):
+        if order == "hist":
+            ax.hist(manifest[column], bins=20, color="#4c72b0")
+        else:
+            counts = manifest[column].value_counts()
+            counts = counts.reindex(order, fill_value=0) if order else counts.sort_index()
+            ax.bar([str(k) for k in counts.index], counts.values, color="#4c72b0")
+        ax.set_title(column, fontsize=10)
+        ax.set_ylabel("images")
+    fig.tight_layout()
+    return fig

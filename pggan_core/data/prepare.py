@@ -133,7 +133,8 @@ def _rop_samples(config: Config, source: str | Path | None, n_images: int | None
                 vessel_map = segmenter.segment(fundus.rgb, fundus.fov)
             else:
                 vessel_map = fundus.vessels.astype(np.float32)
-            row = {"id": Path(fundus.source_file).stem if source else f"rop-{item:08d}",
+            row = {"id": _relative_id(fundus.source_file, source) if source
+                   else f"rop-{item:08d}",
                    "split": _split(index, n, data.heldout_fraction),
                    "source_file": fundus.source_file,
                    "seed": item if source is None else -1,
@@ -141,6 +142,16 @@ def _rop_samples(config: Config, source: str | Path | None, n_images: int | None
             yield preprocess.fundus_channels(fundus.rgb, vessel_map), row
 
     return generate(), n
+
+
+def _relative_id(source_file: str, source: str | Path) -> str:
+    """A unique id for a real image: its path below ``source`` without the suffix.
+
+    File stems alone collide (FIVES has ``train/Original/1_A.png`` and ``test/.../1_A.png``).
+    """
+    path, root = Path(source_file), Path(source)
+    rel = path.relative_to(root) if root.is_dir() and path.is_relative_to(root) else path
+    return rel.with_suffix("").as_posix()
 
 
 class _PhantomFundus:

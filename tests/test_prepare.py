@@ -1,0 +1,72 @@
+"""``pggan data prepare``: phantoms and real folders to a prepared dataset, and bad input."""
+
+import numpy as np
+import pytest
+
+from pggan_core.cli import main
+from pggan_core.config import load_config
+from pggan_core.data.prepare import prepare_dataset
+from pggan_core.data.store import CHANNELS, PreparedDataset
+
+
+def _rop_config(**data):
+    return load_config("smoke", "rop", {"data": {"n_images": 6, "resolution": 32,
+                                                 "vessel_channel": "mask", **data}})
+
+
+def test_rop_phantom_dataset_is_deterministic_and_labelled(tmp_path):
+    a = PreparedDataset(prepare_dataset(_rop_config(), tmp_path / "a", progress=False))
+    b = PreparedDataset(prepare_dataset(_rop_config(), tmp_path / "b", progress=False))
+    assert a.channels == CHANNELS["rop"] and a.resolutions == [4, 8, 16, 32]
+    np.testing.assert_array_equal(a.images(32), b.images(32))
+    m = a.manifest
+    assert set(m["laterality"]) <= {"OD", "OS"}
+    assert set(m["plus_severity"]) <= {"normal", "pre-plus", "plus"}
+    assert m["split"].tolist() == ["train"] * 5 + ["heldout"]  # 10 % of 6, rounded
+    assert m["source_file"].str.startswith("phantom:").all()
+    # the vessel channel is a real map, not a constant
+    vessel = a.batch(range(6), 32)[:, 3]
+    assert vessel.min() < -0.9 and vessel.max() > 0.0
+    other = prepare_dataset(_rop_config(seed=1), tmp_path / "c", progress=False)
+    assert not np.array_equal(PreparedDataset(other).images(32), a.images(32))
+
+
+def test_brats_phantom_dataset_holds_out_whole_subjects(tmp_path):
+    config = load_config("smoke", "brats", {"data": {"n_images": 6, "resolution": 32,
+                                                     "slices_per_subject": 2,
+                                                     "heldout_fraction": 0.34}})
+    ds = PreparedDataset(prepare_dataset(config, tmp_path / "b", progress=False, workers=1))
+    assert ds.channels == CHANNELS["brats"] and len(ds) == 6
+    m = ds.manifest
+    assert m["subject"].nunique() == 3
+    heldout = set(m.loc[m["split"] == "heldout", "subject"])
+    train = set(m.loc[m["split"] == "train", "subject"])
+    assert heldout and not heldout & train
+    assert {"slice_index", "tumour_present", "grade", "slice_position"} <= set(m.columns)
+    images = ds.batch(range(6), 32)
+    assert images.min() >= -1 and images.max() <= 1
+    # label channels are binary maps in {-1, +1} (up to the box filter at the edges)
+    assert np.isin(ds.images(32)[:, 4:], np.arange(256)).all()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--dataset", "ct"], "unknown dataset 'ct'"),
+    (["--dataset", "rop", "--resolution", "100"], "--resolution=100"),
+    (["--dataset", "rop", "--resolution", "1024"], "--resolution=1024"),
+    (["--dataset", "brats", "--resolution", "512"], "--resolution 512"),
+])
+def test_bad_arguments_fail_in_one_line_and_write_nothing(tmp_path, capsys, args, message):
+    out = tmp_path / "out"
+    assert main(["data", "prepare", *args, "--profile", "smoke", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_cli_prepares_a_phantom_dataset(tmp_path, capsys):
+    out = tmp_path / "rop"
+    assert main(["data", "prepare", "--dataset", "rop", "--profile", "smoke", "--n", "4",
+                 "--resolution", "16", "--seed", "3", "--out", str(out)]) == 0
+    ds = PreparedDataset(out)
+    assert len(ds) == 4 and ds.max_resolution == 16
+    assert ds.manifest["seed"].tolist() == [3_000_000 + i for i in range(4)]
