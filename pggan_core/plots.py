@@ -204,3 +204,37 @@ def label_distribution_figure(manifest, dataset: str):
         ax.set_ylabel("images")
     fig.tight_layout()
     return fig
+
+
+def save_figure(figure, run_dir: str | Path, name: str, profile: str, seed: int,
+                dataset: str | None = None) -> Path:
+    """Save a figure under ``<run>/figures/<name>.png`` (or ``.html`` for plotly) with provenance.
+
+    ``figure`` is a matplotlib Figure, a plotly Figure, or an (H, W, 3) uint8 array. Beside it
+    ``<name>.json`` records run, profile, seed, dataset, commit and build time, so a figure
+    found later says where it came from.
+    """
+    import json
+
+    from pggan_core.atomic import write_text_atomic
+    from pggan_core.book import provenance
+
+    folder = Path(run_dir) / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(figure, np.ndarray):
+        path = save_png(figure, folder / f"{name}.png")
+    elif hasattr(figure, "to_html"):  # plotly: the page loads plotly.js from beside it
+        path = folder / f"{name}.html"
+        write_text_atomic(path, figure.to_html(include_plotlyjs="directory", full_html=True))
+        if not (folder / "plotly.min.js").is_file():  # from the installed package: no CDN
+            from plotly.offline import get_plotlyjs
+
+            write_text_atomic(folder / "plotly.min.js", get_plotlyjs())
+    else:
+        path = folder / f"{name}.png"
+        with atomic_file(path) as fh:
+            figure.savefig(fh, format="png", dpi=150, bbox_inches="tight")
+    facts = {"figure": path.name, "run": str(run_dir), "dataset": dataset,
+             **provenance(profile, seed)}
+    write_text_atomic(folder / f"{name}.json", json.dumps(facts, indent=2))
+    return path
