@@ -5,6 +5,8 @@
     pggan vessels train [--profile P] [--source DIR] [--out FILE]
     pggan vessels segment --model FILE IMAGE [IMAGE ...] --out DIR
     pggan train --data DIR --profile P [--no-segmentation] [--seed S] --out RUN [--resume]
+    pggan evaluate --run RUN [--seed S]
+    pggan generate --run RUN [--n N] [--seed S] --out DIR
     pggan book [--profile P] [--check]
 
 User errors (a missing file, a bad value) print one line, ``error: ...``, and exit with 2.
@@ -97,6 +99,31 @@ def _train(args: argparse.Namespace) -> None:
     print(f"run -> {run}")
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    from pggan_core.evaluate import evaluate_run
+
+    evaluate_run(args.run, seed=args.seed)
+    print(f"-> {Path(args.run) / 'metrics.json'}")
+
+
+def _generate(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from pggan_core import plots
+    from pggan_core.atomic import atomic_file
+    from pggan_core.checkpoint import load_generator
+    from pggan_core.evaluate import generate
+
+    G, info = load_generator(args.run)
+    config = info["config"]
+    images = generate(G, args.n, info["resolution"], config.model.latent_dim, args.seed)
+    out = Path(args.out)
+    with atomic_file(out / "generated.npy") as fh:
+        np.save(fh, images)
+    plots.save_png(plots.sample_grid(images, config.data.dataset, ncols=8), out / "grid.png")
+    print(f"{args.n} images ({info['resolution']} px, channels {info['channels']}) -> {out}")
+
+
 def _book(args: argparse.Namespace) -> None:
     from pggan_core.book import build_book
 
@@ -146,6 +173,18 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int)
     profile_arg(tr)
     tr.set_defaults(func=_train)
+
+    ev = sub.add_parser("evaluate", help="SWD, MS-SSIM, vessel AUC, ... -> RUN/metrics.json")
+    ev.add_argument("--run", required=True)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.set_defaults(func=_evaluate)
+
+    gen = sub.add_parser("generate", help="images from a trained run (EMA generator)")
+    gen.add_argument("--run", required=True)
+    gen.add_argument("--n", type=int, default=64)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--out", required=True)
+    gen.set_defaults(func=_generate)
 
     book = sub.add_parser("book", help="execute every notebook and build the Jupyter Book")
     book.add_argument("--check", action="store_true", help="check the pages in Chromium")

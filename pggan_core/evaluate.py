@@ -179,3 +179,77 @@ def ensure_evaluated(run_dir: str | Path, seed: int = 0, progress: bool = True
         if result.get("seed") == seed:
             return result
     return evaluate_run(run_dir, seed=seed, progress=progress)
+
+
+def structure_stats(images: np.ndarray, dataset: str, segmenter=None, scale_to: int = 256
+                    ) -> dict[str, np.ndarray]:
+    """Anatomy measured from the image channels alone, so runs without segmentation compare.
+
+    Fundus: the vessel U-Net's map of the photograph (probability > 0.5), then vessel density,
+    branch points and tortuosity. MRI: the share of the brain that is FLAIR-hyperintense
+    (z > 2, oedema-like) and T1c-enhancing (z > 2, enhancing-tumour-like).
+    """
+    if dataset == "rop":
+        vessels = segment_vessels(segmenter, images, scale_to) > 0.5
+        return domain_stats.fundus_stats(vessels, fundus_fov(images))
+    brain = brain_mask(images)
+    area = np.maximum(brain.sum(axis=(1, 2)), 1)
+    bright = 0.5  # channels are z / z_clip with z_clip 4 by default: 0.5 means z > 2
+    return {"flair_hyperintense_fraction": ((images[:, 3] > bright) & brain).sum((1, 2)) / area,
+            "t1c_enhancing_fraction": ((images[:, 1] > bright) & brain).sum((1, 2)) / area}
+
+
+def compare_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0
+                     ) -> dict[str, Any]:
+    """The paper's Figure 3 as numbers: same budget, with and without segmentation channels.
+
+    Both runs are judged on their image channels only: SWD to the real images and the
+    structure statistics of ``structure_stats``, each against the same real images. Writes
+    ``ablation.json`` into ``seg_run`` and returns it.
+    """
+    seg_run, noseg_run = Path(seg_run), Path(noseg_run)
+    run_info = json.loads((seg_run / "run.json").read_text())
+    dataset, data = run_info["dataset"], PreparedDataset(run_info["data_dir"])
+    n_image = IMAGE_CHANNELS[dataset]
+    runs = {"with segmentation": seg_run, "without segmentation": noseg_run}
+    generators = {name: load_generator(path) for name, path in runs.items()}
+    info = generators["with segmentation"][1]
+    config, resolution = info["config"], info["resolution"]
+    train_idx = data.split_indices("train")
+    n = min(config.eval.n_generated, len(train_idx))
+    real = data.batch(np.random.default_rng(seed).choice(train_idx, n, replace=False),
+                      resolution)[:, :n_image]
+    segmenter = _vessel_segmenter(config) if dataset == "rop" else None
+    scale = config.vessels.train_resolution
+    real_stats = structure_stats(real, dataset, segmenter, scale)
+    swd_kwargs = {"n_descriptors": config.eval.swd_descriptors,
+                  "n_projections": config.eval.swd_projections}
+    result: dict[str, Any] = {"dataset": dataset, "resolution": resolution, "n": n,
+                              "seed": seed, "runs": {}}
+    for name, (G, _) in generators.items():
+        fake = generate(G, n, resolution, config.model.latent_dim, seed)[:, :n_image]
+        table = domain_stats.compare_distributions(
+            real_stats, structure_stats(fake, dataset, segmenter, scale))
+        result["runs"][name] = {
+            "run": str(runs[name]),
+            "swd_mean": metrics.sliced_wasserstein(real, fake, seed=seed,
+                                                   **swd_kwargs)["swd_mean"],
+            "structure": table.reset_index().to_dict(orient="records"),
+        }
+    write_text_atomic(seg_run / "ablation.json", json.dumps(result, indent=2, default=float))
+    return result
+
+
+def ablation_table(result: dict[str, Any]) -> pd.DataFrame:
+    """One row per statistic: real mean, and each run's mean and distance to real."""
+    rows: dict[str, dict[str, Any]] = {}
+    for name, run in result["runs"].items():
+        rows.setdefault("SWD x1e3 to real (image channels)", {})[f"{name} (mean)"] = \
+            run["swd_mean"]
+        for stat in run["structure"]:
+            row = rows.setdefault(stat["statistic"], {"real (mean)": stat["real_mean"]})
+            row[f"{name} (mean)"] = stat["fake_mean"]
+            row[f"{name}: distance to real"] = stat["wasserstein"]
+    columns = ["real (mean)"] + [f"{name}{suffix}" for name in result["runs"]
+                                 for suffix in (" (mean)", ": distance to real")]
+    return pd.DataFrame.from_dict(rows, orient="index").reindex(columns=columns)

@@ -129,7 +129,8 @@ def show_panels(panels: Sequence[np.ndarray], titles: Sequence[str], ncols: int 
 
     ncols = ncols or len(panels)
     nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, (width + 0.35) * nrows + 0.3),
+    height = width * max(p.shape[0] / p.shape[1] for p in panels)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, (height + 0.35) * nrows + 0.3),
                              squeeze=False)
     for ax in axes.flat:
         ax.axis("off")

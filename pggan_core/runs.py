@@ -1,0 +1,56 @@
+"""Make-or-reuse for the book: the prepared dataset and the trained run of (dataset, profile).
+
+A book build executes every notebook; training is the expensive step, so a run whose folder
+already holds a finished training of exactly the same configuration is reused, a run that was
+interrupted is resumed, and anything else is trained from scratch.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import yaml
+
+from pggan_core.config import Config, load_config
+from pggan_core.data.prepare import ensure_prepared
+from pggan_core.paths import prepared_dir, run_dir
+from pggan_core.train import is_finished, train
+
+
+def run_config(dataset: str, profile: str, seed: int = 0) -> Config:
+    """The configuration of a book run: the profile, with ``seed`` for data and training."""
+    return load_config(profile, dataset, {"data": {"seed": seed}, "train": {"seed": seed}})
+
+
+def ensure_run(dataset: str, profile: str, with_segmentation: bool = True, seed: int = 0,
+               source: str | Path | None = None, progress: bool = True) -> Path:
+    """The finished run folder of (dataset, profile, variant), preparing and training if needed.
+
+    The prepared dataset goes to ``data/prepared/<dataset>-<profile>`` (a real ``source``
+    folder is prepared instead of the phantom) and the run to
+    ``runs/<dataset>/<profile>/seg|noseg``.
+    """
+    config = run_config(dataset, profile, seed)
+    data_dir = prepared_dir(dataset, profile) if source is None else \
+        prepared_dir(f"{dataset}-{Path(source).name}", profile)
+    ensure_prepared(config, data_dir, source=source, progress=progress)
+    out = run_dir(dataset, profile, "seg" if with_segmentation else "noseg")
+    if not is_finished(out, config, with_segmentation):
+        _set_aside_if_stale(out, config)
+        resume = (out / "checkpoints").is_dir()
+        train(config, data_dir, out, with_segmentation=with_segmentation, resume=resume,
+              progress=progress)
+    return out
+
+
+def _set_aside_if_stale(out: Path, config: Config) -> None:
+    """Rename a run made with another configuration to ``<name>.stale-<time>`` (kept, not lost).
+
+    Resuming it would mix two configurations; deleting it would lose someone's work.
+    """
+    saved = out / "config.yaml"
+    if saved.is_file() and yaml.safe_load(saved.read_text()) != config.to_dict():
+        aside = out.with_name(f"{out.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+        out.rename(aside)
+        print(f"{out} was trained with another configuration; moved it to {aside}")
