@@ -115,6 +115,8 @@ def _resize(panel: np.ndarray, size: int | None) -> np.ndarray:
     if size is None or panel.shape[0] == size:
         return panel
     interp = cv2.INTER_NEAREST if size > panel.shape[0] else cv2.INTER_AREA
+    if panel.ndim == 3 and panel.shape[2] > 4:  # OpenCV resizes at most 4 channels at once
+        return np.stack([_resize(panel[..., c], size) for c in range(panel.shape[2])], axis=2)
     return cv2.resize(panel.astype(np.float32), (size, size), interpolation=interp)
 
 
@@ -239,3 +241,29 @@ def save_figure(figure, run_dir: str | Path, name: str, profile: str, seed: int,
              **provenance(profile, seed)}
     write_text_atomic(folder / f"{name}.json", json.dumps(facts, indent=2))
     return path
+
+
+def phantom_overview(n: int = 4, size: int = 192, seed: int = 0) -> np.ndarray:
+    """The README's picture: ``n`` fundus phantoms (photograph + vessels) above ``n`` MR slices.
+
+    Every sample goes through the same preprocessing as the training data.
+    """
+    from pggan_core.config import DataConfig
+    from pggan_core.data import preprocess
+    from pggan_core.data.brain_phantom import BrainPhantom
+    from pggan_core.data.fundus_phantom import render_fundus
+
+    fundus = []
+    for i in range(n):
+        sample = render_fundus(seed + i, size)
+        fundus.append(preprocess.fundus_channels(sample.rgb, sample.vessels))
+    data, phantom, slices = DataConfig(), BrainPhantom(), []
+    for i in range(n):
+        volume = phantom.subject(seed + i)
+        zvol = preprocess.zscore_volume(volume.modalities, volume.brain_mask, volume.source_file)
+        z = int(np.argmax((volume.seg > 0).sum(axis=(0, 1))))
+        slices.append(preprocess.brats_slice_channels(zvol, volume.seg, volume.brain_mask, z,
+                                                      data.pad_to, data.z_clip))
+    top = sample_grid(np.stack(fundus), "rop", ncols=n, size=size)
+    bottom = sample_grid(np.stack(slices), "brats", ncols=n, size=size)
+    return np.concatenate([top, bottom], axis=0)
