@@ -5,6 +5,7 @@
     pggan vessels train [--profile P] [--source DIR] [--out FILE]
     pggan vessels segment --model FILE IMAGE [IMAGE ...] --out DIR
     pggan train --data DIR --profile P [--no-segmentation] [--seed S] --out RUN [--resume]
+    pggan encode --run RUN [--iterations N]
     pggan evaluate --run RUN [--seed S]
     pggan generate --run RUN [--n N] [--seed S] --out DIR
     pggan book [--profile P] [--check]
@@ -99,6 +100,14 @@ def _train(args: argparse.Namespace) -> None:
     print(f"run -> {run}")
 
 
+def _encode(args: argparse.Namespace) -> None:
+    from pggan_core.latent import encode_run
+
+    result = encode_run(Path(args.run), iterations=args.iterations)
+    print(f"encoder R2 {result['r2']:.3f} on held-out generated images -> "
+          f"{Path(args.run) / 'encoder.pt'}, {Path(args.run) / 'latents.npz'}")
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     from pggan_core.evaluate import evaluate_run
 
@@ -173,6 +182,11 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int)
     profile_arg(tr)
     tr.set_defaults(func=_train)
+
+    enc = sub.add_parser("encode", help="train the latent encoder; encode the training set")
+    enc.add_argument("--run", required=True)
+    enc.add_argument("--iterations", type=int)
+    enc.set_defaults(func=_encode)
 
     ev = sub.add_parser("evaluate", help="SWD, MS-SSIM, vessel AUC, ... -> RUN/metrics.json")
     ev.add_argument("--run", required=True)

@@ -1,0 +1,427 @@
+"""The latent encoder, GAN inversion and the latent-space tools behind Figures 4 and 5.
+
+Beers et al. (2018, "Network Architectures") trained "a network for encoding images using the
+same network architecture as the discriminator, with the exception of terminating in a
+128-vector output with a mean-squared error cost function", fed with images the trained PGGAN
+generates, "in a non-progressive manner for 20,000 iterations under the same training
+conditions as the primary PGGAN". Encoding held-out real images and regenerating them gives
+Figure 4 ("Image Variety"); encoding the training set and projecting the latents with t-SNE
+gives Figure 5 ("Latent Space Expression"), where left/right eye is the primary distinction.
+
+``encode_run`` does the whole step for one run folder and writes ``encoder.pt``,
+``encoder.json``, ``latents.npz`` and ``figures/encoder_reconstructions.{png,npz,json}``.
+The rest are small functions the notebooks use: t-SNE, cross-validated k-nearest-neighbour
+scores that put numbers on what the t-SNE shows, spherical interpolation and principal
+directions of the encoded latents.
+
+One subtlety: the generator pixel-normalises its input, so it only sees a latent's direction;
+the length of z cannot be recovered from an image. For a 128-vector that costs the encoder at
+most about 0.5/128 of each dimension's variance, i.e. R² can reach ~0.996, not 1.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from scipy.stats import spearmanr
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+from sklearn.metrics import r2_score
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict, cross_val_score
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from pggan_core import plots
+from pggan_core.atomic import atomic_file, write_text_atomic
+from pggan_core.checkpoint import has_checkpoint, load_generator
+from pggan_core.config import Config
+from pggan_core.data.store import PreparedDataset
+from pggan_core.errors import DataError, RunNotFoundError
+from pggan_core.networks import Encoder
+from pggan_core.paths import prepared_dir
+
+R2_SAMPLES = 256  # generated images the latent-recovery R² is measured on (never trained on)
+R2_SEED = 1_000_003  # their latents come from their own stream, apart from the training draws
+REFINE_LR = 0.05  # Adam step size for per-image latent refinement
+FIGURE4_COLUMNS = 8  # held-out images shown in the Figure 4 grid
+BATCH = 64  # images per forward pass when only inferring
+
+
+def pick_device(config: Config) -> torch.device:
+    """``config.train.device`` resolved: "auto" takes CUDA when there is one."""
+    wanted = config.train.device
+    use_cuda = torch.cuda.is_available() if wanted == "auto" else wanted == "cuda"
+    return torch.device("cuda" if use_cuda else "cpu")
+
+
+def require_run(run_dir: str | Path) -> Path:
+    """``run_dir`` if it holds a trained generator, else a RunNotFoundError naming the fix."""
+    run_dir = Path(run_dir)
+    if not has_checkpoint(run_dir / "checkpoints"):
+        dataset, profile = run_dir.parts[-3], run_dir.parts[-2]
+        raise RunNotFoundError(
+            f"{run_dir} has no trained generator: run `papermill notebooks/03_train.md out.ipynb "
+            f"-p dataset {dataset} -p profile {profile}` (or `pggan train`) first")
+    return run_dir
+
+
+# ---------------------------------------------------------------------------------------------
+# generating, training the encoder, measuring it
+
+
+@torch.no_grad()
+def generate(G: nn.Module, z: Tensor | np.ndarray, resolution: int, alpha: float = 1.0,
+             batch: int = BATCH) -> np.ndarray:
+    """Images ``(N, C, R, R)`` float32 for latents ``z`` ``(N, latent_dim)``, in batches."""
+    device = next(G.parameters()).device
+    z = torch.as_tensor(np.asarray(z, dtype=np.float32) if isinstance(z, np.ndarray) else z)
+    chunks = [G(z[i:i + batch].to(device), resolution, alpha).float().cpu()
+              for i in range(0, len(z), batch)]
+    return torch.cat(chunks).numpy()
+
+
+def train_encoder(G: nn.Module, config: Config, resolution: int, alpha: float = 1.0,
+                  iterations: int | None = None, progress: bool = True
+                  ) -> tuple[Encoder, list[float]]:
+    """Train an Encoder to map ``G``'s images back to the latents that made them.
+
+    Every iteration draws fresh latents z ~ N(0, I), generates a batch and takes one Adam step
+    on MSE(E(G(z)), z): lr ``config.encoder.lr``, betas and eps of the GAN's own Adam.
+    Returns the encoder (eval mode) and the loss of every iteration.
+    """
+    device = next(G.parameters()).device
+    iterations = config.encoder.iterations if iterations is None else iterations
+    batch = config.encoder.batch_size
+    torch.manual_seed(config.train.seed)
+    encoder = Encoder(config.model, G.channels, resolution).to(device)
+    t = config.train
+    opt = torch.optim.Adam(encoder.parameters(), lr=config.encoder.lr, betas=t.betas, eps=t.eps)
+    losses = []
+    for _ in tqdm(range(iterations), desc="encoder", unit="it", disable=not progress):
+        z = torch.randn(batch, G.latent_dim, device=device)
+        with torch.no_grad():
+            images = G(z, resolution, alpha)
+        loss = F.mse_loss(encoder(images), z)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return encoder.eval().requires_grad_(False), losses
+
+
+@torch.no_grad()
+def encode(encoder: Encoder, images: np.ndarray, batch: int = BATCH) -> np.ndarray:
+    """Latents ``(N, latent_dim)`` float32 for images ``(N, C, R, R)`` in [-1, 1]."""
+    device = next(encoder.parameters()).device
+    out = [encoder(torch.from_numpy(np.ascontiguousarray(images[i:i + batch])).to(device))
+           .float().cpu() for i in range(0, len(images), batch)]
+    return torch.cat(out).numpy() if out else np.zeros((0, encoder.latent_dim), np.float32)
+
+
+def latent_r2(encoder: Encoder, G: nn.Module, resolution: int, alpha: float = 1.0,
+              n: int = R2_SAMPLES, seed: int = R2_SEED) -> float:
+    """R² of predicted vs true latents on ``n`` freshly generated images.
+
+    sklearn's ``r2_score`` with ``multioutput="uniform_average"``: every latent dimension
+    counts equally (all have unit variance, so variance weighting would barely differ).
+    0 is the score of always predicting the mean latent, i.e. chance.
+    """
+    z = torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(seed))
+    predicted = encode(encoder, generate(G, z, resolution, alpha))
+    return float(r2_score(z.numpy(), predicted, multioutput="uniform_average"))
+
+
+def refine_latents(G: nn.Module, z: np.ndarray, images: np.ndarray, resolution: int,
+                   alpha: float = 1.0, steps: int = 50, lr: float = REFINE_LR) -> np.ndarray:
+    """Improve each latent by ``steps`` Adam steps on the MSE between G(z) and its image.
+
+    The error covers every channel the generator makes, segmentation maps included, so the
+    vessel tree (or tumour labels) pulls the latent as much as the photograph does.
+    """
+    device = next(G.parameters()).device
+    z = torch.tensor(z, dtype=torch.float32, device=device, requires_grad=True)
+    target = torch.from_numpy(images).to(device)
+    opt = torch.optim.Adam([z], lr=lr)
+    for _ in range(steps):
+        # summed over images so each image's step size does not depend on the batch size
+        loss = F.mse_loss(G(z, resolution, alpha), target, reduction="none").mean(
+            dim=(1, 2, 3)).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return z.detach().cpu().numpy()
+
+
+def reconstruction_mse(images: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
+    """Per-image mean squared error over all channels and pixels (values in [-1, 1])."""
+    return ((images - reconstructions) ** 2).mean(axis=(1, 2, 3))
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole step for one run folder
+
+
+def encode_run(run_dir: str | Path, iterations: int | None = None, progress: bool = True
+               ) -> dict[str, Any]:
+    """Train the encoder for a run, measure it, and encode the run's real images.
+
+    Writes into ``run_dir``: ``encoder.pt`` (state dict; load with ``weights_only=True``),
+    ``encoder.json`` (the returned summary), ``latents.npz`` (every training image's latent,
+    manifest index and labels; see ``load_latents``) and
+    ``figures/encoder_reconstructions.{png,npz,json}`` (Figure 4: held-out reals, their
+    regeneration from the encoder's latent and, with ``refine_steps``, from the refined one).
+    """
+    run_dir = require_run(run_dir)
+    started = time.perf_counter()
+    G, info = load_generator(run_dir)
+    config: Config = info["config"]
+    device = pick_device(config)
+    G = G.to(device)
+    resolution, alpha = int(info["resolution"]), float(info["alpha"])
+    data = PreparedDataset(run_data_dir(run_dir, config))
+    n_channels = len(info["channels"])
+
+    encoder, losses = train_encoder(G, config, resolution, alpha, iterations, progress)
+    with atomic_file(run_dir / "encoder.pt") as fh:
+        torch.save(encoder.state_dict(), fh)
+    r2 = latent_r2(encoder, G, resolution, alpha)
+
+    heldout = data.split_indices("heldout")
+    reals = data.batch(heldout, resolution)[:, :n_channels]
+    z_encoded = encode(encoder, reals)
+    from_encoder = generate(G, z_encoded, resolution, alpha)
+    steps = config.encoder.refine_steps
+    z_refined = (refine_latents(G, z_encoded, reals, resolution, alpha, steps)
+                 if steps > 0 and len(reals) else None)
+    from_refined = generate(G, z_refined, resolution, alpha) if z_refined is not None else None
+    _save_figure4(run_dir, config, reals, from_encoder, from_refined, heldout)
+
+    train_idx = data.split_indices("train")
+    train_latents = encode(encoder, _batched_reals(data, train_idx, resolution, n_channels))
+    save_latents(run_dir / "latents.npz", train_latents, data.manifest.iloc[train_idx])
+
+    summary = {
+        "r2": r2, "r2_multioutput": "uniform_average", "r2_samples": R2_SAMPLES,
+        "iterations": len(losses), "batch_size": config.encoder.batch_size,
+        "lr": config.encoder.lr, "loss_first": losses[0] if losses else None,
+        "loss_last": float(np.mean(losses[-10:])) if losses else None,
+        "losses": _thin(losses, 200),
+        "heldout_images": len(reals),
+        "heldout_mse_encoder": _mean(reconstruction_mse(reals, from_encoder)),
+        "refine_steps": steps if from_refined is not None else 0,
+        "heldout_mse_refined": (_mean(reconstruction_mse(reals, from_refined))
+                                if from_refined is not None else None),
+        "train_images_encoded": len(train_latents), "resolution": resolution, "alpha": alpha,
+        "generator_step": int(info["step"]), "generator_ema": bool(info["ema"]),
+        "channels": list(info["channels"]), "device": str(device),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    write_text_atomic(run_dir / "encoder.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def load_encoder(run_dir: str | Path, map_location: str = "cpu") -> Encoder:
+    """The run's trained encoder (read with ``weights_only=True``, so the file runs no code)."""
+    run_dir = Path(run_dir)
+    path = run_dir / "encoder.pt"
+    if not path.is_file():
+        raise RunNotFoundError(f"{path} is missing: run `pggan encode --run {run_dir}` or "
+                               "notebooks/06_encoder.md first")
+    _, info = load_generator(run_dir, map_location=map_location)
+    encoder = Encoder(info["config"].model, len(info["channels"]), int(info["resolution"]))
+    encoder.load_state_dict(torch.load(path, map_location=map_location, weights_only=True))
+    return encoder.eval().requires_grad_(False)
+
+
+def save_latents(path: str | Path, latents: np.ndarray, manifest: pd.DataFrame) -> None:
+    """Write ``latents.npz``: ``latents`` (N, D), ``index`` (manifest row index) and one array
+    per manifest column, named ``label_<column>`` (strings stored as unicode, no pickles)."""
+    arrays = {"latents": latents.astype(np.float32),
+              "index": manifest["index"].to_numpy() if "index" in manifest else
+              manifest.index.to_numpy()}
+    for column in manifest.columns.drop("index", errors="ignore"):
+        values = manifest[column].to_numpy()
+        arrays[f"label_{column}"] = values.astype(str) if values.dtype == object else values
+    with atomic_file(path) as fh:
+        np.savez(fh, **arrays)
+
+
+def load_latents(run_dir: str | Path) -> tuple[np.ndarray, pd.DataFrame]:
+    """``latents.npz`` of a run as (latents (N, D), labels table with an ``index`` column)."""
+    path = Path(run_dir) / "latents.npz"
+    if not path.is_file():
+        raise RunNotFoundError(f"{path} is missing: run `pggan encode --run {run_dir}` or "
+                               "notebooks/06_encoder.md first")
+    with np.load(path, allow_pickle=False) as npz:
+        labels = pd.DataFrame({"index": npz["index"],
+                               **{k[len("label_"):]: npz[k] for k in npz.files
+                                  if k.startswith("label_")}})
+        return npz["latents"], labels
+
+
+def run_data_dir(run_dir: str | Path, config: Config) -> Path:
+    """The prepared dataset the run was trained on (``run.json``), else the profile default."""
+    run_info = Path(run_dir) / "run.json"
+    if run_info.is_file():
+        recorded = json.loads(run_info.read_text()).get("data_dir")
+        if recorded and Path(recorded).is_dir():
+            return Path(recorded)
+    folder = prepared_dir(config.data.dataset, config.profile)
+    if not (folder / "dataset.json").is_file():
+        raise DataError(f"{folder}: the prepared dataset of {run_dir} is missing; run "
+                        f"`pggan data prepare --dataset {config.data.dataset} --profile "
+                        f"{config.profile}` first")
+    return folder
+
+
+def _batched_reals(data: PreparedDataset, indices: np.ndarray, resolution: int,
+                   n_channels: int) -> np.ndarray:
+    chunks = [data.batch(indices[i:i + 512], resolution)[:, :n_channels]
+              for i in range(0, len(indices), 512)]
+    return np.concatenate(chunks) if chunks else np.zeros((0, n_channels, resolution,
+                                                            resolution), np.float32)
+
+
+def _save_figure4(run_dir: Path, config: Config, reals: np.ndarray, from_encoder: np.ndarray,
+                  from_refined: np.ndarray | None, heldout: np.ndarray) -> None:
+    """Rows: held-out reals, regenerated from the encoder's latent, [from the refined one]."""
+    if len(reals) == 0:
+        return
+    shown = slice(0, FIGURE4_COLUMNS)
+    rows = [reals[shown], from_encoder[shown]]
+    rows += [from_refined[shown]] if from_refined is not None else []
+    grid = plots.sample_grid(np.concatenate(rows), config.data.dataset, ncols=len(rows[0]),
+                             size=max(64, reals.shape[-1]))
+    plots.save_figure(grid, run_dir, "encoder_reconstructions", config.profile,
+                      config.train.seed, config.data.dataset)
+    # the arrays behind the picture, for notebooks that lay it out with titles
+    with atomic_file(run_dir / "figures" / "encoder_reconstructions.npz") as fh:
+        np.savez_compressed(fh, reals=reals[shown], from_encoder=from_encoder[shown],
+                            from_refined=(from_refined[shown] if from_refined is not None
+                                          else np.zeros((0,), np.float32)),
+                            manifest_index=heldout[shown])
+
+
+def _thin(values: list[float], keep: int) -> list[float]:
+    """At most ``keep`` evenly spaced values (a loss curve for a JSON file, not a log)."""
+    if len(values) <= keep:
+        return [float(v) for v in values]
+    return [float(values[i]) for i in np.linspace(0, len(values) - 1, keep).astype(int)]
+
+
+def _mean(values: np.ndarray) -> float | None:
+    return float(values.mean()) if len(values) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# latent-space tools
+
+
+def tsne_embedding(latents: np.ndarray, perplexity: float = 30.0, seed: int = 0) -> np.ndarray:
+    """A 2-D t-SNE of ``latents`` (sklearn; PCA initialisation, automatic learning rate).
+
+    The perplexity is clipped to (n - 1) / 3 so small sets still embed (sklearn requires it
+    below n; a third keeps each point's neighbourhood smaller than the whole set).
+    """
+    n = len(latents)
+    if n < 4:
+        raise DataError(f"t-SNE needs at least 4 latents, got {n}: encode more images")
+    perplexity = float(min(perplexity, (n - 1) / 3))
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
+                random_state=seed)
+    return tsne.fit_transform(np.asarray(latents, dtype=np.float64)).astype(np.float32)
+
+
+def knn_accuracy(latents: np.ndarray, labels: np.ndarray | pd.Series, k: int = 5,
+                 folds: int = 5, seed: int = 0) -> dict[str, float]:
+    """Cross-validated k-nearest-neighbour accuracy of predicting ``labels`` from latents.
+
+    Returns ``accuracy`` (mean over stratified folds), ``std``, ``chance`` (the majority
+    class's share: what always guessing it scores), ``n``, ``k`` and ``folds``. Images of a
+    class seen only once are left out (``n`` counts the rest); folds are capped by the rarest
+    class's count, k by the smallest training fold.
+    """
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    # a class seen once cannot be both trained on and tested: leave its image out
+    keep = np.isin(labels, classes[counts >= 2])
+    latents, labels = np.asarray(latents)[keep], labels[keep]
+    classes, counts = classes[counts >= 2], counts[counts >= 2]
+    if len(classes) < 2:
+        raise DataError(f"k-NN accuracy needs two classes with 2+ images each, got "
+                        f"{dict(zip(*np.unique(labels, return_counts=True), strict=True))}")
+    folds = int(min(folds, counts.min()))
+    k = int(min(k, len(labels) - len(labels) // folds - 1))
+    split = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    scores = cross_val_score(KNeighborsClassifier(k), latents, labels, cv=split)
+    return {"accuracy": float(scores.mean()), "std": float(scores.std()),
+            "chance": float(counts.max() / counts.sum()), "n": len(labels), "k": k,
+            "folds": folds}
+
+
+def knn_correlation(latents: np.ndarray, values: np.ndarray | pd.Series, k: int = 5,
+                    folds: int = 5, seed: int = 0) -> dict[str, float]:
+    """How well a continuous label (e.g. slice position) follows from latent neighbours.
+
+    Each image's value is predicted as the mean of its k nearest latents in the other folds;
+    returns the Spearman correlation and R² of prediction vs truth (0 is chance for both).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 4:
+        raise DataError(f"k-NN correlation needs at least 4 latents, got {len(values)}")
+    folds = int(min(folds, len(values) // 2))
+    k = int(min(k, len(values) - len(values) // folds - 1))
+    predicted = cross_val_predict(KNeighborsRegressor(k), latents, values,
+                                  cv=KFold(folds, shuffle=True, random_state=seed))
+    return {"spearman": float(spearmanr(values, predicted).statistic),
+            "r2": float(r2_score(values, predicted)), "n": len(values), "k": k, "folds": folds}
+
+
+def slerp(z0: np.ndarray, z1: np.ndarray, t: np.ndarray | float) -> np.ndarray:
+    """Spherical interpolation from ``z0`` (t = 0) to ``z1`` (t = 1); ``(len(t), D)``.
+
+    The great circle keeps latents at a typical length, where a straight line would pass
+    through the low-norm middle that Gaussian latents rarely visit (White 2016). Lengths are
+    interpolated linearly; nearly parallel endpoints fall back to a straight line.
+    """
+    t = np.atleast_1d(np.asarray(t, dtype=np.float64))[:, None]
+    z0, z1 = np.asarray(z0, np.float64), np.asarray(z1, np.float64)
+    n0, n1 = np.linalg.norm(z0), np.linalg.norm(z1)
+    cos = np.clip(z0 @ z1 / (n0 * n1), -1.0, 1.0)
+    omega = np.arccos(cos)
+    if np.sin(omega) < 1e-6:
+        return ((1 - t) * z0 + t * z1).astype(np.float32)
+    u0, u1 = z0 / n0, z1 / n1
+    direction = (np.sin((1 - t) * omega) * u0 + np.sin(t * omega) * u1) / np.sin(omega)
+    return (direction * ((1 - t) * n0 + t * n1)).astype(np.float32)
+
+
+def principal_directions(latents: np.ndarray, n: int = 3) -> tuple[np.ndarray, np.ndarray,
+                                                                    np.ndarray]:
+    """The mean latent, the top ``n`` principal directions (unit rows) and their std devs."""
+    pca = PCA(n_components=min(n, *latents.shape)).fit(latents)
+    return (pca.mean_.astype(np.float32), pca.components_.astype(np.float32),
+            np.sqrt(pca.explained_variance_).astype(np.float32))
+
+
+def path_by_value(latents: np.ndarray, values: np.ndarray, n_steps: int = 8
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Latents along a label's range: the mean latent of each of ``n_steps`` quantile bins.
+
+    E.g. BraTS slice position, low to high: generating these walks through the brain. A mean
+    of latents is shorter than its members, which does not matter to a generator that
+    pixel-normalises its input. Returns (bin centre values, latents (n_steps, D)).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(values, kind="stable")
+    bins = [b for b in np.array_split(order, min(n_steps, len(values))) if len(b)]
+    centres = np.array([values[b].mean() for b in bins])
+    return centres, np.stack([latents[b].mean(axis=0) for b in bins]).astype(np.float32)

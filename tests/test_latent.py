@@ -1,0 +1,189 @@
+"""The latent encoder, inversion and latent-space tools (pggan_core/latent.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pggan_core.config import load_config
+from pggan_core.data.prepare import prepare_dataset
+from pggan_core.data.store import PreparedDataset
+from pggan_core.errors import DataError, RunNotFoundError
+from pggan_core.latent import (
+    encode_run,
+    knn_accuracy,
+    knn_correlation,
+    latent_r2,
+    load_encoder,
+    load_latents,
+    path_by_value,
+    require_run,
+    slerp,
+    train_encoder,
+    tsne_embedding,
+)
+from pggan_core.networks import Encoder, Generator
+from pggan_core.train import train
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The machine is shared: one intra-op thread keeps these tests fast and predictable."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """8 phantom fundus images at 16 px and a smoke GAN trained for a few steps up to 8 px."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("latent")
+    config = load_config("smoke", "rop", {
+        "data": {"n_images": 8, "resolution": 16},
+        "schedule": {"max_resolution": 8, "fade_iterations": 2, "stable_iterations": 2},
+        "train": {"checkpoint_every": 100},
+        "encoder": {"iterations": 6, "batch_size": 4, "refine_steps": 2}})
+    data = prepare_dataset(config, root / "data", progress=False, workers=1)
+    return train(config, data, root / "runs" / "rop" / "smoke" / "seg", progress=False)
+
+
+@pytest.fixture(scope="module")
+def encoded(tiny_run) -> dict:
+    return encode_run(tiny_run, progress=False)
+
+
+def test_encoder_inverts_a_generator_better_than_chance():
+    # an untrained generator is still a fixed function of z: the encoder only has to invert it
+    # a small latent keeps the test fast; the smoke profile's 32 learns the same way, slower
+    config = load_config("smoke", "rop", {"model": {"latent_dim": 8},
+                                          "encoder": {"iterations": 150, "batch_size": 8,
+                                                      "lr": 3e-3}})
+    torch.manual_seed(0)
+    G = Generator(config.model, 4, 8).eval().requires_grad_(False)
+    encoder, losses = train_encoder(G, config, 8, progress=False)
+    assert np.mean(losses[-20:]) < np.mean(losses[:20])
+    r2 = latent_r2(encoder, G, 8)
+    assert r2 > 0.2, f"latent R² {r2:.3f} is no better than predicting the mean (0)"
+
+
+def test_encode_run_writes_encoder_latents_and_figure(tiny_run, encoded):
+    data = PreparedDataset(json.loads((tiny_run / "run.json").read_text())["data_dir"])
+    train_rows = data.manifest[data.manifest["split"] == "train"]
+
+    summary = json.loads((tiny_run / "encoder.json").read_text())
+    assert summary["r2_multioutput"] == "uniform_average"
+    assert summary["iterations"] == 6 and len(summary["losses"]) == 6
+    assert summary["heldout_images"] == (data.manifest["split"] == "heldout").sum() >= 1
+    assert summary["heldout_mse_encoder"] > 0 and summary["heldout_mse_refined"] > 0
+
+    latents, labels = load_latents(tiny_run)
+    assert latents.shape == (len(train_rows), 32) and latents.dtype == np.float32
+    assert np.isfinite(latents).all()
+    np.testing.assert_array_equal(labels["index"], train_rows["index"])
+    np.testing.assert_array_equal(labels["laterality"], train_rows["laterality"])
+    with np.load(tiny_run / "latents.npz", allow_pickle=False) as npz:
+        assert {"latents", "index", "label_laterality", "label_split"} <= set(npz.files)
+
+    state = torch.load(tiny_run / "encoder.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    encoder = load_encoder(tiny_run)
+    assert isinstance(encoder, Encoder) and encoder.resolution == summary["resolution"] == 8
+    # the saved encoder gives the saved latents
+    first = data.batch(train_rows["index"].to_numpy()[:2], 8)
+    np.testing.assert_allclose(encoder(torch.from_numpy(first)).numpy(), latents[:2], atol=1e-5)
+
+    figures = tiny_run / "figures"
+    assert (figures / "encoder_reconstructions.png").stat().st_size > 0
+    with np.load(figures / "encoder_reconstructions.npz") as fig4:
+        assert fig4["reals"].shape == fig4["from_encoder"].shape == fig4["from_refined"].shape
+    assert "commit" in json.loads((figures / "encoder_reconstructions.json").read_text())
+
+
+def test_encode_run_iterations_override(tiny_run, encoded):
+    summary = encode_run(tiny_run, iterations=3, progress=False)
+    assert summary["iterations"] == 3
+
+
+def test_missing_run_names_the_command_that_makes_it(tmp_path):
+    with pytest.raises(RunNotFoundError, match=r"papermill notebooks/03_train\.md .*-p dataset "
+                                               r"rop -p profile demo"):
+        require_run(tmp_path / "runs" / "rop" / "demo" / "seg")
+    with pytest.raises(RunNotFoundError, match="pggan encode --run"):
+        load_latents(tmp_path)
+
+
+def two_clusters(n: int = 200, dim: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.array(["OD", "OS"])[np.arange(n) % 2]
+    latents = rng.normal(size=(n, dim)) + np.where(labels == "OD", 4.0, -4.0)[:, None]
+    return latents.astype(np.float32), labels
+
+
+def test_knn_separates_clusters_and_not_random_labels():
+    latents, labels = two_clusters()
+    separated = knn_accuracy(latents, labels)
+    assert separated["accuracy"] > 0.98 and separated["chance"] == 0.5
+    assert separated["k"] == 5 and separated["folds"] == 5
+
+    shuffled = np.random.default_rng(1).permutation(labels)
+    noise = knn_accuracy(np.random.default_rng(2).normal(size=latents.shape), shuffled)
+    assert 0.35 < noise["accuracy"] < 0.65
+
+    with pytest.raises(DataError, match="two classes"):
+        knn_accuracy(latents, np.full(len(latents), "OD"))
+
+
+def test_knn_chance_is_the_majority_rate():
+    latents, _ = two_clusters(n=40)
+    labels = np.array(["a"] * 30 + ["b"] * 10)
+    assert knn_accuracy(latents, labels)["chance"] == 0.75
+    labels[0] = "c"  # a class of one image cannot be cross-validated: it is left out
+    assert knn_accuracy(latents, labels)["n"] == 39
+
+
+def test_knn_correlation_follows_a_smooth_label():
+    rng = np.random.default_rng(0)
+    latents = rng.normal(size=(150, 8))
+    position = latents[:, 0] + 0.1 * rng.normal(size=150)  # e.g. slice position
+    assert knn_correlation(latents, position)["spearman"] > 0.8
+    assert abs(knn_correlation(latents, rng.permutation(position))["spearman"]) < 0.3
+
+
+def test_tsne_keeps_clusters_apart_and_handles_small_sets():
+    latents, labels = two_clusters(n=60)
+    embedding = tsne_embedding(latents, perplexity=30.0)
+    assert embedding.shape == (60, 2)
+    assert knn_accuracy(embedding, labels)["accuracy"] > 0.95
+    assert tsne_embedding(latents[:6], perplexity=30.0).shape == (6, 2)  # perplexity clipped
+    with pytest.raises(DataError, match="at least 4"):
+        tsne_embedding(latents[:3])
+
+
+def test_slerp_hits_endpoints_and_follows_the_great_circle():
+    rng = np.random.default_rng(0)
+    z0, z1 = rng.normal(size=128), rng.normal(size=128)
+    path = slerp(z0, z1, np.linspace(0, 1, 5))
+    assert path.shape == (5, 128)
+    np.testing.assert_allclose(path[0], z0, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(path[-1], z1, rtol=1e-5, atol=1e-5)
+    angle = lambda a, b: np.arccos(a @ b / np.linalg.norm(a) / np.linalg.norm(b))  # noqa: E731
+    np.testing.assert_allclose(angle(z0, path[2]), angle(z0, z1) / 2, rtol=1e-4)
+    # the midpoint keeps a typical length; the straight line's midpoint is ~30 % shorter
+    assert np.linalg.norm(path[2]) > 0.95 * min(np.linalg.norm(z0), np.linalg.norm(z1))
+    np.testing.assert_allclose(slerp(z0, 2 * z0, 0.5)[0], 1.5 * z0, rtol=1e-5)  # parallel
+
+
+def test_path_by_value_walks_the_label_in_order():
+    rng = np.random.default_rng(0)
+    values = rng.uniform(size=50)
+    latents = np.repeat(values[:, None], 4, axis=1)
+    centres, path = path_by_value(latents, pd.Series(values), n_steps=5)
+    assert path.shape == (5, 4) and np.all(np.diff(centres) > 0)
+    np.testing.assert_allclose(path[:, 0], centres, rtol=1e-5)
