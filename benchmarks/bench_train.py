@@ -1,0 +1,207 @@
+"""Training speed of the progressive GAN at the paper's architecture (not a test).
+
+For each resolution: images/s over full training steps (one WGAN-GP critic step, one generator
+step, Adam on both, the EMA update), FLOPs per image (counted by FlopCounterMode over one step),
+the achieved GFLOP/s, and, measured in the same run, the GFLOP/s this machine attains on a large
+convolution (forward + backward) and a large matmul. Times are medians after warm-up.
+
+    python benchmarks/bench_train.py --resolutions 4 8 16 32 64 --threads 2
+    python benchmarks/bench_train.py --resolutions 16 --compare nchw,compile_g
+
+``--compare`` times the named options against the plain setup, interleaved step by step in one
+process so that a busy machine slows both alike; it reports the ratio of medians.
+Writes ``benchmarks/results/bench_train.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode, _FlopCounterMode
+
+from pggan_core.config import load_config
+from pggan_core.losses import discriminator_loss, generator_loss
+from pggan_core.networks import Discriminator, Generator, ema_update
+
+RESULTS = Path(__file__).parent / "results" / "bench_train.json"
+# channels_last (NHWC) is the default: oneDNN's convolutions run faster in it on CPU
+OPTIONS = ("nchw", "compile_g")
+
+
+@dataclass
+class Setup:
+    """Everything one training step touches."""
+
+    G: Generator
+    D: Discriminator
+    G_ema: Generator
+    opt_g: torch.optim.Adam
+    opt_d: torch.optim.Adam
+    reals: torch.Tensor
+    resolution: int
+    alpha: float
+    generate: Callable[[torch.Tensor], torch.Tensor]
+
+
+def build(resolution: int, batch: int, channels: int, alpha: float,
+          options: frozenset[str] = frozenset(), seed: int = 0) -> Setup:
+    """The paper's G and D (latent 128, 128 filters below 256 px) grown to ``resolution``."""
+    torch.manual_seed(seed)
+    model_cfg = load_config("paper", "rop").model
+    G = Generator(model_cfg, channels, resolution)
+    D = Discriminator(model_cfg, channels, resolution)
+    reals = torch.rand(batch, channels, resolution, resolution) * 2 - 1
+    if "nchw" not in options:
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+        reals = reals.contiguous(memory_format=torch.channels_last)
+    adam = {"lr": 1e-3, "betas": (0.0, 0.99), "eps": 1e-8}
+    generate = lambda z: G(z, resolution, alpha)  # noqa: E731
+    if "compile_g" in options:
+        generate = torch.compile(generate)
+    G_ema = copy.deepcopy(G).requires_grad_(False)
+    return Setup(G, D, G_ema, torch.optim.Adam(G.parameters(), **adam),
+                 torch.optim.Adam(D.parameters(), **adam), reals, resolution, alpha, generate)
+
+
+def train_step(s: Setup) -> None:
+    """One critic step with gradient penalty, one generator step, the EMA update."""
+    batch, latent_dim = s.reals.shape[0], s.G.latent_dim
+    with torch.no_grad():
+        fakes = s.generate(torch.randn(batch, latent_dim))
+    d_loss, _ = discriminator_loss(s.D, s.reals, fakes, s.resolution, s.alpha)
+    s.opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    s.opt_d.step()
+    g_loss = generator_loss(s.D, s.generate(torch.randn(batch, latent_dim)), s.resolution,
+                            s.alpha)
+    s.opt_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    s.opt_g.step()
+    ema_update(s.G_ema, s.G, 0.999)
+
+
+def timed(fn: Callable[[], None]) -> float:
+    """Seconds one call of ``fn`` takes."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def flops_per_step(s: Setup) -> int:
+    """Floating-point operations of one training step (convolutions and matmuls, fwd + bwd)."""
+    counter = FlopCounterMode(display=False)
+    # FlopCounterMode's module tracker cannot follow torch.autograd.grad (the gradient
+    # penalty), so run its dispatch mode alone: same totals, no per-module breakdown.
+    with _FlopCounterMode(counter):
+        train_step(s)
+    return counter.get_total_flops()
+
+
+def attainable_gflops(repeats: int = 5) -> dict[str, float]:
+    """GFLOP/s of a large 3x3 convolution (forward + backward) and a large matmul."""
+    x = torch.randn(16, 128, 64, 64, requires_grad=True)
+    w = torch.randn(128, 128, 3, 3, requires_grad=True)
+    conv_flops = 3 * 2 * x.numel() * 128 * 9  # forward, grad input, grad weight
+
+    def conv() -> None:
+        torch.nn.functional.conv2d(x, w, padding=1).sum().backward()
+
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    conv()
+    a @ b
+    conv_s = statistics.median(timed(conv) for _ in range(repeats))
+    mm_s = statistics.median(timed(lambda: a @ b) for _ in range(repeats))
+    return {"conv_fwd_bwd": conv_flops / conv_s / 1e9, "matmul": 2 * 2048**3 / mm_s / 1e9}
+
+
+def bench_resolution(resolution: int, batch: int, channels: int, alpha: float, warmup: int,
+                     iters: int, variants: dict[str, frozenset[str]]) -> dict[str, dict]:
+    """Interleaved timing of each variant at one resolution; images/s and FLOPs per image."""
+    setups = {name: build(resolution, batch, channels, alpha, opts)
+              for name, opts in variants.items()}
+    for s in setups.values():
+        for _ in range(warmup):
+            train_step(s)
+    times: dict[str, list[float]] = {name: [] for name in setups}
+    faults = dict.fromkeys(setups, 0)  # minor page faults: fresh pages from the allocator
+    for _ in range(iters):
+        for name, s in setups.items():
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            times[name].append(timed(lambda s=s: train_step(s)))
+            faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    flops = flops_per_step(build(resolution, batch, channels, alpha)) / batch
+    out = {}
+    for name, ts in times.items():
+        images_per_s = batch / statistics.median(ts)
+        out[name] = {"images_per_s": images_per_s, "step_s": statistics.median(ts),
+                     "step_s_all": ts, "flops_per_image": flops,
+                     "page_faults_per_step": faults[name] / iters,
+                     "achieved_gflops": flops * images_per_s / 1e9}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[4, 8, 16, 32, 64])
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--channels", type=int, default=4)
+    parser.add_argument("--alpha", type=float, default=1.0, help="1 = stable phase, <1 = fade")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--compare", default="", help=f"comma-separated subset of {OPTIONS}")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    variants = {"default": frozenset()}
+    for option in filter(None, args.compare.split(",")):
+        if option not in OPTIONS:
+            parser.error(f"unknown --compare option {option!r}; choose from {', '.join(OPTIONS)}")
+        variants[option] = frozenset({option})
+
+    peak = attainable_gflops()
+    rows = {}
+    for res in args.resolutions:
+        rows[res] = bench_resolution(res, args.batch, args.channels, args.alpha, args.warmup,
+                                     args.iters, variants)
+    peak_after = attainable_gflops()  # the machine is shared: bracket the run
+    attainable = max(peak["conv_fwd_bwd"], peak_after["conv_fwd_bwd"])
+
+    print(f"threads={args.threads} batch={args.batch} channels={args.channels} "
+          f"alpha={args.alpha}  attainable GFLOP/s: conv fwd+bwd "
+          f"{peak['conv_fwd_bwd']:.1f}/{peak_after['conv_fwd_bwd']:.1f}, matmul "
+          f"{peak['matmul']:.1f}/{peak_after['matmul']:.1f} (before/after)")
+    print(f"{'res':>5} {'variant':>10} {'img/s':>8} {'step s':>8} {'GFLOP/img':>10} "
+          f"{'GFLOP/s':>8} {'% attain':>9} {'faults/step':>12} {'vs default':>10}")
+    for res, by_variant in rows.items():
+        base = by_variant["default"]["images_per_s"]
+        for name, r in by_variant.items():
+            print(f"{res:>5} {name:>10} {r['images_per_s']:>8.2f} {r['step_s']:>8.3f} "
+                  f"{r['flops_per_image'] / 1e9:>10.3f} {r['achieved_gflops']:>8.1f} "
+                  f"{100 * r['achieved_gflops'] / attainable:>8.0f}% "
+                  f"{r['page_faults_per_step']:>12.0f} {r['images_per_s'] / base:>9.2f}x")
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "torch": torch.__version__, "machine": platform.machine(), "cpus": os.cpu_count(),
+        "malloc_env": {k: v for k, v in os.environ.items() if "MALLOC" in k or k == "LD_PRELOAD"},
+        "attainable_gflops": {"before": peak, "after": peak_after, "conv_best": attainable},
+        "results": {str(res): r for res, r in rows.items()},
+    }, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,664 @@
+"""Build the companion book: execute every notebook per dataset with papermill, then Sphinx.
+
+Layout of one build (one folder per profile, so one profile's outputs are never served as
+another's, and no execution cache can go stale):
+
+    _build/<profile>/src/       staging source tree: book/ prose, notebooks/NN_name_<dataset>.ipynb
+                                (executed), generated _config.yml/_toc.yml (execution off), conf.py
+    _build/<profile>/html/      the site; index.html is the entry point
+    _build/<profile>/doctrees/  Sphinx's pickles
+
+Every notebook in ``notebooks/NN_*.md`` runs once per dataset with the parameters ``dataset``,
+``profile`` and ``seed``, from the repository root. Prose pages in ``book/`` that are MyST
+notebooks (``results.md``, ``limitations.md``) run once with ``profile``, ``seed``, ``datasets``.
+A failing notebook stops the build with its cell and traceback; Sphinx runs with ``-W`` so a
+warning is an error too.
+
+The site needs no internet: plotly outputs get an HTML rendering that calls the site's own
+``plotly.min.js`` (copied from the installed plotly package); the widget manager (require.js +
+@jupyter-widgets/html-manager) and MathJax are served from ``_build/vendor/``, filled once by
+:func:`fetch_offline_js` (the setup step, ``python -m pggan_core.book fetch-js``; needs npm).
+This module is also the Sphinx extension that serves those files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jupytext
+import nbformat
+import papermill
+import yaml
+from jupyter_book.config import get_default_sphinx_config
+
+from pggan_core.config import DATASETS, PROFILES, load_config
+from pggan_core.errors import ConfigError, PgganError
+from pggan_core.paths import repo_root, run_dir
+
+DATASET_TITLES = {"rop": "Fundus photographs (ROP)", "brats": "Glioma MRI (BraTS)"}
+DATASET_SHORT = {"rop": "ROP", "brats": "BraTS"}
+NOTEBOOK_PARAMETERS = ("dataset", "profile", "seed")
+NOTEBOOK_GLOB = "[0-9][0-9]_*.md"
+# The widget manager myst-nb would otherwise load from cdnjs / jsdelivr (versions it pins).
+REQUIREJS = "requirejs@2.3.4"
+HTML_MANAGER = "@jupyter-widgets/html-manager@1.0.6"
+HTML_MANAGER_DIST = "@jupyter-widgets/html-manager/dist"
+MATHJAX = "mathjax@3.2.2"  # Sphinx's default MathJax 3, served from the site for math pages
+VENDOR_SUFFIXES = (".woff", ".woff2", ".ttf", ".eot", ".svg")  # fonts its CSS refers to
+
+
+class BookError(PgganError):
+    """A notebook raised, or Sphinx reported an error or warning, while building the book."""
+
+
+# ---------------------------------------------------------------------------------------------
+# provenance
+
+
+def provenance(profile: str, seed: int, root: Path | None = None) -> dict[str, str]:
+    """Profile, seed, git commit (with ``+dirty`` for local changes) and UTC build time."""
+    root = root or repo_root()
+    try:
+        commit = _git(root, "rev-parse", "--short", "HEAD")
+        if _git(root, "status", "--porcelain", "--untracked-files=no"):
+            commit += "+dirty"
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown (not a git checkout)"
+    built = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return {"profile": profile, "seed": str(seed), "commit": commit, "built": built}
+
+
+def provenance_banner(profile: str, seed: int, dataset: str | None = None) -> str:
+    """One line for the top of a page or a notebook's output, e.g.
+    ``profile demo · seed 0 · commit 1a2b3c4 · built 2026-01-01 12:00 UTC``."""
+    facts = provenance(profile, seed)
+    parts = [f"dataset {dataset}"] if dataset else []
+    parts += [f"profile {facts['profile']}", f"seed {facts['seed']}",
+              f"commit {facts['commit']}", f"built {facts['built']}"]
+    return " · ".join(parts)
+
+
+def _git(root: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                          check=True)
+    return done.stdout.strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# results and scale tables (read at build time by book/results.md and book/limitations.md)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One paper claim or figure and the metric our evaluation writes for it."""
+
+    claim: str
+    where: str  # section / figure of Beers et al. (2018)
+    paper_value: str
+    metric: str  # key in runs/<dataset>/<profile>/seg/metrics.json
+    datasets: tuple[str, ...]
+
+
+CLAIMS = (
+    Claim("Vessels segmented from synthetic fundus images agree with the GAN's own vessel "
+          "channel (AUC)", "Image Quality", "0.97", "vessel_agreement_auc", ("rop",)),
+    Claim("Reference: the same agreement on held-out real images", "—", "not reported",
+          "vessel_agreement_auc_real", ("rop",)),
+    Claim("Generated images look like the real ones (SWD ×10³ to real images, lower is "
+          "closer)", "Image Quality, Figure 2", "qualitative only", "swd_mean", DATASETS),
+    Claim("Reference: SWD ×10³ between two halves of the real images (the floor)", "—",
+          "not reported", "swd_floor_mean", DATASETS),
+    Claim("Generated images are varied (MS-SSIM of generated pairs, lower is more diverse)",
+          "Image Variety, Figure 2", "qualitative only", "ms_ssim_generated", DATASETS),
+    Claim("Reference: MS-SSIM of real pairs", "—", "not reported", "ms_ssim_real", DATASETS),
+    Claim("Generated images are not copies (median distance to the nearest training image)",
+          "—", "not reported", "nn_distance_generated_median", DATASETS),
+    Claim("Reference: the same distance for held-out real images", "—", "not reported",
+          "nn_distance_heldout_median", DATASETS),
+    Claim("The encoder recovers the latent vector of generated images (R²)",
+          "Network Architectures, Figure 4", "qualitative only", "encoder_r2", DATASETS),
+    Claim("Left/right eye is primary in the latent space (k-NN accuracy on encoded latents)",
+          "Latent Space Expression, Figure 5", "qualitative (t-SNE)",
+          "knn_laterality_accuracy", ("rop",)),
+)
+
+NOT_COMPUTED = "not computed in this build"
+
+
+def read_metrics(dataset: str, profile: str, root: Path | None = None) -> dict[str, Any]:
+    """The evaluation's ``metrics.json`` for (dataset, profile), or {} if it is not there."""
+    path = run_dir(dataset, profile, "seg", root) / "metrics.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise BookError(f"{path}: not valid JSON ({error}); re-run `pggan evaluate --dataset "
+                        f"{dataset} --profile {profile}`") from error
+
+
+def claims_table(profile: str, datasets: Sequence[str] = DATASETS,
+                 root: Path | None = None):
+    """The results table: each claim, the paper's value, and ours per dataset, read from the
+    runs' ``metrics.json``; a missing file or key reads "not computed in this build"."""
+    import pandas as pd
+
+    metrics = {d: read_metrics(d, profile, root) for d in datasets}
+    rows = []
+    for claim in CLAIMS:
+        row = {"claim": claim.claim, "paper section": claim.where,
+               "paper value": claim.paper_value, "metric": claim.metric}
+        for d in datasets:
+            value = metrics[d].get(claim.metric) if d in claim.datasets else "n/a"
+            row[f"ours: {DATASET_SHORT[d]}"] = _format_value(value)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _format_value(value: Any) -> str:
+    if value is None:
+        return NOT_COMPUTED
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return NOT_COMPUTED if math.isnan(value) else f"{value:.3f}"
+
+
+def profile_table(datasets: Sequence[str] = DATASETS):
+    """What each profile trains, side by side: the scale gap between the book and the paper."""
+    import pandas as pd
+
+    rows = []
+    for profile in PROFILES:
+        for d in datasets:
+            c = load_config(profile, d)
+            s = c.schedule
+            n_res = int(math.log2(s.max_resolution // s.start_resolution)) + 1
+            per_res = s.fade_iterations + s.stable_iterations
+            rows.append({
+                "profile": profile, "dataset": DATASET_SHORT[d],
+                "images": c.data.n_images,
+                "resolution": f"{s.start_resolution} → {s.max_resolution} px",
+                "iterations per resolution (fade + stable)":
+                    f"{s.fade_iterations:,} + {s.stable_iterations:,}",
+                "GAN iterations in total": f"{per_res * n_res - s.fade_iterations:,}",
+                "feature maps at top": c.model.feature_maps[s.max_resolution],
+                "latent size": c.model.latent_dim,
+                "encoder iterations": f"{c.encoder.iterations:,}",
+                "vessel U-Net iterations": f"{c.vessels.iterations:,}",
+            })
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class MethodStep:
+    """One sentence of the paper, the config key that holds its number, the code that does it."""
+
+    quote: str  # Beers et al. (2018), verbatim or nearly
+    section: str
+    key: str | None  # "section.field" in Config, None where the step has no number
+    code: str  # "module:name" in pggan_core, checked importable by the tests
+
+
+METHOD = (
+    MethodStep("All images were resized to 512 × 512 pixels", "ROP Dataset",
+               "data.resolution", "pggan_core.data.prepare:prepare_dataset"),
+    MethodStep("converting images to grayscale and applying gamma adjustment", "ROP Dataset",
+               "data.gamma", "pggan_core.data.preprocess:gamma_correct"),
+    MethodStep("contrast-limited adaptive histogram equalization (CLAHE)", "ROP Dataset",
+               "data.clahe_clip", "pggan_core.data.preprocess:clahe"),
+    MethodStep("A U-net pre-trained on 200 manually segmented vessel images", "ROP Dataset",
+               "vessels.n_train_images", "pggan_core.data.vessels:train_vessel_unet"),
+    MethodStep("operates on 48 × 48 pixel patches", "ROP Dataset", "vessels.patch",
+               "pggan_core.data.vessels:extract_patches"),
+    MethodStep("with an overlap of 8 pixels in the x and y directions",
+               "ROP Dataset; a stride of 8 in the authors' code", "vessels.stride",
+               "pggan_core.data.vessels:stitch_patches"),
+    MethodStep("We preprocessed each MR volume to have zero mean and unit variance",
+               "BraTS Dataset", "data.z_clip", "pggan_core.data.preprocess:zscore_volume"),
+    MethodStep("two-dimensional magnetic resonance images",
+               "Introduction; the slice rule is ours", "data.slices_per_subject",
+               "pggan_core.data.preprocess:select_slices"),
+    MethodStep("we included segmentation maps previously described as additional channels",
+               "Effect of Segmentation Channels", None, "pggan_core.data.store:CHANNELS"),
+    MethodStep("produce realistic downsampled images at 4x4 pixel resolution",
+               "Network Architectures", "schedule.start_resolution",
+               "pggan_core.train:build_phases"),
+    MethodStep("from a 128-vector latent space", "Network Architectures", "model.latent_dim",
+               "pggan_core.networks:Generator"),
+    MethodStep("For the retinopathy of prematurity dataset, we trained up to 512 pixel "
+               "resolution, while for the glioma dataset, we trained up to 256",
+               "Network Architectures", "schedule.max_resolution",
+               "pggan_core.train:build_phases"),
+    MethodStep("we interpolate between nearest neighbor upsampling alone, and nearest neighbor "
+               "upsampling followed by the newly-added pair of convolutional layers",
+               "Network Architectures", "schedule.fade_iterations",
+               "pggan_core.networks:upsample"),
+    MethodStep("20,000 iterations training without interpolation", "Network Architectures",
+               "schedule.stable_iterations", "pggan_core.train:Trainer"),
+    MethodStep("Convolutional layers below 256 pixel resolution are set at 128 filters, while "
+               "layers at and above 256 are set to 64 and 16 layers respectively",
+               "Network Architectures", "model.feature_maps", "pggan_core.networks:Generator"),
+    MethodStep("Training stages at resolutions below 512 pixels are trained with a 16 image "
+               "batch size, while resolutions equal to and above 512 pixels are trained with an "
+               "8 image batch size",
+               "Network Architectures", "schedule.batch_size", "pggan_core.train:Trainer"),
+    MethodStep("trained using an Adam optimizer", "Network Architectures", "train.lr",
+               "pggan_core.train:Trainer"),
+    MethodStep("We evaluated the loss for the GAN using a Wasserstein loss",
+               "Network Architectures; WGAN-GP with drift, after Karras et al.",
+               "train.gp_lambda",
+               "pggan_core.losses:discriminator_loss"),
+    MethodStep("trained the generator and discriminator in equal proportion",
+               "Network Architectures", "train.d_steps_per_g_step",
+               "pggan_core.losses:generator_loss"),
+    MethodStep("a network for encoding images using the same network architecture as the "
+               "discriminator ... terminating in a 128-vector", "Network Architectures",
+               "model.latent_dim", "pggan_core.networks:Encoder"),
+    MethodStep("trained in a non-progressive manner for 20,000 iterations",
+               "Network Architectures", "encoder.iterations", "pggan_core.networks:Encoder"),
+    MethodStep("segmentation maps generated from the GAN could accurately predict the "
+               "segmentation maps generated from the segmentation algorithm with the AUC of "
+               "0.97", "Image Quality", None, "pggan_core.metrics:vessel_agreement_auc"),
+    MethodStep("Each point has been color-coded according to whether its image represents a "
+               "right eye or left eye", "Latent Space Expression", "eval.tsne_perplexity",
+               "pggan_core.metrics:nearest_neighbours"),
+)
+
+
+def config_value(config: Any, key: str | None) -> str:
+    """``config``'s value at ``"section.field"`` as short text ("—" for no key)."""
+    if key is None:
+        return "—"
+    section, name = key.split(".")
+    value = getattr(getattr(config, section), name)
+    if isinstance(value, dict):  # per-resolution tables: runs of equal values, used range only
+        runs: list[list[Any]] = []  # [first resolution, last resolution, value]
+        for res in sorted(r for r in value if r <= config.schedule.max_resolution):
+            if runs and runs[-1][2] == value[res]:
+                runs[-1][1] = res
+            else:
+                runs.append([res, res, value[res]])
+        return ", ".join(f"{a}–{b} px: {v}" if a != b else f"{a} px: {v}" for a, b, v in runs)
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def method_table(dataset: str = "rop"):
+    """The paper's method, sentence by sentence: config key, value per profile, and code."""
+    import pandas as pd
+
+    configs = {p: load_config(p, dataset) for p in PROFILES}
+    rows = []
+    for step in METHOD:
+        row = {"the paper says": f"“{step.quote}” ({step.section})",
+               "config key": f"`{step.key}`" if step.key else "—"}
+        for profile in ("paper", "demo", "smoke"):
+            row[profile] = config_value(configs[profile], step.key)
+        row["code (in pggan_core)"] = f"`{step.code.removeprefix('pggan_core.').replace(':', '.')}`"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def as_markdown(table) -> Any:
+    """A DataFrame as a Markdown table, so the book styles and wraps it like its prose tables."""
+    from IPython.display import Markdown
+
+    def cell(value: Any) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(c) for c in table.columns) + " |",
+             "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(False)]
+    return Markdown("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------------------
+# executing notebooks
+
+
+def discover_notebooks(root: Path) -> list[Path]:
+    """The book's notebooks, ``notebooks/NN_name.md``, in number order."""
+    return sorted((root / "notebooks").glob(NOTEBOOK_GLOB))
+
+
+def execute_notebook(source: Path, dest: Path, parameters: dict[str, Any], cwd: Path,
+                     show_parameters: bool = True) -> None:
+    """Run ``source`` (jupytext or .ipynb) with papermill into ``dest``; BookError on failure.
+
+    The page shows the parameters it ran with (papermill's injected cell), not the defaults
+    cell; with ``show_parameters=False`` it shows neither (prose pages).
+
+    Only parameters the notebook declares are passed; the book's notebooks must declare
+    ``dataset``, ``profile`` and ``seed`` (ConfigError otherwise, naming the notebook).
+    """
+    notebook = jupytext.read(source)
+    declared = set(papermill.inspect_notebook(notebook))
+    if source.parent.name == "notebooks":
+        missing = [p for p in NOTEBOOK_PARAMETERS if p not in declared]
+        if missing:
+            raise ConfigError(f"{source}: the cell tagged 'parameters' lacks {', '.join(missing)}"
+                              "; add them (e.g. dataset = \"rop\")")
+    passed = {k: v for k, v in parameters.items() if k in declared}
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        papermill.execute_notebook(notebook, str(dest), parameters=passed, cwd=str(cwd),
+                                   progress_bar=False, kernel_name="python3")
+    except papermill.PapermillExecutionError as error:
+        traceback = _strip_ansi("\n".join(error.traceback))
+        raise BookError(f"{source} failed with {passed} in cell {error.exec_count}:\n"
+                        f"{error.source}\n\n{traceback}\n"
+                        f"(partly executed notebook: {dest})") from None
+    executed = nbformat.read(dest, as_version=4)
+    add_plotly_html(executed)
+    _hide_parameters(executed, injected_too=not show_parameters)
+    nbformat.write(executed, dest)
+
+
+def add_plotly_html(notebook: nbformat.NotebookNode) -> int:
+    """Give each plotly output an HTML rendering that draws with the page's own plotly.js.
+
+    A plotly figure run by a kernel carries ``application/vnd.plotly.v1+json``, which the book
+    cannot render; an existing ``text/html`` may load plotly from a CDN. Both are replaced by
+    a ``<div>`` + ``Plotly.newPlot`` call with no script source. The bootstrap output of
+    plotly's ``notebook``/``notebook_connected`` renderers (it imports plotly.js from a CDN) is
+    dropped. Returns the number of outputs changed or dropped.
+    """
+    import plotly.io as pio
+
+    changed = 0
+    for cell in notebook.cells:
+        kept = []
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            figure = data.get("application/vnd.plotly.v1+json")
+            if figure is None and "window.PlotlyConfig" in data.get("text/html", ""):
+                changed += 1
+                continue
+            if figure is not None:
+                data["text/html"] = pio.to_html(
+                    figure, include_plotlyjs=False, full_html=False, validate=False,
+                    config={"displaylogo": False})
+                changed += 1
+            kept.append(output)
+        if "outputs" in cell:
+            cell.outputs = kept
+    return changed
+
+
+def _hide_parameters(notebook: nbformat.NotebookNode, injected_too: bool) -> None:
+    """Hide the defaults cell (and papermill's injected cell if ``injected_too``)."""
+    hidden = {"parameters", "injected-parameters"} if injected_too else {"parameters"}
+    for cell in notebook.cells:
+        tags = cell.metadata.get("tags", [])
+        if hidden & set(tags) and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+
+
+def _title_for_dataset(notebook: nbformat.NotebookNode, fallback: str, dataset: str) -> None:
+    """Suffix the page title with the dataset, so the ROP and BraTS pages differ in the menu."""
+    suffix = f" ({DATASET_SHORT[dataset]})"
+    for cell in notebook.cells:
+        if cell.cell_type != "markdown":
+            continue
+        lines = cell.source.split("\n")
+        for i, line in enumerate(lines):
+            if line.startswith("# "):
+                lines[i] = line.rstrip() + suffix
+                cell.source = "\n".join(lines)
+                return
+    notebook.cells.insert(0, nbformat.v4.new_markdown_cell(f"# {fallback}{suffix}"))
+
+
+def _strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def _is_notebook(path: Path) -> bool:
+    """A MyST prose page that has a kernel, i.e. code to run."""
+    return path.suffix == ".md" and "kernelspec" in jupytext.read(path).metadata
+
+
+# ---------------------------------------------------------------------------------------------
+# staging: generated _toc.yml / _config.yml
+
+
+def staged_toc(root_toc: dict[str, Any], stems: Sequence[str],
+               datasets: Sequence[str]) -> dict[str, Any]:
+    """The root ``_toc.yml`` with its ``glob: notebooks/*`` part expanded: one part per
+    dataset, one chapter per notebook (``notebooks/<stem>_<dataset>``)."""
+    parts = []
+    for part in root_toc.get("parts", []):
+        if not any(str(ch.get("glob", "")).startswith("notebooks/") for ch in part["chapters"]):
+            parts.append(part)
+            continue
+        for d in datasets:
+            if stems:
+                parts.append({"caption": f"Notebooks: {DATASET_TITLES[d]}",
+                              "chapters": [{"file": f"notebooks/{s}_{d}"} for s in stems]})
+    return {**root_toc, "parts": parts}
+
+
+def staged_config(root_config: dict[str, Any], profile: str, seed: int,
+                  root: Path) -> dict[str, Any]:
+    """The root ``_config.yml`` with execution off, the provenance banner on every page, and
+    the widget/plotly JavaScript served by this module (see :func:`setup`)."""
+    config = yaml.safe_load(yaml.safe_dump(root_config))  # a deep copy
+    facts = provenance(profile, seed, root)
+    config.setdefault("execute", {})["execute_notebooks"] = "off"
+    config.setdefault("html", {})["announcement"] = (
+        f"Built with profile <b>{facts['profile']}</b> · seed {facts['seed']} · "
+        f"commit {facts['commit']} · {facts['built']}")
+    sphinx = config.setdefault("sphinx", {})
+    sphinx_config = sphinx.setdefault("config", {})
+    # The full extension list, minus sphinx_thebe: it writes a unpkg.com URL into every page
+    # (live code needs a kernel server anyway, which a static offline site does not have).
+    sphinx_config["extensions"] = [
+        *[e for e in get_default_sphinx_config()["extensions"] if e != "sphinx_thebe"],
+        *sphinx.pop("extra_extensions", []), "pggan_core.book"]
+    sphinx_config["pggan_vendor_dir"] = str(vendor_dir(root))
+    sphinx_config["nb_ipywidgets_js"] = {
+        "offline-js/require-2.3.4.js": {},
+        # A widget module that is not bundled would be fetched from here: local, so it fails
+        # visibly in the browser check instead of silently needing the internet.
+        f"offline-js/{HTML_MANAGER_DIST}/embed-amd.js": {
+            "data-jupyter-widgets-cdn": "_static/offline-js/"},
+    }
+    sphinx_config["mathjax_path"] = "offline-js/mathjax/tex-mml-chtml.js"
+    return config
+
+
+# ---------------------------------------------------------------------------------------------
+# the build
+
+
+def build_book(profile: str = "demo", datasets: Sequence[str] = DATASETS,
+               out: Path | None = None, check: bool = False, seed: int = 0,
+               root: Path | None = None) -> Path:
+    """Execute every notebook for each dataset, build the HTML, return ``out/html``.
+
+    ``out`` defaults to ``_build/<profile>``. With ``check=True`` the site is then opened in
+    headless chromium (see :mod:`pggan_core.browser_check`), screenshots go to
+    ``out/screenshots``, and any problem raises BookError.
+    """
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    for d in datasets:
+        if d not in DATASETS:
+            raise ConfigError(f"unknown dataset {d!r}: choose one of {', '.join(DATASETS)}")
+    root = root or repo_root()
+    out = Path(out or root / "_build" / profile).resolve()
+    src, html = out / "src", out / "html"
+    _require_vendor(root)
+    started = time.perf_counter()
+    for folder in (src, html, out / "doctrees", out / "screenshots"):
+        shutil.rmtree(folder, ignore_errors=True)  # a failed build leaves no stale site behind
+    src.mkdir(parents=True)
+
+    parameters: dict[str, Any] = {"profile": profile, "seed": seed, "datasets": list(datasets)}
+    prose_notebooks = []
+    for page in sorted(p for p in (root / "book").rglob("*") if p.is_file()):
+        if _is_notebook(page):
+            prose_notebooks.append(page)  # run after the notebooks: they read their results
+            continue
+        dest = src / page.relative_to(root)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(page, dest)
+
+    notebooks = discover_notebooks(root)
+    for d in datasets:
+        for source in notebooks:
+            dest = src / "notebooks" / f"{source.stem}_{d}.ipynb"
+            with _timer(f"{source.name} [{d}]"):
+                execute_notebook(source, dest, {**parameters, "dataset": d}, root)
+            executed = nbformat.read(dest, as_version=4)
+            _title_for_dataset(executed, source.stem, d)
+            nbformat.write(executed, dest)
+    for page in prose_notebooks:
+        with _timer(page.name):
+            execute_notebook(page, (src / page.relative_to(root)).with_suffix(".ipynb"),
+                             parameters, root, show_parameters=False)
+
+    root_toc = yaml.safe_load((root / "_toc.yml").read_text())
+    root_config = yaml.safe_load((root / "_config.yml").read_text())
+    (src / "_toc.yml").write_text(yaml.safe_dump(
+        staged_toc(root_toc, [s.stem for s in notebooks], datasets), sort_keys=False))
+    (src / "_config.yml").write_text(yaml.safe_dump(
+        staged_config(root_config, profile, seed, root), sort_keys=False))
+    with _timer("sphinx"):
+        run_sphinx(src, html, out / "doctrees")
+    print(f"book ({profile}) built in {time.perf_counter() - started:.0f} s: "
+          f"{html / 'index.html'}")
+
+    if check:
+        from pggan_core.browser_check import check_book
+
+        problems = check_book(html, screenshots=out / "screenshots")
+        if problems:
+            raise BookError("the built book has problems:\n" + "\n".join(problems))
+    return html
+
+
+def run_sphinx(src: Path, html: Path, doctrees: Path) -> None:
+    """``jupyter-book config sphinx`` then ``sphinx-build -W``; BookError with its warnings."""
+    bin_dir = Path(sys.executable).parent
+    config = subprocess.run([str(bin_dir / "jupyter-book"), "config", "sphinx", str(src)],
+                            capture_output=True, text=True)
+    if config.returncode:
+        raise BookError(f"{src / '_config.yml'}: jupyter-book config failed:\n{config.stderr}")
+    shutil.rmtree(html, ignore_errors=True)
+    build = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
+         "-d", str(doctrees), str(src), str(html)], capture_output=True, text=True)
+    if build.returncode:
+        raise BookError(f"sphinx-build failed (warnings are errors):\n{build.stderr.strip()}")
+
+
+@contextmanager
+def _timer(label: str) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    print(f"  {label}: {time.perf_counter() - started:.1f} s", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# offline JavaScript: fetched once, served by the Sphinx extension below
+
+
+def vendor_dir(root: Path | None = None) -> Path:
+    """Where :func:`fetch_offline_js` puts require.js, the widget html-manager and MathJax."""
+    return (root or repo_root()) / "_build" / "vendor"
+
+
+def fetch_offline_js(dest: Path | None = None) -> Path:
+    """Download require.js, @jupyter-widgets/html-manager and MathJax with ``npm pack``.
+
+    This is the book's setup step. None of them ships in a Python package and embed-amd.js
+    alone is 4.4 MB, so they are fetched, not committed. Needs npm and the npm registry; the
+    book build itself never downloads.
+    """
+    dest = dest or vendor_dir()
+    if shutil.which("npm") is None:
+        raise BookError("npm not found: install Node.js (e.g. apt-get install -y npm), then "
+                        "run `python -m pggan_core.book fetch-js` again")
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["npm", "pack", "--silent", REQUIREJS, HTML_MANAGER, MATHJAX], cwd=tmp,
+                       check=True, capture_output=True)
+        packages = {}
+        for tarball in Path(tmp).glob("*.tgz"):
+            with tarfile.open(tarball) as archive:
+                archive.extractall(Path(tmp) / tarball.stem, filter="data")
+            packages[tarball.stem.rsplit("-", 1)[0]] = Path(tmp) / tarball.stem / "package"
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(packages["requirejs"] / "require.js", dest / "require-2.3.4.js")
+        manager = packages["jupyter-widgets-html-manager"] / "dist"
+        # The CDN's layout: the bundles find their icon fonts next to the module ids
+        # "@jupyter-widgets/html-manager/dist/..." and "@jupyter-widgets/controls".
+        for folder in (dest / HTML_MANAGER_DIST, dest / "@jupyter-widgets"):
+            folder.mkdir(parents=True, exist_ok=True)
+            for file in manager.iterdir():
+                if file.suffix in VENDOR_SUFFIXES:
+                    shutil.copy2(file, folder / file.name)
+        shutil.copy2(manager / "embed-amd.js", dest / HTML_MANAGER_DIST / "embed-amd.js")
+        # MathJax loads its fonts and TeX extensions relative to its own script.
+        es5 = packages["mathjax"] / "es5"
+        for part in ("output/chtml/fonts/woff-v2", "input/tex/extensions"):
+            shutil.copytree(es5 / part, dest / "mathjax" / part, dirs_exist_ok=True)
+        shutil.copy2(es5 / "tex-mml-chtml.js", dest / "mathjax" / "tex-mml-chtml.js")
+    return dest
+
+
+def _require_vendor(root: Path) -> None:
+    if not (vendor_dir(root) / "mathjax" / "tex-mml-chtml.js").is_file():
+        raise BookError(f"{vendor_dir(root)}: offline JavaScript missing; run "
+                        "`python -m pggan_core.book fetch-js` once (needs npm)")
+
+
+def setup(app) -> dict[str, Any]:
+    """Sphinx extension: serve plotly.js and the widget manager from ``_static/offline-js/``."""
+    app.add_config_value("pggan_vendor_dir", "", "html")
+    app.connect("html-page-context", _add_page_js)
+    app.connect("build-finished", _copy_vendor_js)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
+def _add_page_js(app, pagename: str, templatename: str, context: dict, doctree) -> None:
+    body = context.get("body", "")
+    # Only pages with a figure pay for the 4.8 MB; priority 200 loads it before require.js
+    # (myst-nb's 500), else plotly registers as an anonymous AMD module and `Plotly` is unset.
+    if "Plotly.newPlot" in body:
+        app.add_js_file("offline-js/plotly.min.js", priority=200)
+    # require.js reads a global `require` object as its config: resolving module ids from
+    # offline-js/ makes the widget bundles find their fonts there, not next to the page.
+    if "application/vnd.jupyter.widget-view+json" in body:
+        base = context["pathto"]("_static/offline-js/", 1)
+        app.add_js_file(None, body=f'var require = {{baseUrl: "{base}"}};', priority=300)
+
+
+def _copy_vendor_js(app, exception: Exception | None) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    import plotly
+
+    static = Path(app.outdir) / "_static" / "offline-js"
+    static.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", static)
+    shutil.copytree(app.config.pggan_vendor_dir, static, dirs_exist_ok=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["fetch-js"]:
+        sys.exit("usage: python -m pggan_core.book fetch-js")
+    print(f"offline JavaScript in {fetch_offline_js()}")

@@ -1,0 +1,184 @@
+"""Training checkpoints: written so a kill never corrupts them, read so a file never runs code.
+
+Layout inside a run's ``checkpoints/`` folder::
+
+    latest.pt     the newest complete checkpoint
+    previous.pt   the one before it (a fallback should ``latest.pt`` ever be unreadable)
+
+A save first hard-links ``latest.pt`` to ``previous.pt``, then writes the new checkpoint to a
+temporary file, fsyncs it and renames it over ``latest.pt`` (``atomic_file``). Every step is a
+rename, so at every instant both names point at complete files: a SIGKILL at any moment leaves
+a readable ``latest.pt``.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists, tuples and dicts, and is read
+with ``torch.load(weights_only=True)``. RNG states are stored as tensors (torch) or plain ints
+(numpy's bit-generator dict, Python's ``random`` tuple), so nothing needs unpickling of
+arbitrary classes; a file that carries a pickled object is refused with a CheckpointError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pggan_core.atomic import atomic_file
+from pggan_core.config import Config, config_from_dict
+from pggan_core.errors import CheckpointError, RunNotFoundError
+
+FORMAT = "pggan-medsynth/checkpoint/1"
+LATEST = "latest.pt"
+PREVIOUS = "previous.pt"
+REQUIRED_KEYS = ("format", "config", "channels", "step", "phase_index", "resolution", "alpha",
+                 "images_seen", "G", "G_ema", "D", "opt_G", "opt_D", "ranks")
+
+
+def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` as ``folder/latest.pt``, keeping the former latest as ``previous.pt``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    # a writer killed mid-save leaves its temporary file; one process writes a run's
+    # checkpoints, so any temporary found now is such a leftover
+    for stale in folder.glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
+    latest = folder / LATEST
+    if latest.exists():
+        _replace_with_link(latest, folder / PREVIOUS)
+    with atomic_file(latest) as fh:
+        torch.save({"format": FORMAT, **state}, fh)
+    return latest
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read one checkpoint file safely (``weights_only=True``); CheckpointError if unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint; train first with `pggan train`")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        if "Weights only load failed" in str(err):
+            raise CheckpointError(
+                f"{path} holds pickled Python objects, which could run code when loaded; "
+                "refusing it: only load checkpoints written by `pggan train`") from None
+        raise CheckpointError(f"{path} is unreadable ({type(err).__name__}); delete it to "
+                              f"fall back to {PREVIOUS}, or retrain") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a pggan-medsynth checkpoint (format "
+                              f"{state.get('format') if isinstance(state, dict) else None!r}, "
+                              f"expected {FORMAT!r})")
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"{path} lacks {missing}: it is incomplete; retrain")
+    return state
+
+
+def load_latest(folder: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The newest readable checkpoint in ``folder``: ``latest.pt``, else ``previous.pt``.
+
+    Only a damaged ``latest.pt`` falls back; an unsafe one (pickled objects) is refused.
+    """
+    folder = Path(folder)
+    try:
+        return load_checkpoint(folder / LATEST, map_location)
+    except CheckpointError as err:
+        if "pickled" in str(err) or not (folder / PREVIOUS).is_file():
+            raise
+        return load_checkpoint(folder / PREVIOUS, map_location)
+
+
+def has_checkpoint(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a checkpoint to resume from."""
+    folder = Path(folder)
+    return (folder / LATEST).is_file() or (folder / PREVIOUS).is_file()
+
+
+def capture_rng() -> dict[str, Any]:
+    """Every global RNG this process draws from: torch CPU, CUDA (if any), Python ``random``."""
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": random.getstate(),
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Put back what ``capture_rng`` recorded."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def numpy_rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    """A numpy Generator's state as a plain dict of strings and ints."""
+    return rng.bit_generator.state
+
+
+def numpy_rng_from_state(state: dict[str, Any]) -> np.random.Generator:
+    """Rebuild a numpy Generator from ``numpy_rng_state`` output."""
+    bit_generator = getattr(np.random, state["bit_generator"])()
+    bit_generator.state = state
+    return np.random.Generator(bit_generator)
+
+
+def weights_fingerprint(*modules: nn.Module | dict[str, torch.Tensor]) -> str:
+    """A SHA-256 of every tensor in the modules (or state dicts): equal iff bit-identical."""
+    digest = hashlib.sha256()
+    for module in modules:
+        state = module.state_dict() if isinstance(module, nn.Module) else module
+        for name, tensor in state.items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def load_generator(run_dir: str | Path, ema: bool = True,
+                   map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """The trained generator of a run (its EMA copy when there is one) and the run's facts.
+
+    Returns ``(G, info)`` with ``info`` = ``config`` (Config), ``channels`` (names),
+    ``resolution`` (the highest trained so far), ``alpha``, ``step``, ``finished``.
+    """
+    from pggan_core.networks import Generator  # here, so checkpoint.py stays light to import
+
+    folder = Path(run_dir) / "checkpoints"
+    if not has_checkpoint(folder):
+        raise RunNotFoundError(f"{run_dir} has no checkpoint: run `pggan train --out {run_dir}` "
+                               "or notebooks/03_train.md first")
+    state = load_latest(folder, map_location)
+    config: Config = config_from_dict(state["config"])
+    G = Generator(config.model, len(state["channels"]), config.schedule.max_resolution)
+    use_ema = ema and state["G_ema"] is not None
+    G.load_state_dict(state["G_ema"] if use_ema else state["G"])
+    G.eval().requires_grad_(False)
+    info = {"config": config, "channels": list(state["channels"]),
+            "resolution": state["resolution"], "alpha": state["alpha"], "step": state["step"],
+            "finished": state.get("finished", False), "ema": use_ema}
+    return G.to(map_location), info
+
+
+def _replace_with_link(source: Path, target: Path) -> None:
+    """Make ``target`` another name for ``source``'s current file, atomically."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:  # file systems without hard links: a copy is as safe, only slower
+            shutil.copy2(source, tmp)
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)

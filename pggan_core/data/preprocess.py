@@ -1,0 +1,222 @@
+"""Preprocessing for both domains, as Beers et al. (2018) describe it.
+
+Fundus ("Retinopathy of Prematurity Dataset"): images are converted to grayscale, gamma-adjusted
+and CLAHE-equalised before the vessel U-Net segments them; the GAN then sees RGB plus the vessel
+map as a fourth channel. The exact order and constants follow the authors' retina-unet
+``my_PreProc`` (grayscale -> per-image standardisation -> CLAHE(2.0, 8x8) -> gamma 1.2), see
+DATA_NOTES section 3.
+
+BraTS ("Brain Tumor Magnetic Resonance Imaging Dataset"): "We preprocessed each MR volume to have
+zero mean and unit variance"; 2D axial slices are then taken, and the segmentation labels become
+extra channels ("Effect of Segmentation Channels").
+
+Everything here is plain numpy / OpenCV on one image or volume, so loaders, phantoms and the
+prepared-dataset writer can share it.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from pggan_core.config import DataConfig
+from pggan_core.data.types import BRATS_LABELS
+from pggan_core.errors import DataError
+
+# ---------------------------------------------------------------------------------------------
+# Fundus photographs
+
+
+def _as_unit_float(rgb: np.ndarray) -> np.ndarray:
+    """uint8 (0..255) or float (0..1) -> float32 in [0, 1]."""
+    if rgb.dtype == np.uint8:
+        return rgb.astype(np.float32) / 255.0
+    return np.clip(rgb.astype(np.float32), 0.0, 1.0)
+
+
+def to_gray(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) RGB (uint8 or float in [0, 1]) -> float32 (H, W) luma in [0, 1].
+
+    The ITU-R 601 weights (0.299, 0.587, 0.114), as retina-unet's ``rgb2gray``.
+    """
+    rgb = _as_unit_float(rgb)
+    return (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114).astype(np.float32)
+
+
+def gamma_correct(gray: np.ndarray, gamma: float) -> np.ndarray:
+    """Gamma adjustment of a [0, 1] image: out = in ** (1 / gamma).
+
+    As retina-unet's ``adjust_gamma`` (which builds a LUT with ``invGamma = 1 / gamma``), so
+    gamma > 1 brightens the mid-tones. The paper names the step ("gamma adjustment"); the value
+    1.2 is the authors' code's.
+    """
+    if gamma <= 0:
+        raise ValueError(f"gamma must be positive, got {gamma}")
+    return np.power(np.clip(gray, 0.0, 1.0), 1.0 / gamma).astype(np.float32)
+
+
+def clahe(gray: np.ndarray, clip: float, tiles: int) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalisation of a [0, 1] image (OpenCV, 8-bit).
+
+    The paper applies "contrast-limited adaptive histogram equalization (CLAHE)"; the authors'
+    code uses clipLimit 2.0 on an 8x8 tile grid of a uint8 image, as done here.
+    """
+    as_u8 = np.clip(np.rint(gray * 255.0), 0, 255).astype(np.uint8)
+    equalised = cv2.createCLAHE(clipLimit=clip, tileGridSize=(tiles, tiles)).apply(as_u8)
+    return equalised.astype(np.float32) / 255.0
+
+
+def fov_mask(rgb: np.ndarray, erosion_px: int) -> np.ndarray:
+    """The field of view (the illuminated disc): red > 20/255, eroded by ``erosion_px``.
+
+    The red channel is the brightest in a fundus photograph, so a low threshold on it separates
+    the disc from the black surround (DATA_NOTES section 3). The authors' ``segment_unet.py``
+    erodes the field of view by 10 px so the bright rim is not mistaken for a vessel wall.
+    """
+    fov = _as_unit_float(rgb)[..., 0] > 20.0 / 255.0
+    if erosion_px > 0:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * erosion_px + 1,) * 2)
+        fov = cv2.erode(fov.astype(np.uint8), kernel, borderValue=0).astype(bool)
+    return fov
+
+
+def vessel_input(rgb: np.ndarray, fov: np.ndarray, data_cfg: DataConfig) -> np.ndarray:
+    """The vessel U-Net's input: float32 (H, W) in [0, 1], zero outside the field of view.
+
+    retina-unet ``my_PreProc``: grayscale, standardise and rescale to the full 0..255 range,
+    CLAHE, then gamma. The statistics are taken inside ``fov`` only, so the black surround does
+    not decide the contrast; retina-unet z-scores over the whole data set first, which a
+    per-image min-max rescale makes irrelevant.
+    """
+    gray = to_gray(rgb)
+    fov = fov.astype(bool)
+    inside = gray[fov]
+    if inside.size == 0:
+        return np.zeros_like(gray)
+    std = float(inside.std())
+    z = (gray - float(inside.mean())) / (std if std > 0 else 1.0)
+    lo, hi = float(z[fov].min()), float(z[fov].max())
+    scaled = (z - lo) / (hi - lo) if hi > lo else np.zeros_like(z)
+    scaled = np.where(fov, np.clip(scaled, 0.0, 1.0), 0.0).astype(np.float32)
+    out = gamma_correct(clahe(scaled, data_cfg.clahe_clip, data_cfg.clahe_tiles), data_cfg.gamma)
+    return np.where(fov, out, 0.0).astype(np.float32)
+
+
+def fundus_channels(rgb: np.ndarray, vessel_map: np.ndarray) -> np.ndarray:
+    """The GAN's four channels: float32 (4, S, S) in [-1, 1], R, G, B then vessel.
+
+    ``vessel_map`` is a probability map or a boolean mask (0..1); like the RGB channels it is
+    mapped 0..1 -> -1..1. The paper feeds "segmentation maps ... as additional channels".
+    """
+    rgb = _as_unit_float(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[:2] != vessel_map.shape:
+        raise ValueError(f"rgb {rgb.shape} and vessel map {vessel_map.shape} do not match")
+    vessel = np.clip(vessel_map.astype(np.float32), 0.0, 1.0)
+    channels = np.concatenate([rgb.transpose(2, 0, 1), vessel[None]], axis=0)
+    return (channels * 2.0 - 1.0).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# BraTS multi-modal MR volumes
+
+
+def zscore_volume(modalities: np.ndarray, brain_mask: np.ndarray, source: str) -> np.ndarray:
+    """Per modality zero mean / unit variance over brain voxels; 0 outside the brain.
+
+    modalities: (4, X, Y, Z); brain_mask: bool (X, Y, Z). The paper: "We preprocessed each MR
+    volume to have zero mean and unit variance". Raises DataError naming ``source`` for an
+    empty brain mask, NaNs, or a constant (zero-variance) modality.
+    """
+    mask = brain_mask.astype(bool)
+    if not mask.any():
+        raise DataError(f"{source}: the brain mask is empty; check the case's images "
+                        "(skull-stripped volumes with a non-zero brain are expected)")
+    out = np.zeros(modalities.shape, dtype=np.float32)
+    for i, volume in enumerate(modalities):
+        brain = volume[mask].astype(np.float64)
+        if not np.isfinite(brain).all():
+            raise DataError(f"{source}: modality {i} has NaN or infinite values inside the "
+                            "brain; replace or remove this case")
+        std = brain.std()
+        if std < 1e-8 * max(1.0, abs(brain.mean())):
+            raise DataError(f"{source}: modality {i} is constant inside the brain (zero "
+                            "variance); the file is empty or corrupt, replace or remove it")
+        out[i][mask] = ((brain - brain.mean()) / std).astype(np.float32)
+    return out
+
+
+def select_slices(
+    brain_mask: np.ndarray,
+    seg: np.ndarray,
+    min_brain_fraction: float,
+    n: int,
+    rng: np.random.Generator,
+) -> list[int]:
+    """Choose up to ``n`` axial slices (z indices, sorted) worth training on.
+
+    Near-empty slices (brain area below ``min_brain_fraction`` of the slice) are skipped. The
+    rest are split into tumour and non-tumour slices, which share ``n`` in proportion (each
+    kind gets at least one when both exist and n >= 2), so the GAN sees both the "presence and
+    absence of tumor" the paper shows. Within a kind, one slice is drawn from each of equal
+    z-ranges, which spreads the choice over the brain. Empty when no slice has enough brain.
+    """
+    area = brain_mask.reshape(-1, brain_mask.shape[2]).mean(axis=0)
+    valid = np.flatnonzero(area >= min_brain_fraction)
+    if n >= len(valid):
+        return [int(z) for z in valid]
+    has_tumour = (seg[:, :, valid] > 0).any(axis=(0, 1))
+    tumour, healthy = valid[has_tumour], valid[~has_tumour]
+    n_tumour = round(n * len(tumour) / len(valid))
+    if n >= 2 and len(tumour) and len(healthy):
+        n_tumour = min(max(n_tumour, 1), n - 1)
+    chosen = [*_spread(tumour, n_tumour, rng), *_spread(healthy, n - n_tumour, rng)]
+    return sorted(int(z) for z in chosen)
+
+
+def _spread(candidates: np.ndarray, k: int, rng: np.random.Generator) -> list[int]:
+    """One random element from each of ``k`` equal consecutive chunks of ``candidates``."""
+    if k <= 0:
+        return []
+    edges = np.linspace(0, len(candidates), k + 1).astype(int)
+    return [int(candidates[rng.integers(lo, hi)]) for lo, hi in zip(edges[:-1], edges[1:],
+                                                                     strict=True)]
+
+
+def brats_slice_channels(
+    zvol: np.ndarray,
+    seg: np.ndarray,
+    brain_mask: np.ndarray,
+    z: int,
+    pad_to: int,
+    z_clip: float,
+) -> np.ndarray:
+    """One axial slice as the GAN's seven channels: float32 (7, pad_to, pad_to) in [-1, 1].
+
+    Channels 0-3: the z-scored modalities clipped to +-``z_clip`` and divided by it, with -1
+    (black) outside the brain. Channels 4-6: one-hot masks of labels 1, 2 and 4 as -1 / +1.
+    The slice is shown as radiologists read an axial image from a canonical (RAS) volume,
+    anterior at the top (``slice.T[::-1]``), and padded (or centre-cropped) to ``pad_to`` with
+    -1: BraTS's 240 x 240 becomes 256 x 256 so the resolution pyramid halves evenly.
+    """
+    brain = _display(brain_mask[:, :, z].astype(bool))
+    images = [np.where(brain, np.clip(_display(zvol[i, :, :, z]), -z_clip, z_clip) / z_clip, -1.0)
+              for i in range(zvol.shape[0])]
+    labels = _display(seg[:, :, z])
+    masks = [np.where(labels == label, 1.0, -1.0) for label in BRATS_LABELS]
+    return np.stack([_pad_centre(c, pad_to) for c in images + masks]).astype(np.float32)
+
+
+def _display(plane: np.ndarray) -> np.ndarray:
+    """An (X, Y) RAS plane as an image: anterior at the top, the patient's right on the right."""
+    return plane.T[::-1]
+
+
+def _pad_centre(plane: np.ndarray, size: int) -> np.ndarray:
+    """Pad with -1 (or crop) both axes to ``size``, keeping the content centred."""
+    out = np.full((size, size), -1.0, dtype=np.float32)
+    h, w = plane.shape
+    src_y, src_x = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    dst_y, dst_x = max(0, (size - h) // 2), max(0, (size - w) // 2)
+    ch, cw = min(h, size), min(w, size)
+    out[dst_y:dst_y + ch, dst_x:dst_x + cw] = plane[src_y:src_y + ch, src_x:src_x + cw]
+    return out

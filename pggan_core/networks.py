@@ -1,0 +1,376 @@
+"""The progressive GAN's generator, discriminator and latent encoder.
+
+Beers et al. (2018, "Network Architectures") grow a generator and a symmetric discriminator from
+4 px to 512 px, one pair of convolutions per resolution, with nearest-neighbour upsampling and a
+fade-in of each new block; feature maps come from a table (``ModelConfig.feature_maps``). The
+layers follow Karras et al. (2018), whose scheme the paper says it follows: equalized learning
+rate, pixel norm after every generator convolution, minibatch standard deviation before the
+discriminator's last block, a linear ``toRGB``. ``ModelConfig.variant == "authors"`` swaps in
+the authors' own code's choices: plain He-initialised weights and 5x5 convolutions.
+
+Every layer for every resolution up to ``max_resolution`` is built in ``__init__``: state dicts
+and optimizers never change shape while the network grows; unused resolutions just sit idle.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pggan_core.config import ModelConfig, check_resolution
+from pggan_core.errors import ConfigError
+
+LEAKY_SLOPE = 0.2
+RELU_GAIN = math.sqrt(2.0)  # He et al.; Karras et al. keep it for leaky ReLU too
+
+
+def kernel_size(model_cfg: ModelConfig) -> int:
+    """The convolution size: ``model_cfg.kernel_size``, or 5 for the authors' variant."""
+    return 5 if model_cfg.variant == "authors" else model_cfg.kernel_size
+
+
+def uses_equalized_lr(model_cfg: ModelConfig) -> bool:
+    """NVIDIA's variant scales weights at run time; the authors' code did not."""
+    return model_cfg.variant != "authors"
+
+
+def resolutions_up_to(max_resolution: int) -> list[int]:
+    """4, 8, ..., ``max_resolution``."""
+    check_resolution(max_resolution, "max_resolution")
+    return [4 * 2**level for level in range(int(math.log2(max_resolution)) - 1)]
+
+
+def level_of(resolution: int, max_resolution: int) -> int:
+    """The block index of ``resolution`` (4 px -> 0), checked against the built range."""
+    check_resolution(resolution, "resolution")
+    if resolution > max_resolution:
+        raise ValueError(f"resolution {resolution} is above the network's {max_resolution} px")
+    return int(math.log2(resolution)) - 2
+
+
+def _feature_table(model_cfg: ModelConfig, max_resolution: int) -> list[int]:
+    """Feature maps per level, with a ConfigError naming the first missing resolution."""
+    table = []
+    for res in resolutions_up_to(max_resolution):
+        if res not in model_cfg.feature_maps:
+            raise ConfigError(f"model.feature_maps has no entry for {res} px: add {res}: <n>")
+        table.append(model_cfg.feature_maps[res])
+    return table
+
+
+class Conv2d(nn.Module):
+    """A convolution with equalized learning rate (Karras et al. 2018, section 4.1) or He init.
+
+    Equalized: weights start N(0, 1) and are multiplied at run time by ``gain / sqrt(fan_in)``,
+    so every layer learns at the same speed under Adam. The scale multiplies the weight, not
+    the activation: the (out, in, k, k) weight is far smaller than a (B, C, H, W) feature map.
+    Without equalization the same scale is applied once, at initialisation (He init).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, gain: float = RELU_GAIN,
+                 equalized: bool = True) -> None:
+        super().__init__()
+        he_std = gain / math.sqrt(in_ch * kernel * kernel)
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(out_ch))
+        if equalized:
+            self.scale = he_std
+        else:
+            self.scale = 1.0
+            with torch.no_grad():
+                self.weight.mul_(he_std)
+        self.padding = kernel // 2
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight = self.weight * self.scale if self.scale != 1.0 else self.weight
+        return F.conv2d(x, weight, self.bias, padding=self.padding)
+
+
+class Linear(nn.Module):
+    """A dense layer with equalized learning rate or He init (see ``Conv2d``)."""
+
+    def __init__(self, in_features: int, out_features: int, gain: float = RELU_GAIN,
+                 equalized: bool = True) -> None:
+        super().__init__()
+        he_std = gain / math.sqrt(in_features)
+        self.weight = nn.Parameter(torch.randn(out_features, in_features))
+        self.bias = nn.Parameter(torch.zeros(out_features))
+        if equalized:
+            self.scale = he_std
+        else:
+            self.scale = 1.0
+            with torch.no_grad():
+                self.weight.mul_(he_std)
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight = self.weight * self.scale if self.scale != 1.0 else self.weight
+        return F.linear(x, weight, self.bias)
+
+
+class UpsampleConv2d(Conv2d):
+    """Nearest-neighbour 2x upsampling followed by a ``Conv2d``, done as one transposed conv.
+
+    Upsampling then a k x k convolution equals a (k+1) x (k+1) stride-2 transposed convolution
+    whose taps sum neighbouring weights (Karras et al.'s ``upscale2d_conv2d``): the same result
+    up to float rounding, with 4/9 of the multiply-adds for k = 3 and no upsampled copy in
+    memory. The parameters are ``Conv2d``'s, so checkpoints do not depend on this.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight = self.weight * self.scale if self.scale != 1.0 else self.weight
+        # each output pixel sees a weight and its neighbour through the repeated input pixel
+        weight = F.pad(weight, (1, 1, 1, 1))
+        weight = (weight[:, :, 1:, 1:] + weight[:, :, :-1, 1:] + weight[:, :, 1:, :-1]
+                  + weight[:, :, :-1, :-1])
+        # conv_transpose2d is the adjoint of a correlation: flip the taps, swap in/out
+        weight = weight.flip(2, 3).transpose(0, 1)
+        return F.conv_transpose2d(x, weight, self.bias, stride=2, padding=self.padding)
+
+
+class DownsampleConv2d(Conv2d):
+    """A ``Conv2d`` followed by 2x2 average pooling, done as one stride-2 convolution.
+
+    Pooling the k x k convolution's output equals a (k+1) x (k+1) stride-2 convolution whose
+    taps average neighbouring weights: 4/9 of the multiply-adds for k = 3. Karras et al. use
+    it (``conv2d_downscale2d``) in the discriminator from 128 px up, with the activation after
+    the pooling rather than before; ``DiscriminatorBlock`` follows them.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight = self.weight * self.scale if self.scale != 1.0 else self.weight
+        weight = F.pad(weight, (1, 1, 1, 1))
+        weight = (weight[:, :, 1:, 1:] + weight[:, :, :-1, 1:] + weight[:, :, 1:, :-1]
+                  + weight[:, :, :-1, :-1]) * 0.25
+        return F.conv2d(x, weight, self.bias, stride=2, padding=self.padding)
+
+
+def pixel_norm(x: Tensor, eps: float = 1e-8) -> Tensor:
+    """Normalise each pixel's feature vector to unit mean square (Karras et al., section 4.2)."""
+    return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + eps)
+
+
+def mbstd_group_size(batch: int, group: int) -> int:
+    """The largest divisor of ``batch`` that is at most ``group`` (1 for a batch of 1)."""
+    return next(g for g in range(min(group, batch), 0, -1) if batch % g == 0)
+
+
+def minibatch_stddev(x: Tensor, group: int) -> Tensor:
+    """Append one feature map: the mean over features of the per-group standard deviation.
+
+    Karras et al. (section 3) group samples by a stride; here groups are runs of consecutive
+    samples, which is the same statistic for a shuffled batch and keeps batches that are
+    concatenated for one forward pass (multiples of the group size) from mixing.
+    """
+    b, c, h, w = x.shape
+    g = mbstd_group_size(b, group)
+    groups = x.float().view(b // g, g, c, h, w)
+    std = (groups.var(dim=1, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))
+    feature = std.to(x.dtype).repeat_interleave(g).view(b, 1, 1, 1).expand(b, 1, h, w)
+    return torch.cat([x, feature], dim=1)
+
+
+def upsample(x: Tensor) -> Tensor:
+    """Nearest-neighbour 2x upsampling (the paper's choice)."""
+    return F.interpolate(x, scale_factor=2.0, mode="nearest")
+
+
+def downsample(x: Tensor) -> Tensor:
+    """2x2 average pooling."""
+    return F.avg_pool2d(x, 2)
+
+
+class GeneratorBlock(nn.Module):
+    """Upsample, then two convolutions, each followed by leaky ReLU and pixel norm."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, equalized: bool) -> None:
+        super().__init__()
+        self.conv0 = UpsampleConv2d(in_ch, out_ch, kernel, equalized=equalized)
+        self.conv1 = Conv2d(out_ch, out_ch, kernel, equalized=equalized)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = pixel_norm(F.leaky_relu(self.conv0(x), LEAKY_SLOPE))
+        return pixel_norm(F.leaky_relu(self.conv1(x), LEAKY_SLOPE))
+
+
+class GeneratorInput(nn.Module):
+    """The 4 px block: latent -> dense 4x4 map -> convolution (Karras et al., Table 2)."""
+
+    def __init__(self, latent_dim: int, out_ch: int, kernel: int, equalized: bool) -> None:
+        super().__init__()
+        # NVIDIA's gain sqrt(2)/4 keeps each of the 16 pixels at unit scale after the reshape
+        self.dense = Linear(latent_dim, out_ch * 16, gain=RELU_GAIN / 4, equalized=equalized)
+        self.conv = Conv2d(out_ch, out_ch, kernel, equalized=equalized)
+
+    def forward(self, z: Tensor) -> Tensor:
+        x = self.dense(pixel_norm(z)).view(z.shape[0], -1, 4, 4)
+        x = pixel_norm(F.leaky_relu(x, LEAKY_SLOPE))
+        return pixel_norm(F.leaky_relu(self.conv(x), LEAKY_SLOPE))
+
+
+class Generator(nn.Module):
+    """Latent ``(B, latent_dim)`` -> image ``(B, channels, res, res)``, linear output ~[-1, 1]."""
+
+    def __init__(self, model_cfg: ModelConfig, channels: int, max_resolution: int) -> None:
+        super().__init__()
+        if channels < 1:
+            raise ConfigError(f"the generator needs at least one image channel, got {channels}")
+        features = _feature_table(model_cfg, max_resolution)
+        kernel, equalized = kernel_size(model_cfg), uses_equalized_lr(model_cfg)
+        self.latent_dim, self.channels, self.max_resolution = (
+            model_cfg.latent_dim, channels, max_resolution)
+        self.blocks = nn.ModuleList([GeneratorInput(model_cfg.latent_dim, features[0], kernel,
+                                                    equalized)])
+        self.blocks.extend(GeneratorBlock(c_in, c_out, kernel, equalized)
+                           for c_in, c_out in zip(features[:-1], features[1:], strict=True))
+        # toRGB is linear with gain 1: the image is the network's raw output
+        self.to_rgb = nn.ModuleList(Conv2d(c, channels, 1, gain=1.0, equalized=equalized)
+                                    for c in features)
+
+    def forward(self, z: Tensor, resolution: int, alpha: float = 1.0) -> Tensor:
+        """Images at ``resolution``; ``alpha`` < 1 fades in that resolution's block.
+
+        alpha = 0 gives exactly the previous resolution's image, NN-upsampled.
+        """
+        level = level_of(resolution, self.max_resolution)
+        x = self.blocks[0](z)
+        for block in self.blocks[1:level]:
+            x = block(x)
+        if level == 0:
+            return self.to_rgb[0](x)
+        image = self.to_rgb[level](self.blocks[level](x))
+        if alpha >= 1.0:
+            return image
+        return torch.lerp(upsample(self.to_rgb[level - 1](x)), image, alpha)
+
+
+FUSED_DOWNSAMPLE_FROM = 128  # Karras et al.'s fused_scale="auto": fused from 128 px up
+
+
+class DiscriminatorBlock(nn.Module):
+    """Two convolutions with leaky ReLU and 2x2 average pooling.
+
+    Below 128 px the pooling follows the second activation; from 128 px up it is fused into the
+    second convolution and the activation follows it, as in Karras et al.'s code.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, equalized: bool,
+                 fused: bool) -> None:
+        super().__init__()
+        self.fused = fused
+        self.conv0 = Conv2d(in_ch, in_ch, kernel, equalized=equalized)
+        conv1 = DownsampleConv2d if fused else Conv2d
+        self.conv1 = conv1(in_ch, out_ch, kernel, equalized=equalized)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.leaky_relu(self.conv0(x), LEAKY_SLOPE)
+        if self.fused:
+            return F.leaky_relu(self.conv1(x), LEAKY_SLOPE)
+        return downsample(F.leaky_relu(self.conv1(x), LEAKY_SLOPE))
+
+
+class DiscriminatorOutput(nn.Module):
+    """The 4 px block: [minibatch stddev], convolution, dense, dense to ``out_features``."""
+
+    def __init__(self, in_ch: int, out_features: int, kernel: int, equalized: bool,
+                 mbstd_group: int) -> None:
+        super().__init__()
+        self.mbstd_group = mbstd_group
+        extra = 1 if mbstd_group > 0 else 0
+        self.conv = Conv2d(in_ch + extra, in_ch, kernel, equalized=equalized)
+        self.dense = Linear(in_ch * 16, in_ch, equalized=equalized)
+        self.out = Linear(in_ch, out_features, gain=1.0, equalized=equalized)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.mbstd_group > 0:
+            x = minibatch_stddev(x, self.mbstd_group)
+        x = F.leaky_relu(self.conv(x), LEAKY_SLOPE)
+        x = F.leaky_relu(self.dense(x.flatten(1)), LEAKY_SLOPE)
+        return self.out(x)
+
+
+def _discriminator_blocks(features: list[int], kernel: int, equalized: bool
+                          ) -> list[DiscriminatorBlock]:
+    """Blocks for levels 1.. (8 px up), each taking its features to the level below's."""
+    return [DiscriminatorBlock(c_in, c_out, kernel, equalized,
+                               fused=4 * 2**level >= FUSED_DOWNSAMPLE_FROM)
+            for level, (c_out, c_in) in enumerate(zip(features[:-1], features[1:], strict=True),
+                                                  start=1)]
+
+
+def _from_rgb(channels: int, features: int, equalized: bool) -> nn.Sequential:
+    return nn.Sequential(Conv2d(channels, features, 1, equalized=equalized),
+                         nn.LeakyReLU(LEAKY_SLOPE))
+
+
+class Discriminator(nn.Module):
+    """Image ``(B, channels, res, res)`` -> critic score ``(B,)`` (WGAN: unbounded)."""
+
+    def __init__(self, model_cfg: ModelConfig, channels: int, max_resolution: int) -> None:
+        super().__init__()
+        if channels < 1:
+            raise ConfigError(f"the discriminator needs at least one image channel, got {channels}")
+        features = _feature_table(model_cfg, max_resolution)
+        kernel, equalized = kernel_size(model_cfg), uses_equalized_lr(model_cfg)
+        self.channels, self.max_resolution = channels, max_resolution
+        self.mbstd_group = model_cfg.mbstd_group  # the only way one image's score sees another's
+        self.from_rgb = nn.ModuleList(_from_rgb(channels, c, equalized) for c in features)
+        # blocks[level] takes level's features down to the level below's; blocks[0] is the head
+        self.blocks = nn.ModuleList([DiscriminatorOutput(features[0], 1, kernel, equalized,
+                                                         model_cfg.mbstd_group)])
+        self.blocks.extend(_discriminator_blocks(features, kernel, equalized))
+
+    def forward(self, x: Tensor, resolution: int, alpha: float = 1.0) -> Tensor:
+        """Scores for images at ``resolution``; ``alpha`` < 1 fades in that block.
+
+        alpha = 0 gives exactly the previous resolution's score of the 2x2-average-pooled image.
+        """
+        level = level_of(resolution, self.max_resolution)
+        if x.shape[-2:] != (resolution, resolution):
+            raise ValueError(f"expected {resolution} px images, got shape {tuple(x.shape)}")
+        h = self.from_rgb[level](x)
+        if level > 0:
+            h = self.blocks[level](h)
+            if alpha < 1.0:
+                h = torch.lerp(self.from_rgb[level - 1](downsample(x)), h, alpha)
+        for lower in range(level - 1, 0, -1):
+            h = self.blocks[lower](h)
+        return self.blocks[0](h)[:, 0]
+
+
+class Encoder(nn.Module):
+    """The discriminator's architecture at one resolution, ending in a latent vector.
+
+    Paper: "the same network architecture as the discriminator, with the exception of
+    terminating in a 128-vector", trained non-progressively. Minibatch stddev is left out so
+    each image's latent does not depend on the rest of its batch.
+    """
+
+    def __init__(self, model_cfg: ModelConfig, channels: int, resolution: int) -> None:
+        super().__init__()
+        if channels < 1:
+            raise ConfigError(f"the encoder needs at least one image channel, got {channels}")
+        features = _feature_table(model_cfg, resolution)
+        kernel, equalized = kernel_size(model_cfg), uses_equalized_lr(model_cfg)
+        self.resolution, self.latent_dim = resolution, model_cfg.latent_dim
+        self.from_rgb = _from_rgb(channels, features[-1], equalized)
+        self.blocks = nn.Sequential(*reversed(_discriminator_blocks(features, kernel, equalized)))
+        self.head = DiscriminatorOutput(features[0], model_cfg.latent_dim, kernel, equalized,
+                                        mbstd_group=0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Latents ``(B, latent_dim)`` for images ``(B, channels, resolution, resolution)``."""
+        if x.shape[-2:] != (self.resolution, self.resolution):
+            raise ValueError(f"expected {self.resolution} px images, got shape {tuple(x.shape)}")
+        return self.head(self.blocks(self.from_rgb(x)))
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, beta: float) -> None:
+    """``ema <- beta * ema + (1 - beta) * model`` for parameters; buffers are copied."""
+    # one fused multi-tensor op instead of a Python loop of small kernels
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - beta)
+    for ema_buffer, buffer in zip(ema.buffers(), model.buffers(), strict=True):
+        ema_buffer.copy_(buffer)

@@ -1,0 +1,513 @@
+"""The progressive GAN trainer (Beers et al. 2018, "Network Architectures"; Karras et al. 2018).
+
+The networks start at ``schedule.start_resolution`` and double up to ``max_resolution``. Each
+new resolution first *fades in* for ``fade_iterations`` (alpha ramps linearly 0 -> 1, blending
+the new block with the upsampled output of the previous one) and then trains *stable* for
+``stable_iterations``; the first resolution has no fade. Losses are WGAN-GP with a drift term,
+one critic step per generator step, Adam (lr 1e-3, betas (0, 0.99), eps 1e-8) made anew at the
+start of every phase, as NVIDIA's ``reset_opt_for_new_lod``. Reals come from the prepared
+pyramid at the current resolution and, during a fade, are blended with their 2x down-up copy
+by the same alpha, so the critic sees reals as blurry as the fakes it is shown.
+
+A run folder holds ``config.yaml``, ``run.json``, ``metrics.jsonl``, ``samples/`` (a grid of
+fixed latents at the end of every phase), ``figures/progression.png`` (+ ``.npz``: one fixed
+latent at every resolution, the paper's Figure 1) and ``checkpoints/`` (see checkpoint.py).
+
+Several processes (``torchrun --nproc_per_node N``) train data-parallel: every rank reads its
+own shard of the training images and the ranks average their gradients before every optimizer
+step; rank 0 alone writes files.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from pggan_core import checkpoint as ckpt
+from pggan_core import plots
+from pggan_core.atomic import atomic_file, write_text_atomic
+from pggan_core.config import Config
+from pggan_core.data.store import IMAGE_CHANNELS, PreparedDataset
+from pggan_core.errors import ConfigError, DataError, PgganError
+from pggan_core.losses import discriminator_loss, generator_loss
+from pggan_core.networks import Discriminator, Generator, downsample, ema_update, upsample
+
+AUTHORS_LR = 1e-4  # the authors' code trains with Adam at 1e-4 (ModelConfig.variant "authors")
+DISPLAY_MIN = 64  # sample tiles are enlarged (nearest) to at least this many pixels
+
+
+class TrainingDiverged(PgganError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stretch of the schedule: a resolution, fading in or stable, over global steps."""
+
+    index: int
+    resolution: int
+    kind: str  # "fade" or "stable"
+    start: int  # first global step of the phase
+    iterations: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.iterations
+
+    def alpha(self, step: int) -> float:
+        """The fade-in weight at global ``step``: linear 0 -> 1 over a fade, 1 when stable."""
+        return (step - self.start) / self.iterations if self.kind == "fade" else 1.0
+
+
+def build_phases(config: Config) -> list[Phase]:
+    """The schedule as a list of phases (zero-length phases are left out)."""
+    s = config.schedule
+    phases: list[Phase] = []
+    step, res = 0, s.start_resolution
+    while res <= s.max_resolution:
+        kinds = [("stable", s.stable_iterations)]
+        if res != s.start_resolution:
+            kinds.insert(0, ("fade", s.fade_iterations))
+        for kind, iterations in kinds:
+            if iterations > 0:
+                phases.append(Phase(len(phases), res, kind, step, iterations))
+                step += iterations
+        res *= 2
+    if not phases:
+        raise ConfigError("schedule.fade_iterations and stable_iterations are both 0: "
+                          "nothing to train")
+    return phases
+
+
+class ShardSampler:
+    """An endless shuffled stream of this rank's image indices (reshuffled every epoch)."""
+
+    def __init__(self, indices: np.ndarray, seed: int, rank: int) -> None:
+        self.indices = np.asarray(indices)
+        self.rng = np.random.default_rng([seed, rank])
+        self.perm = self.rng.permutation(self.indices)
+        self.cursor = 0
+
+    def next(self, n: int) -> np.ndarray:
+        """The next ``n`` indices, wrapping into a fresh permutation at the end of an epoch."""
+        out = []
+        while n > 0:
+            if self.cursor == len(self.perm):
+                self.perm, self.cursor = self.rng.permutation(self.indices), 0
+            take = min(n, len(self.perm) - self.cursor)
+            out.append(self.perm[self.cursor:self.cursor + take])
+            self.cursor, n = self.cursor + take, n - take
+        return np.concatenate(out)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"numpy": ckpt.numpy_rng_state(self.rng), "perm": torch.from_numpy(self.perm),
+                "cursor": self.cursor}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng = ckpt.numpy_rng_from_state(state["numpy"])
+        self.perm, self.cursor = state["perm"].numpy(), int(state["cursor"])
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where this process trains: device, rank and world size (1 without torchrun)."""
+
+    device: torch.device
+    rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_runtime(device: str = "auto") -> Runtime:
+    """Pick the device and join the process group when started by torchrun (WORLD_SIZE > 1)."""
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if use_cuda and not torch.cuda.is_available():
+        raise ConfigError("train.device=cuda but no CUDA device is visible; use auto or cpu")
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    return Runtime(torch.device("cuda", local_rank) if use_cuda else torch.device("cpu"),
+                   rank, world_size)
+
+
+def is_finished(run_dir: str | Path, config: Config, with_segmentation: bool = True) -> bool:
+    """Whether ``run_dir`` holds a completed run of exactly this config and channel choice."""
+    run_dir = Path(run_dir)
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return False
+    return (info.get("finished") is True and info.get("with_segmentation") == with_segmentation
+            and saved == config.to_dict()
+            and ckpt.has_checkpoint(run_dir / "checkpoints"))
+
+
+def train(config: Config, data_dir: str | Path, out_dir: str | Path,
+          with_segmentation: bool = True, resume: bool = False, progress: bool = True) -> Path:
+    """Train a progressive GAN on the prepared dataset ``data_dir``; return the run folder.
+
+    ``with_segmentation=False`` keeps only the image channels (the paper's Figure 3 ablation).
+    ``resume=True`` continues from ``out_dir/checkpoints`` (starting fresh if there is none);
+    without it an ``out_dir`` that already holds checkpoints is an error, never overwritten.
+    Raises TrainingDiverged when a loss turns NaN or infinite (the last checkpoint is kept).
+    """
+    runtime = setup_runtime(config.train.device)
+    try:
+        trainer = Trainer(config, Path(data_dir), Path(out_dir), with_segmentation, runtime)
+        trainer.run(resume=resume, progress=progress)
+    finally:
+        if runtime.world_size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+    return Path(out_dir)
+
+
+class Trainer:
+    """The networks, optimizers and data stream of one run, and the loop that trains them."""
+
+    def __init__(self, config: Config, data_dir: Path, out_dir: Path, with_segmentation: bool,
+                 runtime: Runtime) -> None:
+        self.config, self.out_dir, self.runtime = config, out_dir, runtime
+        self.with_segmentation = with_segmentation
+        self.data = PreparedDataset(data_dir)
+        self._check_data(data_dir)
+        n_channels = (len(self.data.channels) if with_segmentation
+                      else IMAGE_CHANNELS[self.data.dataset])
+        self.channels = self.data.channels[:n_channels]
+        self.phases = build_phases(config)
+        self.total_steps = self.phases[-1].end
+        self.device = runtime.device
+        # bf16 autocast on GPUs only: CPU bf16 is slower than fp32 on most CPUs
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                       enabled=self.device.type == "cuda")
+        # channels-last convolutions are faster on GPUs and, measured, ~25% faster on CPU too
+        self.memory_format = torch.channels_last
+
+        t = config.train
+        torch.manual_seed(t.seed)  # identical initial weights on every rank
+        max_res = config.schedule.max_resolution
+        self.G = Generator(config.model, n_channels, max_res)
+        self.D = Discriminator(config.model, n_channels, max_res)
+        self.G_ema = (copy.deepcopy(self.G).requires_grad_(False)
+                      if config.model.variant == "nvidia" else None)
+        for module in (self.G, self.D, self.G_ema):
+            if module is not None:
+                module.to(self.device, memory_format=self.memory_format)
+        # the generator only: the critic's gradient penalty needs a double backward, which
+        # compiled graphs do not support
+        self.G_run = torch.compile(self.G) if t.compile else self.G
+        self.lr = AUTHORS_LR if config.model.variant == "authors" else t.lr
+        # the fixed latents of every sample grid and of the progression strip
+        self.fixed_z = torch.randn(t.sample_grid, config.model.latent_dim,
+                                   generator=torch.Generator().manual_seed(t.seed))
+
+        torch.manual_seed(t.seed + runtime.rank)  # different latents on every rank
+        shard = self.data.split_indices("train")[runtime.rank::runtime.world_size]
+        if len(shard) == 0:
+            raise DataError(f"{data_dir} has no training images for rank {runtime.rank}; "
+                            "prepare more images or train on fewer processes")
+        self.sampler = ShardSampler(shard, t.seed, runtime.rank)
+        self.step = 0
+        self.images_seen = 0
+        self.opt_G: torch.optim.Adam | None = None
+        self.opt_D: torch.optim.Adam | None = None
+
+    # ---------------------------------------------------------------- the loop
+
+    def run(self, resume: bool, progress: bool) -> None:
+        """Train from step 0 or from the latest checkpoint to the end of the schedule."""
+        phase_index, opt_states = self._start(resume)
+        bar = tqdm(total=self.total_steps, initial=self.step, unit="it", dynamic_ncols=True,
+                   disable=not (progress and self.runtime.is_main))
+        last_log = (time.perf_counter(), self.images_seen)
+        for phase in self.phases[phase_index:]:
+            self._new_optimizers(opt_states if phase.index == phase_index else None)
+            batch = self._rank_batch(phase.resolution)
+            for step in range(max(self.step, phase.start), phase.end):
+                alpha = phase.alpha(step)
+                stats = self._train_step(phase, alpha, batch)
+                self.step = step + 1
+                self.images_seen += batch * self.runtime.world_size
+                bar.update(1)
+                bar.set_description(f"{phase.resolution}px {phase.kind} a={alpha:.2f}")
+                if self.step % self.config.train.log_every == 0:
+                    last_log = self._log(phase, alpha, stats, last_log, bar)
+                if self.step == phase.end:
+                    self._end_of_phase(phase)
+                if self.step % self.config.train.checkpoint_every == 0 or self.step == phase.end:
+                    self._checkpoint(phase, alpha)
+        bar.close()
+        if self.runtime.is_main:
+            self._write_run_info(finished=True)
+
+    def _train_step(self, phase: Phase, alpha: float, batch: int) -> dict[str, float]:
+        """``d_steps_per_g_step`` critic steps, then one generator step and the EMA update."""
+        res, t = phase.resolution, self.config.train
+        latent = self.config.model.latent_dim
+        for _ in range(t.d_steps_per_g_step):
+            reals = self._reals(res, alpha, batch)
+            with torch.no_grad(), self.autocast:
+                fakes = self.G_run(torch.randn(batch, latent, device=self.device), res, alpha)
+            with self.autocast:
+                d_loss, stats = discriminator_loss(self.D, reals, fakes, res, alpha,
+                                                   t.gp_lambda, t.drift)
+            self.opt_D.zero_grad(set_to_none=True)
+            d_loss.backward()
+            stats["d_loss"] = self._reduce(self.D, d_loss, "d_loss", phase)
+            self.opt_D.step()
+
+        self.D.requires_grad_(False)  # no critic gradients from the generator's step
+        with self.autocast:
+            fakes = self.G_run(torch.randn(batch, latent, device=self.device), res, alpha)
+            g_loss = generator_loss(self.D, fakes, res, alpha)
+        self.opt_G.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.D.requires_grad_(True)
+        stats["g_loss"] = self._reduce(self.G, g_loss, "g_loss", phase)
+        self.opt_G.step()
+        if self.G_ema is not None:
+            ema_update(self.G_ema, self.G, t.ema_beta)
+        return stats
+
+    def _reals(self, res: int, alpha: float, batch: int) -> Tensor:
+        """A batch of reals at ``res``; during a fade, mixed with their 2x down-up copy."""
+        images = self.data.batch(self.sampler.next(batch), res)[:, :len(self.channels)]
+        x = torch.from_numpy(images).to(self.device, non_blocking=True)
+        if alpha < 1.0:
+            x = torch.lerp(upsample(downsample(x)), x, alpha)
+        return x.contiguous(memory_format=self.memory_format)
+
+    def _reduce(self, module: nn.Module, loss: Tensor, name: str, phase: Phase) -> float:
+        """Average gradients (and the loss) over ranks; stop on a NaN/inf before the update.
+
+        Gradients are all-reduced by hand rather than through DistributedDataParallel: the
+        gradient penalty's double backward is not supported by DDP, and at any resolution most
+        layers get no gradient, which DDP would need to search for every step.
+        """
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        value = loss.detach().float().reshape(1)
+        if self.runtime.world_size > 1:
+            flat = torch.cat([g.flatten() for g in grads] + [value])
+            dist.all_reduce(flat)
+            flat /= self.runtime.world_size
+            offset = 0
+            for g in grads:
+                g.copy_(flat[offset:offset + g.numel()].view_as(g))
+                offset += g.numel()
+            value = flat[-1:]
+        result = value.item()
+        if not math.isfinite(result):
+            last = self.out_dir / "checkpoints" / ckpt.LATEST
+            kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint yet"
+            raise TrainingDiverged(
+                f"{name} is {result} at step {self.step + 1} ({phase.resolution} px, "
+                f"{phase.kind}); {kept}: resume with --resume, or lower train.lr")
+        return result
+
+    def _new_optimizers(self, states: tuple[dict, dict] | None) -> None:
+        """Fresh Adam optimizers for a new phase, or the checkpoint's mid-phase ones."""
+        t = self.config.train
+        self.opt_G = torch.optim.Adam(self.G.parameters(), self.lr, t.betas, t.eps)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), self.lr, t.betas, t.eps)
+        if states is not None:
+            self.opt_G.load_state_dict(states[0])
+            self.opt_D.load_state_dict(states[1])
+
+    def _rank_batch(self, res: int) -> int:
+        batch, world = self.config.schedule.batch_size[res], self.runtime.world_size
+        if batch % world:
+            raise ConfigError(f"schedule.batch_size[{res}]={batch} does not split evenly over "
+                              f"{world} processes; use a multiple of {world}")
+        return batch // world
+
+    # ---------------------------------------------------------------- start and resume
+
+    def _start(self, resume: bool) -> tuple[int, tuple[dict, dict] | None]:
+        """Set up the run folder; load the checkpoint on resume. Returns (phase, opt states)."""
+        folder = self.out_dir / "checkpoints"
+        if ckpt.has_checkpoint(folder) and not resume:
+            raise PgganError(f"{self.out_dir} already holds a run: pass --resume to continue "
+                             "it, or choose another --out")
+        if not (resume and ckpt.has_checkpoint(folder)):
+            if self.runtime.is_main:
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                write_text_atomic(self.out_dir / "config.yaml",
+                                  yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+                write_text_atomic(self.out_dir / "metrics.jsonl", "")
+                self._write_run_info(finished=False)
+            return 0, None
+        self._check_same_config()
+        state = ckpt.load_latest(folder, self.device)
+        return self._load_state(state)
+
+    def _load_state(self, state: dict[str, Any]) -> tuple[int, tuple[dict, dict] | None]:
+        if list(state["channels"]) != list(self.channels):
+            raise ConfigError(f"{self.out_dir}: the checkpoint was trained on channels "
+                              f"{state['channels']}, this run uses {list(self.channels)}; "
+                              "match --no-segmentation to the original run")
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(state["G_ema"])
+        self.step, self.images_seen = int(state["step"]), int(state["images_seen"])
+        ranks = state["ranks"]
+        if len(ranks) == self.runtime.world_size:
+            ckpt.restore_rng(ranks[self.runtime.rank]["rng"])
+            self.sampler.load_state_dict(ranks[self.runtime.rank]["sampler"])
+        else:  # another process count: carry on with fresh, distinct streams per rank
+            torch.manual_seed(self.config.train.seed + self.step + self.runtime.rank)
+        if self.runtime.is_main:
+            self._truncate_metrics()
+        phase = self.phases[int(state["phase_index"])]
+        if self.step < phase.end:
+            return phase.index, (state["opt_G"], state["opt_D"])
+        return phase.index + 1, None
+
+    def _check_same_config(self) -> None:
+        saved = yaml.safe_load((self.out_dir / "config.yaml").read_text())
+        new = self.config.to_dict()
+        for section, values in new.items():
+            old = saved.get(section)
+            if isinstance(values, dict) and isinstance(old, dict):
+                for key, value in values.items():
+                    if old.get(key) != value:
+                        raise ConfigError(
+                            f"{self.out_dir / 'config.yaml'}: {section}.{key} was "
+                            f"{old.get(key)!r}, now {value!r}; resume with the original "
+                            "settings or train into a new --out")
+            elif old != values:
+                raise ConfigError(f"{self.out_dir / 'config.yaml'}: {section} was {old!r}, now "
+                                  f"{values!r}; resume with the original settings")
+
+    def _truncate_metrics(self) -> None:
+        """Drop log lines written after the checkpoint (and any line cut short by a kill)."""
+        path = self.out_dir / "metrics.jsonl"
+        kept = []
+        for line in path.read_text().splitlines() if path.exists() else []:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record["step"] <= self.step:
+                kept.append(line + "\n")
+        write_text_atomic(path, "".join(kept))
+
+    def _check_data(self, data_dir: Path) -> None:
+        if self.data.dataset != self.config.data.dataset:
+            raise ConfigError(f"{data_dir} holds {self.data.dataset!r} images but the config "
+                              f"is for {self.config.data.dataset!r}; pass the matching --data")
+        needed = self.config.schedule.max_resolution
+        if needed not in self.data.resolutions:
+            raise DataError(f"{data_dir} stops at {self.data.max_resolution} px but the "
+                            f"schedule trains to {needed} px; prepare it with resolution "
+                            f">= {needed}")
+
+    # ---------------------------------------------------------------- outputs
+
+    def _checkpoint(self, phase: Phase, alpha: float) -> None:
+        """Gather every rank's RNG and data-order state; rank 0 writes the checkpoint."""
+        mine = {"rng": ckpt.capture_rng(), "sampler": self.sampler.state_dict()}
+        fingerprint = ckpt.weights_fingerprint(self.G, self.D)
+        ranks, fingerprints = [mine], [fingerprint]
+        if self.runtime.world_size > 1:
+            ranks = [None] * self.runtime.world_size
+            fingerprints = [None] * self.runtime.world_size
+            dist.all_gather_object(ranks, mine)
+            dist.all_gather_object(fingerprints, fingerprint)
+            if len(set(fingerprints)) != 1:
+                raise RuntimeError(f"ranks hold different weights at step {self.step}: "
+                                   f"{fingerprints}")
+        if not self.runtime.is_main:
+            return
+        cpu = {name: _to_cpu(module.state_dict()) if module is not None else None
+               for name, module in (("G", self.G), ("G_ema", self.G_ema), ("D", self.D))}
+        ckpt.save_checkpoint(self.out_dir / "checkpoints", {
+            "config": self.config.to_dict(), "channels": list(self.channels),
+            "with_segmentation": self.with_segmentation, "dataset": self.data.dataset,
+            "step": self.step, "phase_index": phase.index, "resolution": phase.resolution,
+            "phase": phase.kind, "alpha": alpha, "images_seen": self.images_seen,
+            "finished": self.step == self.total_steps, **cpu,
+            "opt_G": _to_cpu(self.opt_G.state_dict()), "opt_D": _to_cpu(self.opt_D.state_dict()),
+            "ranks": ranks, "rank_fingerprints": fingerprints,
+        })
+
+    def _log(self, phase: Phase, alpha: float, stats: dict[str, float],
+             last: tuple[float, int], bar: tqdm) -> tuple[float, int]:
+        now = time.perf_counter()
+        rate = (self.images_seen - last[1]) / max(now - last[0], 1e-9)
+        bar.set_postfix(img_s=f"{rate:.0f}", d=f"{stats['d_loss']:.3f}",
+                        g=f"{stats['g_loss']:.3f}")
+        if self.runtime.is_main:
+            record = {"step": self.step, "resolution": phase.resolution, "phase": phase.kind,
+                      "alpha": alpha, "d_loss": stats["d_loss"], "g_loss": stats["g_loss"],
+                      "gp": stats["gp"], "wasserstein": stats["wasserstein"],
+                      "images_seen": self.images_seen, "img_per_s": rate}
+            with open(self.out_dir / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+        return now, self.images_seen
+
+    @torch.no_grad()
+    def _end_of_phase(self, phase: Phase) -> None:
+        """The fixed-latent sample grid; after a stable phase, one column of the progression."""
+        if not self.runtime.is_main:
+            return
+        G = self.G_ema if self.G_ema is not None else self.G
+        images = G(self.fixed_z.to(self.device), phase.resolution, 1.0).float().cpu().numpy()
+        grid = plots.sample_grid(images, self.data.dataset,
+                                 ncols=math.ceil(math.sqrt(len(images))),
+                                 size=max(phase.resolution, DISPLAY_MIN))
+        plots.save_png(grid, self.out_dir / "samples"
+                       / f"res{phase.resolution:03d}_{phase.kind}.png")
+        if phase.kind == "stable":
+            self._add_progression(phase.resolution, images[0])
+
+    def _add_progression(self, resolution: int, image: np.ndarray) -> None:
+        path = self.out_dir / "figures" / "progression.npz"
+        arrays: dict[str, np.ndarray] = {}
+        if path.exists():
+            with np.load(path) as saved:
+                arrays = {k: saved[k] for k in saved.files if k.startswith("res_")}
+        arrays[f"res_{resolution:03d}"] = image
+        with atomic_file(path) as fh:
+            np.savez(fh, channels=np.array(self.channels), **arrays)
+        strip = plots.progression_strip([arrays[k] for k in sorted(arrays)], self.data.dataset,
+                                        size=max(self.config.schedule.max_resolution, 128))
+        plots.save_png(strip, self.out_dir / "figures" / "progression.png")
+
+    def _write_run_info(self, finished: bool) -> None:
+        info = {"dataset": self.data.dataset, "data_dir": str(self.data.path),
+                "with_segmentation": self.with_segmentation, "channels": list(self.channels),
+                "total_steps": self.total_steps, "step": self.step,
+                "images_seen": self.images_seen, "world_size": self.runtime.world_size,
+                "device": str(self.device), "finished": finished}
+        write_text_atomic(self.out_dir / "run.json", json.dumps(info, indent=2))
+
+
+def _to_cpu(state: Any) -> Any:
+    """A (nested) state dict with every tensor copied to the CPU."""
+    if isinstance(state, Tensor):
+        return state.detach().cpu().clone()
+    if isinstance(state, dict):
+        return {k: _to_cpu(v) for k, v in state.items()}
+    if isinstance(state, list | tuple):
+        return type(state)(_to_cpu(v) for v in state)
+    return state

@@ -1,0 +1,192 @@
+"""The book builder: tables read at build time, staging, failures, offline pages, and (e2e) the
+smoke book for both datasets checked in headless chromium."""
+
+import importlib
+import json
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from pggan_core import book, browser_check
+from pggan_core.browser_check import check_book, expectations
+from pggan_core.config import load_config
+from pggan_core.errors import ConfigError
+from pggan_core.paths import repo_root, run_dir
+
+ROOT = repo_root(Path(__file__).parent)
+HEADER = """---
+jupytext:
+  text_representation: {extension: .md, format_name: myst}
+kernelspec: {display_name: Python 3, language: python, name: python3}
+---
+# A page
+"""
+
+
+def code_cell(source: str, tags: str = "") -> str:
+    tag_line = f":tags: [{tags}]\n\n" if tags else ""
+    return f"\n```{{code-cell}} ipython3\n{tag_line}{source}\n```\n"
+
+
+def test_claims_table_reads_metrics_json_and_marks_the_rest(tmp_path: Path):
+    folder = run_dir("rop", "smoke", "seg", tmp_path)
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"vessel_agreement_auc": 0.91234,
+                                                     "swd_mean": float("nan")}))
+    table = book.claims_table("smoke", ("rop", "brats"), root=tmp_path).set_index("metric")
+    assert table.loc["vessel_agreement_auc", "ours: ROP"] == "0.912"
+    assert table.loc["vessel_agreement_auc", "paper value"] == "0.97"
+    assert table.loc["vessel_agreement_auc", "ours: BraTS"] == "n/a"  # a fundus-only claim
+    assert table.loc["swd_mean", "ours: ROP"] == book.NOT_COMPUTED  # NaN is not a result
+    assert table.loc["encoder_r2", "ours: ROP"] == book.NOT_COMPUTED  # key missing
+    assert table.loc["swd_mean", "ours: BraTS"] == book.NOT_COMPUTED  # file missing
+
+
+def test_unreadable_metrics_json_names_the_file_and_the_fix(tmp_path: Path):
+    folder = run_dir("brats", "smoke", "seg", tmp_path)
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text("{not json")
+    with pytest.raises(book.BookError, match=r"metrics\.json.*pggan evaluate"):
+        book.claims_table("smoke", ("brats",), root=tmp_path)
+
+
+def test_method_table_points_at_real_code_and_real_config_keys():
+    paper = load_config("paper", "rop")
+    for step in book.METHOD:
+        module, name = step.code.split(":")
+        assert hasattr(importlib.import_module(module), name), step.code
+        if step.key:
+            assert book.config_value(paper, step.key) not in ("", "None"), step.key
+    assert book.config_value(paper, "model.feature_maps") == \
+        "4–128 px: 128, 256 px: 64, 512 px: 16"  # the paper's table, in its words
+    markdown = book.as_markdown(book.method_table("brats")).data
+    assert markdown.count("\n") == len(book.METHOD) + 1 and "`schedule.max_resolution`" in markdown
+
+
+def test_profile_table_shows_the_scale_gap():
+    table = book.profile_table(("rop",)).set_index("profile")
+    assert table.loc["paper", "iterations per resolution (fade + stable)"] == "20,000 + 20,000"
+    assert table.loc["paper", "resolution"] == "4 → 512 px"
+
+
+def test_staged_toc_has_one_part_per_dataset():
+    root_toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    toc = book.staged_toc(root_toc, ["01_data", "03_train"], ("rop", "brats"))
+    captions = [part["caption"] for part in toc["parts"]]
+    assert captions[1:3] == ["Notebooks: Fundus photographs (ROP)",
+                             "Notebooks: Glioma MRI (BraTS)"]
+    assert toc["parts"][2]["chapters"] == [{"file": "notebooks/01_data_brats"},
+                                           {"file": "notebooks/03_train_brats"}]
+    assert not any("glob" in ch for part in toc["parts"] for ch in part["chapters"])
+
+
+def test_staged_config_runs_nothing_and_loads_nothing_from_the_internet():
+    root_config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config = book.staged_config(root_config, "smoke", 7, ROOT)
+    assert config["execute"]["execute_notebooks"] == "off"
+    assert "profile <b>smoke</b> · seed 7 · commit " in config["html"]["announcement"]
+    sphinx = config["sphinx"]["config"]
+    assert "sphinx_thebe" not in sphinx["extensions"]
+    assert {"pggan_core.book", "sphinxcontrib.bibtex"} <= set(sphinx["extensions"])
+    urls = [*sphinx["nb_ipywidgets_js"], sphinx["mathjax_path"]]
+    assert not any("://" in url for url in urls)
+
+
+def test_plotly_outputs_get_html_without_a_cdn():
+    figure = {"data": [{"type": "scatter", "x": [1, 2], "y": [3, 4], "mode": "markers"}],
+              "layout": {}}
+    output = nbformat.v4.new_output("display_data", data={
+        "application/vnd.plotly.v1+json": figure,
+        "text/html": '<script src="https://cdn.plot.ly/plotly-3.0.0.min.js"></script>'})
+    bootstrap = nbformat.v4.new_output("display_data", data={  # renderer "notebook_connected"
+        "text/html": '<script>window.PlotlyConfig = {};</script><script type="module">'
+                     'import "https://cdn.plot.ly/plotly-4.1.1.min"</script>'})
+    cell = nbformat.v4.new_code_cell(outputs=[bootstrap, output])
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    assert book.add_plotly_html(notebook) == 2
+    assert len(cell.outputs) == 1
+    html = cell.outputs[0]["data"]["text/html"]
+    assert "Plotly.newPlot" in html and "cdn" not in html and "<script src" not in html
+
+
+def test_provenance_banner_names_profile_seed_commit_and_date():
+    banner = book.provenance_banner("demo", 3, "rop")
+    assert re.fullmatch(r"dataset rop · profile demo · seed 3 · commit \S+.* · built "
+                        r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", banner), banner
+
+
+def test_a_notebook_without_the_book_parameters_is_a_config_error(tmp_path: Path):
+    (tmp_path / "notebooks").mkdir()
+    source = tmp_path / "notebooks" / "01_x.md"
+    source.write_text(HEADER + code_cell('dataset = "rop"', "parameters"))
+    with pytest.raises(ConfigError, match=r"01_x\.md.*lacks profile, seed"):
+        book.execute_notebook(source, tmp_path / "out.ipynb", {"dataset": "rop"}, tmp_path)
+
+
+def test_a_failing_notebook_reports_cell_and_traceback(tmp_path: Path):
+    source = tmp_path / "page.md"
+    source.write_text(HEADER + code_cell("profile = 'demo'", "parameters")
+                      + code_cell("raise ValueError(f'boom on {profile}')"))
+    with pytest.raises(book.BookError) as error:
+        book.execute_notebook(source, tmp_path / "out.ipynb", {"profile": "smoke"}, tmp_path)
+    message = str(error.value)
+    assert "page.md failed with {'profile': 'smoke'}" in message
+    assert "raise ValueError(f'boom on {profile}')" in message  # the cell
+    assert "ValueError: boom on smoke" in message  # the traceback, ANSI colours stripped
+    assert "\x1b[" not in message
+
+
+def test_a_sphinx_warning_fails_the_build(tmp_path: Path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "_config.yml").write_text("title: t\nexecute: {execute_notebooks: 'off'}\n")
+    (src / "_toc.yml").write_text("format: jb-book\nroot: index\n")
+    (src / "index.md").write_text("# Index\n\nSee {doc}`a page that is not there <missing>`.\n")
+    with pytest.raises(book.BookError, match="unknown document"):
+        book.run_sphinx(src, tmp_path / "html", tmp_path / "doctrees")
+
+
+def test_browser_check_finds_what_a_reader_would_see_broken(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(browser_check, "WAIT_MS", 500)  # nothing will appear on this page
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "index.html").write_text("<html><body><p>fine</p></body></html>")
+    (tmp_path / "notebooks" / "07_latent_space_rop.html").write_text(
+        '<html><body><script src="https://cdn.example.org/x.js"></script>'
+        "<script>undefined_function()</script><img src='missing.png'>"
+        "<pre>Traceback (most recent call last)</pre></body></html>")
+    problems = check_book(tmp_path, screenshots=tmp_path / "shots")
+    found = "\n".join(problems)
+    assert not any(p.startswith("index.html") for p in problems)
+    for expected in ("requests an external URL https://cdn.example.org/x.js",
+                     "uncaught exception", "broken image missing.png", "shows a Traceback",
+                     "no widget slider", "no rendered plotly figure"):
+        assert expected in found, found
+    assert (tmp_path / "shots" / "notebooks__07_latent_space_rop.png").is_file()
+
+
+@pytest.mark.e2e
+def test_smoke_book_builds_for_both_datasets_and_reads_well(tmp_path: Path):
+    """CI's book check: every notebook x both datasets on smoke, then every page in chromium."""
+    out = tmp_path / "smoke"
+    html = book.build_book("smoke", ("rop", "brats"), out=out, check=False)
+    notebooks = book.discover_notebooks(ROOT)
+    assert notebooks, "no notebooks/NN_*.md found"
+    for source in notebooks:
+        for dataset in ("rop", "brats"):
+            page = html / "notebooks" / f"{source.stem}_{dataset}.html"
+            assert page.is_file(), page
+            assert "figure" in expectations(page)
+    if (ROOT / "notebooks" / "07_latent_space.md").is_file():  # the t-SNE and widget page
+        page = html / "notebooks" / "07_latent_space_rop.html"
+        assert {"plotly_points", "widget_slider"} <= set(expectations(page))
+    for page in html.rglob("*.html"):
+        external = re.findall(r'(?:src|href)="(https?://[^"]+\.(?:js|css))"', page.read_text())
+        assert not external, f"{page}: {external}"
+    assert "Built with profile <b>smoke</b>" in (html / "book" / "index.html").read_text()
+    problems = check_book(html, screenshots=out / "screenshots")
+    assert problems == [], "\n".join(problems)
+    shutil.rmtree(out / "src")  # the executed notebooks are large; the HTML is what counts

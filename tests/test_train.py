@@ -1,0 +1,247 @@
+"""The progressive trainer: schedule, run folder, bit-identical resume, kills, NaNs, two ranks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pggan_core import checkpoint as ckpt
+from pggan_core import train as train_module
+from pggan_core.config import load_config
+from pggan_core.data.store import DatasetWriter
+from pggan_core.errors import ConfigError, PgganError
+from pggan_core.train import (
+    TrainingDiverged,
+    build_phases,
+    is_finished,
+    train,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_dataset(path: Path, dataset: str = "rop", n: int = 12, resolution: int = 16) -> Path:
+    """Bright discs on a dark field with noise; every sixth image held out."""
+    rng = np.random.default_rng(0)
+    channels = 4 if dataset == "rop" else 7
+    yy, xx = np.mgrid[:resolution, :resolution] / resolution
+    with DatasetWriter(path, dataset, n_images=n, resolution=resolution) as writer:
+        for i in range(n):
+            cx, cy = rng.uniform(0.3, 0.7, 2)
+            disc = ((xx - cx) ** 2 + (yy - cy) ** 2 < 0.1).astype(np.float32)
+            image = np.stack([disc * rng.uniform(0, 1) - (1 - disc) * 0.9
+                              for _ in range(channels)])
+            image += rng.normal(0, 0.05, image.shape).astype(np.float32)
+            writer.add(i, np.clip(image, -1, 1),
+                       {"split": "heldout" if i % 6 == 5 else "train", "source_file": f"s{i}"})
+    return path
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The machine is shared: one intra-op thread keeps these runs fast and predictable."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def smoke(**train_overrides) -> object:
+    """The smoke profile (4 -> 8 -> 16 px, 20 steps); checkpoints fall mid-fade at step 6."""
+    return load_config("smoke", "rop", {"train": {"checkpoint_every": 6, **train_overrides}})
+
+
+@pytest.fixture(scope="module")
+def rop_data(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("data") / "rop")
+
+
+@pytest.fixture(scope="module")
+def smoke_run(rop_data, tmp_path_factory) -> Path:
+    """One uninterrupted smoke run, shared by the tests that read it."""
+    torch.set_num_threads(1)
+    return train(smoke(), rop_data, tmp_path_factory.mktemp("runs") / "straight", progress=False)
+
+
+def test_schedule_fades_then_holds_each_resolution():
+    phases = build_phases(smoke())
+    assert [(p.resolution, p.kind, p.start, p.iterations) for p in phases] == [
+        (4, "stable", 0, 4), (8, "fade", 4, 4), (8, "stable", 8, 4),
+        (16, "fade", 12, 4), (16, "stable", 16, 4)]
+    fade = phases[1]
+    assert [fade.alpha(s) for s in range(fade.start, fade.end)] == [0.0, 0.25, 0.5, 0.75]
+    assert phases[2].alpha(9) == 1.0
+
+
+def test_smoke_run_writes_the_whole_run_folder(smoke_run):
+    config, run = smoke(), smoke_run
+    assert yaml.safe_load((run / "config.yaml").read_text()) == config.to_dict()
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(2, 21, 2))
+    assert {"step", "resolution", "phase", "alpha", "d_loss", "g_loss", "gp", "wasserstein",
+            "images_seen", "img_per_s"} <= set(records[0])
+    assert [r["resolution"] for r in records][::2] == [4, 8, 8, 16, 16]
+    assert records[-1]["images_seen"] == 20 * 8
+    assert {r["alpha"] for r in records if r["phase"] == "fade"} == {0.25, 0.75}
+    samples = sorted(p.name for p in (run / "samples").iterdir())
+    assert samples == ["res004_stable.png", "res008_fade.png", "res008_stable.png",
+                       "res016_fade.png", "res016_stable.png"]
+    with np.load(run / "figures" / "progression.npz") as strip:
+        assert [strip[f"res_{r:03d}"].shape for r in (4, 8, 16)] == [
+            (4, 4, 4), (4, 8, 8), (4, 16, 16)]
+        assert list(strip["channels"]) == ["R", "G", "B", "vessel"]
+    assert (run / "figures" / "progression.png").stat().st_size > 0
+    state = ckpt.load_latest(run / "checkpoints")
+    assert (state["step"], state["resolution"], state["finished"]) == (20, 16, True)
+    assert is_finished(run, config)
+    assert not is_finished(run, config, with_segmentation=False)
+    assert not is_finished(run, smoke(seed=1))
+    G, info = ckpt.load_generator(run)
+    assert info["ema"] and G(torch.zeros(2, 32), 16).shape == (2, 4, 16, 16)
+
+
+def test_without_segmentation_trains_on_image_channels_only(rop_data, tmp_path):
+    config = load_config("smoke", "rop", {"schedule": {"max_resolution": 8}})
+    run = train(config, rop_data, tmp_path / "run", with_segmentation=False, progress=False)
+    state = ckpt.load_latest(run / "checkpoints")
+    assert state["channels"] == ["R", "G", "B"]
+    assert state["G"]["to_rgb.0.weight"].shape[0] == 3
+    assert json.loads((run / "run.json").read_text())["with_segmentation"] is False
+
+
+def _assert_same(a, b, where="state"):
+    """Equal nested checkpoint contents, tensors compared bit for bit."""
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _assert_same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def test_resume_mid_fade_is_bit_identical(rop_data, smoke_run, tmp_path, monkeypatch):
+    config, straight = smoke(), smoke_run
+
+    real_save = ckpt.save_checkpoint
+
+    def save_then_die(folder, state):
+        real_save(folder, state)
+        if state["step"] == 6:
+            raise KeyboardInterrupt  # the process dies right after this checkpoint
+
+    monkeypatch.setattr(ckpt, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, rop_data, tmp_path / "resumed", progress=False)
+    monkeypatch.undo()
+    interrupted = ckpt.load_latest(tmp_path / "resumed" / "checkpoints")
+    assert (interrupted["step"], interrupted["resolution"], interrupted["alpha"]) == (6, 8, 0.25)
+    with pytest.raises(PgganError, match="--resume"):
+        train(config, rop_data, tmp_path / "resumed", progress=False)
+    with pytest.raises(ConfigError, match="train.seed"):
+        train(smoke(seed=3), rop_data, tmp_path / "resumed", resume=True,
+              progress=False)
+    resumed = train(config, rop_data, tmp_path / "resumed", resume=True, progress=False)
+
+    a = ckpt.load_latest(straight / "checkpoints")
+    b = ckpt.load_latest(resumed / "checkpoints")
+    for key in ("G", "G_ema", "D", "opt_G", "opt_D", "ranks", "step", "images_seen"):
+        _assert_same(a[key], b[key], key)
+    losses = [[(r["step"], r["d_loss"], r["g_loss"]) for r in map(json.loads, lines)]
+              for lines in ((run / "metrics.jsonl").read_text().splitlines()
+                            for run in (straight, resumed))]
+    assert losses[0] == losses[1]
+
+
+KILL_SCRIPT = """
+import sys, torch
+torch.set_num_threads(1)
+from pggan_core.config import load_config
+from pggan_core.train import train
+config = load_config("smoke", "rop", {{"schedule": {{"fade_iterations": 400,
+    "stable_iterations": 400}}, "train": {{"checkpoint_every": 1}}}})
+train(config, {data!r}, {out!r}, resume={resume}, progress=False)
+"""
+
+
+def test_sigkill_never_leaves_an_unreadable_latest(rop_data, tmp_path):
+    out = tmp_path / "run"
+    latest = out / "checkpoints" / ckpt.LATEST
+    steps = []
+    for attempt, delay in enumerate((0.3, 0.45)):
+        script = KILL_SCRIPT.format(data=str(rop_data), out=str(out), resume=attempt > 0)
+        proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (
+                not latest.exists() or
+                (steps and ckpt.load_latest(out / "checkpoints")["step"] <= steps[-1])):
+            assert proc.poll() is None, "training subprocess ended early"
+            time.sleep(0.05)
+        time.sleep(delay)  # land somewhere inside a checkpoint write, or between two
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        state = ckpt.load_checkpoint(latest)  # latest itself, no fallback needed
+        steps.append(state["step"])
+        assert np.isfinite(state["G"]["to_rgb.0.weight"].numpy()).all()
+    assert steps[1] > steps[0] > 0
+
+
+def test_nan_loss_stops_naming_step_and_resolution(rop_data, tmp_path, monkeypatch):
+    real_loss = train_module.generator_loss
+
+    def poisoned(D, fakes, resolution, alpha):
+        loss = real_loss(D, fakes, resolution, alpha)
+        return loss * float("nan") if resolution == 8 and alpha >= 0.5 else loss
+
+    monkeypatch.setattr(train_module, "generator_loss", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"g_loss is nan at step 7 \(8 px, fade\)"):
+        train(smoke(), rop_data, tmp_path / "run", progress=False)
+    state = ckpt.load_latest(tmp_path / "run" / "checkpoints")
+    assert state["step"] == 6  # the last checkpoint before the NaN, untouched
+    assert all(torch.isfinite(t).all() for t in state["G"].values())
+    assert not json.loads((tmp_path / "run" / "run.json").read_text())["finished"]
+
+
+DDP_SCRIPT = """
+import torch
+torch.set_num_threads(1)
+from pggan_core.config import load_config
+from pggan_core.train import train
+config = load_config("smoke", "rop", {{"train": {{"checkpoint_every": 8}}}})
+train(config, {data!r}, {out!r}, progress=False)
+"""
+
+
+def test_two_gloo_ranks_train_identical_weights(rop_data, tmp_path):
+    script = tmp_path / "ddp_train.py"
+    out = tmp_path / "run"
+    script.write_text(DDP_SCRIPT.format(data=str(rop_data), out=str(out)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(script)], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = ckpt.load_latest(out / "checkpoints")
+    assert state["finished"] and len(state["ranks"]) == 2
+    fingerprints = state["rank_fingerprints"]
+    assert fingerprints[0] == fingerprints[1] == ckpt.weights_fingerprint(state["G"], state["D"])
+    # each rank drew from its own shard and its own random stream
+    perms = [r["sampler"]["perm"] for r in state["ranks"]]
+    assert not set(perms[0].tolist()) & set(perms[1].tolist())
+    assert not torch.equal(state["ranks"][0]["rng"]["torch"], state["ranks"][1]["rng"]["torch"])
+    assert json.loads((out / "run.json").read_text())["world_size"] == 2
