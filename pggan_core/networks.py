@@ -84,9 +84,12 @@ class Conv2d(nn.Module):
                 self.weight.mul_(he_std)
         self.padding = kernel // 2
 
+    def scaled_weight(self) -> Tensor:
+        """The weight as applied: times the equalized-LR scale (1 without equalization)."""
+        return self.weight * self.scale if self.scale != 1.0 else self.weight
+
     def forward(self, x: Tensor) -> Tensor:
-        weight = self.weight * self.scale if self.scale != 1.0 else self.weight
-        return F.conv2d(x, weight, self.bias, padding=self.padding)
+        return F.conv2d(x, self.scaled_weight(), self.bias, padding=self.padding)
 
 
 class Linear(nn.Module):
@@ -120,9 +123,8 @@ class UpsampleConv2d(Conv2d):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        weight = self.weight * self.scale if self.scale != 1.0 else self.weight
         # each output pixel sees a weight and its neighbour through the repeated input pixel
-        weight = F.pad(weight, (1, 1, 1, 1))
+        weight = F.pad(self.scaled_weight(), (1, 1, 1, 1))
         weight = (weight[:, :, 1:, 1:] + weight[:, :, :-1, 1:] + weight[:, :, 1:, :-1]
                   + weight[:, :, :-1, :-1])
         # conv_transpose2d is the adjoint of a correlation: flip the taps, swap in/out
@@ -140,8 +142,7 @@ class DownsampleConv2d(Conv2d):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        weight = self.weight * self.scale if self.scale != 1.0 else self.weight
-        weight = F.pad(weight, (1, 1, 1, 1))
+        weight = F.pad(self.scaled_weight(), (1, 1, 1, 1))
         weight = (weight[:, :, 1:, 1:] + weight[:, :, :-1, 1:] + weight[:, :, 1:, :-1]
                   + weight[:, :, :-1, :-1]) * 0.25
         return F.conv2d(x, weight, self.bias, stride=2, padding=self.padding)
