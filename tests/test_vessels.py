@@ -116,3 +116,19 @@ def test_segmenter_finds_obvious_dark_lines(tmp_path, monkeypatch):
     prob = load_vessel_unet(tmp_path / "m.pt").segment(image.rgb, image.fov)
     auc = roc_auc_score(image.vessels[image.fov], prob[image.fov])
     assert auc > 0.8, auc
+
+
+def test_training_on_a_folder_with_manual_masks(tmp_path):
+    torch.set_num_threads(1)
+    folder = tmp_path / "fundus"
+    folder.mkdir()
+    for i in range(4):
+        image = lines_fundus(i, 72)
+        cv2.imwrite(str(folder / f"eye{i}.png"), (image.rgb[:, :, ::-1] * 255).astype(np.uint8))
+        cv2.imwrite(str(folder / f"eye{i}_vessels.png"), image.vessels.astype(np.uint8) * 255)
+    cv2.imwrite(str(folder / "unlabelled.png"), np.zeros((72, 72, 3), np.uint8))
+    cfg = load_config("smoke", "rop", {"vessels": {"patch": 24}})
+    metrics = train_vessel_unet(cfg, tmp_path / "m.pt", source=str(folder), progress=False)
+    assert metrics["source"] == str(folder)
+    assert metrics["n_train"] + metrics["n_heldout"] == 4  # the image without a mask is unused
+    assert metrics["n_heldout"] >= 1

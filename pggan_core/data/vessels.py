@@ -345,8 +345,10 @@ def train_vessel_unet(
     inputs = np.stack([vessel_input(im.rgb, im.fov, cfg.data) for im in train])
     targets = np.stack([(im.vessels & im.fov).astype(np.float32) for im in train])
     centres = [np.argwhere(im.fov) for im in train]
-    if any(len(c) == 0 for c in centres):
-        raise DataError("a training image has an empty field of view; check its FOV mask")
+    for image, inside in zip(train, centres, strict=True):
+        if len(inside) == 0:
+            raise DataError(f"{image.source_file}: empty field of view; check its FOV mask "
+                            "or remove the image")
     data_seconds = time.perf_counter() - start
 
     net = VesselUNet(v.base_channels).to(device)
