@@ -129,6 +129,7 @@ class EvalConfig:
     """Evaluation sizes."""
 
     n_generated: int = 64
+    n_auc_images: int = 32  # U-Net inference at stride 8 is the slow part of evaluation
     n_msssim_pairs: int = 32
     swd_descriptors: int = 128
     swd_projections: int = 512

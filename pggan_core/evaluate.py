@@ -141,8 +141,9 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, progress: bool = True) -> d
         if dataset == "rop":
             segmenter = _vessel_segmenter(config)
             scale = config.vessels.train_resolution
-            result["vessel_agreement_auc"] = _vessel_auc(segmenter, fake, scale)
-            result["vessel_agreement_auc_real"] = _vessel_auc(segmenter, heldout, scale)
+            k = config.eval.n_auc_images
+            result["vessel_agreement_auc"] = _vessel_auc(segmenter, fake[:k], scale)
+            result["vessel_agreement_auc_real"] = _vessel_auc(segmenter, heldout[:k], scale)
     write_text_atomic(run_dir / "metrics.json", json.dumps(result, indent=2, default=float))
     if progress:
         print(metrics_table(result).to_string(index=False))

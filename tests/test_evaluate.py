@@ -7,8 +7,13 @@ import pytest
 
 from pggan_core.cli import main
 from pggan_core.config import load_config
-from pggan_core.evaluate import (ablation_table, compare_ablation, ensure_evaluated,
-                                 evaluate_run, metrics_table)
+from pggan_core.evaluate import (
+    ablation_table,
+    compare_ablation,
+    ensure_evaluated,
+    evaluate_run,
+    metrics_table,
+)
 from pggan_core.train import train
 
 
