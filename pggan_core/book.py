@@ -147,8 +147,8 @@ def read_metrics(dataset: str, profile: str, root: Path | None = None) -> dict[s
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise BookError(f"{path}: not valid JSON ({error}); re-run `pggan evaluate --dataset "
-                        f"{dataset} --profile {profile}`") from error
+        raise BookError(f"{path}: not valid JSON ({error}); re-run "
+                        f"`pggan evaluate --run {path.parent}`") from error
 
 
 def claims_table(profile: str, datasets: Sequence[str] = DATASETS,
@@ -190,15 +190,11 @@ def profile_table(datasets: Sequence[str] = DATASETS):
             per_res = s.fade_iterations + s.stable_iterations
             rows.append({
                 "profile": profile, "dataset": DATASET_SHORT[d],
-                "images": c.data.n_images,
+                "images": f"{c.data.n_images:,}",
                 "resolution": f"{s.start_resolution} → {s.max_resolution} px",
-                "iterations per resolution (fade + stable)":
-                    f"{s.fade_iterations:,} + {s.stable_iterations:,}",
-                "GAN iterations in total": f"{per_res * n_res - s.fade_iterations:,}",
-                "feature maps at top": c.model.feature_maps[s.max_resolution],
-                "latent size": c.model.latent_dim,
+                "fade + stable per resolution": f"{s.fade_iterations:,} + {s.stable_iterations:,}",
+                "GAN iterations": f"{per_res * n_res - s.fade_iterations:,}",
                 "encoder iterations": f"{c.encoder.iterations:,}",
-                "vessel U-Net iterations": f"{c.vessels.iterations:,}",
             })
     return pd.DataFrame(rows)
 
@@ -303,11 +299,11 @@ def method_table(dataset: str = "rop"):
     configs = {p: load_config(p, dataset) for p in PROFILES}
     rows = []
     for step in METHOD:
+        code = step.code.removeprefix("pggan_core.").replace(":", ".")
         row = {"the paper says": f"“{step.quote}” ({step.section})",
-               "config key": f"`{step.key}`" if step.key else "—"}
+               "config key, code in pggan_core": f"`{step.key}` " * bool(step.key) + f"`{code}`"}
         for profile in ("paper", "demo", "smoke"):
             row[profile] = config_value(configs[profile], step.key)
-        row["code (in pggan_core)"] = f"`{step.code.removeprefix('pggan_core.').replace(':', '.')}`"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -454,7 +450,7 @@ def staged_toc(root_toc: dict[str, Any], stems: Sequence[str],
 def staged_config(root_config: dict[str, Any], profile: str, seed: int,
                   root: Path) -> dict[str, Any]:
     """The root ``_config.yml`` with execution off, the provenance banner on every page, and
-    the widget/plotly JavaScript served by this module (see :func:`setup`)."""
+    plotly, the widget manager and MathJax served from the site (see :func:`setup`)."""
     config = yaml.safe_load(yaml.safe_dump(root_config))  # a deep copy
     facts = provenance(profile, seed, root)
     config.setdefault("execute", {})["execute_notebooks"] = "off"
@@ -463,7 +459,7 @@ def staged_config(root_config: dict[str, Any], profile: str, seed: int,
         f"commit {facts['commit']} · {facts['built']}")
     sphinx = config.setdefault("sphinx", {})
     sphinx_config = sphinx.setdefault("config", {})
-    # The full extension list, minus sphinx_thebe: it writes a unpkg.com URL into every page
+    # The full extension list, minus sphinx_thebe: it writes an unpkg.com URL into every page
     # (live code needs a kernel server anyway, which a static offline site does not have).
     sphinx_config["extensions"] = [
         *[e for e in get_default_sphinx_config()["extensions"] if e != "sphinx_thebe"],
@@ -627,7 +623,8 @@ def _require_vendor(root: Path) -> None:
 
 
 def setup(app) -> dict[str, Any]:
-    """Sphinx extension: serve plotly.js and the widget manager from ``_static/offline-js/``."""
+    """Sphinx extension: serve plotly.js, the widget manager and MathJax from
+    ``_static/offline-js/``, adding plotly.js only to pages that draw a plotly figure."""
     app.add_config_value("pggan_vendor_dir", "", "html")
     app.connect("html-page-context", _add_page_js)
     app.connect("build-finished", _copy_vendor_js)

@@ -212,9 +212,7 @@ class Trainer:
         for module in (self.G, self.D, self.G_ema):
             if module is not None:
                 module.to(self.device, memory_format=self.memory_format)
-        # the generator only: the critic's gradient penalty needs a double backward, which
-        # compiled graphs do not support
-        self.G_run = torch.compile(self.G) if t.compile else self.G
+        self.G_run: nn.Module = self.G  # the generator as called in training steps
         self.lr = AUTHORS_LR if config.model.variant == "authors" else t.lr
         # the fixed latents of every sample grid and of the progression strip
         self.fixed_z = torch.randn(t.sample_grid, config.model.latent_dim,
@@ -241,6 +239,7 @@ class Trainer:
         last_log = (time.perf_counter(), self.images_seen)
         for phase in self.phases[phase_index:]:
             self._new_optimizers(opt_states if phase.index == phase_index else None)
+            self.G_run = self._generator_for(phase)
             batch = self._rank_batch(phase.resolution)
             for step in range(max(self.step, phase.start), phase.end):
                 alpha = phase.alpha(step)
@@ -287,6 +286,18 @@ class Trainer:
         if self.G_ema is not None:
             ema_update(self.G_ema, self.G, t.ema_beta)
         return stats
+
+    def _generator_for(self, phase: Phase) -> nn.Module:
+        """The generator, compiled for stable phases when ``train.compile`` is set.
+
+        Only the generator: the critic's gradient penalty is a double backward, which compiled
+        graphs do not support. Only stable phases: a fade changes alpha every step, and each
+        value would be a recompilation. The cache is cleared so each resolution starts afresh.
+        """
+        if not (self.config.train.compile and phase.kind == "stable"):
+            return self.G
+        torch._dynamo.reset()
+        return torch.compile(self.G)
 
     def _reals(self, res: int, alpha: float, batch: int) -> Tensor:
         """A batch of reals at ``res``; during a fade, mixed with their 2x down-up copy."""

@@ -85,9 +85,20 @@ def _to_resolution(image: np.ndarray, resolution: int) -> np.ndarray:
     return image
 
 
+def _n_heldout(n: int, heldout_fraction: float) -> int:
+    """How many of ``n`` items to hold out: the fraction, but at least one when n >= 2.
+
+    Evaluation compares generated images with held-out real ones, so a small dataset must
+    not round its held-out set away.
+    """
+    if heldout_fraction <= 0 or n < 2:
+        return 0
+    return min(max(round(n * heldout_fraction), 1), n - 1)
+
+
 def _split(index: int, n: int, heldout_fraction: float) -> str:
-    """The last ``heldout_fraction`` of the items are held out (never used in GAN training)."""
-    return "heldout" if index >= n - round(n * heldout_fraction) else "train"
+    """The last items are held out (never used in GAN training)."""
+    return "heldout" if index >= n - _n_heldout(n, heldout_fraction) else "train"
 
 
 def _ordered_map(fn: Callable, items: list, workers: int) -> Iterator:
@@ -201,7 +212,7 @@ def _brats_samples(config: Config, source: str | Path | None, n_images: int | No
         n_subjects = len(items)
         n = min(n_images or n_subjects * per_subject, n_subjects * per_subject)
         load = _real_brain_slices
-    n_heldout_subjects = round(n_subjects * data.heldout_fraction)
+    n_heldout_subjects = _n_heldout(n_subjects, data.heldout_fraction)
     jobs = [(item, replace(data), k >= n_subjects - n_heldout_subjects)
             for k, item in enumerate(items)]
 
