@@ -17,7 +17,7 @@ warning is an error too.
 The site needs no internet: plotly outputs get an HTML rendering that calls the site's own
 ``plotly.min.js`` (copied from the installed plotly package); the widget manager (require.js +
 @jupyter-widgets/html-manager) and MathJax are served from ``_build/vendor/``, filled once by
-:func:`fetch_offline_js` (the setup step, ``python -m pggan_core.book fetch-js``; needs npm).
+:func:`fetch_offline_js` (fetched by the first ``pggan book``; needs npm).
 This module is also the Sphinx extension that serves those files.
 """
 
@@ -48,6 +48,7 @@ from jupyter_book.config import get_default_sphinx_config
 from pggan_core.config import DATASETS, PROFILES, load_config
 from pggan_core.errors import ConfigError, PgganError
 from pggan_core.paths import repo_root, run_dir
+from pggan_core.runs import pretrain
 
 DATASET_TITLES = {"rop": "Fundus photographs (ROP)", "brats": "Glioma MRI (BraTS)"}
 DATASET_SHORT = {"rop": "ROP", "brats": "BraTS"}
@@ -134,21 +135,43 @@ CLAIMS = (
     Claim("Left/right eye is primary in the latent space (k-NN accuracy on encoded latents)",
           "Latent Space Expression, Figure 5", "qualitative (t-SNE)",
           "knn_laterality_accuracy", ("rop",)),
+    Claim("Reference: chance for that accuracy (the majority class)", "—", "not reported",
+          "knn_laterality_chance", ("rop",)),
+    Claim("Encoded slices can be traversed by axial position (Spearman of k-NN-predicted vs "
+          "true slice position)", "Latent Space Expression (Supplement)", "qualitative",
+          "knn_slice_position_spearman", ("brats",)),
 )
 
 NOT_COMPUTED = "not computed in this build"
 
 
+# Results files a run folder gains, and how their keys are named in the claims table.
+RESULT_FILES = {
+    "metrics.json": {},  # pggan evaluate
+    "encoder.json": {"r2": "encoder_r2"},  # pggan encode / notebooks/06_encoder.md
+    "latent_space.json": {},  # notebooks/07_latent_space.md
+}
+
+
 def read_metrics(dataset: str, profile: str, root: Path | None = None) -> dict[str, Any]:
-    """The evaluation's ``metrics.json`` for (dataset, profile), or {} if it is not there."""
-    path = run_dir(dataset, profile, "seg", root) / "metrics.json"
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise BookError(f"{path}: not valid JSON ({error}); re-run "
-                        f"`pggan evaluate --run {path.parent}`") from error
+    """Every result of the (dataset, profile) run merged into one dict ({} if none yet).
+
+    ``metrics.json`` (evaluation), ``encoder.json`` (its ``r2`` as ``encoder_r2``) and
+    ``latent_space.json`` (k-NN accuracies).
+    """
+    folder = run_dir(dataset, profile, "seg", root)
+    merged: dict[str, Any] = {}
+    for name, renames in RESULT_FILES.items():
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            values = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise BookError(f"{path}: not valid JSON ({error}); rebuild the book or re-run "
+                            "the notebook that writes it") from error
+        merged.update({renames.get(k, k): v for k, v in values.items()})
+    return merged
 
 
 def claims_table(profile: str, datasets: Sequence[str] = DATASETS,
@@ -514,6 +537,8 @@ def build_book(profile: str = "demo", datasets: Sequence[str] = DATASETS,
         shutil.copy2(page, dest)
 
     notebooks = discover_notebooks(root)
+    with _timer("training every run (parallel lanes)"):
+        pretrain(profile, tuple(datasets), seed)
     for d in datasets:
         for source in notebooks:
             dest = src / "notebooks" / f"{source.stem}_{d}.ipynb"
@@ -588,7 +613,7 @@ def fetch_offline_js(dest: Path | None = None) -> Path:
     dest = dest or vendor_dir()
     if shutil.which("npm") is None:
         raise BookError("npm not found: install Node.js (e.g. apt-get install -y npm), then "
-                        "run `python -m pggan_core.book fetch-js` again")
+                        "run `pggan book` again")
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(["npm", "pack", "--silent", REQUIREJS, HTML_MANAGER, MATHJAX], cwd=tmp,
                        check=True, capture_output=True)
@@ -617,9 +642,11 @@ def fetch_offline_js(dest: Path | None = None) -> Path:
 
 
 def _require_vendor(root: Path) -> None:
+    """Fetch the offline JavaScript on the first build (the only step that uses a registry)."""
     if not (vendor_dir(root) / "mathjax" / "tex-mml-chtml.js").is_file():
-        raise BookError(f"{vendor_dir(root)}: offline JavaScript missing; run "
-                        "`python -m pggan_core.book fetch-js` once (needs npm)")
+        print(f"first build: fetching require.js, the widget manager and MathJax into "
+              f"{vendor_dir(root)} (npm pack, once)", flush=True)
+        fetch_offline_js(vendor_dir(root))
 
 
 def setup(app) -> dict[str, Any]:
@@ -653,9 +680,3 @@ def _copy_vendor_js(app, exception: Exception | None) -> None:
     static.mkdir(parents=True, exist_ok=True)
     shutil.copy2(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", static)
     shutil.copytree(app.config.pggan_vendor_dir, static, dirs_exist_ok=True)
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] != ["fetch-js"]:
-        sys.exit("usage: python -m pggan_core.book fetch-js")
-    print(f"offline JavaScript in {fetch_offline_js()}")

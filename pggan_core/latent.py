@@ -425,3 +425,19 @@ def path_by_value(latents: np.ndarray, values: np.ndarray, n_steps: int = 8
     bins = [b for b in np.array_split(order, min(n_steps, len(values))) if len(b)]
     centres = np.array([values[b].mean() for b in bins])
     return centres, np.stack([latents[b].mean(axis=0) for b in bins]).astype(np.float32)
+
+
+def headline_scores(dataset: str, latents: np.ndarray, labels) -> dict[str, Any]:
+    """The k-NN numbers behind Figure 5, flat, for ``latent_space.json`` and the claims table.
+
+    ROP: laterality accuracy (the paper's "right eye / left eye distinction is primary") and
+    its chance level. BraTS: tumour-presence accuracy and the Spearman correlation of the
+    slice position predicted from latent neighbours (the "traverse through the axial slices").
+    """
+    if dataset == "rop":
+        knn = knn_accuracy(latents, labels["laterality"])
+        return {"knn_laterality_accuracy": knn["accuracy"], "knn_laterality_chance": knn["chance"]}
+    knn = knn_accuracy(latents, labels["tumour_present"])
+    return {"knn_tumour_accuracy": knn["accuracy"], "knn_tumour_chance": knn["chance"],
+            "knn_slice_position_spearman":
+                knn_correlation(latents, labels["slice_position"])["spearman"]}
