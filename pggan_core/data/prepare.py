@@ -26,7 +26,12 @@ from tqdm.auto import tqdm
 
 from pggan_core.config import Config, check_resolution
 from pggan_core.data import preprocess
-from pggan_core.data.store import DatasetWriter, PreparedDataset, box_downsample
+from pggan_core.data.store import (
+    PREPROCESSING_VERSION,
+    DatasetWriter,
+    PreparedDataset,
+    box_downsample,
+)
 from pggan_core.errors import ConfigError, DataError
 from pggan_core.paths import vessel_model_path
 
@@ -72,10 +77,23 @@ def prepare_dataset(
 
 def ensure_prepared(config: Config, out_dir: str | Path, source: str | Path | None = None,
                     progress: bool = True) -> PreparedDataset:
-    """Open the prepared dataset at ``out_dir``, preparing it first if it is missing."""
+    """Open the prepared dataset at ``out_dir``, preparing it first if it is missing or stale.
+
+    Stale means prepared with other data settings or an older preprocessing version; the new
+    dataset replaces it atomically.
+    """
     out_dir = Path(out_dir)
-    if not (out_dir / "dataset.json").is_file():
-        prepare_dataset(config, out_dir, source=source, progress=progress)
+    if (out_dir / "dataset.json").is_file():
+        existing = PreparedDataset(out_dir)
+        wanted = {"config": config.to_dict()["data"], "version": PREPROCESSING_VERSION,
+                  "source": str(source) if source else "phantom"}
+        found = {"config": existing.meta.get("config"),
+                 "version": existing.meta.get("preprocessing_version"),
+                 "source": existing.meta.get("source")}
+        if found == wanted:
+            return existing
+        print(f"{out_dir} was prepared with other settings; preparing it again")
+    prepare_dataset(config, out_dir, source=source, progress=progress)
     return PreparedDataset(out_dir)
 
 

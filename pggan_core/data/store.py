@@ -29,7 +29,7 @@ from pggan_core.atomic import atomic_dir, write_text_atomic
 from pggan_core.errors import DataError
 
 # Bump when preprocessing changes what ends up in the arrays; stored in every manifest row.
-PREPROCESSING_VERSION = "1"
+PREPROCESSING_VERSION = "2"  # 2: small datasets always hold out at least one item
 
 CHANNELS: dict[str, tuple[str, ...]] = {
     "rop": ("R", "G", "B", "vessel"),
