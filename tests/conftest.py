@@ -3,10 +3,20 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from pggan_core.config import load_config
 from pggan_core.data.prepare import prepare_dataset
 from pggan_core.train import train
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: these networks are tiny, and threads only contend on 2 cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -31,15 +31,6 @@ from pggan_core.networks import Encoder, Generator
 from pggan_core.train import train
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The machine is shared: one intra-op thread keeps these tests fast and predictable."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     """8 phantom fundus images at 16 px and a smoke GAN trained for a few steps up to 8 px."""

@@ -47,15 +47,6 @@ def make_dataset(path: Path, dataset: str = "rop", n: int = 12, resolution: int 
     return path
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The machine is shared: one intra-op thread keeps these runs fast and predictable."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def smoke(**train_overrides) -> object:
     """The smoke profile (4 -> 8 -> 16 px, 20 steps); checkpoints fall mid-fade at step 6."""
     return load_config("smoke", "rop", {"train": {"checkpoint_every": 6, **train_overrides}})
