@@ -157,7 +157,7 @@ class PreparedDataset:
     """Read a prepared dataset: ``.manifest`` (pandas) and ``.images(res)`` (memory-mapped)."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+        self.path = Path(path).resolve()  # runs record it; it must not depend on the cwd
         meta_path = self.path / "dataset.json"
         if not meta_path.is_file():
             raise DataError(f"{self.path} is not a prepared dataset (no dataset.json): run "
