@@ -205,7 +205,8 @@ def compare_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0
     """The paper's Figure 3 as numbers: same budget, with and without segmentation channels.
 
     Both runs are judged on their image channels only: SWD to the real images and the
-    structure statistics of ``structure_stats``, each against the same real images. Writes
+    structure statistics of ``structure_stats`` (for the fundus on ``eval.n_auc_images`` of
+    them, as the U-Net is slow), each against the same real images. Writes
     ``ablation.json`` into ``seg_run`` and returns it.
     """
     seg_run, noseg_run = Path(seg_run), Path(noseg_run)
@@ -222,7 +223,8 @@ def compare_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0
                       resolution)[:, :n_image]
     segmenter = _vessel_segmenter(config) if dataset == "rop" else None
     scale = config.vessels.train_resolution
-    real_stats = structure_stats(real, dataset, segmenter, scale)
+    k = config.eval.n_auc_images if dataset == "rop" else n  # U-Net scoring is the slow part
+    real_stats = structure_stats(real[:k], dataset, segmenter, scale)
     swd_kwargs = {"n_descriptors": config.eval.swd_descriptors,
                   "n_projections": config.eval.swd_projections}
     result: dict[str, Any] = {"dataset": dataset, "resolution": resolution, "n": n,
@@ -230,7 +232,7 @@ def compare_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0
     for name, (G, _) in generators.items():
         fake = generate(G, n, resolution, config.model.latent_dim, seed)[:, :n_image]
         table = domain_stats.compare_distributions(
-            real_stats, structure_stats(fake, dataset, segmenter, scale))
+            real_stats, structure_stats(fake[:k], dataset, segmenter, scale))
         result["runs"][name] = {
             "run": str(runs[name]),
             "swd_mean": metrics.sliced_wasserstein(real, fake, seed=seed,
