@@ -168,7 +168,10 @@ def minibatch_stddev(x: Tensor, group: int) -> Tensor:
     b, c, h, w = x.shape
     g = mbstd_group_size(b, group)
     groups = x.float().view(b // g, g, c, h, w)
-    std = (groups.var(dim=1, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))
+    # the biased variance written out: same value as var(unbiased=False), but its double
+    # backward (the gradient penalty differentiates through it) is ~4x cheaper on CPU
+    centred = groups - groups.mean(dim=1, keepdim=True)
+    std = (centred.square().mean(dim=1) + 1e-8).sqrt().mean(dim=(1, 2, 3))
     feature = std.to(x.dtype).repeat_interleave(g).view(b, 1, 1, 1).expand(b, 1, h, w)
     return torch.cat([x, feature], dim=1)
 
