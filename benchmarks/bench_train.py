@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode, _FlopCounterMode
 
+from pggan_core.allocator import keep_freed_memory
 from pggan_core.config import load_config
 from pggan_core.losses import discriminator_loss, generator_loss
 from pggan_core.networks import Discriminator, Generator, ema_update
@@ -162,8 +163,12 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--compare", default="", help=f"comma-separated subset of {OPTIONS}")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="leave glibc malloc as it is (default: the project's "
+                             "keep_freed_memory(), as `pggan train` does)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    tuned_malloc = not args.system_malloc and keep_freed_memory()
     variants = {"default": frozenset()}
     for option in filter(None, args.compare.split(",")):
         if option not in OPTIONS:
@@ -179,7 +184,8 @@ def main() -> None:
     attainable = max(peak["conv_fwd_bwd"], peak_after["conv_fwd_bwd"])
 
     print(f"threads={args.threads} batch={args.batch} channels={args.channels} "
-          f"alpha={args.alpha}  attainable GFLOP/s: conv fwd+bwd "
+          f"alpha={args.alpha} malloc={'kept' if tuned_malloc else 'system'}  "
+          f"attainable GFLOP/s: conv fwd+bwd "
           f"{peak['conv_fwd_bwd']:.1f}/{peak_after['conv_fwd_bwd']:.1f}, matmul "
           f"{peak['matmul']:.1f}/{peak_after['matmul']:.1f} (before/after)")
     print(f"{'res':>5} {'variant':>10} {'img/s':>8} {'step s':>8} {'GFLOP/img':>10} "
@@ -196,6 +202,7 @@ def main() -> None:
     args.out.write_text(json.dumps({
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "torch": torch.__version__, "machine": platform.machine(), "cpus": os.cpu_count(),
+        "keep_freed_memory": tuned_malloc,
         "malloc_env": {k: v for k, v in os.environ.items() if "MALLOC" in k or k == "LD_PRELOAD"},
         "attainable_gflops": {"before": peak, "after": peak_after, "conv_best": attainable},
         "results": {str(res): r for res, r in rows.items()},

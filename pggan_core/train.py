@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from pggan_core import checkpoint as ckpt
 from pggan_core import plots
+from pggan_core.allocator import keep_freed_memory
 from pggan_core.atomic import atomic_file, write_text_atomic
 from pggan_core.config import Config
 from pggan_core.data.store import IMAGE_CHANNELS, PreparedDataset
@@ -135,7 +136,12 @@ class Runtime:
 
 
 def setup_runtime(device: str = "auto") -> Runtime:
-    """Pick the device and join the process group when started by torchrun (WORLD_SIZE > 1)."""
+    """Pick the device and join the process group when started by torchrun (WORLD_SIZE > 1).
+
+    Also keeps freed host memory in the process (``allocator.keep_freed_memory``): without it
+    every CPU step at >= 64 px page-faults its activations in again.
+    """
+    keep_freed_memory()
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if use_cuda and not torch.cuda.is_available():
         raise ConfigError("train.device=cuda but no CUDA device is visible; use auto or cpu")
