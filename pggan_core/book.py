@@ -146,10 +146,11 @@ NOT_COMPUTED = "not computed in this build"
 
 
 # Results files a run folder gains, and how their keys are named in the claims table.
+# file: (key renames, the command that writes it again)
 RESULT_FILES = {
-    "metrics.json": {},  # pggan evaluate
-    "encoder.json": {"r2": "encoder_r2"},  # pggan encode / notebooks/06_encoder.md
-    "latent_space.json": {},  # notebooks/07_latent_space.md
+    "metrics.json": ({}, "pggan evaluate --run {run}"),
+    "encoder.json": ({"r2": "encoder_r2"}, "pggan encode --run {run}"),
+    "latent_space.json": ({}, "papermill notebooks/07_latent_space.md out.ipynb"),
 }
 
 
@@ -161,15 +162,15 @@ def read_metrics(dataset: str, profile: str, root: Path | None = None) -> dict[s
     """
     folder = run_dir(dataset, profile, "seg", root)
     merged: dict[str, Any] = {}
-    for name, renames in RESULT_FILES.items():
+    for name, (renames, command) in RESULT_FILES.items():
         path = folder / name
         if not path.is_file():
             continue
         try:
             values = json.loads(path.read_text())
         except json.JSONDecodeError as error:
-            raise BookError(f"{path}: not valid JSON ({error}); rebuild the book or re-run "
-                            "the notebook that writes it") from error
+            raise BookError(f"{path}: not valid JSON ({error}); write it again with "
+                            f"`{command.format(run=folder)}`") from error
         merged.update({renames.get(k, k): v for k, v in values.items()})
     return merged
 
