@@ -24,12 +24,14 @@ def run_config(dataset: str, profile: str, seed: int = 0) -> Config:
 
 
 def ensure_run(dataset: str, profile: str, with_segmentation: bool = True, seed: int = 0,
-               source: str | Path | None = None, progress: bool = True) -> Path:
+               source: str | Path | None = None, progress: bool = True,
+               resume: bool = True) -> Path:
     """The finished run folder of (dataset, profile, variant), preparing and training if needed.
 
     The prepared dataset goes to ``data/prepared/<dataset>-<profile>`` (a real ``source``
     folder is prepared instead of the phantom) and the run to
-    ``runs/<dataset>/<profile>/seg|noseg``.
+    ``runs/<dataset>/<profile>/seg|noseg``. An unfinished run of the same configuration is
+    continued (``resume=True``) or moved aside and started over (``resume=False``).
     """
     config = run_config(dataset, profile, seed)
     data_dir = prepared_dir(dataset, profile) if source is None else \
@@ -37,23 +39,24 @@ def ensure_run(dataset: str, profile: str, with_segmentation: bool = True, seed:
     ensure_prepared(config, data_dir, source=source, progress=progress)
     out = run_dir(dataset, profile, "seg" if with_segmentation else "noseg")
     if not is_finished(out, config, with_segmentation):
-        _set_aside_if_stale(out, config)
+        _set_aside_if_stale(out, config, keep_same_config=resume)
         resume = (out / "checkpoints").is_dir()
         train(config, data_dir, out, with_segmentation=with_segmentation, resume=resume,
               progress=progress)
     return out
 
 
-def _set_aside_if_stale(out: Path, config: Config) -> None:
-    """Rename a run made with another configuration to ``<name>.stale-<time>`` (kept, not lost).
-
-    Resuming it would mix two configurations; deleting it would lose someone's work.
+def _set_aside_if_stale(out: Path, config: Config, keep_same_config: bool = True) -> None:
+    """Rename an unfinished run to ``<name>.stale-<time>`` (kept, not lost) so training can
+    start over: always when it was made with another configuration (resuming would mix two),
+    and also with the same one unless ``keep_same_config``.
     """
     saved = out / "config.yaml"
-    if saved.is_file() and yaml.safe_load(saved.read_text()) != config.to_dict():
+    if saved.is_file() and (not keep_same_config
+                            or yaml.safe_load(saved.read_text()) != config.to_dict()):
         aside = out.with_name(f"{out.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
         out.rename(aside)
-        print(f"{out} was trained with another configuration; moved it to {aside}")
+        print(f"moved the unfinished or differently configured run {out} to {aside}")
 
 
 def _train_job(job: tuple[str, str, bool, int]) -> str:
