@@ -214,15 +214,22 @@ class GeneratorInput(nn.Module):
         return pixel_norm(F.leaky_relu(self.conv(x), LEAKY_SLOPE))
 
 
+def _layer_plan(model_cfg: ModelConfig, channels: int, max_resolution: int,
+                network: str) -> tuple[list[int], int, bool]:
+    """Feature maps per level, kernel size and equalized LR shared by G and D."""
+    if channels < 1:
+        raise ConfigError(f"the {network} needs at least one image channel, got {channels}")
+    return (_feature_table(model_cfg, max_resolution), kernel_size(model_cfg),
+            uses_equalized_lr(model_cfg))
+
+
 class Generator(nn.Module):
     """Latent ``(B, latent_dim)`` -> image ``(B, channels, res, res)``, linear output ~[-1, 1]."""
 
     def __init__(self, model_cfg: ModelConfig, channels: int, max_resolution: int) -> None:
         super().__init__()
-        if channels < 1:
-            raise ConfigError(f"the generator needs at least one image channel, got {channels}")
-        features = _feature_table(model_cfg, max_resolution)
-        kernel, equalized = kernel_size(model_cfg), uses_equalized_lr(model_cfg)
+        features, kernel, equalized = _layer_plan(model_cfg, channels, max_resolution,
+                                                  "generator")
         self.latent_dim, self.channels, self.max_resolution = (
             model_cfg.latent_dim, channels, max_resolution)
         self.blocks = nn.ModuleList([GeneratorInput(model_cfg.latent_dim, features[0], kernel,
@@ -314,10 +321,8 @@ class Discriminator(nn.Module):
 
     def __init__(self, model_cfg: ModelConfig, channels: int, max_resolution: int) -> None:
         super().__init__()
-        if channels < 1:
-            raise ConfigError(f"the discriminator needs at least one image channel, got {channels}")
-        features = _feature_table(model_cfg, max_resolution)
-        kernel, equalized = kernel_size(model_cfg), uses_equalized_lr(model_cfg)
+        features, kernel, equalized = _layer_plan(model_cfg, channels, max_resolution,
+                                                  "discriminator")
         self.channels, self.max_resolution = channels, max_resolution
         self.mbstd_group = model_cfg.mbstd_group  # the only way one image's score sees another's
         self.from_rgb = nn.ModuleList(_from_rgb(channels, c, equalized) for c in features)
