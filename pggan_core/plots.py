@@ -259,11 +259,32 @@ def phantom_overview(n: int = 4, size: int = 192, seed: int = 0) -> np.ndarray:
         fundus.append(preprocess.fundus_channels(sample.rgb, sample.vessels))
     data, phantom, slices = DataConfig(), BrainPhantom(), []
     for i in range(n):
-        volume = phantom.subject(seed + i)
-        zvol = preprocess.zscore_volume(volume.modalities, volume.brain_mask, volume.source_file)
-        z = int(np.argmax((volume.seg > 0).sum(axis=(0, 1))))
-        slices.append(preprocess.brats_slice_channels(zvol, volume.seg, volume.brain_mask, z,
-                                                      data.pad_to, data.z_clip))
+        slices.append(tumour_slice(phantom.subject(seed + i), data)[2])
     top = sample_grid(np.stack(fundus), "rop", ncols=n, size=size)
     bottom = sample_grid(np.stack(slices), "brats", ncols=n, size=size)
     return np.concatenate([top, bottom], axis=0)
+
+
+def pipeline_figure(sample, data_cfg):
+    """The paper's preprocessing of one raw sample, step by step, for either domain.
+
+    A FundusImage goes through ``fundus_pipeline_figure``; a BrainVolume is z-scored and its
+    slice with the most tumour goes through ``mr_pipeline_figure``. Returns the figure and the
+    z-scored volume (None for the fundus).
+    """
+    if not hasattr(sample, "modalities"):
+        return fundus_pipeline_figure(sample, data_cfg), None
+    zvol, z, channels = tumour_slice(sample, data_cfg)
+    return mr_pipeline_figure(sample, zvol, z, channels), zvol
+
+
+def tumour_slice(volume, data_cfg) -> tuple[np.ndarray, int, np.ndarray]:
+    """z-score a BrainVolume; return it, its slice with the most tumour, and that slice's
+    seven GAN channels."""
+    from pggan_core.data import preprocess
+
+    zvol = preprocess.zscore_volume(volume.modalities, volume.brain_mask, volume.source_file)
+    z = int(np.argmax((volume.seg > 0).sum(axis=(0, 1))))
+    channels = preprocess.brats_slice_channels(zvol, volume.seg, volume.brain_mask, z,
+                                               data_cfg.pad_to, data_cfg.z_clip)
+    return zvol, z, channels

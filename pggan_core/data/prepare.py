@@ -288,3 +288,23 @@ def _volume_slices(volume, data, heldout: bool, seed: int) -> list[tuple[np.ndar
             "grade": volume.meta.get("grade", "unknown"),
         }))
     return out
+
+
+def example(dataset: str, seed: int = 0, source: str | Path | None = None):
+    """One raw sample to look at: the phantom for ``seed``, or the first image/case of
+    ``source``. A FundusImage at 512 px (ROP) or a BrainVolume (BraTS)."""
+    if dataset == "rop":
+        if source is None:
+            from pggan_core.data.fundus_phantom import render_fundus
+
+            return render_fundus(seed, ROP_NATIVE)
+        from pggan_core.data.loaders import find_fundus_images, load_fundus
+
+        return load_fundus(find_fundus_images(source)[0], ROP_NATIVE)
+    if source is None:
+        from pggan_core.data.brain_phantom import BrainPhantom
+
+        return BrainPhantom().subject(seed)
+    from pggan_core.data.loaders import find_brats_cases, load_brats_case
+
+    return load_brats_case(find_brats_cases(source)[0])
