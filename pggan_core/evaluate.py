@@ -19,23 +19,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pggan_core import domain_stats, metrics
+from pggan_core import domain_stats, latent, metrics
 from pggan_core.atomic import write_text_atomic
 from pggan_core.checkpoint import load_generator
 from pggan_core.config import Config
 from pggan_core.data.store import IMAGE_CHANNELS, PreparedDataset
+from pggan_core.data.vessels import ensure_vessel_unet
 from pggan_core.errors import RunNotFoundError
-from pggan_core.paths import vessel_model_path
 
 
-@torch.no_grad()
-def generate(G: torch.nn.Module, n: int, resolution: int, latent_dim: int, seed: int,
-             batch: int = 32) -> np.ndarray:
+def generate(G: torch.nn.Module, n: int, resolution: int, latent_dim: int, seed: int
+             ) -> np.ndarray:
     """``n`` images from fixed-seed latents, float32 (n, C, R, R) clipped to [-1, 1]."""
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, latent_dim, generator=gen)
-    out = [G(z[i:i + batch], resolution, 1.0).float().clamp(-1, 1) for i in range(0, n, batch)]
-    return torch.cat(out).cpu().numpy()
+    z = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
+    return np.clip(latent.generate(G, z, resolution, 1.0), -1.0, 1.0)
 
 
 def fundus_fov(images: np.ndarray) -> np.ndarray:
@@ -63,15 +60,6 @@ def segment_vessels(segmenter, images: np.ndarray, scale_to: int) -> np.ndarray:
         prob = segmenter.segment(np.clip(big, 0.0, 1.0))
         out[i] = cv2.resize(prob, (size, size), interpolation=cv2.INTER_AREA)
     return out
-
-
-def _vessel_segmenter(config: Config):
-    from pggan_core.data.vessels import load_vessel_unet, train_vessel_unet
-
-    path = vessel_model_path(config.profile)
-    if not path.is_file():
-        train_vessel_unet(config, path, progress=False)
-    return load_vessel_unet(path)
 
 
 def _vessel_auc(segmenter, images: np.ndarray, scale_to: int) -> float | None:
@@ -139,7 +127,7 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, progress: bool = True) -> d
                                                    _domain_stats(fake, dataset))
         result["domain_stats"] = stats.reset_index().to_dict(orient="records")
         if dataset == "rop":
-            segmenter = _vessel_segmenter(config)
+            segmenter = ensure_vessel_unet(config, progress=False)
             scale = config.vessels.train_resolution
             k = config.eval.n_auc_images
             result["vessel_agreement_auc"] = _vessel_auc(segmenter, fake[:k], scale)
@@ -221,7 +209,7 @@ def compare_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0
     n = min(config.eval.n_generated, len(train_idx))
     real = data.batch(np.random.default_rng(seed).choice(train_idx, n, replace=False),
                       resolution)[:, :n_image]
-    segmenter = _vessel_segmenter(config) if dataset == "rop" else None
+    segmenter = ensure_vessel_unet(config, progress=False) if dataset == "rop" else None
     scale = config.vessels.train_resolution
     k = config.eval.n_auc_images if dataset == "rop" else n  # U-Net scoring is the slow part
     real_stats = structure_stats(real[:k], dataset, segmenter, scale)

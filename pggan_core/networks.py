@@ -61,8 +61,8 @@ def _feature_table(model_cfg: ModelConfig, max_resolution: int) -> list[int]:
     return table
 
 
-class Conv2d(nn.Module):
-    """A convolution with equalized learning rate (Karras et al. 2018, section 4.1) or He init.
+class _Equalized(nn.Module):
+    """Weights with equalized learning rate (Karras et al. 2018, section 4.1) or He init.
 
     Equalized: weights start N(0, 1) and are multiplied at run time by ``gain / sqrt(fan_in)``,
     so every layer learns at the same speed under Adam. The scale multiplies the weight, not
@@ -70,47 +70,45 @@ class Conv2d(nn.Module):
     Without equalization the same scale is applied once, at initialisation (He init).
     """
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, gain: float = RELU_GAIN,
-                 equalized: bool = True) -> None:
+    def __init__(self, shape: tuple[int, ...], gain: float, equalized: bool) -> None:
         super().__init__()
-        he_std = gain / math.sqrt(in_ch * kernel * kernel)
-        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
-        self.bias = nn.Parameter(torch.zeros(out_ch))
+        fan_in = math.prod(shape[1:])
+        he_std = gain / math.sqrt(fan_in)
+        self.weight = nn.Parameter(torch.randn(*shape))
+        self.bias = nn.Parameter(torch.zeros(shape[0]))
         if equalized:
             self.scale = he_std
         else:
             self.scale = 1.0
             with torch.no_grad():
                 self.weight.mul_(he_std)
-        self.padding = kernel // 2
 
     def scaled_weight(self) -> Tensor:
         """The weight as applied: times the equalized-LR scale (1 without equalization)."""
         return self.weight * self.scale if self.scale != 1.0 else self.weight
 
+
+class Conv2d(_Equalized):
+    """A k x k convolution (same padding) with equalized learning rate or He init."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, gain: float = RELU_GAIN,
+                 equalized: bool = True) -> None:
+        super().__init__((out_ch, in_ch, kernel, kernel), gain, equalized)
+        self.padding = kernel // 2
+
     def forward(self, x: Tensor) -> Tensor:
         return F.conv2d(x, self.scaled_weight(), self.bias, padding=self.padding)
 
 
-class Linear(nn.Module):
-    """A dense layer with equalized learning rate or He init (see ``Conv2d``)."""
+class Linear(_Equalized):
+    """A dense layer with equalized learning rate or He init."""
 
     def __init__(self, in_features: int, out_features: int, gain: float = RELU_GAIN,
                  equalized: bool = True) -> None:
-        super().__init__()
-        he_std = gain / math.sqrt(in_features)
-        self.weight = nn.Parameter(torch.randn(out_features, in_features))
-        self.bias = nn.Parameter(torch.zeros(out_features))
-        if equalized:
-            self.scale = he_std
-        else:
-            self.scale = 1.0
-            with torch.no_grad():
-                self.weight.mul_(he_std)
+        super().__init__((out_features, in_features), gain, equalized)
 
     def forward(self, x: Tensor) -> Tensor:
-        weight = self.weight * self.scale if self.scale != 1.0 else self.weight
-        return F.linear(x, weight, self.bias)
+        return F.linear(x, self.scaled_weight(), self.bias)
 
 
 class UpsampleConv2d(Conv2d):

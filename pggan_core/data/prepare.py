@@ -33,7 +33,6 @@ from pggan_core.data.store import (
     box_downsample,
 )
 from pggan_core.errors import ConfigError, DataError
-from pggan_core.paths import vessel_model_path
 
 ROP_NATIVE = 512  # the paper resizes every fundus photograph to 512 x 512
 
@@ -153,7 +152,10 @@ def _rop_samples(config: Config, source: str | Path | None, n_images: int | None
                         "mask; use vessel_channel auto or unet")
     segmenter = None
     if mode == "unet" or (mode == "auto" and not has_masks):
-        segmenter = _vessel_segmenter(config, source if has_masks else None)
+        from pggan_core.data.vessels import ensure_vessel_unet
+
+        segmenter = ensure_vessel_unet(config, str(source) if source and has_masks else None,
+                                       progress)
 
     def generate() -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
         for index, (item, fundus) in enumerate(zip(items, _ordered_map(load, items, workers),
@@ -201,16 +203,6 @@ class _RealFundus:
 
     def __call__(self, record):
         return self.load(record, ROP_NATIVE)
-
-
-def _vessel_segmenter(config: Config, source: str | Path | None):
-    """The saved vessel U-Net of this profile, trained first if there is none yet."""
-    from pggan_core.data.vessels import load_vessel_unet, train_vessel_unet
-
-    path = vessel_model_path(config.profile)
-    if not path.is_file():
-        train_vessel_unet(config, path, source=str(source) if source else None)
-    return load_vessel_unet(path)
 
 
 # ---------------------------------------------------------------- BraTS

@@ -412,3 +412,17 @@ def resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
     image = rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb.astype(np.float32)
     interp = cv2.INTER_AREA if size < max(image.shape[:2]) else cv2.INTER_CUBIC
     return np.clip(cv2.resize(image, (size, size), interpolation=interp), 0.0, 1.0)
+
+
+def ensure_vessel_unet(cfg: Config, source: str | None = None,
+                       progress: bool = True) -> VesselSegmenter:
+    """The profile's saved vessel U-Net (``paths.vessel_model_path``), trained first if missing.
+
+    Data preparation, evaluation and the vessel chapter all share this one model.
+    """
+    from pggan_core.paths import vessel_model_path
+
+    path = vessel_model_path(cfg.profile)
+    if not path.is_file():
+        train_vessel_unet(cfg, path, source=source, progress=progress)
+    return load_vessel_unet(path)
