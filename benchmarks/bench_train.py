@@ -34,6 +34,7 @@ from pggan_core.allocator import keep_freed_memory
 from pggan_core.config import load_config
 from pggan_core.losses import discriminator_loss, generator_loss
 from pggan_core.networks import Discriminator, Generator, ema_update
+from pggan_core.train import adam
 
 RESULTS = Path(__file__).parent / "results" / "bench_train.json"
 # channels_last (NHWC) is the default: oneDNN's convolutions run faster in it on CPU
@@ -66,13 +67,13 @@ def build(resolution: int, batch: int, channels: int, alpha: float,
     if "nchw" not in options:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
         reals = reals.contiguous(memory_format=torch.channels_last)
-    adam = {"lr": 1e-3, "betas": (0.0, 0.99), "eps": 1e-8}
     generate = lambda z: G(z, resolution, alpha)  # noqa: E731
     if "compile_g" in options:
         generate = torch.compile(generate)
     G_ema = copy.deepcopy(G).requires_grad_(False)
-    return Setup(G, D, G_ema, torch.optim.Adam(G.parameters(), **adam),
-                 torch.optim.Adam(D.parameters(), **adam), reals, resolution, alpha, generate)
+    return Setup(G, D, G_ema, adam(G.parameters(), 1e-3, (0.0, 0.99), 1e-8),
+                 adam(D.parameters(), 1e-3, (0.0, 0.99), 1e-8), reals, resolution, alpha,
+                 generate)
 
 
 def train_step(s: Setup) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from pggan_core.conv import input_gradients_only
 from pggan_core.networks import mbstd_group_size
 
 Critic = Callable[[Tensor, int, float], Tensor]
@@ -23,12 +24,14 @@ def gradient_penalty(D: Critic, reals: Tensor, fakes: Tensor, resolution: int,
     """Mean over the batch of (||grad_x D(x)|| - 1)^2 at random interpolates of reals and fakes.
 
     One uniform mixing factor per sample. The graph is kept so the penalty can be
-    backpropagated into D's weights (a double backward).
+    backpropagated into D's weights (a double backward); only the images' gradient is taken
+    here, so D's convolutions skip their weight gradients (``conv.input_gradients_only``).
     """
     mix = torch.rand(reals.shape[0], 1, 1, 1, device=reals.device, dtype=reals.dtype)
     interpolates = torch.lerp(reals.detach(), fakes.detach(), mix).requires_grad_(True)
     scores = D(interpolates, resolution, alpha)
-    (grads,) = torch.autograd.grad(scores.sum(), interpolates, create_graph=True)
+    with input_gradients_only():
+        (grads,) = torch.autograd.grad(scores.sum(), interpolates, create_graph=True)
     return (grads.flatten(1).norm(dim=1) - 1.0).square().mean()
 
 
@@ -42,7 +45,8 @@ def _scores(D: Critic, reals: Tensor, fakes: Tensor, resolution: int, alpha: flo
     coupling is unknown get two passes.
     """
     batch = reals.shape[0]
-    group = getattr(D, "mbstd_group", None)
+    # DistributedDataParallel keeps the critic as ``.module``
+    group = getattr(getattr(D, "module", D), "mbstd_group", None)
     if group is not None and (
             group < 1 or mbstd_group_size(2 * batch, group) == mbstd_group_size(batch, group)):
         scores = D(torch.cat([reals, fakes]), resolution, alpha)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pggan_core import conv
 from pggan_core.config import ModelConfig, check_resolution
 from pggan_core.errors import ConfigError
 
@@ -89,7 +90,10 @@ class _Equalized(nn.Module):
 
 
 class Conv2d(_Equalized):
-    """A k x k convolution (same padding) with equalized learning rate or He init."""
+    """A k x k convolution (same padding) with equalized learning rate or He init.
+
+    Runs through ``conv.conv2d``: the critic's gradient penalty differentiates it twice.
+    """
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, gain: float = RELU_GAIN,
                  equalized: bool = True) -> None:
@@ -97,7 +101,7 @@ class Conv2d(_Equalized):
         self.padding = kernel // 2
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.scaled_weight(), self.bias, padding=self.padding)
+        return conv.conv2d(x, self.scaled_weight(), self.bias, padding=self.padding)
 
 
 class Linear(_Equalized):
@@ -143,7 +147,7 @@ class DownsampleConv2d(Conv2d):
         weight = F.pad(self.scaled_weight(), (1, 1, 1, 1))
         weight = (weight[:, :, 1:, 1:] + weight[:, :, :-1, 1:] + weight[:, :, 1:, :-1]
                   + weight[:, :, :-1, :-1]) * 0.25
-        return F.conv2d(x, weight, self.bias, stride=2, padding=self.padding)
+        return conv.conv2d(x, weight, self.bias, stride=2, padding=self.padding)
 
 
 def pixel_norm(x: Tensor, eps: float = 1e-8) -> Tensor:
@@ -238,6 +242,12 @@ class Generator(nn.Module):
         self.to_rgb = nn.ModuleList(Conv2d(c, channels, 1, gain=1.0, equalized=equalized)
                                     for c in features)
 
+    def active_layers(self, resolution: int, fading: bool) -> list[nn.Module]:
+        """The layers ``forward`` uses at ``resolution`` (the old toRGB too while fading)."""
+        level = level_of(resolution, self.max_resolution)
+        old_rgb = [self.to_rgb[level - 1]] if fading and level > 0 else []
+        return [*self.blocks[:level + 1], self.to_rgb[level], *old_rgb]
+
     def forward(self, z: Tensor, resolution: int, alpha: float = 1.0) -> Tensor:
         """Images at ``resolution``; ``alpha`` < 1 fades in that resolution's block.
 
@@ -328,6 +338,12 @@ class Discriminator(nn.Module):
         self.blocks = nn.ModuleList([DiscriminatorOutput(features[0], 1, kernel, equalized,
                                                          model_cfg.mbstd_group)])
         self.blocks.extend(_discriminator_blocks(features, kernel, equalized))
+
+    def active_layers(self, resolution: int, fading: bool) -> list[nn.Module]:
+        """The layers ``forward`` uses at ``resolution`` (the old fromRGB too while fading)."""
+        level = level_of(resolution, self.max_resolution)
+        old_rgb = [self.from_rgb[level - 1]] if fading and level > 0 else []
+        return [self.from_rgb[level], *old_rgb, *self.blocks[:level + 1]]
 
     def forward(self, x: Tensor, resolution: int, alpha: float = 1.0) -> Tensor:
         """Scores for images at ``resolution``; ``alpha`` < 1 fades in that block.

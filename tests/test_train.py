@@ -20,6 +20,8 @@ from pggan_core import train as train_module
 from pggan_core.config import load_config
 from pggan_core.data.store import DatasetWriter
 from pggan_core.errors import ConfigError, PgganError
+from pggan_core.losses import discriminator_loss
+from pggan_core.networks import Discriminator
 from pggan_core.train import (
     TrainingDiverged,
     build_phases,
@@ -218,15 +220,71 @@ train(config, {data!r}, {out!r}, progress=False)
 """
 
 
+DDP_GRADIENT_SCRIPT = """
+import sys
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from pggan_core.config import load_config
+from pggan_core.losses import discriminator_loss
+from pggan_core.networks import Discriminator
+from pggan_core.train import PhaseNetwork
+torch.set_num_threads(1)
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+torch.manual_seed(0)
+D = Discriminator(load_config("smoke", "rop").model, 4, 16)
+critic = DistributedDataParallel(PhaseNetwork(D, 8, fading=True), broadcast_buffers=False)
+data = torch.Generator().manual_seed(rank)
+reals, fakes = (torch.randn(8, 4, 8, 8, generator=data) for _ in range(2))
+torch.manual_seed(100 + rank)  # the penalty's mixing factors
+loss, _ = discriminator_loss(critic, reals, fakes, 8, 0.5)
+loss.backward()
+grads = {name: p.grad for name, p in D.named_parameters() if p.grad is not None}
+torch.save(grads, sys.argv[1] + f".{rank}")
+dist.destroy_process_group()
+"""
+
+
+def run_two_ranks(script: Path, *args: str) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(script), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_ddp_averages_the_gradient_penalty_double_backward(tmp_path):
+    """DDP around the critic: after the WGAN-GP loss's double backward every rank holds the
+    mean of the per-rank gradients, for exactly the layers the phase uses."""
+    script = tmp_path / "ddp_grad.py"
+    script.write_text(DDP_GRADIENT_SCRIPT)
+    run_two_ranks(script, str(tmp_path / "grads"))
+    per_rank = []
+    for rank in range(2):  # the same two critic steps, one process, no DDP
+        torch.manual_seed(0)
+        D = Discriminator(load_config("smoke", "rop").model, 4, 16)
+        data = torch.Generator().manual_seed(rank)
+        reals, fakes = (torch.randn(8, 4, 8, 8, generator=data) for _ in range(2))
+        torch.manual_seed(100 + rank)
+        discriminator_loss(D, reals, fakes, 8, 0.5)[0].backward()
+        per_rank.append({n: p.grad for n, p in D.named_parameters() if p.grad is not None})
+    active = {n for n, _ in D.named_parameters()
+              if n.startswith(("from_rgb.0.", "from_rgb.1.", "blocks.0.", "blocks.1."))}
+    assert set(per_rank[0]) == active
+    for rank in range(2):
+        ddp = torch.load(tmp_path / f"grads.{rank}", weights_only=True)
+        assert set(ddp) == active
+        for name in active:
+            mean = (per_rank[0][name] + per_rank[1][name]) / 2
+            torch.testing.assert_close(ddp[name], mean, rtol=1e-5, atol=1e-7)
+
+
 def test_two_gloo_ranks_train_identical_weights(rop_data, tmp_path):
     script = tmp_path / "ddp_train.py"
     out = tmp_path / "run"
     script.write_text(DDP_SCRIPT.format(data=str(rop_data), out=str(out)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(script)], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_two_ranks(script)
     state = ckpt.load_latest(out / "checkpoints")
     assert state["finished"] and len(state["ranks"]) == 2
     fingerprints = state["rank_fingerprints"]

@@ -1,0 +1,172 @@
+"""Training speed side by side with pytorch_GAN_zoo's PGGAN (not a test; zoo is not shipped).
+
+Fetch facebookresearch/pytorch_GAN_zoo anywhere and point ``--zoo`` at its root; its code is
+imported from there at run time and never copied into this repository. Both trainers run the
+configuration of ``bench_train.py`` (latent 128, 128 filters, batch 16, 4 channels, WGAN-GP
+with lambda 10 and drift 0.001, equalized LR, minibatch stddev, a stable phase), each in its own
+worker process, and the driver alternates their steps one by one so that a busy machine slows
+both alike. Separate processes let each have its own malloc settings:
+
+- ``system``: both on glibc's defaults;
+- ``kept``: both with ``allocator.keep_freed_memory()``;
+- ``shipped``: each as it ships: this project keeps freed memory (``pggan train`` calls it),
+  zoo runs on the defaults.
+
+    python benchmarks/bench_vs_zoo.py --zoo /path/to/pytorch_GAN_zoo --resolutions 16 32 64
+
+Prints one row per resolution and allocator setting (medians of the step times and their
+ratio) and writes ``benchmarks/results/bench_vs_zoo.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import statistics
+import sys
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import torch
+
+import bench_train
+from pggan_core.allocator import keep_freed_memory
+
+RESULTS = Path(__file__).parent / "results" / "bench_vs_zoo.json"
+BATCH, CHANNELS, LATENT, FILTERS = 16, 4, 128, 128
+SETTINGS = {"system": (False, False), "kept": (True, True), "shipped": (True, False)}
+
+
+def _zoo_step(zoo_root: str, resolution: int) -> Callable[[], None]:
+    """One ``optimizeParameters`` call of zoo's ProgressiveGAN grown to ``resolution``."""
+    sys.path.insert(0, zoo_root)
+    from models.progressive_gan import ProgressiveGAN  # imported from the user's checkout
+
+    class Zoo(ProgressiveGAN):
+        # zoo passes betas=[0, 0.99]; torch 2.13's Adam rejects the int 0, so same as floats
+        def getOptimizerD(self) -> torch.optim.Adam:
+            return torch.optim.Adam([p for p in self.netD.parameters() if p.requires_grad],
+                                    betas=(0.0, 0.99), lr=self.config.learningRate)
+
+        def getOptimizerG(self) -> torch.optim.Adam:
+            return torch.optim.Adam([p for p in self.netG.parameters() if p.requires_grad],
+                                    betas=(0.0, 0.99), lr=self.config.learningRate)
+
+    torch.manual_seed(0)
+    zoo = Zoo(dimLatentVector=LATENT, depthScale0=FILTERS, miniBatchStdDev=True,
+              equalizedlR=True, lossMode="WGANGP", lambdaGP=10.0, epsilonD=0.001,
+              dimOutput=CHANNELS, useGPU=False, baseLearningRate=1e-3)
+    res = 4
+    while res < resolution:
+        zoo.addScale(FILTERS)
+        res *= 2
+    # zoo's alpha counts the other way: 0 (what addScale leaves) is the newest block alone
+    if zoo.getOriginalG().alpha != 0:
+        raise RuntimeError("zoo's generator is mid-fade; this benchmark times a stable phase")
+    reals = torch.rand(BATCH, CHANNELS, resolution, resolution) * 2 - 1
+    return lambda: zoo.optimizeParameters(reals)
+
+
+def _ours_step(resolution: int) -> Callable[[], None]:
+    setup = bench_train.build(resolution, BATCH, CHANNELS, alpha=1.0)
+    return lambda: bench_train.train_step(setup)
+
+
+def _worker(trainer: str, zoo_root: str, resolution: int, keep_memory: bool, threads: int,
+            conn: Connection) -> None:
+    """Build one trainer, then time one step per request until told to stop."""
+    if keep_memory:
+        keep_freed_memory()
+    torch.set_num_threads(threads)
+    step = _zoo_step(zoo_root, resolution) if trainer == "zoo" else _ours_step(resolution)
+    conn.send("ready")
+    while conn.recv() == "step":
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        seconds = bench_train.timed(step)
+        conn.send((seconds, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults))
+
+
+def compare(zoo_root: str, resolution: int, setting: str, threads: int, warmup: int,
+            iters: int) -> dict:
+    """Alternate ours and zoo's steps in two worker processes; medians and their ratio."""
+    context = mp.get_context("spawn")
+    keep = dict(zip(("ours", "zoo"), SETTINGS[setting], strict=True))
+    pipes, workers = {}, []
+    for trainer in ("ours", "zoo"):
+        parent, child = context.Pipe()
+        worker = context.Process(target=_worker, args=(trainer, zoo_root, resolution,
+                                                       keep[trainer], threads, child))
+        worker.start()
+        child.close()  # so a worker that dies shows up as EOFError here, not a hang
+        pipes[trainer] = parent
+        workers.append(worker)
+    times: dict[str, list[float]] = {"ours": [], "zoo": []}
+    faults: dict[str, list[int]] = {"ours": [], "zoo": []}
+    try:
+        for trainer, conn in pipes.items():
+            if conn.recv() != "ready":
+                raise RuntimeError(f"the {trainer} worker did not start")
+        for i in range(warmup + iters):
+            for trainer, conn in pipes.items():
+                conn.send("step")
+                seconds, page_faults = conn.recv()
+                if i >= warmup:
+                    times[trainer].append(seconds)
+                    faults[trainer].append(page_faults)
+    finally:
+        for conn in pipes.values():
+            try:
+                conn.send("stop")
+            except OSError:  # that worker has already died
+                pass
+        for worker in workers:
+            worker.join()
+    medians = {trainer: statistics.median(ts) for trainer, ts in times.items()}
+    return {"setting": setting, "ours_keeps_memory": keep["ours"],
+            "zoo_keeps_memory": keep["zoo"],
+            "ours_img_s": BATCH / medians["ours"], "zoo_img_s": BATCH / medians["zoo"],
+            "ratio": medians["zoo"] / medians["ours"],
+            "ours_faults_per_step": statistics.median(faults["ours"]),
+            "zoo_faults_per_step": statistics.median(faults["zoo"]),
+            "ours_step_s": times["ours"], "zoo_step_s": times["zoo"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--zoo", required=True, type=Path,
+                        help="root of a pytorch_GAN_zoo checkout (holds models/progressive_gan.py)")
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--iters", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if not (args.zoo / "models" / "progressive_gan.py").is_file():
+        parser.error(f"{args.zoo} has no models/progressive_gan.py: pass the root of a "
+                     "pytorch_GAN_zoo checkout")
+
+    print(f"threads={args.threads} batch={BATCH} channels={CHANNELS} "
+          f"(medians of {args.iters} alternating steps after {args.warmup} warm-up)")
+    print(f"{'res':>5} {'malloc':>8} {'ours img/s':>11} {'zoo img/s':>10} {'ratio':>7} "
+          f"{'faults ours/zoo':>16}")
+    rows = []
+    for res in args.resolutions:
+        for setting in args.settings:
+            row = {"resolution": res, **compare(str(args.zoo.resolve()), res, setting,
+                                                args.threads, args.warmup, args.iters)}
+            rows.append(row)
+            print(f"{res:>5} {setting:>8} {row['ours_img_s']:>11.2f} {row['zoo_img_s']:>10.2f} "
+                  f"{row['ratio']:>6.2f}x {row['ours_faults_per_step']:>8.0f}/"
+                  f"{row['zoo_faults_per_step']:<7.0f}", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                    "torch": torch.__version__, "rows": rows}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
