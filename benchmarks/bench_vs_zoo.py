@@ -21,18 +21,20 @@ ratio) and writes ``benchmarks/results/bench_vs_zoo.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import resource
 import statistics
 import sys
+import warnings
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+import bench_train
 import torch
 
-import bench_train
 from pggan_core.allocator import keep_freed_memory
 
 RESULTS = Path(__file__).parent / "results" / "bench_vs_zoo.json"
@@ -43,6 +45,7 @@ SETTINGS = {"system": (False, False), "kept": (True, True), "shipped": (True, Fa
 def _zoo_step(zoo_root: str, resolution: int) -> Callable[[], None]:
     """One ``optimizeParameters`` call of zoo's ProgressiveGAN grown to ``resolution``."""
     sys.path.insert(0, zoo_root)
+    warnings.filterwarnings("ignore", message="This overload of add_")  # zoo's EMA update
     from models.progressive_gan import ProgressiveGAN  # imported from the user's checkout
 
     class Zoo(ProgressiveGAN):
@@ -118,10 +121,8 @@ def compare(zoo_root: str, resolution: int, setting: str, threads: int, warmup: 
                     faults[trainer].append(page_faults)
     finally:
         for conn in pipes.values():
-            try:
+            with contextlib.suppress(OSError):  # that worker may have died already
                 conn.send("stop")
-            except OSError:  # that worker has already died
-                pass
         for worker in workers:
             worker.join()
     medians = {trainer: statistics.median(ts) for trainer, ts in times.items()}
