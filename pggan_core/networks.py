@@ -115,39 +115,62 @@ class Linear(_Equalized):
         return F.linear(x, self.scaled_weight(), self.bias)
 
 
+def two_by_two_taps(kernel: int) -> Tensor:
+    """Which k x k tap feeds which (k+1) x (k+1) tap when a kernel meets a 2x2 block.
+
+    A k x k convolution of a 2x upsampled image (every pixel repeated 2x2), and 2x2 pooling
+    of a k x k convolution's output, are both one stride-2 convolution whose (k+1) x (k+1)
+    taps each sum the up-to-four k x k weights that overlap it (Karras et al.'s
+    ``upscale2d_conv2d`` and ``conv2d_downscale2d``). Returned as a 0/1 tensor
+    ``(k, k, k+1, k+1)``, so that one einsum builds the bigger kernel: measured ~2.5 % faster
+    steps at 16 px than padding and adding four shifted copies.
+    """
+    basis = F.pad(torch.eye(kernel * kernel).view(kernel, kernel, kernel, kernel), (1, 1, 1, 1))
+    return (basis[..., 1:, 1:] + basis[..., :-1, 1:] + basis[..., 1:, :-1]
+            + basis[..., :-1, :-1])
+
+
 class UpsampleConv2d(Conv2d):
     """Nearest-neighbour 2x upsampling followed by a ``Conv2d``, done as one transposed conv.
 
-    Upsampling then a k x k convolution equals a (k+1) x (k+1) stride-2 transposed convolution
-    whose taps sum neighbouring weights (Karras et al.'s ``upscale2d_conv2d``): the same result
-    up to float rounding, with 4/9 of the multiply-adds for k = 3 and no upsampled copy in
-    memory. The parameters are ``Conv2d``'s, so checkpoints do not depend on this.
+    The same result up to float rounding (``two_by_two_taps``), with 4/9 of the multiply-adds
+    for k = 3 and no upsampled copy in memory. The parameters are ``Conv2d``'s, so checkpoints
+    do not depend on this.
     """
 
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, equalized: bool = True) -> None:
+        super().__init__(in_ch, out_ch, kernel, equalized=equalized)
+        # conv_transpose2d is the adjoint of a correlation: its taps are flipped
+        self.register_buffer("taps", two_by_two_taps(kernel).flip(2, 3), persistent=False)
+
     def forward(self, x: Tensor) -> Tensor:
-        # each output pixel sees a weight and its neighbour through the repeated input pixel
-        weight = F.pad(self.scaled_weight(), (1, 1, 1, 1))
-        weight = (weight[:, :, 1:, 1:] + weight[:, :, :-1, 1:] + weight[:, :, 1:, :-1]
-                  + weight[:, :, :-1, :-1])
-        # conv_transpose2d is the adjoint of a correlation: flip the taps, swap in/out
-        weight = weight.flip(2, 3).transpose(0, 1)
+        # (out, in) swapped to (in, out): conv_transpose2d's weight layout
+        weight = torch.einsum("oipq,pqab->ioab", self.scaled_weight(), self.taps)
         return F.conv_transpose2d(x, weight, self.bias, stride=2, padding=self.padding)
 
 
 class DownsampleConv2d(Conv2d):
     """A ``Conv2d`` followed by 2x2 average pooling, done as one stride-2 convolution.
 
-    Pooling the k x k convolution's output equals a (k+1) x (k+1) stride-2 convolution whose
-    taps average neighbouring weights: 4/9 of the multiply-adds for k = 3. Karras et al. use
-    it (``conv2d_downscale2d``) in the discriminator from 128 px up, with the activation after
-    the pooling rather than before; ``DiscriminatorBlock`` follows them.
+    The same result up to float rounding (``two_by_two_taps``, averaged): 4/9 of the
+    multiply-adds for k = 3. Karras et al. use it (``conv2d_downscale2d``) in the
+    discriminator from 128 px up, with the activation after the pooling rather than before;
+    ``DiscriminatorBlock`` follows them.
     """
 
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, equalized: bool = True) -> None:
+        super().__init__(in_ch, out_ch, kernel, equalized=equalized)
+        self.register_buffer("taps", two_by_two_taps(kernel) * 0.25, persistent=False)
+
     def forward(self, x: Tensor) -> Tensor:
-        weight = F.pad(self.scaled_weight(), (1, 1, 1, 1))
-        weight = (weight[:, :, 1:, 1:] + weight[:, :, :-1, 1:] + weight[:, :, 1:, :-1]
-                  + weight[:, :, :-1, :-1]) * 0.25
+        weight = torch.einsum("oipq,pqab->oiab", self.scaled_weight(), self.taps)
         return conv.conv2d(x, weight, self.bias, stride=2, padding=self.padding)
+
+
+def leaky_relu(x: Tensor) -> Tensor:
+    """Leaky ReLU with slope 0.2, in place: every caller passes a fresh layer output that
+    nothing else reads, and skipping the copy saves ~2 % of a training step."""
+    return F.leaky_relu(x, LEAKY_SLOPE, inplace=True)
 
 
 def pixel_norm(x: Tensor, eps: float = 1e-8) -> Tensor:
@@ -197,8 +220,8 @@ class GeneratorBlock(nn.Module):
         self.conv1 = Conv2d(out_ch, out_ch, kernel, equalized=equalized)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = pixel_norm(F.leaky_relu(self.conv0(x), LEAKY_SLOPE))
-        return pixel_norm(F.leaky_relu(self.conv1(x), LEAKY_SLOPE))
+        x = pixel_norm(leaky_relu(self.conv0(x)))
+        return pixel_norm(leaky_relu(self.conv1(x)))
 
 
 class GeneratorInput(nn.Module):
@@ -212,8 +235,8 @@ class GeneratorInput(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         x = self.dense(pixel_norm(z)).view(z.shape[0], -1, 4, 4)
-        x = pixel_norm(F.leaky_relu(x, LEAKY_SLOPE))
-        return pixel_norm(F.leaky_relu(self.conv(x), LEAKY_SLOPE))
+        x = pixel_norm(leaky_relu(x))
+        return pixel_norm(leaky_relu(self.conv(x)))
 
 
 def _layer_plan(model_cfg: ModelConfig, channels: int, max_resolution: int,
@@ -284,10 +307,10 @@ class DiscriminatorBlock(nn.Module):
         self.conv1 = conv1(in_ch, out_ch, kernel, equalized=equalized)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.leaky_relu(self.conv0(x), LEAKY_SLOPE)
+        x = leaky_relu(self.conv0(x))
         if self.fused:
-            return F.leaky_relu(self.conv1(x), LEAKY_SLOPE)
-        return downsample(F.leaky_relu(self.conv1(x), LEAKY_SLOPE))
+            return leaky_relu(self.conv1(x))
+        return downsample(leaky_relu(self.conv1(x)))
 
 
 class DiscriminatorOutput(nn.Module):
@@ -305,8 +328,8 @@ class DiscriminatorOutput(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.mbstd_group > 0:
             x = minibatch_stddev(x, self.mbstd_group)
-        x = F.leaky_relu(self.conv(x), LEAKY_SLOPE)
-        x = F.leaky_relu(self.dense(x.flatten(1)), LEAKY_SLOPE)
+        x = leaky_relu(self.conv(x))
+        x = leaky_relu(self.dense(x.flatten(1)))
         return self.out(x)
 
 
@@ -321,7 +344,7 @@ def _discriminator_blocks(features: list[int], kernel: int, equalized: bool
 
 def _from_rgb(channels: int, features: int, equalized: bool) -> nn.Sequential:
     return nn.Sequential(Conv2d(channels, features, 1, equalized=equalized),
-                         nn.LeakyReLU(LEAKY_SLOPE))
+                         nn.LeakyReLU(LEAKY_SLOPE, inplace=True))
 
 
 class Discriminator(nn.Module):

@@ -71,6 +71,21 @@ def test_all_resolutions_are_built_up_front_and_idle_ones_get_no_gradient() -> N
     assert D.from_rgb[0][0].weight.grad is not None
 
 
+@pytest.mark.parametrize(("resolution", "fading"), [(4, False), (8, True), (16, False),
+                                                   (32, True)])
+def test_active_layers_are_exactly_the_layers_that_learn(resolution: int, fading: bool) -> None:
+    """What DistributedDataParallel wraps per phase: every parameter gets a gradient, and no
+    other parameter does (DDP would wait forever for one, or average one that never moves)."""
+    G, D = Generator(TINY, 3, 32), Discriminator(TINY, 3, 32)
+    alpha = 0.5 if fading else 1.0
+    D(G(torch.randn(4, 16), resolution, alpha), resolution, alpha).sum().backward()
+    for net in (G, D):
+        active = {id(p) for layer in net.active_layers(resolution, fading)
+                  for p in layer.parameters()}
+        learning = {id(p) for p in net.parameters() if p.grad is not None}
+        assert active == learning
+
+
 def test_equalized_lr_weights_are_unit_normal_and_scaled_like_he_init() -> None:
     conv = Conv2d(64, 64, 3)
     fan_in = 64 * 9
