@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -76,9 +78,12 @@ def test_outside_the_switch_higher_derivatives_are_pytorchs():
         lambda x, w, b: conv.conv2d(x, w, b, stride=2, padding=1), (x, w, b))
 
 
-def test_autocast_casts_operands_once():
+@pytest.mark.parametrize("only_inputs", [True, False])
+def test_autocast_casts_operands_once(only_inputs):
+    """bf16 autocast (the GPU trainer's setting), tried on CPU: one dtype inside each node."""
     x, w, b = operands(1, True, True, dtype=torch.float32)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    switch = conv.input_gradients_only() if only_inputs else contextlib.nullcontext()
+    with torch.autocast("cpu", dtype=torch.bfloat16), switch:
         out = conv.conv2d(x, w, b, padding=1)
         (gx,) = torch.autograd.grad(out.float().sum(), x, create_graph=True)
     assert out.dtype == torch.bfloat16
