@@ -209,6 +209,28 @@ def label_distribution_figure(manifest, dataset: str):
     return fig
 
 
+def tsne_scatter(embedding: np.ndarray, labels, columns: Sequence[str]):
+    """Figure 5: the t-SNE plane of the encoded images, one panel per label column.
+
+    A label with at most 6 values gets one colour per value and a legend, as in the paper's
+    figure (eye: OD/OS); a continuous one (slice position) a colour scale.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(columns), figsize=(5.2 * len(columns), 4.6), squeeze=False)
+    for ax, column in zip(axes[0], columns, strict=True):
+        values = labels[column]
+        if values.nunique() <= 6:
+            for value in sorted(values.unique()):
+                ax.scatter(*embedding[(values == value).to_numpy()].T, s=14, label=str(value))
+            ax.legend(title=column)
+        else:
+            points = ax.scatter(*embedding.T, s=14, c=values, cmap="viridis")
+            fig.colorbar(points, ax=ax, label=column)
+        ax.set(title=f"t-SNE of encoded latents, by {column}", xticks=[], yticks=[])
+    return fig
+
+
 def save_figure(figure, run_dir: str | Path, name: str, profile: str, seed: int,
                 dataset: str | None = None) -> Path:
     """Save a figure under ``<run>/figures/<name>.png`` (or ``.html`` for plotly) with provenance.

@@ -16,8 +16,10 @@ from pggan_core.data.store import PreparedDataset
 from pggan_core.errors import DataError, RunNotFoundError
 from pggan_core.latent import (
     encode_run,
+    headline_scores,
     knn_accuracy,
     knn_correlation,
+    knn_scores,
     latent_r2,
     load_encoder,
     load_latents,
@@ -26,6 +28,7 @@ from pggan_core.latent import (
     slerp,
     train_encoder,
     tsne_embedding,
+    walk_path,
 )
 from pggan_core.networks import Encoder, Generator
 from pggan_core.train import train
@@ -178,3 +181,51 @@ def test_path_by_value_walks_the_label_in_order():
     centres, path = path_by_value(latents, pd.Series(values), n_steps=5)
     assert path.shape == (5, 4) and np.all(np.diff(centres) > 0)
     np.testing.assert_allclose(path[:, 0], centres, rtol=1e-5)
+
+
+def toy_labels(n: int = 40) -> tuple[np.ndarray, pd.DataFrame]:
+    """Latents whose first coordinate is the eye and second the slice position."""
+    rng = np.random.default_rng(3)
+    eye = np.where(np.arange(n) % 2 == 0, "OD", "OS")
+    position = rng.uniform(size=n)
+    latents = rng.normal(scale=0.1, size=(n, 8))
+    latents[:, 0] += np.where(eye == "OD", 3.0, -3.0)
+    latents[:, 1] += 5 * position
+    labels = pd.DataFrame({"laterality": eye, "plus_severity": ["normal"] * (n - 10) +
+                           ["plus"] * 10, "slice_position": position,
+                           "tumour_present": np.arange(n) % 3 == 0})
+    return latents.astype(np.float32), labels
+
+
+@pytest.mark.parametrize("dataset", ["rop", "brats"])
+def test_knn_scores_and_their_headline(dataset):
+    latents, labels = toy_labels()
+    pixels = np.random.default_rng(4).normal(size=(len(latents), 64))  # carry no label
+    scores = knn_scores(dataset, latents, labels, pixels)
+    headline = headline_scores(dataset, scores)
+    if dataset == "rop":
+        assert list(scores) == ["laterality (OD/OS)", "plus severity",
+                                "laterality, on raw pixels (control)"]
+        assert headline["knn_laterality_accuracy"] == scores["laterality (OD/OS)"]["accuracy"]
+        assert headline["knn_laterality_accuracy"] > 0.95
+        assert scores["laterality, on raw pixels (control)"]["accuracy"] < 0.8
+    else:
+        assert list(scores) == ["tumour present", "slice position",
+                                "slice_position, on raw pixels (control)"]
+        assert headline["knn_slice_position_spearman"] == scores["slice position"]["spearman"]
+        assert headline["knn_slice_position_spearman"] > 0.9
+        assert abs(scores["slice_position, on raw pixels (control)"]["spearman"]) < 0.5
+        assert headline["knn_tumour_chance"] == scores["tumour present"]["chance"]
+
+
+def test_walk_path_per_dataset():
+    latents, labels = toy_labels()
+    path, steps = walk_path("rop", latents, labels, n_steps=6)
+    assert path.shape == (6, 8) and steps[0] == "0.00" and steps[-1] == "1.00"
+    right_eye = latents[(labels["laterality"] == "OD").to_numpy()].mean(axis=0)
+    np.testing.assert_allclose(path[0], right_eye, rtol=1e-5, atol=1e-5)
+    assert path[-1][0] < 0 < path[0][0]  # from the right eye's side to the left's
+    path, steps = walk_path("brats", latents, labels, n_steps=5)
+    assert path.shape == (5, 8)
+    assert np.all(np.diff([float(s) for s in steps]) > 0)  # bottom to top
+    assert np.all(np.diff(path[:, 1]) > 0)  # the slice-position coordinate rises with it
