@@ -100,11 +100,10 @@ class _Conv2d(torch.autograd.Function):
             grad_x = (_InputGradient.apply(grad_out, x, weight, ctx.stride, ctx.padding)
                       if ctx.needs_input_grad[0] else None)
             return grad_x, None, None, None, None
-        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1],
-                ctx.bias_shape is not None and ctx.needs_input_grad[2]]
-        grads = _backward(grad_out, x, weight, ctx.bias_shape, ctx.stride, ctx.padding, mask)
-        return (*(g if wanted else None for g, wanted in zip(grads, mask, strict=True)),
-                None, None)
+        # gradients the mask leaves out come back as None
+        grads = _backward(grad_out, x, weight, ctx.bias_shape, ctx.stride, ctx.padding,
+                          list(ctx.needs_input_grad[:3]))
+        return (*grads, None, None)
 
 
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 1,

@@ -186,7 +186,7 @@ def adam(params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float],
          eps: float) -> torch.optim.Adam:
     """Adam with PyTorch's fused kernel: the same update, ~4x faster than its default loop
     on CPU (1.2 vs 5.0 ms per step for the 64 px critic)."""
-    return torch.optim.Adam(params, lr, (float(betas[0]), float(betas[1])), eps, fused=True)
+    return torch.optim.Adam(params, lr, betas, eps, fused=True)
 
 
 def is_finished(run_dir: str | Path, config: Config, with_segmentation: bool = True) -> bool:
