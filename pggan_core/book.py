@@ -48,6 +48,7 @@ from jupyter_book.config import get_default_sphinx_config
 from pggan_core.config import DATASETS, PROFILES, load_config
 from pggan_core.errors import ConfigError, PgganError
 from pggan_core.paths import repo_root, run_dir
+from pggan_core.pretrained import pretrained_note
 from pggan_core.runs import pretrain
 
 DATASET_TITLES = {"rop": "Fundus photographs (ROP)", "brats": "Glioma MRI (BraTS)"}
@@ -85,12 +86,14 @@ def provenance(profile: str, seed: int, root: Path | None = None) -> dict[str, s
 
 def provenance_banner(profile: str, seed: int, dataset: str | None = None) -> str:
     """One line for the top of a page or a notebook's output, e.g.
-    ``profile demo · seed 0 · commit 1a2b3c4 · built 2026-01-01 12:00 UTC``."""
+    ``profile demo · seed 0 · commit 1a2b3c4 · built 2026-01-01 12:00 UTC``, and a second
+    line when the dataset's run is a shipped one (``pretrained.pretrained_note``)."""
     facts = provenance(profile, seed)
     parts = [f"dataset {dataset}"] if dataset else []
     parts += [f"profile {facts['profile']}", f"seed {facts['seed']}",
               f"commit {facts['commit']}", f"built {facts['built']}"]
-    return " · ".join(parts)
+    note = pretrained_note(run_dir(dataset, profile, "seg")) if dataset else None
+    return " · ".join(parts) + (f"\nGAN: {note}" if note else "")
 
 
 def _git(root: Path, *args: str) -> str:
@@ -115,10 +118,12 @@ class Claim:
 
 
 CLAIMS = (
-    Claim("Vessels segmented from synthetic fundus images agree with the GAN's own vessel "
-          "channel (AUC)", "Image Quality", "0.97", "vessel_agreement_auc", ("rop",)),
-    Claim("Reference: the same agreement on held-out real images", "—", "not reported",
-          "vessel_agreement_auc_real", ("rop",)),
+    Claim("The GAN's own vessel channel predicts the vessels a U-Net segments from the "
+          "synthetic photograph (AUC)", "Image Quality", "0.97", "vessel_agreement_auc",
+          ("rop",)),
+    Claim("Reference: the same AUC on held-out real images, their ground-truth vessel masks "
+          "in place of the GAN's channel", "—", "not reported",
+          "vessel_agreement_auc_reference", ("rop",)),
     Claim("Generated images look like the real ones (SWD ×10³ to real images, lower is "
           "closer)", "Image Quality, Figure 2", "qualitative only", "swd_mean", DATASETS),
     Claim("Reference: SWD ×10³ between two halves of the real images (the floor)", "—",
@@ -150,7 +155,7 @@ NOT_COMPUTED = "not computed in this build"
 RESULT_FILES = {
     "metrics.json": ({}, "pggan evaluate --run {run}"),
     "encoder.json": ({"r2": "encoder_r2"}, "pggan encode --run {run}"),
-    "latent_space.json": ({}, "papermill notebooks/07_latent_space.md out.ipynb"),
+    "latent_space.json": ({}, "pggan latent --run {run}"),
 }
 
 
@@ -188,6 +193,8 @@ def claims_table(profile: str, datasets: Sequence[str] = DATASETS,
                "paper value": claim.paper_value, "metric": claim.metric}
         for d in datasets:
             value = metrics[d].get(claim.metric) if d in claim.datasets else "n/a"
+            # a result file may say why a value does not exist ("<metric>_missing")
+            value = metrics[d].get(f"{claim.metric}_missing") if value is None else value
             row[f"ours: {DATASET_SHORT[d]}"] = _format_value(value)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -472,15 +479,16 @@ def staged_toc(root_toc: dict[str, Any], stems: Sequence[str],
 
 
 def staged_config(root_config: dict[str, Any], profile: str, seed: int,
-                  root: Path) -> dict[str, Any]:
-    """The root ``_config.yml`` with execution off, the provenance banner on every page, and
-    plotly, the widget manager and MathJax served from the site (see :func:`setup`)."""
+                  root: Path, weights: str = "trained in this build") -> dict[str, Any]:
+    """The root ``_config.yml`` with execution off, the provenance banner on every page (with
+    where the GANs' weights come from), and plotly, the widget manager and MathJax served from
+    the site (see :func:`setup`)."""
     config = yaml.safe_load(yaml.safe_dump(root_config))  # a deep copy
     facts = provenance(profile, seed, root)
     config.setdefault("execute", {})["execute_notebooks"] = "off"
     config.setdefault("html", {})["announcement"] = (
         f"Built with profile <b>{facts['profile']}</b> · seed {facts['seed']} · "
-        f"commit {facts['commit']} · {facts['built']}")
+        f"commit {facts['commit']} · {facts['built']} · GANs {weights}")
     sphinx = config.setdefault("sphinx", {})
     sphinx_config = sphinx.setdefault("config", {})
     # The full extension list, minus sphinx_thebe: it writes an unpkg.com URL into every page
@@ -506,8 +514,11 @@ def staged_config(root_config: dict[str, Any], profile: str, seed: int,
 
 def build_book(profile: str = "demo", datasets: Sequence[str] = DATASETS,
                out: Path | None = None, check: bool = False, seed: int = 0,
-               root: Path | None = None) -> Path:
+               root: Path | None = None, train_here: bool = False) -> Path:
     """Execute every notebook for each dataset, build the HTML, return ``out/html``.
+
+    The GANs are the profile's shipped runs where it has them (``pretrained``, verified), and
+    are trained here otherwise, or all of them with ``train_here``.
 
     ``out`` defaults to ``_build/<profile>``. With ``check=True`` the site is then opened in
     headless chromium (see :mod:`pggan_core.browser_check`), screenshots go to
@@ -527,7 +538,8 @@ def build_book(profile: str = "demo", datasets: Sequence[str] = DATASETS,
         shutil.rmtree(folder, ignore_errors=True)  # a failed build leaves no stale site behind
     src.mkdir(parents=True)
 
-    parameters: dict[str, Any] = {"profile": profile, "seed": seed, "datasets": list(datasets)}
+    parameters: dict[str, Any] = {"profile": profile, "seed": seed, "datasets": list(datasets),
+                                  "train_here": train_here}
     prose_notebooks = []
     for page in sorted(p for p in (root / "book").rglob("*") if p.is_file()):
         if _is_notebook(page):
@@ -538,8 +550,14 @@ def build_book(profile: str = "demo", datasets: Sequence[str] = DATASETS,
         shutil.copy2(page, dest)
 
     notebooks = discover_notebooks(root)
-    with _timer("training every run (parallel lanes)"):
-        pretrain(profile, tuple(datasets), seed)
+    with _timer("training (or installing the shipped) runs in parallel lanes"):
+        runs = pretrain(profile, tuple(datasets), seed, train_here=train_here)
+    shipped = [run for run in runs if pretrained_note(run)]
+    weights = ("trained in this build" if not shipped else
+               "from the runs shipped with the repository (verified by sha256)"
+               if len(shipped) == len(runs) else
+               f"{len(shipped)} of {len(runs)} shipped with the repository, the rest trained "
+               "in this build")
     for d in datasets:
         for source in notebooks:
             dest = src / "notebooks" / f"{source.stem}_{d}.ipynb"
@@ -558,7 +576,7 @@ def build_book(profile: str = "demo", datasets: Sequence[str] = DATASETS,
     (src / "_toc.yml").write_text(yaml.safe_dump(
         staged_toc(root_toc, [s.stem for s in notebooks], datasets), sort_keys=False))
     (src / "_config.yml").write_text(yaml.safe_dump(
-        staged_config(root_config, profile, seed, root), sort_keys=False))
+        staged_config(root_config, profile, seed, root, weights), sort_keys=False))
     with _timer("sphinx"):
         run_sphinx(src, html, out / "doctrees")
     print(f"book ({profile}) built in {time.perf_counter() - started:.0f} s: "

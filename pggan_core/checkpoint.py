@@ -38,6 +38,12 @@ from pggan_core.errors import CheckpointError, RunNotFoundError
 FORMAT = "pggan-medsynth/checkpoint/1"
 LATEST = "latest.pt"
 PREVIOUS = "previous.pt"
+# a shipped run's generator alone (``pretrained``): the EMA weights and the facts
+# ``load_generator`` returns, no critic, optimizers or RNG states (it cannot be resumed)
+GENERATOR_FILE = "generator.pt"
+GENERATOR_FORMAT = "pggan-medsynth/generator/1"
+GENERATOR_KEYS = ("format", "config", "channels", "step", "resolution", "alpha", "images_seen",
+                  "finished", "ema", "G")
 REQUIRED_KEYS = ("format", "config", "channels", "step", "phase_index", "resolution", "alpha",
                  "images_seen", "G", "G_ema", "D", "opt_G", "opt_D", "ranks")
 
@@ -58,8 +64,12 @@ def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> Path:
     return latest
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read one checkpoint file safely (``weights_only=True``); CheckpointError if unusable."""
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    fmt: str = FORMAT) -> dict[str, Any]:
+    """Read one checkpoint file safely (``weights_only=True``); CheckpointError if unusable.
+
+    ``fmt`` is the format it must have: a training checkpoint, or ``GENERATOR_FORMAT``.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint; train first with `pggan train`")
@@ -72,11 +82,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                 "refusing it: only load checkpoints written by `pggan train`") from None
         raise CheckpointError(f"{path} is unreadable ({type(err).__name__}); delete it to "
                               f"fall back to {PREVIOUS}, or retrain") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    if not isinstance(state, dict) or state.get("format") != fmt:
         raise CheckpointError(f"{path} is not a pggan-medsynth checkpoint (format "
                               f"{state.get('format') if isinstance(state, dict) else None!r}, "
-                              f"expected {FORMAT!r})")
-    missing = [key for key in REQUIRED_KEYS if key not in state]
+                              f"expected {fmt!r})")
+    required = REQUIRED_KEYS if fmt == FORMAT else GENERATOR_KEYS
+    missing = [key for key in required if key not in state]
     if missing:
         raise CheckpointError(f"{path} lacks {missing}: it is incomplete; retrain")
     return state
@@ -100,6 +111,12 @@ def has_checkpoint(folder: str | Path) -> bool:
     """Whether ``folder`` holds a checkpoint to resume from."""
     folder = Path(folder)
     return (folder / LATEST).is_file() or (folder / PREVIOUS).is_file()
+
+
+def has_generator(run_dir: str | Path) -> bool:
+    """Whether a run folder holds a trained generator: a checkpoint, or a shipped one."""
+    run_dir = Path(run_dir)
+    return has_checkpoint(run_dir / "checkpoints") or (run_dir / GENERATOR_FILE).is_file()
 
 
 def capture_rng() -> dict[str, Any]:
@@ -153,14 +170,20 @@ def load_generator(run_dir: str | Path, ema: bool = True,
     from pggan_core.networks import Generator  # here, so checkpoint.py stays light to import
 
     folder = Path(run_dir) / "checkpoints"
-    if not has_checkpoint(folder):
+    shipped = Path(run_dir) / GENERATOR_FILE
+    if has_checkpoint(folder):
+        state = load_latest(folder, map_location)
+        use_ema = ema and state["G_ema"] is not None
+        weights = state["G_ema"] if use_ema else state["G"]
+    elif shipped.is_file():  # a shipped run (``pretrained``): its EMA generator only
+        state = load_checkpoint(shipped, map_location, GENERATOR_FORMAT)
+        use_ema, weights = state["ema"], state["G"]
+    else:
         raise RunNotFoundError(f"{run_dir} has no checkpoint: run `pggan train --out {run_dir}` "
                                "or notebooks/03_train.md first")
-    state = load_latest(folder, map_location)
     config: Config = config_from_dict(state["config"])
     G = Generator(config.model, len(state["channels"]), config.schedule.max_resolution)
-    use_ema = ema and state["G_ema"] is not None
-    G.load_state_dict(state["G_ema"] if use_ema else state["G"])
+    G.load_state_dict(weights)
     G.eval().requires_grad_(False)
     info = {"config": config, "channels": list(state["channels"]),
             "resolution": state["resolution"], "alpha": state["alpha"], "step": state["step"],

@@ -4,11 +4,14 @@
                        [--seed S] [--profile P] --out DIR
     pggan vessels train [--profile P] [--source DIR] [--out FILE]
     pggan vessels segment --model FILE IMAGE [IMAGE ...] --out DIR
-    pggan train --data DIR --profile P [--no-segmentation] [--seed S] --out RUN [--resume]
+    pggan train --data DIR --profile P [--no-segmentation] [--seed S] [--threads N] --out RUN
+                [--resume]
     pggan encode --run RUN [--iterations N]
+    pggan latent --run RUN
     pggan evaluate --run RUN [--seed S]
     pggan generate --run RUN [--n N] [--seed S] --out DIR
-    pggan book [--profile P] [--check]
+    pggan book [--profile P] [--train] [--check]
+    pggan weights train-and-export [--profile P]
 
 User errors (a missing file, a bad value) print one line, ``error: ...``, and exit with 2.
 """
@@ -93,6 +96,10 @@ def _train(args: argparse.Namespace) -> None:
     from pggan_core.data.store import PreparedDataset
     from pggan_core.train import train
 
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     dataset = PreparedDataset(args.data).dataset
     config = _config(args, dataset)
     run = train(config, Path(args.data), Path(args.out),
@@ -106,6 +113,17 @@ def _encode(args: argparse.Namespace) -> None:
     result = encode_run(Path(args.run), iterations=args.iterations)
     print(f"encoder R2 {result['r2']:.3f} on held-out generated images -> "
           f"{Path(args.run) / 'encoder.pt'}, {Path(args.run) / 'latents.npz'}")
+
+
+def _latent(args: argparse.Namespace) -> None:
+    from pggan_core.latent import score_latent_space
+
+    result = score_latent_space(Path(args.run))
+    for name, row in result["details"].items():
+        value = row.get("accuracy", row.get("spearman"))
+        chance = f" (chance {row['chance']:.3f})" if "chance" in row else ""
+        print(f"k-NN {name}: {value:.3f}{chance}")
+    print(f"-> {Path(args.run) / 'latent_space.json'}")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -136,8 +154,18 @@ def _generate(args: argparse.Namespace) -> None:
 def _book(args: argparse.Namespace) -> None:
     from pggan_core.book import build_book
 
-    html = build_book(profile=args.profile, check=args.check)
+    html = build_book(profile=args.profile, check=args.check, train_here=args.train)
     print(f"book -> {html / 'index.html'}")
+
+
+def _weights_train_and_export(args: argparse.Namespace) -> None:
+    from pggan_core.pretrained import pretrained_dir, train_and_export
+
+    manifest = train_and_export(args.profile, lanes=args.lanes)
+    for key, entry in manifest["runs"].items():
+        print(f"{key}: {entry['train_seconds']:.0f} s of training, {entry['images_seen']} "
+              f"images seen")
+    print(f"-> {pretrained_dir(args.profile) / 'manifest.json'}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -180,6 +208,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="drop the segmentation channels (the paper's Figure 3, row A)")
     tr.add_argument("--resume", action="store_true")
     tr.add_argument("--seed", type=int)
+    tr.add_argument("--threads", type=int, help="CPU threads (default: torch's, all cores)")
     profile_arg(tr)
     tr.set_defaults(func=_train)
 
@@ -187,6 +216,11 @@ def _parser() -> argparse.ArgumentParser:
     enc.add_argument("--run", required=True)
     enc.add_argument("--iterations", type=int)
     enc.set_defaults(func=_encode)
+
+    lat = sub.add_parser("latent", help="k-NN scores of the encoded latents (Figure 5's numbers)"
+                         " -> RUN/latent_space.json")
+    lat.add_argument("--run", required=True)
+    lat.set_defaults(func=_latent)
 
     ev = sub.add_parser("evaluate", help="SWD, MS-SSIM, vessel AUC, ... -> RUN/metrics.json")
     ev.add_argument("--run", required=True)
@@ -202,8 +236,19 @@ def _parser() -> argparse.ArgumentParser:
 
     book = sub.add_parser("book", help="execute every notebook and build the Jupyter Book")
     book.add_argument("--check", action="store_true", help="check the pages in Chromium")
+    book.add_argument("--train", action="store_true",
+                      help="train every GAN in this build instead of using the shipped runs")
     profile_arg(book)
     book.set_defaults(func=_book)
+
+    weights = sub.add_parser("weights", help="the runs shipped in data/pretrained/")
+    weights = weights.add_subparsers()
+    export = weights.add_parser(
+        "train-and-export", help="train the book's four runs with `pggan train` and ship them "
+        "(data/pretrained/<profile>: weights, logs, manifest with sha256)")
+    export.add_argument("--lanes", type=int, default=2, help="trainings at a time (default 2)")
+    profile_arg(export)
+    export.set_defaults(func=_weights_train_and_export)
     return parser
 
 

@@ -92,7 +92,14 @@ class ScheduleConfig:
     max_resolution: int = 16
     fade_iterations: int = 20  # paper: 20,000 (interpolation phase)
     stable_iterations: int = 20  # paper: 20,000 (without interpolation)
+    # per-resolution [fade, stable] iterations where they differ from the two above (a short
+    # run spends its budget at the top resolutions: 4-16 px are learnt in a few hundred steps)
+    iterations: dict[int, tuple[int, int]] = field(default_factory=dict)
     batch_size: dict[int, int] = field(default_factory=lambda: {4: 16, 8: 16, 16: 16})
+
+    def phase_iterations(self, resolution: int) -> tuple[int, int]:
+        """(fade, stable) iterations at ``resolution``."""
+        return self.iterations.get(resolution, (self.fade_iterations, self.stable_iterations))
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,7 @@ class EncoderConfig:
     iterations: int = 100
     batch_size: int = 16
     lr: float = 1e-3
+    betas: tuple[float, float] = (0.0, 0.99)  # the GAN's ("the same training conditions")
     refine_steps: int = 0  # optional per-image latent refinement by gradient descent
 
 
@@ -230,6 +238,11 @@ def validate(config: Config) -> None:
             raise ConfigError(f"model.feature_maps has no entry for {res} px")
         if res not in s.batch_size:
             raise ConfigError(f"schedule.batch_size has no entry for {res} px")
+    for res, counts in s.iterations.items():
+        check_resolution(res, f"schedule.iterations[{res}]")
+        if min(counts) < 0:
+            raise ConfigError(f"schedule.iterations[{res}]={list(counts)}: iterations cannot be "
+                              "negative")
     if config.train.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"train.device={config.train.device!r}: use auto, cpu or cuda")
 

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from pggan_core import plots
 from pggan_core.atomic import atomic_file, write_text_atomic
-from pggan_core.checkpoint import has_checkpoint, load_generator
+from pggan_core.checkpoint import has_generator, load_generator
 from pggan_core.config import Config
 from pggan_core.data.store import PreparedDataset
 from pggan_core.errors import DataError, RunNotFoundError
@@ -65,11 +65,10 @@ def pick_device(config: Config) -> torch.device:
 def require_run(run_dir: str | Path) -> Path:
     """``run_dir`` if it holds a trained generator, else a RunNotFoundError naming the fix."""
     run_dir = Path(run_dir)
-    if not has_checkpoint(run_dir / "checkpoints"):
-        dataset, profile = run_dir.parts[-3], run_dir.parts[-2]
+    if not has_generator(run_dir):
         raise RunNotFoundError(
-            f"{run_dir} has no trained generator: run `papermill notebooks/03_train.md out.ipynb "
-            f"-p dataset {dataset} -p profile {profile}` (or `pggan train`) first")
+            f"{run_dir} has no trained generator: train it first with `pggan train --out "
+            f"{run_dir}` (or papermill notebooks/03_train.md)")
     return run_dir
 
 
@@ -94,7 +93,7 @@ def train_encoder(G: nn.Module, config: Config, resolution: int, alpha: float = 
     """Train an Encoder to map ``G``'s images back to the latents that made them.
 
     Every iteration draws fresh latents z ~ N(0, I), generates a batch and takes one Adam step
-    on MSE(E(G(z)), z): lr ``config.encoder.lr``, betas and eps of the GAN's own Adam.
+    on MSE(E(G(z)), z) (lr and betas ``config.encoder``, eps the GAN's).
     Returns the encoder (eval mode) and the loss of every iteration.
     """
     device = next(G.parameters()).device
@@ -103,7 +102,8 @@ def train_encoder(G: nn.Module, config: Config, resolution: int, alpha: float = 
     torch.manual_seed(config.train.seed)
     encoder = Encoder(config.model, G.channels, resolution).to(device)
     t = config.train
-    opt = torch.optim.Adam(encoder.parameters(), lr=config.encoder.lr, betas=t.betas, eps=t.eps)
+    opt = torch.optim.Adam(encoder.parameters(), lr=config.encoder.lr,
+                           betas=config.encoder.betas, eps=t.eps)
     losses = []
     for _ in tqdm(range(iterations), desc="encoder", unit="it", disable=not progress):
         z = torch.randn(batch, G.latent_dim, device=device)
@@ -137,6 +137,37 @@ def latent_r2(encoder: Encoder, G: nn.Module, resolution: int, alpha: float = 1.
     z = torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(seed))
     predicted = encode(encoder, generate(G, z, resolution, alpha))
     return float(r2_score(z.numpy(), predicted, multioutput="uniform_average"))
+
+
+@torch.no_grad()
+def latent_spectrum(G: nn.Module, resolution: int, alpha: float = 1.0, n: int = 4,
+                    seed: int = R2_SEED, step: float = 0.05) -> dict[str, Any]:
+    """How many latent directions the generator actually uses: the singular values of the
+    Jacobian of its image (every pixel and channel) with respect to z.
+
+    Estimated by central differences of ``step`` along each latent axis at ``n`` random
+    latents. An encoder can only recover what changes the image, so this bounds its R²: a
+    generator whose image moves along r of D directions leaves at most about r / D of z's
+    variance recoverable. Returns the mean normalised spectrum (largest = 1), its
+    participation ratio ``(sum s^2)^2 / sum s^4`` (the effective number of directions; D for
+    a generator that uses every direction equally) and the share of squared singular values
+    in the top 10 % of directions.
+    """
+    device = next(G.parameters()).device
+    dim = G.latent_dim
+    spectra = []
+    for z in torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)):
+        offsets = torch.eye(dim) * step
+        plus = generate(G, z + offsets, resolution, alpha).reshape(dim, -1)
+        minus = generate(G, z - offsets, resolution, alpha).reshape(dim, -1)
+        jacobian = torch.from_numpy((plus - minus) / (2 * step)).to(torch.float64)
+        spectra.append(torch.linalg.svdvals(jacobian).numpy())
+    s = np.mean([sv / sv[0] for sv in spectra], axis=0)
+    power = s ** 2
+    top = max(1, dim // 10)
+    return {"participation_ratio": float(power.sum() ** 2 / (power ** 2).sum()),
+            "latent_dim": dim, "top_decile_share": float(power[:top].sum() / power.sum()),
+            "spectrum": [round(float(v), 5) for v in s], "n_latents": n, "step": step}
 
 
 def refine_latents(G: nn.Module, z: np.ndarray, images: np.ndarray, resolution: int,
@@ -193,6 +224,7 @@ def encode_run(run_dir: str | Path, iterations: int | None = None, progress: boo
     with atomic_file(run_dir / "encoder.pt") as fh:
         torch.save(encoder.state_dict(), fh)
     r2 = latent_r2(encoder, G, resolution, alpha)
+    spectrum = latent_spectrum(G, resolution, alpha)
 
     heldout = data.split_indices("heldout")
     reals = data.batch(heldout, resolution)[:, :n_channels]
@@ -210,6 +242,9 @@ def encode_run(run_dir: str | Path, iterations: int | None = None, progress: boo
 
     summary = {
         "r2": r2, "r2_multioutput": "uniform_average", "r2_samples": R2_SAMPLES,
+        # how many latent directions G uses: what any encoder can recover at most
+        "latent_directions_used": spectrum["participation_ratio"],
+        "latent_spectrum": spectrum,
         "iterations": len(losses), "batch_size": config.encoder.batch_size,
         "lr": config.encoder.lr, "loss_first": losses[0] if losses else None,
         "loss_last": float(np.mean(losses[-10:])) if losses else None,
@@ -462,6 +497,25 @@ def headline_scores(dataset: str, scores: dict[str, dict[str, float]]) -> dict[s
     knn = scores["tumour present"]
     return {"knn_tumour_accuracy": knn["accuracy"], "knn_tumour_chance": knn["chance"],
             "knn_slice_position_spearman": scores["slice position"]["spearman"]}
+
+
+def score_latent_space(run_dir: str | Path) -> dict[str, Any]:
+    """The k-NN numbers behind Figure 5 for a run whose latents are encoded
+    (``pggan encode``): ``knn_scores`` with its raw-pixel control, flattened by
+    ``headline_scores``; written to ``latent_space.json`` and returned (``details`` holds
+    every row).
+    """
+    run_dir = Path(run_dir)
+    latents, labels = load_latents(run_dir)
+    _, info = load_generator(run_dir)
+    config: Config = info["config"]
+    data = PreparedDataset(run_data_dir(run_dir, config))
+    reals = _batched_reals(data, labels["index"].to_numpy(), int(info["resolution"]),
+                           len(info["channels"]))
+    scores = knn_scores(config.data.dataset, latents, labels, reals.reshape(len(reals), -1))
+    result = {**headline_scores(config.data.dataset, scores), "details": scores}
+    write_text_atomic(run_dir / "latent_space.json", json.dumps(result, indent=2))
+    return result
 
 
 def walk_path(dataset: str, latents: np.ndarray, labels: pd.DataFrame, n_steps: int = 8

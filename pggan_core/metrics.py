@@ -9,8 +9,8 @@ four MR sequences + three label maps = 7). Images are float arrays (N, C, H, W) 
 - ``ms_ssim`` / ``ms_ssim_diversity``: multi-scale structural similarity of image pairs. The mean
   over random pairs of *generated* images measures diversity (lower = more diverse; a collapsed
   generator scores near 1).
-- ``vessel_agreement_auc``: the paper's consistency check: does the vessel U-Net, run on the
-  generated RGB, find the vessels the generator drew in its own vessel channel?
+- ``vessel_agreement_auc``: the paper's consistency check: does the generator's own vessel
+  channel predict what the vessel U-Net segments from the generated RGB?
 - ``nearest_neighbour_distances``: L2 distance of each image to its closest training image, for
   memorisation checks (generated->train should not be smaller than heldout->train).
 """
@@ -324,54 +324,67 @@ def ms_ssim_diversity(images: np.ndarray, n_pairs: int, seed: int = 0) -> float:
 # Vessel agreement (the paper's AUC)
 
 
-def _vessel_inputs(predicted_prob: np.ndarray, reference_channel: np.ndarray,
-                   fov: np.ndarray | None, threshold: float
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    prob = np.asarray(predicted_prob, dtype=np.float32)
-    ref = np.asarray(reference_channel)
-    if prob.ndim != 3 or prob.shape != ref.shape:
-        raise DataError(f"vessel_agreement_auc: predicted_prob {prob.shape} and "
-                        f"reference_channel {ref.shape} must both be (N, H, W) of one shape")
-    mask = np.ones(prob.shape, dtype=bool) if fov is None else np.broadcast_to(
-        np.asarray(fov, dtype=bool), prob.shape)
-    return prob, ref > threshold, mask
+# The U-Net's probability above which a pixel is labelled vessel. The authors' scripts binarise
+# the U-Net's output at 0.4-0.5; 0.5 is the usual cut of a sigmoid trained with cross-entropy.
+VESSEL_LABEL_THRESHOLD = 0.5
 
 
-def vessel_agreement_auc(predicted_prob: np.ndarray, reference_channel: np.ndarray,
-                         fov: np.ndarray | None = None, threshold: float = 0.0) -> float:
-    """ROC AUC of the U-Net's vessel probability against the generator's own vessel channel.
+def _vessel_inputs(vessel_score: np.ndarray, segmentation: np.ndarray, fov: np.ndarray | None,
+                   threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    score = np.asarray(vessel_score, dtype=np.float32)
+    seg = np.asarray(segmentation, dtype=np.float32)
+    if score.ndim != 3 or score.shape != seg.shape:
+        raise DataError(f"vessel_agreement_auc: vessel_score {score.shape} and segmentation "
+                        f"{seg.shape} must both be (N, H, W) of one shape")
+    mask = np.ones(score.shape, dtype=bool) if fov is None else np.broadcast_to(
+        np.asarray(fov, dtype=bool), score.shape)
+    return score, seg > threshold, mask
+
+
+def vessel_agreement_auc(vessel_score: np.ndarray, segmentation: np.ndarray,
+                         fov: np.ndarray | None = None,
+                         threshold: float = VESSEL_LABEL_THRESHOLD) -> float:
+    """The paper's AUC: how well a vessel map *predicts* the U-Net's segmentation.
+
+    Beers et al. (2018, "Image Quality"): the GAN's vessel maps "predict the segmentation maps
+    generated from the segmentation algorithm" at AUC 0.97. So the label of each pixel is the
+    U-Net's segmentation of the photograph, binarised at ``threshold``, and the score is the
+    continuous vessel map (the GAN's own vessel channel; ground truth for the reference).
+    Swapping the two (the U-Net's probability scored against a binarised vessel map) is a
+    different number.
 
     Args:
-        predicted_prob: (N, H, W) vessel probability from the segmentation U-Net run on the
-            generated RGB images.
-        reference_channel: (N, H, W) the generated vessel channel in [-1, 1]; a pixel is a
-            vessel where it is > ``threshold``.
-        fov: (N, H, W) or (H, W) bool field-of-view mask; only pixels inside count. None = all.
+        vessel_score: (N, H, W) continuous vessel map (any monotone scale, e.g. [-1, 1]).
+        segmentation: (N, H, W) the U-Net's vessel probability on the same photographs.
+        fov: (N, H, W) or (H, W) bool field of view; only pixels inside count. None = all.
+        threshold: the probability above which the U-Net's pixel is a vessel.
 
     Returns:
-        AUC over the pixels of all images pooled (the paper reports 0.97).
+        AUC over the pixels of all images pooled.
     """
-    prob, vessel, mask = _vessel_inputs(predicted_prob, reference_channel, fov, threshold)
+    score, vessel, mask = _vessel_inputs(vessel_score, segmentation, fov, threshold)
     labels = vessel[mask]
     if labels.all() or not labels.any():
-        raise DataError("vessel_agreement_auc: the reference vessel channel has only one class "
-                        "inside the FOV, so AUC is undefined; check the channel and threshold")
-    return float(roc_auc_score(labels, prob[mask]))
+        raise DataError("vessel_agreement_auc: the U-Net's segmentation has only one class "
+                        "inside the field of view, so AUC is undefined; check the images and "
+                        "the threshold")
+    return float(roc_auc_score(labels, score[mask]))
 
 
-def per_image_vessel_auc(predicted_prob: np.ndarray, reference_channel: np.ndarray,
-                         fov: np.ndarray | None = None, threshold: float = 0.0) -> np.ndarray:
+def per_image_vessel_auc(vessel_score: np.ndarray, segmentation: np.ndarray,
+                         fov: np.ndarray | None = None,
+                         threshold: float = VESSEL_LABEL_THRESHOLD) -> np.ndarray:
     """AUC of each image on its own (same arguments as ``vessel_agreement_auc``), shape (N,).
 
-    NaN for an image whose reference channel has only one class inside the FOV; summarise with
+    NaN for an image whose segmentation has only one class inside the FOV; summarise with
     ``np.nanmean``. The spread shows whether a pooled AUC hides some badly inconsistent samples.
     """
-    prob, vessel, mask = _vessel_inputs(predicted_prob, reference_channel, fov, threshold)
-    out = np.full(len(prob), np.nan)
-    for i in range(len(prob)):
+    score, vessel, mask = _vessel_inputs(vessel_score, segmentation, fov, threshold)
+    out = np.full(len(score), np.nan)
+    for i in range(len(score)):
         labels = vessel[i][mask[i]]
         if labels.any() and not labels.all():
-            out[i] = roc_auc_score(labels, prob[i][mask[i]])
+            out[i] = roc_auc_score(labels, score[i][mask[i]])
     return out
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from pggan_core import pretrained
 from pggan_core.config import Config, load_config
 from pggan_core.data.prepare import ensure_prepared
 from pggan_core.paths import prepared_dir, run_dir
@@ -25,19 +26,26 @@ def run_config(dataset: str, profile: str, seed: int = 0) -> Config:
 
 def ensure_run(dataset: str, profile: str, with_segmentation: bool = True, seed: int = 0,
                source: str | Path | None = None, progress: bool = True,
-               resume: bool = True) -> Path:
+               resume: bool = True, train_here: bool = False) -> Path:
     """The finished run folder of (dataset, profile, variant), preparing and training if needed.
 
     The prepared dataset goes to ``data/prepared/<dataset>-<profile>`` (a real ``source``
     folder is prepared instead of the phantom) and the run to
-    ``runs/<dataset>/<profile>/seg|noseg``. An unfinished run of the same configuration is
-    continued (``resume=True``) or moved aside and started over (``resume=False``).
+    ``runs/<dataset>/<profile>/seg|noseg``. When the profile ships this run
+    (``pretrained``) for exactly this configuration and phantom data, the shipped run is
+    verified and installed instead of training, unless ``train_here``. An unfinished run of the
+    same configuration is continued (``resume=True``) or moved aside and started over
+    (``resume=False``).
     """
     config = run_config(dataset, profile, seed)
     data_dir = prepared_dir(dataset, profile) if source is None else \
         prepared_dir(f"{dataset}-{Path(source).name}", profile)
-    ensure_prepared(config, data_dir, source=source, progress=progress)
-    out = run_dir(dataset, profile, "seg" if with_segmentation else "noseg")
+    data = ensure_prepared(config, data_dir, source=source, progress=progress)
+    variant = "seg" if with_segmentation else "noseg"
+    out = run_dir(dataset, profile, variant)
+    if (not train_here and source is None and not is_finished(out, config, with_segmentation)
+            and pretrained.ships(profile, dataset, variant, config)):
+        return pretrained.install_run(profile, dataset, variant, config, out, data)
     if not is_finished(out, config, with_segmentation):
         _set_aside_if_stale(out, config, keep_same_config=resume)
         resume = (out / "checkpoints").is_dir()
@@ -59,18 +67,20 @@ def _set_aside_if_stale(out: Path, config: Config, keep_same_config: bool = True
         print(f"moved the unfinished or differently configured run {out} to {aside}")
 
 
-def _train_job(job: tuple[str, str, bool, int]) -> str:
+def _train_job(job: tuple[str, str, bool, int, bool]) -> str:
     """One lane of ``pretrain``: a single-threaded training in its own process."""
     import torch
 
     torch.set_num_threads(1)  # two lanes on two cores: one thread each beats two contending
-    dataset, profile, with_segmentation, seed = job
-    return str(ensure_run(dataset, profile, with_segmentation, seed, progress=False))
+    dataset, profile, with_segmentation, seed, train_here = job
+    return str(ensure_run(dataset, profile, with_segmentation, seed, progress=False,
+                          train_here=train_here))
 
 
 def pretrain(profile: str, datasets: tuple[str, ...] = ("rop", "brats"), seed: int = 0,
-             lanes: int = 2) -> list[Path]:
-    """Train every run the book needs (with and without segmentation) in parallel lanes.
+             lanes: int = 2, train_here: bool = False) -> list[Path]:
+    """Make every run the book needs (with and without segmentation) in parallel lanes:
+    shipped runs are installed, the others trained (all of them with ``train_here``).
 
     The notebooks then find finished runs and reuse them. Datasets are prepared first, in
     this process, so two lanes never prepare the same folder at once. Each lane is a fresh
@@ -82,7 +92,7 @@ def pretrain(profile: str, datasets: tuple[str, ...] = ("rop", "brats"), seed: i
     for dataset in datasets:
         ensure_prepared(run_config(dataset, profile, seed), prepared_dir(dataset, profile),
                         progress=False)
-    jobs = [(d, profile, seg, seed) for seg in (True, False) for d in datasets]
+    jobs = [(d, profile, seg, seed, train_here) for seg in (True, False) for d in datasets]
     if lanes <= 1:
         return [Path(_train_job(job)) for job in jobs]
     with mp.get_context("spawn").Pool(lanes) as pool:

@@ -3,15 +3,19 @@
 The networks start at ``schedule.start_resolution`` and double up to ``max_resolution``. Each
 new resolution first *fades in* for ``fade_iterations`` (alpha ramps linearly 0 -> 1, blending
 the new block with the upsampled output of the previous one) and then trains *stable* for
-``stable_iterations``; the first resolution has no fade. Losses are WGAN-GP with a drift term,
+``stable_iterations`` (``schedule.iterations`` may set both per resolution); the first
+resolution has no fade. Losses are WGAN-GP with a drift term,
 one critic step per generator step, Adam (lr 1e-3, betas (0, 0.99), eps 1e-8) made anew at the
 start of every phase, as NVIDIA's ``reset_opt_for_new_lod``. Reals come from the prepared
 pyramid at the current resolution and, during a fade, are blended with their 2x down-up copy
 by the same alpha, so the critic sees reals as blurry as the fakes it is shown.
 
-A run folder holds ``config.yaml``, ``run.json``, ``metrics.jsonl``, ``samples/`` (a grid of
-fixed latents at the end of every phase), ``figures/progression.png`` (+ ``.npz``: one fixed
-latent at every resolution, the paper's Figure 1) and ``checkpoints/`` (see checkpoint.py).
+A run folder holds ``config.yaml``, ``run.json``, ``metrics.jsonl`` (losses every
+``log_every`` steps), ``phase_metrics.jsonl`` (at the end of every phase: SWD of the EMA
+generator against real images at that resolution, images seen and training seconds, the
+quality-against-compute curve of the run), ``samples/`` (a grid of fixed latents at the end of
+every phase), ``figures/progression.png`` (+ ``.npz``: one fixed latent at every resolution,
+the paper's Figure 1) and ``checkpoints/`` (see checkpoint.py).
 
 Several processes (``torchrun --nproc_per_node N``) train data-parallel: every rank reads its
 own shard of the training images, G and D are wrapped in DistributedDataParallel for each phase
@@ -47,10 +51,14 @@ from pggan_core.config import Config
 from pggan_core.data.store import IMAGE_CHANNELS, PreparedDataset
 from pggan_core.errors import ConfigError, DataError, PgganError
 from pggan_core.losses import discriminator_loss, generator_loss
+from pggan_core.metrics import SWD_PATCH, sliced_wasserstein
 from pggan_core.networks import Discriminator, Generator, downsample, ema_update, upsample
 
 AUTHORS_LR = 1e-4  # the authors' code trains with Adam at 1e-4 (ModelConfig.variant "authors")
 DISPLAY_MIN = 64  # sample tiles are enlarged (nearest) to at least this many pixels
+PHASE_SWD_IMAGES = 64  # generated and real images in each phase-end SWD (and a second real set
+# of this size for its floor, when the training set holds enough images)
+PHASE_SWD_SEED = 2_000_003  # latents and real images of the phase-end SWD: fixed for the run
 
 
 class TrainingDiverged(PgganError):
@@ -82,9 +90,10 @@ def build_phases(config: Config) -> list[Phase]:
     phases: list[Phase] = []
     step, res = 0, s.start_resolution
     while res <= s.max_resolution:
-        kinds = [("stable", s.stable_iterations)]
+        fade, stable = s.phase_iterations(res)
+        kinds = [("stable", stable)]
         if res != s.start_resolution:
-            kinds.insert(0, ("fade", s.fade_iterations))
+            kinds.insert(0, ("fade", fade))
         for kind, iterations in kinds:
             if iterations > 0:
                 phases.append(Phase(len(phases), res, kind, step, iterations))
@@ -199,7 +208,7 @@ def is_finished(run_dir: str | Path, config: Config, with_segmentation: bool = T
         return False
     return (info.get("finished") is True and info.get("with_segmentation") == with_segmentation
             and saved == config.to_dict()
-            and ckpt.has_checkpoint(run_dir / "checkpoints"))
+            and ckpt.has_generator(run_dir))
 
 
 def train(config: Config, data_dir: str | Path, out_dir: str | Path,
@@ -268,6 +277,7 @@ class Trainer:
         self.sampler = ShardSampler(shard, t.seed, runtime.rank)
         self.step = 0
         self.images_seen = 0
+        self.train_seconds = 0.0  # wall time spent in training steps (resumes add up)
         self.opt_G: torch.optim.Adam | None = None
         self.opt_D: torch.optim.Adam | None = None
 
@@ -285,7 +295,9 @@ class Trainer:
             batch = self._rank_batch(phase.resolution)
             for step in range(max(self.step, phase.start), phase.end):
                 alpha = phase.alpha(step)
+                started = time.perf_counter()
                 stats = self._train_step(phase, alpha, batch)
+                self.train_seconds += time.perf_counter() - started
                 self.step = step + 1
                 self.images_seen += batch * self.runtime.world_size
                 bar.update(1)
@@ -394,6 +406,9 @@ class Trainer:
     def _start(self, resume: bool) -> tuple[int, tuple[dict, dict] | None]:
         """Set up the run folder; load the checkpoint on resume. Returns (phase, opt states)."""
         folder = self.out_dir / "checkpoints"
+        if (self.out_dir / ckpt.GENERATOR_FILE).is_file():
+            raise PgganError(f"{self.out_dir} holds a shipped run (its generator only, which "
+                             "cannot be trained further); choose another --out")
         if ckpt.has_checkpoint(folder) and not resume:
             raise PgganError(f"{self.out_dir} already holds a run: pass --resume to continue "
                              "it, or choose another --out")
@@ -403,6 +418,7 @@ class Trainer:
                 write_text_atomic(self.out_dir / "config.yaml",
                                   yaml.safe_dump(self.config.to_dict(), sort_keys=False))
                 write_text_atomic(self.out_dir / "metrics.jsonl", "")
+                write_text_atomic(self.out_dir / "phase_metrics.jsonl", "")
                 self._write_run_info(finished=False)
             return 0, None
         self._check_same_config()
@@ -419,6 +435,7 @@ class Trainer:
         if self.G_ema is not None:
             self.G_ema.load_state_dict(state["G_ema"])
         self.step, self.images_seen = int(state["step"]), int(state["images_seen"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
         ranks = state["ranks"]
         if len(ranks) == self.runtime.world_size:
             ckpt.restore_rng(ranks[self.runtime.rank]["rng"])
@@ -450,16 +467,16 @@ class Trainer:
 
     def _truncate_metrics(self) -> None:
         """Drop log lines written after the checkpoint (and any line cut short by a kill)."""
-        path = self.out_dir / "metrics.jsonl"
-        kept = []
-        for line in path.read_text().splitlines() if path.exists() else []:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if record["step"] <= self.step:
-                kept.append(line + "\n")
-        write_text_atomic(path, "".join(kept))
+        for path in (self.out_dir / "metrics.jsonl", self.out_dir / "phase_metrics.jsonl"):
+            kept = []
+            for line in path.read_text().splitlines() if path.exists() else []:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if record["step"] <= self.step:
+                    kept.append(line + "\n")
+            write_text_atomic(path, "".join(kept))
 
     def _check_data(self, data_dir: Path) -> None:
         if self.data.dataset != self.config.data.dataset:
@@ -495,6 +512,7 @@ class Trainer:
             "with_segmentation": self.with_segmentation, "dataset": self.data.dataset,
             "step": self.step, "phase_index": phase.index, "resolution": phase.resolution,
             "phase": phase.kind, "alpha": alpha, "images_seen": self.images_seen,
+            "train_seconds": self.train_seconds,
             "finished": self.step == self.total_steps, **cpu,
             "opt_G": _to_cpu(self.opt_G.state_dict()), "opt_D": _to_cpu(self.opt_D.state_dict()),
             "ranks": ranks, "rank_fingerprints": fingerprints,
@@ -529,6 +547,35 @@ class Trainer:
                        / f"res{phase.resolution:03d}_{phase.kind}.png")
         if phase.kind == "stable":
             self._add_progression(phase.resolution, images[0])
+        self._log_phase_swd(phase, G)
+
+    def _log_phase_swd(self, phase: Phase, G: nn.Module) -> None:
+        """Append the phase-end SWD (EMA generator against real images at this resolution,
+        and the real-vs-real floor when there are enough images) to ``phase_metrics.jsonl``.
+
+        Below 8 px a 7x7 SWD patch does not fit, so the SWD there is None.
+        """
+        res = phase.resolution
+        record: dict[str, Any] = {
+            "step": self.step, "resolution": res, "phase": phase.kind,
+            "images_seen": self.images_seen, "train_seconds": round(self.train_seconds, 2),
+            "threads": torch.get_num_threads(), "swd_mean": None, "swd_floor_mean": None}
+        if res > SWD_PATCH:
+            rng = np.random.default_rng(PHASE_SWD_SEED)
+            train_idx = self.data.split_indices("train")
+            picked = rng.permutation(train_idx)[:2 * PHASE_SWD_IMAGES]
+            reals = self.data.batch(np.sort(picked), res)[:, :len(self.channels)]
+            z = torch.randn(PHASE_SWD_IMAGES, self.config.model.latent_dim,
+                            generator=torch.Generator().manual_seed(PHASE_SWD_SEED))
+            with torch.no_grad():
+                fakes = G(z.to(self.device), res, 1.0).float().clamp(-1, 1).cpu().numpy()
+            first, second = reals[:PHASE_SWD_IMAGES], reals[PHASE_SWD_IMAGES:]
+            swd = {"seed": 0, "min_resolution": min(res, 16)}
+            record["swd_mean"] = sliced_wasserstein(first, fakes, **swd)["swd_mean"]
+            if len(second) == PHASE_SWD_IMAGES:
+                record["swd_floor_mean"] = sliced_wasserstein(first, second, **swd)["swd_mean"]
+        with open(self.out_dir / "phase_metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
 
     def _add_progression(self, resolution: int, image: np.ndarray) -> None:
         path = self.out_dir / "figures" / "progression.npz"
@@ -547,7 +594,8 @@ class Trainer:
         info = {"dataset": self.data.dataset, "data_dir": str(self.data.path),
                 "with_segmentation": self.with_segmentation, "channels": list(self.channels),
                 "total_steps": self.total_steps, "step": self.step,
-                "images_seen": self.images_seen, "world_size": self.runtime.world_size,
+                "images_seen": self.images_seen, "train_seconds": round(self.train_seconds, 1),
+                "world_size": self.runtime.world_size, "threads": torch.get_num_threads(),
                 "device": str(self.device), "finished": finished}
         write_text_atomic(self.out_dir / "run.json", json.dumps(info, indent=2))
 

@@ -66,18 +66,57 @@ def test_cli_generate_and_missing_run(tiny_rop_run, tmp_path, capsys):
 
 
 class _StripeSegmenter:
-    """Stands in for the U-Net: 'finds' a vessel wherever the green channel is dark."""
+    """Stands in for the U-Net: 'finds' a vessel wherever the green channel is dark, and only
+    inside the field of view it is given (as ``VesselSegmenter.segment``)."""
 
-    def segment(self, rgb):
-        return (rgb[..., 1] < 0.25).astype(np.float32)
+    def segment(self, rgb, fov):
+        return np.where(fov, (rgb[..., 1] < 0.25).astype(np.float32), 0.0)
 
 
-def test_vessel_auc_is_undefined_without_vessels_and_1_for_a_perfect_segmenter():
-    from pggan_core.evaluate import _vessel_auc
-
-    images = np.full((2, 4, 32, 32), 0.6, np.float32)  # bright fundus filling the frame
+def _bright_fundus(n: int = 2, size: int = 32) -> np.ndarray:
+    images = np.full((n, 4, size, size), 0.6, np.float32)  # bright fundus filling the frame
     images[:, 3] = -1.0  # no vessel anywhere
-    assert _vessel_auc(_StripeSegmenter(), images, 64) is None
+    return images
+
+
+def test_vessel_auc_is_undefined_without_vessels_and_1_for_a_perfect_generator():
+    from pggan_core.evaluate import vessel_agreement
+
+    data_cfg = load_config("demo", "rop").data
+    images = _bright_fundus()
+    assert vessel_agreement(_StripeSegmenter(), images, images[:, 3], data_cfg, 64) is None
     images[:, 1, 10:14, :] = -0.9  # a dark horizontal vessel in green...
     images[:, 3, 10:14, :] = 1.0  # ...and in the generator's own vessel channel
-    assert _vessel_auc(_StripeSegmenter(), images, 64) == pytest.approx(1.0)
+    assert vessel_agreement(_StripeSegmenter(), images, images[:, 3], data_cfg,
+                            64) == pytest.approx(1.0)
+    # the same vessel drawn a few rows off in the vessel channel is not agreement
+    assert vessel_agreement(_StripeSegmenter(), images, np.roll(images[:, 3], 8, axis=1),
+                            data_cfg, 64) < 0.6
+
+
+def test_one_field_of_view_from_segmentation_to_the_auc():
+    """The map the AUC counts is segmented in exactly the field of view the AUC uses: no
+    second erosion inside ``segment`` zeroes the rim pixels the AUC still counts."""
+    from pggan_core.data.preprocess import field_of_view, fields_of_view
+    from pggan_core.evaluate import segment_vessels
+
+    data_cfg = load_config("demo", "rop").data
+    size = 64
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    images = np.full((1, 4, size, size), -1.0, np.float32)
+    images[:, :3, np.hypot(yy, xx) < 0.45 * size] = 0.5
+    images[:, 1] = np.where(images[:, 0] > 0, -0.9, -1.0)  # dark green: "vessel" everywhere
+    fov = fields_of_view(images, data_cfg)
+    rgb = (images[0, :3].transpose(1, 2, 0) + 1) / 2
+    np.testing.assert_array_equal(fov[0], field_of_view(rgb, data_cfg))
+    assert 0 < fov.sum() < (np.hypot(yy, xx) < 0.45 * size).sum()  # eroded by 1 px at 64
+    segmentation = segment_vessels(_StripeSegmenter(), images, 128, fov)
+    assert (segmentation[fov] == 1.0).all() and (segmentation[~fov] == 0.0).all()
+
+
+def test_reference_auc_uses_ground_truth_masks_or_says_there_are_none(tiny_rop_run):
+    result = ensure_evaluated(tiny_rop_run, progress=False)
+    record = result["vessel_agreement"]
+    assert record["direction"].startswith("score predicts label")
+    assert record["threshold"] == 0.5
+    assert "ground-truth vessel masks (phantom)" in record["reference"]

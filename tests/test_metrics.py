@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import torch
 from scipy import ndimage
+from sklearn.metrics import roc_auc_score
 
 from pggan_core.errors import DataError
 from pggan_core.metrics import (
+    VESSEL_LABEL_THRESHOLD,
     _pyr_up,
     laplacian_pyramid,
     ms_ssim,
@@ -161,32 +163,48 @@ def vessel_maps(n: int = 4, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     return channel, np.hypot(yy, xx) < 0.47 * size
 
 
-def test_auc_of_a_perfect_segmenter_is_one_and_of_a_random_one_a_half():
+def test_auc_of_a_perfect_vessel_map_is_one_and_of_a_random_one_a_half():
     channel, fov = vessel_maps()
-    perfect = (channel + 1) / 2 * 0.8 + 0.1
-    assert vessel_agreement_auc(perfect, channel, fov) == 1.0
-    np.testing.assert_allclose(per_image_vessel_auc(perfect, channel, fov), 1.0)
-    random = np.random.default_rng(1).random(channel.shape)
-    assert vessel_agreement_auc(random, channel, fov) == pytest.approx(0.5, abs=0.05)
-    assert vessel_agreement_auc(1 - perfect, channel) == 0.0
+    segmentation = (channel + 1) / 2 * 0.8 + 0.1  # the U-Net sees exactly the drawn vessels
+    assert vessel_agreement_auc(channel, segmentation, fov) == 1.0
+    np.testing.assert_allclose(per_image_vessel_auc(channel, segmentation, fov), 1.0)
+    random = np.random.default_rng(1).standard_normal(channel.shape)
+    assert vessel_agreement_auc(random, segmentation, fov) == pytest.approx(0.5, abs=0.05)
+    assert vessel_agreement_auc(-channel, segmentation) == 0.0
+
+
+def test_auc_is_the_papers_direction_not_its_swap():
+    """Label = the U-Net's segmentation binarised at 0.5, score = the GAN's continuous channel.
+
+    Six pixels where the two directions disagree: the paper's is 7/8; scoring the U-Net's
+    probability against the binarised GAN channel instead would give 1.0.
+    """
+    gan_channel = np.array([0.9, 0.8, 0.3, 0.2, 0.1, -0.5], np.float32).reshape(1, 1, 6)
+    unet_probability = np.array([0.9, 0.4, 0.6, 0.1, 0.45, 0.05], np.float32).reshape(1, 1, 6)
+    assert VESSEL_LABEL_THRESHOLD == 0.5
+    assert vessel_agreement_auc(gan_channel, unet_probability) == pytest.approx(7 / 8)
+    swapped = roc_auc_score((gan_channel > 0).ravel(), unet_probability.ravel())
+    assert swapped == 1.0 != vessel_agreement_auc(gan_channel, unet_probability)
 
 
 def test_auc_counts_only_pixels_inside_the_fov():
     channel, fov = vessel_maps()
-    prob = (channel + 1) / 2
-    prob[:, ~fov] = 1 - prob[:, ~fov]  # wrong outside the FOV only
-    assert vessel_agreement_auc(prob, channel, fov) == 1.0
-    assert vessel_agreement_auc(prob, channel) < 1.0
+    score = channel.copy()
+    score[:, ~fov] = -score[:, ~fov]  # wrong outside the FOV only
+    segmentation = (channel + 1) / 2
+    assert vessel_agreement_auc(score, segmentation, fov) == 1.0
+    assert vessel_agreement_auc(score, segmentation) < 1.0
 
 
 def test_auc_errors_and_single_class_images():
     channel, fov = vessel_maps(n=2)
-    channel[1] = -1.0  # no vessels in the second image
-    assert np.isnan(per_image_vessel_auc((channel + 1) / 2, channel, fov)[1])
+    segmentation = (channel + 1) / 2
+    segmentation[1] = 0.0  # the U-Net finds no vessel in the second image
+    assert np.isnan(per_image_vessel_auc(channel, segmentation, fov)[1])
     with pytest.raises(DataError, match="one class"):
-        vessel_agreement_auc(channel, -np.ones_like(channel), fov)
+        vessel_agreement_auc(channel, np.zeros_like(channel), fov)
     with pytest.raises(DataError, match=r"\(N, H, W\)"):
-        vessel_agreement_auc(channel[:, None], channel[:, None])
+        vessel_agreement_auc(channel[:, None], segmentation[:, None])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -31,6 +31,28 @@ def test_rop_phantom_dataset_is_deterministic_and_labelled(tmp_path):
     assert not np.array_equal(PreparedDataset(other).images(32), a.images(32))
 
 
+def test_a_unet_vessel_channel_keeps_the_phantom_masks_as_ground_truth(tmp_path, monkeypatch):
+    """The paper's way (vessel channel = the U-Net's map): the exact masks are kept beside it,
+    so the vessel-agreement reference is against ground truth, never the U-Net itself."""
+    from pggan_core.data.fundus_phantom import render_fundus
+    from pggan_core.data.store import box_downsample
+
+    monkeypatch.setenv("PGGAN_HOME", str(tmp_path))
+    unet = PreparedDataset(prepare_dataset(_rop_config(vessel_channel="unet"), tmp_path / "u",
+                                           progress=False, workers=1))
+    mask = PreparedDataset(prepare_dataset(_rop_config(), tmp_path / "m", progress=False,
+                                           workers=1))
+    assert (unet.meta["vessel_channel"], unet.meta["vessel_truth"]) == ("unet", "phantom")
+    assert (mask.meta["vessel_channel"], mask.meta["vessel_truth"]) == ("mask", "phantom")
+    truth = render_fundus(int(unet.manifest["seed"][5]), 512).vessels.astype(np.float32)
+    for _ in range(4):  # 512 -> 32 px, as the pyramid
+        truth = box_downsample(truth)
+    np.testing.assert_allclose(unet.vessel_truth([5], 32)[0], truth, atol=1 / 255)
+    np.testing.assert_allclose(mask.vessel_truth([5], 32)[0], truth, atol=1 / 127)
+    # the U-Net channel is the segmenter's map, not the mask
+    assert not np.allclose((unet.batch([5], 32)[0, 3] + 1) / 2, truth, atol=0.05)
+
+
 def test_brats_phantom_dataset_holds_out_whole_subjects(tmp_path):
     config = load_config("smoke", "brats", {"data": {"n_images": 6, "resolution": 32,
                                                      "slices_per_subject": 2,

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from pggan_core.data.store import DatasetWriter, PreparedDataset, box_downsample, to_float
+from pggan_core.errors import DataError
 
 
 def _images(n, channels=4, res=16, seed=0):
@@ -26,6 +27,34 @@ def test_written_dataset_reads_back_with_a_box_filtered_pyramid(tmp_path):
     np.testing.assert_array_equal(ds.batch([4, 0], 8), to_float(ds.images(8)[[4, 0]]))
     assert list(ds.split_indices("heldout")) == [4]
     assert set(ds.manifest.columns) >= {"index", "split", "laterality", "preprocessing_version"}
+
+
+def test_ground_truth_vessels_come_from_the_mask_channel_or_the_kept_masks(tmp_path):
+    images = _images(3)
+    masks = (np.random.default_rng(2).random((3, 16, 16)) < 0.2).astype(np.float32)
+    # a U-Net vessel channel with the masks kept beside it
+    with DatasetWriter(tmp_path / "unet", "rop", 3, 16, vessel_truth=True,
+                       info={"vessel_channel": "unet", "vessel_truth": "phantom"}) as w:
+        for i, img in enumerate(images):
+            w.add(i, img, {"split": "train"}, vessel_truth=masks[i])
+    unet = PreparedDataset(tmp_path / "unet")
+    np.testing.assert_array_equal(unet.vessel_truth([2, 0], 16), masks[[2, 0]])
+    np.testing.assert_allclose(unet.vessel_truth([1], 8)[0], box_downsample(masks[1]),
+                               atol=1 / 255)
+    # the vessel channel is the mask: it is the ground truth
+    with DatasetWriter(tmp_path / "mask", "rop", 3, 16, info={"vessel_channel": "mask"}) as w:
+        for i, img in enumerate(images):
+            w.add(i, np.concatenate([img[:3], masks[i][None] * 2 - 1]), {"split": "train"})
+    np.testing.assert_allclose(PreparedDataset(tmp_path / "mask").vessel_truth([1], 16)[0],
+                               masks[1], atol=1 / 255)
+    # no masks at all (a real folder whose vessel channel is the U-Net's): none, not a guess
+    with DatasetWriter(tmp_path / "none", "rop", 3, 16, info={"vessel_channel": "unet"}) as w:
+        for i, img in enumerate(images):
+            w.add(i, img, {"split": "train"})
+    assert PreparedDataset(tmp_path / "none").vessel_truth([0], 16) is None
+    with pytest.raises(DataError, match="ground-truth vessel mask"), \
+            DatasetWriter(tmp_path / "bad", "rop", 1, 16, vessel_truth=True) as w:
+        w.add(0, images[0], {"split": "train"})
 
 
 def test_an_interrupted_write_leaves_the_old_dataset_untouched(tmp_path):

@@ -76,6 +76,14 @@ def test_schedule_fades_then_holds_each_resolution():
     assert phases[2].alpha(9) == 1.0
 
 
+def test_schedule_iterations_can_differ_per_resolution():
+    config = load_config("smoke", "rop", {"schedule": {"iterations": {4: [0, 3], 16: [5, 0]}}})
+    assert [(p.resolution, p.kind, p.iterations) for p in build_phases(config)] == [
+        (4, "stable", 3), (8, "fade", 4), (8, "stable", 4), (16, "fade", 5)]
+    with pytest.raises(ConfigError, match=r"schedule\.iterations\[8\]"):
+        load_config("smoke", "rop", {"schedule": {"iterations": {8: [-1, 4]}}})
+
+
 def test_smoke_run_writes_the_whole_run_folder(smoke_run):
     config, run = smoke(), smoke_run
     assert yaml.safe_load((run / "config.yaml").read_text()) == config.to_dict()
@@ -94,6 +102,15 @@ def test_smoke_run_writes_the_whole_run_folder(smoke_run):
             (4, 4, 4), (4, 8, 8), (4, 16, 16)]
         assert list(strip["channels"]) == ["R", "G", "B", "vessel"]
     assert (run / "figures" / "progression.png").stat().st_size > 0
+    # the quality curve: SWD of the EMA generator at every phase end (no 7x7 patch fits 4 px)
+    curve = [json.loads(line) for line in (run / "phase_metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["resolution"], r["phase"]) for r in curve] == [
+        (4, 4, "stable"), (8, 8, "fade"), (12, 8, "stable"), (16, 16, "fade"),
+        (20, 16, "stable")]
+    assert curve[0]["swd_mean"] is None and all(r["swd_mean"] > 0 for r in curve[1:])
+    seconds = [r["train_seconds"] for r in curve]
+    assert seconds == sorted(seconds) and seconds[0] > 0
+    assert json.loads((run / "run.json").read_text())["train_seconds"] >= seconds[-1] - 0.1
     state = ckpt.load_latest(run / "checkpoints")
     assert (state["step"], state["resolution"], state["finished"]) == (20, 16, True)
     assert is_finished(run, config)
@@ -159,6 +176,10 @@ def test_resume_mid_fade_is_bit_identical(rop_data, smoke_run, tmp_path, monkeyp
               for lines in ((run / "metrics.jsonl").read_text().splitlines()
                             for run in (straight, resumed))]
     assert losses[0] == losses[1]
+    swd = [[(r["step"], r["swd_mean"]) for r in map(json.loads, lines)]
+           for lines in ((run / "phase_metrics.jsonl").read_text().splitlines()
+                         for run in (straight, resumed))]
+    assert swd[0] == swd[1]
 
 
 KILL_SCRIPT = """

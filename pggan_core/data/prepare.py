@@ -57,18 +57,23 @@ def prepare_dataset(
                           f"(the paper trained glioma images up to 256); use 256 or less")
     source = source if source is not None else data.source
     out_dir = Path(out_dir)
+    info: dict[str, Any] = {"source": str(source) if source else "phantom", "seed": data.seed,
+                            "config": config.to_dict()["data"]}
     if data.dataset == "rop":
-        samples, n = _rop_samples(config, source, n_images, workers)
+        samples, n, vessels = _rop_samples(config, source, n_images, workers, progress)
+        info |= vessels
     elif data.dataset == "brats":
         samples, n = _brats_samples(config, source, n_images, workers)
     else:
         raise ConfigError(f"unknown --dataset {data.dataset!r}: choose rop or brats")
-    info = {"source": str(source) if source else "phantom", "seed": data.seed,
-            "config": config.to_dict()["data"]}
-    with DatasetWriter(out_dir, data.dataset, n, data.resolution, info=info) as writer:
+    keep_truth = info.get("vessel_channel") == "unet" and info.get("vessel_truth") is not None
+    with DatasetWriter(out_dir, data.dataset, n, data.resolution, info=info,
+                       vessel_truth=keep_truth) as writer:
         bar = tqdm(total=n, desc=f"prepare {data.dataset}", unit="img", disable=not progress)
-        for index, (image, row) in enumerate(samples):
-            writer.add(index, _to_resolution(image, data.resolution), row)
+        for index, (image, row, *truth) in enumerate(samples):
+            truth_at_resolution = (_to_resolution(truth[0].astype(np.float32), data.resolution)
+                                   if keep_truth else None)
+            writer.add(index, _to_resolution(image, data.resolution), row, truth_at_resolution)
             bar.update()
         bar.close()
     return out_dir
@@ -129,7 +134,10 @@ def _ordered_map(fn: Callable, items: list, workers: int) -> Iterator:
 
 # ---------------------------------------------------------------- ROP
 def _rop_samples(config: Config, source: str | Path | None, n_images: int | None,
-                 workers: int) -> tuple[Iterator, int]:
+                 workers: int, progress: bool) -> tuple[Iterator, int, dict[str, Any]]:
+    """(image, manifest row, ground-truth vessel mask or None) per photograph, their count,
+    and what the vessel channel is made of: ``vessel_channel`` "mask" or "unet" and
+    ``vessel_truth`` (where ground-truth masks come from, None without masks)."""
     data = config.data
     mode = data.vessel_channel
     if source is None:
@@ -157,11 +165,11 @@ def _rop_samples(config: Config, source: str | Path | None, n_images: int | None
         segmenter = ensure_vessel_unet(config, str(source) if source and has_masks else None,
                                        progress)
 
-    def generate() -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
+    def generate() -> Iterator[tuple[np.ndarray, dict[str, Any], np.ndarray | None]]:
         for index, (item, fundus) in enumerate(zip(items, _ordered_map(load, items, workers),
                                                    strict=True)):
-            if segmenter is not None and (mode == "unet" or fundus.vessels is None):
-                vessel_map = segmenter.segment(fundus.rgb, fundus.fov)
+            if segmenter is not None:
+                vessel_map = segmenter.segment(fundus.rgb)  # in its own field of view
             else:
                 vessel_map = fundus.vessels.astype(np.float32)
             row = {"id": _relative_id(fundus.source_file, source) if source
@@ -170,9 +178,12 @@ def _rop_samples(config: Config, source: str | Path | None, n_images: int | None
                    "source_file": fundus.source_file,
                    "seed": item if source is None else -1,
                    **fundus.labels}
-            yield preprocess.fundus_channels(fundus.rgb, vessel_map), row
+            yield preprocess.fundus_channels(fundus.rgb, vessel_map), row, fundus.vessels
 
-    return generate(), n
+    vessels = {"vessel_channel": "unet" if segmenter is not None else "mask",
+               "vessel_truth": (None if not has_masks else "phantom" if source is None
+                                else "manual masks")}
+    return generate(), n, vessels
 
 
 def _relative_id(source_file: str, source: str | Path) -> str:

@@ -3,8 +3,7 @@
 Fundus ("Retinopathy of Prematurity Dataset"): images are converted to grayscale, gamma-adjusted
 and CLAHE-equalised before the vessel U-Net segments them; the GAN then sees RGB plus the vessel
 map as a fourth channel. The exact order and constants follow the authors' retina-unet
-``my_PreProc`` (grayscale -> per-image standardisation -> CLAHE(2.0, 8x8) -> gamma 1.2), see
-DATA_NOTES section 3.
+``my_PreProc`` (grayscale -> per-image standardisation -> CLAHE(2.0, 8x8) -> gamma 1.2).
 
 BraTS ("Brain Tumor Magnetic Resonance Imaging Dataset"): "We preprocessed each MR volume to have
 zero mean and unit variance"; 2D axial slices are then taken, and the segmentation labels become
@@ -66,18 +65,42 @@ def clahe(gray: np.ndarray, clip: float, tiles: int) -> np.ndarray:
     return equalised.astype(np.float32) / 255.0
 
 
+FOV_RED_THRESHOLD = 20.0 / 255.0  # the dark surround of a fundus photograph has almost no red
+FOV_EROSION_REFERENCE = 512  # DataConfig.fov_erosion_px is given for 512 px photographs
+
+
 def fov_mask(rgb: np.ndarray, erosion_px: int) -> np.ndarray:
-    """The field of view (the illuminated disc): red > 20/255, eroded by ``erosion_px``.
+    """The illuminated disc of a fundus photograph: red > 20/255, eroded by ``erosion_px``.
 
     The red channel is the brightest in a fundus photograph, so a low threshold on it separates
-    the disc from the black surround (DATA_NOTES section 3). The authors' ``segment_unet.py``
-    erodes the field of view by 10 px so the bright rim is not mistaken for a vessel wall.
+    the disc from the black surround. The authors' ``segment_unet.py`` erodes the field of view
+    by 10 px (at 512 px) so the bright rim is not mistaken for a vessel wall.
     """
-    fov = _as_unit_float(rgb)[..., 0] > 20.0 / 255.0
+    fov = _as_unit_float(rgb)[..., 0] > FOV_RED_THRESHOLD
     if erosion_px > 0:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * erosion_px + 1,) * 2)
         fov = cv2.erode(fov.astype(np.uint8), kernel, borderValue=0).astype(bool)
     return fov
+
+
+def field_of_view(rgb: np.ndarray, data_cfg: DataConfig) -> np.ndarray:
+    """The one field of view every vessel step uses: where the U-Net is trained, where it
+    segments (data preparation, evaluation) and where vessel AUCs and statistics are counted.
+
+    It is computed from the photograph alone (red threshold, ``fov_mask``), so a generated
+    image gets exactly the same definition as a real one, with the erosion scaled from
+    ``data_cfg.fov_erosion_px`` at 512 px to this image's size.
+    """
+    erosion = round(data_cfg.fov_erosion_px * min(rgb.shape[:2]) / FOV_EROSION_REFERENCE)
+    return fov_mask(rgb, erosion)
+
+
+def fields_of_view(images: np.ndarray, data_cfg: DataConfig) -> np.ndarray:
+    """``field_of_view`` of each fundus image (N, >=3, H, W) in [-1, 1]: bool (N, H, W)."""
+    rgb = np.clip((np.asarray(images[:, :3], np.float32).transpose(0, 2, 3, 1) + 1.0) / 2.0,
+                  0.0, 1.0)
+    return np.stack([field_of_view(image, data_cfg) for image in rgb]) if len(rgb) else \
+        np.zeros((0, *images.shape[2:]), bool)
 
 
 def vessel_input(rgb: np.ndarray, fov: np.ndarray, data_cfg: DataConfig) -> np.ndarray:

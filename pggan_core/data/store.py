@@ -8,6 +8,9 @@ Layout of one prepared dataset folder::
       res_004.npy      uint8 (N, C, 4, 4)   box-filtered from the full resolution
       ...
       res_512.npy      uint8 (N, C, 512, 512)
+      vessel_truth.npy uint8 (N, R, R), fundus only: ground-truth vessel masks (0..255 =
+                       fraction of the pixel), kept when the vessel *channel* is the U-Net's
+                       map but masks exist (phantoms, folders with manual masks)
 
 Images are stored as uint8 (like NVIDIA's PGGAN TFRecords) so 2,000 RGB+vessel images at
 512 px take 2 GB rather than 8; they are read back as float32 in [-1, 1]. Each level of the
@@ -17,6 +20,7 @@ The folder is written under a temporary name and renamed when complete (``atomic
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +33,10 @@ from pggan_core.atomic import atomic_dir, write_text_atomic
 from pggan_core.errors import DataError
 
 # Bump when preprocessing changes what ends up in the arrays; stored in every manifest row.
-PREPROCESSING_VERSION = "2"  # 2: small datasets always hold out at least one item
+# 2: small datasets always hold out at least one item; 3: one field of view for every vessel
+# step, ground-truth vessel masks kept beside a U-Net vessel channel
+PREPROCESSING_VERSION = "3"
+VESSEL_TRUTH_FILE = "vessel_truth.npy"
 
 CHANNELS: dict[str, tuple[str, ...]] = {
     "rop": ("R", "G", "B", "vessel"),
@@ -38,6 +45,16 @@ CHANNELS: dict[str, tuple[str, ...]] = {
 # The leading channels that are the image itself; the rest are segmentation maps, dropped
 # when training without segmentation (the paper's Figure 3 ablation).
 IMAGE_CHANNELS: dict[str, int] = {"rop": 3, "brats": 4}
+
+
+def sha256_of(*paths: Path) -> str:
+    """Hex SHA-256 of the files' bytes, one after another."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def pyramid_resolutions(max_resolution: int) -> list[int]:
@@ -86,6 +103,7 @@ class DatasetWriter:
         resolution: int,
         channels: Sequence[str] | None = None,
         info: dict[str, Any] | None = None,
+        vessel_truth: bool = False,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.dataset = dataset
@@ -96,6 +114,8 @@ class DatasetWriter:
         self.rows: list[dict[str, Any] | None] = [None] * n_images
         self._ctx = atomic_dir(self.out_dir)
         self._arrays: dict[int, np.ndarray] = {}
+        self.vessel_truth = vessel_truth
+        self._truth: np.ndarray | None = None
 
     def __enter__(self) -> DatasetWriter:
         self._tmp = self._ctx.__enter__()
@@ -104,10 +124,22 @@ class DatasetWriter:
             self._arrays[res] = np.lib.format.open_memmap(
                 self._tmp / f"res_{res:03d}.npy", mode="w+", dtype=np.uint8,
                 shape=(*shape, res, res))
+        if self.vessel_truth:
+            self._truth = np.lib.format.open_memmap(
+                self._tmp / VESSEL_TRUTH_FILE, mode="w+", dtype=np.uint8,
+                shape=(self.n_images, self.resolution, self.resolution))
         return self
 
-    def add(self, index: int, image: np.ndarray, row: dict[str, Any]) -> None:
-        """Store image ``index`` (float (C, R, R) in [-1, 1]) and its manifest row."""
+    def add(self, index: int, image: np.ndarray, row: dict[str, Any],
+            vessel_truth: np.ndarray | None = None) -> None:
+        """Store image ``index`` (float (C, R, R) in [-1, 1]) and its manifest row; with
+        ``vessel_truth=True`` also its ground-truth vessel mask ((R, R), 0..1)."""
+        if self._truth is not None:
+            if vessel_truth is None or vessel_truth.shape != image.shape[-2:]:
+                raise DataError(f"image {index} ({row.get('source_file', '?')}): expected a "
+                                f"{image.shape[-2:]} ground-truth vessel mask, got "
+                                f"{None if vessel_truth is None else vessel_truth.shape}")
+            self._truth[index] = np.clip(np.rint(vessel_truth * 255.0), 0, 255)
         expected = (len(self.channels), self.resolution, self.resolution)
         if image.shape != expected:
             raise DataError(f"image {index} ({row.get('source_file', '?')}) has shape "
@@ -131,7 +163,10 @@ class DatasetWriter:
                     raise DataError(f"{self.out_dir}: images {missing[:5]} were never written")
                 for array in self._arrays.values():
                     array.flush()
+                if self._truth is not None:
+                    self._truth.flush()
                 self._arrays.clear()
+                self._truth = None
                 pd.DataFrame(self.rows).to_csv(self._tmp / "manifest.csv", index=False)
                 meta = {
                     "dataset": self.dataset,
@@ -147,9 +182,11 @@ class DatasetWriter:
                 write_text_atomic(self._tmp / "dataset.json", json.dumps(meta, indent=2))
         except BaseException as err:
             self._arrays.clear()
+            self._truth = None
             self._ctx.__exit__(type(err), err, err.__traceback__)
             raise
         self._arrays.clear()
+        self._truth = None
         return self._ctx.__exit__(exc_type, exc, tb)
 
 
@@ -190,6 +227,34 @@ class PreparedDataset:
         out = np.empty((len(idx), len(self.channels), resolution, resolution), np.float32)
         out[order] = to_float(self.images(resolution)[idx[order]])
         return out
+
+    def fingerprint(self) -> str:
+        """SHA-256 of what a GAN learns from: the manifest table and the full-resolution
+        array (every lower level is filtered from it). Equal fingerprints, equal training data.
+        """
+        return sha256_of(self.path / "manifest.csv",
+                         self.path / f"res_{self.max_resolution:03d}.npy")
+
+    def vessel_truth(self, indices: Sequence[int] | np.ndarray, resolution: int
+                     ) -> np.ndarray | None:
+        """Ground-truth vessel maps of fundus images ``indices`` at ``resolution``: float32
+        (B, R, R) in [0, 1] (the fraction of each pixel that is vessel), or None when this
+        dataset has none (a real folder without manual masks).
+
+        They are the vessel channel itself when it was made from masks, else the masks kept
+        beside the U-Net's channel (``vessel_truth.npy``), box-filtered like the pyramid.
+        """
+        idx = np.asarray(indices)
+        if self.meta.get("vessel_channel") == "mask":
+            channel = self.channels.index("vessel")
+            return (self.batch(idx, resolution)[:, channel] + 1.0) / 2.0
+        path = self.path / VESSEL_TRUTH_FILE
+        if self.dataset != "rop" or not path.is_file():
+            return None
+        truth = np.load(path, mmap_mode="r")[idx].astype(np.float32) / 255.0
+        while truth.shape[-1] > resolution:
+            truth = box_downsample(truth)
+        return truth
 
     def split_indices(self, split: str) -> np.ndarray:
         """Row indices of ``split`` ("train" or "heldout")."""

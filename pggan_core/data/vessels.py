@@ -33,7 +33,7 @@ from tqdm import tqdm
 from pggan_core.atomic import atomic_file, write_text_atomic
 from pggan_core.config import Config, DataConfig, VesselConfig
 from pggan_core.data.fundus_phantom import render_fundus
-from pggan_core.data.preprocess import fov_mask, vessel_input
+from pggan_core.data.preprocess import field_of_view, vessel_input
 from pggan_core.data.types import FundusImage
 from pggan_core.errors import CheckpointError, ConfigError, DataError
 
@@ -43,7 +43,6 @@ TRAIN_SEED_BASE = 7_000_000
 HELDOUT_SEED_BASE = 8_000_000
 MAX_PATCHES = 8192  # patches held in memory at once while segmenting (about 75 MB)
 ROC_POINTS = 200  # ROC curve points kept in the metrics JSON
-PAPER_RESOLUTION = 512  # DataConfig.fov_erosion_px is given for the paper's 512 px images
 
 # ---------------------------------------------------------------------------------------------
 # The network
@@ -200,9 +199,8 @@ class VesselSegmenter:
         return out
 
     def default_fov(self, rgb: np.ndarray) -> np.ndarray:
-        """The photograph's field of view, eroded by ``fov_erosion_px`` scaled from 512 px."""
-        erosion = round(self.data_cfg.fov_erosion_px * min(rgb.shape[:2]) / PAPER_RESOLUTION)
-        return fov_mask(rgb, erosion)
+        """The field of view the U-Net was trained in (``preprocess.field_of_view``)."""
+        return field_of_view(rgb, self.data_cfg)
 
     def segment(self, rgb: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
         """(H, W, 3) RGB (uint8 or [0, 1] float) -> float32 (H, W) vessel probability.
@@ -310,10 +308,12 @@ def _sample_batch(
 
 
 def evaluate_auc(segmenter: VesselSegmenter, images: list[FundusImage]) -> dict[str, Any]:
-    """ROC AUC of the full patch/stride segmentation against the masks, inside each FOV."""
-    probs = segmenter.segment_batch([im.rgb for im in images], [im.fov for im in images])
-    scores = np.concatenate([p[im.fov] for p, im in zip(probs, images, strict=True)])
-    truth = np.concatenate([im.vessels[im.fov] for im in images])
+    """ROC AUC of the full patch/stride segmentation against the masks, inside each image's
+    field of view (``preprocess.field_of_view``, as in training and in every later step)."""
+    fovs = [segmenter.default_fov(im.rgb) for im in images]
+    probs = segmenter.segment_batch([im.rgb for im in images], fovs)
+    scores = np.concatenate([p[fov] for p, fov in zip(probs, fovs, strict=True)])
+    truth = np.concatenate([im.vessels[fov] for im, fov in zip(images, fovs, strict=True)])
     fpr, tpr, _ = roc_curve(truth, scores)
     keep = np.unique(np.linspace(0, len(fpr) - 1, ROC_POINTS).round().astype(int))
     return {
@@ -342,9 +342,13 @@ def train_vessel_unet(
     rng = np.random.default_rng(v.seed)
     device = _device(cfg.train.device)
     train, heldout = vessel_images(cfg, source)
-    inputs = np.stack([vessel_input(im.rgb, im.fov, cfg.data) for im in train])
-    targets = np.stack([(im.vessels & im.fov).astype(np.float32) for im in train])
-    centres = [np.argwhere(im.fov) for im in train]
+    # the field of view of every later step (preparation, evaluation), not the phantom's own
+    fovs = [field_of_view(im.rgb, cfg.data) for im in train]
+    inputs = np.stack([vessel_input(im.rgb, fov, cfg.data)
+                       for im, fov in zip(train, fovs, strict=True)])
+    targets = np.stack([(im.vessels & fov).astype(np.float32)
+                        for im, fov in zip(train, fovs, strict=True)])
+    centres = [np.argwhere(fov) for fov in fovs]
     for image, inside in zip(train, centres, strict=True):
         if len(inside) == 0:
             raise DataError(f"{image.source_file}: empty field of view; check its FOV mask "

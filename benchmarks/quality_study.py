@@ -1,0 +1,285 @@
+"""Quality against compute: candidate demo configurations, each trained at its own budget and
+scored with the project's own metrics (not a test; it takes hours).
+
+    python benchmarks/quality_study.py --candidates demo_v1 demo --datasets rop brats
+    python benchmarks/quality_study.py --list
+    python benchmarks/quality_study.py --table        # print what results/ holds
+
+Each (candidate, dataset) trains one run with segmentation channels in its own one-thread
+process, two lanes on two cores as ``pggan book`` trains, then scores it as the book does:
+``pggan evaluate`` (SWD and its floor, MS-SSIM, vessel-agreement AUC), ``pggan encode``
+(encoder R²) and ``pggan latent`` (k-NN laterality / tumour presence of encoded real images).
+The run's ``phase_metrics.jsonl`` (SWD at the end of every phase) gives its quality curve
+against images seen and training seconds.
+
+Runs live in ``runs/quality_study/<candidate>/<dataset>`` (git-ignored; a finished run is
+reused, so an interrupted study resumes). Rows merge into ``benchmarks/results/
+quality_study.json`` (rerunning a candidate replaces its rows), with the resolved config of
+each candidate and the machine it ran on, and a table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "quality_study.json"
+BASE_PROFILE = "demo"
+
+# The demo profile before this study (commit 77746b3), spelt out so the row stays comparable
+# however demo.yaml changes: 64 px, 8 maps at 64 px, 400 + 400 iterations everywhere.
+DEMO_V1 = {
+    "model": {"latent_dim": 128,
+              "feature_maps": {4: 32, 8: 32, 16: 32, 32: 16, 64: 8, 128: 8, 256: 8, 512: 8}},
+    "schedule": {"fade_iterations": 400, "stable_iterations": 400,
+                 "iterations": {}, "batch_size": {4: 16, 8: 16, 16: 16, 32: 16, 64: 16,
+                                                  128: 8, 256: 8, 512: 8}},
+    "train": {"lr": 0.001, "ema_beta": 0.99},
+    "encoder": {"iterations": 500, "lr": 0.003, "betas": [0.0, 0.99]},
+}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A demo configuration: what it tries, and its overrides on the demo profile."""
+
+    why: str
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _merge(*layers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        for section, values in layer.items():
+            out.setdefault(section, {}).update(values)
+    return out
+
+
+def budget(factor: int) -> dict[str, dict[str, Any]]:
+    """DEMO_V1's schedule with ``factor`` times its iterations at every resolution."""
+    n = 400 * factor
+    return {"schedule": {"iterations": {4: (0, n), **{r: (n, n) for r in (8, 16, 32, 64)}}}}
+
+
+LR3 = _merge(DEMO_V1, {"train": {"lr": 0.003}})
+
+CANDIDATES: dict[str, Candidate] = {
+    "demo_v1": Candidate("the demo before this study", DEMO_V1),
+    "lr3_x1": Candidate("Adam step 3e-3 instead of 1e-3 (NVIDIA's value is for 40x longer "
+                        "phases)", LR3),
+    "lr3_x2": Candidate("lr3, twice the iterations", _merge(LR3, budget(2))),
+    "lr3_x4": Candidate("lr3, four times the iterations", _merge(LR3, budget(4))),
+    "lr3_z32_x2": Candidate("lr3 x2 with a 32-d latent (does a smaller z help the encoder?)",
+                            _merge(LR3, budget(2), {"model": {"latent_dim": 32}})),
+    "demo": Candidate("the demo profile as it is now (no overrides)"),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# one job: train, evaluate, encode, score the latent space
+
+
+def study_config(candidate: str, dataset: str):
+    """The resolved Config of ``candidate`` for ``dataset``."""
+    from pggan_core.config import load_config
+
+    return load_config(BASE_PROFILE, dataset, CANDIDATES[candidate].overrides)
+
+
+def data_dir(config) -> Path:
+    """A prepared dataset per distinct data configuration, shared by candidates."""
+    data = json.dumps(config.to_dict()["data"], sort_keys=True)
+    digest = hashlib.sha1(data.encode()).hexdigest()[:8]
+    return REPO / "data" / "prepared" / f"study-{config.data.dataset}-{digest}"
+
+
+def run_folder(candidate: str, dataset: str) -> Path:
+    return REPO / "runs" / "quality_study" / candidate / dataset
+
+
+def run_job(job: tuple[str, str]) -> dict[str, Any]:
+    """Train (or reuse), then score, one candidate on one dataset, in this process."""
+    import torch
+
+    from pggan_core.evaluate import evaluate_run
+    from pggan_core.latent import encode_run, score_latent_space
+    from pggan_core.train import is_finished, train
+
+    torch.set_num_threads(1)
+    candidate, dataset = job
+    config = study_config(candidate, dataset)
+    out = run_folder(candidate, dataset)
+    if not is_finished(out, config):
+        train(config, data_dir(config), out, resume=(out / "checkpoints").is_dir(),
+              progress=False)
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    metrics = evaluate_run(out, progress=False)
+    seconds["evaluate"] = time.perf_counter() - started
+    started = time.perf_counter()
+    encoder = encode_run(out, progress=False)
+    seconds["encode"] = time.perf_counter() - started
+    started = time.perf_counter()
+    latent_space = score_latent_space(out)
+    seconds["latent"] = time.perf_counter() - started
+    info = json.loads((out / "run.json").read_text())
+    curve = [json.loads(line) for line in (out / "phase_metrics.jsonl").read_text().splitlines()]
+    return {
+        "candidate": candidate, "dataset": dataset, "why": CANDIDATES[candidate].why,
+        "overrides": CANDIDATES[candidate].overrides, "config": config.to_dict(),
+        "train_seconds": info["train_seconds"], "images_seen": info["images_seen"],
+        "steps": info["step"], "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "swd_mean": metrics["swd_mean"], "swd_floor_mean": metrics["swd_floor_mean"],
+        "swd_over_floor": metrics["swd_mean"] / metrics["swd_floor_mean"],
+        "ms_ssim_generated": metrics["ms_ssim_generated"],
+        "ms_ssim_real": metrics["ms_ssim_real"],
+        "ms_ssim_gap": metrics["ms_ssim_generated"] - metrics["ms_ssim_real"],
+        "vessel_agreement_auc": metrics.get("vessel_agreement_auc"),
+        "vessel_agreement_auc_reference": metrics.get("vessel_agreement_auc_reference"),
+        "encoder_r2": encoder["r2"], "encoder_loss_last": encoder["loss_last"],
+        "latent_directions_used": encoder["latent_directions_used"],
+        "heldout_mse_encoder": encoder["heldout_mse_encoder"],
+        "heldout_mse_refined": encoder["heldout_mse_refined"],
+        **{k: v for k, v in latent_space.items() if k != "details"},
+        "phase_curve": curve,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# the study
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on: CPU, its vector extensions, the ISA caps in force."""
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = re.search(r"model name\s*:\s*(.*)", flags)
+    import torch
+
+    return {
+        "cpu": model.group(1) if model else platform.processor(),
+        "cores": len(os.sched_getaffinity(0)),
+        "avx512": sorted(set(re.findall(r"\b(avx512\w*)", flags))),
+        "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"),
+        "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+        "torch": torch.__version__, "python": platform.python_version(),
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def prepare(candidates: list[str], datasets: list[str]) -> None:
+    """Prepared datasets and the vessel U-Net, made once before the lanes start."""
+    from pggan_core.data.prepare import ensure_prepared
+    from pggan_core.data.vessels import ensure_vessel_unet
+
+    for candidate in candidates:
+        for dataset in datasets:
+            config = study_config(candidate, dataset)
+            ensure_prepared(config, data_dir(config), progress=False)
+            if dataset == "rop":
+                ensure_vessel_unet(config, progress=False)
+
+
+def load_results() -> dict[str, Any]:
+    return json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"rows": []}
+
+
+def save_rows(rows: list[dict[str, Any]]) -> None:
+    """Merge ``rows`` into the results file, replacing rows of the same candidate + dataset."""
+    results = load_results()
+    done = {(r["candidate"], r["dataset"]) for r in rows}
+    kept = [r for r in results["rows"] if (r["candidate"], r["dataset"]) not in done]
+    stamp = machine()
+    results["rows"] = kept + [{**r, "machine": stamp} for r in rows]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1, default=float))
+    tmp.replace(RESULTS)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """One line per row: budget and every goal of the study."""
+    head = (f"{'candidate':<16} {'data':<5} {'train s':>7} {'img seen':>8} {'SWD/floor':>9} "
+            f"{'MS-SSIM gap':>11} {'AUC':>6} {'AUC ref':>7} {'enc R2':>6} {'k-NN':>6} "
+            f"{'chance':>6}")
+    lines = [head, "-" * len(head)]
+    for r in sorted(rows, key=lambda r: (r["dataset"], r["candidate"])):
+        knn = r.get("knn_laterality_accuracy", r.get("knn_tumour_accuracy"))
+        chance = r.get("knn_laterality_chance", r.get("knn_tumour_chance"))
+        lines.append(
+            f"{r['candidate']:<16} {r['dataset']:<5} {r['train_seconds']:>7.0f} "
+            f"{r['images_seen']:>8} {r['swd_over_floor']:>9.2f} {r['ms_ssim_gap']:>+11.3f} "
+            f"{_num(r['vessel_agreement_auc']):>6} {_num(r['vessel_agreement_auc_reference']):>7} "
+            f"{r['encoder_r2']:>6.3f} {_num(knn):>6} {_num(chance):>6}")
+    return "\n".join(lines)
+
+
+def _cost(job: tuple[str, str]) -> float:
+    """Roughly the training work of a job: images x pixels x feature maps squared."""
+    from pggan_core.train import build_phases
+
+    config = study_config(*job)
+    return sum(p.iterations * config.schedule.batch_size[p.resolution] * p.resolution ** 2
+               * config.model.feature_maps[p.resolution] ** 2 for p in build_phases(config))
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--candidates", nargs="+", default=["demo"])
+    parser.add_argument("--datasets", nargs="+", default=["rop", "brats"])
+    parser.add_argument("--lanes", type=int, default=2)
+    parser.add_argument("--list", action="store_true", help="list the candidates")
+    parser.add_argument("--table", action="store_true", help="print the saved results")
+    args = parser.parse_args()
+    if args.list:
+        for name, candidate in CANDIDATES.items():
+            print(f"{name:<16} {candidate.why}\n{'':<16} {candidate.overrides}")
+        return
+    if args.table:
+        print(table(load_results()["rows"]))
+        return
+    unknown = [c for c in args.candidates if c not in CANDIDATES]
+    if unknown:
+        sys.exit(f"unknown candidate(s) {unknown}; --list shows them")
+    os.environ.setdefault("PGGAN_HOME", str(REPO))
+    prepare(args.candidates, args.datasets)
+    # longest first, so the two lanes finish close together
+    jobs = sorted(((c, d) for c in args.candidates for d in args.datasets), key=_cost,
+                  reverse=True)
+    rows: list[dict[str, Any]] = []
+    with mp.get_context("spawn").Pool(args.lanes) as pool:
+        for row in pool.imap_unordered(run_job, jobs):
+            rows.append(row)
+            save_rows([row])
+            print(f"done: {row['candidate']} {row['dataset']} "
+                  f"({row['train_seconds']:.0f} s training)", flush=True)
+    print(table(rows))
+    print(f"-> {RESULTS.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""Shipped runs: generators trained longer than a book build can afford, verified before use.
+
+The book's ``demo`` profile trains four GANs (two datasets, with and without segmentation
+channels). On two CPU cores the schedule that shows the paper's findings takes hours, not the
+minutes a book build has, so the repository ships the result: for each run, the EMA generator
+and the logs of its training, exactly as ``pggan train`` wrote them, with a manifest that says
+how they were made and a SHA-256 of every file::
+
+    data/pretrained/<profile>/
+      manifest.json            profile, commit, hardware, and per run: the command, its wall
+                               time, images seen, the resolved config and every file's sha256
+      <dataset>-<variant>/     generator.pt (EMA weights only; read with weights_only=True),
+                               config.yaml, run.json, metrics.jsonl, phase_metrics.jsonl,
+                               figures/progression.npz, samples/<final grid>.png
+
+``install_run`` checks the manifest against the profile as it is now (same resolved config)
+and every file against its hash, then copies the files into the usual run folder, so every
+later step (evaluate, encode, the notebooks) reads it like a run trained here. Anything that
+does not match is refused with the command that rebuilds it; nothing is downloaded.
+``export_run`` is the other end: it turns a finished run into shipped files.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from pggan_core import checkpoint as ckpt
+from pggan_core.atomic import atomic_file, write_text_atomic
+from pggan_core.config import Config, config_from_dict
+from pggan_core.data.store import PreparedDataset, sha256_of
+from pggan_core.errors import CheckpointError
+from pggan_core.paths import repo_root
+
+MANIFEST = "manifest.json"
+# what a shipped run carries besides its generator (the final sample grid is added by name)
+RUN_FILES = ("config.yaml", "run.json", "metrics.jsonl", "phase_metrics.jsonl",
+             "figures/progression.npz")
+
+
+def pretrained_dir(profile: str, root: Path | None = None) -> Path:
+    """Where the shipped runs of ``profile`` live: ``data/pretrained/<profile>``."""
+    return (root or repo_root()) / "data" / "pretrained" / profile
+
+
+def read_manifest(profile: str, root: Path | None = None) -> dict[str, Any] | None:
+    """The profile's manifest, or None when it ships no runs."""
+    path = pretrained_dir(profile, root) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err}); restore it with `git checkout "
+                              f"{path}`") from err
+
+
+def run_key(dataset: str, variant: str) -> str:
+    """A shipped run's name in the manifest and its folder: ``<dataset>-<variant>``."""
+    return f"{dataset}-{variant}"
+
+
+def ships(profile: str, dataset: str, variant: str, config: Config,
+          root: Path | None = None) -> bool:
+    """Whether ``profile`` ships this run, trained with exactly ``config``."""
+    manifest = read_manifest(profile, root)
+    entry = (manifest or {"runs": {}})["runs"].get(run_key(dataset, variant))
+    return entry is not None and config_from_dict(entry["config"]) == config
+
+
+def install_run(profile: str, dataset: str, variant: str, config: Config, out: Path,
+                data: PreparedDataset, root: Path | None = None) -> Path:
+    """Verify the shipped run and copy it into the run folder ``out``; return ``out``.
+
+    Refused (CheckpointError naming the file and the fix) when the manifest's config is not
+    ``config`` (the profile changed since the weights were trained), when the local prepared
+    dataset ``data`` is not the one it was trained on (its fingerprint), or when a file's hash
+    differs. The installed ``run.json`` points at ``data`` and says where the run came from.
+    """
+    manifest = read_manifest(profile, root)
+    key = run_key(dataset, variant)
+    if manifest is None or key not in manifest["runs"]:
+        raise CheckpointError(f"the {profile} profile ships no {key} run; train it with "
+                              f"`pggan book --profile {profile} --train`")
+    entry = manifest["runs"][key]
+    folder = pretrained_dir(profile, root) / key
+    shipped_config = config_from_dict(entry["config"]).to_dict()  # JSON made int keys strings
+    if shipped_config != config.to_dict():
+        changed = sorted(f"{section}.{k}" for section, values in config.to_dict().items()
+                         if isinstance(values, dict)
+                         for k in values if shipped_config.get(section, {}).get(k) != values[k])
+        raise CheckpointError(
+            f"{folder}: the shipped {key} run was trained with another {profile} profile "
+            f"(differs in {', '.join(changed) or 'its sections'}); build with "
+            f"`pggan book --profile {profile} --train`, or ship runs of the profile as it is "
+            f"with `pggan weights train-and-export --profile {profile}`")
+    if data.fingerprint() != entry["data_fingerprint"]:
+        raise CheckpointError(
+            f"{data.path} is not the dataset the shipped {key} run was trained on (its "
+            "fingerprint differs: the phantom or the preprocessing changed); build with "
+            f"`pggan book --profile {profile} --train`")
+    for name, digest in entry["files"].items():
+        path = folder / name
+        if not path.is_file() or sha256_of(path) != digest:
+            raise CheckpointError(
+                f"{path} is missing or does not match its sha256 in {MANIFEST}; restore it with "
+                f"`git checkout {folder}`, or build with `pggan book --profile {profile} --train`")
+    staging = out.with_name(f".{out.name}.installing")
+    shutil.rmtree(staging, ignore_errors=True)
+    for name in entry["files"]:
+        (staging / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(folder / name, staging / name)
+    info = json.loads((staging / "run.json").read_text())
+    info["data_dir"] = str(data.path)
+    info["pretrained"] = {k: manifest[k] for k in ("profile", "commit", "hardware", "created")}
+    info["pretrained"] |= {"command": entry["command"], "wall_seconds": entry["wall_seconds"],
+                           "verified": "sha256 of every file against " + MANIFEST}
+    write_text_atomic(staging / "run.json", json.dumps(info, indent=2))
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging.rename(out)
+    return out
+
+
+def pretrained_note(run_dir: Path) -> str | None:
+    """One line for a page that shows a shipped run ("weights shipped, trained by ..."), or
+    None for a run trained here."""
+    info_path = Path(run_dir) / "run.json"
+    if not info_path.is_file():
+        return None
+    shipped = json.loads(info_path.read_text()).get("pretrained")
+    if not shipped:
+        return None
+    minutes = shipped["wall_seconds"] / 60
+    return (f"weights shipped with the repository (data/pretrained/{shipped['profile']}), "
+            f"trained by `{shipped['command']}` in {minutes:.0f} min on {shipped['hardware']} "
+            f"at commit {shipped['commit']}; verified by sha256. `pggan book --train` trains "
+            "them here instead.")
+
+
+# ---------------------------------------------------------------------------------------------
+# the other end: a finished run -> shipped files
+
+
+def save_generator(run_dir: Path, path: Path) -> None:
+    """The run's EMA generator and the facts ``checkpoint.load_generator`` returns, alone."""
+    state = ckpt.load_latest(run_dir / "checkpoints")
+    weights = state["G_ema"] if state["G_ema"] is not None else state["G"]
+    slim = {"format": ckpt.GENERATOR_FORMAT, "ema": state["G_ema"] is not None,
+            **{k: state[k] for k in ("config", "channels", "step", "resolution", "alpha",
+                                     "images_seen", "finished")},
+            "G": weights}
+    with atomic_file(path) as fh:
+        torch.save(slim, fh)
+
+
+def export_run(run_dir: str | Path, profile: str, dataset: str, variant: str, command: str,
+               wall_seconds: float, root: Path | None = None) -> dict[str, Any]:
+    """Copy a finished run into ``data/pretrained/<profile>`` and record it in the manifest."""
+    run_dir = Path(run_dir)
+    info = json.loads((run_dir / "run.json").read_text())
+    data = PreparedDataset(info["data_dir"])
+    if not info.get("finished"):
+        raise CheckpointError(f"{run_dir} is not a finished run; train it to the end first")
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    if config["profile"] != profile:
+        raise CheckpointError(f"{run_dir} was trained with profile {config['profile']!r}, "
+                              f"not {profile!r}")
+    key = run_key(dataset, variant)
+    folder = pretrained_dir(profile, root) / key
+    shutil.rmtree(folder, ignore_errors=True)
+    final_grid = sorted((run_dir / "samples").glob("*_stable.png"))[-1]
+    names = [*RUN_FILES, f"samples/{final_grid.name}"]
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(run_dir / name, folder / name)
+    save_generator(run_dir, folder / ckpt.GENERATOR_FILE)
+    names.append(ckpt.GENERATOR_FILE)
+    manifest = read_manifest(profile, root) or {"runs": {}}
+    manifest |= {"profile": profile, "commit": _git_commit(root), "hardware": hardware(),
+                 "torch": torch.__version__, "created": time.strftime("%Y-%m-%d")}
+    manifest["runs"][key] = {
+        "command": command, "wall_seconds": round(wall_seconds, 1),
+        "train_seconds": info["train_seconds"], "images_seen": info["images_seen"],
+        "threads": info.get("threads"), "config": config,
+        "data_fingerprint": data.fingerprint(),
+        "files": {name: sha256_of(folder / name) for name in sorted(names)},
+    }
+    write_text_atomic(pretrained_dir(profile, root) / MANIFEST,
+                      json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return manifest
+
+
+def hardware() -> str:
+    """The CPU and its widest vector extension, e.g. "AMD EPYC, 2 cores, AVX2 only"."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = re.search(r"model name\s*:\s*(.*)", text)
+    cores = len(set(re.findall(r"^processor\s*:\s*(\d+)", text, re.M))) or 1
+    isa = "AVX-512" if "avx512f" in text else "AVX2 only" if "avx2" in text else "no AVX2"
+    name = model.group(1).strip() if model else platform.processor() or platform.machine()
+    return f"{name}, {cores} cores, {isa}"
+
+
+def _git_commit(root: Path | None) -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root or repo_root(),
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def train_and_export(profile: str, datasets: tuple[str, ...] = ("rop", "brats"),
+                     lanes: int = 2, root: Path | None = None) -> dict[str, Any]:
+    """Train every run the book needs with ``pggan train`` (one thread per lane, ``lanes`` at
+    a time) and export each into the shipped runs, recording the exact command.
+
+    An interrupted training is resumed by the same command (``--resume``), so the recorded
+    training seconds add up over attempts; the wall time is that of the last attempt.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pggan_core.data.prepare import ensure_prepared
+    from pggan_core.paths import prepared_dir, run_dir
+    from pggan_core.runs import run_config
+
+    root = root or repo_root()
+    jobs = []
+    for dataset in datasets:
+        data = prepared_dir(dataset, profile, root)
+        ensure_prepared(run_config(dataset, profile), data, progress=False)
+        for variant in ("seg", "noseg"):
+            out = run_dir(dataset, profile, variant, root)
+            command = (f"pggan train --data {data.relative_to(root)} --profile {profile} "
+                       f"--out {out.relative_to(root)} --threads 1 --resume"
+                       + (" --no-segmentation" if variant == "noseg" else ""))
+            jobs.append((dataset, variant, out, command))
+
+    def run(job: tuple[str, str, Path, str]) -> tuple[str, str, Path, str, float]:
+        started = time.perf_counter()
+        subprocess.run(job[3].split(), cwd=root, check=True)
+        return (*job, time.perf_counter() - started)
+
+    with ThreadPoolExecutor(lanes) as pool:
+        done = list(pool.map(run, jobs))
+    manifest: dict[str, Any] = {}
+    for dataset, variant, out, command, wall in done:
+        manifest = export_run(out, profile, dataset, variant, command, wall, root)
+    return manifest

@@ -1,0 +1,73 @@
+"""Shipped runs: export a finished run, install it verified, refuse anything that differs."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from pggan_core import pretrained
+from pggan_core.checkpoint import load_generator
+from pggan_core.config import load_config
+from pggan_core.data.store import PreparedDataset
+from pggan_core.errors import CheckpointError, PgganError
+from pggan_core.train import is_finished, train
+
+
+@pytest.fixture()
+def shipped(tiny_rop_run, tmp_path):
+    """The tiny run exported as the smoke profile's shipped rop-seg run under ``tmp_path``."""
+    manifest = pretrained.export_run(tiny_rop_run, "smoke", "rop", "seg", "pggan train ...",
+                                     12.5, root=tmp_path)
+    return tmp_path, manifest
+
+
+def _config(tiny_rop_run):
+    return load_generator(tiny_rop_run)[1]["config"]
+
+
+def test_export_then_install_gives_the_same_generator(tiny_rop_run, shipped, tmp_path):
+    root, manifest = shipped
+    entry = manifest["runs"]["rop-seg"]
+    assert entry["command"] == "pggan train ..." and entry["wall_seconds"] == 12.5
+    assert "generator.pt" in entry["files"] and "phase_metrics.jsonl" in entry["files"]
+    folder = pretrained.pretrained_dir("smoke", root) / "rop-seg"
+    assert not (folder / "checkpoints").exists()  # the generator alone: no critic, no Adam
+    config = _config(tiny_rop_run)
+    data = PreparedDataset(json.loads((tiny_rop_run / "run.json").read_text())["data_dir"])
+    assert pretrained.ships("smoke", "rop", "seg", config, root)
+    assert not pretrained.ships("smoke", "rop", "noseg", config, root)
+    out = pretrained.install_run("smoke", "rop", "seg", config, tmp_path / "installed", data,
+                                 root)
+    assert is_finished(out, config)
+    original, _ = load_generator(tiny_rop_run)
+    installed, info = load_generator(out)
+    z = torch.randn(3, config.model.latent_dim)
+    assert torch.equal(original(z, 16), installed(z, 16)) and info["ema"]
+    note = pretrained.pretrained_note(out)
+    assert "pggan train ..." in note and "sha256" in note
+    assert pretrained.pretrained_note(tiny_rop_run) is None
+    with pytest.raises(PgganError, match="shipped run"):  # cannot be trained further
+        train(config, data.path, out, resume=True, progress=False)
+
+
+def test_install_refuses_a_changed_file_profile_or_dataset(tiny_rop_run, shipped, tmp_path):
+    root, _ = shipped
+    config = _config(tiny_rop_run)
+    data = PreparedDataset(json.loads((tiny_rop_run / "run.json").read_text())["data_dir"])
+    folder = pretrained.pretrained_dir("smoke", root) / "rop-seg"
+    changed = load_config("smoke", "rop", {"data": {"n_images": 12, "resolution": 32,
+                                                    "heldout_fraction": 0.25},
+                                           "train": {"lr": 0.002}})
+    with pytest.raises(CheckpointError, match=r"train\.lr"):
+        pretrained.install_run("smoke", "rop", "seg", changed, tmp_path / "a", data, root)
+    other = shutil.copytree(data.path, tmp_path / "other-data")
+    (other / "manifest.csv").write_text((other / "manifest.csv").read_text() + "\n")
+    with pytest.raises(CheckpointError, match="fingerprint"):
+        pretrained.install_run("smoke", "rop", "seg", config, tmp_path / "b",
+                               PreparedDataset(other), root)
+    with open(folder / "generator.pt", "ab") as fh:
+        fh.write(b"tampered")
+    with pytest.raises(CheckpointError, match="sha256"):
+        pretrained.install_run("smoke", "rop", "seg", config, tmp_path / "c", data, root)
+    assert not (tmp_path / "c").exists()
