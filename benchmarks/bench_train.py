@@ -63,10 +63,12 @@ class Setup:
 
 
 def build(resolution: int, batch: int, channels: int, alpha: float,
-          options: frozenset[str] = frozenset(), seed: int = 0) -> Setup:
-    """The paper's G and D (latent 128, 128 filters below 256 px) grown to ``resolution``."""
+          options: frozenset[str] = frozenset(), seed: int = 0,
+          profile: str = "paper") -> Setup:
+    """G and D of ``profile``'s architecture grown to ``resolution`` (by default the paper's:
+    latent 128, 128 filters below 256 px)."""
     torch.manual_seed(seed)
-    model_cfg = load_config("paper", "rop").model
+    model_cfg = load_config(profile, "rop").model
     G = Generator(model_cfg, channels, resolution)
     D = Discriminator(model_cfg, channels, resolution)
     reals = torch.rand(batch, channels, resolution, resolution) * 2 - 1

@@ -2,10 +2,12 @@
 
 Fetch facebookresearch/pytorch_GAN_zoo anywhere and point ``--zoo`` at its root; its code is
 imported from there at run time and never copied into this repository. Both trainers run the
-configuration of ``bench_train.py`` (latent 128, 128 filters, batch 16, 4 channels, WGAN-GP
-with lambda 10 and drift 0.001, equalized LR, minibatch stddev, a stable phase), each in its own
-worker process, and the driver alternates their steps one by one so that a busy machine slows
-both alike. Separate processes let each have its own malloc settings:
+configuration of ``bench_train.py`` (batch 16, 4 channels, WGAN-GP with lambda 10 and drift
+0.001, equalized LR, minibatch stddev, a stable phase) at the widths of ``--widths``: ``paper``
+(latent 128, 128 filters, where convolutions dominate) or ``demo`` (the demo profile's narrow
+layers and latent, where per-operation overhead weighs more), each in its own worker process,
+and the driver alternates their steps one by one so that a busy machine slows both alike.
+Separate processes let each have its own malloc settings:
 
 - ``system``: both on glibc's defaults;
 - ``kept``: both with ``allocator.keep_freed_memory()``;
@@ -13,6 +15,7 @@ both alike. Separate processes let each have its own malloc settings:
   zoo runs on the defaults.
 
     python benchmarks/bench_vs_zoo.py --zoo /path/to/pytorch_GAN_zoo --resolutions 16 32 64
+    python benchmarks/bench_vs_zoo.py --zoo /path/to/pytorch_GAN_zoo --widths demo
 
 Prints one row per resolution and allocator setting (medians of the step times and their
 ratio) and writes ``benchmarks/results/bench_vs_zoo.json``.
@@ -24,6 +27,7 @@ import argparse
 import contextlib
 import json
 import multiprocessing as mp
+import os
 import resource
 import statistics
 import sys
@@ -36,14 +40,16 @@ import bench_train
 import torch
 
 from pggan_core.allocator import keep_freed_memory
+from pggan_core.config import load_config
 
 RESULTS = Path(__file__).parent / "results" / "bench_vs_zoo.json"
-BATCH, CHANNELS, LATENT, FILTERS = 16, 4, 128, 128
+BATCH, CHANNELS = 16, 4
 SETTINGS = {"system": (False, False), "kept": (True, True), "shipped": (True, False)}
 
 
-def _zoo_step(zoo_root: str, resolution: int) -> Callable[[], None]:
-    """One ``optimizeParameters`` call of zoo's ProgressiveGAN grown to ``resolution``."""
+def _zoo_step(zoo_root: str, resolution: int, widths: str) -> Callable[[], None]:
+    """One ``optimizeParameters`` call of zoo's ProgressiveGAN grown to ``resolution`` with
+    the feature maps and latent size of profile ``widths``."""
     sys.path.insert(0, zoo_root)
     warnings.filterwarnings("ignore", message="This overload of add_")  # zoo's EMA update
     from models.progressive_gan import ProgressiveGAN  # imported from the user's checkout
@@ -58,14 +64,15 @@ def _zoo_step(zoo_root: str, resolution: int) -> Callable[[], None]:
             return torch.optim.Adam([p for p in self.netG.parameters() if p.requires_grad],
                                     betas=(0.0, 0.99), lr=self.config.learningRate)
 
+    model = load_config(widths, "rop").model
     torch.manual_seed(0)
-    zoo = Zoo(dimLatentVector=LATENT, depthScale0=FILTERS, miniBatchStdDev=True,
-              equalizedlR=True, lossMode="WGANGP", lambdaGP=10.0, epsilonD=0.001,
-              dimOutput=CHANNELS, useGPU=False, baseLearningRate=1e-3)
+    zoo = Zoo(dimLatentVector=model.latent_dim, depthScale0=model.feature_maps[4],
+              miniBatchStdDev=True, equalizedlR=True, lossMode="WGANGP", lambdaGP=10.0,
+              epsilonD=0.001, dimOutput=CHANNELS, useGPU=False, baseLearningRate=1e-3)
     res = 4
     while res < resolution:
-        zoo.addScale(FILTERS)
         res *= 2
+        zoo.addScale(model.feature_maps[res])
     # zoo's alpha counts the other way: 0 (what addScale leaves) is the newest block alone
     if zoo.getOriginalG().alpha != 0:
         raise RuntimeError("zoo's generator is mid-fade; this benchmark times a stable phase")
@@ -73,18 +80,19 @@ def _zoo_step(zoo_root: str, resolution: int) -> Callable[[], None]:
     return lambda: zoo.optimizeParameters(reals)
 
 
-def _ours_step(resolution: int) -> Callable[[], None]:
-    setup = bench_train.build(resolution, BATCH, CHANNELS, alpha=1.0)
+def _ours_step(resolution: int, widths: str) -> Callable[[], None]:
+    setup = bench_train.build(resolution, BATCH, CHANNELS, alpha=1.0, profile=widths)
     return lambda: bench_train.train_step(setup)
 
 
-def _worker(trainer: str, zoo_root: str, resolution: int, keep_memory: bool, threads: int,
-            conn: Connection) -> None:
+def _worker(trainer: str, zoo_root: str, resolution: int, widths: str, keep_memory: bool,
+            threads: int, conn: Connection) -> None:
     """Build one trainer, then time one step per request until told to stop."""
     if keep_memory:
         keep_freed_memory()
     torch.set_num_threads(threads)
-    step = _zoo_step(zoo_root, resolution) if trainer == "zoo" else _ours_step(resolution)
+    step = (_zoo_step(zoo_root, resolution, widths) if trainer == "zoo"
+            else _ours_step(resolution, widths))
     conn.send("ready")
     while conn.recv() == "step":
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -92,15 +100,15 @@ def _worker(trainer: str, zoo_root: str, resolution: int, keep_memory: bool, thr
         conn.send((seconds, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults))
 
 
-def compare(zoo_root: str, resolution: int, setting: str, threads: int, warmup: int,
-            iters: int) -> dict:
+def compare(zoo_root: str, resolution: int, widths: str, setting: str, threads: int,
+            warmup: int, iters: int) -> dict:
     """Alternate ours and zoo's steps in two worker processes; medians and their ratio."""
     context = mp.get_context("spawn")
     keep = dict(zip(("ours", "zoo"), SETTINGS[setting], strict=True))
     pipes, workers = {}, []
     for trainer in ("ours", "zoo"):
         parent, child = context.Pipe()
-        worker = context.Process(target=_worker, args=(trainer, zoo_root, resolution,
+        worker = context.Process(target=_worker, args=(trainer, zoo_root, resolution, widths,
                                                        keep[trainer], threads, child))
         worker.start()
         child.close()  # so a worker that dies shows up as EOFError here, not a hang
@@ -140,6 +148,8 @@ def main() -> None:
     parser.add_argument("--zoo", required=True, type=Path,
                         help="root of a pytorch_GAN_zoo checkout (holds models/progressive_gan.py)")
     parser.add_argument("--resolutions", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--widths", choices=["paper", "demo"], default="paper",
+                        help="feature maps and latent size of this profile (default paper)")
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--warmup", type=int, default=1)
@@ -150,22 +160,27 @@ def main() -> None:
         parser.error(f"{args.zoo} has no models/progressive_gan.py: pass the root of a "
                      "pytorch_GAN_zoo checkout")
 
-    print(f"threads={args.threads} batch={BATCH} channels={CHANNELS} "
-          f"(medians of {args.iters} alternating steps after {args.warmup} warm-up)")
+    print(f"widths={args.widths} threads={args.threads} batch={BATCH} channels={CHANNELS} "
+          f"(medians of {args.iters} alternating steps after {args.warmup} warm-up) "
+          f"ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY')}")
     print(f"{'res':>5} {'malloc':>8} {'ours img/s':>11} {'zoo img/s':>10} {'ratio':>7} "
           f"{'faults ours/zoo':>16}")
     rows = []
     for res in args.resolutions:
         for setting in args.settings:
-            row = {"resolution": res, **compare(str(args.zoo.resolve()), res, setting,
-                                                args.threads, args.warmup, args.iters)}
+            row = {"resolution": res, "widths": args.widths,
+                   **compare(str(args.zoo.resolve()), res, args.widths, setting,
+                             args.threads, args.warmup, args.iters)}
             rows.append(row)
             print(f"{res:>5} {setting:>8} {row['ours_img_s']:>11.2f} {row['zoo_img_s']:>10.2f} "
                   f"{row['ratio']:>6.2f}x {row['ours_faults_per_step']:>8.0f}/"
                   f"{row['zoo_faults_per_step']:<7.0f}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                    "torch": torch.__version__, "rows": rows}, indent=2))
+                                    "torch": torch.__version__, "isa_caps": {
+                                        k: os.environ.get(k) for k in ("ATEN_CPU_CAPABILITY",
+                                                                       "ONEDNN_MAX_CPU_ISA")},
+                                    "rows": rows}, indent=2))
     print(f"wrote {args.out}")
 
 

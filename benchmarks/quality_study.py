@@ -106,6 +106,11 @@ def data_dir(config) -> Path:
 
 
 def run_folder(candidate: str, dataset: str) -> Path:
+    """Where a candidate's run lives; ``demo`` is the book's own run (shipped or trained)."""
+    if candidate == "demo":
+        from pggan_core.paths import run_dir
+
+        return run_dir(dataset, BASE_PROFILE, "seg", REPO)
     return REPO / "runs" / "quality_study" / candidate / dataset
 
 
@@ -115,13 +120,16 @@ def run_job(job: tuple[str, str]) -> dict[str, Any]:
 
     from pggan_core.evaluate import evaluate_run
     from pggan_core.latent import encode_run, score_latent_space
+    from pggan_core.runs import ensure_run
     from pggan_core.train import is_finished, train
 
     torch.set_num_threads(1)
     candidate, dataset = job
     config = study_config(candidate, dataset)
     out = run_folder(candidate, dataset)
-    if not is_finished(out, config):
+    if candidate == "demo":  # the book's run: installed from the shipped one when there is one
+        ensure_run(dataset, BASE_PROFILE, progress=False)
+    elif not is_finished(out, config):
         train(config, data_dir(config), out, resume=(out / "checkpoints").is_dir(),
               progress=False)
     seconds: dict[str, float] = {}
@@ -139,7 +147,8 @@ def run_job(job: tuple[str, str]) -> dict[str, Any]:
     return {
         "candidate": candidate, "dataset": dataset, "why": CANDIDATES[candidate].why,
         "overrides": CANDIDATES[candidate].overrides, "config": config.to_dict(),
-        "train_seconds": info["train_seconds"], "images_seen": info["images_seen"],
+        "train_seconds": info["train_seconds"], "threads": info.get("threads", 1),
+        "images_seen": info["images_seen"],
         "steps": info["step"], "seconds": {k: round(v, 1) for k, v in seconds.items()},
         "swd_mean": metrics["swd_mean"], "swd_floor_mean": metrics["swd_floor_mean"],
         "swd_over_floor": metrics["swd_mean"] / metrics["swd_floor_mean"],

@@ -153,7 +153,6 @@ def latent_spectrum(G: nn.Module, resolution: int, alpha: float = 1.0, n: int = 
     a generator that uses every direction equally) and the share of squared singular values
     in the top 10 % of directions.
     """
-    device = next(G.parameters()).device
     dim = G.latent_dim
     spectra = []
     for z in torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)):

@@ -310,3 +310,78 @@ def tumour_slice(volume, data_cfg) -> tuple[np.ndarray, int, np.ndarray]:
     channels = preprocess.brats_slice_channels(zvol, volume.seg, volume.brain_mask, z,
                                                data_cfg.pad_to, data_cfg.z_clip)
     return zvol, z, channels
+
+
+def quality_compute_figure(rows: Sequence[dict], goals: dict[str, float],
+                           marked: Sequence[str] = ()):
+    """Quality against training compute, one panel per measure, both datasets.
+
+    ``rows`` are the quality study's (``benchmarks/quality_study.py``): each a trained
+    configuration with ``train_seconds``, ``threads`` and its scores. Points of one family
+    (same name before ``_x<budget>``) are joined in order of compute; ``marked`` candidates
+    (the demo profile) are drawn as stars; dashed lines are the goals.
+    """
+    import matplotlib.pyplot as plt
+
+    panels = [("swd_over_floor", "SWD / real-vs-real floor (lower is better)"),
+              ("ms_ssim_gap", "MS-SSIM generated − real pairs"),
+              ("vessel_agreement_auc", "vessel-agreement AUC (fundus)"),
+              ("encoder_r2", "encoder R² on generated latents"),
+              ("knn_accuracy", "k-NN accuracy of encoded reals")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8))
+    styles = {"rop": ("#c44e52", "fundus"), "brats": ("#4c72b0", "MRI")}
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        for dataset, (colour, label) in styles.items():
+            points = [(r["train_seconds"] * r.get("threads", 1) / 60, _score(r, key), r)
+                      for r in rows if r["dataset"] == dataset and _score(r, key) is not None]
+            families: dict[str, list] = {}
+            for point in points:
+                families.setdefault(point[2]["candidate"].rsplit("_x", 1)[0], []).append(point)
+            for members in families.values():
+                members.sort(key=lambda p: p[0])
+                ax.plot([p[0] for p in members], [p[1] for p in members], "-o", ms=4,
+                        color=colour, alpha=0.8, label=None)
+            for x, y, row in points:
+                if row["candidate"] in marked:
+                    ax.plot(x, y, "*", ms=15, color=colour, markeredgecolor="black")
+            ax.plot([], [], "-o", color=colour, label=label)
+        goal = goals.get(key)
+        if goal is not None:
+            for level in ((goal, -goal) if key == "ms_ssim_gap" else (goal,)):
+                ax.axhline(level, color="grey", ls="--", lw=1)
+        ax.set_xscale("log")
+        ax.set(title=title, xlabel="training CPU-minutes")
+        ax.title.set_fontsize(10)
+    axes[0].plot([], [], "*", ms=12, color="white", markeredgecolor="black", label="demo")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _score(row: dict, key: str) -> float | None:
+    if key == "knn_accuracy":
+        return row.get("knn_laterality_accuracy", row.get("knn_tumour_accuracy"))
+    return row.get(key)
+
+
+def phase_curves_figure(curves: dict[str, Sequence[dict]]):
+    """The phase-end SWD of training runs (``phase_metrics.jsonl``), as a ratio to the
+    real-vs-real floor at that resolution, against images seen; one line per run, each point
+    labelled with its resolution and phase (f = end of fade-in, s = end of stable)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    for label, records in curves.items():
+        points = [(r["images_seen"], r["swd_mean"] / r["swd_floor_mean"], r) for r in records
+                  if r["swd_mean"] is not None and r["swd_floor_mean"]]
+        line, = ax.plot([p[0] for p in points], [p[1] for p in points], "-o", ms=4,
+                        label=label)
+        for x, y, r in points:
+            ax.annotate(f"{r['resolution']}{r['phase'][0]}", (x, y), fontsize=7,
+                        textcoords="offset points", xytext=(2, 4), color=line.get_color())
+    ax.axhline(1.0, color="grey", lw=1)
+    ax.set(xscale="log", yscale="log", xlabel="images seen by the critic",
+           ylabel="SWD / real-vs-real floor")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
