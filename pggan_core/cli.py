@@ -6,7 +6,7 @@
     pggan vessels segment --model FILE IMAGE [IMAGE ...] --out DIR
     pggan train --data DIR --profile P [--no-segmentation] [--seed S] [--threads N] --out RUN
                 [--resume]
-    pggan encode --run RUN [--iterations N]
+    pggan encode --run RUN [--iterations N] [--threads N]
     pggan latent --run RUN
     pggan evaluate --run RUN [--seed S]
     pggan generate --run RUN [--n N] [--seed S] --out DIR
@@ -96,10 +96,7 @@ def _train(args: argparse.Namespace) -> None:
     from pggan_core.data.store import PreparedDataset
     from pggan_core.train import train
 
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     dataset = PreparedDataset(args.data).dataset
     config = _config(args, dataset)
     run = train(config, Path(args.data), Path(args.out),
@@ -110,9 +107,17 @@ def _train(args: argparse.Namespace) -> None:
 def _encode(args: argparse.Namespace) -> None:
     from pggan_core.latent import encode_run
 
+    _set_threads(args.threads)
     result = encode_run(Path(args.run), iterations=args.iterations)
     print(f"encoder R2 {result['r2']:.3f} on held-out generated images -> "
           f"{Path(args.run) / 'encoder.pt'}, {Path(args.run) / 'latents.npz'}")
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _latent(args: argparse.Namespace) -> None:
@@ -215,6 +220,7 @@ def _parser() -> argparse.ArgumentParser:
     enc = sub.add_parser("encode", help="train the latent encoder; encode the training set")
     enc.add_argument("--run", required=True)
     enc.add_argument("--iterations", type=int)
+    enc.add_argument("--threads", type=int, help="CPU threads (default: torch's, all cores)")
     enc.set_defaults(func=_encode)
 
     lat = sub.add_parser("latent", help="k-NN scores of the encoded latents (Figure 5's numbers)"

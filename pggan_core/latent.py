@@ -21,6 +21,7 @@ most about 0.5/128 of each dimension's variance, i.e. R² can reach ~0.996, not 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -199,9 +200,13 @@ def reconstruction_mse(images: np.ndarray, reconstructions: np.ndarray) -> np.nd
 # the whole step for one run folder
 
 
-def encode_run(run_dir: str | Path, iterations: int | None = None, progress: bool = True
-               ) -> dict[str, Any]:
+def encode_run(run_dir: str | Path, iterations: int | None = None, progress: bool = True,
+               reuse: bool = True) -> dict[str, Any]:
     """Train the encoder for a run, measure it, and encode the run's real images.
+
+    With ``reuse``, an ``encoder.pt`` already in the run folder that was trained on this
+    generator with these encoder settings (``encoder.json``; a shipped run carries one) is
+    loaded instead of trained again; everything else is computed afresh.
 
     Writes into ``run_dir``: ``encoder.pt`` (state dict; load with ``weights_only=True``),
     ``encoder.json`` (the returned summary), ``latents.npz`` (every training image's latent,
@@ -219,9 +224,16 @@ def encode_run(run_dir: str | Path, iterations: int | None = None, progress: boo
     data = PreparedDataset(run_data_dir(run_dir, config))
     n_channels = len(info["channels"])
 
-    encoder, losses = train_encoder(G, config, resolution, alpha, iterations, progress)
-    with atomic_file(run_dir / "encoder.pt") as fh:
-        torch.save(encoder.state_dict(), fh)
+    settings = {**dataclasses.asdict(config.encoder), "generator_step": int(info["step"])}
+    if iterations is not None:
+        settings["iterations"] = iterations
+    previous = _trained_encoder(run_dir, settings) if reuse else None
+    if previous is not None:
+        encoder, losses = load_encoder(run_dir, device), previous["losses"]
+    else:
+        encoder, losses = train_encoder(G, config, resolution, alpha, iterations, progress)
+        with atomic_file(run_dir / "encoder.pt") as fh:
+            torch.save(encoder.state_dict(), fh)
     r2 = latent_r2(encoder, G, resolution, alpha)
     spectrum = latent_spectrum(G, resolution, alpha)
 
@@ -244,7 +256,8 @@ def encode_run(run_dir: str | Path, iterations: int | None = None, progress: boo
         # how many latent directions G uses: what any encoder can recover at most
         "latent_directions_used": spectrum["participation_ratio"],
         "latent_spectrum": spectrum,
-        "iterations": len(losses), "batch_size": config.encoder.batch_size,
+        "settings": settings, "reused": previous is not None,
+        "iterations": settings["iterations"], "batch_size": config.encoder.batch_size,
         "lr": config.encoder.lr, "loss_first": losses[0] if losses else None,
         "loss_last": float(np.mean(losses[-10:])) if losses else None,
         "losses": _thin(losses, 200),
@@ -262,7 +275,16 @@ def encode_run(run_dir: str | Path, iterations: int | None = None, progress: boo
     return summary
 
 
-def load_encoder(run_dir: str | Path, map_location: str = "cpu") -> Encoder:
+def _trained_encoder(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The saved ``encoder.json`` when ``encoder.pt`` was trained with ``settings``."""
+    summary_path = run_dir / "encoder.json"
+    if not (run_dir / "encoder.pt").is_file() or not summary_path.is_file():
+        return None
+    summary = json.loads(summary_path.read_text())
+    return summary if summary.get("settings") == json.loads(json.dumps(settings)) else None
+
+
+def load_encoder(run_dir: str | Path, map_location: str | torch.device = "cpu") -> Encoder:
     """The run's trained encoder (read with ``weights_only=True``, so the file runs no code)."""
     run_dir = Path(run_dir)
     path = run_dir / "encoder.pt"

@@ -314,16 +314,18 @@ class DiscriminatorBlock(nn.Module):
 
 
 class DiscriminatorOutput(nn.Module):
-    """The 4 px block: [minibatch stddev], convolution, dense, dense to ``out_features``."""
+    """The 4 px block: [minibatch stddev], convolution, dense to ``hidden`` (default
+    ``in_ch``), dense to ``out_features``."""
 
     def __init__(self, in_ch: int, out_features: int, kernel: int, equalized: bool,
-                 mbstd_group: int) -> None:
+                 mbstd_group: int, hidden: int | None = None) -> None:
         super().__init__()
         self.mbstd_group = mbstd_group
         extra = 1 if mbstd_group > 0 else 0
+        hidden = hidden or in_ch
         self.conv = Conv2d(in_ch + extra, in_ch, kernel, equalized=equalized)
-        self.dense = Linear(in_ch * 16, in_ch, equalized=equalized)
-        self.out = Linear(in_ch, out_features, gain=1.0, equalized=equalized)
+        self.dense = Linear(in_ch * 16, hidden, equalized=equalized)
+        self.out = Linear(hidden, out_features, gain=1.0, equalized=equalized)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.mbstd_group > 0:
@@ -391,7 +393,10 @@ class Encoder(nn.Module):
 
     Paper: "the same network architecture as the discriminator, with the exception of
     terminating in a 128-vector", trained non-progressively. Minibatch stddev is left out so
-    each image's latent does not depend on the rest of its batch.
+    each image's latent does not depend on the rest of its batch. The last hidden layer is at
+    least ``latent_dim`` wide: the critic's is as wide as its 4 px features, which at the
+    paper's widths (128) equals the latent, but narrower layers (the demo's 32) would make the
+    prediction of every latent dimension pass through fewer numbers than there are dimensions.
     """
 
     def __init__(self, model_cfg: ModelConfig, channels: int, resolution: int) -> None:
@@ -404,7 +409,8 @@ class Encoder(nn.Module):
         self.from_rgb = _from_rgb(channels, features[-1], equalized)
         self.blocks = nn.Sequential(*reversed(_discriminator_blocks(features, kernel, equalized)))
         self.head = DiscriminatorOutput(features[0], model_cfg.latent_dim, kernel, equalized,
-                                        mbstd_group=0)
+                                        mbstd_group=0,
+                                        hidden=max(features[0], model_cfg.latent_dim))
 
     def forward(self, x: Tensor) -> Tensor:
         """Latents ``(B, latent_dim)`` for images ``(B, channels, resolution, resolution)``."""

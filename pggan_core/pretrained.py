@@ -11,7 +11,8 @@ how they were made and a SHA-256 of every file::
                                time, images seen, the resolved config and every file's sha256
       <dataset>-<variant>/     generator.pt (EMA weights only; read with weights_only=True),
                                config.yaml, run.json, metrics.jsonl, phase_metrics.jsonl,
-                               figures/progression.npz, samples/<final grid>.png
+                               figures/progression.npz, samples/<final grid>.png and, where
+                               ``pggan encode`` ran, encoder.pt and encoder.json
 
 ``install_run`` checks the manifest against the profile as it is now (same resolved config)
 and every file against its hash, then copies the files into the usual run folder, so every
@@ -45,6 +46,7 @@ MANIFEST = "manifest.json"
 # what a shipped run carries besides its generator (the final sample grid is added by name)
 RUN_FILES = ("config.yaml", "run.json", "metrics.jsonl", "phase_metrics.jsonl",
              "figures/progression.npz")
+ENCODER_FILES = ("encoder.pt", "encoder.json")  # shipped too when the run was encoded
 
 
 def pretrained_dir(profile: str, root: Path | None = None) -> Path:
@@ -180,7 +182,8 @@ def export_run(run_dir: str | Path, profile: str, dataset: str, variant: str, co
     folder = pretrained_dir(profile, root) / key
     shutil.rmtree(folder, ignore_errors=True)
     final_grid = sorted((run_dir / "samples").glob("*_stable.png"))[-1]
-    names = [*RUN_FILES, f"samples/{final_grid.name}"]
+    names = [*RUN_FILES, f"samples/{final_grid.name}",
+             *[name for name in ENCODER_FILES if (run_dir / name).is_file()]]
     for name in names:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(run_dir / name, folder / name)
@@ -222,7 +225,8 @@ def _git_commit(root: Path | None) -> str:
 def train_and_export(profile: str, datasets: tuple[str, ...] = ("rop", "brats"),
                      lanes: int = 2, root: Path | None = None) -> dict[str, Any]:
     """Train every run the book needs with ``pggan train`` (one thread per lane, ``lanes`` at
-    a time) and export each into the shipped runs, recording the exact command.
+    a time), train the encoder of each run with segmentation (``pggan encode``), and export
+    each into the shipped runs, recording the exact commands.
 
     An interrupted training is resumed by the same command (``--resume``), so the recorded
     training seconds add up over attempts; the wall time is that of the last attempt.
@@ -242,12 +246,14 @@ def train_and_export(profile: str, datasets: tuple[str, ...] = ("rop", "brats"),
             out = run_dir(dataset, profile, variant, root)
             command = (f"pggan train --data {data.relative_to(root)} --profile {profile} "
                        f"--out {out.relative_to(root)} --threads 1 --resume"
-                       + (" --no-segmentation" if variant == "noseg" else ""))
+                       + (" --no-segmentation" if variant == "noseg" else
+                          f" && pggan encode --run {out.relative_to(root)} --threads 1"))
             jobs.append((dataset, variant, out, command))
 
     def run(job: tuple[str, str, Path, str]) -> tuple[str, str, Path, str, float]:
         started = time.perf_counter()
-        subprocess.run(job[3].split(), cwd=root, check=True)
+        for command in job[3].split(" && "):
+            subprocess.run(command.split(), cwd=root, check=True)
         return (*job, time.perf_counter() - started)
 
     with ThreadPoolExecutor(lanes) as pool:

@@ -100,9 +100,14 @@ def test_encode_run_writes_encoder_latents_and_figure(tiny_run, encoded):
     assert "commit" in json.loads((figures / "encoder_reconstructions.json").read_text())
 
 
-def test_encode_run_iterations_override(tiny_run, encoded):
-    summary = encode_run(tiny_run, iterations=3, progress=False)
-    assert summary["iterations"] == 3
+def test_encode_run_reuses_a_matching_encoder_and_retrains_otherwise(tiny_run, encoded):
+    before = (tiny_run / "encoder.pt").read_bytes()
+    again = encode_run(tiny_run, progress=False)
+    assert again["reused"] and not encoded["reused"]
+    assert again["r2"] == encoded["r2"] and (tiny_run / "encoder.pt").read_bytes() == before
+    summary = encode_run(tiny_run, iterations=3, progress=False)  # other settings: trained anew
+    assert summary["iterations"] == 3 and not summary["reused"]
+    assert (tiny_run / "encoder.pt").read_bytes() != before
 
 
 def test_missing_run_names_the_command_that_makes_it(tmp_path):

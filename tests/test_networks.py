@@ -175,6 +175,10 @@ def test_encoder_returns_a_latent_per_image(resolution: int) -> None:
     # no minibatch statistic: one image's latent does not depend on its batch
     x = torch.randn(3, 4, resolution, resolution)
     torch.testing.assert_close(E(x)[:1], E(x[:1]))
+    # its last hidden layer is as wide as the latent (16), not the 8 features at 4 px, or the
+    # 16 numbers it predicts would pass through 8; the critic keeps its own width
+    assert E.head.dense.weight.shape[0] == 16
+    assert Discriminator(TINY, 4, resolution).blocks[0].dense.weight.shape[0] == 8
 
 
 def test_ema_update_blends_parameters() -> None:
