@@ -24,6 +24,7 @@ does not match is refused with the command that rebuilds it; nothing is download
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import shutil
@@ -210,6 +211,9 @@ def hardware() -> str:
     model = re.search(r"model name\s*:\s*(.*)", text)
     cores = len(set(re.findall(r"^processor\s*:\s*(\d+)", text, re.M))) or 1
     isa = "AVX-512" if "avx512f" in text else "AVX2 only" if "avx2" in text else "no AVX2"
+    cap = os.environ.get("ATEN_CPU_CAPABILITY")
+    if cap:  # kernels capped below what the CPU has (to time an AVX2-only machine, say)
+        isa += f", torch kernels capped at {cap}"
     name = model.group(1).strip() if model else platform.processor() or platform.machine()
     return f"{name}, {cores} cores, {isa}"
 

@@ -71,3 +71,19 @@ def test_install_refuses_a_changed_file_profile_or_dataset(tiny_rop_run, shipped
     with pytest.raises(CheckpointError, match="sha256"):
         pretrained.install_run("smoke", "rop", "seg", config, tmp_path / "c", data, root)
     assert not (tmp_path / "c").exists()
+
+
+def test_train_and_export_ships_all_four_runs_with_their_commands(tmp_path, monkeypatch):
+    """The command that makes the shipped runs, on the smoke profile, end to end."""
+    monkeypatch.setenv("PGGAN_HOME", str(tmp_path))
+    manifest = pretrained.train_and_export("smoke", root=tmp_path)
+    assert sorted(manifest["runs"]) == ["brats-noseg", "brats-seg", "rop-noseg", "rop-seg"]
+    seg, noseg = manifest["runs"]["rop-seg"], manifest["runs"]["rop-noseg"]
+    assert seg["command"].startswith("pggan train --data data/prepared/rop-smoke --profile "
+                                     "smoke --out runs/rop/smoke/seg --threads 1 --resume")
+    assert "&& pggan encode --run runs/rop/smoke/seg" in seg["command"]
+    assert "--no-segmentation" in noseg["command"] and "encode" not in noseg["command"]
+    assert "encoder.pt" in seg["files"] and "encoder.pt" not in noseg["files"]
+    assert manifest["profile"] == "smoke" and "cores" in manifest["hardware"]
+    config = load_config("smoke", "rop")
+    assert pretrained.ships("smoke", "rop", "noseg", config, tmp_path)
