@@ -158,7 +158,7 @@ def run_job(job: tuple[str, str]) -> dict[str, Any]:
         "vessel_agreement_auc": metrics.get("vessel_agreement_auc"),
         "vessel_agreement_auc_reference": metrics.get("vessel_agreement_auc_reference"),
         "encoder_r2": encoder["r2"], "encoder_loss_last": encoder["loss_last"],
-        "latent_directions_used": encoder["latent_directions_used"],
+        "encoder_r2_optimised": encoder["r2_optimised"],
         "heldout_mse_encoder": encoder["heldout_mse_encoder"],
         "heldout_mse_refined": encoder["heldout_mse_refined"],
         **{k: v for k, v in latent_space.items() if k != "details"},

@@ -4,11 +4,11 @@
                        [--seed S] [--profile P] --out DIR
     pggan vessels train [--profile P] [--source DIR] [--out FILE]
     pggan vessels segment --model FILE IMAGE [IMAGE ...] --out DIR
-    pggan train --data DIR --profile P [--no-segmentation] [--seed S] [--threads N] --out RUN
-                [--resume]
-    pggan encode --run RUN [--iterations N] [--threads N]
+    pggan train --data DIR --profile P [--no-segmentation] [--seed S] [--threads N]
+                [--precision auto|fp32|bf16] --out RUN [--resume]
+    pggan encode --run RUN [--iterations N] [--threads N] [--precision P]
     pggan latent --run RUN
-    pggan evaluate --run RUN [--seed S]
+    pggan evaluate --run RUN [--seed S] [--precision P]
     pggan generate --run RUN [--n N] [--seed S] --out DIR
     pggan book [--profile P] [--train] [--check]
     pggan weights train-and-export [--profile P]
@@ -45,10 +45,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _config(args: argparse.Namespace, dataset: str, **data: object) -> Config:
-    overrides = {"data": {k: v for k, v in data.items() if v is not None}}
+    overrides: dict[str, dict[str, object]] = {"data": {k: v for k, v in data.items()
+                                                        if v is not None}}
     if getattr(args, "seed", None) is not None:
         overrides["train"] = {"seed": args.seed}
         overrides["vessels"] = {"seed": args.seed}
+    if getattr(args, "precision", None) is not None:
+        overrides.setdefault("train", {})["precision"] = args.precision
     return load_config(args.profile, dataset, overrides)
 
 
@@ -108,7 +111,7 @@ def _encode(args: argparse.Namespace) -> None:
     from pggan_core.latent import encode_run
 
     _set_threads(args.threads)
-    result = encode_run(Path(args.run), iterations=args.iterations)
+    result = encode_run(Path(args.run), iterations=args.iterations, precision=args.precision)
     print(f"encoder R2 {result['r2']:.3f} on held-out generated images -> "
           f"{Path(args.run) / 'encoder.pt'}, {Path(args.run) / 'latents.npz'}")
 
@@ -134,7 +137,7 @@ def _latent(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from pggan_core.evaluate import evaluate_run
 
-    evaluate_run(args.run, seed=args.seed)
+    evaluate_run(args.run, seed=args.seed, precision=args.precision)
     print(f"-> {Path(args.run) / 'metrics.json'}")
 
 
@@ -181,6 +184,11 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--profile", default=default,
                        help=f"{' | '.join(PROFILES)} or a YAML file (default {default})")
 
+    def precision_arg(p: argparse.ArgumentParser, default: str = "the profile's") -> None:
+        p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                       help=f"auto: bf16 autocast on CUDA, fp32 on CPU; bf16 on a CPU runs the "
+                            f"GPU path's dtype seams (default: {default})")
+
     data = sub.add_parser("data", help="prepare datasets").add_subparsers()
     prep = data.add_parser("prepare", help="phantom or real data -> a prepared dataset folder")
     prep.add_argument("--dataset", required=True, help="rop | brats")
@@ -214,6 +222,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true")
     tr.add_argument("--seed", type=int)
     tr.add_argument("--threads", type=int, help="CPU threads (default: torch's, all cores)")
+    precision_arg(tr)
     profile_arg(tr)
     tr.set_defaults(func=_train)
 
@@ -221,6 +230,7 @@ def _parser() -> argparse.ArgumentParser:
     enc.add_argument("--run", required=True)
     enc.add_argument("--iterations", type=int)
     enc.add_argument("--threads", type=int, help="CPU threads (default: torch's, all cores)")
+    precision_arg(enc, "the run's train.precision")
     enc.set_defaults(func=_encode)
 
     lat = sub.add_parser("latent", help="k-NN scores of the encoded latents (Figure 5's numbers)"
@@ -231,6 +241,7 @@ def _parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="SWD, MS-SSIM, vessel AUC, ... -> RUN/metrics.json")
     ev.add_argument("--run", required=True)
     ev.add_argument("--seed", type=int, default=0)
+    precision_arg(ev, "the run's train.precision")
     ev.set_defaults(func=_evaluate)
 
     gen = sub.add_parser("generate", help="images from a trained run (EMA generator)")

@@ -117,6 +117,8 @@ class TrainConfig:
     checkpoint_every: int = 100
     sample_grid: int = 16  # images in the fixed-latent sample grid
     device: str = "auto"  # "auto" | "cpu" | "cuda"
+    # "auto" (bf16 autocast on CUDA, fp32 on CPU) | "fp32" | "bf16" (CPU too: see precision.py)
+    precision: str = "auto"
     compile: bool = False
     seed: int = 0
 
@@ -245,6 +247,9 @@ def validate(config: Config) -> None:
                               "negative")
     if config.train.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"train.device={config.train.device!r}: use auto, cpu or cuda")
+    if config.train.precision not in ("auto", "fp32", "bf16"):
+        raise ConfigError(f"train.precision={config.train.precision!r}: use auto, fp32 or "
+                          "bf16")
 
 
 def check_resolution(value: int, name: str = "resolution") -> int:

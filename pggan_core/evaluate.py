@@ -27,6 +27,7 @@ from pggan_core.data.preprocess import fields_of_view
 from pggan_core.data.store import IMAGE_CHANNELS, PreparedDataset
 from pggan_core.data.vessels import ensure_vessel_unet
 from pggan_core.errors import RunNotFoundError
+from pggan_core.precision import autocast, resolve
 
 
 def generate(G: torch.nn.Module, n: int, resolution: int, latent_dim: int, seed: int
@@ -128,8 +129,13 @@ def _domain_stats(images: np.ndarray, dataset: str, data_cfg: DataConfig
     return domain_stats.mri_stats(images[:, 4:7], brain_mask(images))
 
 
-def evaluate_run(run_dir: str | Path, seed: int = 0, progress: bool = True) -> dict[str, Any]:
-    """Compute every metric for the run in ``run_dir``; write ``metrics.json`` and return it."""
+def evaluate_run(run_dir: str | Path, seed: int = 0, progress: bool = True,
+                 precision: str | None = None) -> dict[str, Any]:
+    """Compute every metric for the run in ``run_dir``; write ``metrics.json`` and return it.
+
+    The generator draws in ``precision`` (default: the run's ``train.precision``; see
+    ``precision.py``); every metric is computed in fp32 on its images.
+    """
     run_dir = Path(run_dir)
     run_info_path = run_dir / "run.json"
     if not run_info_path.is_file():
@@ -144,7 +150,8 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, progress: bool = True) -> d
     train_idx, heldout_idx = data.split_indices("train"), data.split_indices("heldout")
     rng = np.random.default_rng(seed)
     n = min(config.eval.n_generated, len(train_idx))
-    fake = generate(G, n, resolution, config.model.latent_dim, seed)
+    with autocast(precision or config.train.precision, next(G.parameters()).device):
+        fake = generate(G, n, resolution, config.model.latent_dim, seed)
     real = data.batch(rng.choice(train_idx, n, replace=False), resolution)[:, :keep]
     heldout = data.batch(heldout_idx, resolution)[:, :keep]
     train_all = data.batch(train_idx, resolution)[:, :keep]
@@ -159,6 +166,7 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, progress: bool = True) -> d
         "run": str(run_dir), "dataset": dataset, "profile": config.profile,
         "with_segmentation": run_info["with_segmentation"], "resolution": resolution,
         "n_generated": n, "seed": seed,
+        "precision": resolve(precision or config.train.precision, next(G.parameters()).device),
         "swd": swd, "swd_mean": swd["swd_mean"],
         "swd_floor": floor, "swd_floor_mean": floor["swd_mean"],
         "ms_ssim_generated": metrics.ms_ssim_diversity(fake, pairs, seed),

@@ -28,11 +28,14 @@ def gradient_penalty(D: Critic, reals: Tensor, fakes: Tensor, resolution: int,
     here, so D's convolutions skip their weight gradients (``conv.input_gradients_only``).
     """
     mix = torch.rand(reals.shape[0], 1, 1, 1, device=reals.device, dtype=reals.dtype)
-    interpolates = torch.lerp(reals.detach(), fakes.detach(), mix).requires_grad_(True)
+    # under bf16 autocast the generator's images are bf16: mixed in the reals' fp32
+    interpolates = torch.lerp(reals.detach(), fakes.detach().to(reals.dtype),
+                              mix).requires_grad_(True)
     scores = D(interpolates, resolution, alpha)
     with input_gradients_only():
-        (grads,) = torch.autograd.grad(scores.sum(), interpolates, create_graph=True)
-    return (grads.flatten(1).norm(dim=1) - 1.0).square().mean()
+        (grads,) = torch.autograd.grad(scores.float().sum(), interpolates, create_graph=True)
+    # the norm in fp32: a bf16 norm of thousands of small terms loses the penalty's signal
+    return (grads.float().flatten(1).norm(dim=1) - 1.0).square().mean()
 
 
 def _scores(D: Critic, reals: Tensor, fakes: Tensor, resolution: int, alpha: float
@@ -45,13 +48,14 @@ def _scores(D: Critic, reals: Tensor, fakes: Tensor, resolution: int, alpha: flo
     coupling is unknown get two passes.
     """
     batch = reals.shape[0]
+    fakes = fakes.to(reals.dtype)  # bf16 under autocast; the critic sees both alike
     # DistributedDataParallel keeps the critic as ``.module``
     group = getattr(getattr(D, "module", D), "mbstd_group", None)
     if group is not None and (
             group < 1 or mbstd_group_size(2 * batch, group) == mbstd_group_size(batch, group)):
-        scores = D(torch.cat([reals, fakes]), resolution, alpha)
+        scores = D(torch.cat([reals, fakes]), resolution, alpha).float()
         return scores[:batch], scores[batch:]
-    return D(reals, resolution, alpha), D(fakes, resolution, alpha)
+    return D(reals, resolution, alpha).float(), D(fakes, resolution, alpha).float()
 
 
 def discriminator_loss(D: Critic, reals: Tensor, fakes: Tensor, resolution: int, alpha: float,
@@ -81,12 +85,12 @@ def generator_loss(D: Critic, fakes: Tensor, resolution: int, alpha: float) -> T
     gradients (about a third of D's backward work) and leaves D's ``.grad`` untouched.
     """
     if not isinstance(D, nn.Module):
-        return -D(fakes, resolution, alpha).mean()
+        return -D(fakes, resolution, alpha).float().mean()
     params = [p for p in D.parameters() if p.requires_grad]
     for p in params:
         p.requires_grad_(False)
     try:
-        return -D(fakes, resolution, alpha).mean()
+        return -D(fakes, resolution, alpha).float().mean()
     finally:
         for p in params:
             p.requires_grad_(True)

@@ -174,8 +174,11 @@ def leaky_relu(x: Tensor) -> Tensor:
 
 
 def pixel_norm(x: Tensor, eps: float = 1e-8) -> Tensor:
-    """Normalise each pixel's feature vector to unit mean square (Karras et al., section 4.2)."""
-    return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + eps)
+    """Normalise each pixel's feature vector to unit mean square (Karras et al., section 4.2).
+
+    The mean of squares is taken in fp32 whatever ``x``'s dtype (a no-op in fp32).
+    """
+    return x * torch.rsqrt(x.float().square().mean(dim=1, keepdim=True) + eps).to(x.dtype)
 
 
 def mbstd_group_size(batch: int, group: int) -> int:

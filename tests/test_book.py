@@ -44,6 +44,13 @@ def test_claims_table_reads_metrics_json_and_marks_the_rest(tmp_path: Path):
     assert table.loc["swd_mean", "ours: ROP"] == book.NOT_COMPUTED  # NaN is not a result
     assert table.loc["encoder_r2", "ours: ROP"] == book.NOT_COMPUTED  # key missing
     assert table.loc["swd_mean", "ours: BraTS"] == book.NOT_COMPUTED  # file missing
+    # a value that cannot exist says why
+    (folder / "metrics.json").write_text(json.dumps({
+        "vessel_agreement_auc_reference": None,
+        "vessel_agreement_auc_reference_missing": "none: no ground-truth vessel masks"}))
+    table = book.claims_table("smoke", ("rop",), root=tmp_path).set_index("metric")
+    assert table.loc["vessel_agreement_auc_reference", "ours: ROP"] == \
+        "none: no ground-truth vessel masks"
 
 
 def test_unreadable_metrics_json_names_the_file_and_the_fix(tmp_path: Path):
@@ -69,8 +76,10 @@ def test_method_table_points_at_real_code_and_real_config_keys():
 
 def test_profile_table_shows_the_scale_gap():
     table = book.profile_table(("rop",)).set_index("profile")
-    assert table.loc["paper", "fade + stable per resolution"] == "20,000 + 20,000"
+    assert table.loc["paper", "fade + stable at the top"] == "20,000 + 20,000"
     assert table.loc["paper", "GAN iterations"] == "300,000"  # 8 resolutions, no fade at 4 px
+    assert table.loc["paper", "images shown"] == f"{(300_000 - 40_000) * 16 + 40_000 * 8:,}"
+    assert book.images_per_resolution(load_config("paper", "rop"))[64] == 640_000
     assert table.loc["paper", "resolution"] == "4 → 512 px"
 
 
