@@ -153,8 +153,9 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, progress: bool = True,
     with autocast(precision or config.train.precision, next(G.parameters()).device):
         fake = generate(G, n, resolution, config.model.latent_dim, seed)
     real = data.batch(rng.choice(train_idx, n, replace=False), resolution)[:, :keep]
-    heldout = data.batch(heldout_idx, resolution)[:, :keep]
-    train_all = data.batch(train_idx, resolution)[:, :keep]
+    # read a block at a time: at 512 px the training set would not fit in memory
+    heldout = data.view(heldout_idx, resolution, keep)
+    train_all = data.view(train_idx, resolution, keep)
 
     swd_kwargs = {"n_descriptors": config.eval.swd_descriptors,
                   "n_projections": config.eval.swd_projections}

@@ -56,6 +56,7 @@ INVERSION_SAMPLES = 32  # generated images inverted by optimisation (``inversion
 INVERSION_STEPS = 300  # Adam steps per latent: enough for R² to level off on the demo's GANs
 REFINE_LR = 0.05  # Adam step size for per-image latent refinement
 FIGURE4_COLUMNS = 8  # held-out images shown in the Figure 4 grid
+PIXEL_CONTROL_RESOLUTION = 64  # the k-NN raw-pixel control never reads larger images
 BATCH = 64  # images per forward pass when only inferring
 
 
@@ -252,17 +253,25 @@ def _encode(run_dir: Path, G: nn.Module, info: dict[str, Any], data: PreparedDat
     inversion = inversion_r2(G, encoder, resolution, alpha)
 
     heldout = data.split_indices("heldout")
-    reals = data.batch(heldout, resolution)[:, :n_channels]
-    z_encoded = encode(encoder, reals)
-    from_encoder = generate(G, z_encoded, resolution, alpha)
     steps = config.encoder.refine_steps
-    z_refined = (refine_latents(G, z_encoded, reals, resolution, alpha, steps)
-                 if steps > 0 and len(reals) else None)
-    from_refined = generate(G, z_refined, resolution, alpha) if z_refined is not None else None
-    _save_figure4(run_dir, config, reals, from_encoder, from_refined, heldout)
+    errors: dict[str, list[np.ndarray]] = {"encoder": [], "refined": []}
+    for start in range(0, len(heldout), BATCH):  # a batch at a time: bounded memory at 512 px
+        reals = data.batch(heldout[start:start + BATCH], resolution)[:, :n_channels]
+        z_encoded = encode(encoder, reals)
+        from_encoder = generate(G, z_encoded, resolution, alpha)
+        errors["encoder"].append(reconstruction_mse(reals, from_encoder))
+        from_refined = None
+        if steps > 0:
+            from_refined = generate(G, refine_latents(G, z_encoded, reals, resolution, alpha,
+                                                      steps), resolution, alpha)
+            errors["refined"].append(reconstruction_mse(reals, from_refined))
+        if start == 0:
+            _save_figure4(run_dir, config, reals, from_encoder, from_refined, heldout)
+    mse = {name: _mean(np.concatenate(values)) if values else None
+           for name, values in errors.items()}
 
     train_idx = data.split_indices("train")
-    train_latents = encode(encoder, _batched_reals(data, train_idx, resolution, n_channels))
+    train_latents = encode(encoder, data.view(train_idx, resolution, n_channels))
     save_latents(run_dir / "latents.npz", train_latents, data.manifest.iloc[train_idx])
 
     summary = {
@@ -275,11 +284,10 @@ def _encode(run_dir: Path, G: nn.Module, info: dict[str, Any], data: PreparedDat
         "lr": config.encoder.lr, "loss_first": losses[0] if losses else None,
         "loss_last": float(np.mean(losses[-10:])) if losses else None,
         "losses": _thin(losses, 200),
-        "heldout_images": len(reals),
-        "heldout_mse_encoder": _mean(reconstruction_mse(reals, from_encoder)),
-        "refine_steps": steps if from_refined is not None else 0,
-        "heldout_mse_refined": (_mean(reconstruction_mse(reals, from_refined))
-                                if from_refined is not None else None),
+        "heldout_images": len(heldout),
+        "heldout_mse_encoder": mse["encoder"],
+        "refine_steps": steps if mse["refined"] is not None else 0,
+        "heldout_mse_refined": mse["refined"],
         "train_images_encoded": len(train_latents), "resolution": resolution, "alpha": alpha,
         "generator_step": int(info["step"]), "generator_ema": bool(info["ema"]),
         "channels": list(info["channels"]), "device": str(device),
@@ -348,14 +356,6 @@ def run_data_dir(run_dir: str | Path, config: Config) -> Path:
                         f"`pggan data prepare --dataset {config.data.dataset} --profile "
                         f"{config.profile}` first")
     return folder
-
-
-def _batched_reals(data: PreparedDataset, indices: np.ndarray, resolution: int,
-                   n_channels: int) -> np.ndarray:
-    chunks = [data.batch(indices[i:i + 512], resolution)[:, :n_channels]
-              for i in range(0, len(indices), 512)]
-    return np.concatenate(chunks) if chunks else np.zeros((0, n_channels, resolution,
-                                                            resolution), np.float32)
 
 
 def _save_figure4(run_dir: Path, config: Config, reals: np.ndarray, from_encoder: np.ndarray,
@@ -543,9 +543,12 @@ def score_latent_space(run_dir: str | Path) -> dict[str, Any]:
     _, info = load_generator(run_dir)
     config: Config = info["config"]
     data = PreparedDataset(run_data_dir(run_dir, config))
-    reals = _batched_reals(data, labels["index"].to_numpy(), int(info["resolution"]),
-                           len(info["channels"]))
-    scores = knn_scores(config.data.dataset, latents, labels, reals.reshape(len(reals), -1))
+    # the raw-pixel control at <= 64 px: it is about layout (which side the disc is on, the
+    # slice level), and 512 px images of a whole training set would not fit in memory
+    pixels = data.batch(labels["index"].to_numpy(), min(int(info["resolution"]),
+                                                        PIXEL_CONTROL_RESOLUTION))
+    pixels = pixels[:, :len(info["channels"])].reshape(len(pixels), -1)
+    scores = knn_scores(config.data.dataset, latents, labels, pixels)
     result = {**headline_scores(config.data.dataset, scores), "details": scores}
     write_text_atomic(run_dir / "latent_space.json", json.dumps(result, indent=2))
     return result

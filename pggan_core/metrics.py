@@ -36,7 +36,8 @@ _BINOMIAL_5 = np.array([1.0, 4.0, 6.0, 4.0, 1.0], dtype=np.float32) / 16.0
 
 
 def _check_images(images: np.ndarray, name: str) -> np.ndarray:
-    images = np.asarray(images)
+    if not hasattr(images, "shape"):
+        images = np.asarray(images)
     if images.ndim != 4 or images.shape[0] == 0:
         raise DataError(f"{name}: expected a non-empty (N, C, H, W) array, got shape "
                         f"{images.shape}; pass images as N x channels x height x width")
@@ -398,29 +399,38 @@ def nearest_neighbours(query: np.ndarray, reference: np.ndarray,
     image, and that image's index: two arrays of shape (N_query,).
 
     Chunked ``torch.cdist`` in float64 over blocks of ``batch`` x ``batch`` images, so memory stays
-    bounded; the winning distance is recomputed directly, so an exact copy gives exactly 0.
+    bounded (either set may be a ``store.ImageView``, read a block at a time); the winning
+    distance is recomputed directly, so an exact copy gives exactly 0.
     """
     query = _check_images(query, "nearest_neighbours query")
     reference = _check_images(reference, "nearest_neighbours reference")
     if query.shape[1:] != reference.shape[1:]:
         raise DataError(f"nearest_neighbours: query images are {query.shape[1:]} but reference "
                         f"images are {reference.shape[1:]}; compare at the same resolution")
-    q_flat = query.reshape(len(query), -1)
-    r_flat = reference.reshape(len(reference), -1)
+
+    def flat(images, start: int) -> torch.Tensor:
+        block = np.asarray(images[start:start + batch], dtype=np.float64)
+        return torch.from_numpy(block.reshape(len(block), -1))
+
     best = np.full(len(query), np.inf)
     best_idx = np.zeros(len(query), dtype=np.int64)
-    for r_start in range(0, len(r_flat), batch):
-        r = torch.from_numpy(np.asarray(r_flat[r_start:r_start + batch], dtype=np.float64))
-        for q_start in range(0, len(q_flat), batch):
-            q = torch.from_numpy(np.asarray(q_flat[q_start:q_start + batch], dtype=np.float64))
+    for r_start in range(0, len(reference), batch):
+        r = flat(reference, r_start)
+        for q_start in range(0, len(query), batch):
+            q = flat(query, q_start)
             dist, idx = torch.cdist(q, r).min(dim=1)
             dist, idx = dist.numpy(), idx.numpy() + r_start
             rows = slice(q_start, q_start + len(q))
             better = dist < best[rows]
             best[rows] = np.where(better, dist, best[rows])
             best_idx[rows] = np.where(better, idx, best_idx[rows])
-    diff = q_flat.astype(np.float64) - r_flat[best_idx].astype(np.float64)
-    return np.sqrt(np.sum(diff * diff, axis=1)), best_idx
+    distances = np.empty(len(query))
+    for start in range(0, len(query), batch):
+        rows = slice(start, start + batch)
+        diff = flat(query, start).numpy() - np.asarray(reference[best_idx[rows]], np.float64
+                                                       ).reshape(len(best_idx[rows]), -1)
+        distances[rows] = np.sqrt(np.sum(diff * diff, axis=1))
+    return distances, best_idx
 
 
 def nearest_neighbour_distances(query: np.ndarray, reference: np.ndarray,

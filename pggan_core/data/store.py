@@ -256,6 +256,40 @@ class PreparedDataset:
             truth = box_downsample(truth)
         return truth
 
+    def view(self, indices: Sequence[int] | np.ndarray, resolution: int,
+             channels: int | None = None) -> ImageView:
+        """Images ``indices`` at ``resolution`` (their first ``channels``) as an array-like
+        that reads and converts only the slice taken: memory bounded by the slice, however
+        many images there are."""
+        return ImageView(self, np.asarray(indices), resolution,
+                         len(self.channels) if channels is None else channels)
+
     def split_indices(self, split: str) -> np.ndarray:
         """Row indices of ``split`` ("train" or "heldout")."""
         return self.manifest.index[self.manifest["split"] == split].to_numpy()
+
+
+class ImageView:
+    """A prepared dataset's images (N, C, R, R) read as float32 in [-1, 1] only when sliced.
+
+    ``view[a:b]`` and ``view[index_array]`` return arrays; ``len``, ``shape`` and ``ndim``
+    behave as an array's, so chunked consumers (nearest neighbours, encoding) take a view
+    where they would take an array, and evaluation at 512 px never holds the whole set.
+    """
+
+    def __init__(self, data: PreparedDataset, indices: np.ndarray, resolution: int,
+                 channels: int) -> None:
+        self.data, self.indices, self.resolution, self.channels = (data, indices, resolution,
+                                                                   channels)
+        self.shape = (len(indices), channels, resolution, resolution)
+        self.ndim = 4
+        self.dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, key: slice | np.ndarray | int) -> np.ndarray:
+        rows = self.indices[key]
+        if np.ndim(rows) == 0:
+            return self.data.batch([int(rows)], self.resolution)[0, :self.channels]
+        return self.data.batch(rows, self.resolution)[:, :self.channels]

@@ -1,0 +1,98 @@
+"""Peak memory of ``pggan evaluate`` and ``pggan encode`` against the size of the dataset.
+
+Both read the prepared images a block at a time (``store.ImageView``), so their peak should
+not grow with the number of images. For each dataset size this prepares a phantom fundus set at
+``--resolution`` px, trains a tiny GAN to that resolution (a few steps per phase: the weights do
+not matter, only what evaluation and encoding read), then runs each command in a fresh process
+and records that process's peak resident memory (``ru_maxrss``).
+
+    python benchmarks/bench_memory.py --resolution 256 --sizes 100 400
+
+Prints a table and writes ``benchmarks/results/bench_memory.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results" / "bench_memory.json"
+STEP = """
+import resource, sys, torch
+torch.set_num_threads(1)
+from pggan_core.evaluate import evaluate_run
+from pggan_core.latent import encode_run
+run = sys.argv[2]
+if sys.argv[1] == "evaluate":
+    evaluate_run(run, progress=False)
+else:
+    encode_run(run, progress=False, reuse=False)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def tiny_run(root: Path, n_images: int, resolution: int) -> Path:
+    """A phantom fundus dataset of ``n_images`` and a GAN trained a few steps per phase."""
+    import torch
+
+    from pggan_core.config import load_config
+    from pggan_core.data.prepare import prepare_dataset
+    from pggan_core.train import train
+
+    torch.set_num_threads(1)
+    maps = {r: 8 for r in (4, 8, 16, 32, 64, 128, 256, 512)}
+    config = load_config("smoke", "rop", {
+        "data": {"n_images": n_images, "resolution": resolution, "heldout_fraction": 0.2},
+        "model": {"latent_dim": 16, "feature_maps": maps},
+        "schedule": {"max_resolution": resolution, "fade_iterations": 2,
+                     "stable_iterations": 2, "batch_size": dict.fromkeys(maps, 4)},
+        "train": {"checkpoint_every": 1000},
+        "encoder": {"iterations": 20, "batch_size": 4, "refine_steps": 5},
+        "eval": {"n_generated": 32, "n_auc_images": 8, "n_msssim_pairs": 16}})
+    data = prepare_dataset(config, root / f"data-{n_images}", progress=False)
+    return train(config, data, root / f"run-{n_images}", progress=False)
+
+
+def peak_mb(command: str, run: Path) -> tuple[float, float]:
+    """Peak RSS (MB) and wall seconds of one command on ``run`` in a fresh process."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", STEP, command, str(run)], check=True,
+                          capture_output=True, text=True)
+    return int(done.stdout.split()[-1]) / 1024, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--resolution", type=int, default=256)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 400])
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["PGGAN_HOME"] = tmp  # the vessel U-Net and every file land here
+        for n in args.sizes:
+            run = tiny_run(Path(tmp), n, args.resolution)
+            for command in ("evaluate", "encode"):
+                mb, seconds = peak_mb(command, run)
+                rows.append({"images": n, "resolution": args.resolution, "command": command,
+                             "peak_rss_mb": round(mb, 1), "seconds": round(seconds, 1)})
+                print(f"{n:>6} images  {args.resolution} px  pggan {command:<9} "
+                      f"peak {mb:8.1f} MB  ({seconds:.0f} s)", flush=True)
+    for command in ("evaluate", "encode"):
+        peaks = [r["peak_rss_mb"] for r in rows if r["command"] == command]
+        print(f"pggan {command}: peak at {max(args.sizes)} images / at {min(args.sizes)} "
+              f"images = {peaks[-1] / peaks[0]:.2f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                    "rows": rows}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
