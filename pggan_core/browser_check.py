@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
-# Console messages that do not affect what a reader sees (BOOK_NOTES §3).
+# Console messages that do not affect what a reader sees (thebe's unset URL, a jupyter-widgets
+# queue probe and the theme switcher, all logged by the book theme's own scripts).
 HARMLESS_CONSOLE = ("THEBE_JS_URL", "reading 'Queue'", "Got invalid theme mode")
 # Interactive parts a page must show, by notebook name (the page is <name>_<dataset>.html).
 PAGE_EXPECTATIONS: dict[str, tuple[str, ...]] = {

@@ -1,6 +1,6 @@
 """Figures for exploring the latent space, built to work in the static book as well as live.
 
-What renders where (checked in the built HTML, no kernel; see BOOK_NOTES section 3):
+What renders where (checked in the built HTML, with no kernel running):
 
 - ``tsne_figure``: a plotly scatter (Figure 5). A plotly hover label cannot show an image, so
   the images are drawn *into* the plot instead: thumbnails of the real images as layout images

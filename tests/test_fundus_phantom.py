@@ -61,7 +61,7 @@ def test_geometry_does_not_depend_on_size():
 
 def test_laterality_puts_the_disc_on_the_correct_side():
     """OD: disc on the image's right; OS: on the left. Checked on the pixels too, with the
-    brightest-blob heuristic that the real-data loaders use (DATA_NOTES section 3)."""
+    brightest-blob heuristic that the real-data loaders use."""
     seen = set()
     for seed in range(8):
         image = render_fundus(seed, 128)

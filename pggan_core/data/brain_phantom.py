@@ -16,7 +16,7 @@ few slices with ``z_range`` gives exactly those slices of the whole volume):
    enhancing rim (HGG) or a non-enhancing mass (LGG), and vasogenic oedema whose reach grows
    with the local white-matter fraction, so it fingers along WM and spares cortex and CSF.
 3. Signal. Each voxel mixes the tissue signals by partial volume, using spin-echo and
-   inversion-recovery equations with BrainWeb-like PD/T1/T2 (DATA_NOTES 4b); T1c shortens T1
+   inversion-recovery equations with BrainWeb-like PD/T1/T2 (Cocosco et al. 1997); T1c shortens T1
    by gadolinium in the tumour; FLAIR's inversion time nulls CSF.
 4. Scanner. Per-modality smooth texture, a multiplicative bias field, a random gain, and
    Rician noise inside the brain; outside it is exactly 0, as in skull-stripped BraTS.

