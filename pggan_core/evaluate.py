@@ -298,3 +298,23 @@ def ablation_table(result: dict[str, Any]) -> pd.DataFrame:
     columns = ["real (mean)"] + [f"{name}{suffix}" for name in result["runs"]
                                  for suffix in (" (mean)", ": distance to real")]
     return pd.DataFrame.from_dict(rows, orient="index").reindex(columns=columns)
+
+
+def ablation_verdicts(result: dict[str, Any]) -> list[str]:
+    """One sentence per measure of ``compare_ablation``: which model is closer to the real
+    images, with the numbers, so the page states the direction the data show, either way."""
+    runs = result["runs"]
+    seg, noseg = runs["with segmentation"], runs["without segmentation"]
+    lines = []
+    better = "with" if seg["swd_mean"] < noseg["swd_mean"] else "without"
+    lines.append(f"SWD to the real images (lower is closer): {seg['swd_mean']:.1f} with "
+                 f"segmentation, {noseg['swd_mean']:.1f} without: the model {better} "
+                 "segmentation channels is closer.")
+    by_name = {row["statistic"]: row for row in noseg["structure"]}
+    for row in seg["structure"]:
+        other = by_name[row["statistic"]]
+        better = "with" if row["wasserstein"] < other["wasserstein"] else "without"
+        lines.append(f"{row['statistic'].replace('_', ' ')}: real {row['real_mean']:.3g}, with "
+                     f"segmentation {row['fake_mean']:.3g}, without {other['fake_mean']:.3g}: "
+                     f"the model {better} segmentation channels is closer to real.")
+    return lines

@@ -9,6 +9,7 @@ from pggan_core.cli import main
 from pggan_core.config import load_config
 from pggan_core.evaluate import (
     ablation_table,
+    ablation_verdicts,
     compare_ablation,
     ensure_evaluated,
     evaluate_run,
@@ -48,8 +49,14 @@ def test_ablation_compares_both_runs_on_image_channels(tiny_rop_run, tiny_home):
                                                    "heldout_fraction": 0.25}})
     noseg = train(config, info["data_dir"], tiny_home / "runs" / "rop-noseg",
                   with_segmentation=False, progress=False)
-    table = ablation_table(compare_ablation(tiny_rop_run, noseg))
+    result = compare_ablation(tiny_rop_run, noseg)
+    table = ablation_table(result)
     assert "SWD x1e3 to real (image channels)" in table.index
+    verdicts = ablation_verdicts(result)
+    assert verdicts[0].startswith("SWD to the real images") and len(verdicts) == len(table)
+    closer = "with" if result["runs"]["with segmentation"]["swd_mean"] < \
+        result["runs"]["without segmentation"]["swd_mean"] else "without"
+    assert f"the model {closer} segmentation channels is closer" in verdicts[0]
     assert "vessel_density" in table.index
     assert np.isfinite(table.loc["vessel_density", "real (mean)"])
     assert (tiny_rop_run / "ablation.json").is_file()
