@@ -253,6 +253,46 @@ def quality_study_table(rows: Sequence[dict[str, Any]]):
     return table.round(3)
 
 
+GOAL_ROWS = (  # (measure, key in a study row, goal, datasets)
+    ("vessel-agreement AUC, paper direction", "vessel_agreement_auc", "≥ 0.90", ("rop",)),
+    ("SWD ×10³ generated vs real, over the real-vs-real floor", "swd_over_floor", "≤ 2",
+     ("rop", "brats")),
+    ("MS-SSIM of generated pairs minus real pairs", "ms_ssim_gap", "within ±0.05",
+     ("rop", "brats")),
+    ("encoder R² on held-out generated latents", "encoder_r2", "≥ 0.6", ("rop", "brats")),
+    ("k-NN laterality of encoded real latents", "knn_laterality_accuracy", "≥ 0.90", ("rop",)),
+    ("k-NN tumour presence of encoded real latents", "knn_tumour_accuracy", "≥ 0.85",
+     ("brats",)),
+)
+
+
+def _meets(value: float, goal: str) -> bool:
+    number = float(goal.split()[-1].lstrip("±"))
+    if goal.startswith("≥"):
+        return value >= number
+    if goal.startswith("≤"):
+        return value <= number
+    return abs(value) <= number
+
+
+def quality_goal_table(rows: Sequence[dict[str, Any]], candidate: str):
+    """The demo's goals against one configuration of the quality study, both datasets: the
+    measured value and whether it meets the goal, per measure."""
+    import pandas as pd
+
+    by_dataset = {r["dataset"]: r for r in rows if r["candidate"] == candidate}
+    table = []
+    for measure, key, goal, datasets in GOAL_ROWS:
+        line = {"measure": measure, "goal": goal}
+        for d in DATASETS:
+            value = by_dataset.get(d, {}).get(key) if d in datasets else None
+            verdict = "" if value is None else "met" if _meets(value, goal) else "not met"
+            line[DATASET_SHORT[d]] = ("n/a" if d not in datasets else NOT_COMPUTED
+                                      if value is None else f"{value:.3f} ({verdict})")
+        table.append(line)
+    return pd.DataFrame(table)
+
+
 def read_phase_curves(profile: str, datasets: Sequence[str] = DATASETS,
                       root: Path | None = None) -> dict[str, list[dict[str, Any]]]:
     """The phase-end records (``phase_metrics.jsonl``) of the book's runs, by run label."""
@@ -436,6 +476,13 @@ def discover_notebooks(root: Path) -> list[Path]:
     return sorted((root / "notebooks").glob(NOTEBOOK_GLOB))
 
 
+def notebook_datasets(source: Path) -> tuple[str, ...]:
+    """The datasets a notebook is built for: its front matter's ``pggan: {datasets: [...]}``,
+    or every dataset (the vessel chapter, say, concerns the fundus only)."""
+    front = jupytext.read(source).metadata.get("pggan", {})
+    return tuple(front.get("datasets", DATASETS))
+
+
 def execute_notebook(source: Path, dest: Path, parameters: dict[str, Any], cwd: Path,
                      show_parameters: bool = True) -> None:
     """Run ``source`` (jupytext or .ipynb) with papermill into ``dest``; BookError on failure.
@@ -537,19 +584,20 @@ def _is_notebook(path: Path) -> bool:
 # staging: generated _toc.yml / _config.yml
 
 
-def staged_toc(root_toc: dict[str, Any], stems: Sequence[str],
+def staged_toc(root_toc: dict[str, Any], stems: dict[str, Sequence[str]],
                datasets: Sequence[str]) -> dict[str, Any]:
     """The root ``_toc.yml`` with its ``glob: notebooks/*`` part expanded: one part per
-    dataset, one chapter per notebook (``notebooks/<stem>_<dataset>``)."""
+    dataset, one chapter per notebook built for it (``notebooks/<stem>_<dataset>``, from
+    ``stems[dataset]``)."""
     parts = []
     for part in root_toc.get("parts", []):
         if not any(str(ch.get("glob", "")).startswith("notebooks/") for ch in part["chapters"]):
             parts.append(part)
             continue
         for d in datasets:
-            if stems:
+            if stems.get(d):
                 parts.append({"caption": f"Notebooks: {DATASET_TITLES[d]}",
-                              "chapters": [{"file": f"notebooks/{s}_{d}"} for s in stems]})
+                              "chapters": [{"file": f"notebooks/{s}_{d}"} for s in stems[d]]})
     return {**root_toc, "parts": parts}
 
 
@@ -633,8 +681,9 @@ def build_book(profile: str = "demo", datasets: Sequence[str] = DATASETS,
                if len(shipped) == len(runs) else
                f"{len(shipped)} of {len(runs)} shipped with the repository, the rest trained "
                "in this build")
+    stems = {d: [s.stem for s in notebooks if d in notebook_datasets(s)] for d in datasets}
     for d in datasets:
-        for source in notebooks:
+        for source in (s for s in notebooks if s.stem in stems[d]):
             dest = src / "notebooks" / f"{source.stem}_{d}.ipynb"
             with _timer(f"{source.name} [{d}]"):
                 execute_notebook(source, dest, {**parameters, "dataset": d}, root)
@@ -649,7 +698,7 @@ def build_book(profile: str = "demo", datasets: Sequence[str] = DATASETS,
     root_toc = yaml.safe_load((root / "_toc.yml").read_text())
     root_config = yaml.safe_load((root / "_config.yml").read_text())
     (src / "_toc.yml").write_text(yaml.safe_dump(
-        staged_toc(root_toc, [s.stem for s in notebooks], datasets), sort_keys=False))
+        staged_toc(root_toc, stems, datasets), sort_keys=False))
     (src / "_config.yml").write_text(yaml.safe_dump(
         staged_config(root_config, profile, seed, root, weights), sort_keys=False))
     with _timer("sphinx"):

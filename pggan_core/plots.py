@@ -318,20 +318,23 @@ def quality_compute_figure(rows: Sequence[dict], goals: dict[str, float],
 
     ``rows`` are the quality study's (``benchmarks/quality_study.py``): each a trained
     configuration with ``train_seconds``, ``threads`` and its scores. Points of one family
-    (same name before ``_x<budget>``) are joined in order of compute; ``marked`` candidates
-    (the demo profile) are drawn as stars; dashed lines are the goals.
+    (same name before ``_x<budget>``) are joined in order of compute and every point is named;
+    ``marked`` candidates (the demo profile) are drawn as stars; dashed lines are the goals
+    (``knn_laterality_accuracy`` / ``knn_tumour_accuracy`` per dataset for the k-NN panel).
     """
     import matplotlib.pyplot as plt
 
     panels = [("swd_over_floor", "SWD / real-vs-real floor (lower is better)"),
-              ("ms_ssim_gap", "MS-SSIM generated − real pairs"),
+              ("ms_ssim_gap", "MS-SSIM of generated − real pairs"),
               ("vessel_agreement_auc", "vessel-agreement AUC (fundus)"),
               ("encoder_r2", "encoder R² on generated latents"),
-              ("knn_accuracy", "k-NN accuracy of encoded reals")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8))
-    styles = {"rop": ("#c44e52", "fundus"), "brats": ("#4c72b0", "MRI")}
-    for ax, (key, title) in zip(axes, panels, strict=True):
-        for dataset, (colour, label) in styles.items():
+              ("knn_accuracy", "k-NN laterality (fundus) / tumour (MRI)")]
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7.6))
+    axes = axes.ravel()
+    styles = {"rop": ("#c44e52", "fundus", "knn_laterality_accuracy"),
+              "brats": ("#4c72b0", "MRI", "knn_tumour_accuracy")}
+    for ax, (key, title) in zip(axes, panels, strict=False):
+        for dataset, (colour, label, knn_goal) in styles.items():
             points = [(r["train_seconds"] * r.get("threads", 1) / 60, _score(r, key), r)
                       for r in rows if r["dataset"] == dataset and _score(r, key) is not None]
             families: dict[str, list] = {}
@@ -340,20 +343,28 @@ def quality_compute_figure(rows: Sequence[dict], goals: dict[str, float],
             for members in families.values():
                 members.sort(key=lambda p: p[0])
                 ax.plot([p[0] for p in members], [p[1] for p in members], "-o", ms=4,
-                        color=colour, alpha=0.8, label=None)
+                        color=colour, alpha=0.8)
             for x, y, row in points:
+                ax.annotate(row["candidate"], (x, y), fontsize=6, color=colour,
+                            textcoords="offset points", xytext=(3, 3))
                 if row["candidate"] in marked:
                     ax.plot(x, y, "*", ms=15, color=colour, markeredgecolor="black")
-            ax.plot([], [], "-o", color=colour, label=label)
-        goal = goals.get(key)
-        if goal is not None:
-            for level in ((goal, -goal) if key == "ms_ssim_gap" else (goal,)):
-                ax.axhline(level, color="grey", ls="--", lw=1)
+            if points:
+                ax.plot([], [], "-o", color=colour, label=label)
+            goal = goals.get(knn_goal if key == "knn_accuracy" else key)
+            if goal is not None and points:
+                levels = (goal, -goal) if key == "ms_ssim_gap" else (goal,)
+                for level in levels:
+                    ax.axhline(level, color=colour if key == "knn_accuracy" else "grey",
+                               ls="--", lw=1)
         ax.set_xscale("log")
-        ax.set(title=title, xlabel="training CPU-minutes")
+        ax.set(title=title, xlabel="training CPU-minutes (one core)")
         ax.title.set_fontsize(10)
-    axes[0].plot([], [], "*", ms=12, color="white", markeredgecolor="black", label="demo")
+    axes[0].plot([], [], "*", ms=12, color="white", markeredgecolor="black",
+                 label="the demo profile")
+    axes[0].plot([], [], "--", color="grey", label="goal")
     axes[0].legend(fontsize=8)
+    axes[-1].axis("off")
     fig.tight_layout()
     return fig
 

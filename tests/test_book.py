@@ -85,12 +85,17 @@ def test_profile_table_shows_the_scale_gap():
 
 def test_staged_toc_has_one_part_per_dataset():
     root_toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    toc = book.staged_toc(root_toc, ["01_data", "03_train"], ("rop", "brats"))
+    toc = book.staged_toc(root_toc, {"rop": ["01_data", "02_vessels", "03_train"],
+                                     "brats": ["01_data", "03_train"]}, ("rop", "brats"))
     captions = [part["caption"] for part in toc["parts"]]
     assert captions[1:3] == ["Notebooks: Fundus photographs (ROP)",
                              "Notebooks: Glioma MRI (BraTS)"]
+    assert len(toc["parts"][1]["chapters"]) == 3
     assert toc["parts"][2]["chapters"] == [{"file": "notebooks/01_data_brats"},
                                            {"file": "notebooks/03_train_brats"}]
+    # the vessel chapter is built for the fundus only
+    assert book.notebook_datasets(ROOT / "notebooks" / "02_vessel_segmentation.md") == ("rop",)
+    assert book.notebook_datasets(ROOT / "notebooks" / "03_train.md") == ("rop", "brats")
     assert not any("glob" in ch for part in toc["parts"] for ch in part["chapters"])
 
 
@@ -188,10 +193,10 @@ def test_smoke_book_builds_for_both_datasets_and_reads_well(tmp_path: Path):
     for source in notebooks:
         for dataset in ("rop", "brats"):
             page = html / "notebooks" / f"{source.stem}_{dataset}.html"
-            assert page.is_file(), page
-    if (ROOT / "notebooks" / "07_latent_space.md").is_file():  # the t-SNE and widget page
-        page = html / "notebooks" / "07_latent_space_rop.html"
-        assert {"plotly_points", "widget_slider"} <= set(expectations(page))
+            assert page.is_file() == (dataset in book.notebook_datasets(source)), page
+    page = html / "notebooks" / "07_latent_space_rop.html"  # the t-SNE and widget page
+    assert {"plotly_points", "widget_slider"} <= set(expectations(page))
+    assert (html / "book" / "quality.html").is_file()
     for page in html.rglob("*.html"):
         external = re.findall(r'(?:src|href)="(https?://[^"]+\.(?:js|css))"', page.read_text())
         assert not external, f"{page}: {external}"

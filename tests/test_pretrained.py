@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -87,3 +88,25 @@ def test_train_and_export_ships_all_four_runs_with_their_commands(tmp_path, monk
     assert manifest["profile"] == "smoke" and "cores" in manifest["hardware"]
     config = load_config("smoke", "rop")
     assert pretrained.ships("smoke", "rop", "noseg", config, tmp_path)
+
+
+def test_the_shipped_demo_runs_match_the_demo_profile_and_their_hashes():
+    """The committed runs are what `pggan book` will install: a demo.yaml edited without
+    re-exporting them, or a changed file, fails here rather than in a reader's build."""
+    from pggan_core.data.store import sha256_of
+    from pggan_core.paths import repo_root
+    from pggan_core.runs import run_config
+
+    root = repo_root(Path(__file__).parent)
+    manifest = pretrained.read_manifest("demo", root)
+    assert sorted(manifest["runs"]) == ["brats-noseg", "brats-seg", "rop-noseg", "rop-seg"]
+    total = 0
+    for key, entry in manifest["runs"].items():
+        dataset, variant = key.split("-")
+        assert pretrained.ships("demo", dataset, variant, run_config(dataset, "demo"), root), key
+        folder = pretrained.pretrained_dir("demo", root) / key
+        for name, digest in entry["files"].items():
+            assert sha256_of(folder / name) == digest, f"{key}/{name}"
+            total += (folder / name).stat().st_size
+        assert ("encoder.pt" in entry["files"]) == (variant == "seg")
+    assert total < 20 * 2**20  # the issue's cap on committed weights
