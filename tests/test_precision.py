@@ -78,7 +78,10 @@ def test_bf16_training_encoding_and_evaluation_run_to_the_end(tmp_path, monkeypa
     assert all(t.dtype == torch.float32 for t in state["G_ema"].values())  # fp32 weights
     assert encode_run(run, progress=False)["precision"] == "bf16"
     assert evaluate_run(run, progress=False)["precision"] == "bf16"
-    # from the command line, fp32 over the run's bf16
+    # from the command line: a bf16 training, then fp32 over the run's bf16
+    assert main(["train", "--data", str(data), "--profile", "smoke", "--precision", "bf16",
+                 "--out", str(tmp_path / "cli-run"), "--threads", "1"]) == 0
+    assert json.loads((tmp_path / "cli-run" / "run.json").read_text())["precision"] == "bf16"
     assert main(["encode", "--run", str(run), "--precision", "fp32"]) == 0
     assert json.loads((run / "encoder.json").read_text())["precision"] == "fp32"
     assert main(["evaluate", "--run", str(run), "--precision", "bf16"]) == 0
