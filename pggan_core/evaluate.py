@@ -21,7 +21,7 @@ import torch
 
 from pggan_core import domain_stats, latent, metrics
 from pggan_core.atomic import write_text_atomic
-from pggan_core.checkpoint import load_generator
+from pggan_core.checkpoint import GENERATOR_FILE, LATEST, load_generator
 from pggan_core.config import Config, DataConfig
 from pggan_core.data.preprocess import fields_of_view
 from pggan_core.data.store import IMAGE_CHANNELS, PreparedDataset
@@ -211,11 +211,13 @@ def metrics_table(result: dict[str, Any]) -> pd.DataFrame:
 
 def ensure_evaluated(run_dir: str | Path, seed: int = 0, progress: bool = True
                      ) -> dict[str, Any]:
-    """``metrics.json`` of the run if it is newer than the run's last checkpoint, else evaluate."""
+    """``metrics.json`` of the run if it is newer than the run's generator (its last
+    checkpoint, or a shipped run's ``generator.pt``), else evaluate."""
     run_dir = Path(run_dir)
     saved = run_dir / "metrics.json"
-    latest = run_dir / "checkpoints" / "latest.pt"
-    if saved.is_file() and latest.is_file() and saved.stat().st_mtime > latest.stat().st_mtime:
+    latest = next((path for path in (run_dir / "checkpoints" / LATEST, run_dir / GENERATOR_FILE)
+                   if path.is_file()), None)
+    if saved.is_file() and latest and saved.stat().st_mtime > latest.stat().st_mtime:
         result = json.loads(saved.read_text())
         if result.get("seed") == seed:
             return result
