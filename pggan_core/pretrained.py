@@ -46,7 +46,7 @@ from pggan_core.paths import repo_root
 MANIFEST = "manifest.json"
 # what a shipped run carries besides its generator (the final sample grid is added by name)
 RUN_FILES = ("config.yaml", "run.json", "metrics.jsonl", "phase_metrics.jsonl",
-             "figures/progression.npz")
+             "figures/progression.npz", "figures/progression.png")
 ENCODER_FILES = ("encoder.pt", "encoder.json")  # shipped too when the run was encoded
 
 
@@ -168,8 +168,10 @@ def save_generator(run_dir: Path, path: Path) -> None:
 
 
 def export_run(run_dir: str | Path, profile: str, dataset: str, variant: str, command: str,
-               wall_seconds: float, root: Path | None = None) -> dict[str, Any]:
-    """Copy a finished run into ``data/pretrained/<profile>`` and record it in the manifest."""
+               wall_seconds: float, root: Path | None = None,
+               commit: str | None = None) -> dict[str, Any]:
+    """Copy a finished run into ``data/pretrained/<profile>`` and record it in the manifest,
+    with ``commit`` (default: the checkout's) as the code that trained it."""
     run_dir = Path(run_dir)
     info = json.loads((run_dir / "run.json").read_text())
     data = PreparedDataset(info["data_dir"])
@@ -191,7 +193,7 @@ def export_run(run_dir: str | Path, profile: str, dataset: str, variant: str, co
     save_generator(run_dir, folder / ckpt.GENERATOR_FILE)
     names.append(ckpt.GENERATOR_FILE)
     manifest = read_manifest(profile, root) or {"runs": {}}
-    manifest |= {"profile": profile, "commit": _git_commit(root), "hardware": hardware(),
+    manifest |= {"profile": profile, "commit": commit or _git_commit(root), "hardware": hardware(),
                  "torch": torch.__version__, "created": time.strftime("%Y-%m-%d")}
     manifest["runs"][key] = {
         "command": command, "wall_seconds": round(wall_seconds, 1),
