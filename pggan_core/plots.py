@@ -382,17 +382,27 @@ def phase_curves_figure(curves: dict[str, Sequence[dict]]):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    plotted = False
     for label, records in curves.items():
+        # Both axes are logarithmic: a phase that showed no images, or whose SWD could not be
+        # computed, has no place on them.
         points = [(r["images_seen"], r["swd_mean"] / r["swd_floor_mean"], r) for r in records
-                  if r["swd_mean"] is not None and r["swd_floor_mean"]]
+                  if r["images_seen"] > 0 and r["swd_mean"] and r["swd_floor_mean"]]
+        if not points:
+            continue
+        plotted = True
         line, = ax.plot([p[0] for p in points], [p[1] for p in points], "-o", ms=4,
                         label=label)
         for x, y, r in points:
             ax.annotate(f"{r['resolution']}{r['phase'][0]}", (x, y), fontsize=7,
                         textcoords="offset points", xytext=(2, 4), color=line.get_color())
     ax.axhline(1.0, color="grey", lw=1)
-    ax.set(xscale="log", yscale="log", xlabel="images seen by the critic",
-           ylabel="SWD / real-vs-real floor")
-    ax.legend(fontsize=8)
+    ax.set(xlabel="images seen by the critic", ylabel="SWD / real-vs-real floor")
+    if plotted:
+        ax.set(xscale="log", yscale="log")
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no phase-end SWD recorded for these runs", ha="center",
+                va="center", transform=ax.transAxes)
     fig.tight_layout()
     return fig

@@ -83,6 +83,27 @@ def test_profile_table_shows_the_scale_gap():
     assert table.loc["paper", "resolution"] == "4 → 512 px"
 
 
+def test_phase_curves_plot_only_what_a_log_axis_can_show(tmp_path: Path):
+    import matplotlib
+    matplotlib.use("Agg")
+    from pggan_core import plots
+
+    path = run_dir("rop", "smoke", "seg", tmp_path) / "phase_metrics.jsonl"
+    path.parent.mkdir(parents=True)
+    records = [{"images_seen": 0, "resolution": 4, "phase": "stable", "swd_mean": None,
+                "swd_floor_mean": 1.0},
+               {"images_seen": 640, "resolution": 8, "phase": "fade", "swd_mean": 3.0,
+                "swd_floor_mean": 1.5}]
+    path.write_text("\n".join(json.dumps(r) for r in records))
+    curves = book.read_phase_curves("smoke", ["rop"], tmp_path)
+    assert list(curves) == ["ROP"]
+    (line,) = plots.phase_curves_figure(curves).axes[0].get_lines()[:1]
+    assert list(line.get_xdata()) == [640] and list(line.get_ydata()) == [2.0]
+    # A smoke run whose phases recorded nothing still gives a figure, not a crash.
+    empty = plots.phase_curves_figure({"ROP": records[:1]})
+    assert "no phase-end SWD" in empty.axes[0].texts[0].get_text()
+
+
 def test_staged_toc_has_one_part_per_dataset():
     root_toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     toc = book.staged_toc(root_toc, {"rop": ["01_data", "02_vessels", "03_train"],
