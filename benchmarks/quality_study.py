@@ -200,11 +200,16 @@ def prepare(candidates: list[str], datasets: list[str]) -> None:
     """Prepared datasets and the vessel U-Net, made once before the lanes start."""
     from pggan_core.data.prepare import ensure_prepared
     from pggan_core.data.vessels import ensure_vessel_unet
+    from pggan_core.paths import prepared_dir
+    from pggan_core.runs import run_config
 
     for candidate in candidates:
         for dataset in datasets:
             config = study_config(candidate, dataset)
             ensure_prepared(config, data_dir(config), progress=False)
+            if candidate == "demo":  # the book's own data, which its runs are checked against
+                ensure_prepared(run_config(dataset, BASE_PROFILE),
+                                prepared_dir(dataset, BASE_PROFILE, REPO), progress=False)
             if dataset == "rop":
                 ensure_vessel_unet(config, progress=False)
 

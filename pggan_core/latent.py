@@ -172,6 +172,30 @@ def inversion_r2(G: nn.Module, encoder: Encoder, resolution: int, alpha: float =
     }
 
 
+# An optimised redraw this much closer to its image than the encoder's counts as "exact".
+REDRAW_GAIN = 10.0
+# R² above which the images are said to hold their latents (the issue's encoder goal).
+HELD_R2 = 0.6
+
+
+def inversion_verdict(inversion: dict[str, float]) -> str:
+    """One sentence reading ``inversion_r2``'s numbers: whose limit a low encoder R² is."""
+    enc, opt = inversion["r2_encoder"], inversion["r2_optimised"]
+    mse_enc, mse_opt = inversion["image_mse_encoder"], inversion["image_mse_optimised"]
+    redrawn = mse_opt * REDRAW_GAIN <= mse_enc
+    errors = f"pixel error {mse_enc:.4f} -> {mse_opt:.4f}"
+    if opt >= HELD_R2:
+        return (f"The images hold their latents (optimisation recovers R² {opt:.2f}, {errors}):"
+                f" the encoder, at R² {enc:.2f}, is what falls short.")
+    if redrawn:
+        return (f"Optimisation redraws the images almost exactly ({errors}) yet recovers only "
+                f"R² {opt:.2f} of the latent: the generator draws nearly the same picture from "
+                "different latents, so part of z leaves no trace in the image and no encoder "
+                f"can recover it. The encoder's R² {enc:.2f} is part of that {opt:.2f}.")
+    return (f"Optimisation neither redraws the images ({errors}) nor recovers the latent "
+            f"(R² {opt:.2f}): the test is inconclusive at {inversion['steps']} steps.")
+
+
 def refine_latents(G: nn.Module, z: np.ndarray, images: np.ndarray, resolution: int,
                    alpha: float = 1.0, steps: int = 50, lr: float = REFINE_LR) -> np.ndarray:
     """Improve each latent by ``steps`` Adam steps on the MSE between G(z) and its image.

@@ -235,3 +235,20 @@ def test_walk_path_per_dataset():
     assert path.shape == (5, 8)
     assert np.all(np.diff([float(s) for s in steps]) > 0)  # bottom to top
     assert np.all(np.diff(path[:, 1]) > 0)  # the slice-position coordinate rises with it
+
+
+def test_inversion_verdict_names_whose_limit_a_low_r2_is():
+    from pggan_core.latent import inversion_verdict
+
+    base = {"steps": 300, "samples": 32}
+    encoder_limit = inversion_verdict({**base, "r2_encoder": 0.2, "r2_optimised": 0.8,
+                                       "image_mse_encoder": 0.02, "image_mse_optimised": 1e-4})
+    assert "encoder, at R² 0.20, is what falls short" in encoder_limit
+    generator_limit = inversion_verdict({**base, "r2_encoder": 0.13, "r2_optimised": 0.30,
+                                         "image_mse_encoder": 0.019,
+                                         "image_mse_optimised": 2.2e-4})
+    assert "no encoder can recover it" in generator_limit and "0.0190 -> 0.0002" in \
+        generator_limit
+    unclear = inversion_verdict({**base, "r2_encoder": 0.1, "r2_optimised": 0.1,
+                                 "image_mse_encoder": 0.02, "image_mse_optimised": 0.01})
+    assert "inconclusive at 300 steps" in unclear
