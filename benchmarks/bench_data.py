@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from pggan_core.atomic import write_text_atomic
 from pggan_core.config import load_config
 from pggan_core.data.brain_phantom import BrainPhantom
 from pggan_core.data.fundus_phantom import render_fundus
@@ -95,7 +96,7 @@ def main() -> None:
     out = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
            "args": vars(args),
            "results": [{"name": n, "unit": u, "value": v} for n, u, v in rows]}
-    (RESULTS / "bench_data.json").write_text(json.dumps(out, indent=2))
+    write_text_atomic(RESULTS / "bench_data.json", json.dumps(out, indent=2))
     print(f"-> {RESULTS / 'bench_data.json'}")
 
 

@@ -4,7 +4,7 @@ Both read the prepared images a block at a time (``store.ImageView``), so their 
 not grow with the number of images. For each dataset size this prepares a phantom fundus set at
 ``--resolution`` px, trains a tiny GAN to that resolution (a few steps per phase: the weights do
 not matter, only what evaluation and encoding read), then runs each command in a fresh process
-and records that process's peak resident memory (``ru_maxrss``).
+and records that process's peak resident memory (``VmHWM``).
 
     python benchmarks/bench_memory.py --resolution 256 --sizes 100 400
 
@@ -22,9 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from pggan_core.atomic import write_text_atomic
+
 RESULTS = Path(__file__).parent / "results" / "bench_memory.json"
+# The peak is this process's own VmHWM: ru_maxrss would not do, as Linux carries the parent's
+# peak across fork and exec (the driver has just trained a run in memory).
 STEP = """
-import resource, sys, torch
+import re, sys, torch
 torch.set_num_threads(1)
 from pggan_core.evaluate import evaluate_run
 from pggan_core.latent import encode_run
@@ -33,7 +37,8 @@ if sys.argv[1] == "evaluate":
     evaluate_run(run, progress=False)
 else:
     encode_run(run, progress=False, reuse=False)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+status = open("/proc/self/status").read()
+print(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1))
 """
 
 
@@ -43,6 +48,7 @@ def tiny_run(root: Path, n_images: int, resolution: int) -> Path:
 
     from pggan_core.config import load_config
     from pggan_core.data.prepare import prepare_dataset
+    from pggan_core.data.vessels import ensure_vessel_unet
     from pggan_core.train import train
 
     torch.set_num_threads(1)
@@ -56,6 +62,8 @@ def tiny_run(root: Path, n_images: int, resolution: int) -> Path:
         "encoder": {"iterations": 20, "batch_size": 4, "refine_steps": 5},
         "eval": {"n_generated": 32, "n_auc_images": 8, "n_msssim_pairs": 16}})
     data = prepare_dataset(config, root / f"data-{n_images}", progress=False)
+    # the vessel U-Net is trained once, here: evaluation should only read it
+    ensure_vessel_unet(config, progress=False)
     return train(config, data, root / f"run-{n_images}", progress=False)
 
 
@@ -89,8 +97,8 @@ def main() -> None:
         print(f"pggan {command}: peak at {max(args.sizes)} images / at {min(args.sizes)} "
               f"images = {peaks[-1] / peaks[0]:.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                    "rows": rows}, indent=2))
+    write_text_atomic(args.out, json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                            "rows": rows}, indent=2))
     print(f"wrote {args.out}")
 
 

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, _FlopCounterMode
 
 from pggan_core.allocator import keep_freed_memory
+from pggan_core.atomic import write_text_atomic
 from pggan_core.config import load_config
 from pggan_core.losses import discriminator_loss, generator_loss
 from pggan_core.networks import Conv2d, Discriminator, Generator, ema_update
@@ -235,8 +236,7 @@ def main() -> None:
                   f"{100 * r['achieved_gflops'] / reference:>7.0f}% "
                   f"{r['page_faults_per_step']:>12.0f} {r['images_per_s'] / base:>9.2f}x")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
+    write_text_atomic(args.out, json.dumps({
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "torch": torch.__version__, "machine": platform.machine(), "cpus": os.cpu_count(),
         "keep_freed_memory": tuned_malloc,

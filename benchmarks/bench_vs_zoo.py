@@ -40,6 +40,7 @@ import bench_train
 import torch
 
 from pggan_core.allocator import keep_freed_memory
+from pggan_core.atomic import write_text_atomic
 from pggan_core.config import load_config
 
 RESULTS = Path(__file__).parent / "results" / "bench_vs_zoo.json"
@@ -175,8 +176,7 @@ def main() -> None:
             print(f"{res:>5} {setting:>8} {row['ours_img_s']:>11.2f} {row['zoo_img_s']:>10.2f} "
                   f"{row['ratio']:>6.2f}x {row['ours_faults_per_step']:>8.0f}/"
                   f"{row['zoo_faults_per_step']:<7.0f}", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+    write_text_atomic(args.out, json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                     "torch": torch.__version__, "isa_caps": {
                                         k: os.environ.get(k) for k in ("ATEN_CPU_CAPABILITY",
                                                                        "ONEDNN_MAX_CPU_ISA")},

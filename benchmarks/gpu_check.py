@@ -36,6 +36,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, _FlopCounterMode
 
 from pggan_core import plots
+from pggan_core.atomic import write_text_atomic
 from pggan_core.config import load_config
 from pggan_core.data.prepare import prepare_dataset
 from pggan_core.train import Runtime, Trainer, build_phases
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     plots.save_png(training.pop("grid"), args.out / "samples.png")
     result["short_training"] = {**training, "samples": "samples.png"}
     result["seconds"] = round(time.perf_counter() - started, 1)
-    (args.out / "gpu_check.json").write_text(json.dumps(result, indent=2, default=float))
+    write_text_atomic(args.out / "gpu_check.json", json.dumps(result, indent=2, default=float))
     print(f"wrote {args.out / 'gpu_check.json'} in {result['seconds']:.0f} s")
     return result
 

@@ -48,7 +48,7 @@ from jupyter_book.config import get_default_sphinx_config
 from pggan_core.config import DATASETS, PROFILES, load_config
 from pggan_core.errors import ConfigError, PgganError
 from pggan_core.paths import repo_root, run_dir
-from pggan_core.pretrained import pretrained_note
+from pggan_core.pretrained import NOTE_WIDTH, pretrained_note
 from pggan_core.runs import pretrain
 
 DATASET_TITLES = {"rop": "Fundus photographs (ROP)", "brats": "Glioma MRI (BraTS)"}
@@ -85,15 +85,22 @@ def provenance(profile: str, seed: int, root: Path | None = None) -> dict[str, s
 
 
 def provenance_banner(profile: str, seed: int, dataset: str | None = None) -> str:
-    """One line for the top of a page or a notebook's output, e.g.
-    ``profile demo · seed 0 · commit 1a2b3c4 · built 2026-01-01 12:00 UTC``, and a second
-    line when the dataset's run is a shipped one (``pretrained.pretrained_note``)."""
+    """A line for the top of a page or a notebook's output, e.g.
+    ``profile demo · seed 0 · commit 1a2b3c4 · built 2026-01-01 12:00 UTC`` (two when it would
+    not fit the output's width), and a paragraph when the dataset's run is a shipped one
+    (``pretrained.pretrained_note``)."""
     facts = provenance(profile, seed)
     parts = [f"dataset {dataset}"] if dataset else []
     parts += [f"profile {facts['profile']}", f"seed {facts['seed']}",
               f"commit {facts['commit']}", f"built {facts['built']}"]
+    lines = [parts[0]]
+    for part in parts[1:]:  # as many facts per line as a code cell's output shows unscrolled
+        if len(lines[-1]) + 3 + len(part) <= NOTE_WIDTH:
+            lines[-1] += f" · {part}"
+        else:
+            lines.append(part)
     note = pretrained_note(run_dir(dataset, profile, "seg")) if dataset else None
-    return " · ".join(parts) + (f"\nGAN: {note}" if note else "")
+    return "\n".join(lines) + (f"\nGAN {note}" if note else "")
 
 
 def _git(root: Path, *args: str) -> str:
@@ -252,7 +259,8 @@ def quality_study_table(rows: Sequence[dict[str, Any]]):
             r.get("knn_laterality_accuracy", r.get("knn_tumour_accuracy")),
         "k-NN chance": r.get("knn_laterality_chance", r.get("knn_tumour_chance")),
     } for r in sorted(rows, key=lambda r: (r["dataset"] != "rop", r["train_seconds"]))])
-    return table.round(3)
+    # a measure a row has no value for (the vessel AUC of MRI) reads as a dash, not "nan"
+    return table.round(3).astype(object).fillna("—")
 
 
 GOAL_ROWS = (  # (measure, key in a study row, goal, datasets)

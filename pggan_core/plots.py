@@ -329,7 +329,7 @@ def quality_compute_figure(rows: Sequence[dict], goals: dict[str, float],
               ("vessel_agreement_auc", "vessel-agreement AUC (fundus)"),
               ("encoder_r2", "encoder R² on generated latents"),
               ("knn_accuracy", "k-NN laterality (fundus) / tumour (MRI)")]
-    fig, axes = plt.subplots(2, 3, figsize=(14, 7.6))
+    fig, axes = plt.subplots(3, 2, figsize=(11, 11))
     axes = axes.ravel()
     styles = {"rop": ("#c44e52", "fundus", "knn_laterality_accuracy"),
               "brats": ("#4c72b0", "MRI", "knn_tumour_accuracy")}
@@ -345,7 +345,7 @@ def quality_compute_figure(rows: Sequence[dict], goals: dict[str, float],
                 ax.plot([p[0] for p in members], [p[1] for p in members], "-o", ms=4,
                         color=colour, alpha=0.8)
             for x, y, row in points:
-                ax.annotate(row["candidate"], (x, y), fontsize=6, color=colour,
+                ax.annotate(row["candidate"], (x, y), fontsize=8, color=colour,
                             textcoords="offset points", xytext=(3, 3))
                 if row["candidate"] in marked:
                     ax.plot(x, y, "*", ms=15, color=colour, markeredgecolor="black")
@@ -358,15 +358,28 @@ def quality_compute_figure(rows: Sequence[dict], goals: dict[str, float],
                     ax.axhline(level, color=colour if key == "knn_accuracy" else "grey",
                                ls="--", lw=1)
         ax.set_xscale("log")
+        _plain_log_ticks(ax.xaxis)
         ax.set(title=title, xlabel="training CPU-minutes (one core)")
-        ax.title.set_fontsize(10)
+        ax.title.set_fontsize(11)
     axes[0].plot([], [], "*", ms=12, color="white", markeredgecolor="black",
                  label="the demo profile")
     axes[0].plot([], [], "--", color="grey", label="goal")
-    axes[0].legend(fontsize=8)
+    # the sixth panel holds the legend, where it hides no point
+    axes[-1].legend(*axes[0].get_legend_handles_labels(), loc="center", fontsize=10)
     axes[-1].axis("off")
     fig.tight_layout()
     return fig
+
+
+def _plain_log_ticks(axis) -> None:
+    """Ticks of a log axis at 1, 2 and 5 times each power of ten, labelled as plain numbers
+    ("20", "1.5", "100,000") rather than powers of ten."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(
+        lambda v, _: f"{v:,.0f}" if v >= 10 else f"{v:.1f}".rstrip("0").rstrip(".")))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _score(row: dict, key: str) -> float | None:
@@ -400,6 +413,8 @@ def phase_curves_figure(curves: dict[str, Sequence[dict]]):
     ax.set(xlabel="images seen by the critic", ylabel="SWD / real-vs-real floor")
     if plotted:
         ax.set(xscale="log", yscale="log")
+        _plain_log_ticks(ax.xaxis)
+        _plain_log_ticks(ax.yaxis)
         ax.legend(fontsize=8)
     else:
         ax.text(0.5, 0.5, "no phase-end SWD recorded for these runs", ha="center",

@@ -29,6 +29,7 @@ import platform
 import re
 import shutil
 import subprocess
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -135,9 +136,12 @@ def install_run(profile: str, dataset: str, variant: str, config: Config, out: P
     return out
 
 
+NOTE_WIDTH = 76  # what a code cell's output in the book shows without scrolling
+
+
 def pretrained_note(run_dir: Path) -> str | None:
-    """One line for a page that shows a shipped run ("weights shipped, trained by ..."), or
-    None for a run trained here."""
+    """A few lines for a page that shows a shipped run ("weights shipped, trained by ..."),
+    wrapped to fit a code cell's output, or None for a run trained here."""
     info_path = Path(run_dir) / "run.json"
     if not info_path.is_file():
         return None
@@ -145,10 +149,11 @@ def pretrained_note(run_dir: Path) -> str | None:
     if not shipped:
         return None
     minutes = shipped["wall_seconds"] / 60
-    return (f"weights shipped with the repository (data/pretrained/{shipped['profile']}), "
-            f"trained by `{shipped['command']}` in {minutes:.0f} min on {shipped['hardware']} "
-            f"at commit {shipped['commit']}; verified by sha256. `pggan book --train` trains "
-            "them here instead.")
+    return textwrap.fill(
+        f"weights shipped with the repository (data/pretrained/{shipped['profile']}), "
+        f"trained by `{shipped['command']}` in {minutes:.0f} min on {shipped['hardware']} "
+        f"at commit {shipped['commit']}; verified by sha256. `pggan book --train` trains "
+        "them here instead.", NOTE_WIDTH, break_long_words=False, break_on_hyphens=False)
 
 
 # ---------------------------------------------------------------------------------------------

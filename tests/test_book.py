@@ -151,8 +151,10 @@ def test_plotly_outputs_get_html_without_a_cdn():
 
 def test_provenance_banner_names_profile_seed_commit_and_date():
     banner = book.provenance_banner("demo", 3, "rop")
+    facts = banner.split("\nGAN ")[0].splitlines()  # then the shipped run's note, if any
+    assert all(len(line) <= book.NOTE_WIDTH for line in facts), banner
     assert re.fullmatch(r"dataset rop · profile demo · seed 3 · commit \S+.* · built "
-                        r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", banner), banner
+                        r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", " · ".join(facts)), banner
 
 
 def test_a_notebook_without_the_book_parameters_is_a_config_error(tmp_path: Path):
