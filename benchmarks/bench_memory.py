@@ -6,7 +6,12 @@ not grow with the number of images. For each dataset size this prepares a phanto
 not matter, only what evaluation and encoding read), then runs each command in a fresh process
 and records that process's peak resident memory (``VmHWM``).
 
-    python benchmarks/bench_memory.py --resolution 256 --sizes 100 400
+    python benchmarks/bench_memory.py --resolution 256 --sizes 640 1920
+
+Memory is bounded by the batch (64 images), so both sizes should be multiples of 320 images
+(20 % held out: whole batches of held-out images, and of training images) of at least 640
+(two full held-out batches). A smaller or ragged size measures a smaller batch, not a smaller
+dataset: 400 images (80 held out, a batch of 64 then one of 16) peak lower than 1200.
 
 Prints a table and writes ``benchmarks/results/bench_memory.json``.
 """
@@ -28,17 +33,26 @@ RESULTS = Path(__file__).parent / "results" / "bench_memory.json"
 # The peak is this process's own VmHWM: ru_maxrss would not do, as Linux carries the parent's
 # peak across fork and exec (the driver has just trained a run in memory).
 STEP = """
-import re, sys, torch
+import re, sys, threading, time, torch
 torch.set_num_threads(1)
+peak_anon = [0]
+def sample_anon():  # the kernel keeps no peak of RssAnon: sample it every 5 ms
+    while True:
+        status = open("/proc/self/status").read()
+        peak_anon[0] = max(peak_anon[0], int(re.search(r"RssAnon:\\s+(\\d+) kB", status).group(1)))
+        time.sleep(0.005)
+threading.Thread(target=sample_anon, daemon=True).start()
+from pggan_core import latent
 from pggan_core.evaluate import evaluate_run
 from pggan_core.latent import encode_run
+latent.INVERSION_STEPS = 20  # memory per step is the same; 300 steps only take longer
 run = sys.argv[2]
 if sys.argv[1] == "evaluate":
     evaluate_run(run, progress=False)
 else:
     encode_run(run, progress=False, reuse=False)
 status = open("/proc/self/status").read()
-print(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1))
+print(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1), peak_anon[0])
 """
 
 
@@ -67,18 +81,22 @@ def tiny_run(root: Path, n_images: int, resolution: int) -> Path:
     return train(config, data, root / f"run-{n_images}", progress=False)
 
 
-def peak_mb(command: str, run: Path) -> tuple[float, float]:
-    """Peak RSS (MB) and wall seconds of one command on ``run`` in a fresh process."""
+def peak_mb(command: str, run: Path) -> tuple[float, float, float]:
+    """Peak RSS and peak anonymous RSS (MB; the second leaves out pages of mapped files) and
+    wall seconds of one command on ``run`` in a fresh process."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", STEP, command, str(run)], check=True,
+    done = subprocess.run([sys.executable, "-c", STEP, command, str(run)],
                           capture_output=True, text=True)
-    return int(done.stdout.split()[-1]) / 1024, time.perf_counter() - started
+    if done.returncode:
+        raise SystemExit(f"`{command}` on {run} failed:\n{done.stderr[-3000:]}")
+    rss_kb, anon_kb = done.stdout.split()[-2:]
+    return int(rss_kb) / 1024, int(anon_kb) / 1024, time.perf_counter() - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--resolution", type=int, default=256)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 400])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[640, 1920])
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     rows = []
@@ -87,11 +105,13 @@ def main() -> None:
         for n in args.sizes:
             run = tiny_run(Path(tmp), n, args.resolution)
             for command in ("evaluate", "encode"):
-                mb, seconds = peak_mb(command, run)
+                mb, anon, seconds = peak_mb(command, run)
                 rows.append({"images": n, "resolution": args.resolution, "command": command,
-                             "peak_rss_mb": round(mb, 1), "seconds": round(seconds, 1)})
+                             "peak_rss_mb": round(mb, 1), "peak_anon_mb": round(anon, 1),
+                             "seconds": round(seconds, 1)})
                 print(f"{n:>6} images  {args.resolution} px  pggan {command:<9} "
-                      f"peak {mb:8.1f} MB  ({seconds:.0f} s)", flush=True)
+                      f"peak {mb:8.1f} MB (anonymous {anon:7.1f} MB)  ({seconds:.0f} s)",
+                      flush=True)
     for command in ("evaluate", "encode"):
         peaks = [r["peak_rss_mb"] for r in rows if r["command"] == command]
         print(f"pggan {command}: peak at {max(args.sizes)} images / at {min(args.sizes)} "

@@ -32,7 +32,8 @@ def atomic_file(path: str | Path, mode: str = "wb") -> Iterator:
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        # any OSError here (a folder turned read-only) must not hide the error that got us here
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
 

@@ -9,8 +9,10 @@ another's, and no execution cache can go stale):
     _build/<profile>/doctrees/  Sphinx's pickles
 
 Every notebook in ``notebooks/NN_*.md`` runs once per dataset with the parameters ``dataset``,
-``profile`` and ``seed``, from the repository root. Prose pages in ``book/`` that are MyST
-notebooks (``results.md``, ``limitations.md``) run once with ``profile``, ``seed``, ``datasets``.
+``profile``, ``seed`` and ``source`` (None for the built-in phantom, else the user's folder given
+with ``pggan book --source rop=DIR``), from the repository root. Prose pages in ``book/`` that
+are MyST notebooks (``results.md``, ``limitations.md``) run once with ``profile``, ``seed``,
+``datasets`` and ``sources``.
 A failing notebook stops the build with its cell and traceback; Sphinx runs with ``-W`` so a
 warning is an error too.
 
@@ -32,6 +34,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import textwrap
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -47,13 +50,13 @@ from jupyter_book.config import get_default_sphinx_config
 
 from pggan_core.config import DATASETS, PROFILES, load_config
 from pggan_core.errors import ConfigError, PgganError
-from pggan_core.paths import repo_root, run_dir
+from pggan_core.paths import checkout_root, prepared_dir, repo_root, run_dir
 from pggan_core.pretrained import NOTE_WIDTH, pretrained_note
 from pggan_core.runs import pretrain
 
 DATASET_TITLES = {"rop": "Fundus photographs (ROP)", "brats": "Glioma MRI (BraTS)"}
 DATASET_SHORT = {"rop": "ROP", "brats": "BraTS"}
-NOTEBOOK_PARAMETERS = ("dataset", "profile", "seed")
+NOTEBOOK_PARAMETERS = ("dataset", "profile", "seed", "source")
 NOTEBOOK_GLOB = "[0-9][0-9]_*.md"
 # The widget manager myst-nb would otherwise load from cdnjs / jsdelivr (versions it pins).
 REQUIREJS = "requirejs@2.3.4"
@@ -73,7 +76,7 @@ class BookError(PgganError):
 
 def provenance(profile: str, seed: int, root: Path | None = None) -> dict[str, str]:
     """Profile, seed, git commit (with ``+dirty`` for local changes) and UTC build time."""
-    root = root or repo_root()
+    root = root or checkout_root()
     try:
         commit = _git(root, "rev-parse", "--short", "HEAD")
         if _git(root, "status", "--porcelain", "--untracked-files=no"):
@@ -84,11 +87,12 @@ def provenance(profile: str, seed: int, root: Path | None = None) -> dict[str, s
     return {"profile": profile, "seed": str(seed), "commit": commit, "built": built}
 
 
-def provenance_banner(profile: str, seed: int, dataset: str | None = None) -> str:
+def provenance_banner(profile: str, seed: int, dataset: str | None = None,
+                      source: str | Path | None = None) -> str:
     """A line for the top of a page or a notebook's output, e.g.
-    ``profile demo · seed 0 · commit 1a2b3c4 · built 2026-01-01 12:00 UTC`` (two when it would
-    not fit the output's width), and a paragraph when the dataset's run is a shipped one
-    (``pretrained.pretrained_note``)."""
+    ``dataset rop · profile demo · seed 0 · commit 1a2b3c4 · built 2026-01-01 12:00 UTC`` (two
+    when it would not fit the output's width), the data the page shows (``data_caption``), and
+    a paragraph when the dataset's run is a shipped one (``pretrained.pretrained_note``)."""
     facts = provenance(profile, seed)
     parts = [f"dataset {dataset}"] if dataset else []
     parts += [f"profile {facts['profile']}", f"seed {facts['seed']}",
@@ -99,8 +103,86 @@ def provenance_banner(profile: str, seed: int, dataset: str | None = None) -> st
             lines[-1] += f" · {part}"
         else:
             lines.append(part)
-    note = pretrained_note(run_dir(dataset, profile, "seg")) if dataset else None
+    if dataset:
+        lines.append(textwrap.fill(f"data: {data_caption(dataset, profile, source)}",
+                                   NOTE_WIDTH, break_long_words=False, break_on_hyphens=False,
+                                   subsequent_indent="  "))
+    note = pretrained_note(run_dir(dataset, profile, "seg", source=source)) if dataset else None
     return "\n".join(lines) + (f"\nGAN {note}" if note else "")
+
+
+def data_record(dataset: str, profile: str, source: str | Path | None = None,
+                root: Path | None = None) -> dict[str, Any] | None:
+    """What the book's (dataset, profile) run on ``source`` was trained on (its ``run.json``),
+    or the prepared dataset's record before there is a run; None when neither exists yet."""
+    from pggan_core.data.store import PreparedDataset
+
+    info = run_dir(dataset, profile, "seg", root, source) / "run.json"
+    if info.is_file():
+        recorded = json.loads(info.read_text()).get("data")
+        if recorded:
+            return recorded
+    prepared = prepared_dir(dataset, profile, root, source)
+    return PreparedDataset(prepared).data_record() if (prepared / "dataset.json").is_file() \
+        else None
+
+
+def data_caption(dataset: str, profile: str, source: str | Path | None = None,
+                 root: Path | None = None) -> str:
+    """The data a page shows, in words: the built-in phantom or the user's folder (its name,
+    path and image count) and where its vessel maps or tumour labels come from."""
+    record = data_record(dataset, profile, source, root)
+    what = data_short(dataset, source) + ("" if source is None else f" ({source})")
+    if record is None:
+        return f"{what}, not prepared yet"
+    unit = "slices" if dataset == "brats" else "images"
+    text = f"{what}: {record['n_images']} {unit}"
+    if dataset == "brats":
+        return f"{text}, tumour labels from {'the phantom' if source is None else 'its seg files'}"
+    vessels = {"mask": "the phantom's exact vessels" if source is None else
+               "its manual vessel masks", "unet": "the vessel U-Net"}
+    return f"{text}, vessel channel from {vessels.get(record.get('vessel_channel'), 'unknown')}"
+
+
+def data_short(dataset: str, source: str | Path | None = None) -> str:
+    """A few words for a figure title: ``the built-in fundus phantom`` or ``your folder
+    DRIVE``."""
+    if source is None:
+        return f"the built-in {'fundus' if dataset == 'rop' else 'brain'} phantom"
+    return f"your folder {Path(source).name}"
+
+
+def data_summary(datasets: Sequence[str], sources: dict[str, str]) -> str:
+    """The book-wide banner's words for its data, e.g. ``ROP: your folder DRIVE · BraTS: the
+    built-in brain phantom``."""
+    if not sources:
+        return "built-in phantoms"
+    return " · ".join(f"{DATASET_SHORT[d]}: {data_short(d, sources.get(d))}" for d in datasets)
+
+
+def parse_sources(items: Sequence[str]) -> dict[str, str]:
+    """``pggan book --source rop=DIR --source brats=DIR`` -> {dataset: absolute folder}.
+
+    ConfigError (naming the argument and the fix) for a malformed item, an unknown dataset, a
+    dataset given twice, or a folder that does not exist.
+    """
+    sources: dict[str, str] = {}
+    for item in items:
+        dataset, sep, folder = item.partition("=")
+        if not sep or not folder:
+            raise ConfigError(f"--source {item!r}: expected DATASET=FOLDER, e.g. "
+                              "--source rop=~/data/DRIVE")
+        if dataset not in DATASETS:
+            raise ConfigError(f"--source {item!r}: unknown dataset {dataset!r}; choose one of "
+                              f"{', '.join(DATASETS)}")
+        if dataset in sources:
+            raise ConfigError(f"--source {item!r}: {dataset} is given twice; pass one folder "
+                              "per dataset")
+        path = Path(folder).expanduser().resolve()
+        if not path.is_dir():
+            raise ConfigError(f"--source {item!r}: {path} is not a folder; check the path")
+        sources[dataset] = str(path)
+    return sources
 
 
 def _git(root: Path, *args: str) -> str:
@@ -170,13 +252,15 @@ RESULT_FILES = {
 }
 
 
-def read_metrics(dataset: str, profile: str, root: Path | None = None) -> dict[str, Any]:
-    """Every result of the (dataset, profile) run merged into one dict ({} if none yet).
+def read_metrics(dataset: str, profile: str, root: Path | None = None,
+                 source: str | Path | None = None) -> dict[str, Any]:
+    """Every result of the (dataset, profile) run on ``source`` (None: the phantom) merged
+    into one dict ({} if none yet).
 
     ``metrics.json`` (evaluation), ``encoder.json`` (its ``r2`` as ``encoder_r2``) and
     ``latent_space.json`` (k-NN accuracies).
     """
-    folder = run_dir(dataset, profile, "seg", root)
+    folder = run_dir(dataset, profile, "seg", root, source)
     merged: dict[str, Any] = {}
     for name, (renames, command) in RESULT_FILES.items():
         path = folder / name
@@ -192,12 +276,14 @@ def read_metrics(dataset: str, profile: str, root: Path | None = None) -> dict[s
 
 
 def claims_table(profile: str, datasets: Sequence[str] = DATASETS,
-                 root: Path | None = None):
+                 root: Path | None = None, sources: dict[str, str] | None = None):
     """The results table: each claim, the paper's value, and ours per dataset, read from the
-    runs' ``metrics.json``; a missing file or key reads "not computed in this build"."""
+    runs' ``metrics.json`` (the runs on ``sources[dataset]`` where given, else on the
+    phantom); a missing file or key reads "not computed in this build"."""
     import pandas as pd
 
-    metrics = {d: read_metrics(d, profile, root) for d in datasets}
+    sources = sources or {}
+    metrics = {d: read_metrics(d, profile, root, sources.get(d)) for d in datasets}
     rows = []
     for claim in CLAIMS:
         row = {"claim": claim.claim, "paper section": claim.where,
@@ -228,7 +314,7 @@ DEMO_GOALS = {"swd_over_floor": 2.0, "ms_ssim_gap": 0.05, "vessel_agreement_auc"
 
 def quality_study_path(root: Path | None = None) -> Path:
     """The quality study's results (``benchmarks/quality_study.py``), committed."""
-    return (root or repo_root()) / "benchmarks" / "results" / "quality_study.json"
+    return (root or checkout_root()) / "benchmarks" / "results" / "quality_study.json"
 
 
 def quality_study_rows(root: Path | None = None) -> list[dict[str, Any]]:
@@ -304,12 +390,15 @@ def quality_goal_table(rows: Sequence[dict[str, Any]], candidate: str):
 
 
 def read_phase_curves(profile: str, datasets: Sequence[str] = DATASETS,
-                      root: Path | None = None) -> dict[str, list[dict[str, Any]]]:
-    """The phase-end records (``phase_metrics.jsonl``) of the book's runs, by run label."""
+                      root: Path | None = None, sources: dict[str, str] | None = None
+                      ) -> dict[str, list[dict[str, Any]]]:
+    """The phase-end records (``phase_metrics.jsonl``) of the book's runs (on
+    ``sources[dataset]`` where given), by run label."""
     curves = {}
     for d in datasets:
         for variant, label in (("seg", ""), ("noseg", ", no segmentation")):
-            path = run_dir(d, profile, variant, root) / "phase_metrics.jsonl"
+            source = (sources or {}).get(d)
+            path = run_dir(d, profile, variant, root, source) / "phase_metrics.jsonl"
             if path.is_file():
                 curves[f"{DATASET_SHORT[d]}{label}"] = [
                     json.loads(line) for line in path.read_text().splitlines()]
@@ -501,7 +590,8 @@ def execute_notebook(source: Path, dest: Path, parameters: dict[str, Any], cwd: 
     cell; with ``show_parameters=False`` it shows neither (prose pages).
 
     Only parameters the notebook declares are passed; the book's notebooks must declare
-    ``dataset``, ``profile`` and ``seed`` (ConfigError otherwise, naming the notebook).
+    ``dataset``, ``profile``, ``seed`` and ``source`` (ConfigError otherwise, naming the
+    notebook).
     """
     notebook = jupytext.read(source)
     declared = set(papermill.inspect_notebook(notebook))
@@ -612,16 +702,17 @@ def staged_toc(root_toc: dict[str, Any], stems: dict[str, Sequence[str]],
 
 
 def staged_config(root_config: dict[str, Any], profile: str, seed: int,
-                  root: Path, weights: str = "trained in this build") -> dict[str, Any]:
+                  root: Path, weights: str = "trained in this build",
+                  data: str = "built-in phantoms") -> dict[str, Any]:
     """The root ``_config.yml`` with execution off, the provenance banner on every page (with
-    where the GANs' weights come from), and plotly, the widget manager and MathJax served from
-    the site (see :func:`setup`)."""
+    the data the book shows and where the GANs' weights come from), and plotly, the widget
+    manager and MathJax served from the site (see :func:`setup`)."""
     config = yaml.safe_load(yaml.safe_dump(root_config))  # a deep copy
     facts = provenance(profile, seed, root)
     config.setdefault("execute", {})["execute_notebooks"] = "off"
     config.setdefault("html", {})["announcement"] = (
         f"Built with profile <b>{facts['profile']}</b> · seed {facts['seed']} · "
-        f"commit {facts['commit']} · {facts['built']} · GANs {weights}")
+        f"commit {facts['commit']} · {facts['built']} · data: {data} · GANs {weights}")
     sphinx = config.setdefault("sphinx", {})
     sphinx_config = sphinx.setdefault("config", {})
     # The full extension list, minus sphinx_thebe: it writes an unpkg.com URL into every page
@@ -647,11 +738,14 @@ def staged_config(root_config: dict[str, Any], profile: str, seed: int,
 
 def build_book(profile: str = "demo", datasets: Sequence[str] = DATASETS,
                out: Path | None = None, check: bool = False, seed: int = 0,
-               root: Path | None = None, train_here: bool = False) -> Path:
+               root: Path | None = None, train_here: bool = False,
+               sources: dict[str, str] | None = None) -> Path:
     """Execute every notebook for each dataset, build the HTML, return ``out/html``.
 
-    The GANs are the profile's shipped runs where it has them (``pretrained``, verified), and
-    are trained here otherwise, or all of them with ``train_here``.
+    ``sources`` maps a dataset to the user's folder (``parse_sources``): its chapters, banner
+    and claims then show runs trained on that folder, the phantom's stay for the others. The
+    GANs are the profile's shipped runs where it has them (``pretrained``, verified; phantoms
+    only), and are trained here otherwise, or all of them with ``train_here``.
 
     ``out`` defaults to ``_build/<profile>``. With ``check=True`` the site is then opened in
     headless chromium (see :mod:`pggan_core.browser_check`), screenshots go to
@@ -671,8 +765,13 @@ def build_book(profile: str = "demo", datasets: Sequence[str] = DATASETS,
         shutil.rmtree(folder, ignore_errors=True)  # a failed build leaves no stale site behind
     src.mkdir(parents=True)
 
+    sources = {d: str(Path(f).resolve()) for d, f in (sources or {}).items()}
+    unknown = sorted(set(sources) - set(datasets))
+    if unknown:
+        raise ConfigError(f"--source given for {', '.join(unknown)}, which this build does "
+                          f"not include ({', '.join(datasets)})")
     parameters: dict[str, Any] = {"profile": profile, "seed": seed, "datasets": list(datasets),
-                                  "train_here": train_here}
+                                  "train_here": train_here, "sources": sources}
     prose_notebooks = []
     for page in sorted(p for p in (root / "book").rglob("*") if p.is_file()):
         if _is_notebook(page):
@@ -684,7 +783,8 @@ def build_book(profile: str = "demo", datasets: Sequence[str] = DATASETS,
 
     notebooks = discover_notebooks(root)
     with _timer("training (or installing the shipped) runs in parallel lanes"):
-        runs = pretrain(profile, tuple(datasets), seed, train_here=train_here)
+        runs = pretrain(profile, tuple(datasets), seed, train_here=train_here,
+                        sources=sources)
     shipped = [run for run in runs if pretrained_note(run)]
     weights = ("trained in this build" if not shipped else
                "from the runs shipped with the repository (verified by sha256)"
@@ -696,7 +796,8 @@ def build_book(profile: str = "demo", datasets: Sequence[str] = DATASETS,
         for source in (s for s in notebooks if s.stem in stems[d]):
             dest = src / "notebooks" / f"{source.stem}_{d}.ipynb"
             with _timer(f"{source.name} [{d}]"):
-                execute_notebook(source, dest, {**parameters, "dataset": d}, root)
+                execute_notebook(source, dest, {**parameters, "dataset": d,
+                                                "source": sources.get(d)}, root)
             executed = nbformat.read(dest, as_version=4)
             _title_for_dataset(executed, source.stem, d)
             nbformat.write(executed, dest)
@@ -710,7 +811,8 @@ def build_book(profile: str = "demo", datasets: Sequence[str] = DATASETS,
     (src / "_toc.yml").write_text(yaml.safe_dump(
         staged_toc(root_toc, stems, datasets), sort_keys=False))
     (src / "_config.yml").write_text(yaml.safe_dump(
-        staged_config(root_config, profile, seed, root, weights), sort_keys=False))
+        staged_config(root_config, profile, seed, root, weights,
+                      data_summary(datasets, sources)), sort_keys=False))
     with _timer("sphinx"):
         run_sphinx(src, html, out / "doctrees")
     print(f"book ({profile}) built in {time.perf_counter() - started:.0f} s: "

@@ -14,11 +14,14 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists, tuples and dic
 with ``torch.load(weights_only=True)``. RNG states are stored as tensors (torch) or plain ints
 (numpy's bit-generator dict, Python's ``random`` tuple), so nothing needs unpickling of
 arbitrary classes; a file that carries a pickled object is refused with a CheckpointError.
+Each records its ``format`` and the ``package_version`` that wrote it; a checkpoint of another
+format version is refused with a message naming both and what to do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import random
@@ -31,9 +34,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from pggan_core import __version__
 from pggan_core.atomic import atomic_file
 from pggan_core.config import Config, config_from_dict
-from pggan_core.errors import CheckpointError, RunNotFoundError
+from pggan_core.errors import CheckpointError, RunNotFoundError, StorageError
 
 FORMAT = "pggan-medsynth/checkpoint/1"
 LATEST = "latest.pt"
@@ -49,19 +53,58 @@ REQUIRED_KEYS = ("format", "config", "channels", "step", "phase_index", "resolut
 
 
 def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` as ``folder/latest.pt``, keeping the former latest as ``previous.pt``."""
+    """Write ``state`` as ``folder/latest.pt``, keeping the former latest as ``previous.pt``.
+
+    Every checkpoint records the package version that wrote it (``package_version``). When the
+    folder cannot be written (a full disk, a read-only folder) this raises StorageError, and
+    ``latest.pt`` and ``previous.pt`` are still complete checkpoints, with no temporary left.
+    """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    # a writer killed mid-save leaves its temporary file; one process writes a run's
-    # checkpoints, so any temporary found now is such a leftover
-    for stale in folder.glob(".*.tmp"):
-        stale.unlink(missing_ok=True)
     latest = folder / LATEST
-    if latest.exists():
-        _replace_with_link(latest, folder / PREVIOUS)
-    with atomic_file(latest) as fh:
-        torch.save({"format": FORMAT, **state}, fh)
+    had_latest = latest.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        # a writer killed mid-save leaves its temporary file; one process writes a run's
+        # checkpoints (``runlock``), so any temporary found now is such a leftover
+        for stale in folder.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+        if had_latest:
+            _replace_with_link(latest, folder / PREVIOUS)
+        with atomic_file(latest) as fh:
+            torch.save({"format": FORMAT, "package_version": __version__, **state}, fh)
+    except (OSError, RuntimeError) as err:
+        cause = _os_error_in(err)
+        if cause is None:
+            raise
+        raise StorageError(_write_failure(folder, cause, had_latest)) from err
     return latest
+
+
+def _os_error_in(err: BaseException) -> OSError | None:
+    """The OSError behind ``err``, if any. torch.save reports a failed ``write`` of the file
+    it is given as a RuntimeError ("unexpected pos ..."), with the OSError as its context."""
+    while err is not None:
+        if isinstance(err, OSError):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _write_failure(folder: Path, err: OSError, had_latest: bool) -> str:
+    """One line for a checkpoint that could not be written: where, why, what is kept, the fix."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = f"free space on the disk holding {folder}"
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = f"make {folder} writable"
+    else:
+        fix = f"check the disk holding {folder}"
+    reason = err.strerror or str(err)
+    if err.errno in errno.errorcode:
+        reason += f" ({errno.errorcode[err.errno]})"
+    kept = (f"{LATEST} still holds the previous checkpoint" if had_latest
+            else "no checkpoint was written yet")
+    return (f"cannot write a checkpoint in {folder}: {reason}; {kept}: {fix} and resume "
+            "with --resume")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
@@ -83,14 +126,31 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
         raise CheckpointError(f"{path} is unreadable ({type(err).__name__}); delete it to "
                               f"fall back to {PREVIOUS}, or retrain") from None
     if not isinstance(state, dict) or state.get("format") != fmt:
-        raise CheckpointError(f"{path} is not a pggan-medsynth checkpoint (format "
-                              f"{state.get('format') if isinstance(state, dict) else None!r}, "
-                              f"expected {fmt!r})")
+        raise CheckpointError(_format_mismatch(path, state, fmt))
     required = REQUIRED_KEYS if fmt == FORMAT else GENERATOR_KEYS
     missing = [key for key in required if key not in state]
     if missing:
         raise CheckpointError(f"{path} lacks {missing}: it is incomplete; retrain")
     return state
+
+
+def _format_mismatch(path: Path, state: Any, fmt: str) -> str:
+    """Why ``state`` is not a checkpoint of format ``fmt``: another version of this format
+    (naming the package version that wrote it, when recorded), or not ours at all."""
+    found = state.get("format") if isinstance(state, dict) else None
+    kind, _, reads = fmt.rpartition("/")
+    if not (isinstance(found, str) and found.startswith(f"{kind}/")):
+        return f"{path} is not a pggan-medsynth checkpoint (format {found!r}, expected {fmt!r})"
+    version = found.removeprefix(f"{kind}/")
+    writer = state.get("package_version")  # absent from checkpoints of 0.1.0 and before
+    by = f" by pggan-medsynth {writer}" if writer is not None else ""
+    use = f"pggan-medsynth {writer}" if writer is not None else \
+        "the version of pggan-medsynth that wrote it"
+    what, fix = (("checkpoint", f"resume it with {use}, or start a new run with another --out")
+                 if fmt == FORMAT else
+                 ("generator", f"load it with {use}, or train the run anew"))
+    return (f"{path} was written{by} in {what} format version {version} (this code, "
+            f"pggan-medsynth {__version__}, reads version {reads}): {fix}")
 
 
 def load_latest(folder: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -10,10 +10,12 @@
     pggan latent --run RUN
     pggan evaluate --run RUN [--seed S] [--precision P]
     pggan generate --run RUN [--n N] [--seed S] --out DIR
-    pggan book [--profile P] [--train] [--check]
+    pggan book [--profile P] [--source rop=DIR] [--source brats=DIR] [--train] [--check]
     pggan weights train-and-export [--profile P]
 
 User errors (a missing file, a bad value) print one line, ``error: ...``, and exit with 2.
+``pggan train`` stopped by SIGINT or SIGTERM saves a checkpoint, prints the command that
+resumes it and exits with 130 or 143.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sys
 from pathlib import Path
 
 from pggan_core.config import PROFILES, Config, check_resolution, load_config
-from pggan_core.errors import PgganError
+from pggan_core.errors import PgganError, TrainingInterrupted
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         args.func(args)
+    except TrainingInterrupted as err:  # not an error: the message says how to go on
+        print(err, file=sys.stderr)
+        return err.exit_status
     except PgganError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -160,9 +165,10 @@ def _generate(args: argparse.Namespace) -> None:
 
 
 def _book(args: argparse.Namespace) -> None:
-    from pggan_core.book import build_book
+    from pggan_core.book import build_book, parse_sources
 
-    html = build_book(profile=args.profile, check=args.check, train_here=args.train)
+    html = build_book(profile=args.profile, check=args.check, train_here=args.train,
+                      sources=parse_sources(args.source))
     print(f"book -> {html / 'index.html'}")
 
 
@@ -253,6 +259,9 @@ def _parser() -> argparse.ArgumentParser:
 
     book = sub.add_parser("book", help="execute every notebook and build the Jupyter Book")
     book.add_argument("--check", action="store_true", help="check the pages in Chromium")
+    book.add_argument("--source", action="append", default=[], metavar="DATASET=DIR",
+                      help="build the dataset's chapters on your folder instead of its "
+                           "phantom, e.g. --source rop=~/data/DRIVE (repeat for brats)")
     book.add_argument("--train", action="store_true",
                       help="train every GAN in this build instead of using the shipped runs")
     profile_arg(book)

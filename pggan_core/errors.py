@@ -1,7 +1,8 @@
 """User-facing errors: one line that names the file (or key) and the fix.
 
-The CLI prints ``error: <message>`` for these and exits with status 2; anything else is a bug
-and keeps its traceback.
+The CLI prints ``error: <message>`` for these and exits with status 2 (a TrainingInterrupted
+prints its message alone and exits with 128 + the signal number, as a shell reports a process
+killed by it); anything else is a bug and keeps its traceback.
 """
 
 
@@ -23,3 +24,29 @@ class CheckpointError(PgganError):
 
 class RunNotFoundError(PgganError):
     """A later step was asked for before the run it reads exists."""
+
+
+class DataMismatchError(DataError):
+    """A run is asked to continue, or be reused, on data other than it was trained on."""
+
+
+class StorageError(PgganError):
+    """A file could not be written: a full disk, a quota, a read-only or unwritable folder."""
+
+
+class RunInUseError(PgganError):
+    """Another process is training into the same run folder."""
+
+
+class TrainingInterrupted(PgganError):
+    """SIGINT or SIGTERM stopped training after a checkpoint; the message names the resume
+    command."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_status(self) -> int:
+        """130 for SIGINT, 143 for SIGTERM: what a shell reports for a process it killed."""
+        return 128 + self.signum

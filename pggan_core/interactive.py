@@ -88,9 +88,11 @@ def interpolation_strip(G: nn.Module, z0: np.ndarray, z1: np.ndarray, resolution
 
 
 def hover_text(labels: pd.DataFrame, columns: Sequence[str]) -> list[str]:
-    """One hover line per point: ``column value`` pairs joined by <br>."""
-    return ["<br>".join(f"{c} {_fmt(row[c])}" for c in columns)
-            for _, row in labels[list(columns)].iterrows()]
+    """One hover line per point: ``column value`` pairs joined by <br>, for the columns the
+    labels have (a user's folder records fewer labels than a phantom)."""
+    present = [c for c in columns if c in labels]
+    return ["<br>".join(f"{c} {_fmt(row[c])}" for c in present)
+            for _, row in labels[present].iterrows()]
 
 
 def tsne_figure(embedding: np.ndarray, colour: pd.Series, hover: Sequence[str],

@@ -58,6 +58,7 @@ REFINE_LR = 0.05  # Adam step size for per-image latent refinement
 FIGURE4_COLUMNS = 8  # held-out images shown in the Figure 4 grid
 PIXEL_CONTROL_RESOLUTION = 64  # the k-NN raw-pixel control never reads larger images
 BATCH = 64  # images per forward pass when only inferring
+REFINE_BATCH = 16  # images per forward and backward pass when refining latents
 
 
 def pick_device(config: Config) -> torch.device:
@@ -140,12 +141,14 @@ def latent_r2(encoder: Encoder, G: nn.Module, resolution: int, alpha: float = 1.
     0 is the score of always predicting the mean latent, i.e. chance.
     """
     z = torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(seed))
-    predicted = encode(encoder, generate(G, z, resolution, alpha))
+    # a batch at a time: all n images at once would be 1 GB at 512 px
+    predicted = np.concatenate([encode(encoder, generate(G, z[i:i + BATCH], resolution, alpha))
+                                for i in range(0, n, BATCH)])
     return float(r2_score(z.numpy(), predicted, multioutput="uniform_average"))
 
 
 def inversion_r2(G: nn.Module, encoder: Encoder, resolution: int, alpha: float = 1.0,
-                 n: int = INVERSION_SAMPLES, steps: int = INVERSION_STEPS,
+                 n: int = INVERSION_SAMPLES, steps: int | None = None,
                  seed: int = R2_SEED) -> dict[str, float]:
     """Is a weak encoder R² the encoder's fault or the generator's? Invert ``n`` generated
     images by direct optimisation, starting from the encoder's guess (``refine_latents``).
@@ -154,8 +157,9 @@ def inversion_r2(G: nn.Module, encoder: Encoder, resolution: int, alpha: float =
     while the image error falls to ~0), the images determine their latents and the encoder is
     what falls short; if the image error falls but R² does not rise, different latents draw
     the same image and no encoder could tell them apart. Returns both R² values and both
-    pixel errors.
+    pixel errors. ``steps`` defaults to ``INVERSION_STEPS``.
     """
+    steps = INVERSION_STEPS if steps is None else steps
     z = torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(seed + 1))
     images = generate(G, z, resolution, alpha)
     guessed = encode(encoder, images)
@@ -203,9 +207,19 @@ def refine_latents(G: nn.Module, z: np.ndarray, images: np.ndarray, resolution: 
     The error covers every channel the generator makes, segmentation maps included, so the
     vessel tree (or tumour labels) pulls the latent as much as the photograph does.
     """
+    # REFINE_BATCH images at a time: G's activations with gradients bound memory at 512 px.
+    # Each latent's steps depend on its own image only (Adam is element-wise, the loss a sum
+    # over images, G has no batch statistics), so the chunks change no result.
+    return np.concatenate([_refine_chunk(G, z[i:i + REFINE_BATCH], images[i:i + REFINE_BATCH],
+                                         resolution, alpha, steps, lr)
+                           for i in range(0, len(z), REFINE_BATCH)])
+
+
+def _refine_chunk(G: nn.Module, z: np.ndarray, images: np.ndarray, resolution: int,
+                  alpha: float, steps: int, lr: float) -> np.ndarray:
     device = next(G.parameters()).device
     z = torch.tensor(z, dtype=torch.float32, device=device, requires_grad=True)
-    target = torch.from_numpy(images).to(device)
+    target = torch.from_numpy(np.ascontiguousarray(images)).to(device)
     opt = torch.optim.Adam([z], lr=lr)
     for _ in range(steps):
         # summed over images so each image's step size does not depend on the batch size
@@ -279,8 +293,9 @@ def _encode(run_dir: Path, G: nn.Module, info: dict[str, Any], data: PreparedDat
     heldout = data.split_indices("heldout")
     steps = config.encoder.refine_steps
     errors: dict[str, list[np.ndarray]] = {"encoder": [], "refined": []}
+    heldout_view = data.view(heldout, resolution, n_channels)
     for start in range(0, len(heldout), BATCH):  # a batch at a time: bounded memory at 512 px
-        reals = data.batch(heldout[start:start + BATCH], resolution)[:, :n_channels]
+        reals = heldout_view[start:start + BATCH]
         z_encoded = encode(encoder, reals)
         from_encoder = generate(G, z_encoded, resolution, alpha)
         errors["encoder"].append(reconstruction_mse(reals, from_encoder))
@@ -368,13 +383,18 @@ def load_latents(run_dir: str | Path) -> tuple[np.ndarray, pd.DataFrame]:
 
 
 def run_data_dir(run_dir: str | Path, config: Config) -> Path:
-    """The prepared dataset the run was trained on (``run.json``), else the profile default."""
+    """The prepared dataset the run was trained on (``run.json``), else the profile's default
+    folder for the data the run records (the phantom's when it records none)."""
     run_info = Path(run_dir) / "run.json"
+    source = None
     if run_info.is_file():
-        recorded = json.loads(run_info.read_text()).get("data_dir")
+        info = json.loads(run_info.read_text())
+        recorded = info.get("data_dir")
         if recorded and Path(recorded).is_dir():
             return Path(recorded)
-    folder = prepared_dir(config.data.dataset, config.profile)
+        source = (info.get("data") or {}).get("source")
+    folder = prepared_dir(config.data.dataset, config.profile,
+                          source=None if source == "phantom" else source)
     if not (folder / "dataset.json").is_file():
         raise DataError(f"{folder}: the prepared dataset of {run_dir} is missing; run "
                         f"`pggan data prepare --dataset {config.data.dataset} --profile "
@@ -523,21 +543,33 @@ def knn_scores(dataset: str, latents: np.ndarray, labels: pd.DataFrame,
                pixels: np.ndarray) -> dict[str, dict[str, float]]:
     """Each label predicted from its 5 nearest latents, and the control on raw pixels.
 
-    ROP: laterality and plus severity (accuracy vs chance). BraTS: tumour presence (accuracy)
-    and slice position (Spearman). The last row predicts the label Figure 5 is coloured by
+    ROP: laterality and (where labelled) plus severity (accuracy vs chance). BraTS: tumour
+    presence (accuracy) and slice position (Spearman). A label of one class only gets the
+    reason instead of an accuracy. The last row predicts the label Figure 5 is coloured by
     (laterality, slice position) from the nearest raw images (``pixels``, one row per image)
     instead: a latent space where that label is "primary" should do at least as well as the
     pixels, with 128 numbers instead of thousands.
     """
     if dataset == "rop":
-        return {"laterality (OD/OS)": knn_accuracy(latents, labels["laterality"]),
-                "plus severity": knn_accuracy(latents, labels["plus_severity"]),
-                "laterality, on raw pixels (control)": knn_accuracy(pixels,
-                                                                    labels["laterality"])}
-    return {"tumour present": knn_accuracy(latents, labels["tumour_present"]),
+        scores = {"laterality (OD/OS)": _knn_or_why_not(latents, labels["laterality"])}
+        if "plus_severity" in labels:  # a phantom's label; a user's folder may not have it
+            scores["plus severity"] = _knn_or_why_not(latents, labels["plus_severity"])
+        scores["laterality, on raw pixels (control)"] = _knn_or_why_not(pixels,
+                                                                        labels["laterality"])
+        return scores
+    return {"tumour present": _knn_or_why_not(latents, labels["tumour_present"]),
             "slice position": knn_correlation(latents, labels["slice_position"]),
             "slice_position, on raw pixels (control)": knn_correlation(
                 pixels, labels["slice_position"])}
+
+
+def _knn_or_why_not(latents: np.ndarray, labels: pd.Series) -> dict[str, Any]:
+    """``knn_accuracy``, or None with the reason when the images carry a single class (a
+    user's folder of one eye only, or of slices that all show tumour)."""
+    try:
+        return knn_accuracy(latents, labels)
+    except DataError as err:
+        return {"accuracy": None, "chance": None, "why_not": str(err)}
 
 
 def headline_scores(dataset: str, scores: dict[str, dict[str, float]]) -> dict[str, Any]:
@@ -549,11 +581,15 @@ def headline_scores(dataset: str, scores: dict[str, dict[str, float]]) -> dict[s
     slice position predicted from latent neighbours (the "traverse through the axial slices").
     """
     if dataset == "rop":
-        knn = scores["laterality (OD/OS)"]
-        return {"knn_laterality_accuracy": knn["accuracy"], "knn_laterality_chance": knn["chance"]}
-    knn = scores["tumour present"]
-    return {"knn_tumour_accuracy": knn["accuracy"], "knn_tumour_chance": knn["chance"],
-            "knn_slice_position_spearman": scores["slice position"]["spearman"]}
+        knn, name = scores["laterality (OD/OS)"], "laterality"
+        out = {"knn_laterality_accuracy": knn["accuracy"], "knn_laterality_chance": knn["chance"]}
+    else:
+        knn, name = scores["tumour present"], "tumour"
+        out = {"knn_tumour_accuracy": knn["accuracy"], "knn_tumour_chance": knn["chance"],
+               "knn_slice_position_spearman": scores["slice position"]["spearman"]}
+    if knn.get("why_not"):  # the claims table prints the reason instead of a number
+        out[f"knn_{name}_accuracy_missing"] = knn["why_not"]
+    return out
 
 
 def score_latent_space(run_dir: str | Path) -> dict[str, Any]:

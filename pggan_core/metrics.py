@@ -393,20 +393,29 @@ def per_image_vessel_auc(vessel_score: np.ndarray, segmentation: np.ndarray,
 # Nearest-neighbour distance (memorisation)
 
 
+# bytes of one block of images in ``nearest_neighbours`` (float64): 32 images of 4 x 256^2,
+# 8 of 4 x 512^2. The loop re-reads the query once per reference block, which costs a
+# ``batch``-th of the distances themselves, so small blocks are cheap.
+NN_BLOCK_BYTES = 64 * 2**20
+
+
 def nearest_neighbours(query: np.ndarray, reference: np.ndarray,
-                       batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+                       batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """For each query image, the L2 distance (pixel space, flattened) to its closest reference
     image, and that image's index: two arrays of shape (N_query,).
 
-    Chunked ``torch.cdist`` in float64 over blocks of ``batch`` x ``batch`` images, so memory stays
-    bounded (either set may be a ``store.ImageView``, read a block at a time); the winning
-    distance is recomputed directly, so an exact copy gives exactly 0.
+    Chunked ``torch.cdist`` in float64 over blocks of ``batch`` x ``batch`` images (by default
+    as many as fit ``NN_BLOCK_BYTES``), so memory stays bounded at any resolution and any
+    number of images (either set may be a ``store.ImageView``, read a block at a time); the
+    winning distance is recomputed directly, so an exact copy gives exactly 0.
     """
     query = _check_images(query, "nearest_neighbours query")
     reference = _check_images(reference, "nearest_neighbours reference")
     if query.shape[1:] != reference.shape[1:]:
         raise DataError(f"nearest_neighbours: query images are {query.shape[1:]} but reference "
                         f"images are {reference.shape[1:]}; compare at the same resolution")
+    if batch is None:
+        batch = max(1, min(256, NN_BLOCK_BYTES // (8 * int(np.prod(query.shape[1:])))))
 
     def flat(images, start: int) -> torch.Tensor:
         block = np.asarray(images[start:start + batch], dtype=np.float64)
@@ -434,7 +443,7 @@ def nearest_neighbours(query: np.ndarray, reference: np.ndarray,
 
 
 def nearest_neighbour_distances(query: np.ndarray, reference: np.ndarray,
-                                batch: int = 256) -> np.ndarray:
+                                batch: int | None = None) -> np.ndarray:
     """L2 distance of each query image to its closest reference image, shape (N_query,).
 
     For memorisation: compare ``nearest_neighbour_distances(generated, train)`` with

@@ -1,14 +1,33 @@
 """Where things live: the repository root, prepared datasets and run folders.
 
-Every step finds its inputs by the same (dataset, profile, variant) names, so a notebook run
-by the book (cwd ``notebooks/``) and one run by papermill from the root agree on paths.
-The root can be moved with ``PGGAN_HOME`` (e.g. a scratch disk for paper-scale runs).
+Every step finds its inputs by the same (dataset, profile, variant, data) names, so a notebook
+run by the book (cwd ``notebooks/``) and one run by papermill from the root agree on paths.
+The built-in phantoms are the default data; a user's own folder (``source``) gets its own
+prepared dataset and run folders, named by ``data_name``, so phantom runs and runs on real
+data never share a folder. The root can be moved with ``PGGAN_HOME`` (e.g. a scratch disk for
+paper-scale runs).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
+
+PHANTOM = "phantom"  # the data name of the built-in phantoms
+
+
+def data_name(source: str | Path | None) -> str:
+    """The name a data source's prepared dataset and runs go by: ``phantom``, or the folder's
+    name followed by a short hash of its absolute path (two folders both called ``data``
+    must not share runs), e.g. ``DRIVE-3f9a1c``.
+    """
+    if source is None or str(source) == PHANTOM:
+        return PHANTOM
+    folder = Path(source).expanduser().resolve()
+    slug = re.sub(r"[^\w.-]+", "_", folder.name).strip("._-") or "data"
+    return f"{slug}-{hashlib.sha256(str(folder).encode()).hexdigest()[:6]}"
 
 
 def repo_root(start: str | Path | None = None) -> Path:
@@ -22,18 +41,36 @@ def repo_root(start: str | Path | None = None) -> Path:
     return here
 
 
-def prepared_dir(dataset: str, profile: str, root: Path | None = None) -> Path:
-    """The default prepared-dataset folder, ``data/prepared/<dataset>-<profile>``."""
-    return (root or repo_root()) / "data" / "prepared" / f"{dataset}-{profile}"
+def checkout_root() -> Path:
+    """The checkout this package runs from, for what is committed there (shipped runs,
+    benchmark results), wherever ``PGGAN_HOME`` puts data and runs; ``repo_root()`` when the
+    package is installed elsewhere."""
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "_config.yml").is_file() else repo_root()
 
 
-def run_dir(dataset: str, profile: str, variant: str = "seg", root: Path | None = None) -> Path:
-    """One run folder per (dataset, profile, variant): ``runs/<dataset>/<profile>/<variant>``.
+def prepared_dir(dataset: str, profile: str, root: Path | None = None,
+                 source: str | Path | None = None) -> Path:
+    """The prepared-dataset folder: ``data/prepared/<dataset>-<profile>`` for the phantom,
+    ``data/prepared/<dataset>-<profile>-<data name>`` for a real ``source`` folder.
+    """
+    name = data_name(source)
+    suffix = "" if name == PHANTOM else f"-{name}"
+    return (root or repo_root()) / "data" / "prepared" / f"{dataset}-{profile}{suffix}"
+
+
+def run_dir(dataset: str, profile: str, variant: str = "seg", root: Path | None = None,
+            source: str | Path | None = None) -> Path:
+    """One run folder per (dataset, profile, data, variant): ``runs/<dataset>/<profile>/
+    <variant>`` on the phantom, ``runs/<dataset>/<profile>/<data name>/<variant>`` on a real
+    ``source`` folder.
 
     ``variant`` is "seg" (with segmentation channels, the paper's model) or "noseg" (the
     ablation of Figure 3).
     """
-    return (root or repo_root()) / "runs" / dataset / profile / variant
+    name = data_name(source)
+    folder = (root or repo_root()) / "runs" / dataset / profile
+    return (folder if name == PHANTOM else folder / name) / variant
 
 
 def vessel_model_path(profile: str, root: Path | None = None) -> Path:
@@ -41,8 +78,8 @@ def vessel_model_path(profile: str, root: Path | None = None) -> Path:
     return (root or repo_root()) / "runs" / "vessels" / profile / "vessel_unet.pt"
 
 
-def require_run(dataset: str, profile: str, variant: str = "seg", root: Path | None = None
-                ) -> Path:
+def require_run(dataset: str, profile: str, variant: str = "seg", root: Path | None = None,
+                source: str | Path | None = None) -> Path:
     """The finished run folder for (dataset, profile, variant), or an error naming the command.
 
     Later notebooks (evaluation, encoder, latent space) read a run; when it is missing they
@@ -52,10 +89,11 @@ def require_run(dataset: str, profile: str, variant: str = "seg", root: Path | N
 
     from pggan_core.errors import RunNotFoundError
 
-    folder = run_dir(dataset, profile, variant, root)
+    folder = run_dir(dataset, profile, variant, root, source)
     info = folder / "run.json"
     if not info.is_file() or not json.loads(info.read_text()).get("finished"):
         flag = "" if variant == "seg" else " -p with_segmentation False"
+        flag += "" if source is None else f" -p source '{source}'"
         raise RunNotFoundError(
             f"no finished {variant} run of {dataset} on profile {profile} at {folder}: run "
             f"`papermill notebooks/03_train.md out.ipynb -p dataset {dataset} -p profile "

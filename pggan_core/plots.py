@@ -187,7 +187,8 @@ def mr_pipeline_figure(volume, zvol: np.ndarray, z: int, channels: np.ndarray):
 
 
 def label_distribution_figure(manifest, dataset: str):
-    """Bar charts of the per-image labels in a prepared dataset's manifest."""
+    """Bar charts of the per-image labels in a prepared dataset's manifest: those it has (a
+    user's fundus folder knows the eye, not the plus-disease grade a phantom records)."""
     import matplotlib.pyplot as plt
 
     if dataset == "rop":
@@ -195,8 +196,14 @@ def label_distribution_figure(manifest, dataset: str):
                    ("tortuosity", "hist")]
     else:
         columns = [("tumour_present", None), ("grade", None), ("slice_index", "hist")]
-    fig, axes = plt.subplots(1, len(columns), figsize=(3.6 * len(columns), 2.8))
-    for ax, (column, order) in zip(axes, columns, strict=True):
+    columns = [(c, order) for c, order in columns
+               if c in manifest and manifest[c].notna().any()]
+    fig, axes = plt.subplots(1, max(len(columns), 1), figsize=(3.6 * max(len(columns), 1), 2.8),
+                             squeeze=False)
+    if not columns:
+        axes[0, 0].text(0.5, 0.5, "no per-image labels recorded", ha="center", va="center")
+        axes[0, 0].axis("off")
+    for ax, (column, order) in zip(axes[0], columns, strict=True):
         if order == "hist":
             ax.hist(manifest[column], bins=20, color="#4c72b0")
         else:

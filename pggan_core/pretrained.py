@@ -42,7 +42,7 @@ from pggan_core.atomic import atomic_file, write_text_atomic
 from pggan_core.config import Config, config_from_dict
 from pggan_core.data.store import PreparedDataset, sha256_of
 from pggan_core.errors import CheckpointError
-from pggan_core.paths import repo_root
+from pggan_core.paths import checkout_root, repo_root
 
 MANIFEST = "manifest.json"
 # what a shipped run carries besides its generator (the final sample grid is added by name)
@@ -52,8 +52,9 @@ ENCODER_FILES = ("encoder.pt", "encoder.json")  # shipped too when the run was e
 
 
 def pretrained_dir(profile: str, root: Path | None = None) -> Path:
-    """Where the shipped runs of ``profile`` live: ``data/pretrained/<profile>``."""
-    return (root or repo_root()) / "data" / "pretrained" / profile
+    """Where the shipped runs of ``profile`` live: ``data/pretrained/<profile>`` of the
+    checkout (``PGGAN_HOME`` moves runs, not what the repository ships)."""
+    return (root or checkout_root()) / "data" / "pretrained" / profile
 
 
 def read_manifest(profile: str, root: Path | None = None) -> dict[str, Any] | None:
@@ -125,6 +126,7 @@ def install_run(profile: str, dataset: str, variant: str, config: Config, out: P
         shutil.copy2(folder / name, staging / name)
     info = json.loads((staging / "run.json").read_text())
     info["data_dir"] = str(data.path)
+    info["data"] = data.data_record()  # its content was verified against the manifest above
     info["pretrained"] = {k: manifest[k] for k in ("profile", "commit", "hardware", "created")}
     info["pretrained"] |= {"command": entry["command"], "wall_seconds": entry["wall_seconds"],
                            "verified": "sha256 of every file against " + MANIFEST}

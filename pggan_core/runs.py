@@ -7,6 +7,7 @@ interrupted is resumed, and anything else is trained from scratch.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import yaml
 from pggan_core import pretrained
 from pggan_core.config import Config, load_config
 from pggan_core.data.prepare import ensure_prepared
+from pggan_core.data.store import describe_data, same_data
+from pggan_core.errors import DataMismatchError
 from pggan_core.paths import prepared_dir, run_dir
 from pggan_core.train import is_finished, train
 
@@ -27,26 +30,33 @@ def run_config(dataset: str, profile: str, seed: int = 0) -> Config:
 def ensure_run(dataset: str, profile: str, with_segmentation: bool = True, seed: int = 0,
                source: str | Path | None = None, progress: bool = True,
                resume: bool = True, train_here: bool = False) -> Path:
-    """The finished run folder of (dataset, profile, variant), preparing and training if needed.
+    """The finished run folder of (dataset, profile, data, variant), preparing and training
+    if needed.
 
-    The prepared dataset goes to ``data/prepared/<dataset>-<profile>`` (a real ``source``
-    folder is prepared instead of the phantom) and the run to
-    ``runs/<dataset>/<profile>/seg|noseg``. When the profile ships this run
+    The phantom's prepared dataset goes to ``data/prepared/<dataset>-<profile>`` and its runs
+    to ``runs/<dataset>/<profile>/seg|noseg``; a real ``source`` folder gets its own
+    (``paths.data_name``: ``...-<profile>-<data name>`` and ``runs/<dataset>/<profile>/<data
+    name>/seg|noseg``), so the two never share a run. When the profile ships this run
     (``pretrained``) for exactly this configuration and phantom data, the shipped run is
     verified and installed instead of training, unless ``train_here``. An unfinished run of the
-    same configuration is continued (``resume=True``) or moved aside and started over
-    (``resume=False``).
+    same configuration and data is continued (``resume=True``) or moved aside and started over
+    (``resume=False``). A run that records other data than ``source`` now prepares to is
+    refused (DataMismatchError), never reused or resumed.
     """
     config = run_config(dataset, profile, seed)
-    data_dir = prepared_dir(dataset, profile) if source is None else \
-        prepared_dir(f"{dataset}-{Path(source).name}", profile)
+    data_dir = prepared_dir(dataset, profile, source=source)
     data = ensure_prepared(config, data_dir, source=source, progress=progress)
     variant = "seg" if with_segmentation else "noseg"
-    out = run_dir(dataset, profile, variant)
-    if (not train_here and source is None and not is_finished(out, config, with_segmentation)
+    out = run_dir(dataset, profile, variant, source=source)
+    record = data.data_record()
+    _refuse_other_data(out, record)
+    if (not train_here and source is None
+            and not is_finished(out, config, with_segmentation, record)
             and pretrained.ships(profile, dataset, variant, config)):
+        if (out / "checkpoints").is_dir():  # a run trained here: kept, not overwritten
+            _move_aside(out, "the run trained here")
         return pretrained.install_run(profile, dataset, variant, config, out, data)
-    if not is_finished(out, config, with_segmentation):
+    if not is_finished(out, config, with_segmentation, record):
         _set_aside_if_stale(out, config, keep_same_config=resume)
         resume = (out / "checkpoints").is_dir()
         train(config, data_dir, out, with_segmentation=with_segmentation, resume=resume,
@@ -54,33 +64,59 @@ def ensure_run(dataset: str, profile: str, with_segmentation: bool = True, seed:
     return out
 
 
+def _recorded_data(out: Path) -> dict | None:
+    """The data the run in ``out`` records (None: no run, or one from before runs did)."""
+    try:
+        return json.loads((out / "run.json").read_text()).get("data")
+    except (OSError, ValueError):
+        return None
+
+
+def _refuse_other_data(out: Path, record: dict) -> None:
+    """DataMismatchError when the run in ``out`` records data other than ``record``."""
+    recorded = _recorded_data(out)
+    if recorded is not None and not same_data(recorded, record):
+        raise DataMismatchError(
+            f"{out} was trained on {describe_data(recorded)}, but the data prepared now is "
+            f"{describe_data(record)}; move or delete {out} to train on the new data (or "
+            "restore the data it was trained on)")
+
+
 def _set_aside_if_stale(out: Path, config: Config, keep_same_config: bool = True) -> None:
     """Rename an unfinished run to ``<name>.stale-<time>`` (kept, not lost) so training can
-    start over: always when it was made with another configuration (resuming would mix two),
-    and also with the same one unless ``keep_same_config``.
+    start over: always when it was made with another configuration (resuming would mix two)
+    or records no data (made before runs did: it cannot be shown to match), and also with the
+    same configuration unless ``keep_same_config``.
     """
     saved = out / "config.yaml"
-    if saved.is_file() and (not keep_same_config
+    if saved.is_file() and (not keep_same_config or _recorded_data(out) is None
                             or yaml.safe_load(saved.read_text()) != config.to_dict()):
-        aside = out.with_name(f"{out.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
-        out.rename(aside)
-        print(f"moved the unfinished or differently configured run {out} to {aside}")
+        _move_aside(out, "the unfinished, differently configured or unrecorded-data run")
 
 
-def _train_job(job: tuple[str, str, bool, int, bool]) -> str:
+def _move_aside(out: Path, what: str) -> None:
+    """Rename ``out`` to ``<name>.stale-<time>``, saying so."""
+    aside = out.with_name(f"{out.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.rename(aside)
+    print(f"moved {what} {out} to {aside}")
+
+
+def _train_job(job: tuple[str, str, bool, int, bool, str | None]) -> str:
     """One lane of ``pretrain``: a single-threaded training in its own process."""
     import torch
 
     torch.set_num_threads(1)  # two lanes on two cores: one thread each beats two contending
-    dataset, profile, with_segmentation, seed, train_here = job
-    return str(ensure_run(dataset, profile, with_segmentation, seed, progress=False,
-                          train_here=train_here))
+    dataset, profile, with_segmentation, seed, train_here, source = job
+    return str(ensure_run(dataset, profile, with_segmentation, seed, source=source,
+                          progress=False, train_here=train_here))
 
 
 def pretrain(profile: str, datasets: tuple[str, ...] = ("rop", "brats"), seed: int = 0,
-             lanes: int = 2, train_here: bool = False) -> list[Path]:
+             lanes: int = 2, train_here: bool = False,
+             sources: dict[str, str | Path] | None = None) -> list[Path]:
     """Make every run the book needs (with and without segmentation) in parallel lanes:
     shipped runs are installed, the others trained (all of them with ``train_here``).
+    ``sources`` maps a dataset to the user's folder to train on instead of its phantom.
 
     The notebooks then find finished runs and reuse them. Datasets are prepared first, in
     this process, so two lanes never prepare the same folder at once. Each lane is a fresh
@@ -89,10 +125,14 @@ def pretrain(profile: str, datasets: tuple[str, ...] = ("rop", "brats"), seed: i
     """
     import multiprocessing as mp
 
+    sources = {d: str(s) for d, s in (sources or {}).items()}
     for dataset in datasets:
-        ensure_prepared(run_config(dataset, profile, seed), prepared_dir(dataset, profile),
+        source = sources.get(dataset)
+        ensure_prepared(run_config(dataset, profile, seed),
+                        prepared_dir(dataset, profile, source=source), source=source,
                         progress=False)
-    jobs = [(d, profile, seg, seed, train_here) for seg in (True, False) for d in datasets]
+    jobs = [(d, profile, seg, seed, train_here, sources.get(d))
+            for seg in (True, False) for d in datasets]
     if lanes <= 1:
         return [Path(_train_job(job)) for job in jobs]
     with mp.get_context("spawn").Pool(lanes) as pool:

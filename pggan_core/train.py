@@ -25,15 +25,19 @@ alone writes files.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import os
+import shlex
+import signal
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -47,12 +51,19 @@ from pggan_core import checkpoint as ckpt
 from pggan_core import plots, precision
 from pggan_core.allocator import keep_freed_memory
 from pggan_core.atomic import atomic_file, write_text_atomic
-from pggan_core.config import Config
-from pggan_core.data.store import IMAGE_CHANNELS, PreparedDataset
-from pggan_core.errors import ConfigError, DataError, PgganError
+from pggan_core.config import Config, TrainConfig
+from pggan_core.data.store import IMAGE_CHANNELS, PreparedDataset, describe_data, same_data
+from pggan_core.errors import (
+    ConfigError,
+    DataError,
+    DataMismatchError,
+    PgganError,
+    TrainingInterrupted,
+)
 from pggan_core.losses import discriminator_loss, generator_loss
 from pggan_core.metrics import SWD_PATCH, sliced_wasserstein
 from pggan_core.networks import Discriminator, Generator, downsample, ema_update, upsample
+from pggan_core.runlock import run_lock
 
 AUTHORS_LR = 1e-4  # the authors' code trains with Adam at 1e-4 (ModelConfig.variant "authors")
 DISPLAY_MIN = 64  # sample tiles are enlarged (nearest) to at least this many pixels
@@ -198,8 +209,10 @@ def adam(params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float],
     return torch.optim.Adam(params, lr, betas, eps, fused=True)
 
 
-def is_finished(run_dir: str | Path, config: Config, with_segmentation: bool = True) -> bool:
-    """Whether ``run_dir`` holds a completed run of exactly this config and channel choice."""
+def is_finished(run_dir: str | Path, config: Config, with_segmentation: bool = True,
+                data: dict[str, Any] | None = None) -> bool:
+    """Whether ``run_dir`` holds a completed run of exactly this config and channel choice
+    (and, given ``data`` (``PreparedDataset.data_record``), trained on that data)."""
     run_dir = Path(run_dir)
     try:
         info = json.loads((run_dir / "run.json").read_text())
@@ -208,7 +221,72 @@ def is_finished(run_dir: str | Path, config: Config, with_segmentation: bool = T
         return False
     return (info.get("finished") is True and info.get("with_segmentation") == with_segmentation
             and saved == config.to_dict()
+            and (data is None or same_data(info.get("data"), data))
             and ckpt.has_generator(run_dir))
+
+
+class StopSignals:
+    """SIGINT and SIGTERM caught for a ``with`` block: the first one only sets ``signum``, for
+    the training loop to stop after its step with a checkpoint; a second one acts at once, as
+    it would have without us (Ctrl-C twice raises KeyboardInterrupt; the files on disk stay
+    whole, every one being written atomically).
+
+    Signals the process ignores (SIGINT of a job started in the background) stay ignored, and
+    outside the main thread, where Python cannot install handlers, nothing changes.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, notice: bool = True) -> None:
+        self.signum = 0
+        self.notice = notice  # say on stderr that the signal was heard (rank 0 only)
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                old = signal.getsignal(signum)
+                if old is not signal.SIG_IGN:
+                    # None: a handler installed outside Python; the default is the best guess
+                    self._old[signum] = signal.SIG_DFL if old is None else old
+                    signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._old.items():
+            signal.signal(signum, handler)
+        self._old = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signum:
+            self.__exit__()
+            signal.raise_signal(signum)
+            return
+        self.signum = signum
+        if self.notice:
+            # os.write, not print: the handler may run in the middle of tqdm's own write
+            os.write(2, f"\n{signal.Signals(signum).name}: stopping after this step with a "
+                        "checkpoint (send it again to stop at once)\n".encode())
+
+
+def resume_command(config: Config, data_dir: Path, out_dir: Path,
+                   with_segmentation: bool) -> str:
+    """The ``pggan train`` command line that continues this run.
+
+    Built from the config: the CLI shapes one from a profile, --seed and --precision (the
+    profiles set neither), so a run started from Python with other overrides needs those
+    again, and ``_check_same_config`` names any that differ.
+    """
+    t, default = config.train, TrainConfig()
+    args = ["pggan", "train", "--data", str(data_dir), "--out", str(out_dir),
+            "--profile", config.profile]
+    if not with_segmentation:
+        args.append("--no-segmentation")
+    if t.seed != default.seed:
+        args += ["--seed", str(t.seed)]
+    if t.precision != default.precision:
+        args += ["--precision", t.precision]
+    return shlex.join([*args, "--resume"])
 
 
 def train(config: Config, data_dir: str | Path, out_dir: str | Path,
@@ -218,12 +296,18 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path,
     ``with_segmentation=False`` keeps only the image channels (the paper's Figure 3 ablation).
     ``resume=True`` continues from ``out_dir/checkpoints`` (starting fresh if there is none);
     without it an ``out_dir`` that already holds checkpoints is an error, never overwritten.
-    Raises TrainingDiverged when a loss turns NaN or infinite (the last checkpoint is kept).
+    Raises TrainingDiverged when a loss turns NaN or infinite (the last checkpoint is kept),
+    TrainingInterrupted after SIGINT or SIGTERM (with a checkpoint of the step it was in),
+    StorageError when a checkpoint cannot be written (the previous one is kept), and
+    RunInUseError while another process trains into ``out_dir``.
     """
     runtime = setup_runtime(config.train.device)
     try:
         trainer = Trainer(config, Path(data_dir), Path(out_dir), with_segmentation, runtime)
-        trainer.run(resume=resume, progress=progress)
+        # rank 0 alone writes the run folder, so it alone locks it; the other ranks of a
+        # refused run stop with it when torchrun tears the group down
+        with run_lock(out_dir) if runtime.is_main else contextlib.nullcontext():
+            trainer.run(resume=resume, progress=progress)
     finally:
         if runtime.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
@@ -239,6 +323,8 @@ class Trainer:
         self.with_segmentation = with_segmentation
         self.data = PreparedDataset(data_dir)
         self._check_data(data_dir)
+        # recorded in run.json and every checkpoint: a run resumes only on this data
+        self.data_record = self.data.data_record()
         n_channels = (len(self.data.channels) if with_segmentation
                       else IMAGE_CHANNELS[self.data.dataset])
         self.channels = self.data.channels[:n_channels]
@@ -289,28 +375,59 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.step, unit="it", dynamic_ncols=True,
                    disable=not (progress and self.runtime.is_main))
         last_log = (time.perf_counter(), self.images_seen)
-        for phase in self.phases[phase_index:]:
-            self._new_optimizers(opt_states if phase.index == phase_index else None)
-            self.G_train, self.D_train = self._networks_for(phase)
-            batch = self._rank_batch(phase.resolution)
-            for step in range(max(self.step, phase.start), phase.end):
-                alpha = phase.alpha(step)
-                started = time.perf_counter()
-                stats = self._train_step(phase, alpha, batch)
-                self.train_seconds += time.perf_counter() - started
-                self.step = step + 1
-                self.images_seen += batch * self.runtime.world_size
-                bar.update(1)
-                bar.set_description(f"{phase.resolution}px {phase.kind} a={alpha:.2f}")
-                if self.step % self.config.train.log_every == 0:
-                    last_log = self._log(phase, alpha, stats, last_log, bar)
-                if self.step == phase.end:
-                    self._end_of_phase(phase)
-                if self.step % self.config.train.checkpoint_every == 0 or self.step == phase.end:
-                    self._checkpoint(phase, alpha)
+        with StopSignals(notice=self.runtime.is_main) as stop:
+            for phase in self.phases[phase_index:]:
+                self._new_optimizers(opt_states if phase.index == phase_index else None)
+                self.G_train, self.D_train = self._networks_for(phase)
+                batch = self._rank_batch(phase.resolution)
+                for step in range(max(self.step, phase.start), phase.end):
+                    alpha = phase.alpha(step)
+                    started = time.perf_counter()
+                    stats = self._train_step(phase, alpha, batch)
+                    self.train_seconds += time.perf_counter() - started
+                    self.step = step + 1
+                    self.images_seen += batch * self.runtime.world_size
+                    bar.update(1)
+                    bar.set_description(f"{phase.resolution}px {phase.kind} a={alpha:.2f}")
+                    if self.step % self.config.train.log_every == 0:
+                        last_log = self._log(phase, alpha, stats, last_log, bar)
+                    if self.step == phase.end:
+                        self._end_of_phase(phase)
+                    saved = (self.step % self.config.train.checkpoint_every == 0
+                             or self.step == phase.end)
+                    if saved:
+                        self._checkpoint(phase, alpha)
+                    signum = self._stop_signal(stop)
+                    if signum and self.step < self.total_steps:  # a finished run just finishes
+                        bar.close()
+                        self._interrupt(phase, alpha, signum, saved)
         bar.close()
         if self.runtime.is_main:
             self._write_run_info(finished=True)
+
+    def _stop_signal(self, stop: StopSignals) -> int:
+        """The signal that stops training after this step (0: none), the same on every rank:
+        Ctrl-C reaches each process of a torchrun job on its own, perhaps a step apart, and a
+        rank that stopped alone would leave the others waiting in a collective for ever."""
+        if self.runtime.world_size == 1:
+            return stop.signum
+        signum = torch.tensor([stop.signum], device=self.device)
+        dist.all_reduce(signum, op=dist.ReduceOp.MAX)
+        return int(signum.item())
+
+    def _interrupt(self, phase: Phase, alpha: float, signum: int, saved: bool) -> NoReturn:
+        """Checkpoint the step just trained (unless that is done), mark the run unfinished,
+        and raise TrainingInterrupted naming the command that resumes it."""
+        if not saved:
+            self._checkpoint(phase, alpha)
+        if self.runtime.is_main:
+            self._write_run_info(finished=False)
+        command = resume_command(self.config, self.data.path, self.out_dir,
+                                 self.with_segmentation)
+        raise TrainingInterrupted(
+            f"stopped by {signal.Signals(signum).name} after step {self.step} of "
+            f"{self.total_steps}, checkpoint saved in {self.out_dir / 'checkpoints'}; "
+            f"resume with: {command}", signum)
 
     def _train_step(self, phase: Phase, alpha: float, batch: int) -> dict[str, float]:
         """``d_steps_per_g_step`` critic steps, then one generator step and the EMA update."""
@@ -423,6 +540,7 @@ class Trainer:
             return 0, None
         self._check_same_config()
         state = ckpt.load_latest(folder, self.device)
+        self._check_same_data(state.get("data"))
         return self._load_state(state)
 
     def _load_state(self, state: dict[str, Any]) -> tuple[int, tuple[dict, dict] | None]:
@@ -464,6 +582,14 @@ class Trainer:
             elif old != values:
                 raise ConfigError(f"{self.out_dir / 'config.yaml'}: {section} was {old!r}, now "
                                   f"{values!r}; resume with the original settings")
+
+    def _check_same_data(self, recorded: dict[str, Any] | None) -> None:
+        """Refuse to continue a run on data other than its checkpoint was trained on."""
+        if not same_data(recorded, self.data_record):
+            raise DataMismatchError(
+                f"{self.out_dir} was trained on {describe_data(recorded)}, not on "
+                f"{describe_data(self.data_record)} ({self.data.path}); resuming would mix "
+                "the two: train into a new --out, or resume with the run's own --data")
 
     def _truncate_metrics(self) -> None:
         """Drop log lines written after the checkpoint (and any line cut short by a kill)."""
@@ -510,7 +636,8 @@ class Trainer:
         ckpt.save_checkpoint(self.out_dir / "checkpoints", {
             "config": self.config.to_dict(), "channels": list(self.channels),
             "with_segmentation": self.with_segmentation, "dataset": self.data.dataset,
-            "step": self.step, "phase_index": phase.index, "resolution": phase.resolution,
+            "data": self.data_record, "step": self.step, "phase_index": phase.index,
+            "resolution": phase.resolution,
             "phase": phase.kind, "alpha": alpha, "images_seen": self.images_seen,
             "train_seconds": self.train_seconds,
             "finished": self.step == self.total_steps, **cpu,
@@ -592,6 +719,7 @@ class Trainer:
 
     def _write_run_info(self, finished: bool) -> None:
         info = {"dataset": self.data.dataset, "data_dir": str(self.data.path),
+                "data": self.data_record,
                 "with_segmentation": self.with_segmentation, "channels": list(self.channels),
                 "total_steps": self.total_steps, "step": self.step,
                 "images_seen": self.images_seen, "train_seconds": round(self.train_seconds, 1),

@@ -149,12 +149,16 @@ def test_plotly_outputs_get_html_without_a_cdn():
     assert "Plotly.newPlot" in html and "cdn" not in html and "<script src" not in html
 
 
-def test_provenance_banner_names_profile_seed_commit_and_date():
+def test_provenance_banner_names_profile_seed_commit_date_and_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("PGGAN_HOME", str(tmp_path))  # nothing prepared there
     banner = book.provenance_banner("demo", 3, "rop")
     facts = banner.split("\nGAN ")[0].splitlines()  # then the shipped run's note, if any
     assert all(len(line) <= book.NOTE_WIDTH for line in facts), banner
-    assert re.fullmatch(r"dataset rop · profile demo · seed 3 · commit \S+.* · built "
-                        r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", " · ".join(facts)), banner
+    assert re.fullmatch(r"dataset rop · profile demo · seed 3 · commit [0-9a-f]+\S* · built "
+                        r"\d{4}-\d\d-\d\d \d\d:\d\d UTC · data: the built-in fundus "
+                        r"phantom, not prepared yet", " · ".join(facts)), banner
+    mine = book.provenance_banner("demo", 3, "rop", tmp_path / "my folder")
+    assert f"data: your folder my folder ({tmp_path / 'my folder'})" in " ".join(mine.split())
 
 
 def test_a_notebook_without_the_book_parameters_is_a_config_error(tmp_path: Path):
@@ -227,3 +231,47 @@ def test_smoke_book_builds_for_both_datasets_and_reads_well(tmp_path: Path):
     problems = check_book(html, screenshots=out / "screenshots")
     assert problems == [], "\n".join(problems)
     shutil.rmtree(out / "src")  # the executed notebooks are large; the HTML is what counts
+
+
+def test_sources_are_parsed_and_bad_ones_named(tmp_path: Path):
+    assert book.parse_sources([f"rop={tmp_path}"]) == {"rop": str(tmp_path.resolve())}
+    for item, named in (("rop", "DATASET=FOLDER"), ("mri=" + str(tmp_path), "unknown dataset"),
+                        (f"rop={tmp_path / 'missing'}", "is not a folder")):
+        with pytest.raises(ConfigError, match=named):
+            book.parse_sources([item])
+    with pytest.raises(ConfigError, match="given twice"):
+        book.parse_sources([f"rop={tmp_path}", f"rop={tmp_path}"])
+    from pggan_core.cli import main
+
+    assert main(["book", "--profile", "smoke", "--source", "rop"]) == 2
+
+
+@pytest.mark.e2e
+def test_smoke_book_on_your_own_folders_says_which_data_it_shows(
+        tmp_path: Path, monkeypatch, drive_folder: Path, brats_folder: Path):
+    """``pggan book --profile smoke --source rop=DIR --source brats=DIR`` on a DRIVE-layout
+    folder and a BraTS 2017 download: every page names the folder, not the phantom."""
+    monkeypatch.setenv("PGGAN_HOME", str(tmp_path / "home"))  # runs and data land there
+    sources = book.parse_sources([f"rop={drive_folder}", f"brats={brats_folder}"])
+    html = book.build_book("smoke", ("rop", "brats"), out=tmp_path / "out", root=ROOT,
+                           sources=sources)
+    home = tmp_path / "home"
+    for dataset, folder in sources.items():
+        run = run_dir(dataset, "smoke", "seg", home, folder)
+        info = json.loads((run / "run.json").read_text())
+        assert info["finished"] and info["data"]["source"] == folder
+        assert (run / "metrics.json").is_file()
+        assert not run_dir(dataset, "smoke", "seg", home).exists()  # no phantom run made
+    text = {page.stem: " ".join(page.read_text().split())  # the banner wraps its lines
+            for page in (html / "notebooks").glob("*.html")}
+    for stem, page in text.items():
+        folder = "DRIVE" if stem.endswith("_rop") else "MICCAI_BraTS17_Data_Training"
+        assert f"data: your folder {folder} (" in page, stem  # the banner's data line
+        assert "data: the built-in" not in page, stem
+    assert "12 images" in text["04_image_quality_rop"]  # the DRIVE folder's 12 photographs
+    assert "vessel channel from its manual vessel masks" in text["04_image_quality_rop"]
+    results = " ".join((html / "book" / "results.html").read_text().split())
+    assert "rop data: your folder DRIVE (" in results  # the claims are read from these runs
+    assert "brats data: your folder MICCAI_BraTS17_Data_Training (" in results
+    assert "ROP: your folder DRIVE" in (html / "book" / "index.html").read_text()
+    shutil.rmtree(tmp_path / "out" / "src")

@@ -222,10 +222,10 @@ def test_fives_pairs_within_each_split(tmp_path: Path) -> None:
         np.testing.assert_array_equal(image.vessels, expected_mask(vessel_mask(seed), W))
 
 
-def test_plain_folder_grey_16bit_and_optional_masks(tmp_path: Path) -> None:
-    grey16 = np.full((H, W), 32768, np.uint16)
-    grey16[:4] = 0
-    write_image(tmp_path / "a.png", grey16)
+def test_plain_folder_16bit_and_optional_masks(tmp_path: Path) -> None:
+    rgb16 = np.full((H, W, 3), (32768, 16384, 8192), np.uint16)
+    rgb16[:4] = 0
+    write_image(tmp_path / "a.png", rgb16)
     ones = (vessel_mask(8) > 0).astype(np.uint8)  # a 0/1 mask, not 0/255
     write_image(tmp_path / "vessels" / "a.png", ones)
     write_image(tmp_path / "patient7_left.tif", fundus_rgb(8))
@@ -239,11 +239,11 @@ def test_plain_folder_grey_16bit_and_optional_masks(tmp_path: Path) -> None:
     assert [r.laterality_from_name for r in records] == [None, None, "OS"]
     assert {r.layout for r in records} == {"folder"}
 
-    grey = load_fundus(records[0], W)
-    assert grey.rgb.shape == (W, W, 3)
-    np.testing.assert_array_equal(grey.rgb[:, :, 0], grey.rgb[:, :, 2])  # replicated
-    np.testing.assert_allclose(grey.rgb[10, 10], 32768 / 65535, atol=1e-6)  # 16-bit scaled
-    np.testing.assert_array_equal(grey.vessels, expected_mask(ones * 255, W))
+    deep = load_fundus(records[0], W)
+    assert deep.rgb.shape == (W, W, 3)
+    np.testing.assert_allclose(deep.rgb[10, 10], np.array([32768, 16384, 8192]) / 65535,
+                               atol=1e-6)  # 16-bit scaled by its depth
+    np.testing.assert_array_equal(deep.vessels, expected_mask(ones * 255, W))
     gif = load_fundus(records[1], W)
     np.testing.assert_allclose(gif.rgb[2:38], few_colours / 255, atol=1e-6)  # colour GIF
 

@@ -37,6 +37,18 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+def _unreadable(path: Path, what: str, exc: BaseException, fix: str) -> DataError:
+    """The one-line error for a file that cannot be read.
+
+    A permission problem gets its own fix: re-exporting or re-downloading a file the user
+    simply may not read would not help.
+    """
+    if isinstance(exc, PermissionError):
+        return DataError(f"{path}: permission denied reading this {what}; make it readable "
+                         "(chmod a+r) or remove it from the folder")
+    return DataError(f"{path}: cannot read {what} ({_first_line(exc)}); {fix}")
+
+
 def _check_folder(folder: str | Path, what: str) -> Path:
     """Return ``folder`` as a Path, or raise if it is missing, not a folder, or empty."""
     root = Path(folder).expanduser()
@@ -55,6 +67,25 @@ def _files_under(root: Path) -> list[Path]:
         p for p in root.rglob("*")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.name.lower().endswith((".nii", ".nii.gz"))
+
+
+def _refuse_mixed_layouts(root: Path, files: list[Path]) -> None:
+    """Refuse a folder that holds both fundus photographs and NIfTI volumes.
+
+    Each loader reads only its own kind of file, so without this a ``--source`` one folder
+    too high (over both a fundus set and a BraTS set) would be prepared from whichever half
+    the dataset asks for, with the other half silently ignored.
+    """
+    image = next((p for p in files if _is_image_file(p)), None)
+    volume = next((p for p in files if _is_nifti(p)), None)
+    if image is not None and volume is not None:
+        raise DataError(f"{root}: mixes two datasets' layouts, fundus images (first: {image}) "
+                        f"and BraTS NIfTI volumes (first: {volume}); point --source at the "
+                        "folder of one dataset only")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -184,8 +215,8 @@ def find_fundus_images(folder: str | Path) -> list[FundusRecord]:
     In a plain folder, vessel masks go in a ``vessels/`` (or ``masks/``) folder or end in
     ``_vessels``; field-of-view masks go in ``mask/`` or end in ``_mask``. Second-observer
     annotations (DRIVE ``2nd_manual``, STARE ``vk``, CHASE_DB1 ``2ndHO``) are ignored.
-    A single image file is accepted too (one record, no masks). Returns records sorted by
-    image path.
+    A single image file is accepted too (one record, no masks); a folder that also holds NIfTI
+    volumes is refused. Returns records sorted by image path.
     """
     single = Path(folder).expanduser()
     if single.is_file():
@@ -194,7 +225,9 @@ def find_fundus_images(folder: str | Path) -> list[FundusRecord]:
                             " pass an image or the folder that holds them")
         return [_record(single, None, None)]
     root = _check_folder(folder, "fundus images")
-    files = [p for p in _files_under(root) if _is_image_file(p)]
+    every_file = _files_under(root)
+    _refuse_mixed_layouts(root, every_file)
+    files = [p for p in every_file if _is_image_file(p)]
     roles = {p: _role(p) for p in files}
     image_paths = [p for p in files if roles[p] == "image"]
     if not image_paths:
@@ -232,7 +265,8 @@ def _read_pixels(path: Path) -> np.ndarray:
     """Raw pixels as (H, W) or (H, W, 3) in RGB order, original dtype (uint8, uint16, ...).
 
     OpenCV reads TIF/PNG/JPG/PPM at full bit depth but not GIF (DRIVE's masks), so GIF goes
-    through PIL; ``.ppm.gz`` (STARE) is decompressed in memory.
+    through PIL; ``.ppm.gz`` (STARE) is decompressed in memory. An alpha channel is
+    composited over black (``_over_black``) and dropped.
     """
     fix = "re-export it as PNG or TIF, or remove it from the folder"
     try:
@@ -247,15 +281,33 @@ def _read_pixels(path: Path) -> np.ndarray:
             pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
             rgb_order = False
     except (OSError, EOFError, ValueError, zlib.error, UnidentifiedImageError, cv2.error) as exc:
-        raise DataError(f"{path}: cannot read image ({_first_line(exc)}); {fix}") from exc
+        raise _unreadable(path, "image", exc, fix) from exc
     if pixels is None or pixels.size == 0:
         raise DataError(f"{path}: not a readable image (corrupt or unsupported format); {fix}")
     if pixels.ndim == 3:
+        if pixels.shape[2] in (2, 4):
+            pixels = _over_black(pixels)
         if pixels.shape[2] < 3:
-            pixels = pixels[:, :, 0]  # grey + alpha
+            pixels = pixels[:, :, 0]  # grey (+ alpha)
         else:
-            pixels = pixels[:, :, :3] if rgb_order else pixels[:, :, 2::-1]  # drop alpha, BGR->RGB
+            pixels = pixels[:, :, :3] if rgb_order else pixels[:, :, 2::-1]  # BGR -> RGB
     return np.ascontiguousarray(pixels)
+
+
+def _over_black(pixels: np.ndarray) -> np.ndarray:
+    """Composite an image with a trailing alpha channel over black and drop the alpha.
+
+    Black because a fundus photograph's surround is black (and a mask's background is 0):
+    the colour under a transparent surround is arbitrary (often white), and keeping it would
+    put it inside the red-threshold field of view. An opaque alpha changes nothing.
+    """
+    colour, alpha = pixels[:, :, :-1], pixels[:, :, -1:]
+    opaque = np.iinfo(pixels.dtype).max if np.issubdtype(pixels.dtype, np.integer) else 1.0
+    if np.all(alpha >= opaque):
+        return colour
+    blended = colour.astype(np.float64) * (np.clip(alpha, 0, opaque) / opaque)
+    return (np.rint(blended) if np.issubdtype(pixels.dtype, np.integer) else blended
+            ).astype(pixels.dtype)
 
 
 def _to_unit_float(pixels: np.ndarray) -> np.ndarray:
@@ -314,18 +366,56 @@ def laterality_from_disc(rgb: np.ndarray) -> str:
     return "OS" if disc_x < width / 2 else "OD"
 
 
-def load_fundus(record: FundusRecord, size: int) -> FundusImage:
+def _check_colour(pixels: np.ndarray, path: Path) -> None:
+    """Refuse a photograph without colour: one channel, or R = G = B everywhere.
+
+    The paper's ROP photographs are colour and the GAN learns their R, G and B. A grey fundus
+    image is usually a red-free (green-filter) photograph or an angiogram (vessels bright,
+    not dark): replicating it into three channels would silently mix another modality into
+    the colour training set, so it is refused rather than converted.
+    """
+    if pixels.ndim == 2 or (np.array_equal(pixels[:, :, 0], pixels[:, :, 1])
+                            and np.array_equal(pixels[:, :, 1], pixels[:, :, 2])):
+        raise DataError(f"{path}: grayscale (one channel, or R = G = B everywhere), likely a "
+                        "red-free photograph or an angiogram, but the model learns colour "
+                        "fundus photographs; use the colour original or remove it from the "
+                        "folder")
+
+
+def _check_size(shape: tuple[int, int], min_side: int, path: Path) -> None:
+    """Refuse a photograph whose padded square is smaller than ``min_side`` px.
+
+    Upsampling adds no detail, so the GAN would learn interpolation blur at its top
+    resolution. The longer side counts, as the square is padded to it: a 640 x 480 RetCam
+    frame is fine at 512 px.
+    """
+    if max(shape) < min_side:
+        raise DataError(f"{path}: image is {shape[1]}x{shape[0]} px, smaller than the "
+                        f"{min_side} px being prepared (upsampling would only add blur); use "
+                        f"the full-size photograph, --resolution {_pow2_floor(max(shape))} or "
+                        "less, or remove it from the folder")
+
+
+def _pow2_floor(n: int) -> int:
+    """The largest power of two <= n (resolutions are powers of two)."""
+    return 1 << (max(n, 1).bit_length() - 1)
+
+
+def load_fundus(record: FundusRecord, size: int, min_side: int = 0) -> FundusImage:
     """Read one fundus photograph, padded to a centred square and resized to ``size``.
 
-    rgb is float32 in [0, 1] (grey images are replicated to 3 channels). The vessel mask and the
-    field of view (from the FOV mask, else red > 20/255) are resized the same way and
-    re-binarised. Laterality comes from the file name when it says, else from the disc.
+    rgb is float32 in [0, 1], integer images scaled by their bit depth (a 16-bit PNG by
+    65535). Grey photographs, and ones whose longer side is below ``min_side`` px (the
+    resolution being prepared), are refused: see ``_check_colour`` and ``_check_size``. The
+    vessel mask and the field of view (from the FOV mask, else red > 20/255) are resized the
+    same way and re-binarised. Laterality comes from the file name when it says, else from
+    the disc.
     """
     pixels = _read_pixels(record.image_path)
+    _check_colour(pixels, record.image_path)
+    shape = pixels.shape[:2]
+    _check_size(shape, min_side, record.image_path)
     rgb = _to_unit_float(pixels)
-    if rgb.ndim == 2:
-        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
-    shape = rgb.shape[:2]
 
     vessels = None
     if record.vessel_path is not None:
@@ -434,14 +524,15 @@ def find_brats_cases(folder: str | Path) -> list[BratsCase]:
     """Find every labelled BraTS case under ``folder`` (any year, 2017 to 2023 GLI naming).
 
     A case folder is the parent of a ``*seg.nii(.gz)`` (or ``*Segm.nii``) file; the paper trains
-    on labelled cases, so folders without a segmentation are not cases. Returns cases sorted by
-    folder.
+    on labelled cases, so folders without a segmentation are not cases. A folder that also
+    holds fundus images is refused. Returns cases sorted by folder.
     """
     root = _check_folder(folder, "BraTS case folders")
     files = _files_under(root)
+    _refuse_mixed_layouts(root, files)
     segs = [p for p in files if SEG_SUFFIX.search(p.name.lower())]
     if not segs:
-        has_nifti = any(p.name.lower().endswith((".nii", ".nii.gz")) for p in files)
+        has_nifti = any(_is_nifti(p) for p in files)
         found = "NIfTI files but no segmentations" if has_nifti else "no NIfTI files"
         raise DataError(f"{root}: {found} (*seg.nii.gz); point at the BraTS training data, "
                         "whose case folders hold t1, t1ce, t2, flair and seg files")
@@ -456,22 +547,30 @@ def find_brats_cases(folder: str | Path) -> list[BratsCase]:
 
 
 def _read_volume(path: Path) -> np.ndarray:
-    """A 3-D float32 array in canonical (RAS) orientation.
+    """A 3-D float32 array in canonical (RAS) orientation, every voxel finite.
 
     nibabel reads lazily, so a truncated ``.nii.gz`` only fails when the data are read; the full
-    read is inside the ``try`` for that reason.
+    read is inside the ``try`` for that reason. Trailing singleton axes (a 4-D file holding one
+    3-D volume, as some converters write) are dropped; any other shape is refused.
     """
     fix = "the file is damaged; download or re-export it, or remove the case"
     try:
+        with path.open("rb"):  # nibabel turns a PermissionError into "Could not read file"
+            pass
         image = nib.as_closest_canonical(nib.load(path))
         volume = np.asarray(image.get_fdata(dtype=np.float32))
     except (OSError, EOFError, ValueError, zlib.error, ImageFileError) as exc:
-        raise DataError(f"{path}: cannot read NIfTI ({_first_line(exc)}); {fix}") from exc
+        raise _unreadable(path, "NIfTI", exc, fix) from exc
     while volume.ndim > 3 and volume.shape[-1] == 1:
         volume = volume[..., 0]
     if volume.ndim != 3:
+        fix = ("split it into one 3-D file per modality" if volume.ndim > 3
+               else "use the whole 3-D volume, not a slice")
         raise DataError(f"{path}: is {volume.ndim}-D with shape {volume.shape}, expected one 3-D "
-                        "volume; split it into one file per modality")
+                        f"volume; {fix}")
+    if not np.all(np.isfinite(volume)):
+        raise DataError(f"{path}: contains NaN or infinite voxels; re-export the volume "
+                        "with finite values or remove the case")
     return volume
 
 
@@ -481,7 +580,7 @@ def _unify_labels(seg: np.ndarray, path: Path, naming: str) -> np.ndarray:
     2023 (GLI) uses 3 for enhancing tumour -> 4. In older naming a 3 can only be the 2012-2016
     non-enhancing tumour, which 2017 merged into 1.
     """
-    if not np.all(np.isfinite(seg)) or not np.array_equal(seg, np.round(seg)):
+    if not np.array_equal(seg, np.round(seg)):  # finite: _read_volume checked
         raise DataError(f"{path}: segmentation has non-integer values; use the original label "
                         "map (values 0, 1, 2, 3 or 4)")
     labels = seg.astype(np.int16)
@@ -501,9 +600,6 @@ def load_brats_case(case: BratsCase) -> BrainVolume:
     for modality in MODALITIES:
         path = case.modality_paths[modality]
         volume = _read_volume(path)
-        if not np.all(np.isfinite(volume)):
-            raise DataError(f"{path}: contains NaN or infinite voxels; re-export the volume "
-                            "with finite values or remove the case")
         if volume.min() == volume.max():
             raise DataError(f"{path}: every voxel is {volume.flat[0]:g} (an empty volume); "
                             "re-export it or remove the case")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import zlib
 from collections.abc import Callable, Iterator
+from functools import partial
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ def prepare_dataset(
                           f"(the paper trained glioma images up to 256); use 256 or less")
     source = source if source is not None else data.source
     out_dir = Path(out_dir)
-    info: dict[str, Any] = {"source": str(source) if source else "phantom", "seed": data.seed,
+    info: dict[str, Any] = {"source": source_label(source), "seed": data.seed,
                             "config": config.to_dict()["data"]}
     if data.dataset == "rop":
         samples, n, vessels = _rop_samples(config, source, n_images, workers, progress)
@@ -90,7 +91,7 @@ def ensure_prepared(config: Config, out_dir: str | Path, source: str | Path | No
     if (out_dir / "dataset.json").is_file():
         existing = PreparedDataset(out_dir)
         wanted = {"config": config.to_dict()["data"], "version": PREPROCESSING_VERSION,
-                  "source": str(source) if source else "phantom"}
+                  "source": source_label(source)}
         found = {"config": existing.meta.get("config"),
                  "version": existing.meta.get("preprocessing_version"),
                  "source": existing.meta.get("source")}
@@ -99,6 +100,12 @@ def ensure_prepared(config: Config, out_dir: str | Path, source: str | Path | No
         print(f"{out_dir} was prepared with other settings; preparing it again")
     prepare_dataset(config, out_dir, source=source, progress=progress)
     return PreparedDataset(out_dir)
+
+
+def source_label(source: str | Path | None) -> str:
+    """How a prepared dataset records its source: ``phantom``, or the folder's absolute path
+    (so the same folder named from two working directories is the same data)."""
+    return "phantom" if source is None else str(Path(source).expanduser().resolve())
 
 
 def _to_resolution(image: np.ndarray, resolution: int) -> np.ndarray:
@@ -153,7 +160,8 @@ def _rop_samples(config: Config, source: str | Path | None, n_images: int | None
         records = find_fundus_images(source)
         n = min(n_images or len(records), len(records))
         items = records[:n]
-        load = _RealFundus(load_fundus)
+        # refuse photographs smaller than the output: upsampling would only add blur
+        load = _RealFundus(partial(load_fundus, min_side=data.resolution))
         has_masks = all(r.vessel_path is not None for r in items)
     if mode == "mask" and not has_masks:
         raise DataError(f"{source}: data.vessel_channel=mask but some images have no vessel "

@@ -47,6 +47,25 @@ CHANNELS: dict[str, tuple[str, ...]] = {
 IMAGE_CHANNELS: dict[str, int] = {"rop": 3, "brats": 4}
 
 
+# the fields of ``PreparedDataset.data_record`` that say which data a run learnt from
+DATA_IDENTITY = ("dataset", "source", "preprocessing_version", "manifest_sha256")
+
+
+def same_data(recorded: dict[str, Any] | None, current: dict[str, Any]) -> bool:
+    """Whether a run's recorded data (``data_record``) is the data ``current`` describes."""
+    return recorded is not None and all(recorded.get(k) == current[k] for k in DATA_IDENTITY)
+
+
+def describe_data(record: dict[str, Any] | None) -> str:
+    """One phrase for messages and captions: name, image count, where vessels come from."""
+    if not record:
+        return "data not recorded (a run made before runs recorded their data)"
+    text = f"{record['name']} ({record.get('n_images', '?')} images"
+    if record.get("source") not in (None, "phantom"):
+        text += f" from {record['source']}"
+    return text + ")"
+
+
 def sha256_of(*paths: Path) -> str:
     """Hex SHA-256 of the files' bytes, one after another."""
     digest = hashlib.sha256()
@@ -220,12 +239,28 @@ class PreparedDataset:
                                               mmap_mode="r")
         return self._cache[resolution]
 
-    def batch(self, indices: Sequence[int] | np.ndarray, resolution: int) -> np.ndarray:
-        """Images ``indices`` at ``resolution`` as float32 (B, C, R, R) in [-1, 1]."""
+    def batch(self, indices: Sequence[int] | np.ndarray, resolution: int,
+              transient: bool = False) -> np.ndarray:
+        """Images ``indices`` at ``resolution`` as float32 (B, C, R, R) in [-1, 1].
+
+        ``transient``: read through a mapping of its own that is closed afterwards. A pass
+        over the whole set (evaluation, encoding) then leaves no page of it mapped into the
+        process, whose resident memory stays that of one block; training's many small reads
+        keep the shared mapping of ``images``.
+        """
         idx = np.asarray(indices)
         order = np.argsort(idx)  # sorted reads are kinder to the page cache
         out = np.empty((len(idx), len(self.channels), resolution, resolution), np.float32)
-        out[order] = to_float(self.images(resolution)[idx[order]])
+        if not transient:
+            out[order] = to_float(self.images(resolution)[idx[order]])
+            return out
+        self.images(resolution)  # the same checks, and the array's shape, as a shared read
+        mapped = np.load(self.path / f"res_{resolution:03d}.npy", mmap_mode="r")
+        out[order] = to_float(mapped[idx[order]])
+        handle = getattr(mapped, "_mmap", None)  # numpy's mmap object, where it exposes it
+        del mapped
+        if handle is not None:
+            handle.close()  # unmapped now, not whenever the garbage collector gets to it
         return out
 
     def fingerprint(self) -> str:
@@ -234,6 +269,21 @@ class PreparedDataset:
         """
         return sha256_of(self.path / "manifest.csv",
                          self.path / f"res_{self.max_resolution:03d}.npy")
+
+    def data_record(self) -> dict[str, Any]:
+        """What a run records of the data it trains on: ``name`` (``phantom`` or the source
+        folder's data name, see ``paths.data_name``), ``source``, ``preprocessing_version``
+        and ``manifest_sha256`` (the manifest lists every image's file, labels, split and
+        seed) identify it (``same_data``); ``n_images`` and ``vessel_channel`` are for
+        captions.
+        """
+        from pggan_core.paths import data_name  # here: paths imports nothing of data
+
+        source = self.meta.get("source", "phantom")
+        return {"name": data_name(source), "dataset": self.dataset, "source": source,
+                "preprocessing_version": self.meta.get("preprocessing_version"),
+                "manifest_sha256": sha256_of(self.path / "manifest.csv"),
+                "n_images": len(self), "vessel_channel": self.meta.get("vessel_channel")}
 
     def vessel_truth(self, indices: Sequence[int] | np.ndarray, resolution: int
                      ) -> np.ndarray | None:
@@ -291,5 +341,6 @@ class ImageView:
     def __getitem__(self, key: slice | np.ndarray | int) -> np.ndarray:
         rows = self.indices[key]
         if np.ndim(rows) == 0:
-            return self.data.batch([int(rows)], self.resolution)[0, :self.channels]
-        return self.data.batch(rows, self.resolution)[:, :self.channels]
+            return self.data.batch([int(rows)], self.resolution, transient=True
+                                   )[0, :self.channels]
+        return self.data.batch(rows, self.resolution, transient=True)[:, :self.channels]

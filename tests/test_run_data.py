@@ -1,0 +1,78 @@
+"""Runs know their data: a phantom run and a run on a user's folder coexist, and neither is
+ever reused or resumed on the other's data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pggan_core.checkpoint import load_latest
+from pggan_core.errors import DataMismatchError
+from pggan_core.paths import PHANTOM, data_name, prepared_dir, run_dir
+from pggan_core.runs import ensure_run, run_config
+from pggan_core.train import train
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("PGGAN_HOME", str(tmp_path))
+    return tmp_path
+
+
+def test_data_names_are_readable_and_tell_same_named_folders_apart(tmp_path):
+    assert data_name(None) == PHANTOM
+    first, second = tmp_path / "a" / "data", tmp_path / "b" / "data"
+    assert data_name(first).startswith("data-") and data_name(first) != data_name(second)
+    assert data_name(tmp_path / "Überweisung ü").startswith("Überweisung_ü-")
+    assert run_dir("rop", "demo", "seg", tmp_path) == tmp_path / "runs" / "rop" / "demo" / "seg"
+    assert run_dir("rop", "demo", "noseg", tmp_path, first) == \
+        tmp_path / "runs" / "rop" / "demo" / data_name(first) / "noseg"
+    assert prepared_dir("rop", "demo", tmp_path, first).name == f"rop-demo-{data_name(first)}"
+
+
+def test_phantom_and_folder_runs_coexist_and_refuse_each_others_data(home, drive_folder):
+    phantom_run = ensure_run("rop", "smoke", progress=False)
+    folder_run = ensure_run("rop", "smoke", source=drive_folder, progress=False)
+    assert phantom_run != folder_run and folder_run.parent.name == data_name(drive_folder)
+    phantom_info = json.loads((phantom_run / "run.json").read_text())
+    folder_info = json.loads((folder_run / "run.json").read_text())
+    assert phantom_info["data"]["name"] == PHANTOM
+    assert folder_info["data"]["source"] == str(drive_folder.resolve())
+    assert folder_info["data"]["n_images"] == 12
+    assert folder_info["data"]["vessel_channel"] == "mask"  # DRIVE's manual masks
+    assert load_latest(folder_run / "checkpoints")["data"] == folder_info["data"]
+
+    # asked again, each is reused as it is: nothing retrained
+    stamp = (phantom_run / "checkpoints" / "latest.pt").stat().st_mtime_ns
+    assert ensure_run("rop", "smoke", progress=False) == phantom_run
+    assert ensure_run("rop", "smoke", source=drive_folder, progress=False) == folder_run
+    assert (phantom_run / "checkpoints" / "latest.pt").stat().st_mtime_ns == stamp
+
+    # resuming the phantom run on the folder's data is refused, naming both
+    config = run_config("rop", "smoke")
+    with pytest.raises(DataMismatchError) as refused:
+        train(config, prepared_dir("rop", "smoke", source=drive_folder), phantom_run,
+              resume=True, progress=False)
+    message = str(refused.value)
+    assert "phantom" in message and data_name(drive_folder) in message and "--out" in message
+    assert "\n" not in message
+
+    # a run folder holding a run on other data is never reused for this data
+    shutil.rmtree(folder_run)
+    shutil.copytree(phantom_run, folder_run)
+    with pytest.raises(DataMismatchError, match="move or delete"):
+        ensure_run("rop", "smoke", source=drive_folder, progress=False)
+
+
+def test_a_run_from_before_runs_recorded_their_data_is_set_aside_not_trusted(home):
+    run = ensure_run("rop", "smoke", progress=False)
+    info = json.loads((run / "run.json").read_text())
+    del info["data"]
+    (run / "run.json").write_text(json.dumps(info))
+    assert ensure_run("rop", "smoke", progress=False) == run
+    assert json.loads((run / "run.json").read_text())["data"]["name"] == PHANTOM
+    kept = list(run.parent.glob("seg.stale-*"))
+    assert len(kept) == 1 and (kept[0] / "checkpoints" / "latest.pt").is_file()
