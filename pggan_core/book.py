@@ -52,7 +52,7 @@ from pggan_core.config import DATASETS, PROFILES, load_config
 from pggan_core.errors import ConfigError, PgganError
 from pggan_core.paths import checkout_root, prepared_dir, repo_root, run_dir
 from pggan_core.pretrained import NOTE_WIDTH, pretrained_note
-from pggan_core.runs import pretrain
+from pggan_core.runs import pretrain, recorded_data
 
 DATASET_TITLES = {"rop": "Fundus photographs (ROP)", "brats": "Glioma MRI (BraTS)"}
 DATASET_SHORT = {"rop": "ROP", "brats": "BraTS"}
@@ -117,11 +117,9 @@ def data_record(dataset: str, profile: str, source: str | Path | None = None,
     or the prepared dataset's record before there is a run; None when neither exists yet."""
     from pggan_core.data.store import PreparedDataset
 
-    info = run_dir(dataset, profile, "seg", root, source) / "run.json"
-    if info.is_file():
-        recorded = json.loads(info.read_text()).get("data")
-        if recorded:
-            return recorded
+    recorded = recorded_data(run_dir(dataset, profile, "seg", root, source))
+    if recorded:
+        return recorded
     prepared = prepared_dir(dataset, profile, root, source)
     return PreparedDataset(prepared).data_record() if (prepared / "dataset.json").is_file() \
         else None

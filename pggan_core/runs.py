@@ -16,8 +16,7 @@ import yaml
 from pggan_core import pretrained
 from pggan_core.config import Config, load_config
 from pggan_core.data.prepare import ensure_prepared
-from pggan_core.data.store import describe_data, same_data
-from pggan_core.errors import DataMismatchError
+from pggan_core.data.store import require_same_data
 from pggan_core.paths import prepared_dir, run_dir
 from pggan_core.train import is_finished, train
 
@@ -64,22 +63,21 @@ def ensure_run(dataset: str, profile: str, with_segmentation: bool = True, seed:
     return out
 
 
-def _recorded_data(out: Path) -> dict | None:
-    """The data the run in ``out`` records (None: no run, or one from before runs did)."""
+def recorded_data(run: Path) -> dict | None:
+    """The data the run in ``run`` records (None: no run, or one from before runs did)."""
     try:
-        return json.loads((out / "run.json").read_text()).get("data")
+        return json.loads((run / "run.json").read_text()).get("data")
     except (OSError, ValueError):
         return None
 
 
 def _refuse_other_data(out: Path, record: dict) -> None:
     """DataMismatchError when the run in ``out`` records data other than ``record``."""
-    recorded = _recorded_data(out)
-    if recorded is not None and not same_data(recorded, record):
-        raise DataMismatchError(
-            f"{out} was trained on {describe_data(recorded)}, but the data prepared now is "
-            f"{describe_data(record)}; move or delete {out} to train on the new data (or "
-            "restore the data it was trained on)")
+    recorded = recorded_data(out)
+    if recorded is not None:  # a run from before runs recorded data is set aside instead
+        require_same_data(recorded, record, out,
+                          f"move or delete {out} to train on the new data (or restore the "
+                          "data it was trained on)")
 
 
 def _set_aside_if_stale(out: Path, config: Config, keep_same_config: bool = True) -> None:
@@ -89,7 +87,7 @@ def _set_aside_if_stale(out: Path, config: Config, keep_same_config: bool = True
     same configuration unless ``keep_same_config``.
     """
     saved = out / "config.yaml"
-    if saved.is_file() and (not keep_same_config or _recorded_data(out) is None
+    if saved.is_file() and (not keep_same_config or recorded_data(out) is None
                             or yaml.safe_load(saved.read_text()) != config.to_dict()):
         _move_aside(out, "the unfinished, differently configured or unrecorded-data run")
 

@@ -52,11 +52,15 @@ from pggan_core import plots, precision
 from pggan_core.allocator import keep_freed_memory
 from pggan_core.atomic import atomic_file, write_text_atomic
 from pggan_core.config import Config, TrainConfig
-from pggan_core.data.store import IMAGE_CHANNELS, PreparedDataset, describe_data, same_data
+from pggan_core.data.store import (
+    IMAGE_CHANNELS,
+    PreparedDataset,
+    require_same_data,
+    same_data,
+)
 from pggan_core.errors import (
     ConfigError,
     DataError,
-    DataMismatchError,
     PgganError,
     TrainingInterrupted,
 )
@@ -585,11 +589,9 @@ class Trainer:
 
     def _check_same_data(self, recorded: dict[str, Any] | None) -> None:
         """Refuse to continue a run on data other than its checkpoint was trained on."""
-        if not same_data(recorded, self.data_record):
-            raise DataMismatchError(
-                f"{self.out_dir} was trained on {describe_data(recorded)}, not on "
-                f"{describe_data(self.data_record)} ({self.data.path}); resuming would mix "
-                "the two: train into a new --out, or resume with the run's own --data")
+        require_same_data(recorded, self.data_record, self.out_dir,
+                          f"resuming on {self.data.path} would mix the two: train into a new "
+                          "--out, or resume with the run's own --data")
 
     def _truncate_metrics(self) -> None:
         """Drop log lines written after the checkpoint (and any line cut short by a kill)."""

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from pggan_core.atomic import atomic_dir, write_text_atomic
-from pggan_core.errors import DataError
+from pggan_core.errors import DataError, DataMismatchError
 
 # Bump when preprocessing changes what ends up in the arrays; stored in every manifest row.
 # 2: small datasets always hold out at least one item; 3: one field of view for every vessel
@@ -54,6 +54,15 @@ DATA_IDENTITY = ("dataset", "source", "preprocessing_version", "manifest_sha256"
 def same_data(recorded: dict[str, Any] | None, current: dict[str, Any]) -> bool:
     """Whether a run's recorded data (``data_record``) is the data ``current`` describes."""
     return recorded is not None and all(recorded.get(k) == current[k] for k in DATA_IDENTITY)
+
+
+def require_same_data(recorded: dict[str, Any] | None, current: dict[str, Any], run: Path,
+                      fix: str) -> None:
+    """DataMismatchError, naming both datasets and ``fix``, unless the run in ``run`` was
+    trained on ``current`` (a run that records no data never matches)."""
+    if not same_data(recorded, current):
+        raise DataMismatchError(f"{run} was trained on {describe_data(recorded)}, not on "
+                                f"{describe_data(current)}; {fix}")
 
 
 def describe_data(record: dict[str, Any] | None) -> str:
