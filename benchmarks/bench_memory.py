@@ -13,6 +13,12 @@ Memory is bounded by the batch (64 images), so both sizes should be multiples of
 (two full held-out batches). A smaller or ragged size measures a smaller batch, not a smaller
 dataset: 400 images (80 held out, a batch of 64 then one of 16) peak lower than 1200.
 
+Each command runs twice: with glibc's default allocator settings, and with its mmap threshold
+fixed at 1 MiB (``MALLOC_MMAP_THRESHOLD_``). By default glibc raises the threshold each time a
+large block is freed, after which blocks of up to 32 MiB come from the heap, where freed memory
+stays resident and fragments a little more with every block processed; the fixed threshold
+hands large blocks back to the system on free, so its peak is the memory actually in use.
+
 Prints a table and writes ``benchmarks/results/bench_memory.json``.
 """
 
@@ -42,10 +48,10 @@ def sample_anon():  # the kernel keeps no peak of RssAnon: sample it every 5 ms
         peak_anon[0] = max(peak_anon[0], int(re.search(r"RssAnon:\\s+(\\d+) kB", status).group(1)))
         time.sleep(0.005)
 threading.Thread(target=sample_anon, daemon=True).start()
-from pggan_core import latent
-from pggan_core.evaluate import evaluate_run
-from pggan_core.latent import encode_run
-latent.INVERSION_STEPS = 20  # memory per step is the same; 300 steps only take longer
+from pggan_core.latent import encoder
+from pggan_core.evaluation.evaluate import evaluate_run
+from pggan_core.latent.encoder import encode_run
+encoder.INVERSION_STEPS = 20  # memory per step is the same; 300 steps only take longer
 run = sys.argv[2]
 if sys.argv[1] == "evaluate":
     evaluate_run(run, progress=False)
@@ -63,7 +69,7 @@ def tiny_run(root: Path, n_images: int, resolution: int) -> Path:
     from pggan_core.config import load_config
     from pggan_core.data.prepare import prepare_dataset
     from pggan_core.data.vessels import ensure_vessel_unet
-    from pggan_core.train import train
+    from pggan_core.training.trainer import train
 
     torch.set_num_threads(1)
     maps = {r: 8 for r in (4, 8, 16, 32, 64, 128, 256, 512)}
@@ -81,12 +87,16 @@ def tiny_run(root: Path, n_images: int, resolution: int) -> Path:
     return train(config, data, root / f"run-{n_images}", progress=False)
 
 
-def peak_mb(command: str, run: Path) -> tuple[float, float, float]:
+ALLOCATORS = {"glibc default": {}, "mmap threshold 1 MiB": {"MALLOC_MMAP_THRESHOLD_": "1048576"}}
+
+
+def peak_mb(command: str, run: Path, allocator: str) -> tuple[float, float, float]:
     """Peak RSS and peak anonymous RSS (MB; the second leaves out pages of mapped files) and
-    wall seconds of one command on ``run`` in a fresh process."""
+    wall seconds of one command on ``run`` in a fresh process with ``ALLOCATORS[allocator]``."""
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", STEP, command, str(run)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True,
+                          env={**os.environ, **ALLOCATORS[allocator]})
     if done.returncode:
         raise SystemExit(f"`{command}` on {run} failed:\n{done.stderr[-3000:]}")
     rss_kb, anon_kb = done.stdout.split()[-2:]
@@ -105,17 +115,21 @@ def main() -> None:
         for n in args.sizes:
             run = tiny_run(Path(tmp), n, args.resolution)
             for command in ("evaluate", "encode"):
-                mb, anon, seconds = peak_mb(command, run)
-                rows.append({"images": n, "resolution": args.resolution, "command": command,
-                             "peak_rss_mb": round(mb, 1), "peak_anon_mb": round(anon, 1),
-                             "seconds": round(seconds, 1)})
-                print(f"{n:>6} images  {args.resolution} px  pggan {command:<9} "
-                      f"peak {mb:8.1f} MB (anonymous {anon:7.1f} MB)  ({seconds:.0f} s)",
-                      flush=True)
+                for allocator in ALLOCATORS:
+                    mb, anon, seconds = peak_mb(command, run, allocator)
+                    rows.append({"images": n, "resolution": args.resolution,
+                                 "command": command, "allocator": allocator,
+                                 "peak_rss_mb": round(mb, 1), "peak_anon_mb": round(anon, 1),
+                                 "seconds": round(seconds, 1)})
+                    print(f"{n:>6} images  {args.resolution} px  pggan {command:<9} "
+                          f"{allocator:<21} peak {mb:8.1f} MB (anonymous {anon:7.1f} MB)  "
+                          f"({seconds:.0f} s)", flush=True)
     for command in ("evaluate", "encode"):
-        peaks = [r["peak_rss_mb"] for r in rows if r["command"] == command]
-        print(f"pggan {command}: peak at {max(args.sizes)} images / at {min(args.sizes)} "
-              f"images = {peaks[-1] / peaks[0]:.2f}")
+        for allocator in ALLOCATORS:
+            same = [r for r in rows if r["command"] == command and r["allocator"] == allocator]
+            rss, anon = (same[-1][key] / same[0][key] for key in ("peak_rss_mb", "peak_anon_mb"))
+            print(f"pggan {command:<9} {allocator:<21} peak at {max(args.sizes)} images / at "
+                  f"{min(args.sizes)} images: RSS {rss:.3f}, anonymous {anon:.3f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out, json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                             "rows": rows}, indent=2))

@@ -17,13 +17,13 @@ Writes ``benchmarks/results/bench_train.json``.
 from __future__ import annotations
 
 import argparse
-import copy
 import functools
 import json
 import os
 import platform
 import resource
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,12 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, _FlopCounterMode
 
-from pggan_core.allocator import keep_freed_memory
 from pggan_core.atomic import write_text_atomic
 from pggan_core.config import load_config
-from pggan_core.losses import discriminator_loss, generator_loss
-from pggan_core.networks import Conv2d, Discriminator, Generator, ema_update
-from pggan_core.train import adam
+from pggan_core.data.prepare import prepare_dataset
+from pggan_core.data.store import PreparedDataset
+from pggan_core.training.allocator import keep_freed_memory
+from pggan_core.training.networks import Conv2d
+from pggan_core.training.schedule import Phase
+from pggan_core.training.trainer import Runtime, Trainer
 
 RESULTS = Path(__file__).parent / "results" / "bench_train.json"
 # What each option turns back to measure what the default gains from it: ``nchw`` plain
@@ -50,44 +52,58 @@ OPTIONS = ("nchw", "stock_conv", "loop_adam", "compile_g")
 
 @dataclass
 class Setup:
-    """Everything one training step touches."""
+    """The project's own Trainer, ready to take steps of one phase."""
 
-    G: Generator
-    D: Discriminator
-    G_ema: Generator
-    opt_g: torch.optim.Adam
-    opt_d: torch.optim.Adam
-    reals: torch.Tensor
-    resolution: int
+    trainer: Trainer
+    phase: Phase
     alpha: float
-    generate: Callable[[torch.Tensor], torch.Tensor]
+    batch: int
 
 
-def build(resolution: int, batch: int, channels: int, alpha: float,
+def prepare_phantoms(dataset: str, resolution: int, n_images: int, folder: Path) -> Path:
+    """A phantom dataset of ``n_images`` up to ``resolution`` px in ``folder`` (made once)."""
+    if not (folder / "dataset.json").is_file():
+        config = load_config("smoke", dataset, {"data": {
+            "n_images": n_images, "resolution": resolution, "heldout_fraction": 0.1,
+            "vessel_channel": "mask"}})
+        prepare_dataset(config, folder, progress=False)
+    return folder
+
+
+def build(resolution: int, batch: int, data_dir: Path, alpha: float,
           options: frozenset[str] = frozenset(), seed: int = 0,
           profile: str = "paper") -> Setup:
-    """G and D of ``profile``'s architecture grown to ``resolution`` (by default the paper's:
-    latent 128, 128 filters below 256 px)."""
-    torch.manual_seed(seed)
-    model_cfg = load_config(profile, "rop").model
-    G = Generator(model_cfg, channels, resolution)
-    D = Discriminator(model_cfg, channels, resolution)
-    reals = torch.rand(batch, channels, resolution, resolution) * 2 - 1
-    if "nchw" not in options:
-        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-        reals = reals.contiguous(memory_format=torch.channels_last)
-    generate = lambda z: G(z, resolution, alpha)  # noqa: E731
-    if "compile_g" in options:
-        generate = torch.compile(generate)
+    """A Trainer of ``profile``'s architecture (by default the paper's: latent 128, 128 filters
+    below 256 px) grown to ``resolution`` on the prepared data in ``data_dir``, in the phase
+    that trains ``resolution`` at ``alpha`` (1: stable, below 1: fading in).
+
+    The ``options`` turn one of the trainer's choices back (``OPTIONS``)."""
+    data = PreparedDataset(data_dir)
+    everywhere = dict.fromkeys(data.resolutions, batch)
+    config = load_config(profile, data.dataset, {
+        "schedule": {"max_resolution": resolution, "batch_size": everywhere,
+                     "fade_iterations": 1, "stable_iterations": 1, "iterations": {}},
+        "train": {"device": "cpu", "precision": "fp32", "seed": seed,
+                  "compile": "compile_g" in options}})
+    with tempfile.TemporaryDirectory() as out:  # a Trainer writes nothing before run()
+        trainer = Trainer(config, data_dir, Path(out), True, Runtime(torch.device("cpu"), 0, 1))
+    kind = "stable" if alpha == 1.0 or resolution == config.schedule.start_resolution else "fade"
+    phase = next(p for p in trainer.phases if p.resolution == resolution and p.kind == kind)
+    if "nchw" in options:
+        trainer.memory_format = torch.contiguous_format
+        for net in (trainer.G, trainer.D, trainer.G_ema):
+            if net is not None:
+                net.to(memory_format=torch.contiguous_format)
     if "stock_conv" in options:
-        for layer in D.modules():
+        for layer in trainer.D.modules():
             if type(layer) is Conv2d:
                 layer.forward = functools.partial(_stock_conv, layer)
-    G_ema = copy.deepcopy(G).requires_grad_(False)
-    optimizer = torch.optim.Adam if "loop_adam" in options else adam
-    return Setup(G, D, G_ema, optimizer(G.parameters(), 1e-3, (0.0, 0.99), 1e-8),
-                 optimizer(D.parameters(), 1e-3, (0.0, 0.99), 1e-8), reals, resolution, alpha,
-                 generate)
+    trainer.begin_phase(phase)
+    if "loop_adam" in options:  # the same Adam with PyTorch's default per-tensor loop
+        t = config.train
+        trainer.opt_G = torch.optim.Adam(trainer.G.parameters(), t.lr, t.betas, t.eps)
+        trainer.opt_D = torch.optim.Adam(trainer.D.parameters(), t.lr, t.betas, t.eps)
+    return Setup(trainer, phase, alpha, batch)
 
 
 def _stock_conv(layer: Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -95,20 +111,9 @@ def _stock_conv(layer: Conv2d, x: torch.Tensor) -> torch.Tensor:
 
 
 def train_step(s: Setup) -> None:
-    """One critic step with gradient penalty, one generator step, the EMA update."""
-    batch, latent_dim = s.reals.shape[0], s.G.latent_dim
-    with torch.no_grad():
-        fakes = s.generate(torch.randn(batch, latent_dim))
-    d_loss, _ = discriminator_loss(s.D, s.reals, fakes, s.resolution, s.alpha)
-    s.opt_d.zero_grad(set_to_none=True)
-    d_loss.backward()
-    s.opt_d.step()
-    g_loss = generator_loss(s.D, s.generate(torch.randn(batch, latent_dim)), s.resolution,
-                            s.alpha)
-    s.opt_g.zero_grad(set_to_none=True)
-    g_loss.backward()
-    s.opt_g.step()
-    ema_update(s.G_ema, s.G, 0.999)
+    """One step of the trainer itself (``Trainer.train_step``): critic step(s) with the
+    gradient penalty, generator step, EMA update, reading its reals from the prepared data."""
+    s.trainer.train_step(s.phase, s.alpha, s.batch)
 
 
 def timed(fn: Callable[[], None]) -> float:
@@ -160,10 +165,10 @@ def attainable_gflops(repeats: int = 5) -> dict[str, float]:
             "matmul": 2 * 2048**3 / mm_s / 1e9}
 
 
-def bench_resolution(resolution: int, batch: int, channels: int, alpha: float, warmup: int,
+def bench_resolution(resolution: int, batch: int, data_dir: Path, alpha: float, warmup: int,
                      iters: int, variants: dict[str, frozenset[str]]) -> dict[str, dict]:
     """Interleaved timing of each variant at one resolution; images/s and FLOPs per image."""
-    setups = {name: build(resolution, batch, channels, alpha, opts)
+    setups = {name: build(resolution, batch, data_dir, alpha, opts)
               for name, opts in variants.items()}
     for s in setups.values():
         for _ in range(warmup):
@@ -175,7 +180,7 @@ def bench_resolution(resolution: int, batch: int, channels: int, alpha: float, w
             before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             times[name].append(timed(lambda s=s: train_step(s)))
             faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-    flops = flops_per_step(build(resolution, batch, channels, alpha)) / batch
+    flops = flops_per_step(build(resolution, batch, data_dir, alpha)) / batch
     out = {}
     for name, ts in times.items():
         images_per_s = batch / statistics.median(ts)
@@ -190,7 +195,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resolutions", type=int, nargs="+", default=[4, 8, 16, 32, 64])
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--channels", type=int, default=4)
+    parser.add_argument("--dataset", default="rop", choices=["rop", "brats"],
+                        help="phantom data to train on (rop: 4 channels, brats: 7)")
+    parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) /
+                        "pggan-bench-train", help="where the phantom data is prepared (once)")
     parser.add_argument("--alpha", type=float, default=1.0, help="1 = stable phase, <1 = fade")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--warmup", type=int, default=2)
@@ -210,15 +218,17 @@ def main() -> None:
         variants[option] = frozenset({option})
 
     peak = attainable_gflops()
+    data_dir = prepare_phantoms(args.dataset, max(args.resolutions), 2 * args.batch,
+                                args.data / f"{args.dataset}-{max(args.resolutions)}px")
     rows = {}
     for res in args.resolutions:
-        rows[res] = bench_resolution(res, args.batch, args.channels, args.alpha, args.warmup,
+        rows[res] = bench_resolution(res, args.batch, data_dir, args.alpha, args.warmup,
                                      args.iters, variants)
     peak_after = attainable_gflops()  # the machine is shared: bracket the run
     attainable = max(peak["conv_fwd_bwd"], peak_after["conv_fwd_bwd"])
     reference = max(peak["conv_64px_nchw"], peak_after["conv_64px_nchw"])
 
-    print(f"threads={args.threads} batch={args.batch} channels={args.channels} "
+    print(f"threads={args.threads} batch={args.batch} dataset={args.dataset} "
           f"alpha={args.alpha} malloc={'kept' if tuned_malloc else 'system'}  "
           f"attainable GFLOP/s (before/after): conv fwd+bwd at the step's sizes "
           f"{peak['conv_fwd_bwd']:.1f}/{peak_after['conv_fwd_bwd']:.1f}, large NCHW conv "

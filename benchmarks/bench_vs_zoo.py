@@ -2,8 +2,10 @@
 
 Fetch facebookresearch/pytorch_GAN_zoo anywhere and point ``--zoo`` at its root; its code is
 imported from there at run time and never copied into this repository. Both trainers run the
-configuration of ``bench_train.py`` (batch 16, 4 channels, WGAN-GP with lambda 10 and drift
-0.001, equalized LR, minibatch stddev, a stable phase) at the widths of ``--widths``: ``paper``
+configuration of ``bench_train.py`` (batch 16, 4 channels: ours is the project's own
+``Trainer.train_step`` reading phantom fundus data, zoo's a fixed batch; WGAN-GP with lambda
+10 and drift 0.001, equalized LR, minibatch stddev, a stable phase) at the widths of
+``--widths``: ``paper``
 (latent 128, 128 filters, where convolutions dominate) or ``demo`` (the demo profile's narrow
 layers and latent, where per-operation overhead weighs more), each in its own worker process,
 and the driver alternates their steps one by one so that a busy machine slows both alike.
@@ -31,6 +33,7 @@ import os
 import resource
 import statistics
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -39,9 +42,9 @@ from pathlib import Path
 import bench_train
 import torch
 
-from pggan_core.allocator import keep_freed_memory
 from pggan_core.atomic import write_text_atomic
 from pggan_core.config import load_config
+from pggan_core.training.allocator import keep_freed_memory
 
 RESULTS = Path(__file__).parent / "results" / "bench_vs_zoo.json"
 BATCH, CHANNELS = 16, 4
@@ -81,19 +84,20 @@ def _zoo_step(zoo_root: str, resolution: int, widths: str) -> Callable[[], None]
     return lambda: zoo.optimizeParameters(reals)
 
 
-def _ours_step(resolution: int, widths: str) -> Callable[[], None]:
-    setup = bench_train.build(resolution, BATCH, CHANNELS, alpha=1.0, profile=widths)
+def _ours_step(resolution: int, widths: str, data_dir: Path) -> Callable[[], None]:
+    """One ``Trainer.train_step`` (reading its reals from phantom fundus data, 4 channels)."""
+    setup = bench_train.build(resolution, BATCH, data_dir, alpha=1.0, profile=widths)
     return lambda: bench_train.train_step(setup)
 
 
-def _worker(trainer: str, zoo_root: str, resolution: int, widths: str, keep_memory: bool,
-            threads: int, conn: Connection) -> None:
+def _worker(trainer: str, zoo_root: str, resolution: int, widths: str, data_dir: Path,
+            keep_memory: bool, threads: int, conn: Connection) -> None:
     """Build one trainer, then time one step per request until told to stop."""
     if keep_memory:
         keep_freed_memory()
     torch.set_num_threads(threads)
     step = (_zoo_step(zoo_root, resolution, widths) if trainer == "zoo"
-            else _ours_step(resolution, widths))
+            else _ours_step(resolution, widths, data_dir))
     conn.send("ready")
     while conn.recv() == "step":
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -101,8 +105,8 @@ def _worker(trainer: str, zoo_root: str, resolution: int, widths: str, keep_memo
         conn.send((seconds, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults))
 
 
-def compare(zoo_root: str, resolution: int, widths: str, setting: str, threads: int,
-            warmup: int, iters: int) -> dict:
+def compare(zoo_root: str, resolution: int, widths: str, data_dir: Path, setting: str,
+            threads: int, warmup: int, iters: int) -> dict:
     """Alternate ours and zoo's steps in two worker processes; medians and their ratio."""
     context = mp.get_context("spawn")
     keep = dict(zip(("ours", "zoo"), SETTINGS[setting], strict=True))
@@ -110,7 +114,8 @@ def compare(zoo_root: str, resolution: int, widths: str, setting: str, threads: 
     for trainer in ("ours", "zoo"):
         parent, child = context.Pipe()
         worker = context.Process(target=_worker, args=(trainer, zoo_root, resolution, widths,
-                                                       keep[trainer], threads, child))
+                                                       data_dir, keep[trainer], threads,
+                                                       child))
         worker.start()
         child.close()  # so a worker that dies shows up as EOFError here, not a hang
         pipes[trainer] = parent
@@ -166,11 +171,14 @@ def main() -> None:
           f"ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY')}")
     print(f"{'res':>5} {'malloc':>8} {'ours img/s':>11} {'zoo img/s':>10} {'ratio':>7} "
           f"{'faults ours/zoo':>16}")
+    data_dir = bench_train.prepare_phantoms(
+        "rop", max(args.resolutions), 2 * BATCH,
+        Path(tempfile.gettempdir()) / "pggan-bench-train" / f"rop-{max(args.resolutions)}px")
     rows = []
     for res in args.resolutions:
         for setting in args.settings:
             row = {"resolution": res, "widths": args.widths,
-                   **compare(str(args.zoo.resolve()), res, args.widths, setting,
+                   **compare(str(args.zoo.resolve()), res, args.widths, data_dir, setting,
                              args.threads, args.warmup, args.iters)}
             rows.append(row)
             print(f"{res:>5} {setting:>8} {row['ours_img_s']:>11.2f} {row['zoo_img_s']:>10.2f} "

@@ -35,11 +35,12 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode, _FlopCounterMode
 
-from pggan_core import plots
 from pggan_core.atomic import write_text_atomic
 from pggan_core.config import load_config
 from pggan_core.data.prepare import prepare_dataset
-from pggan_core.train import Runtime, Trainer, build_phases
+from pggan_core.training.schedule import build_phases
+from pggan_core.training.trainer import Runtime, Trainer
+from pggan_core.viz import plots
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL_ROP_HOURS = 2.0
@@ -62,10 +63,8 @@ def settings(quick: bool) -> dict[str, Any]:
 
 
 def trainer_for(config, data: Path, out: Path, device: torch.device) -> Trainer:
-    """The project's own Trainer on one process, ready to take steps."""
-    trainer = Trainer(config, data, out, True, Runtime(device, 0, 1))
-    trainer._new_optimizers(None)
-    return trainer
+    """The project's own Trainer on one process."""
+    return Trainer(config, data, out, True, Runtime(device, 0, 1))
 
 
 def synchronize(device: torch.device) -> None:
@@ -76,21 +75,21 @@ def synchronize(device: torch.device) -> None:
 def time_steps(trainer: Trainer, resolution: int, warmup: int, steps: int) -> dict[str, float]:
     """Images/s and FLOPs of the trainer's stable-phase step at ``resolution``."""
     phase = next(p for p in trainer.phases if p.resolution == resolution and p.kind == "stable")
-    batch = trainer._rank_batch(resolution)
+    batch = trainer.begin_phase(phase)
     for _ in range(warmup):
-        trainer._train_step(phase, 1.0, batch)
+        trainer.train_step(phase, 1.0, batch)
     times = []
     for _ in range(steps):
         synchronize(trainer.device)
         started = time.perf_counter()
-        trainer._train_step(phase, 1.0, batch)
+        trainer.train_step(phase, 1.0, batch)
         synchronize(trainer.device)
         times.append(time.perf_counter() - started)
     counter = FlopCounterMode(display=False)
     # the gradient penalty's autograd.grad escapes FlopCounterMode's module tracker: count at
     # the dispatch level only (same totals)
     with _FlopCounterMode(counter):
-        trainer._train_step(phase, 1.0, batch)
+        trainer.train_step(phase, 1.0, batch)
     step = statistics.median(times)
     return {"batch": batch, "step_s": step, "img_s": batch / step,
             "flops_per_step": counter.get_total_flops(),
@@ -102,8 +101,9 @@ def peak_memory(trainer: Trainer, resolution: int) -> float | None:
     if trainer.device.type != "cuda":
         return None
     phase = next(p for p in trainer.phases if p.resolution == resolution and p.kind == "stable")
+    batch = trainer.begin_phase(phase)
     torch.cuda.reset_peak_memory_stats(trainer.device)
-    trainer._train_step(phase, 1.0, trainer._rank_batch(resolution))
+    trainer.train_step(phase, 1.0, batch)
     synchronize(trainer.device)
     return torch.cuda.max_memory_allocated(trainer.device) / 2**30
 
@@ -128,11 +128,10 @@ def short_training(config, data: Path, out: Path, device: torch.device, minutes:
     for phase in trainer.phases:
         if time.perf_counter() - started > 60 * minutes:
             break
-        trainer._new_optimizers(None)
-        batch = trainer._rank_batch(phase.resolution)
+        batch = trainer.begin_phase(phase)
         for step in range(iterations):
-            stats = trainer._train_step(phase, step / iterations if phase.kind == "fade" else 1.0,
-                                        batch)
+            stats = trainer.train_step(phase, step / iterations if phase.kind == "fade" else 1.0,
+                                       batch)
             losses.append({"resolution": phase.resolution, "phase": phase.kind,
                            "d_loss": stats["d_loss"], "g_loss": stats["g_loss"]})
         reached = phase.resolution

@@ -118,10 +118,12 @@ def run_job(job: tuple[str, str]) -> dict[str, Any]:
     """Train (or reuse), then score, one candidate on one dataset, in this process."""
     import torch
 
-    from pggan_core.evaluate import evaluate_run
-    from pggan_core.latent import encode_run, score_latent_space
-    from pggan_core.runs import ensure_run
-    from pggan_core.train import is_finished, train
+    from pggan_core.evaluation.evaluate import evaluate_run
+    from pggan_core.latent.encoder import encode_run
+    from pggan_core.latent.space import score_latent_space
+    from pggan_core.runs.folder import is_finished
+    from pggan_core.runs.reuse import ensure_run
+    from pggan_core.training.trainer import train
 
     torch.set_num_threads(1)
     candidate, dataset = job
@@ -201,7 +203,7 @@ def prepare(candidates: list[str], datasets: list[str]) -> None:
     from pggan_core.data.prepare import ensure_prepared
     from pggan_core.data.vessels import ensure_vessel_unet
     from pggan_core.paths import prepared_dir
-    from pggan_core.runs import run_config
+    from pggan_core.runs.folder import run_config
 
     for candidate in candidates:
         for dataset in datasets:
@@ -250,7 +252,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def _cost(job: tuple[str, str]) -> float:
     """Roughly the training work of a job: images x pixels x feature maps squared."""
-    from pggan_core.train import build_phases
+    from pggan_core.training.schedule import build_phases
 
     config = study_config(*job)
     return sum(p.iterations * config.schedule.batch_size[p.resolution] * p.resolution ** 2

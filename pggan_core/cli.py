@@ -1,5 +1,6 @@
 """The ``pggan`` command: thin wiring over the library, one subcommand per step.
 
+    pggan config show [--profile P] [--dataset rop|brats]
     pggan data prepare --dataset rop|brats [--source PATH] [--n N] [--resolution R]
                        [--seed S] [--profile P] --out DIR
     pggan vessels train [--profile P] [--source DIR] [--out FILE]
@@ -13,6 +14,11 @@
     pggan book [--profile P] [--source rop=DIR] [--source brats=DIR] [--train] [--check]
     pggan weights train-and-export [--profile P]
 
+Where a command builds a configuration from ``--profile P`` (config show, data prepare,
+vessels train, train) it also takes ``--overlay NAME`` (e.g. ``authors``: the authors' code's
+settings) and ``--set SECTION.KEY=VALUE`` (a YAML value, e.g. ``--set train.lr=3e-4``), both
+repeatable and applied in that order after the profile (``pggan_core.config``'s layers).
+
 User errors (a missing file, a bad value) print one line, ``error: ...``, and exit with 2.
 ``pggan train`` stopped by SIGINT or SIGTERM saves a checkpoint, prints the command that
 resumes it and exits with 130 or 143.
@@ -24,8 +30,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from pggan_core.config import PROFILES, Config, check_resolution, load_config
-from pggan_core.errors import PgganError, TrainingInterrupted
+from pggan_core.config import (
+    DATASETS,
+    OVERLAYS,
+    PROFILES,
+    Config,
+    check_resolution,
+    load_config,
+    parse_set_items,
+)
+from pggan_core.errors import ConfigError, PgganError, TrainingInterrupted
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +71,26 @@ def _config(args: argparse.Namespace, dataset: str, **data: object) -> Config:
         overrides["vessels"] = {"seed": args.seed}
     if getattr(args, "precision", None) is not None:
         overrides.setdefault("train", {})["precision"] = args.precision
-    return load_config(args.profile, dataset, overrides)
+    # --set comes last: the config module's outermost layer
+    for section, values in parse_set_items(args.set_items).items():
+        overrides.setdefault(section, {}).update(values)
+    return load_config(args.profile, dataset, overrides, overlays=tuple(args.overlays))
+
+
+def _named_profile_only(args: argparse.Namespace, command: str) -> None:
+    """ConfigError when ``--set`` or ``--overlay`` is given to a command that works on a
+    built-in profile by name (its shipped runs and folders are keyed by that name)."""
+    if args.set_items or args.overlays:
+        raise ConfigError(f"{command} works on a built-in profile by name ({', '.join(PROFILES)})"
+                          " and cannot apply --set or --overlay; use them with `pggan data "
+                          "prepare` and `pggan train` instead")
+
+
+def _config_show(args: argparse.Namespace) -> None:
+    import yaml
+
+    config = _config(args, args.dataset)
+    print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
 
 
 def _data_prepare(args: argparse.Namespace) -> None:
@@ -102,7 +135,7 @@ def _vessels_segment(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from pggan_core.data.store import PreparedDataset
-    from pggan_core.train import train
+    from pggan_core.training.trainer import train
 
     _set_threads(args.threads)
     dataset = PreparedDataset(args.data).dataset
@@ -113,7 +146,7 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _encode(args: argparse.Namespace) -> None:
-    from pggan_core.latent import encode_run
+    from pggan_core.latent.encoder import encode_run
 
     _set_threads(args.threads)
     result = encode_run(Path(args.run), iterations=args.iterations, precision=args.precision)
@@ -129,7 +162,7 @@ def _set_threads(threads: int | None) -> None:
 
 
 def _latent(args: argparse.Namespace) -> None:
-    from pggan_core.latent import score_latent_space
+    from pggan_core.latent.space import score_latent_space
 
     result = score_latent_space(Path(args.run))
     for name, row in result["details"].items():
@@ -140,41 +173,36 @@ def _latent(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from pggan_core.evaluate import evaluate_run
+    from pggan_core.evaluation.evaluate import evaluate_run
 
     evaluate_run(args.run, seed=args.seed, precision=args.precision)
     print(f"-> {Path(args.run) / 'metrics.json'}")
 
 
 def _generate(args: argparse.Namespace) -> None:
-    import numpy as np
-
-    from pggan_core import plots
-    from pggan_core.atomic import atomic_file
-    from pggan_core.checkpoint import load_generator
-    from pggan_core.evaluate import generate
+    from pggan_core.export import write_samples
+    from pggan_core.training.checkpoint import load_generator
 
     G, info = load_generator(args.run)
-    config = info["config"]
-    images = generate(G, args.n, info["resolution"], config.model.latent_dim, args.seed)
-    out = Path(args.out)
-    with atomic_file(out / "generated.npy") as fh:
-        np.save(fh, images)
-    plots.save_png(plots.sample_grid(images, config.data.dataset, ncols=8), out / "grid.png")
-    print(f"{args.n} images ({info['resolution']} px, channels {info['channels']}) -> {out}")
+    manifest = write_samples(G, info, Path(args.run), Path(args.out), args.n, args.seed,
+                             args.format)
+    print(f"{args.n} samples ({info['resolution']} px, channels {info['channels']}) -> "
+          f"{manifest.parent} (list: {manifest.name})")
 
 
 def _book(args: argparse.Namespace) -> None:
-    from pggan_core.book import build_book, parse_sources
+    from pggan_core.book.build import build_book, parse_sources
 
+    _named_profile_only(args, "pggan book")
     html = build_book(profile=args.profile, check=args.check, train_here=args.train,
                       sources=parse_sources(args.source))
     print(f"book -> {html / 'index.html'}")
 
 
 def _weights_train_and_export(args: argparse.Namespace) -> None:
-    from pggan_core.pretrained import pretrained_dir, train_and_export
+    from pggan_core.runs.shipped import pretrained_dir, train_and_export
 
+    _named_profile_only(args, "pggan weights train-and-export")
     manifest = train_and_export(args.profile, lanes=args.lanes)
     for key, entry in manifest["runs"].items():
         print(f"{key}: {entry['train_seconds']:.0f} s of training, {entry['images_seen']} "
@@ -188,12 +216,27 @@ def _parser() -> argparse.ArgumentParser:
 
     def profile_arg(p: argparse.ArgumentParser, default: str = "demo") -> None:
         p.add_argument("--profile", default=default,
-                       help=f"{' | '.join(PROFILES)} or a YAML file (default {default})")
+                       help=f"{' | '.join(PROFILES)} or a YAML file, which may say "
+                            f"`extends: <profile>` (default {default})")
+        p.add_argument("--overlay", dest="overlays", action="append", default=[],
+                       metavar="NAME",
+                       help=f"apply an overlay after the profile: {' | '.join(OVERLAYS)} or a "
+                            "YAML file (repeatable)")
+        p.add_argument("--set", dest="set_items", action="append", default=[],
+                       metavar="SECTION.KEY=VALUE",
+                       help="override one config value, read as YAML, after the profile and "
+                            "overlays, e.g. --set train.lr=3e-4 (repeatable)")
 
     def precision_arg(p: argparse.ArgumentParser, default: str = "the profile's") -> None:
         p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                        help=f"auto: bf16 autocast on CUDA, fp32 on CPU; bf16 on a CPU runs the "
                             f"GPU path's dtype seams (default: {default})")
+
+    cfg = sub.add_parser("config", help="the configuration system").add_subparsers()
+    show = cfg.add_parser("show", help="print the resolved configuration as YAML")
+    show.add_argument("--dataset", choices=DATASETS, default="rop")
+    profile_arg(show)
+    show.set_defaults(func=_config_show)
 
     data = sub.add_parser("data", help="prepare datasets").add_subparsers()
     prep = data.add_parser("prepare", help="phantom or real data -> a prepared dataset folder")
@@ -255,6 +298,10 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--n", type=int, default=64)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--out", required=True)
+    gen.add_argument("--format", choices=["png", "nifti", "npy"],
+                     help="png: fundus photograph + vessel map per sample (rop default); "
+                          "nifti: BraTS-named t1/t1ce/t2/flair/seg volumes (brats default); "
+                          "npy: one array")
     gen.set_defaults(func=_generate)
 
     book = sub.add_parser("book", help="execute every notebook and build the Jupyter Book")

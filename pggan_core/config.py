@@ -3,7 +3,21 @@
 A profile (``smoke``, ``demo``, ``paper``) is a YAML file in ``pggan_core/profiles/`` with a
 ``common`` section and optional per-dataset sections (``rop``, ``brats``) that override it.
 The paper's numbers live in ``paper.yaml`` only, each cited to the section of Beers et al.
-(2018) it comes from. Unknown keys and values of the wrong type are errors naming the key.
+(2018) it comes from, or to NVIDIA's PGGAN (Karras et al. 2018) where the paper defers to it.
+Unknown keys and values of the wrong type are errors naming the key and where it was set.
+
+A value is resolved in layers, each overriding the ones before it key by key:
+
+1. the dataclass default below;
+2. the base profile a profile file names with ``extends:`` (a built-in profile name or a path
+   relative to the file), itself resolved by these same layers, recursively;
+3. the profile's ``common`` section;
+4. the profile's dataset section (``rop`` or ``brats``);
+5. overlays, in the order given (``overlays=("authors",)``, ``pggan ... --overlay authors``):
+   partial profiles such as ``profiles/authors.yaml``, each its ``common`` then its dataset
+   section;
+6. ``overrides`` ({section: {key: value}}): the CLI's ``--set section.key=value`` items
+   (``parse_set_items``) and its dedicated flags (``--seed``, ``--precision``, ...).
 """
 
 from __future__ import annotations
@@ -11,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +36,7 @@ from pggan_core.errors import ConfigError
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 PROFILES = ("smoke", "demo", "paper")
+OVERLAYS = ("authors",)  # partial profiles applied on top of a profile (layer 5)
 DATASETS = ("rop", "brats")
 MAX_RESOLUTION = 512
 
@@ -77,11 +93,11 @@ class ModelConfig:
         default_factory=lambda: {4: 128, 8: 128, 16: 128, 32: 128, 64: 128, 128: 128,
                                  256: 64, 512: 16}
     )
-    # "nvidia": equalized LR, pixel norm, minibatch stddev, EMA (Karras et al. 2018);
-    # "authors": the authors' code (no equalized LR, no EMA, 5x5 convolutions, lr 1e-4)
-    variant: str = "nvidia"
-    mbstd_group: int = 4
-    kernel_size: int = 3
+    mbstd_group: int = 4  # minibatch-stddev group size (0: no minibatch-stddev layer)
+    kernel_size: int = 3  # odd: convolutions pad "same" with kernel_size // 2
+    # Karras et al.'s run-time weight scaling; False: plain He-initialised weights, as in the
+    # authors' code (the "authors" overlay)
+    equalized_lr: bool = True
 
 
 @dataclass(frozen=True)
@@ -111,6 +127,9 @@ class TrainConfig:
     eps: float = 1e-8
     gp_lambda: float = 10.0
     drift: float = 0.001
+    # an exponential moving average of G's weights is what samples and evaluation use; False
+    # samples the trained G itself, as the authors' code did (the "authors" overlay)
+    use_ema: bool = True
     ema_beta: float = 0.999
     d_steps_per_g_step: int = 1
     log_every: int = 10
@@ -175,14 +194,35 @@ SECTIONS: dict[str, type] = {
 }
 
 
+# a layer: where its values come from (for error messages) and {section: {key: value}}
+Layer = tuple[str, dict[str, Any]]
+
+# keys that older versions wrote: a profile naming one is refused with the fix; a run's saved
+# config (``config_from_dict``) is upgraded instead (``_upgrade_legacy``)
+REMOVED_KEYS = {
+    "model.variant": "the authors' settings are explicit fields now (model.kernel_size, "
+                     "model.equalized_lr, train.lr, train.use_ema); apply them with the "
+                     "'authors' overlay (--overlay authors, or load_config(..., "
+                     "overlays=('authors',)))",
+}
+
+
 def load_config(
     profile: str = "demo",
     dataset: str = "rop",
     overrides: dict[str, dict[str, Any]] | None = None,
+    overlays: tuple[str, ...] | list[str] = (),
 ) -> Config:
-    """Load a profile for a dataset, apply ``overrides`` ({section: {key: value}}), validate.
+    """Load a profile for a dataset, apply ``overlays`` and ``overrides``, validate.
 
-    Raises ConfigError naming the offending key for unknown keys or badly typed values.
+    ``profile`` is a built-in profile name or a path to a YAML profile file, which may name a
+    base profile with ``extends:``. ``overlays`` are built-in overlay names (``OVERLAYS``) or
+    paths to partial profile files; ``overrides`` is {section: {key: value}}. The module
+    docstring gives the order in which these layers override each other.
+
+    Raises ConfigError naming the offending key, and the file or override that set it, for
+    unknown keys or badly typed values, and naming the file for a cycle of ``extends:`` or an
+    unknown base profile.
     """
     if profile not in PROFILES and not Path(profile).is_file():
         raise ConfigError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)} "
@@ -190,18 +230,11 @@ def load_config(
     if dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
     path = Path(profile) if Path(profile).is_file() else PROFILES_DIR / f"{profile}.yaml"
-    raw = yaml.safe_load(path.read_text()) or {}
-    unknown = set(raw) - {"common", *DATASETS}
-    if unknown:
-        raise ConfigError(f"{path}: unknown top-level key {sorted(unknown)[0]!r}; "
-                          "expected 'common', 'rop' or 'brats'")
-    merged: dict[str, dict[str, Any]] = {}
-    for layer in (raw.get("common") or {}, raw.get(dataset) or {}, overrides or {}):
-        for section, values in layer.items():
-            if section not in SECTIONS:
-                raise ConfigError(f"unknown config section {section!r}; expected one of "
-                                  f"{', '.join(SECTIONS)}")
-            merged.setdefault(section, {}).update(values or {})
+    layers = _profile_layers(path, dataset, chain=())
+    for overlay in overlays:
+        layers += _overlay_layers(_overlay_path(overlay), dataset)
+    layers.append(("overrides", overrides or {}))
+    merged = _merge(layers)
     merged.setdefault("data", {})["dataset"] = dataset
     sections = {name: _build(cls, merged.get(name, {}), name) for name, cls in SECTIONS.items()}
     config = Config(profile=path.stem, **sections)
@@ -209,12 +242,58 @@ def load_config(
     return config
 
 
+def parse_set_items(items: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``["train.lr=3e-4", "schedule.batch_size={4: 8}"]`` -> {section: {key: value}}.
+
+    Each value is read as YAML (numbers, true/false, lists, mappings) and replaces the
+    profile's value whole, as every layer does (a mapping such as ``schedule.batch_size`` is
+    not merged entry by entry); a later item for the same key wins. A malformed item, an
+    unknown section or key, or a value of the wrong type is a ConfigError naming the item and
+    the fix.
+    """
+    parsed: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, equals, text = item.partition("=")
+        section, dot, key = name.strip().partition(".")
+        if not equals or not dot or not section or not key or "." in key:
+            raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. "
+                              "--set train.lr=3e-4 or --set schedule.batch_size='{4: 8}'")
+        _check_key(section, key, f"--set {item!r}")
+        if (section, key) == ("data", "dataset"):  # load_config sets it from its argument
+            raise ConfigError(f"--set {item!r}: the dataset is chosen by --dataset (or by the "
+                              "prepared data for pggan train), not by --set")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or "not valid YAML"
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({problem}); quote "
+                              "it for the shell, e.g. --set schedule.batch_size='{4: 8}'") from err
+        _coerce(value, typing.get_type_hints(SECTIONS[section])[key], f"--set {item!r}")
+        parsed.setdefault(section, {})[key] = value
+    return parsed
+
+
 def config_from_dict(raw: dict[str, Any]) -> Config:
-    """Rebuild a Config from ``Config.to_dict()`` output (e.g. a run's ``config.yaml``)."""
+    """Rebuild a Config from ``Config.to_dict()`` output (e.g. a run's ``config.yaml``), also
+    one written by an older version (``_upgrade_legacy``)."""
+    raw = _upgrade_legacy(raw)
     sections = {name: _build(cls, raw.get(name, {}), name) for name, cls in SECTIONS.items()}
     config = Config(profile=raw.get("profile", "custom"), **sections)
     validate(config)
     return config
+
+
+def same_config(saved: dict[str, Any], config: Config) -> bool:
+    """Whether a saved ``Config.to_dict()`` (a run's ``config.yaml``) describes ``config``.
+
+    Compares through ``config_from_dict``, not dict equality: a file written before a field
+    was added (it lacks the key, and the default is what that version did) or before a key
+    was replaced (``model.variant``) still matches the config it was trained with.
+    """
+    try:
+        return config_from_dict(saved) == config
+    except (ConfigError, TypeError, AttributeError):
+        return False
 
 
 def validate(config: Config) -> None:
@@ -229,13 +308,14 @@ def validate(config: Config) -> None:
         raise ConfigError("schedule.start_resolution must not exceed schedule.max_resolution")
     if d.vessel_channel not in ("auto", "mask", "unet"):
         raise ConfigError(f"data.vessel_channel={d.vessel_channel!r}: use auto, mask or unet")
-    if m.variant not in ("nvidia", "authors"):
-        raise ConfigError(f"model.variant={m.variant!r}: use nvidia or authors")
+    if m.kernel_size < 1 or m.kernel_size % 2 == 0:
+        raise ConfigError(f"model.kernel_size={m.kernel_size}: must be odd (1, 3, 5, ...) so "
+                          "convolutions keep the image size")
     if not 0.0 <= d.heldout_fraction < 1.0:
         raise ConfigError("data.heldout_fraction must be in [0, 1)")
     if d.n_images < 1:
         raise ConfigError("data.n_images must be at least 1")
-    for res in _resolutions(s.start_resolution, s.max_resolution):
+    for res in resolutions(s.start_resolution, s.max_resolution):
         if res not in m.feature_maps:
             raise ConfigError(f"model.feature_maps has no entry for {res} px")
         if res not in s.batch_size:
@@ -260,12 +340,143 @@ def check_resolution(value: int, name: str = "resolution") -> int:
     return value
 
 
-def _resolutions(start: int, stop: int) -> list[int]:
+def resolutions(start: int, stop: int) -> list[int]:
+    """``start``, 2·``start``, ... up to ``stop`` (px): the one list of resolutions that the
+    schedule, the networks and the prepared pyramid all use."""
     out, r = [], start
     while r <= stop:
         out.append(r)
         r *= 2
     return out
+
+
+def _read_profile(path: Path) -> dict[str, Any]:
+    """A profile or overlay file's top level: {'extends'?, 'common'?, 'rop'?, 'brats'?}."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: cannot read the profile ({err})") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a profile is a mapping with 'common', 'rop' and 'brats' "
+                          "sections")
+    unknown = set(raw) - {"extends", "common", *DATASETS}
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key {sorted(unknown)[0]!r}; "
+                          "expected 'extends', 'common', 'rop' or 'brats'")
+    return raw
+
+
+def _profile_layers(path: Path, dataset: str, chain: tuple[Path, ...]) -> list[Layer]:
+    """The layers of the profile file ``path``: its base's (``extends:``), then its own
+    ``common`` and ``dataset`` sections. ``chain`` holds the files that extend this one."""
+    resolved = path.resolve()
+    if resolved in chain:
+        cycle = " -> ".join(p.name for p in (*chain, resolved))
+        raise ConfigError(f"{path}: 'extends' makes a cycle ({cycle}); one of these files "
+                          "must extend a built-in profile instead")
+    raw = _read_profile(path)
+    layers: list[Layer] = []
+    base = raw.get("extends")
+    if base is not None:
+        layers = _profile_layers(_base_path(base, path), dataset, (*chain, resolved))
+    return [*layers, (f"{path} (common)", raw.get("common") or {}),
+            (f"{path} ({dataset})", raw.get(dataset) or {})]
+
+
+def _base_path(base: Any, path: Path) -> Path:
+    """The file that ``extends: base`` in ``path`` names: a built-in profile, else a path
+    relative to ``path``'s folder."""
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: extends: {base!r} must be a profile name or a path")
+    if base in PROFILES:
+        return PROFILES_DIR / f"{base}.yaml"
+    candidate = path.parent / base
+    if not candidate.is_file():
+        raise ConfigError(f"{path}: extends {base!r}, which is neither a built-in profile "
+                          f"({', '.join(PROFILES)}) nor a file ({candidate} does not exist)")
+    return candidate
+
+
+def _overlay_path(overlay: str) -> Path:
+    """The file of an overlay: a YAML file, else a built-in overlay (like profiles)."""
+    if Path(overlay).is_file():
+        return Path(overlay)
+    if overlay in OVERLAYS:
+        return PROFILES_DIR / f"{overlay}.yaml"
+    raise ConfigError(f"unknown overlay {overlay!r}: choose one of {', '.join(OVERLAYS)} "
+                      "or give a path to a YAML file")
+
+
+def _overlay_layers(path: Path, dataset: str) -> list[Layer]:
+    """The layers of the overlay file ``path``: its ``common`` and ``dataset`` sections."""
+    raw = _read_profile(path)
+    if "extends" in raw:  # it would reset every layer below it to its base's values
+        raise ConfigError(f"{path}: an overlay cannot use 'extends'; only a profile can")
+    return [(f"{path} (common)", raw.get("common") or {}),
+            (f"{path} ({dataset})", raw.get(dataset) or {})]
+
+
+def _merge(layers: list[Layer]) -> dict[str, dict[str, Any]]:
+    """The layers merged key by key, later ones winning; keys are checked per layer so an
+    error names where the bad key was set."""
+    merged: dict[str, dict[str, Any]] = {}
+    for origin, layer in layers:
+        if not isinstance(layer, dict):
+            raise ConfigError(f"{origin}: expected a mapping of config sections, got {layer!r}")
+        for section, values in layer.items():
+            if section not in SECTIONS:
+                raise ConfigError(f"{origin}: unknown config section {section!r}; expected one "
+                                  f"of {', '.join(SECTIONS)}")
+            if not isinstance(values, dict | None):
+                raise ConfigError(f"{origin}: section {section!r} must be a mapping of keys, "
+                                  f"got {values!r}")
+            for key in values or {}:
+                _check_key(section, key, origin)
+            merged.setdefault(section, {}).update(values or {})
+    return merged
+
+
+def _check_key(section: str, key: str, origin: str) -> None:
+    """ConfigError naming ``origin`` unless ``section.key`` is a config field."""
+    if section not in SECTIONS:
+        raise ConfigError(f"{origin}: unknown config section {section!r}; expected one of "
+                          f"{', '.join(SECTIONS)}")
+    names = {f.name for f in dataclasses.fields(SECTIONS[section])}
+    if key in names:
+        return
+    hint = REMOVED_KEYS.get(f"{section}.{key}")
+    if hint:
+        raise ConfigError(f"{origin}: {section}.{key} was removed: {hint}")
+    raise ConfigError(f"{origin}: unknown config key {section}.{key}; known keys: "
+                      f"{', '.join(sorted(names))}")
+
+
+def _upgrade_legacy(raw: dict[str, Any]) -> dict[str, Any]:
+    """A saved config dict in today's keys.
+
+    Run folders and checkpoints written before the authors' settings became explicit fields
+    hold ``model.variant`` (the runs shipped in ``data/pretrained/`` say ``nvidia``), and
+    ``config_from_dict`` must still read them. ``nvidia`` was the default, so it maps to
+    nothing; ``authors`` overrode kernel size, equalized LR, lr and EMA regardless of the
+    other keys, so it maps to the ``authors`` overlay's values, which win over the saved ones.
+    """
+    model = raw.get("model")
+    if not isinstance(model, dict) or "variant" not in model:
+        return raw
+    model = dict(model)
+    variant = model.pop("variant")
+    upgraded = {**raw, "model": model}
+    if variant == "nvidia":
+        return upgraded
+    if variant != "authors":
+        raise ConfigError(f"model.variant={variant!r}: a config from an older version may only "
+                          "say nvidia or authors")
+    data = raw.get("data")
+    dataset = data.get("dataset", "rop") if isinstance(data, dict) else "rop"
+    for _, layer in _overlay_layers(PROFILES_DIR / "authors.yaml", dataset):
+        for section, values in layer.items():
+            upgraded[section] = {**(upgraded.get(section) or {}), **(values or {})}
+    return upgraded
 
 
 def _build(cls: type, values: dict[str, Any], section: str) -> Any:
@@ -310,6 +521,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{key}: expected a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         value = float(value)

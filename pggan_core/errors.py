@@ -50,3 +50,7 @@ class TrainingInterrupted(PgganError):
     def exit_status(self) -> int:
         """130 for SIGINT, 143 for SIGTERM: what a shell reports for a process it killed."""
         return 128 + self.signum
+
+
+class BookError(PgganError):
+    """A notebook raised, or Sphinx reported an error or warning, while building the book."""

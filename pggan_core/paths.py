@@ -76,26 +76,3 @@ def run_dir(dataset: str, profile: str, variant: str = "seg", root: Path | None 
 def vessel_model_path(profile: str, root: Path | None = None) -> Path:
     """The trained vessel U-Net for a profile, reused by data preparation and evaluation."""
     return (root or repo_root()) / "runs" / "vessels" / profile / "vessel_unet.pt"
-
-
-def require_run(dataset: str, profile: str, variant: str = "seg", root: Path | None = None,
-                source: str | Path | None = None) -> Path:
-    """The finished run folder for (dataset, profile, variant), or an error naming the command.
-
-    Later notebooks (evaluation, encoder, latent space) read a run; when it is missing they
-    stop here and say how to make it.
-    """
-    import json
-
-    from pggan_core.errors import RunNotFoundError
-
-    folder = run_dir(dataset, profile, variant, root, source)
-    info = folder / "run.json"
-    if not info.is_file() or not json.loads(info.read_text()).get("finished"):
-        flag = "" if variant == "seg" else " -p with_segmentation False"
-        flag += "" if source is None else f" -p source '{source}'"
-        raise RunNotFoundError(
-            f"no finished {variant} run of {dataset} on profile {profile} at {folder}: run "
-            f"`papermill notebooks/03_train.md out.ipynb -p dataset {dataset} -p profile "
-            f"{profile}{flag}` first")
-    return folder

@@ -1,37 +1,95 @@
-"""Shared fixtures: one tiny prepared dataset and one tiny trained run per test session."""
+"""Shared fixtures.
 
+* Every test runs with ``PGGAN_HOME`` set to a scratch folder of this session
+  (``scratch_home``), so no run, prepared dataset, vessel U-Net or book build lands in the
+  checkout. A test that needs a home of its own sets ``PGGAN_HOME`` again (monkeypatch).
+* ``tiny_run`` is the session's one trained GAN: the smoke profile's fundus run on its phantom
+  data (``tiny_data``), laid out as ``pggan`` lays it out (``tiny_home``), prepared and trained
+  once. It is read-only: a test that writes into a run (evaluate, encode, ablation) takes
+  ``tiny_run_copy``; the session fails at its end if the shared run was changed.
+
+Markers (pyproject.toml): ``slow`` takes more than a couple of seconds (trains a model, executes
+notebooks), ``e2e`` (also ``slow``) runs the smoke book or a whole pipeline; every test that
+uses ``tiny_run`` is ``slow``, as the fixture trains. ``python -m pytest -m "not slow"`` is the
+fast unit suite.
+"""
+
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from pggan_core.config import load_config
-from pggan_core.data.prepare import prepare_dataset
-from pggan_core.train import train
+from pggan_core.paths import prepared_dir, run_dir
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="session", autouse=True)
+def scratch_home(tmp_path_factory) -> Path:
+    """``PGGAN_HOME`` for the whole session (session fixtures included): a scratch folder."""
+    home = tmp_path_factory.mktemp("pggan_home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PGGAN_HOME", str(home))
+        yield home
+
+
+@pytest.fixture(scope="session", autouse=True)
 def one_thread():
-    """One intra-op thread: these networks are tiny, and threads only contend on 2 cores."""
+    """One intra-op thread, in session and module fixtures too: these networks are tiny, and
+    threads only contend on 2 cores (a test that changes it gets it back: ``still_one_thread``).
+    """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def still_one_thread(one_thread):
+    yield
+    torch.set_num_threads(1)
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 @pytest.fixture(scope="session")
 def tiny_home(tmp_path_factory) -> Path:
-    """A scratch PGGAN_HOME so runs and models never land in the checkout."""
-    return tmp_path_factory.mktemp("pggan_home")
+    """A home holding the smoke profile's phantom fundus dataset and its trained ``seg`` run
+    where ``pggan`` puts them (``data/prepared/rop-smoke``, ``runs/rop/smoke/seg``): 24
+    images at 32 px, a GAN grown 4 -> 16 px in 20 steps. Read-only."""
+    from pggan_core.data.prepare import prepare_dataset
+    from pggan_core.runs.folder import run_config
+    from pggan_core.training.trainer import train
+
+    home = tmp_path_factory.mktemp("tiny_home")
+    config = run_config("rop", "smoke")
+    data = prepare_dataset(config, prepared_dir("rop", "smoke", home), progress=False)
+    train(config, data, run_dir("rop", "smoke", "seg", home), progress=False)
+    before = _snapshot(home)
+    yield home
+    assert _snapshot(home) == before, (
+        f"a test changed the shared tiny run in {home}: tests that write into a run must "
+        "use tiny_run_copy")
 
 
 @pytest.fixture(scope="session")
-def tiny_rop_run(tiny_home) -> Path:
-    """A smoke-profile fundus run (4 -> 16 px) on 12 phantom images at 32 px."""
-    config = load_config("smoke", "rop", {"data": {"n_images": 12, "resolution": 32,
-                                                   "heldout_fraction": 0.25}})
-    data = prepare_dataset(config, tiny_home / "data" / "rop", progress=False, workers=1)
-    return train(config, data, tiny_home / "runs" / "rop-seg", progress=False)
+def tiny_data(tiny_home) -> Path:
+    """The shared run's prepared dataset (smoke profile, phantom fundus). Read-only."""
+    return prepared_dir("rop", "smoke", tiny_home)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_home) -> Path:
+    """The shared trained run (``run_config("rop", "smoke")``, with segmentation). Read-only."""
+    return run_dir("rop", "smoke", "seg", tiny_home)
+
+
+@pytest.fixture
+def tiny_run_copy(tiny_run, tmp_path) -> Path:
+    """A copy of the shared run for a test that writes into it (its data stays shared)."""
+    return shutil.copytree(tiny_run, tmp_path / "run")
 
 
 @pytest.fixture(scope="session")

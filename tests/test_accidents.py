@@ -14,15 +14,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 import pytest
 import torch
-from test_train import REPO, _assert_same, make_dataset, smoke
+from test_train import REPO, _assert_same, smoke
 
 from pggan_core import __version__, cli
-from pggan_core import checkpoint as ckpt
-from pggan_core import train as train_module
 from pggan_core.config import load_config
 from pggan_core.errors import (
     CheckpointError,
@@ -30,12 +27,9 @@ from pggan_core.errors import (
     StorageError,
     TrainingInterrupted,
 )
-from pggan_core.train import train
-
-
-@pytest.fixture(scope="module")
-def rop_data(tmp_path_factory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("data") / "rop")
+from pggan_core.training import checkpoint as ckpt
+from pggan_core.training import trainer as train_module
+from pggan_core.training.trainer import train
 
 
 def tiny() -> object:
@@ -47,7 +41,7 @@ def tiny() -> object:
 def signal_at(monkeypatch, signals: dict[int, int]) -> None:
     """Send this process ``signals[step]`` while global step ``step`` (1-based) trains, as a
     Ctrl-C or a cluster's SIGTERM lands in the middle of a step."""
-    real_step = train_module.Trainer._train_step
+    real_step = train_module.Trainer.train_step
 
     def step_then_signal(self, phase, alpha, batch):
         stats = real_step(self, phase, alpha, batch)
@@ -55,35 +49,35 @@ def signal_at(monkeypatch, signals: dict[int, int]) -> None:
             os.kill(os.getpid(), signals[self.step + 1])
         return stats
 
-    monkeypatch.setattr(train_module.Trainer, "_train_step", step_then_signal)
+    monkeypatch.setattr(train_module.Trainer, "train_step", step_then_signal)
 
 
 # ------------------------------------------------------------------------ SIGINT and SIGTERM
 
 
-def test_sigterm_and_sigint_checkpoint_and_resume_bit_identically(rop_data, tmp_path,
+@pytest.mark.slow
+def test_sigterm_and_sigint_checkpoint_and_resume_bit_identically(tiny_data, tiny_run, tmp_path,
                                                                    monkeypatch):
-    config, out = smoke(), tmp_path / "stopped"
-    straight = train(config, rop_data, tmp_path / "straight", progress=False)
+    config, out, straight = smoke(), tmp_path / "stopped", tiny_run  # the shared straight run
     # SIGTERM inside step 9 (no checkpoint is due: the stop writes one), SIGINT inside step 12
     # (a phase end, already checkpointed); each run resumes where the last one stopped
     signal_at(monkeypatch, {9: signal.SIGTERM, 12: signal.SIGINT})
     handlers = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
     for signum, step, alpha in ((signal.SIGTERM, 9, 1.0), (signal.SIGINT, 12, 1.0)):
         with pytest.raises(TrainingInterrupted) as stopped:
-            train(config, rop_data, out, resume=step > 9, progress=False)
+            train(config, tiny_data, out, resume=step > 9, progress=False)
         assert stopped.value.signum == signum
         assert stopped.value.exit_status == 128 + signum
         assert str(stopped.value) == (
             f"stopped by {signal.Signals(signum).name} after step {step} of 20, checkpoint "
-            f"saved in {out / 'checkpoints'}; resume with: pggan train --data {rop_data} "
+            f"saved in {out / 'checkpoints'}; resume with: pggan train --data {tiny_data} "
             f"--out {out} --profile smoke --resume")
         state = ckpt.load_checkpoint(out / "checkpoints" / ckpt.LATEST)
         assert (state["step"], state["alpha"], state["finished"]) == (step, alpha, False)
         info = json.loads((out / "run.json").read_text())
         assert (info["step"], info["finished"]) == (step, False)
         assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == handlers
-    train(config, rop_data, out, resume=True, progress=False)
+    train(config, tiny_data, out, resume=True, progress=False)
 
     a = ckpt.load_latest(straight / "checkpoints")
     b = ckpt.load_latest(out / "checkpoints")
@@ -97,10 +91,11 @@ def test_sigterm_and_sigint_checkpoint_and_resume_bit_identically(rop_data, tmp_
     assert json.loads((out / "run.json").read_text())["finished"] is True
 
 
-def test_cli_prints_the_resume_command_which_resumes(rop_data, tmp_path, monkeypatch, capfd):
+@pytest.mark.slow
+def test_cli_prints_the_resume_command_which_resumes(tiny_data, tmp_path, monkeypatch, capfd):
     out = tmp_path / "run dir"  # a space, so the printed command must quote it
     signal_at(monkeypatch, {2: signal.SIGTERM, 3: signal.SIGINT})
-    assert cli.main(["train", "--data", str(rop_data), "--out", str(out),
+    assert cli.main(["train", "--data", str(tiny_data), "--out", str(out),
                      "--profile", "smoke"]) == 143
     err = capfd.readouterr().err.strip().splitlines()  # the progress bar's lines, then ours
     assert ("SIGTERM: stopping after this step with a checkpoint (send it again to stop at "
@@ -113,7 +108,8 @@ def test_cli_prints_the_resume_command_which_resumes(rop_data, tmp_path, monkeyp
     assert ckpt.load_latest(out / "checkpoints")["step"] == 3
 
 
-def test_a_second_signal_stops_at_once(rop_data, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_a_second_signal_stops_at_once(tiny_data, tmp_path, monkeypatch):
     real_checkpoint, checkpoints = train_module.Trainer._checkpoint, []
 
     def impatient(self, phase, alpha):  # Ctrl-C again while the stop's checkpoint is written
@@ -124,7 +120,7 @@ def test_a_second_signal_stops_at_once(rop_data, tmp_path, monkeypatch):
     signal_at(monkeypatch, {1: signal.SIGINT})
     monkeypatch.setattr(train_module.Trainer, "_checkpoint", impatient)
     with pytest.raises(KeyboardInterrupt):
-        train(tiny(), rop_data, tmp_path / "run", progress=False)
+        train(tiny(), tiny_data, tmp_path / "run", progress=False)
     assert checkpoints == [1]  # the first Ctrl-C waited for the end of its step, the second not
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
@@ -171,12 +167,14 @@ def refuse_temporaries(monkeypatch) -> None:
     monkeypatch.setattr(tempfile, "mkstemp", refuse)
 
 
-@pytest.mark.parametrize("accident, reason, fix", [
-    (fill_disk, "No space left on device (ENOSPC)", "free space on the disk holding {}"),
-    (refuse_temporaries, "Permission denied (EACCES)", "make {} writable"),
+@pytest.mark.parametrize("accident, reason, fix, previous", [
+    # the disk fills after previous.pt was linked to the old latest (step 2)...
+    (fill_disk, "No space left on device (ENOSPC)", "free space on the disk holding {}", 2),
+    # ...while a folder refusing new files refuses that link too: previous.pt stays step 1
+    (refuse_temporaries, "Permission denied (EACCES)", "make {} writable", 1),
 ])
 def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch, accident,
-                                                          reason, fix):
+                                                          reason, fix, previous):
     folder = tmp_path / "checkpoints"
     with pytest.raises(StorageError) as failed, monkeypatch.context() as patch:
         accident(patch)
@@ -192,23 +190,23 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch,
     assert str(failed.value) == (f"cannot write a checkpoint in {folder}: {reason}; "
                                  f"latest.pt still holds the previous checkpoint: "
                                  f"{fix.format(folder)} and resume with --resume")
-    # latest is the last complete checkpoint; previous is complete too (step 2 when the disk
-    # filled after it was linked to latest, step 1 when even that link failed); no temporary
+    # latest is the last complete checkpoint, previous is complete too; no temporary is left
     assert torch.load(folder / ckpt.LATEST, weights_only=True)["step"] == 2
-    assert torch.load(folder / ckpt.PREVIOUS, weights_only=True)["step"] in (1, 2)
+    assert torch.load(folder / ckpt.PREVIOUS, weights_only=True)["step"] == previous
     assert sorted(p.name for p in folder.iterdir()) == [ckpt.LATEST, ckpt.PREVIOUS]
 
 
-def test_training_stops_on_a_full_disk_and_resumes_once_freed(rop_data, tmp_path,
+@pytest.mark.slow
+def test_training_stops_on_a_full_disk_and_resumes_once_freed(tiny_data, tmp_path,
                                                                monkeypatch):
     out = tmp_path / "run"
     with pytest.raises(StorageError, match="No space left on device"), \
             monkeypatch.context() as patch:
         fill_disk(patch, on_save=2)  # the checkpoint of step 4
-        train(tiny(), rop_data, out, progress=False)
+        train(tiny(), tiny_data, out, progress=False)
     assert ckpt.load_latest(out / "checkpoints")["step"] == 2
     assert json.loads((out / "run.json").read_text())["finished"] is False
-    train(tiny(), rop_data, out, resume=True, progress=False)
+    train(tiny(), tiny_data, out, resume=True, progress=False)
     assert ckpt.load_latest(out / "checkpoints")["step"] == 4
 
 
@@ -216,14 +214,15 @@ def test_training_stops_on_a_full_disk_and_resumes_once_freed(rop_data, tmp_path
 
 HOLD_LOCK = """
 import sys, time
-from pggan_core.runlock import run_lock
+from pggan_core.training.runlock import run_lock
 with run_lock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(600)
 """
 
 
-def test_a_run_folder_in_use_is_refused_until_its_holder_dies(rop_data, tmp_path):
+@pytest.mark.slow
+def test_a_run_folder_in_use_is_refused_until_its_holder_dies(tiny_data, tmp_path):
     out = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], cwd=REPO,
                               stdout=subprocess.PIPE, text=True)
@@ -236,13 +235,13 @@ def test_a_run_folder_in_use_is_refused_until_its_holder_dies(rop_data, tmp_path
                     r"checkpoint; continue it with --resume\), or train into another --out$")
         for resume in (False, True):
             with pytest.raises(RunInUseError, match=expected):
-                train(tiny(), rop_data, out, resume=resume, progress=False)
+                train(tiny(), tiny_data, out, resume=resume, progress=False)
         assert [p.name for p in out.iterdir()] == [".lock"]  # nothing else touched
     finally:
         holder.kill()  # SIGKILL: no clean-up runs; the kernel drops the lock with the process
         holder.wait()
         holder.stdout.close()
-    train(tiny(), rop_data, out, progress=False)
+    train(tiny(), tiny_data, out, progress=False)
     assert json.loads((out / "run.json").read_text())["finished"] is True
 
 

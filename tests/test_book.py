@@ -11,13 +11,33 @@ import nbformat
 import pytest
 import yaml
 
-from pggan_core import book, browser_check
-from pggan_core.browser_check import check_book, expectations
+from pggan_core.book import browser_check
+from pggan_core.book.browser_check import check_book, expectations
+from pggan_core.book.build import build_book, parse_sources, run_sphinx, staged_config, staged_toc
+from pggan_core.book.captions import provenance_banner
+from pggan_core.book.claims import (
+    METHOD,
+    NOT_COMPUTED,
+    as_markdown,
+    claims_table,
+    config_value,
+    images_per_resolution,
+    method_table,
+    profile_table,
+    read_phase_curves,
+)
+from pggan_core.book.execute import (
+    add_plotly_html,
+    discover_notebooks,
+    execute_notebook,
+    notebook_datasets,
+)
 from pggan_core.config import load_config
-from pggan_core.errors import ConfigError
-from pggan_core.paths import repo_root, run_dir
+from pggan_core.errors import BookError, ConfigError
+from pggan_core.paths import run_dir
+from pggan_core.runs.shipped import NOTE_WIDTH
 
-ROOT = repo_root(Path(__file__).parent)
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: notebooks, book/, _config.yml
 HEADER = """---
 jupytext:
   text_representation: {extension: .md, format_name: myst}
@@ -37,18 +57,18 @@ def test_claims_table_reads_metrics_json_and_marks_the_rest(tmp_path: Path):
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps({"vessel_agreement_auc": 0.91234,
                                                      "swd_mean": float("nan")}))
-    table = book.claims_table("smoke", ("rop", "brats"), root=tmp_path).set_index("metric")
+    table = claims_table("smoke", ("rop", "brats"), root=tmp_path).set_index("metric")
     assert table.loc["vessel_agreement_auc", "ours: ROP"] == "0.912"
     assert table.loc["vessel_agreement_auc", "paper value"] == "0.97"
     assert table.loc["vessel_agreement_auc", "ours: BraTS"] == "n/a"  # a fundus-only claim
-    assert table.loc["swd_mean", "ours: ROP"] == book.NOT_COMPUTED  # NaN is not a result
-    assert table.loc["encoder_r2", "ours: ROP"] == book.NOT_COMPUTED  # key missing
-    assert table.loc["swd_mean", "ours: BraTS"] == book.NOT_COMPUTED  # file missing
+    assert table.loc["swd_mean", "ours: ROP"] == NOT_COMPUTED  # NaN is not a result
+    assert table.loc["encoder_r2", "ours: ROP"] == NOT_COMPUTED  # key missing
+    assert table.loc["swd_mean", "ours: BraTS"] == NOT_COMPUTED  # file missing
     # a value that cannot exist says why
     (folder / "metrics.json").write_text(json.dumps({
         "vessel_agreement_auc_reference": None,
         "vessel_agreement_auc_reference_missing": "none: no ground-truth vessel masks"}))
-    table = book.claims_table("smoke", ("rop",), root=tmp_path).set_index("metric")
+    table = claims_table("smoke", ("rop",), root=tmp_path).set_index("metric")
     assert table.loc["vessel_agreement_auc_reference", "ours: ROP"] == \
         "none: no ground-truth vessel masks"
 
@@ -57,36 +77,36 @@ def test_unreadable_metrics_json_names_the_file_and_the_fix(tmp_path: Path):
     folder = run_dir("brats", "smoke", "seg", tmp_path)
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text("{not json")
-    with pytest.raises(book.BookError, match=r"metrics\.json.*pggan evaluate"):
-        book.claims_table("smoke", ("brats",), root=tmp_path)
+    with pytest.raises(BookError, match=r"metrics\.json.*pggan evaluate"):
+        claims_table("smoke", ("brats",), root=tmp_path)
 
 
 def test_method_table_points_at_real_code_and_real_config_keys():
     paper = load_config("paper", "rop")
-    for step in book.METHOD:
+    for step in METHOD:
         module, name = step.code.split(":")
         assert hasattr(importlib.import_module(module), name), step.code
-        if step.key:
-            assert book.config_value(paper, step.key) not in ("", "None"), step.key
-    assert book.config_value(paper, "model.feature_maps") == \
+    keys = [step.key for step in METHOD if step.key]  # the steps a config key governs
+    assert keys and [key for key in keys if config_value(paper, key) in ("", "None")] == []
+    assert config_value(paper, "model.feature_maps") == \
         "4–128 px: 128, 256 px: 64, 512 px: 16"  # the paper's table, in its words
-    markdown = book.as_markdown(book.method_table("brats")).data
-    assert markdown.count("\n") == len(book.METHOD) + 1 and "`schedule.max_resolution`" in markdown
+    markdown = as_markdown(method_table("brats")).data
+    assert markdown.count("\n") == len(METHOD) + 1 and "`schedule.max_resolution`" in markdown
 
 
 def test_profile_table_shows_the_scale_gap():
-    table = book.profile_table(("rop",)).set_index("profile")
+    table = profile_table(("rop",)).set_index("profile")
     assert table.loc["paper", "fade + stable at the top"] == "20,000 + 20,000"
     assert table.loc["paper", "GAN iterations"] == "300,000"  # 8 resolutions, no fade at 4 px
     assert table.loc["paper", "images shown"] == f"{(300_000 - 40_000) * 16 + 40_000 * 8:,}"
-    assert book.images_per_resolution(load_config("paper", "rop"))[64] == 640_000
+    assert images_per_resolution(load_config("paper", "rop"))[64] == 640_000
     assert table.loc["paper", "resolution"] == "4 → 512 px"
 
 
 def test_phase_curves_plot_only_what_a_log_axis_can_show(tmp_path: Path):
     import matplotlib
     matplotlib.use("Agg")
-    from pggan_core import plots
+    from pggan_core.viz import plots
 
     path = run_dir("rop", "smoke", "seg", tmp_path) / "phase_metrics.jsonl"
     path.parent.mkdir(parents=True)
@@ -95,7 +115,7 @@ def test_phase_curves_plot_only_what_a_log_axis_can_show(tmp_path: Path):
                {"images_seen": 640, "resolution": 8, "phase": "fade", "swd_mean": 3.0,
                 "swd_floor_mean": 1.5}]
     path.write_text("\n".join(json.dumps(r) for r in records))
-    curves = book.read_phase_curves("smoke", ["rop"], tmp_path)
+    curves = read_phase_curves("smoke", ["rop"], tmp_path)
     assert list(curves) == ["ROP"]
     (line,) = plots.phase_curves_figure(curves).axes[0].get_lines()[:1]
     assert list(line.get_xdata()) == [640] and list(line.get_ydata()) == [2.0]
@@ -106,7 +126,7 @@ def test_phase_curves_plot_only_what_a_log_axis_can_show(tmp_path: Path):
 
 def test_staged_toc_has_one_part_per_dataset():
     root_toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    toc = book.staged_toc(root_toc, {"rop": ["01_data", "02_vessels", "03_train"],
+    toc = staged_toc(root_toc, {"rop": ["01_data", "02_vessels", "03_train"],
                                      "brats": ["01_data", "03_train"]}, ("rop", "brats"))
     captions = [part["caption"] for part in toc["parts"]]
     assert captions[1:3] == ["Notebooks: Fundus photographs (ROP)",
@@ -115,19 +135,19 @@ def test_staged_toc_has_one_part_per_dataset():
     assert toc["parts"][2]["chapters"] == [{"file": "notebooks/01_data_brats"},
                                            {"file": "notebooks/03_train_brats"}]
     # the vessel chapter is built for the fundus only
-    assert book.notebook_datasets(ROOT / "notebooks" / "02_vessel_segmentation.md") == ("rop",)
-    assert book.notebook_datasets(ROOT / "notebooks" / "03_train.md") == ("rop", "brats")
+    assert notebook_datasets(ROOT / "notebooks" / "02_vessel_segmentation.md") == ("rop",)
+    assert notebook_datasets(ROOT / "notebooks" / "03_train.md") == ("rop", "brats")
     assert not any("glob" in ch for part in toc["parts"] for ch in part["chapters"])
 
 
 def test_staged_config_runs_nothing_and_loads_nothing_from_the_internet():
     root_config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    config = book.staged_config(root_config, "smoke", 7, ROOT)
+    config = staged_config(root_config, "smoke", 7, ROOT)
     assert config["execute"]["execute_notebooks"] == "off"
     assert "profile <b>smoke</b> · seed 7 · commit " in config["html"]["announcement"]
     sphinx = config["sphinx"]["config"]
     assert "sphinx_thebe" not in sphinx["extensions"]
-    assert {"pggan_core.book", "sphinxcontrib.bibtex"} <= set(sphinx["extensions"])
+    assert {"pggan_core.book.offline_js", "sphinxcontrib.bibtex"} <= set(sphinx["extensions"])
     urls = [*sphinx["nb_ipywidgets_js"], sphinx["mathjax_path"]]
     assert not any("://" in url for url in urls)
 
@@ -143,7 +163,7 @@ def test_plotly_outputs_get_html_without_a_cdn():
                      'import "https://cdn.plot.ly/plotly-4.1.1.min"</script>'})
     cell = nbformat.v4.new_code_cell(outputs=[bootstrap, output])
     notebook = nbformat.v4.new_notebook(cells=[cell])
-    assert book.add_plotly_html(notebook) == 2
+    assert add_plotly_html(notebook) == 2
     assert len(cell.outputs) == 1
     html = cell.outputs[0]["data"]["text/html"]
     assert "Plotly.newPlot" in html and "cdn" not in html and "<script src" not in html
@@ -151,13 +171,13 @@ def test_plotly_outputs_get_html_without_a_cdn():
 
 def test_provenance_banner_names_profile_seed_commit_date_and_data(tmp_path, monkeypatch):
     monkeypatch.setenv("PGGAN_HOME", str(tmp_path))  # nothing prepared there
-    banner = book.provenance_banner("demo", 3, "rop")
+    banner = provenance_banner("demo", 3, "rop")
     facts = banner.split("\nGAN ")[0].splitlines()  # then the shipped run's note, if any
-    assert all(len(line) <= book.NOTE_WIDTH for line in facts), banner
+    assert all(len(line) <= NOTE_WIDTH for line in facts), banner
     assert re.fullmatch(r"dataset rop · profile demo · seed 3 · commit [0-9a-f]+\S* · built "
                         r"\d{4}-\d\d-\d\d \d\d:\d\d UTC · data: the built-in fundus "
                         r"phantom, not prepared yet", " · ".join(facts)), banner
-    mine = book.provenance_banner("demo", 3, "rop", tmp_path / "my folder")
+    mine = provenance_banner("demo", 3, "rop", tmp_path / "my folder")
     assert f"data: your folder my folder ({tmp_path / 'my folder'})" in " ".join(mine.split())
 
 
@@ -166,15 +186,16 @@ def test_a_notebook_without_the_book_parameters_is_a_config_error(tmp_path: Path
     source = tmp_path / "notebooks" / "01_x.md"
     source.write_text(HEADER + code_cell('dataset = "rop"', "parameters"))
     with pytest.raises(ConfigError, match=r"01_x\.md.*lacks profile, seed"):
-        book.execute_notebook(source, tmp_path / "out.ipynb", {"dataset": "rop"}, tmp_path)
+        execute_notebook(source, tmp_path / "out.ipynb", {"dataset": "rop"}, tmp_path)
 
 
+@pytest.mark.slow
 def test_a_failing_notebook_reports_cell_and_traceback(tmp_path: Path):
     source = tmp_path / "page.md"
     source.write_text(HEADER + code_cell("profile = 'demo'", "parameters")
                       + code_cell("raise ValueError(f'boom on {profile}')"))
-    with pytest.raises(book.BookError) as error:
-        book.execute_notebook(source, tmp_path / "out.ipynb", {"profile": "smoke"}, tmp_path)
+    with pytest.raises(BookError) as error:
+        execute_notebook(source, tmp_path / "out.ipynb", {"profile": "smoke"}, tmp_path)
     message = str(error.value)
     assert "page.md failed with {'profile': 'smoke'}" in message
     assert "raise ValueError(f'boom on {profile}')" in message  # the cell
@@ -182,16 +203,18 @@ def test_a_failing_notebook_reports_cell_and_traceback(tmp_path: Path):
     assert "\x1b[" not in message
 
 
+@pytest.mark.slow
 def test_a_sphinx_warning_fails_the_build(tmp_path: Path):
     src = tmp_path / "src"
     src.mkdir()
     (src / "_config.yml").write_text("title: t\nexecute: {execute_notebooks: 'off'}\n")
     (src / "_toc.yml").write_text("format: jb-book\nroot: index\n")
     (src / "index.md").write_text("# Index\n\nSee {doc}`a page that is not there <missing>`.\n")
-    with pytest.raises(book.BookError, match="unknown document"):
-        book.run_sphinx(src, tmp_path / "html", tmp_path / "doctrees")
+    with pytest.raises(BookError, match="unknown document"):
+        run_sphinx(src, tmp_path / "html", tmp_path / "doctrees")
 
 
+@pytest.mark.slow
 def test_browser_check_finds_what_a_reader_would_see_broken(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(browser_check, "WAIT_MS", 500)  # nothing will appear on this page
     (tmp_path / "notebooks").mkdir()
@@ -210,17 +233,19 @@ def test_browser_check_finds_what_a_reader_would_see_broken(tmp_path: Path, monk
     assert (tmp_path / "shots" / "notebooks__07_latent_space_rop.png").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_smoke_book_builds_for_both_datasets_and_reads_well(tmp_path: Path):
-    """CI's book check: every notebook x both datasets on smoke, then every page in chromium."""
+    """CI's book check: every notebook x both datasets on smoke, then every page in chromium.
+    Its runs and data go to the session's scratch PGGAN_HOME; the book's sources are ROOT's."""
     out = tmp_path / "smoke"
-    html = book.build_book("smoke", ("rop", "brats"), out=out, check=False)
-    notebooks = book.discover_notebooks(ROOT)
+    html = build_book("smoke", ("rop", "brats"), out=out, check=False, root=ROOT)
+    notebooks = discover_notebooks(ROOT)
     assert notebooks, "no notebooks/NN_*.md found"
     for source in notebooks:
         for dataset in ("rop", "brats"):
             page = html / "notebooks" / f"{source.stem}_{dataset}.html"
-            assert page.is_file() == (dataset in book.notebook_datasets(source)), page
+            assert page.is_file() == (dataset in notebook_datasets(source)), page
     page = html / "notebooks" / "07_latent_space_rop.html"  # the t-SNE and widget page
     assert {"plotly_points", "widget_slider"} <= set(expectations(page))
     assert (html / "book" / "quality.html").is_file()
@@ -234,26 +259,27 @@ def test_smoke_book_builds_for_both_datasets_and_reads_well(tmp_path: Path):
 
 
 def test_sources_are_parsed_and_bad_ones_named(tmp_path: Path):
-    assert book.parse_sources([f"rop={tmp_path}"]) == {"rop": str(tmp_path.resolve())}
+    assert parse_sources([f"rop={tmp_path}"]) == {"rop": str(tmp_path.resolve())}
     for item, named in (("rop", "DATASET=FOLDER"), ("mri=" + str(tmp_path), "unknown dataset"),
                         (f"rop={tmp_path / 'missing'}", "is not a folder")):
         with pytest.raises(ConfigError, match=named):
-            book.parse_sources([item])
+            parse_sources([item])
     with pytest.raises(ConfigError, match="given twice"):
-        book.parse_sources([f"rop={tmp_path}", f"rop={tmp_path}"])
+        parse_sources([f"rop={tmp_path}", f"rop={tmp_path}"])
     from pggan_core.cli import main
 
     assert main(["book", "--profile", "smoke", "--source", "rop"]) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_smoke_book_on_your_own_folders_says_which_data_it_shows(
         tmp_path: Path, monkeypatch, drive_folder: Path, brats_folder: Path):
     """``pggan book --profile smoke --source rop=DIR --source brats=DIR`` on a DRIVE-layout
     folder and a BraTS 2017 download: every page names the folder, not the phantom."""
     monkeypatch.setenv("PGGAN_HOME", str(tmp_path / "home"))  # runs and data land there
-    sources = book.parse_sources([f"rop={drive_folder}", f"brats={brats_folder}"])
-    html = book.build_book("smoke", ("rop", "brats"), out=tmp_path / "out", root=ROOT,
+    sources = parse_sources([f"rop={drive_folder}", f"brats={brats_folder}"])
+    html = build_book("smoke", ("rop", "brats"), out=tmp_path / "out", root=ROOT,
                            sources=sources)
     home = tmp_path / "home"
     for dataset, folder in sources.items():

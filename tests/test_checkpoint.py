@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from pggan_core import checkpoint as ckpt
 from pggan_core.config import load_config
 from pggan_core.errors import CheckpointError, RunNotFoundError
-from pggan_core.networks import Generator
+from pggan_core.training import checkpoint as ckpt
+from pggan_core.training.networks import Generator
 
 
 def _state(step: int) -> dict:

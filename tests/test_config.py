@@ -1,10 +1,24 @@
 """The configuration system: profiles, overrides, and errors that name the key."""
 
+import dataclasses
+import json
+from pathlib import Path
+
 import pytest
 import yaml
 
-from pggan_core.config import PROFILES, config_from_dict, load_config
+from pggan_core import cli
+from pggan_core.config import (
+    PROFILES,
+    PROFILES_DIR,
+    config_from_dict,
+    load_config,
+    parse_set_items,
+    same_config,
+)
 from pggan_core.errors import ConfigError
+
+PRETRAINED = Path(__file__).resolve().parents[1] / "data" / "pretrained"
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -43,7 +57,10 @@ def test_overrides_apply_and_round_trip_through_yaml():
     ({"train": {"compile": "yes"}}, "train.compile"),
     ({"data": {"resolution": 100}}, "data.resolution"),
     ({"data": {"resolution": 1024}}, "data.resolution"),
-    ({"model": {"variant": "mine"}}, "model.variant"),
+    ({"model": {"variant": "authors"}}, "model.variant"),  # removed: --overlay authors
+    ({"model": {"kernel_size": 4}}, "model.kernel_size"),
+    ({"model": {"equalized_lr": "no"}}, "model.equalized_lr"),
+    ({"train": {"use_ema": 0}}, "train.use_ema"),
     ({"train": {"lr": float("nan")}}, "train.lr"),
 ])
 def test_bad_keys_and_values_are_errors_naming_the_key(overrides, named):
@@ -63,3 +80,164 @@ def test_a_profile_file_with_an_unknown_key_is_refused(tmp_path):
     path.write_text("common:\n  schedule:\n    fade_iters: 5\n")
     with pytest.raises(ConfigError, match="schedule.fade_iters"):
         load_config(str(path), "rop")
+
+
+# every value Beers et al. (2018) or NVIDIA's PGGAN (Karras et al. 2018) fixes, by the
+# paper.yaml section that must state it (a dataclass default is not a citation)
+PAPER_KEYS = {
+    "common": [
+        "data.resolution", "data.vessel_channel", "data.gamma", "data.clahe_clip",
+        "data.clahe_tiles",
+        "vessels.patch", "vessels.stride", "vessels.n_train_images",
+        "model.latent_dim", "model.feature_maps", "model.kernel_size", "model.equalized_lr",
+        "model.mbstd_group",
+        "schedule.start_resolution", "schedule.fade_iterations", "schedule.stable_iterations",
+        "schedule.batch_size",
+        "train.lr", "train.betas", "train.eps", "train.use_ema", "train.ema_beta",
+        "train.gp_lambda", "train.drift", "train.d_steps_per_g_step",
+        "encoder.iterations", "encoder.batch_size", "encoder.lr", "encoder.betas",
+    ],
+    "rop": ["data.n_images", "schedule.max_resolution"],
+    "brats": ["data.resolution", "data.n_images", "schedule.max_resolution"],
+}
+
+
+def test_paper_yaml_states_every_value_the_paper_or_nvidia_fixes():
+    raw = yaml.safe_load((PROFILES_DIR / "paper.yaml").read_text())
+    missing = [f"{part}: {key}" for part, keys in PAPER_KEYS.items() for key in keys
+               if key.split(".")[1] not in (raw.get(part) or {}).get(key.split(".")[0], {})]
+    assert not missing, f"paper.yaml leaves these to dataclass defaults: {missing}"
+    rop = load_config("paper", "rop")
+    assert (rop.train.lr, rop.train.betas, rop.train.eps) == (1e-3, (0.0, 0.99), 1e-8)
+    assert rop.train.use_ema and rop.train.ema_beta == 0.999
+    assert (rop.model.kernel_size, rop.model.mbstd_group, rop.model.equalized_lr) == (3, 4, True)
+    assert (rop.encoder.lr, rop.encoder.betas) == (rop.train.lr, rop.train.betas)
+
+
+def test_a_profile_file_extends_a_builtin_profile(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("extends: demo\ncommon:\n  train:\n    lr: 0.0005\n"
+                    "brats:\n  data:\n    n_images: 40\n")
+    for dataset in ("rop", "brats"):
+        mine, demo = load_config(str(path), dataset), load_config("demo", dataset)
+        assert mine.profile == "mine" and mine.train.lr == 0.0005
+        n_images = 40 if dataset == "brats" else demo.data.n_images
+        assert mine.data == dataclasses.replace(demo.data, n_images=n_images)
+        assert (mine.model, mine.schedule, mine.encoder) == (demo.model, demo.schedule,
+                                                              demo.encoder)
+    # the base's dataset section sits below the file's common section
+    path.write_text("extends: demo\ncommon:\n  data:\n    n_images: 30\n")
+    assert load_config(str(path), "brats").data.n_images == 30
+
+
+def test_extends_a_file_relative_to_the_profile(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "base.yaml").write_text("extends: smoke\ncommon:\n  train:\n    seed: 7\n")
+    child = tmp_path / "sub" / "child.yaml"
+    child.write_text("extends: ../base.yaml\ncommon:\n  train:\n    lr: 0.25\n")
+    config = load_config(str(child), "rop", {"train": {"lr": 0.5}})
+    assert (config.profile, config.train.seed, config.train.lr) == ("child", 7, 0.5)
+    assert config.schedule == load_config("smoke", "rop").schedule
+
+
+def test_extends_unknown_base_and_cycles_name_the_file(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("extends: huge\n")
+    with pytest.raises(ConfigError, match=r"mine\.yaml: extends 'huge'"):
+        load_config(str(path), "rop")
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match=r"a\.yaml: 'extends' makes a cycle \(a\.yaml -> "
+                                          r"b\.yaml -> a\.yaml\)"):
+        load_config(str(tmp_path / "a.yaml"), "rop")
+    path.write_text("extends: mine.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(str(path), "rop")
+
+
+def test_the_authors_overlay_sets_the_authors_code_values():
+    demo, authors = load_config("demo", "rop"), load_config("demo", "rop", overlays=("authors",))
+    assert authors.profile == "demo"
+    assert (authors.model.kernel_size, authors.model.equalized_lr) == (5, False)
+    assert (authors.train.lr, authors.train.use_ema) == (1e-4, False)
+    assert authors.schedule == demo.schedule and authors.data == demo.data
+    # overrides (--set) sit above overlays
+    assert load_config("demo", "rop", {"train": {"lr": 0.002}}, ("authors",)).train.lr == 0.002
+    with pytest.raises(ConfigError, match="unknown overlay 'nvidia'"):
+        load_config("demo", "rop", overlays=("nvidia",))
+
+
+def test_a_config_from_before_variant_was_removed_still_loads():
+    saved = load_config("smoke", "rop").to_dict()
+    for section, key in (("model", "equalized_lr"), ("train", "use_ema")):
+        del saved[section][key]  # an old config.yaml has neither key ...
+    nvidia = {**saved, "model": {**saved["model"], "variant": "nvidia"}}  # ... but this one
+    assert config_from_dict(nvidia) == load_config("smoke", "rop")
+    authors = {**saved, "model": {**saved["model"], "variant": "authors"}}
+    assert config_from_dict(authors) == load_config("smoke", "rop", overlays=("authors",))
+    with pytest.raises(ConfigError, match="model.variant='mine'"):
+        config_from_dict({**saved, "model": {**saved["model"], "variant": "mine"}})
+
+
+@pytest.mark.parametrize("key", ["rop-seg", "rop-noseg", "brats-seg", "brats-noseg"])
+def test_the_shipped_demo_runs_still_match_the_demo_profile(key):
+    """Their config.yaml and manifest entry say ``variant: nvidia`` and lack the new keys."""
+    config = load_config("demo", key.split("-")[0])
+    saved = yaml.safe_load((PRETRAINED / "demo" / key / "config.yaml").read_text())
+    assert saved["model"]["variant"] == "nvidia"
+    assert config_from_dict(saved) == config and same_config(saved, config)
+    manifest = json.loads((PRETRAINED / "demo" / "manifest.json").read_text())
+    assert config_from_dict(manifest["runs"][key]["config"]) == config
+    assert not same_config({**saved, "train": {**saved["train"], "lr": 1.0}}, config)
+    assert not same_config({"model": "junk"}, config)
+
+
+def test_parse_set_items():
+    assert parse_set_items([]) == {}
+    assert parse_set_items(["train.lr=3e-4", "train.use_ema=false", "model.kernel_size=5",
+                            "train.lr=0.5", "data.source=null"]) == {
+        "train": {"lr": 0.5, "use_ema": False}, "model": {"kernel_size": 5},
+        "data": {"source": None}}
+    nested = parse_set_items(["schedule.batch_size={4: 8, 8: 4}", "train.betas=[0.5, 0.9]"])
+    assert nested == {"schedule": {"batch_size": {4: 8, 8: 4}}, "train": {"betas": [0.5, 0.9]}}
+    assert load_config("smoke", "rop", parse_set_items(["train.lr=3e-4"])).train.lr == 3e-4
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ("train.lr", r"--set 'train\.lr': expected SECTION\.KEY=VALUE"),
+    ("lr=0.1", r"--set 'lr=0\.1': expected SECTION\.KEY=VALUE"),
+    ("schedule.batch_size.4=8", "expected SECTION.KEY=VALUE"),
+    ("trian.lr=0.1", r"--set 'trian\.lr=0\.1': unknown config section 'trian'"),
+    ("train.lrr=0.1", r"--set 'train\.lrr=0\.1': unknown config key train\.lrr; known keys"),
+    ("train.lr=fast", r"--set 'train\.lr=fast': expected a number"),
+    ("train.lr=[1, 2", r"--set 'train\.lr=\[1, 2': the value is not valid YAML"),
+    ("model.variant=authors", r"model\.variant was removed: .*--overlay authors"),
+    ("data.dataset=brats", "chosen by --dataset"),
+])
+def test_bad_set_items_are_errors_naming_the_item(item, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_set_items([item])
+
+
+def test_cli_config_show_prints_the_resolved_config(capsys):
+    assert cli.main(["config", "show", "--profile", "smoke", "--dataset", "brats",
+                     "--set", "train.lr=0.5", "--set", "schedule.batch_size={4: 2, 8: 2, 16: 2}",
+                     "--overlay", "authors"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    expected = load_config("smoke", "brats", {"train": {"lr": 0.5},
+                                              "schedule": {"batch_size": {4: 2, 8: 2, 16: 2}}},
+                           overlays=("authors",))
+    assert shown == expected.to_dict() and shown["train"]["lr"] == 0.5
+    assert shown["model"]["kernel_size"] == 5 and shown["data"]["dataset"] == "brats"
+    assert cli.main(["config", "show", "--profile", "paper"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == load_config("paper", "rop").to_dict()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["config", "show", "--set", "train.lrr=1"], "error: --set 'train.lrr=1': unknown config key"),
+    (["config", "show", "--overlay", "mine"], "error: unknown overlay 'mine'"),
+    (["book", "--set", "train.lr=1"], "error: pggan book works on a built-in profile"),
+])
+def test_cli_refuses_bad_settings_in_one_line(capsys, argv, message):
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.startswith(message)

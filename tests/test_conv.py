@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pggan_core import conv
+from pggan_core.training import conv
 
 
 def operands(stride: int, channels_last: bool, bias: bool, dtype=torch.float64):

@@ -4,8 +4,13 @@ import cv2
 import numpy as np
 import pytest
 
-from pggan_core.domain_stats import compare_distributions, fundus_stats, junctions, mri_stats
 from pggan_core.errors import DataError
+from pggan_core.evaluation.domain_stats import (
+    compare_distributions,
+    fundus_stats,
+    junctions,
+    mri_stats,
+)
 
 SIZE = 128
 

@@ -7,25 +7,17 @@ import pytest
 
 from pggan_core.cli import main
 from pggan_core.config import load_config
-from pggan_core.evaluate import (
-    ablation_table,
-    ablation_verdicts,
-    compare_ablation,
-    ensure_evaluated,
-    evaluate_run,
-    metrics_table,
-)
-from pggan_core.train import train
+from pggan_core.evaluation.ablation import ablation_table, ablation_verdicts, compare_ablation
+from pggan_core.evaluation.evaluate import ensure_evaluated, evaluate_run, metrics_table
+from pggan_core.runs.folder import run_config
+from pggan_core.training.trainer import train
 
 
-@pytest.fixture(autouse=True)
-def _scratch_home(tiny_home, monkeypatch):
-    monkeypatch.setenv("PGGAN_HOME", str(tiny_home))
-
-
-def test_evaluate_writes_every_metric(tiny_rop_run):
-    result = evaluate_run(tiny_rop_run, progress=False)
-    saved = json.loads((tiny_rop_run / "metrics.json").read_text())
+@pytest.mark.slow
+def test_evaluate_writes_every_metric(tiny_run_copy):
+    run = tiny_run_copy  # evaluation writes metrics.json into the run
+    result = evaluate_run(run, progress=False)
+    saved = json.loads((run / "metrics.json").read_text())
     assert saved["swd_mean"] == pytest.approx(result["swd_mean"])
     assert result["resolution"] == 16 and result["dataset"] == "rop"
     for key in ("swd_mean", "swd_floor_mean", "nn_distance_generated_median",
@@ -38,18 +30,18 @@ def test_evaluate_writes_every_metric(tiny_rop_run):
     assert "vessel_agreement_auc" in result  # None at 16 px: see the test below
     assert "metric" in metrics_table(result).columns
     # a second call reuses metrics.json instead of recomputing
-    before = (tiny_rop_run / "metrics.json").stat().st_mtime_ns
-    assert ensure_evaluated(tiny_rop_run, progress=False)["swd_mean"] == result["swd_mean"]
-    assert (tiny_rop_run / "metrics.json").stat().st_mtime_ns == before
+    before = (run / "metrics.json").stat().st_mtime_ns
+    assert ensure_evaluated(run, progress=False)["swd_mean"] == result["swd_mean"]
+    assert (run / "metrics.json").stat().st_mtime_ns == before
 
 
-def test_ablation_compares_both_runs_on_image_channels(tiny_rop_run, tiny_home):
-    info = json.loads((tiny_rop_run / "run.json").read_text())
-    config = load_config("smoke", "rop", {"data": {"n_images": 12, "resolution": 32,
-                                                   "heldout_fraction": 0.25}})
-    noseg = train(config, info["data_dir"], tiny_home / "runs" / "rop-noseg",
+@pytest.mark.slow
+def test_ablation_compares_both_runs_on_image_channels(tiny_run_copy, tiny_data, tmp_path):
+    seg = tiny_run_copy  # the comparison writes ablation.json into the run with segmentation
+    # its counterpart without segmentation channels, trained here: no other test needs one
+    noseg = train(run_config("rop", "smoke"), tiny_data, tmp_path / "noseg",
                   with_segmentation=False, progress=False)
-    result = compare_ablation(tiny_rop_run, noseg)
+    result = compare_ablation(seg, noseg)
     table = ablation_table(result)
     assert "SWD x1e3 to real (image channels)" in table.index
     verdicts = ablation_verdicts(result)
@@ -59,11 +51,12 @@ def test_ablation_compares_both_runs_on_image_channels(tiny_rop_run, tiny_home):
     assert f"the model {closer} segmentation channels is closer" in verdicts[0]
     assert "vessel_density" in table.index
     assert np.isfinite(table.loc["vessel_density", "real (mean)"])
-    assert (tiny_rop_run / "ablation.json").is_file()
+    assert (seg / "ablation.json").is_file()
 
 
-def test_cli_generate_and_missing_run(tiny_rop_run, tmp_path, capsys):
-    assert main(["generate", "--run", str(tiny_rop_run), "--n", "5", "--out",
+@pytest.mark.slow
+def test_cli_generate_and_missing_run(tiny_run, tmp_path, capsys):
+    assert main(["generate", "--run", str(tiny_run), "--n", "5", "--format", "npy", "--out",
                  str(tmp_path / "gen")]) == 0
     images = np.load(tmp_path / "gen" / "generated.npy")
     assert images.shape == (5, 4, 16, 16) and images.min() >= -1 and images.max() <= 1
@@ -87,7 +80,7 @@ def _bright_fundus(n: int = 2, size: int = 32) -> np.ndarray:
 
 
 def test_vessel_auc_is_undefined_without_vessels_and_1_for_a_perfect_generator():
-    from pggan_core.evaluate import vessel_agreement
+    from pggan_core.evaluation.vessel_agreement import vessel_agreement
 
     data_cfg = load_config("demo", "rop").data
     images = _bright_fundus()
@@ -105,7 +98,7 @@ def test_one_field_of_view_from_segmentation_to_the_auc():
     """The map the AUC counts is segmented in exactly the field of view the AUC uses: no
     second erosion inside ``segment`` zeroes the rim pixels the AUC still counts."""
     from pggan_core.data.preprocess import field_of_view, fields_of_view
-    from pggan_core.evaluate import segment_vessels
+    from pggan_core.data.vessels import segment_vessels
 
     data_cfg = load_config("demo", "rop").data
     size = 64
@@ -121,8 +114,9 @@ def test_one_field_of_view_from_segmentation_to_the_auc():
     assert (segmentation[fov] == 1.0).all() and (segmentation[~fov] == 0.0).all()
 
 
-def test_reference_auc_uses_ground_truth_masks_or_says_there_are_none(tiny_rop_run):
-    result = ensure_evaluated(tiny_rop_run, progress=False)
+@pytest.mark.slow
+def test_reference_auc_uses_ground_truth_masks_or_says_there_are_none(tiny_run_copy):
+    result = ensure_evaluated(tiny_run_copy, progress=False)
     record = result["vessel_agreement"]
     assert record["direction"].startswith("score predicts label")
     assert record["threshold"] == 0.5

@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def gpu_check():
+    """The script as a module (no run: the check trains its own, at its own toy sizes)."""
     spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" /
                                                   "gpu_check.py")
     module = importlib.util.module_from_spec(spec)
@@ -18,8 +19,10 @@ def gpu_check():
     return module
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_quick_cpu_run_writes_every_field(gpu_check, tmp_path, monkeypatch):
-    monkeypatch.setenv("PGGAN_HOME", str(tmp_path))
+    monkeypatch.setenv("PGGAN_HOME", str(tmp_path))  # its own home: nothing shared with others
     gpu_check.main(["--device", "cpu", "--quick", "--out", str(tmp_path / "out"),
                     "--train-minutes", "1"])
     result = json.loads((tmp_path / "out" / "gpu_check.json").read_text())

@@ -1,4 +1,4 @@
-"""Latent-space figures that must work in the static book (pggan_core/interactive.py)."""
+"""Latent-space figures that must work in the static book (pggan_core/viz/interactive.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from pggan_core.config import load_config
-from pggan_core.interactive import (
+from pggan_core.training.networks import Generator
+from pggan_core.viz.interactive import (
     data_uri,
     direction_pictures,
     hover_text,
@@ -22,12 +23,11 @@ from pggan_core.interactive import (
     thumbnail,
     tsne_figure,
 )
-from pggan_core.networks import Generator
 
 
 @pytest.fixture(scope="module")
 def G() -> Generator:
-    torch.set_num_threads(1)
+    """An untrained generator: these figures need a fixed function of z, not a trained run."""
     torch.manual_seed(0)
     return Generator(load_config("smoke", "rop").model, 4, 8).eval().requires_grad_(False)
 

@@ -1,8 +1,9 @@
-"""The latent encoder, inversion and latent-space tools (pggan_core/latent.py)."""
+"""The latent encoder, inversion and latent-space tools (pggan_core/latent/)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,48 +12,37 @@ import pytest
 import torch
 
 from pggan_core.config import load_config
-from pggan_core.data.prepare import prepare_dataset
 from pggan_core.data.store import PreparedDataset
 from pggan_core.errors import DataError, RunNotFoundError
-from pggan_core.latent import (
+from pggan_core.latent.encoder import (
     encode_run,
+    latent_r2,
+    load_encoder,
+    load_latents,
+    train_encoder,
+)
+from pggan_core.latent.space import (
     headline_scores,
     knn_accuracy,
     knn_correlation,
     knn_scores,
-    latent_r2,
-    load_encoder,
-    load_latents,
     path_by_value,
-    require_run,
     slerp,
-    train_encoder,
     tsne_embedding,
     walk_path,
 )
-from pggan_core.networks import Encoder, Generator
-from pggan_core.train import train
+from pggan_core.runs.folder import require_generator, run_config
+from pggan_core.training.networks import Encoder, Generator
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    """8 phantom fundus images at 16 px and a smoke GAN trained for a few steps up to 8 px."""
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("latent")
-    config = load_config("smoke", "rop", {
-        "data": {"n_images": 8, "resolution": 16},
-        "schedule": {"max_resolution": 8, "fade_iterations": 2, "stable_iterations": 2},
-        "train": {"checkpoint_every": 100},
-        "encoder": {"iterations": 6, "batch_size": 4, "refine_steps": 2}})
-    data = prepare_dataset(config, root / "data", progress=False, workers=1)
-    return train(config, data, root / "runs" / "rop" / "smoke" / "seg", progress=False)
+def encoded_run(tiny_run, tmp_path_factory) -> tuple[Path, dict]:
+    """A copy of the shared tiny run (encoding writes into the run) and its encoding summary."""
+    run = shutil.copytree(tiny_run, tmp_path_factory.mktemp("latent") / "run")
+    return run, encode_run(run, progress=False)
 
 
-@pytest.fixture(scope="module")
-def encoded(tiny_run) -> dict:
-    return encode_run(tiny_run, progress=False)
-
-
+@pytest.mark.slow
 def test_encoder_inverts_a_generator_better_than_chance():
     # an untrained generator is still a fixed function of z: the encoder only has to invert it
     # a small latent keeps the test fast; the smoke profile's 32 learns the same way, slower
@@ -67,54 +57,62 @@ def test_encoder_inverts_a_generator_better_than_chance():
     assert r2 > 0.2, f"latent R² {r2:.3f} is no better than predicting the mean (0)"
 
 
-def test_encode_run_writes_encoder_latents_and_figure(tiny_run, encoded):
-    data = PreparedDataset(json.loads((tiny_run / "run.json").read_text())["data_dir"])
+@pytest.mark.slow
+def test_encode_run_writes_encoder_latents_and_figure(encoded_run):
+    run, _ = encoded_run
+    config = run_config("rop", "smoke")  # the shared run's: an encoder at its 16 px
+    data = PreparedDataset(json.loads((run / "run.json").read_text())["data_dir"])
     train_rows = data.manifest[data.manifest["split"] == "train"]
 
-    summary = json.loads((tiny_run / "encoder.json").read_text())
+    summary = json.loads((run / "encoder.json").read_text())
     assert summary["r2_multioutput"] == "uniform_average"
-    assert summary["iterations"] == 6 and len(summary["losses"]) == 6
+    iterations = config.encoder.iterations
+    assert summary["iterations"] == iterations and len(summary["losses"]) == iterations
     assert summary["heldout_images"] == (data.manifest["split"] == "heldout").sum() >= 1
     assert summary["heldout_mse_encoder"] > 0 and summary["heldout_mse_refined"] > 0
 
-    latents, labels = load_latents(tiny_run)
-    assert latents.shape == (len(train_rows), 32) and latents.dtype == np.float32
-    assert np.isfinite(latents).all()
+    latents, labels = load_latents(run)
+    assert latents.shape == (len(train_rows), config.model.latent_dim)
+    assert latents.dtype == np.float32 and np.isfinite(latents).all()
     np.testing.assert_array_equal(labels["index"], train_rows["index"])
     np.testing.assert_array_equal(labels["laterality"], train_rows["laterality"])
-    with np.load(tiny_run / "latents.npz", allow_pickle=False) as npz:
+    with np.load(run / "latents.npz", allow_pickle=False) as npz:
         assert {"latents", "index", "label_laterality", "label_split"} <= set(npz.files)
 
-    state = torch.load(tiny_run / "encoder.pt", weights_only=True)
+    state = torch.load(run / "encoder.pt", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
-    encoder = load_encoder(tiny_run)
-    assert isinstance(encoder, Encoder) and encoder.resolution == summary["resolution"] == 8
+    encoder = load_encoder(run)
+    resolution = config.schedule.max_resolution
+    assert isinstance(encoder, Encoder) and encoder.resolution == summary["resolution"] == \
+        resolution
     # the saved encoder gives the saved latents
-    first = data.batch(train_rows["index"].to_numpy()[:2], 8)
+    first = data.batch(train_rows["index"].to_numpy()[:2], resolution)
     np.testing.assert_allclose(encoder(torch.from_numpy(first)).numpy(), latents[:2], atol=1e-5)
 
-    figures = tiny_run / "figures"
+    figures = run / "figures"
     assert (figures / "encoder_reconstructions.png").stat().st_size > 0
     with np.load(figures / "encoder_reconstructions.npz") as fig4:
         assert fig4["reals"].shape == fig4["from_encoder"].shape == fig4["from_refined"].shape
     assert "commit" in json.loads((figures / "encoder_reconstructions.json").read_text())
 
 
-def test_encode_run_reuses_a_matching_encoder_and_retrains_otherwise(tiny_run, encoded):
-    before = (tiny_run / "encoder.pt").read_bytes()
-    again = encode_run(tiny_run, progress=False)
+@pytest.mark.slow
+def test_encode_run_reuses_a_matching_encoder_and_retrains_otherwise(encoded_run):
+    run, encoded = encoded_run
+    before = (run / "encoder.pt").read_bytes()
+    again = encode_run(run, progress=False)
     assert again["reused"] and not encoded["reused"]
-    assert again["r2"] == encoded["r2"] and (tiny_run / "encoder.pt").read_bytes() == before
-    summary = encode_run(tiny_run, iterations=3, progress=False)  # other settings: trained anew
+    assert again["r2"] == encoded["r2"] and (run / "encoder.pt").read_bytes() == before
+    summary = encode_run(run, iterations=3, progress=False)  # other settings: trained anew
     assert summary["iterations"] == 3 and not summary["reused"]
-    assert (tiny_run / "encoder.pt").read_bytes() != before
+    assert (run / "encoder.pt").read_bytes() != before
 
 
 def test_missing_run_names_the_command_that_makes_it(tmp_path):
     with pytest.raises(RunNotFoundError, match=r"pggan train --out .*seg"):
-        require_run(tmp_path / "runs" / "rop" / "demo" / "seg")
+        require_generator(tmp_path / "runs" / "rop" / "demo" / "seg")
     with pytest.raises(RunNotFoundError, match="pggan train --out myrun"):  # any folder name
-        require_run("myrun")
+        require_generator("myrun")
     with pytest.raises(RunNotFoundError, match="pggan encode --run"):
         load_latents(tmp_path)
 
@@ -203,25 +201,30 @@ def toy_labels(n: int = 40) -> tuple[np.ndarray, pd.DataFrame]:
     return latents.astype(np.float32), labels
 
 
-@pytest.mark.parametrize("dataset", ["rop", "brats"])
-def test_knn_scores_and_their_headline(dataset):
+def _scores(dataset: str) -> tuple[dict, dict]:
     latents, labels = toy_labels()
     pixels = np.random.default_rng(4).normal(size=(len(latents), 64))  # carry no label
     scores = knn_scores(dataset, latents, labels, pixels)
-    headline = headline_scores(dataset, scores)
-    if dataset == "rop":
-        assert list(scores) == ["laterality (OD/OS)", "plus severity",
-                                "laterality, on raw pixels (control)"]
-        assert headline["knn_laterality_accuracy"] == scores["laterality (OD/OS)"]["accuracy"]
-        assert headline["knn_laterality_accuracy"] > 0.95
-        assert scores["laterality, on raw pixels (control)"]["accuracy"] < 0.8
-    else:
-        assert list(scores) == ["tumour present", "slice position",
-                                "slice_position, on raw pixels (control)"]
-        assert headline["knn_slice_position_spearman"] == scores["slice position"]["spearman"]
-        assert headline["knn_slice_position_spearman"] > 0.9
-        assert abs(scores["slice_position, on raw pixels (control)"]["spearman"]) < 0.5
-        assert headline["knn_tumour_chance"] == scores["tumour present"]["chance"]
+    return scores, headline_scores(dataset, scores)
+
+
+def test_knn_scores_and_their_headline_for_the_fundus():
+    scores, headline = _scores("rop")
+    assert list(scores) == ["laterality (OD/OS)", "plus severity",
+                            "laterality, on raw pixels (control)"]
+    assert headline["knn_laterality_accuracy"] == scores["laterality (OD/OS)"]["accuracy"]
+    assert headline["knn_laterality_accuracy"] > 0.95
+    assert scores["laterality, on raw pixels (control)"]["accuracy"] < 0.8
+
+
+def test_knn_scores_and_their_headline_for_the_mri():
+    scores, headline = _scores("brats")
+    assert list(scores) == ["tumour present", "slice position",
+                            "slice_position, on raw pixels (control)"]
+    assert headline["knn_slice_position_spearman"] == scores["slice position"]["spearman"]
+    assert headline["knn_slice_position_spearman"] > 0.9
+    assert abs(scores["slice_position, on raw pixels (control)"]["spearman"]) < 0.5
+    assert headline["knn_tumour_chance"] == scores["tumour present"]["chance"]
 
 
 def test_walk_path_per_dataset():
@@ -238,7 +241,7 @@ def test_walk_path_per_dataset():
 
 
 def test_inversion_verdict_names_whose_limit_a_low_r2_is():
-    from pggan_core.latent import inversion_verdict
+    from pggan_core.latent.encoder import inversion_verdict
 
     base = {"steps": 300, "samples": 32}
     encoder_limit = inversion_verdict({**base, "r2_encoder": 0.2, "r2_optimised": 0.8,

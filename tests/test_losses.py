@@ -5,8 +5,8 @@ import torch
 from torch import Tensor, nn
 
 from pggan_core.config import ModelConfig
-from pggan_core.losses import _scores, discriminator_loss, generator_loss, gradient_penalty
-from pggan_core.networks import Discriminator, Generator
+from pggan_core.training.losses import _scores, discriminator_loss, generator_loss, gradient_penalty
+from pggan_core.training.networks import Discriminator, Generator
 
 
 class LinearCritic(nn.Module):

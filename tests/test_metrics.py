@@ -7,18 +7,12 @@ from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
 from pggan_core.errors import DataError
-from pggan_core.metrics import (
+from pggan_core.evaluation.ms_ssim import ms_ssim, ms_ssim_diversity, ms_ssim_num_scales
+from pggan_core.evaluation.neighbours import nearest_neighbour_distances, nearest_neighbours
+from pggan_core.evaluation.swd import _pyr_up, laplacian_pyramid, sliced_wasserstein, swd_floor
+from pggan_core.evaluation.vessel_agreement import (
     VESSEL_LABEL_THRESHOLD,
-    _pyr_up,
-    laplacian_pyramid,
-    ms_ssim,
-    ms_ssim_diversity,
-    ms_ssim_num_scales,
-    nearest_neighbour_distances,
-    nearest_neighbours,
     per_image_vessel_auc,
-    sliced_wasserstein,
-    swd_floor,
     vessel_agreement_auc,
 )
 

@@ -8,7 +8,7 @@ import torch
 
 from pggan_core.config import ModelConfig
 from pggan_core.errors import ConfigError
-from pggan_core.networks import (
+from pggan_core.training.networks import (
     Conv2d,
     Discriminator,
     DownsampleConv2d,
@@ -121,8 +121,9 @@ def test_discriminator_fuses_pooling_from_128_px_like_karras() -> None:
     assert isinstance(D.blocks[5].conv1, DownsampleConv2d)
 
 
-def test_authors_variant_uses_5x5_and_plain_he_init() -> None:
-    cfg = ModelConfig(latent_dim=16, feature_maps=TINY.feature_maps, variant="authors")
+def test_authors_settings_use_5x5_and_plain_he_init() -> None:
+    cfg = ModelConfig(latent_dim=16, feature_maps=TINY.feature_maps, kernel_size=5,
+                      equalized_lr=False)  # the authors' code (profiles/authors.yaml)
     G, D = Generator(cfg, 4, 16), Discriminator(cfg, 4, 16)
     assert G.blocks[1].conv0.weight.shape[-2:] == (5, 5)
     assert D.blocks[1].conv1.weight.shape[-2:] == (5, 5)

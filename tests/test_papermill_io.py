@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from pggan_core.papermill_io import JupytextHandler
+from pggan_core.book.papermill_io import JupytextHandler
 
 NOTEBOOK = '''---
 jupytext:
@@ -59,6 +59,7 @@ def test_write_needs_an_existing_folder(tmp_path: Path):
     assert JupytextHandler.listdir(str(tmp_path)) == [str(tmp_path / "out.ipynb")]
 
 
+@pytest.mark.slow
 def test_the_command_users_type_runs_the_md_notebook(project: Path):
     """The entry points in pyproject.toml route `notebooks/...` to the handler."""
     papermill = [sys.executable, "-m", "papermill"]

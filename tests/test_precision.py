@@ -9,11 +9,12 @@ from pggan_core import precision
 from pggan_core.cli import main
 from pggan_core.config import load_config
 from pggan_core.errors import ConfigError
-from pggan_core.evaluate import evaluate_run
-from pggan_core.latent import encode_run
-from pggan_core.losses import discriminator_loss, gradient_penalty
-from pggan_core.networks import Discriminator, Generator
-from pggan_core.train import train
+from pggan_core.evaluation.evaluate import evaluate_run
+from pggan_core.latent.encoder import encode_run
+from pggan_core.training.checkpoint import LATEST
+from pggan_core.training.losses import discriminator_loss, gradient_penalty
+from pggan_core.training.networks import Discriminator, Generator
+from pggan_core.training.trainer import train
 
 CPU = torch.device("cpu")
 
@@ -62,24 +63,21 @@ def test_the_penalty_under_bf16_stays_close_to_fp32():
     assert abs(approx.item() - exact.item()) < 0.05 * exact.item()
 
 
-def test_bf16_training_encoding_and_evaluation_run_to_the_end(tmp_path, monkeypatch):
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_bf16_training_encoding_and_evaluation_run_to_the_end(tiny_data, tmp_path):
     """A smoke training, ``pggan encode`` and ``pggan evaluate`` with --precision bf16."""
-    from pggan_core.data.prepare import prepare_dataset
-
-    monkeypatch.setenv("PGGAN_HOME", str(tmp_path))
-    config = load_config("smoke", "rop", {"data": {"n_images": 12, "resolution": 32,
-                                                   "heldout_fraction": 0.25},
-                                          "train": {"precision": "bf16"}})
-    data = prepare_dataset(config, tmp_path / "data", progress=False, workers=1)
-    run = train(config, data, tmp_path / "run", progress=False)
+    # its own bf16 run (the shared one is fp32), on the shared prepared data
+    config = load_config("smoke", "rop", {"train": {"precision": "bf16"}})
+    run = train(config, tiny_data, tmp_path / "run", progress=False)
     info = json.loads((run / "run.json").read_text())
     assert info["finished"] and info["precision"] == "bf16"
-    state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    state = torch.load(run / "checkpoints" / LATEST, weights_only=True)
     assert all(t.dtype == torch.float32 for t in state["G_ema"].values())  # fp32 weights
     assert encode_run(run, progress=False)["precision"] == "bf16"
     assert evaluate_run(run, progress=False)["precision"] == "bf16"
     # from the command line: a bf16 training, then fp32 over the run's bf16
-    assert main(["train", "--data", str(data), "--profile", "smoke", "--precision", "bf16",
+    assert main(["train", "--data", str(tiny_data), "--profile", "smoke", "--precision", "bf16",
                  "--out", str(tmp_path / "cli-run"), "--threads", "1"]) == 0
     assert json.loads((tmp_path / "cli-run" / "run.json").read_text())["precision"] == "bf16"
     assert main(["encode", "--run", str(run), "--precision", "fp32"]) == 0

@@ -31,13 +31,14 @@ def test_rop_phantom_dataset_is_deterministic_and_labelled(tmp_path):
     assert not np.array_equal(PreparedDataset(other).images(32), a.images(32))
 
 
+@pytest.mark.slow
 def test_a_unet_vessel_channel_keeps_the_phantom_masks_as_ground_truth(tmp_path, monkeypatch):
     """The paper's way (vessel channel = the U-Net's map): the exact masks are kept beside it,
     so the vessel-agreement reference is against ground truth, never the U-Net itself."""
     from pggan_core.data.fundus_phantom import render_fundus
     from pggan_core.data.store import box_downsample
 
-    monkeypatch.setenv("PGGAN_HOME", str(tmp_path))
+    monkeypatch.setenv("PGGAN_HOME", str(tmp_path))  # its own home: its U-Net is its own
     unet = PreparedDataset(prepare_dataset(_rop_config(vessel_channel="unet"), tmp_path / "u",
                                            progress=False, workers=1))
     mask = PreparedDataset(prepare_dataset(_rop_config(), tmp_path / "m", progress=False,
@@ -53,6 +54,7 @@ def test_a_unet_vessel_channel_keeps_the_phantom_masks_as_ground_truth(tmp_path,
     assert not np.allclose((unet.batch([5], 32)[0, 3] + 1) / 2, truth, atol=0.05)
 
 
+@pytest.mark.slow  # renders three whole phantom brains: seconds, though nothing is trained
 def test_brats_phantom_dataset_holds_out_whole_subjects(tmp_path):
     config = load_config("smoke", "brats", {"data": {"n_images": 6, "resolution": 32,
                                                      "slices_per_subject": 2,

@@ -2,65 +2,65 @@
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
 
-from pggan_core import pretrained
-from pggan_core.checkpoint import load_generator
 from pggan_core.config import load_config
 from pggan_core.data.store import PreparedDataset
 from pggan_core.errors import CheckpointError, PgganError
-from pggan_core.train import is_finished, train
+from pggan_core.runs import shipped as pretrained
+from pggan_core.runs.folder import is_finished
+from pggan_core.training.checkpoint import load_generator
+from pggan_core.training.trainer import train
 
 
-@pytest.fixture()
-def shipped(tiny_rop_run, tmp_path):
+@pytest.fixture
+def shipped(tiny_run, tmp_path):
     """The tiny run exported as the smoke profile's shipped rop-seg run under ``tmp_path``."""
-    manifest = pretrained.export_run(tiny_rop_run, "smoke", "rop", "seg", "pggan train ...",
+    manifest = pretrained.export_run(tiny_run, "smoke", "rop", "seg", "pggan train ...",
                                      12.5, root=tmp_path)
     return tmp_path, manifest
 
 
-def _config(tiny_rop_run):
-    return load_generator(tiny_rop_run)[1]["config"]
+def _config(tiny_run):
+    return load_generator(tiny_run)[1]["config"]
 
 
-def test_export_then_install_gives_the_same_generator(tiny_rop_run, shipped, tmp_path):
+@pytest.mark.slow
+def test_export_then_install_gives_the_same_generator(tiny_run, shipped, tmp_path):
     root, manifest = shipped
     entry = manifest["runs"]["rop-seg"]
     assert entry["command"] == "pggan train ..." and entry["wall_seconds"] == 12.5
     assert "generator.pt" in entry["files"] and "phase_metrics.jsonl" in entry["files"]
     folder = pretrained.pretrained_dir("smoke", root) / "rop-seg"
     assert not (folder / "checkpoints").exists()  # the generator alone: no critic, no Adam
-    config = _config(tiny_rop_run)
-    data = PreparedDataset(json.loads((tiny_rop_run / "run.json").read_text())["data_dir"])
+    config = _config(tiny_run)
+    data = PreparedDataset(json.loads((tiny_run / "run.json").read_text())["data_dir"])
     assert pretrained.ships("smoke", "rop", "seg", config, root)
     assert not pretrained.ships("smoke", "rop", "noseg", config, root)
     out = pretrained.install_run("smoke", "rop", "seg", config, tmp_path / "installed", data,
                                  root)
     assert is_finished(out, config)
-    original, _ = load_generator(tiny_rop_run)
+    original, _ = load_generator(tiny_run)
     installed, info = load_generator(out)
     z = torch.randn(3, config.model.latent_dim)
     assert torch.equal(original(z, 16), installed(z, 16)) and info["ema"]
     note = pretrained.pretrained_note(out)
     assert max(map(len, note.splitlines())) <= pretrained.NOTE_WIDTH
     assert "pggan train ..." in " ".join(note.split()) and "sha256" in note
-    assert pretrained.pretrained_note(tiny_rop_run) is None
+    assert pretrained.pretrained_note(tiny_run) is None
     with pytest.raises(PgganError, match="shipped run"):  # cannot be trained further
         train(config, data.path, out, resume=True, progress=False)
 
 
-def test_install_refuses_a_changed_file_profile_or_dataset(tiny_rop_run, shipped, tmp_path):
+@pytest.mark.slow
+def test_install_refuses_a_changed_file_profile_or_dataset(tiny_run, shipped, tmp_path):
     root, _ = shipped
-    config = _config(tiny_rop_run)
-    data = PreparedDataset(json.loads((tiny_rop_run / "run.json").read_text())["data_dir"])
+    config = _config(tiny_run)
+    data = PreparedDataset(json.loads((tiny_run / "run.json").read_text())["data_dir"])
     folder = pretrained.pretrained_dir("smoke", root) / "rop-seg"
-    changed = load_config("smoke", "rop", {"data": {"n_images": 12, "resolution": 32,
-                                                    "heldout_fraction": 0.25},
-                                           "train": {"lr": 0.002}})
+    changed = load_config("smoke", "rop", {"train": {"lr": 0.002}})  # the run's, but lr
     with pytest.raises(CheckpointError, match=r"train\.lr"):
         pretrained.install_run("smoke", "rop", "seg", changed, tmp_path / "a", data, root)
     other = shutil.copytree(data.path, tmp_path / "other-data")
@@ -75,8 +75,11 @@ def test_install_refuses_a_changed_file_profile_or_dataset(tiny_rop_run, shipped
     assert not (tmp_path / "c").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_train_and_export_ships_all_four_runs_with_their_commands(tmp_path, monkeypatch):
     """The command that makes the shipped runs, on the smoke profile, end to end."""
+    # its own home: it prepares, trains and encodes all four smoke runs, as the command does
     monkeypatch.setenv("PGGAN_HOME", str(tmp_path))
     manifest = pretrained.train_and_export("smoke", root=tmp_path)
     assert sorted(manifest["runs"]) == ["brats-noseg", "brats-seg", "rop-noseg", "rop-seg"]
@@ -95,10 +98,10 @@ def test_the_shipped_demo_runs_match_the_demo_profile_and_their_hashes():
     """The committed runs are what `pggan book` will install: a demo.yaml edited without
     re-exporting them, or a changed file, fails here rather than in a reader's build."""
     from pggan_core.data.store import sha256_of
-    from pggan_core.paths import repo_root
-    from pggan_core.runs import run_config
+    from pggan_core.paths import checkout_root
+    from pggan_core.runs.folder import run_config
 
-    root = repo_root(Path(__file__).parent)
+    root = checkout_root()  # where the runs are committed, wherever PGGAN_HOME points
     manifest = pretrained.read_manifest("demo", root)
     assert sorted(manifest["runs"]) == ["brats-noseg", "brats-seg", "rop-noseg", "rop-seg"]
     total = 0

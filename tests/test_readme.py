@@ -18,8 +18,19 @@ def test_readme_has_exactly_two_setup_commands_pinning_the_cpu_torch():
     assert all("torch==2.13.0" in c for c in commands)
     assert "pggan book --profile demo" in commands[0]
     assert "pytest" in commands[1]
+    assert "ruff check" in commands[1]  # so CI, which runs this command, lints too
 
 
 def test_ci_runs_the_readme_test_command_verbatim():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert _setup_commands()[1] in ci
+
+
+def test_the_fast_subset_the_readme_names_is_a_registered_marker():
+    import tomllib
+
+    pytest_config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]
+    options = pytest_config["ini_options"]
+    assert "--strict-markers" in options["addopts"]  # a misspelt marker fails, not deselects
+    assert {m.split(":")[0] for m in options["markers"]} == {"slow", "e2e"}
+    assert 'python -m pytest -m "not slow"' in (ROOT / "README.md").read_text()

@@ -9,17 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from pggan_core.checkpoint import load_latest
 from pggan_core.errors import DataMismatchError
 from pggan_core.paths import PHANTOM, data_name, prepared_dir, run_dir
-from pggan_core.runs import ensure_run, run_config
-from pggan_core.train import train
+from pggan_core.runs.folder import run_config
+from pggan_core.runs.reuse import ensure_run
+from pggan_core.training.checkpoint import LATEST, load_latest
+from pggan_core.training.trainer import train
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("PGGAN_HOME", str(tmp_path))
-    return tmp_path
+def home(tiny_home, tmp_path, monkeypatch) -> Path:
+    """A home of its own, holding a copy of the shared phantom run and its prepared data (the
+    tests write into both): ``ensure_run("rop", "smoke")`` finds that run finished."""
+    home = shutil.copytree(tiny_home, tmp_path / "home")
+    monkeypatch.setenv("PGGAN_HOME", str(home))
+    return home
 
 
 def test_data_names_are_readable_and_tell_same_named_folders_apart(tmp_path):
@@ -33,8 +37,13 @@ def test_data_names_are_readable_and_tell_same_named_folders_apart(tmp_path):
     assert prepared_dir("rop", "demo", tmp_path, first).name == f"rop-demo-{data_name(first)}"
 
 
+@pytest.mark.slow
 def test_phantom_and_folder_runs_coexist_and_refuse_each_others_data(home, drive_folder):
+    copied = run_dir("rop", "smoke", "seg", home) / "checkpoints" / LATEST
+    stamp = copied.stat().st_mtime_ns
     phantom_run = ensure_run("rop", "smoke", progress=False)
+    assert phantom_run == copied.parents[1]
+    assert copied.stat().st_mtime_ns == stamp  # the copied run is finished: reused as it is
     folder_run = ensure_run("rop", "smoke", source=drive_folder, progress=False)
     assert phantom_run != folder_run and folder_run.parent.name == data_name(drive_folder)
     phantom_info = json.loads((phantom_run / "run.json").read_text())
@@ -46,10 +55,10 @@ def test_phantom_and_folder_runs_coexist_and_refuse_each_others_data(home, drive
     assert load_latest(folder_run / "checkpoints")["data"] == folder_info["data"]
 
     # asked again, each is reused as it is: nothing retrained
-    stamp = (phantom_run / "checkpoints" / "latest.pt").stat().st_mtime_ns
+    stamp = (phantom_run / "checkpoints" / LATEST).stat().st_mtime_ns
     assert ensure_run("rop", "smoke", progress=False) == phantom_run
     assert ensure_run("rop", "smoke", source=drive_folder, progress=False) == folder_run
-    assert (phantom_run / "checkpoints" / "latest.pt").stat().st_mtime_ns == stamp
+    assert (phantom_run / "checkpoints" / LATEST).stat().st_mtime_ns == stamp
 
     # resuming the phantom run on the folder's data is refused, naming both
     config = run_config("rop", "smoke")
@@ -67,6 +76,7 @@ def test_phantom_and_folder_runs_coexist_and_refuse_each_others_data(home, drive
         ensure_run("rop", "smoke", source=drive_folder, progress=False)
 
 
+@pytest.mark.slow
 def test_a_run_from_before_runs_recorded_their_data_is_set_aside_not_trusted(home):
     run = ensure_run("rop", "smoke", progress=False)
     info = json.loads((run / "run.json").read_text())
@@ -75,4 +85,4 @@ def test_a_run_from_before_runs_recorded_their_data_is_set_aside_not_trusted(hom
     assert ensure_run("rop", "smoke", progress=False) == run
     assert json.loads((run / "run.json").read_text())["data"]["name"] == PHANTOM
     kept = list(run.parent.glob("seg.stale-*"))
-    assert len(kept) == 1 and (kept[0] / "checkpoints" / "latest.pt").is_file()
+    assert len(kept) == 1 and (kept[0] / "checkpoints" / LATEST).is_file()

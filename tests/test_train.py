@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,55 +15,23 @@ import pytest
 import torch
 import yaml
 
-from pggan_core import checkpoint as ckpt
-from pggan_core import train as train_module
 from pggan_core.config import load_config
-from pggan_core.data.store import DatasetWriter
 from pggan_core.errors import ConfigError, PgganError
-from pggan_core.losses import discriminator_loss
-from pggan_core.networks import Discriminator
-from pggan_core.train import (
-    TrainingDiverged,
-    build_phases,
-    is_finished,
-    train,
-)
+from pggan_core.runs.folder import is_finished, run_config
+from pggan_core.training import checkpoint as ckpt
+from pggan_core.training import trainer as train_module
+from pggan_core.training.losses import discriminator_loss
+from pggan_core.training.networks import Discriminator
+from pggan_core.training.schedule import build_phases
+from pggan_core.training.trainer import TrainingDiverged, train
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_dataset(path: Path, dataset: str = "rop", n: int = 12, resolution: int = 16) -> Path:
-    """Bright discs on a dark field with noise; every sixth image held out."""
-    rng = np.random.default_rng(0)
-    channels = 4 if dataset == "rop" else 7
-    yy, xx = np.mgrid[:resolution, :resolution] / resolution
-    with DatasetWriter(path, dataset, n_images=n, resolution=resolution) as writer:
-        for i in range(n):
-            cx, cy = rng.uniform(0.3, 0.7, 2)
-            disc = ((xx - cx) ** 2 + (yy - cy) ** 2 < 0.1).astype(np.float32)
-            image = np.stack([disc * rng.uniform(0, 1) - (1 - disc) * 0.9
-                              for _ in range(channels)])
-            image += rng.normal(0, 0.05, image.shape).astype(np.float32)
-            writer.add(i, np.clip(image, -1, 1),
-                       {"split": "heldout" if i % 6 == 5 else "train", "source_file": f"s{i}"})
-    return path
-
-
 def smoke(**train_overrides) -> object:
-    """The smoke profile (4 -> 8 -> 16 px, 20 steps); checkpoints fall mid-fade at step 6."""
+    """The smoke profile (4 -> 8 -> 16 px, 20 steps) as the shared tiny run has it, but with a
+    checkpoint every 6 steps: mid-fade at step 6, where a resume is hardest."""
     return load_config("smoke", "rop", {"train": {"checkpoint_every": 6, **train_overrides}})
-
-
-@pytest.fixture(scope="module")
-def rop_data(tmp_path_factory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("data") / "rop")
-
-
-@pytest.fixture(scope="module")
-def smoke_run(rop_data, tmp_path_factory) -> Path:
-    """One uninterrupted smoke run, shared by the tests that read it."""
-    torch.set_num_threads(1)
-    return train(smoke(), rop_data, tmp_path_factory.mktemp("runs") / "straight", progress=False)
 
 
 def test_schedule_fades_then_holds_each_resolution():
@@ -84,8 +52,9 @@ def test_schedule_iterations_can_differ_per_resolution():
         load_config("smoke", "rop", {"schedule": {"iterations": {8: [-1, 4]}}})
 
 
-def test_smoke_run_writes_the_whole_run_folder(smoke_run):
-    config, run = smoke(), smoke_run
+@pytest.mark.slow
+def test_smoke_run_writes_the_whole_run_folder(tiny_run):
+    config, run = run_config("rop", "smoke"), tiny_run
     assert yaml.safe_load((run / "config.yaml").read_text()) == config.to_dict()
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(2, 21, 2))
@@ -120,9 +89,10 @@ def test_smoke_run_writes_the_whole_run_folder(smoke_run):
     assert info["ema"] and G(torch.zeros(2, 32), 16).shape == (2, 4, 16, 16)
 
 
-def test_without_segmentation_trains_on_image_channels_only(rop_data, tmp_path):
+@pytest.mark.slow
+def test_without_segmentation_trains_on_image_channels_only(tiny_data, tmp_path):
     config = load_config("smoke", "rop", {"schedule": {"max_resolution": 8}})
-    run = train(config, rop_data, tmp_path / "run", with_segmentation=False, progress=False)
+    run = train(config, tiny_data, tmp_path / "run", with_segmentation=False, progress=False)
     state = ckpt.load_latest(run / "checkpoints")
     assert state["channels"] == ["R", "G", "B"]
     assert state["G"]["to_rgb.0.weight"].shape[0] == 3
@@ -145,8 +115,11 @@ def _assert_same(a, b, where="state"):
         assert a == b, where
 
 
-def test_resume_mid_fade_is_bit_identical(rop_data, smoke_run, tmp_path, monkeypatch):
-    config, straight = smoke(), smoke_run
+@pytest.mark.slow
+def test_resume_mid_fade_is_bit_identical(tiny_data, tiny_run, tmp_path, monkeypatch):
+    # the straight run is the shared one: checkpointed every 4 steps, not 6, which must not
+    # change a single weight
+    config, straight = smoke(), tiny_run
 
     real_save = ckpt.save_checkpoint
 
@@ -157,16 +130,16 @@ def test_resume_mid_fade_is_bit_identical(rop_data, smoke_run, tmp_path, monkeyp
 
     monkeypatch.setattr(ckpt, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        train(config, rop_data, tmp_path / "resumed", progress=False)
+        train(config, tiny_data, tmp_path / "resumed", progress=False)
     monkeypatch.undo()
     interrupted = ckpt.load_latest(tmp_path / "resumed" / "checkpoints")
     assert (interrupted["step"], interrupted["resolution"], interrupted["alpha"]) == (6, 8, 0.25)
     with pytest.raises(PgganError, match="--resume"):
-        train(config, rop_data, tmp_path / "resumed", progress=False)
+        train(config, tiny_data, tmp_path / "resumed", progress=False)
     with pytest.raises(ConfigError, match="train.seed"):
-        train(smoke(seed=3), rop_data, tmp_path / "resumed", resume=True,
+        train(smoke(seed=3), tiny_data, tmp_path / "resumed", resume=True,
               progress=False)
-    resumed = train(config, rop_data, tmp_path / "resumed", resume=True, progress=False)
+    resumed = train(config, tiny_data, tmp_path / "resumed", resume=True, progress=False)
 
     a = ckpt.load_latest(straight / "checkpoints")
     b = ckpt.load_latest(resumed / "checkpoints")
@@ -182,40 +155,92 @@ def test_resume_mid_fade_is_bit_identical(rop_data, smoke_run, tmp_path, monkeyp
     assert swd[0] == swd[1]
 
 
+KILL_OVERRIDES = {"schedule": {"max_resolution": 4}, "train": {"checkpoint_every": 1}}
+
+# A training that stops at a chosen point of its checkpoint writing, says so on stdout and
+# waits there to be SIGKILLed: halfway through writing the temporary file of its ``save``-th
+# checkpoint ("inside"), or just after that checkpoint was renamed into place ("between").
 KILL_SCRIPT = """
-import sys, torch
+import contextlib, json, sys, time
+import torch
 torch.set_num_threads(1)
 from pggan_core.config import load_config
-from pggan_core.train import train
-config = load_config("smoke", "rop", {{"schedule": {{"fade_iterations": 400,
-    "stable_iterations": 400}}, "train": {{"checkpoint_every": 1}}}})
-train(config, {data!r}, {out!r}, resume={resume}, progress=False)
+from pggan_core.training import checkpoint as ckpt
+from pggan_core.training.trainer import train
+
+where, save, data, out, resume, overrides = sys.argv[1], int(sys.argv[2]), *sys.argv[3:7]
+real_atomic_file, saves = ckpt.atomic_file, []
+
+def wait_for_the_kill():
+    print(where, flush=True)
+    time.sleep(600)  # the parent kills this process now
+
+class HalfWritten:
+    def __init__(self, fh):
+        self.fh, self.written = fh, 0
+    def write(self, data):
+        n = self.fh.write(data)
+        self.written += n
+        if self.written >= 4096:
+            self.fh.flush()  # on disk, as far as a crash can leave it
+            wait_for_the_kill()
+        return n
+    def __getattr__(self, name):
+        return getattr(self.fh, name)
+
+@contextlib.contextmanager
+def watched(path, mode="wb"):
+    saves.append(path)
+    due = len(saves) == save
+    with real_atomic_file(path, mode) as fh:
+        yield HalfWritten(fh) if due and where == "inside" else fh
+    if due and where == "between":
+        wait_for_the_kill()
+
+ckpt.atomic_file = watched
+config = load_config("smoke", "rop", json.loads(overrides))
+train(config, data, out, resume=resume == "resume", progress=False)
 """
 
 
-def test_sigkill_never_leaves_an_unreadable_latest(rop_data, tmp_path):
+@pytest.mark.slow
+def test_sigkill_never_leaves_an_unreadable_latest(tiny_data, tmp_path):
+    """SIGKILL (no handler, no clean-up) inside a checkpoint write, then between two: latest.pt
+    is always a whole checkpoint, and training resumes from it."""
     out = tmp_path / "run"
-    latest = out / "checkpoints" / ckpt.LATEST
-    steps = []
-    for attempt, delay in enumerate((0.3, 0.45)):
-        script = KILL_SCRIPT.format(data=str(rop_data), out=str(out), resume=attempt > 0)
-        proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (
-                not latest.exists() or
-                (steps and ckpt.load_latest(out / "checkpoints")["step"] <= steps[-1])):
-            assert proc.poll() is None, "training subprocess ended early"
-            time.sleep(0.05)
-        time.sleep(delay)  # land somewhere inside a checkpoint write, or between two
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        state = ckpt.load_checkpoint(latest)  # latest itself, no fallback needed
+    folder = out / "checkpoints"
+    steps, leftovers = [], []
+    # the first run writes checkpoints after steps 1, 2, 3...: killed while writing step 3's;
+    # the resumed run (from step 2) is killed right after its first checkpoint, step 3's
+    for where, save, resume in (("inside", 3, "new"), ("between", 1, "resume")):
+        proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, where, str(save),
+                                 str(tiny_data), str(out), resume,
+                                 json.dumps(KILL_OVERRIDES)], cwd=REPO,
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            ready, _, _ = select.select([proc.stdout], [], [], 300)  # a bound, not a clock
+            assert ready and proc.stdout.readline() == f"{where}\n", "training ended early"
+            os.kill(proc.pid, signal.SIGKILL)
+            assert proc.wait(timeout=60) == -signal.SIGKILL
+        finally:
+            proc.kill()
+            proc.wait()
+            proc.stdout.close()
+        state = ckpt.load_checkpoint(folder / ckpt.LATEST)  # latest itself, no fallback needed
         steps.append(state["step"])
         assert np.isfinite(state["G"]["to_rgb.0.weight"].numpy()).all()
-    assert steps[1] > steps[0] > 0
+        leftovers.append(sorted(p.name for p in folder.glob(".*.tmp")))
+    assert steps == [2, 3]
+    # the half-written temporary of the first kill was left, and cleared by the next save
+    assert len(leftovers[0]) == 1 and leftovers[1] == []
+    assert ckpt.load_checkpoint(folder / ckpt.PREVIOUS)["step"] == 2
+    config = load_config("smoke", "rop", KILL_OVERRIDES)
+    train(config, tiny_data, out, resume=True, progress=False)
+    assert ckpt.load_latest(folder)["step"] == 4
 
 
-def test_nan_loss_stops_naming_step_and_resolution(rop_data, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_nan_loss_stops_naming_step_and_resolution(tiny_data, tmp_path, monkeypatch):
     real_loss = train_module.generator_loss
 
     def poisoned(D, fakes, resolution, alpha):
@@ -224,7 +249,7 @@ def test_nan_loss_stops_naming_step_and_resolution(rop_data, tmp_path, monkeypat
 
     monkeypatch.setattr(train_module, "generator_loss", poisoned)
     with pytest.raises(TrainingDiverged, match=r"g_loss is nan at step 7 \(8 px, fade\)"):
-        train(smoke(), rop_data, tmp_path / "run", progress=False)
+        train(smoke(), tiny_data, tmp_path / "run", progress=False)
     state = ckpt.load_latest(tmp_path / "run" / "checkpoints")
     assert state["step"] == 6  # the last checkpoint before the NaN, untouched
     assert all(torch.isfinite(t).all() for t in state["G"].values())
@@ -235,7 +260,7 @@ DDP_SCRIPT = """
 import torch
 torch.set_num_threads(1)
 from pggan_core.config import load_config
-from pggan_core.train import train
+from pggan_core.training.trainer import train
 config = load_config("smoke", "rop", {{"train": {{"checkpoint_every": 8}}}})
 train(config, {data!r}, {out!r}, progress=False)
 """
@@ -247,9 +272,9 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from pggan_core.config import load_config
-from pggan_core.losses import discriminator_loss
-from pggan_core.networks import Discriminator
-from pggan_core.train import PhaseNetwork
+from pggan_core.training.losses import discriminator_loss
+from pggan_core.training.networks import Discriminator
+from pggan_core.training.trainer import PhaseNetwork
 torch.set_num_threads(1)
 dist.init_process_group("gloo")
 rank = dist.get_rank()
@@ -275,6 +300,7 @@ def run_two_ranks(script: Path, *args: str) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_ddp_averages_the_gradient_penalty_double_backward(tmp_path):
     """DDP around the critic: after the WGAN-GP loss's double backward every rank holds the
     mean of the per-rank gradients, for exactly the layers the phase uses."""
@@ -301,10 +327,11 @@ def test_ddp_averages_the_gradient_penalty_double_backward(tmp_path):
             torch.testing.assert_close(ddp[name], mean, rtol=1e-5, atol=1e-7)
 
 
-def test_two_gloo_ranks_train_identical_weights(rop_data, tmp_path):
+@pytest.mark.slow
+def test_two_gloo_ranks_train_identical_weights(tiny_data, tmp_path):
     script = tmp_path / "ddp_train.py"
     out = tmp_path / "run"
-    script.write_text(DDP_SCRIPT.format(data=str(rop_data), out=str(out)))
+    script.write_text(DDP_SCRIPT.format(data=str(tiny_data), out=str(out)))
     run_two_ranks(script)
     state = ckpt.load_latest(out / "checkpoints")
     assert state["finished"] and len(state["ranks"]) == 2

@@ -79,8 +79,8 @@ def test_load_missing_model_says_what_to_run(tmp_path):
         load_vessel_unet(bad)
 
 
+@pytest.mark.slow
 def test_smoke_training_saves_loads_and_segments(tmp_path):
-    torch.set_num_threads(1)
     cfg = load_config("smoke", "rop")
     out = tmp_path / "vessel_unet.pt"
     metrics = train_vessel_unet(cfg, out, progress=False)
@@ -104,8 +104,8 @@ def test_smoke_training_saves_loads_and_segments(tmp_path):
     assert np.allclose(batch[0], segmenter.segment(lines_fundus(1).rgb), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_segmenter_finds_obvious_dark_lines(tmp_path, monkeypatch):
-    torch.set_num_threads(1)
     monkeypatch.setattr(vessels, "render_fundus", lines_fundus)
     # 24 px patches: a quarter of the paper's compute per patch, plenty for 1-3 px lines
     cfg = load_config("smoke", "rop", {"vessels": {"iterations": 60, "base_channels": 8,
@@ -118,8 +118,8 @@ def test_segmenter_finds_obvious_dark_lines(tmp_path, monkeypatch):
     assert auc > 0.8, auc
 
 
+@pytest.mark.slow
 def test_training_on_a_folder_with_manual_masks(tmp_path):
-    torch.set_num_threads(1)
     folder = tmp_path / "fundus"
     folder.mkdir()
     for i in range(4):

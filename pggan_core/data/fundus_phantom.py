@@ -17,7 +17,7 @@ on the output size:
               then background texture, faint choroid, dark macula, disc with cup, vignetting,
               haze, colour and gamma variation, noise, and black outside a circular field of view.
 
-Cost: about 55 ms of CPU per 512 px image (geometry ~15, vessels ~10, painting ~30).
+Its cost per image is measured by ``benchmarks/bench_data.py``.
 
 Numbers follow jannessm/RetinaSynthesis and the vessel-synthesis literature (Fiorini et al.
 2014, Menti et al. 2016, Costa et al. 2017) for the tree, textbook calibres (CRVE about 220,

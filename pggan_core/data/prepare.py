@@ -17,8 +17,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import zlib
 from collections.abc import Callable, Iterator
-from functools import partial
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 

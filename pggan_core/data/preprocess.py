@@ -243,3 +243,18 @@ def _pad_centre(plane: np.ndarray, size: int) -> np.ndarray:
     ch, cw = min(h, size), min(w, size)
     out[dst_y:dst_y + ch, dst_x:dst_x + cw] = plane[src_y:src_y + ch, src_x:src_x + cw]
     return out
+
+
+def brain_mask(images: np.ndarray) -> np.ndarray:
+    """Brain pixels of MR slices in [-1, 1]: background is -1 in every modality."""
+    return (images[:, :4] > -0.95).any(axis=1)
+
+
+def tumour_slice(volume, data_cfg) -> tuple[np.ndarray, int, np.ndarray]:
+    """z-score a BrainVolume; return it, its slice with the most tumour, and that slice's
+    seven GAN channels."""
+    zvol = zscore_volume(volume.modalities, volume.brain_mask, volume.source_file)
+    z = int(np.argmax((volume.seg > 0).sum(axis=(0, 1))))
+    channels = brats_slice_channels(zvol, volume.seg, volume.brain_mask, z,
+                                               data_cfg.pad_to, data_cfg.z_clip)
+    return zvol, z, channels

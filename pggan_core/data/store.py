@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from pggan_core.atomic import atomic_dir, write_text_atomic
+from pggan_core.config import resolutions
 from pggan_core.errors import DataError, DataMismatchError
 
 # Bump when preprocessing changes what ends up in the arrays; stored in every manifest row.
@@ -83,15 +84,6 @@ def sha256_of(*paths: Path) -> str:
             while block := fh.read(1 << 20):
                 digest.update(block)
     return digest.hexdigest()
-
-
-def pyramid_resolutions(max_resolution: int) -> list[int]:
-    """4, 8, ..., max_resolution."""
-    out, r = [], 4
-    while r <= max_resolution:
-        out.append(r)
-        r *= 2
-    return out
 
 
 def box_downsample(images: np.ndarray) -> np.ndarray:
@@ -148,7 +140,7 @@ class DatasetWriter:
     def __enter__(self) -> DatasetWriter:
         self._tmp = self._ctx.__enter__()
         shape = (self.n_images, len(self.channels))
-        for res in pyramid_resolutions(self.resolution):
+        for res in resolutions(4, self.resolution):
             self._arrays[res] = np.lib.format.open_memmap(
                 self._tmp / f"res_{res:03d}.npy", mode="w+", dtype=np.uint8,
                 shape=(*shape, res, res))
@@ -201,7 +193,7 @@ class DatasetWriter:
                     "channels": list(self.channels),
                     "n_images": self.n_images,
                     "resolution": self.resolution,
-                    "resolutions": pyramid_resolutions(self.resolution),
+                    "resolutions": resolutions(4, self.resolution),
                     "dtype": "uint8",
                     "value_range": [-1.0, 1.0],
                     "preprocessing_version": PREPROCESSING_VERSION,

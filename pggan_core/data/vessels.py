@@ -35,6 +35,7 @@ from pggan_core.config import Config, DataConfig, VesselConfig
 from pggan_core.data.fundus_phantom import render_fundus
 from pggan_core.data.preprocess import field_of_view, vessel_input
 from pggan_core.data.types import FundusImage
+from pggan_core.device import pick_device
 from pggan_core.errors import CheckpointError, ConfigError, DataError
 
 # Seeds of the U-Net's own phantoms, far from those of prepared GAN datasets; the held-out
@@ -245,12 +246,6 @@ def load_vessel_unet(path: str | Path, device: str | torch.device = "cpu") -> Ve
 # Training
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def phantom_seeds(v: VesselConfig) -> tuple[list[int], list[int]]:
     """The phantom seeds the U-Net trains on and is evaluated on (two disjoint blocks)."""
     offset = v.seed * 10_000
@@ -340,7 +335,7 @@ def train_vessel_unet(
     start = time.perf_counter()
     torch.manual_seed(v.seed)
     rng = np.random.default_rng(v.seed)
-    device = _device(cfg.train.device)
+    device = pick_device(cfg.train.device)
     train, heldout = vessel_images(cfg, source)
     # the field of view of every later step (preparation, evaluation), not the phantom's own
     fovs = [field_of_view(im.rgb, cfg.data) for im in train]
@@ -430,3 +425,27 @@ def ensure_vessel_unet(cfg: Config, source: str | None = None,
     if not path.is_file():
         train_vessel_unet(cfg, path, source=source, progress=progress)
     return load_vessel_unet(path)
+
+
+def segment_vessels(segmenter, images: np.ndarray, scale_to: int, fov: np.ndarray
+                    ) -> np.ndarray:
+    """The U-Net's vessel probability for fundus images (N, >=3, R, R) in [-1, 1].
+
+    ``fov`` (N, R, R) is the field of view at the images' own size
+    (``preprocess.fields_of_view``); the probability is 0 outside it. The U-Net learnt vessel
+    calibres at ``scale_to`` px (its training resolution), so smaller images are enlarged to it
+    (the field of view by nearest neighbour, so it stays the same pixels) before segmenting,
+    and the map is reduced back afterwards.
+    """
+    size = images.shape[-1]
+    out = np.empty((len(images), size, size), np.float32)
+    for i, image in enumerate(images):
+        rgb = np.clip((image[:3].transpose(1, 2, 0) + 1.0) / 2.0, 0.0, 1.0)
+        big = np.clip(cv2.resize(rgb, (scale_to, scale_to), interpolation=cv2.INTER_CUBIC),
+                      0.0, 1.0)
+        big_fov = cv2.resize(fov[i].astype(np.uint8), (scale_to, scale_to),
+                             interpolation=cv2.INTER_NEAREST).astype(bool)
+        prob = segmenter.segment(big, big_fov)
+        out[i] = np.where(fov[i], cv2.resize(prob, (size, size), interpolation=cv2.INTER_AREA),
+                          0.0)
+    return out

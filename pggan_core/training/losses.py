@@ -13,8 +13,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from pggan_core.conv import input_gradients_only
-from pggan_core.networks import mbstd_group_size
+from pggan_core.training.conv import input_gradients_only
+from pggan_core.training.networks import mbstd_group_size
 
 Critic = Callable[[Tensor, int, float], Tensor]
 

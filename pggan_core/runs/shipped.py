@@ -37,12 +37,13 @@ from typing import Any
 import torch
 import yaml
 
-from pggan_core import checkpoint as ckpt
 from pggan_core.atomic import atomic_file, write_text_atomic
 from pggan_core.config import Config, config_from_dict
 from pggan_core.data.store import PreparedDataset, sha256_of
 from pggan_core.errors import CheckpointError
 from pggan_core.paths import checkout_root, repo_root
+from pggan_core.runs.folder import marked_finished
+from pggan_core.training import checkpoint as ckpt
 
 MANIFEST = "manifest.json"
 # what a shipped run carries besides its generator (the final sample grid is added by name)
@@ -180,10 +181,10 @@ def export_run(run_dir: str | Path, profile: str, dataset: str, variant: str, co
     """Copy a finished run into ``data/pretrained/<profile>`` and record it in the manifest,
     with ``commit`` (default: the checkout's) as the code that trained it."""
     run_dir = Path(run_dir)
+    if not marked_finished(run_dir):
+        raise CheckpointError(f"{run_dir} is not a finished run; train it to the end first")
     info = json.loads((run_dir / "run.json").read_text())
     data = PreparedDataset(info["data_dir"])
-    if not info.get("finished"):
-        raise CheckpointError(f"{run_dir} is not a finished run; train it to the end first")
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     if config["profile"] != profile:
         raise CheckpointError(f"{run_dir} was trained with profile {config['profile']!r}, "
@@ -248,7 +249,7 @@ def train_and_export(profile: str, datasets: tuple[str, ...] = ("rop", "brats"),
 
     from pggan_core.data.prepare import ensure_prepared
     from pggan_core.paths import prepared_dir, run_dir
-    from pggan_core.runs import run_config
+    from pggan_core.runs.folder import run_config
 
     root = root or repo_root()
     jobs = []

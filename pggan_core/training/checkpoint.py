@@ -227,7 +227,9 @@ def load_generator(run_dir: str | Path, ema: bool = True,
     Returns ``(G, info)`` with ``info`` = ``config`` (Config), ``channels`` (names),
     ``resolution`` (the highest trained so far), ``alpha``, ``step``, ``finished``.
     """
-    from pggan_core.networks import Generator  # here, so checkpoint.py stays light to import
+    from pggan_core.training.networks import (
+        Generator,  # here, so checkpoint.py stays light to import
+    )
 
     folder = Path(run_dir) / "checkpoints"
     shipped = Path(run_dir) / GENERATOR_FILE

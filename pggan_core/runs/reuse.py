@@ -1,29 +1,21 @@
-"""Make-or-reuse for the book: the prepared dataset and the trained run of (dataset, profile).
-
-A book build executes every notebook; training is the expensive step, so a run whose folder
-already holds a finished training of exactly the same configuration is reused, a run that was
-interrupted is resumed, and anything else is trained from scratch.
+"""Make or reuse the runs a book build shows: install the shipped ones, train the rest in
+parallel lanes, never mix runs of other settings or other data.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import yaml
 
-from pggan_core import pretrained
-from pggan_core.config import Config, load_config
+from pggan_core.config import Config, same_config
 from pggan_core.data.prepare import ensure_prepared
 from pggan_core.data.store import require_same_data
 from pggan_core.paths import prepared_dir, run_dir
-from pggan_core.train import is_finished, train
-
-
-def run_config(dataset: str, profile: str, seed: int = 0) -> Config:
-    """The configuration of a book run: the profile, with ``seed`` for data and training."""
-    return load_config(profile, dataset, {"data": {"seed": seed}, "train": {"seed": seed}})
+from pggan_core.runs import shipped
+from pggan_core.runs.folder import is_finished, recorded_data, run_config
+from pggan_core.training.trainer import train
 
 
 def ensure_run(dataset: str, profile: str, with_segmentation: bool = True, seed: int = 0,
@@ -51,24 +43,16 @@ def ensure_run(dataset: str, profile: str, with_segmentation: bool = True, seed:
     _refuse_other_data(out, record)
     if (not train_here and source is None
             and not is_finished(out, config, with_segmentation, record)
-            and pretrained.ships(profile, dataset, variant, config)):
+            and shipped.ships(profile, dataset, variant, config)):
         if (out / "checkpoints").is_dir():  # a run trained here: kept, not overwritten
             _move_aside(out, "the run trained here")
-        return pretrained.install_run(profile, dataset, variant, config, out, data)
+        return shipped.install_run(profile, dataset, variant, config, out, data)
     if not is_finished(out, config, with_segmentation, record):
         _set_aside_if_stale(out, config, keep_same_config=resume)
         resume = (out / "checkpoints").is_dir()
         train(config, data_dir, out, with_segmentation=with_segmentation, resume=resume,
               progress=progress)
     return out
-
-
-def recorded_data(run: Path) -> dict | None:
-    """The data the run in ``run`` records (None: no run, or one from before runs did)."""
-    try:
-        return json.loads((run / "run.json").read_text()).get("data")
-    except (OSError, ValueError):
-        return None
 
 
 def _refuse_other_data(out: Path, record: dict) -> None:
@@ -88,7 +72,7 @@ def _set_aside_if_stale(out: Path, config: Config, keep_same_config: bool = True
     """
     saved = out / "config.yaml"
     if saved.is_file() and (not keep_same_config or recorded_data(out) is None
-                            or yaml.safe_load(saved.read_text()) != config.to_dict()):
+                            or not same_config(yaml.safe_load(saved.read_text()), config)):
         _move_aside(out, "the unfinished, differently configured or unrecorded-data run")
 
 

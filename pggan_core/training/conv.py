@@ -6,8 +6,8 @@ as a convolution with a feature-map-sized kernel over batch-transposed copies: o
 as fast as its ordinary weight-gradient kernel, plus the transposing copies, about a tenth of a
 16 px training step. Here the input gradient is its own autograd node whose derivatives call
 the ordinary kernels (``conv2d`` and ``convolution_backward``): same numbers up to float
-rounding; training steps measured 1.04x (16 px) to 1.17x (64 px) faster on 2 CPU cores
-(``benchmarks/bench_train.py --compare stock_conv``).
+rounding; training steps are faster, most at 64 px (``benchmarks/bench_train.py --compare
+stock_conv``; figures in benchmarks/README.md).
 
 Inside ``input_gradients_only()`` (what ``losses.gradient_penalty`` uses around its
 ``torch.autograd.grad(..., create_graph=True)``) a convolution's backward builds that input

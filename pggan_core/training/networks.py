@@ -5,8 +5,9 @@ Beers et al. (2018, "Network Architectures") grow a generator and a symmetric di
 fade-in of each new block; feature maps come from a table (``ModelConfig.feature_maps``). The
 layers follow Karras et al. (2018), whose scheme the paper says it follows: equalized learning
 rate, pixel norm after every generator convolution, minibatch standard deviation before the
-discriminator's last block, a linear ``toRGB``. ``ModelConfig.variant == "authors"`` swaps in
-the authors' own code's choices: plain He-initialised weights and 5x5 convolutions.
+discriminator's last block, a linear ``toRGB``. ``ModelConfig.equalized_lr`` and
+``ModelConfig.kernel_size`` hold the two layer choices the authors' own code made differently
+(plain He-initialised weights, 5x5 convolutions: the "authors" overlay sets both).
 
 Every layer for every resolution up to ``max_resolution`` is built in ``__init__``: state dicts
 and optimizers never change shape while the network grows; unused resolutions just sit idle.
@@ -20,28 +21,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pggan_core import conv
-from pggan_core.config import ModelConfig, check_resolution
+from pggan_core.config import ModelConfig, check_resolution, resolutions
 from pggan_core.errors import ConfigError
+from pggan_core.training import conv
 
 LEAKY_SLOPE = 0.2
 RELU_GAIN = math.sqrt(2.0)  # He et al.; Karras et al. keep it for leaky ReLU too
 
 
 def kernel_size(model_cfg: ModelConfig) -> int:
-    """The convolution size: ``model_cfg.kernel_size``, or 5 for the authors' variant."""
-    return 5 if model_cfg.variant == "authors" else model_cfg.kernel_size
+    """The convolution size: ``model_cfg.kernel_size`` (3 in NVIDIA's PGGAN, 5 in the
+    authors' code)."""
+    return model_cfg.kernel_size
 
 
 def uses_equalized_lr(model_cfg: ModelConfig) -> bool:
-    """NVIDIA's variant scales weights at run time; the authors' code did not."""
-    return model_cfg.variant != "authors"
-
-
-def resolutions_up_to(max_resolution: int) -> list[int]:
-    """4, 8, ..., ``max_resolution``."""
-    check_resolution(max_resolution, "max_resolution")
-    return [4 * 2**level for level in range(int(math.log2(max_resolution)) - 1)]
+    """``model_cfg.equalized_lr``: NVIDIA's PGGAN scales weights at run time; the authors'
+    code did not."""
+    return model_cfg.equalized_lr
 
 
 def level_of(resolution: int, max_resolution: int) -> int:
@@ -55,7 +52,7 @@ def level_of(resolution: int, max_resolution: int) -> int:
 def _feature_table(model_cfg: ModelConfig, max_resolution: int) -> list[int]:
     """Feature maps per level, with a ConfigError naming the first missing resolution."""
     table = []
-    for res in resolutions_up_to(max_resolution):
+    for res in resolutions(4, check_resolution(max_resolution, "max_resolution")):
         if res not in model_cfg.feature_maps:
             raise ConfigError(f"model.feature_maps has no entry for {res} px: add {res}: <n>")
         table.append(model_cfg.feature_maps[res])
@@ -122,8 +119,8 @@ def two_by_two_taps(kernel: int) -> Tensor:
     of a k x k convolution's output, are both one stride-2 convolution whose (k+1) x (k+1)
     taps each sum the up-to-four k x k weights that overlap it (Karras et al.'s
     ``upscale2d_conv2d`` and ``conv2d_downscale2d``). Returned as a 0/1 tensor
-    ``(k, k, k+1, k+1)``, so that one einsum builds the bigger kernel: measured ~2.5 % faster
-    steps at 16 px than padding and adding four shifted copies.
+    ``(k, k, k+1, k+1)``, so that one einsum builds the bigger kernel (a little faster than
+    padding and adding four shifted copies; benchmarks/README.md).
     """
     basis = F.pad(torch.eye(kernel * kernel).view(kernel, kernel, kernel, kernel), (1, 1, 1, 1))
     return (basis[..., 1:, 1:] + basis[..., :-1, 1:] + basis[..., 1:, :-1]

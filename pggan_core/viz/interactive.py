@@ -23,14 +23,14 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from torch import nn
 
-from pggan_core import plots
-from pggan_core.latent import generate, slerp
+from pggan_core.generate import images_from_latents
+from pggan_core.latent.space import slerp
+from pggan_core.viz import plots
 
 CATEGORY_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 THUMBNAIL_GRID = 8  # at most 8 x 8 thumbnails over the t-SNE plane
@@ -52,26 +52,18 @@ def thumbnail(image: np.ndarray, dataset: str) -> np.ndarray:
     tumour labels when the run has them (slice level and tumour both show), else the mosaic.
     """
     panels = plots.sample_panels(image, dataset)
-    return plots.to_uint8(panels[0] if dataset == "rop" else panels[-1])
-
-
-def png_bytes(picture: np.ndarray) -> bytes:
-    """An (H, W, 3) uint8 RGB picture encoded as PNG."""
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(picture[..., ::-1]))
-    if not ok:
-        raise ValueError("could not encode the picture as PNG")
-    return encoded.tobytes()
+    return plots.unit_to_uint8(panels[0] if dataset == "rop" else panels[-1])
 
 
 def data_uri(picture: np.ndarray) -> str:
     """A ``data:image/png;base64,...`` URI: an image a static HTML page carries inline."""
-    return "data:image/png;base64," + base64.b64encode(png_bytes(picture)).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(plots.png_bytes(picture)).decode("ascii")
 
 
 def strip(G: nn.Module, latents: np.ndarray, resolution: int, alpha: float, dataset: str,
           size: int = 96) -> np.ndarray:
     """Generate ``latents`` and lay the samples out in one row, (H, W, 3) uint8."""
-    images = generate(G, latents, resolution, alpha)
+    images = images_from_latents(G, latents, resolution, alpha)
     return plots.sample_grid(images, dataset, ncols=len(images), size=size)
 
 
@@ -193,7 +185,7 @@ def direction_pictures(G: nn.Module, base: np.ndarray, direction: np.ndarray,
     """Pictures of ``base + t * direction`` for every ``t`` in ``offsets``."""
     latents = base[None] + offsets[:, None] * direction[None]
     return [sample_picture(image, dataset, size)
-            for image in generate(G, latents.astype(np.float32), resolution, alpha)]
+            for image in images_from_latents(G, latents.astype(np.float32), resolution, alpha)]
 
 
 def latent_slider_stack(pictures_by_direction: dict[str, list[np.ndarray]],
@@ -207,7 +199,7 @@ def latent_slider_stack(pictures_by_direction: dict[str, list[np.ndarray]],
     columns = []
     middle = len(offsets) // 2
     for name, pictures in pictures_by_direction.items():
-        stack = widgets.Stack([widgets.Image(value=png_bytes(p), format="png")
+        stack = widgets.Stack([widgets.Image(value=plots.png_bytes(p), format="png")
                                for p in pictures], selected_index=middle)
         slider = widgets.IntSlider(value=middle, min=0, max=len(offsets) - 1,
                                    description=name, readout=False)
@@ -234,11 +226,31 @@ def live_latent_sliders(G: nn.Module, base: np.ndarray, directions: np.ndarray,
     def redraw(_change: Any = None) -> None:
         offset = sum(s.value * scale * d for s, scale, d in
                      zip(sliders, scales, directions, strict=True))
-        picture = sample_picture(generate(G, (base + offset)[None].astype(np.float32),
+        picture = sample_picture(images_from_latents(G, (base + offset)[None].astype(np.float32),
                                           resolution, alpha)[0], dataset, size)
-        image.value = png_bytes(picture)
+        image.value = plots.png_bytes(picture)
 
     for slider in sliders:
         slider.observe(redraw, names="value")
     redraw()
     return widgets.VBox([image, *sliders])
+
+
+def training_curves_figure(log: pd.DataFrame, title: str) -> go.Figure:
+    """The trainer's ``metrics.jsonl`` (as a DataFrame) against images seen: the critic's
+    Wasserstein estimate and both losses above, the fade-in alpha (hover: resolution) below."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3],
+                        vertical_spacing=0.05)
+    for name in ("wasserstein", "d_loss", "g_loss"):
+        fig.add_trace(go.Scatter(x=log.images_seen, y=log[name], name=name, mode="lines"),
+                      row=1, col=1)
+    fig.add_trace(go.Scatter(x=log.images_seen, y=log.alpha, name="α (fade-in)",
+                             text=log.resolution.astype(str) + " px", mode="lines"),
+                  row=2, col=1)
+    fig.update_xaxes(title_text="images seen", row=2, col=1)
+    fig.update_yaxes(title_text="loss", row=1, col=1)
+    fig.update_yaxes(title_text="α", range=[-0.05, 1.05], row=2, col=1)
+    fig.update_layout(height=520, title=title)
+    return fig

@@ -47,77 +47,42 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from pggan_core import checkpoint as ckpt
-from pggan_core import plots, precision
-from pggan_core.allocator import keep_freed_memory
+from pggan_core import precision
 from pggan_core.atomic import atomic_file, write_text_atomic
-from pggan_core.config import Config, TrainConfig
+from pggan_core.config import Config, TrainConfig, config_from_dict
 from pggan_core.data.store import (
     IMAGE_CHANNELS,
     PreparedDataset,
     require_same_data,
-    same_data,
 )
+from pggan_core.device import pick_device
 from pggan_core.errors import (
     ConfigError,
     DataError,
     PgganError,
     TrainingInterrupted,
 )
-from pggan_core.losses import discriminator_loss, generator_loss
-from pggan_core.metrics import SWD_PATCH, sliced_wasserstein
-from pggan_core.networks import Discriminator, Generator, downsample, ema_update, upsample
-from pggan_core.runlock import run_lock
+from pggan_core.evaluation.swd import SWD_PATCH, sliced_wasserstein
+from pggan_core.training import checkpoint as ckpt
+from pggan_core.training.allocator import keep_freed_memory
+from pggan_core.training.losses import discriminator_loss, generator_loss
+from pggan_core.training.networks import Discriminator, Generator, downsample, ema_update, upsample
+from pggan_core.training.runlock import run_lock
+from pggan_core.training.schedule import Phase, build_phases
+from pggan_core.viz import plots
 
-AUTHORS_LR = 1e-4  # the authors' code trains with Adam at 1e-4 (ModelConfig.variant "authors")
 DISPLAY_MIN = 64  # sample tiles are enlarged (nearest) to at least this many pixels
+
+
 PHASE_SWD_IMAGES = 64  # generated and real images in each phase-end SWD (and a second real set
+
+
 # of this size for its floor, when the training set holds enough images)
 PHASE_SWD_SEED = 2_000_003  # latents and real images of the phase-end SWD: fixed for the run
 
 
 class TrainingDiverged(PgganError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-@dataclass(frozen=True)
-class Phase:
-    """One stretch of the schedule: a resolution, fading in or stable, over global steps."""
-
-    index: int
-    resolution: int
-    kind: str  # "fade" or "stable"
-    start: int  # first global step of the phase
-    iterations: int
-
-    @property
-    def end(self) -> int:
-        return self.start + self.iterations
-
-    def alpha(self, step: int) -> float:
-        """The fade-in weight at global ``step``: linear 0 -> 1 over a fade, 1 when stable."""
-        return (step - self.start) / self.iterations if self.kind == "fade" else 1.0
-
-
-def build_phases(config: Config) -> list[Phase]:
-    """The schedule as a list of phases (zero-length phases are left out)."""
-    s = config.schedule
-    phases: list[Phase] = []
-    step, res = 0, s.start_resolution
-    while res <= s.max_resolution:
-        fade, stable = s.phase_iterations(res)
-        kinds = [("stable", stable)]
-        if res != s.start_resolution:
-            kinds.insert(0, ("fade", fade))
-        for kind, iterations in kinds:
-            if iterations > 0:
-                phases.append(Phase(len(phases), res, kind, step, iterations))
-                step += iterations
-        res *= 2
-    if not phases:
-        raise ConfigError("schedule.fade_iterations and stable_iterations are both 0: "
-                          "nothing to train")
-    return phases
 
 
 class PhaseNetwork(nn.Module):
@@ -193,9 +158,7 @@ def setup_runtime(device: str = "auto") -> Runtime:
     every CPU step at >= 64 px page-faults its activations in again.
     """
     keep_freed_memory()
-    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
-    if use_cuda and not torch.cuda.is_available():
-        raise ConfigError("train.device=cuda but no CUDA device is visible; use auto or cpu")
+    use_cuda = pick_device(device).type == "cuda"
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     if world_size > 1 and not dist.is_initialized():
@@ -208,25 +171,9 @@ def setup_runtime(device: str = "auto") -> Runtime:
 
 def adam(params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float],
          eps: float) -> torch.optim.Adam:
-    """Adam with PyTorch's fused kernel: the same update, ~4x faster than its default loop
-    on CPU (1.2 vs 5.0 ms per step for the 64 px critic)."""
+    """Adam with PyTorch's fused kernel: the same update, several times faster than its
+    default per-tensor loop on CPU (``benchmarks/bench_train.py --compare loop_adam``)."""
     return torch.optim.Adam(params, lr, betas, eps, fused=True)
-
-
-def is_finished(run_dir: str | Path, config: Config, with_segmentation: bool = True,
-                data: dict[str, Any] | None = None) -> bool:
-    """Whether ``run_dir`` holds a completed run of exactly this config and channel choice
-    (and, given ``data`` (``PreparedDataset.data_record``), trained on that data)."""
-    run_dir = Path(run_dir)
-    try:
-        info = json.loads((run_dir / "run.json").read_text())
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
-    except (OSError, ValueError, yaml.YAMLError):
-        return False
-    return (info.get("finished") is True and info.get("with_segmentation") == with_segmentation
-            and saved == config.to_dict()
-            and (data is None or same_data(info.get("data"), data))
-            and ckpt.has_generator(run_dir))
 
 
 class StopSignals:
@@ -338,7 +285,7 @@ class Trainer:
         # train.precision: bf16 autocast on GPUs by default (precision.py for the fp32 seams)
         self.precision = precision.resolve(config.train.precision, self.device)
         self.autocast = precision.autocast(config.train.precision, self.device)
-        # channels-last convolutions are faster on GPUs and, measured, ~25% faster on CPU too
+        # channels-last convolutions are faster on GPUs and on CPU too (bench_train --compare nchw)
         self.memory_format = torch.channels_last
 
         t = config.train
@@ -347,14 +294,14 @@ class Trainer:
         self.G = Generator(config.model, n_channels, max_res)
         self.D = Discriminator(config.model, n_channels, max_res)
         self.G_ema = (copy.deepcopy(self.G).requires_grad_(False)
-                      if config.model.variant == "nvidia" else None)
+                      if config.train.use_ema else None)
         for module in (self.G, self.D, self.G_ema):
             if module is not None:
                 module.to(self.device, memory_format=self.memory_format)
         # G and D as the current phase trains them (data-parallel, compiled: _networks_for)
         self.G_train: nn.Module = self.G
         self.D_train: nn.Module = self.D
-        self.lr = AUTHORS_LR if config.model.variant == "authors" else t.lr
+        self.lr = t.lr
         # the fixed latents of every sample grid and of the progression strip
         self.fixed_z = torch.randn(t.sample_grid, config.model.latent_dim,
                                    generator=torch.Generator().manual_seed(t.seed))
@@ -381,13 +328,12 @@ class Trainer:
         last_log = (time.perf_counter(), self.images_seen)
         with StopSignals(notice=self.runtime.is_main) as stop:
             for phase in self.phases[phase_index:]:
-                self._new_optimizers(opt_states if phase.index == phase_index else None)
-                self.G_train, self.D_train = self._networks_for(phase)
-                batch = self._rank_batch(phase.resolution)
+                batch = self.begin_phase(phase, opt_states if phase.index == phase_index
+                                         else None)
                 for step in range(max(self.step, phase.start), phase.end):
                     alpha = phase.alpha(step)
                     started = time.perf_counter()
-                    stats = self._train_step(phase, alpha, batch)
+                    stats = self.train_step(phase, alpha, batch)
                     self.train_seconds += time.perf_counter() - started
                     self.step = step + 1
                     self.images_seen += batch * self.runtime.world_size
@@ -433,8 +379,16 @@ class Trainer:
             f"{self.total_steps}, checkpoint saved in {self.out_dir / 'checkpoints'}; "
             f"resume with: {command}", signum)
 
-    def _train_step(self, phase: Phase, alpha: float, batch: int) -> dict[str, float]:
-        """``d_steps_per_g_step`` critic steps, then one generator step and the EMA update."""
+    def begin_phase(self, phase: Phase, opt_states: tuple[dict, dict] | None = None) -> int:
+        """Fresh Adam optimizers (or a checkpoint's mid-phase ``opt_states``) and the networks
+        as ``phase`` trains them; returns this rank's batch size."""
+        self._new_optimizers(opt_states)
+        self.G_train, self.D_train = self._networks_for(phase)
+        return self._rank_batch(phase.resolution)
+
+    def train_step(self, phase: Phase, alpha: float, batch: int) -> dict[str, float]:
+        """``d_steps_per_g_step`` critic steps, then one generator step and the EMA update;
+        the losses. What ``run`` repeats, and what the benchmarks time."""
         res, t = phase.resolution, self.config.train
         latent = self.config.model.latent_dim
         for _ in range(t.d_steps_per_g_step):
@@ -572,7 +526,9 @@ class Trainer:
         return phase.index + 1, None
 
     def _check_same_config(self) -> None:
-        saved = yaml.safe_load((self.out_dir / "config.yaml").read_text())
+        # through config_from_dict: a file from before a field existed holds its default
+        saved = config_from_dict(yaml.safe_load((self.out_dir / "config.yaml").read_text())
+                                 ).to_dict()
         new = self.config.to_dict()
         for section, values in new.items():
             old = saved.get(section)

@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 
 from pggan_core.atomic import atomic_file
+from pggan_core.data import preprocess
+from pggan_core.data.preprocess import tumour_slice
 
 # BraTS convention colours (RGB, 0..1) for labels 1, 2, 4
 LABEL_COLOURS = np.array([[0.90, 0.15, 0.15], [0.20, 0.80, 0.25], [1.00, 0.85, 0.10]])
@@ -79,7 +81,7 @@ def sample_grid(images: np.ndarray, dataset: str, ncols: int = 4, size: int | No
         row = tiles[start:start + ncols]
         row += [np.zeros_like(tiles[0])] * (ncols - len(row))
         rows.append(np.concatenate([_pad(t, gap) for t in row], axis=1))
-    return to_uint8(np.concatenate(rows, axis=0))
+    return unit_to_uint8(np.concatenate(rows, axis=0))
 
 
 def progression_strip(images_by_resolution: Sequence[np.ndarray], dataset: str,
@@ -91,23 +93,28 @@ def progression_strip(images_by_resolution: Sequence[np.ndarray], dataset: str,
     """
     columns = [np.concatenate([_pad(_resize(p, size), 2) for p in sample_panels(img, dataset)],
                               axis=0) for img in images_by_resolution]
-    return to_uint8(np.concatenate(columns, axis=1))
+    return unit_to_uint8(np.concatenate(columns, axis=1))
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
+def unit_to_uint8(image: np.ndarray) -> np.ndarray:
     """[0, 1] float -> uint8."""
     return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """An (H, W, 3) uint8 RGB (or (H, W) grey) image encoded as PNG."""
+    bgr = image[..., ::-1] if image.ndim == 3 else image
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(bgr))
+    if not ok:
+        raise ValueError(f"could not encode a {image.shape} {image.dtype} image as PNG")
+    return encoded.tobytes()
 
 
 def save_png(image: np.ndarray, path: str | Path) -> Path:
     """Write an (H, W, 3) uint8 RGB (or (H, W) grey) image as PNG, atomically."""
     path = Path(path)
-    bgr = image[..., ::-1] if image.ndim == 3 else image
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(bgr))
-    if not ok:
-        raise ValueError(f"could not encode {path}")
     with atomic_file(path) as fh:
-        fh.write(encoded.tobytes())
+        fh.write(png_bytes(image))
     return path
 
 
@@ -125,8 +132,12 @@ def _pad(panel: np.ndarray, gap: int) -> np.ndarray:
 
 
 def show_panels(panels: Sequence[np.ndarray], titles: Sequence[str], ncols: int | None = None,
-                width: float = 2.6, suptitle: str | None = None):
-    """A matplotlib figure of images (grey (H, W) or RGB (H, W, 3)) with titles, no axes."""
+                width: float = 2.6, suptitle: str | None = None,
+                grey_range: tuple[float, float] | None = None):
+    """A matplotlib figure of images (grey (H, W) or RGB (H, W, 3)) with titles, no axes.
+
+    Grey panels are stretched to their own range, or shown on ``grey_range`` (e.g. (0, 1) for
+    probabilities, so a faint map looks faint)."""
     import matplotlib.pyplot as plt
 
     ncols = ncols or len(panels)
@@ -137,12 +148,43 @@ def show_panels(panels: Sequence[np.ndarray], titles: Sequence[str], ncols: int 
     for ax in axes.flat:
         ax.axis("off")
     for ax, panel, title in zip(axes.flat, panels, titles, strict=False):
-        ax.imshow(panel, cmap="gray", vmin=panel.min() if panel.ndim == 2 else None,
-                  vmax=panel.max() if panel.ndim == 2 else None, interpolation="nearest")
+        low, high = grey_range or (panel.min(), panel.max())
+        ax.imshow(panel, cmap="gray", vmin=low if panel.ndim == 2 else None,
+                  vmax=high if panel.ndim == 2 else None, interpolation="nearest")
         ax.set_title(title, fontsize=9)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def show_picture(picture: np.ndarray, width: float = 14, title: str | None = None):
+    """One picture (a grid or a strip) as a matplotlib figure ``width`` inches wide at its own
+    aspect ratio, without axes; returns the figure (a notebook shows it)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(width, width * picture.shape[0] / picture.shape[1]))
+    ax.imshow(picture)
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def loss_curve_figure(loss: Sequence[float], ylabel: str, title: str):
+    """A per-iteration loss with its running mean over a twentieth of the run."""
+    import matplotlib.pyplot as plt
+
+    loss = np.asarray(loss, dtype=np.float64)
+    window = max(1, len(loss) // 20)
+    smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(loss, alpha=0.35, label="per batch")
+    ax.plot(np.arange(window - 1, len(loss)), smooth, label=f"mean of {window}")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
     return fig
 
 
@@ -151,8 +193,6 @@ def fundus_pipeline_figure(fundus, data_cfg, vessel_map: np.ndarray | None = Non
 
     ``fundus`` is a FundusImage; ``vessel_map`` (e.g. the U-Net's output) defaults to its mask.
     """
-    from pggan_core.data import preprocess
-
     gray = preprocess.to_gray(fundus.rgb)
     gamma = preprocess.gamma_correct(gray, data_cfg.gamma)
     equalised = preprocess.clahe(gamma, data_cfg.clahe_clip, data_cfg.clahe_tiles)
@@ -249,7 +289,7 @@ def save_figure(figure, run_dir: str | Path, name: str, profile: str, seed: int,
     import json
 
     from pggan_core.atomic import write_text_atomic
-    from pggan_core.book import provenance
+    from pggan_core.provenance import provenance
 
     folder = Path(run_dir) / "figures"
     folder.mkdir(parents=True, exist_ok=True)
@@ -278,7 +318,6 @@ def phantom_overview(n: int = 4, size: int = 192, seed: int = 0) -> np.ndarray:
     Every sample goes through the same preprocessing as the training data.
     """
     from pggan_core.config import DataConfig
-    from pggan_core.data import preprocess
     from pggan_core.data.brain_phantom import BrainPhantom
     from pggan_core.data.fundus_phantom import render_fundus
 
@@ -307,16 +346,6 @@ def pipeline_figure(sample, data_cfg):
     return mr_pipeline_figure(sample, zvol, z, channels), zvol
 
 
-def tumour_slice(volume, data_cfg) -> tuple[np.ndarray, int, np.ndarray]:
-    """z-score a BrainVolume; return it, its slice with the most tumour, and that slice's
-    seven GAN channels."""
-    from pggan_core.data import preprocess
-
-    zvol = preprocess.zscore_volume(volume.modalities, volume.brain_mask, volume.source_file)
-    z = int(np.argmax((volume.seg > 0).sum(axis=(0, 1))))
-    channels = preprocess.brats_slice_channels(zvol, volume.seg, volume.brain_mask, z,
-                                               data_cfg.pad_to, data_cfg.z_clip)
-    return zvol, z, channels
 
 
 def quality_compute_figure(rows: Sequence[dict], goals: dict[str, float],

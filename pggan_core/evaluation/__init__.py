@@ -1,0 +1,1 @@
+"""Measuring a trained generator: SWD, MS-SSIM, vessel agreement, nearest neighbours, anatomy."""

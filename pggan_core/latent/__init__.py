@@ -1,0 +1,1 @@
+"""The latent encoder (GAN inversion) and what the encoded latents show."""

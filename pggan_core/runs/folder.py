@@ -1,0 +1,114 @@
+"""One training run's folder: is it finished, does it hold a generator, which data it was
+trained on.
+
+    runs/<dataset>/<profile>/[<data name>/]<seg|noseg>/
+        run.json, config.yaml   what was trained, on which data, and whether it finished
+        checkpoints/            latest.pt, previous.pt (``training.checkpoint``)
+        generator.pt            a shipped run's weights instead of checkpoints
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pggan_core.config import Config, load_config, same_config
+from pggan_core.data.store import (
+    same_data,
+)
+from pggan_core.errors import (
+    DataError,
+    RunNotFoundError,
+)
+from pggan_core.paths import prepared_dir, run_dir
+from pggan_core.training.checkpoint import has_generator
+
+
+def run_config(dataset: str, profile: str, seed: int = 0) -> Config:
+    """The configuration of a book run: the profile, with ``seed`` for data and training."""
+    return load_config(profile, dataset, {"data": {"seed": seed}, "train": {"seed": seed}})
+
+
+def require_generator(run_dir: str | Path) -> Path:
+    """``run_dir`` if it holds a trained generator, else a RunNotFoundError naming the fix."""
+    run_dir = Path(run_dir)
+    if not has_generator(run_dir):
+        raise RunNotFoundError(
+            f"{run_dir} has no trained generator: train it first with `pggan train --out "
+            f"{run_dir}` (or papermill notebooks/03_train.md)")
+    return run_dir
+
+
+def run_data_dir(run_dir: str | Path, config: Config) -> Path:
+    """The prepared dataset the run was trained on (``run.json``), else the profile's default
+    folder for the data the run records (the phantom's when it records none)."""
+    run_info = Path(run_dir) / "run.json"
+    source = None
+    if run_info.is_file():
+        info = json.loads(run_info.read_text())
+        recorded = info.get("data_dir")
+        if recorded and Path(recorded).is_dir():
+            return Path(recorded)
+        source = (info.get("data") or {}).get("source")
+    folder = prepared_dir(config.data.dataset, config.profile,
+                          source=None if source == "phantom" else source)
+    if not (folder / "dataset.json").is_file():
+        raise DataError(f"{folder}: the prepared dataset of {run_dir} is missing; run "
+                        f"`pggan data prepare --dataset {config.data.dataset} --profile "
+                        f"{config.profile}` first")
+    return folder
+
+
+def marked_finished(run_dir: str | Path) -> bool:
+    """Whether ``run_dir``'s ``run.json`` says its training finished and it holds a generator:
+    the one test of "a finished run is here" (``is_finished`` adds the config and the data)."""
+    try:
+        info = json.loads((Path(run_dir) / "run.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return info.get("finished") is True and has_generator(run_dir)
+
+
+def require_trained_run(dataset: str, profile: str, variant: str = "seg",
+                        root: Path | None = None, source: str | Path | None = None) -> Path:
+    """The finished run folder for (dataset, profile, variant), or an error naming the command.
+
+    Later notebooks (evaluation, encoder, latent space) read a run; when it is missing they
+    stop here and say how to make it.
+    """
+    folder = run_dir(dataset, profile, variant, root, source)
+    if not marked_finished(folder):
+        flag = "" if variant == "seg" else " -p with_segmentation False"
+        flag += "" if source is None else f" -p source '{source}'"
+        raise RunNotFoundError(
+            f"no finished {variant} run of {dataset} on profile {profile} at {folder}: run "
+            f"`papermill notebooks/03_train.md out.ipynb -p dataset {dataset} -p profile "
+            f"{profile}{flag}` first")
+    return folder
+
+
+def is_finished(run_dir: str | Path, config: Config, with_segmentation: bool = True,
+                data: dict[str, Any] | None = None) -> bool:
+    """Whether ``run_dir`` holds a completed run of exactly this config and channel choice
+    (and, given ``data`` (``PreparedDataset.data_record``), trained on that data)."""
+    run_dir = Path(run_dir)
+    if not marked_finished(run_dir):
+        return False
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return False
+    return (info.get("with_segmentation") == with_segmentation and same_config(saved, config)
+            and (data is None or same_data(info.get("data"), data)))
+
+
+def recorded_data(run: Path) -> dict | None:
+    """The data the run in ``run`` records (None: no run, or one from before runs did)."""
+    try:
+        return json.loads((run / "run.json").read_text()).get("data")
+    except (OSError, ValueError):
+        return None

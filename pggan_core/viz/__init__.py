@@ -1,0 +1,2 @@
+"""Pictures: sample grids, pipeline figures, quality plots (matplotlib) and interactive figures
+(plotly, ipywidgets)."""

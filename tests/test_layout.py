@@ -1,0 +1,138 @@
+"""The package's shape: imports run one way, and the core works without the ``[book]`` extra.
+
+``pggan_core.book`` alone needs jupytext, papermill, jupyter-book (and the notebooks' plotly and
+ipywidgets). A user who installs ``pggan-medsynth`` without ``[book]`` must still be able to
+prepare data, train, encode, evaluate and generate; the second test proves it by running those
+commands in a fresh interpreter where importing any book-only package fails, as it would on
+such an install.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).parents[1] / "pggan_core"
+# what `pip install pggan-medsynth[book]` adds (pyproject.toml), and what those pull in
+BOOK_ONLY = ("jupytext", "papermill", "jupyter_book", "sphinx", "nbformat", "nbclient",
+             "myst_nb", "IPython", "ipykernel", "ipywidgets", "plotly")
+# imports every command but `pggan book` needs (cli.py imports them inside each command)
+CORE_MODULES = ("pggan_core.cli", "pggan_core.data.prepare", "pggan_core.data.vessels",
+                "pggan_core.training.trainer", "pggan_core.latent.encoder",
+                "pggan_core.latent.space", "pggan_core.evaluation.evaluate",
+                "pggan_core.evaluation.ablation", "pggan_core.generate", "pggan_core.viz.plots",
+                "pggan_core.runs.reuse", "pggan_core.runs.shipped")
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the pggan_core modules it imports, at the top or inside a function."""
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        modules[name.removesuffix(".__init__")] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pggan_core"):
+                targets |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+            elif isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every import circle, as the path that closes it."""
+    found, state = [], dict.fromkeys(graph, "new")
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = "open"
+        for target in sorted(graph[node]):
+            if state[target] == "open":
+                found.append(path[path.index(target):] + [target])
+            elif state[target] == "new":
+                visit(target, [*path, target])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if state[node] == "new":
+            visit(node, [node])
+    return found
+
+
+def test_imports_run_one_way():
+    graph = import_graph()
+    assert cycles(graph) == []
+    # the book reads the library; the library never reads the book (cli only wires `pggan book`)
+    into_book = {name: sorted(t for t in targets if t.startswith("pggan_core.book"))
+                 for name, targets in graph.items()
+                 if not name.startswith("pggan_core.book") and name != "pggan_core.cli"}
+    assert {name: found for name, found in into_book.items() if found} == {}
+
+
+def test_cycle_finder_finds_a_circle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c", "a"]]
+
+
+WITHOUT_BOOK = textwrap.dedent("""
+    import importlib, importlib.abc, sys
+
+    class NoBookExtra(importlib.abc.MetaPathFinder):
+        # importing a package of the [book] extra fails, as on an install without it
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in {blocked}:
+                raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+            return None
+
+    sys.meta_path.insert(0, NoBookExtra())
+    for module in {core}:
+        importlib.import_module(module)
+    pulled = sorted(m for m in sys.modules if m.split(".")[0] in {blocked})
+    assert not pulled, pulled
+    from pggan_core.cli import main
+    for argv in {commands}:
+        print("pggan", " ".join(argv), flush=True)
+        assert main(argv) == 0, argv
+""")
+
+
+def test_core_imports_pull_no_book_package():
+    script = WITHOUT_BOOK.format(blocked=set(BOOK_ONLY), core=CORE_MODULES, commands=[])
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_pggan_commands_work_without_the_book_extra(tmp_path):
+    profile = tmp_path / "tiny.yaml"
+    profile.write_text(textwrap.dedent("""
+        extends: smoke
+        common:
+          data: {n_images: 12, resolution: 16, heldout_fraction: 0.25}
+          schedule: {max_resolution: 16}
+          encoder: {iterations: 4, refine_steps: 1}
+          eval: {n_generated: 8, n_auc_images: 2, n_msssim_pairs: 4}
+    """))
+    data, run = tmp_path / "data", tmp_path / "run"
+    commands = [
+        ["data", "prepare", "--dataset", "brats", "--profile", str(profile), "--out", str(data)],
+        ["train", "--data", str(data), "--out", str(run), "--profile", str(profile)],
+        ["evaluate", "--run", str(run)],
+        ["encode", "--run", str(run)],
+        ["latent", "--run", str(run)],
+        ["generate", "--run", str(run), "--n", "4", "--out", str(tmp_path / "samples")],
+    ]
+    script = WITHOUT_BOOK.format(blocked=set(BOOK_ONLY), core=CORE_MODULES,
+                                 commands=commands)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "PGGAN_HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert (run / "metrics.json").is_file() and (run / "latent_space.json").is_file()
+    assert (tmp_path / "samples" / "grid.png").is_file()
