@@ -235,13 +235,23 @@ def test_browser_check_finds_what_a_reader_would_see_broken(tmp_path: Path, monk
 
 @pytest.mark.slow
 @pytest.mark.e2e
-def test_smoke_book_builds_for_both_datasets_and_reads_well(tmp_path: Path):
+def test_smoke_book_builds_for_both_datasets_and_reads_well(tmp_path: Path, capfd):
     """CI's book check: every notebook x both datasets on smoke, then every page in chromium.
     Its runs and data go to the session's scratch PGGAN_HOME; the book's sources are ROOT's."""
     out = tmp_path / "smoke"
     html = build_book("smoke", ("rop", "brats"), out=out, check=False, root=ROOT)
     notebooks = discover_notebooks(ROOT)
     assert notebooks, "no notebooks/NN_*.md found"
+    # what a user sees with stdout to a file (as here, and in CI logs): progress lines, not bars
+    shown = capfd.readouterr()
+    screen = shown.out + shown.err
+    for run in ("rop/smoke/noseg", "brats/smoke/seg", "brats/smoke/noseg"):  # trained here
+        assert re.search(rf"^{run}: .* step (\d+)/\1 \(100 %\)", screen, re.M), run
+    for source in notebooks:
+        for dataset in notebook_datasets(source):
+            assert f"-> {source.name} [{dataset}] ..." in screen
+    assert "wall time by stage:" in screen
+    assert "without encryption" not in screen  # the kernels' transport warning stays hidden
     for source in notebooks:
         for dataset in ("rop", "brats"):
             page = html / "notebooks" / f"{source.stem}_{dataset}.html"

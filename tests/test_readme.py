@@ -34,3 +34,12 @@ def test_the_fast_subset_the_readme_names_is_a_registered_marker():
     assert "--strict-markers" in options["addopts"]  # a misspelt marker fails, not deselects
     assert {m.split(":")[0] for m in options["markers"]} == {"slow", "e2e"}
     assert 'python -m pytest -m "not slow"' in (ROOT / "README.md").read_text()
+
+
+def test_every_library_function_the_readme_names_exists():
+    import importlib
+
+    named = re.findall(r"`(pggan_core[\w.]*):(\w+)`", (ROOT / "README.md").read_text())
+    assert len(named) >= 10
+    for module, name in named:
+        assert hasattr(importlib.import_module(module), name), f"{module}:{name}"

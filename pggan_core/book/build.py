@@ -44,6 +44,7 @@ from pggan_core.book.offline_js import HTML_MANAGER_DIST, _require_vendor, vendo
 from pggan_core.config import DATASETS, PROFILES
 from pggan_core.errors import BookError, ConfigError
 from pggan_core.paths import checkout_root
+from pggan_core.progress import clock
 from pggan_core.provenance import provenance
 from pggan_core.runs.reuse import pretrain
 from pggan_core.runs.shipped import pretrained_note
@@ -168,7 +169,8 @@ def build_book(profile: str = "demo", datasets: Sequence[str] = DATASETS,
         shutil.copy2(page, dest)
 
     notebooks = discover_notebooks(root)
-    with _timer("training (or installing the shipped) runs in parallel lanes"):
+    stages: list[tuple[str, float]] = []
+    with _timer("training (or installing the shipped) runs in parallel lanes", stages):
         runs = pretrain(profile, tuple(datasets), seed, train_here=train_here,
                         sources=sources)
     shipped = [run for run in runs if pretrained_note(run)]
@@ -181,14 +183,14 @@ def build_book(profile: str = "demo", datasets: Sequence[str] = DATASETS,
     for d in datasets:
         for source in (s for s in notebooks if s.stem in stems[d]):
             dest = src / "notebooks" / f"{source.stem}_{d}.ipynb"
-            with _timer(f"{source.name} [{d}]"):
+            with _timer(f"{source.name} [{d}]", stages):
                 execute_notebook(source, dest, {**parameters, "dataset": d,
                                                 "source": sources.get(d)}, root)
             executed = nbformat.read(dest, as_version=4)
             _title_for_dataset(executed, source.stem, d)
             nbformat.write(executed, dest)
     for page in prose_notebooks:
-        with _timer(page.name):
+        with _timer(page.name, stages):
             execute_notebook(page, (src / page.relative_to(root)).with_suffix(".ipynb"),
                              parameters, root, show_parameters=False)
 
@@ -199,9 +201,10 @@ def build_book(profile: str = "demo", datasets: Sequence[str] = DATASETS,
     (src / "_config.yml").write_text(yaml.safe_dump(
         staged_config(root_config, profile, seed, root, weights,
                       data_summary(datasets, sources)), sort_keys=False))
-    with _timer("sphinx"):
+    with _timer("sphinx", stages):
         run_sphinx(src, html, out / "doctrees")
-    print(f"book ({profile}) built in {time.perf_counter() - started:.0f} s: "
+    print(stage_summary(stages), flush=True)
+    print(f"book ({profile}) built in {clock(time.perf_counter() - started)}: "
           f"{html / 'index.html'}")
 
     if check:
@@ -229,7 +232,19 @@ def run_sphinx(src: Path, html: Path, doctrees: Path) -> None:
 
 
 @contextmanager
-def _timer(label: str) -> Iterator[None]:
+def _timer(label: str, stages: list[tuple[str, float]]) -> Iterator[None]:
+    """A line when a stage starts and when it ends, and its wall time into ``stages``."""
+    print(f"-> {label} ...", flush=True)
     started = time.perf_counter()
     yield
-    print(f"  {label}: {time.perf_counter() - started:.1f} s", flush=True)
+    stages.append((label, time.perf_counter() - started))
+    print(f"   {label}: {clock(stages[-1][1])}", flush=True)
+
+
+def stage_summary(stages: list[tuple[str, float]]) -> str:
+    """The closing table of a build: every stage's wall time, longest first, and the total."""
+    width = max(len(label) for label, _ in stages)
+    lines = [f"  {label:<{width}}  {clock(seconds):>8}"
+             for label, seconds in sorted(stages, key=lambda s: -s[1])]
+    total = sum(seconds for _, seconds in stages)
+    return "\n".join(["wall time by stage:", *lines, f"  {'total':<{width}}  {clock(total):>8}"])

@@ -22,6 +22,11 @@ NOTEBOOK_PARAMETERS = ("dataset", "profile", "seed", "source")
 NOTEBOOK_GLOB = "[0-9][0-9]_*.md"
 
 
+# the kernel's own log (e.g. "Kernel is running over TCP without encryption", harmless for a
+# kernel on this machine) would reach the user's screen once per notebook; its errors still do
+KERNEL_QUIET = ["--IPKernelApp.log_level=ERROR"]
+
+
 def discover_notebooks(root: Path) -> list[Path]:
     """The book's notebooks, ``notebooks/NN_name.md``, in number order."""
     return sorted((root / "notebooks").glob(NOTEBOOK_GLOB))
@@ -61,7 +66,8 @@ def execute_notebook(source: Path, dest: Path, parameters: dict[str, Any], cwd: 
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         papermill.execute_notebook(notebook, str(dest), parameters=passed, cwd=str(cwd),
-                                   progress_bar=False, kernel_name="python3")
+                                   progress_bar=False, kernel_name="python3",
+                                   extra_arguments=KERNEL_QUIET)
     except papermill.PapermillExecutionError as error:
         traceback = _strip_ansi("\n".join(error.traceback))
         raise BookError(f"{source} failed with {passed} in cell {error.exec_count}:\n"

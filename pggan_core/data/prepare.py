@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from pggan_core.config import Config, check_resolution
 from pggan_core.data import preprocess
@@ -34,6 +33,7 @@ from pggan_core.data.store import (
     box_downsample,
 )
 from pggan_core.errors import ConfigError, DataError
+from pggan_core.progress import Progress
 
 ROP_NATIVE = 512  # the paper resizes every fundus photograph to 512 x 512
 
@@ -70,12 +70,12 @@ def prepare_dataset(
     keep_truth = info.get("vessel_channel") == "unet" and info.get("vessel_truth") is not None
     with DatasetWriter(out_dir, data.dataset, n, data.resolution, info=info,
                        vessel_truth=keep_truth) as writer:
-        bar = tqdm(total=n, desc=f"prepare {data.dataset}", unit="img", disable=not progress)
+        bar = Progress(n, f"prepare {data.dataset}", unit="image", enabled=progress)
         for index, (image, row, *truth) in enumerate(samples):
             truth_at_resolution = (_to_resolution(truth[0].astype(np.float32), data.resolution)
                                    if keep_truth else None)
             writer.add(index, _to_resolution(image, data.resolution), row, truth_at_resolution)
-            bar.update()
+            bar.update(1)
         bar.close()
     return out_dir
 

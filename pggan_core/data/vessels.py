@@ -28,7 +28,6 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score, roc_curve
 from torch import nn
-from tqdm import tqdm
 
 from pggan_core.atomic import atomic_file, write_text_atomic
 from pggan_core.config import Config, DataConfig, VesselConfig
@@ -37,6 +36,7 @@ from pggan_core.data.preprocess import field_of_view, vessel_input
 from pggan_core.data.types import FundusImage
 from pggan_core.device import pick_device
 from pggan_core.errors import CheckpointError, ConfigError, DataError
+from pggan_core.progress import Progress
 
 # Seeds of the U-Net's own phantoms, far from those of prepared GAN datasets; the held-out
 # images use a second, disjoint block so they never overlap the training ones.
@@ -354,13 +354,16 @@ def train_vessel_unet(
     optimizer = torch.optim.Adam(net.parameters(), lr=v.lr)
     losses: list[float] = []
     net.train()
-    for _ in tqdm(range(v.iterations), desc="vessel U-Net", disable=not progress):
+    bar = Progress(v.iterations, "vessel U-Net", enabled=progress)
+    for _ in range(v.iterations):
         x, y = _sample_batch(inputs, targets, centres, v.patch, v.batch_size, rng)
         loss = F.binary_cross_entropy_with_logits(net(x.to(device)), y.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         losses.append(round(loss.item(), 5))
+        bar.update(1, detail=f"BCE {losses[-1]:.4f}")
+    bar.close()
     train_seconds = time.perf_counter() - start - data_seconds
 
     segmenter = VesselSegmenter(net, cfg.data, v, device)

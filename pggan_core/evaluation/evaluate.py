@@ -30,6 +30,7 @@ from pggan_core.evaluation.swd import sliced_wasserstein, swd_floor, swd_options
 from pggan_core.evaluation.vessel_agreement import vessel_agreement_results
 from pggan_core.generate import sample_images
 from pggan_core.precision import autocast, resolve
+from pggan_core.progress import Progress
 from pggan_core.training.checkpoint import GENERATOR_FILE, LATEST, load_generator
 
 
@@ -68,10 +69,13 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, progress: bool = True,
     heldout = data.view(heldout_idx, resolution, keep)
     train_all = data.view(train_idx, resolution, keep)
 
+    stages = Progress(5 if dataset == "rop" and keep > IMAGE_CHANNELS[dataset] else 4,
+                      f"evaluate {run_dir.name}", unit="stage", enabled=progress, every=0)
     swd_settings = swd_options(config.eval)
     half = n // 2
     swd = sliced_wasserstein(real[:half], fake[:half], seed=seed, **swd_settings)
     floor = swd_floor(real[:half], real[half:2 * half], seed=seed, **swd_settings)
+    stages.update(1, status="SWD and its floor")
     pairs = config.eval.n_msssim_pairs
     result: dict[str, Any] = {
         "run": str(run_dir), "dataset": dataset, "profile": config.profile,
@@ -82,18 +86,24 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, progress: bool = True,
         "swd_floor": floor, "swd_floor_mean": floor["swd_mean"],
         "ms_ssim_generated": ms_ssim_diversity(fake, pairs, seed),
         "ms_ssim_real": ms_ssim_diversity(real, pairs, seed),
-        "nn_distance_generated_median": float(np.median(
-            nearest_neighbour_distances(fake, train_all))),
-        "nn_distance_heldout_median": float(np.median(
-            nearest_neighbour_distances(heldout, train_all))),
     }
+    stages.update(1, status="MS-SSIM diversity")
+    result["nn_distance_generated_median"] = float(np.median(
+        nearest_neighbour_distances(fake, train_all)))
+    result["nn_distance_heldout_median"] = float(np.median(
+        nearest_neighbour_distances(heldout, train_all)))
+    stages.update(1, status="nearest neighbours in the training set")
     if keep > IMAGE_CHANNELS[dataset]:  # segmentation channels were generated
         stats = domain_stats.compare_distributions(_domain_stats(real, dataset, config.data),
                                                    _domain_stats(fake, dataset, config.data))
         result["domain_stats"] = stats.reset_index().to_dict(orient="records")
+        stages.update(1, status="domain statistics")
         if dataset == "rop":
             segmenter = ensure_vessel_unet(config, progress=False)
             result |= vessel_agreement_results(segmenter, fake, data, heldout_idx, config)
+            stages.update(1, status="vessel agreement AUC")
+    else:
+        stages.update(1, status="(no segmentation channels: no domain statistics)")
     write_text_atomic(run_dir / "metrics.json", json.dumps(result, indent=2, default=float))
     if progress:
         print(metrics_table(result).to_string(index=False))

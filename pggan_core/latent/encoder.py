@@ -31,7 +31,6 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import r2_score
 from torch import nn
-from tqdm.auto import tqdm
 
 from pggan_core.atomic import atomic_file, write_text_atomic
 from pggan_core.config import Config
@@ -40,6 +39,7 @@ from pggan_core.device import pick_device
 from pggan_core.errors import RunNotFoundError
 from pggan_core.generate import images_from_latents
 from pggan_core.precision import autocast, resolve
+from pggan_core.progress import Progress
 from pggan_core.runs.folder import require_generator, run_data_dir
 from pggan_core.training.checkpoint import load_generator
 from pggan_core.training.networks import Encoder
@@ -87,7 +87,8 @@ def train_encoder(G: nn.Module, config: Config, resolution: int, alpha: float = 
     opt = torch.optim.Adam(encoder.parameters(), lr=config.encoder.lr,
                            betas=config.encoder.betas, eps=t.eps)
     losses = []
-    for _ in tqdm(range(iterations), desc="encoder", unit="it", disable=not progress):
+    bar = Progress(iterations, "encoder", enabled=progress)
+    for _ in range(iterations):
         z = torch.randn(batch, G.latent_dim, device=device)
         with torch.no_grad():
             images = G(z, resolution, alpha)
@@ -96,6 +97,8 @@ def train_encoder(G: nn.Module, config: Config, resolution: int, alpha: float = 
         loss.backward()
         opt.step()
         losses.append(loss.item())
+        bar.update(1, detail=f"MSE {losses[-1]:.3f}")
+    bar.close()
     return encoder.eval().requires_grad_(False), losses
 
 

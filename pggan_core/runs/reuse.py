@@ -4,6 +4,7 @@ parallel lanes, never mix runs of other settings or other data.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from pggan_core.training.trainer import train
 
 def ensure_run(dataset: str, profile: str, with_segmentation: bool = True, seed: int = 0,
                source: str | Path | None = None, progress: bool = True,
-               resume: bool = True, train_here: bool = False) -> Path:
+               resume: bool = True, train_here: bool = False,
+               position: int | None = None) -> Path:
     """The finished run folder of (dataset, profile, data, variant), preparing and training
     if needed.
 
@@ -51,7 +53,7 @@ def ensure_run(dataset: str, profile: str, with_segmentation: bool = True, seed:
         _set_aside_if_stale(out, config, keep_same_config=resume)
         resume = (out / "checkpoints").is_dir()
         train(config, data_dir, out, with_segmentation=with_segmentation, resume=resume,
-              progress=progress)
+              progress=progress, position=position)
     return out
 
 
@@ -83,18 +85,28 @@ def _move_aside(out: Path, what: str) -> None:
     print(f"moved {what} {out} to {aside}")
 
 
-def _train_job(job: tuple[str, str, bool, int, bool, str | None]) -> str:
-    """One lane of ``pretrain``: a single-threaded training in its own process."""
+def _train_job(job: tuple[str, str, bool, int, bool, str | None, int, int]) -> str:
+    """One lane of ``pretrain``: a training in its own process, reporting its progress."""
     import torch
 
-    torch.set_num_threads(1)  # two lanes on two cores: one thread each beats two contending
-    dataset, profile, with_segmentation, seed, train_here, source = job
+    dataset, profile, with_segmentation, seed, train_here, source, threads, position = job
+    torch.set_num_threads(threads)
     return str(ensure_run(dataset, profile, with_segmentation, seed, source=source,
-                          progress=False, train_here=train_here))
+                          progress=True, train_here=train_here, position=position))
+
+
+def lanes_and_threads(jobs: int, cores: int | None = None) -> tuple[int, int]:
+    """Parallel trainings and threads per training for ``jobs`` runs on the cores this
+    process may use (``os.sched_getaffinity``): one lane per core up to one per job, the
+    cores left over shared out as threads. Independent single-threaded trainings beat one
+    training on several threads at these sizes, so lanes come first."""
+    cores = cores or len(os.sched_getaffinity(0))
+    lanes = max(1, min(jobs, cores))
+    return lanes, max(1, cores // lanes)
 
 
 def pretrain(profile: str, datasets: tuple[str, ...] = ("rop", "brats"), seed: int = 0,
-             lanes: int = 2, train_here: bool = False,
+             train_here: bool = False,
              sources: dict[str, str | Path] | None = None) -> list[Path]:
     """Make every run the book needs (with and without segmentation) in parallel lanes:
     shipped runs are installed, the others trained (all of them with ``train_here``).
@@ -102,8 +114,8 @@ def pretrain(profile: str, datasets: tuple[str, ...] = ("rop", "brats"), seed: i
 
     The notebooks then find finished runs and reuse them. Datasets are prepared first, in
     this process, so two lanes never prepare the same folder at once. Each lane is a fresh
-    (spawned) process with one thread: on a 2-core machine two independent trainings run
-    about twice as fast as one training on two threads.
+    (spawned) process (``lanes_and_threads``); each reports its progress, as a bar in a
+    terminal or a line every ~30 s in a log.
     """
     import multiprocessing as mp
 
@@ -112,10 +124,12 @@ def pretrain(profile: str, datasets: tuple[str, ...] = ("rop", "brats"), seed: i
         source = sources.get(dataset)
         ensure_prepared(run_config(dataset, profile, seed),
                         prepared_dir(dataset, profile, source=source), source=source,
-                        progress=False)
-    jobs = [(d, profile, seg, seed, train_here, sources.get(d))
-            for seg in (True, False) for d in datasets]
-    if lanes <= 1:
+                        progress=True)
+    runs = [(d, seg) for seg in (True, False) for d in datasets]
+    lanes, threads = lanes_and_threads(len(runs))
+    jobs = [(d, profile, seg, seed, train_here, sources.get(d), threads, i)
+            for i, (d, seg) in enumerate(runs)]
+    if lanes == 1:
         return [Path(_train_job(job)) for job in jobs]
     with mp.get_context("spawn").Pool(lanes) as pool:
         return [Path(p) for p in pool.map(_train_job, jobs, chunksize=1)]

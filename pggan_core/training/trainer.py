@@ -30,6 +30,7 @@ import copy
 import json
 import math
 import os
+import random
 import shlex
 import signal
 import threading
@@ -45,7 +46,6 @@ import torch.distributed as dist
 import yaml
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from pggan_core import precision
 from pggan_core.atomic import atomic_file, write_text_atomic
@@ -63,6 +63,7 @@ from pggan_core.errors import (
     TrainingInterrupted,
 )
 from pggan_core.evaluation.swd import SWD_PATCH, sliced_wasserstein
+from pggan_core.progress import Progress
 from pggan_core.training import checkpoint as ckpt
 from pggan_core.training.allocator import keep_freed_memory
 from pggan_core.training.losses import discriminator_loss, generator_loss
@@ -241,7 +242,8 @@ def resume_command(config: Config, data_dir: Path, out_dir: Path,
 
 
 def train(config: Config, data_dir: str | Path, out_dir: str | Path,
-          with_segmentation: bool = True, resume: bool = False, progress: bool = True) -> Path:
+          with_segmentation: bool = True, resume: bool = False, progress: bool = True,
+          position: int | None = None) -> Path:
     """Train a progressive GAN on the prepared dataset ``data_dir``; return the run folder.
 
     ``with_segmentation=False`` keeps only the image channels (the paper's Figure 3 ablation).
@@ -258,7 +260,7 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path,
         # rank 0 alone writes the run folder, so it alone locks it; the other ranks of a
         # refused run stop with it when torchrun tears the group down
         with run_lock(out_dir) if runtime.is_main else contextlib.nullcontext():
-            trainer.run(resume=resume, progress=progress)
+            trainer.run(resume=resume, progress=progress, position=position)
     finally:
         if runtime.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
@@ -307,6 +309,9 @@ class Trainer:
                                    generator=torch.Generator().manual_seed(t.seed))
 
         torch.manual_seed(t.seed + runtime.rank)  # different latents on every rank
+        # Python's own RNG too (checkpoints carry it): a run then depends on its seed only,
+        # not on what the process drew before it started
+        random.seed(t.seed + runtime.rank)
         shard = self.data.split_indices("train")[runtime.rank::runtime.world_size]
         if len(shard) == 0:
             raise DataError(f"{data_dir} has no training images for rank {runtime.rank}; "
@@ -320,11 +325,13 @@ class Trainer:
 
     # ---------------------------------------------------------------- the loop
 
-    def run(self, resume: bool, progress: bool) -> None:
-        """Train from step 0 or from the latest checkpoint to the end of the schedule."""
+    def run(self, resume: bool, progress: bool, position: int | None = None) -> None:
+        """Train from step 0 or from the latest checkpoint to the end of the schedule,
+        reporting progress (``progress.Progress``; ``position``: the bar's row when several
+        trainings share a terminal)."""
         phase_index, opt_states = self._start(resume)
-        bar = tqdm(total=self.total_steps, initial=self.step, unit="it", dynamic_ncols=True,
-                   disable=not (progress and self.runtime.is_main))
+        bar = Progress(self.total_steps, self._label(), initial=self.step,
+                       enabled=progress and self.runtime.is_main, position=position)
         last_log = (time.perf_counter(), self.images_seen)
         with StopSignals(notice=self.runtime.is_main) as stop:
             for phase in self.phases[phase_index:]:
@@ -337,8 +344,8 @@ class Trainer:
                     self.train_seconds += time.perf_counter() - started
                     self.step = step + 1
                     self.images_seen += batch * self.runtime.world_size
-                    bar.update(1)
-                    bar.set_description(f"{phase.resolution}px {phase.kind} a={alpha:.2f}")
+                    bar.update(1, status=f"{phase.resolution} px {phase.kind} "
+                                         f"α={alpha:.2f}")
                     if self.step % self.config.train.log_every == 0:
                         last_log = self._log(phase, alpha, stats, last_log, bar)
                     if self.step == phase.end:
@@ -354,6 +361,10 @@ class Trainer:
         bar.close()
         if self.runtime.is_main:
             self._write_run_info(finished=True)
+
+    def _label(self) -> str:
+        """The run as progress names it: ``rop/demo/seg`` (its last folders)."""
+        return "/".join(self.out_dir.resolve().parts[-3:])
 
     def _stop_signal(self, stop: StopSignals) -> int:
         """The signal that stops training after this step (0: none), the same on every rank:
@@ -604,11 +615,11 @@ class Trainer:
         })
 
     def _log(self, phase: Phase, alpha: float, stats: dict[str, float],
-             last: tuple[float, int], bar: tqdm) -> tuple[float, int]:
+             last: tuple[float, int], bar: Progress) -> tuple[float, int]:
         now = time.perf_counter()
         rate = (self.images_seen - last[1]) / max(now - last[0], 1e-9)
-        bar.set_postfix(img_s=f"{rate:.0f}", d=f"{stats['d_loss']:.3f}",
-                        g=f"{stats['g_loss']:.3f}")
+        bar.update(0, detail=f"{rate:.0f} img/s, d {stats['d_loss']:.3f}, "
+                             f"g {stats['g_loss']:.3f}")
         if self.runtime.is_main:
             record = {"step": self.step, "resolution": phase.resolution, "phase": phase.kind,
                       "alpha": alpha, "d_loss": stats["d_loss"], "g_loss": stats["g_loss"],

@@ -1,0 +1,212 @@
+"""MONAI beside the hand-written steps it could replace (not a test; MONAI is not a dependency).
+
+For each step, the same inputs through both, the largest difference of the outputs and the
+median wall time of each:
+
+- patch-wise vessel segmentation (48 x 48 patches at a stride of 8, overlaps averaged):
+  ``VesselSegmenter.probability`` (unfold / fold) against ``monai.inferers.
+  sliding_window_inference`` (overlap 40/48, constant blending), with the same trained U-Net;
+- the vessel U-Net itself: the project's ``VesselUNet`` (retina-unet's architecture, as the
+  paper's authors used) against ``monai.networks.nets.UNet`` of the same depth and widths:
+  parameters and a training step's time on a batch of patches;
+- z-scores over the brain: ``preprocess.zscore_volume`` against ``monai.transforms.
+  NormalizeIntensity(nonzero=True, channel_wise=True)`` on a phantom subject;
+- reading a BraTS case: ``loaders.load_brats_case`` (nibabel, RAS) against MONAI's
+  ``LoadImage`` + ``Orientation("RAS")``;
+- ROC AUC of a vessel map: scikit-learn's ``roc_auc_score`` against ``monai.metrics.
+  compute_roc_auc``.
+
+    pip install monai && python benchmarks/bench_monai.py
+
+Prints the table and writes ``benchmarks/results/bench_monai.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pggan_core.atomic import write_text_atomic
+from pggan_core.config import load_config
+from pggan_core.data.brain_phantom import BrainPhantom, write_brats_case
+from pggan_core.data.fundus_phantom import render_fundus
+from pggan_core.data.loaders import find_brats_cases, load_brats_case
+from pggan_core.data.preprocess import vessel_input, zscore_volume
+from pggan_core.data.vessels import VesselUNet, ensure_vessel_unet
+
+RESULTS = Path(__file__).parent / "results" / "bench_monai.json"
+
+
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def sliding_window(repeats: int) -> dict:
+    from monai.inferers import sliding_window_inference
+
+    config = load_config("smoke", "rop")
+    segmenter = ensure_vessel_unet(config, progress=False)
+    v = segmenter.vessel_cfg
+    fundus = render_fundus(0, 512)
+    x = vessel_input(fundus.rgb, fundus.fov, config.data)
+    net = segmenter.net
+
+    def ours() -> np.ndarray:
+        return segmenter.probability([x])[0]
+
+    def theirs() -> np.ndarray:
+        with torch.inference_mode():
+            out = sliding_window_inference(
+                torch.from_numpy(x)[None, None], (v.patch, v.patch), segmenter.batch_size,
+                # MONAI's stride is int(patch * (1 - overlap)): 40/48 would round 7.99 down to
+                # 7, so ask for the overlap of a stride of 8.5 to get 8
+                lambda p: torch.sigmoid(net(p)), overlap=1 - (v.stride + 0.5) / v.patch,
+                mode="constant")
+        return out[0, 0].numpy()
+
+    return {"step": "patch-wise segmentation, 512 px, 48 px patches, stride 8",
+            "ours": "VesselSegmenter.probability (unfold/fold)",
+            "monai": "sliding_window_inference(stride 8, mode='constant')",
+            "max_abs_difference": float(np.abs(ours() - theirs()).max()),
+            "ours_s": median_seconds(ours, repeats), "monai_s": median_seconds(theirs, repeats)}
+
+
+def unet(repeats: int) -> dict:
+    from monai.networks.nets import UNet
+
+    base = load_config("demo", "rop").vessels.base_channels
+    ours = VesselUNet(base)
+    # the same depth (two poolings) and widths; MONAI's own blocks (strided convolutions,
+    # instance norm, PReLU) are its design, not retina-unet's
+    theirs = UNet(spatial_dims=2, in_channels=1, out_channels=1,
+                  channels=(base, 2 * base, 4 * base), strides=(2, 2), num_res_units=0)
+    x, y = torch.randn(32, 1, 48, 48), (torch.rand(32, 1, 48, 48) > 0.9).float()
+
+    def step(net: torch.nn.Module) -> Callable[[], None]:
+        opt = torch.optim.Adam(net.parameters(), 1e-3)
+
+        def one() -> None:
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return one
+
+    return {"step": "vessel U-Net, a training step on 32 patches of 48 px",
+            "ours": f"VesselUNet({base}): {sum(p.numel() for p in ours.parameters()):,} "
+                    "parameters",
+            "monai": f"UNet(channels={base},{2 * base},{4 * base}): "
+                     f"{sum(p.numel() for p in theirs.parameters()):,} parameters",
+            "max_abs_difference": None,
+            "ours_s": median_seconds(step(ours), repeats),
+            "monai_s": median_seconds(step(theirs), repeats)}
+
+
+def zscores(repeats: int) -> dict:
+    from monai.transforms import NormalizeIntensity
+
+    volume = BrainPhantom().subject(0)
+    brain = volume.brain_mask.astype(bool)
+    normalise = NormalizeIntensity(nonzero=True, channel_wise=True)
+
+    def ours() -> np.ndarray:
+        return zscore_volume(volume.modalities, volume.brain_mask, "phantom")
+
+    def theirs() -> np.ndarray:
+        # MONAI normalises the non-zero voxels of each channel: the brain, where skull-stripped
+        # volumes are zero outside it
+        return np.asarray(normalise(np.where(brain, volume.modalities, 0.0)))
+
+    return {"step": f"z-scores over the brain, a {volume.modalities.shape} volume",
+            "ours": "preprocess.zscore_volume (+ NaN / empty / constant checks)",
+            "monai": "NormalizeIntensity(nonzero=True, channel_wise=True)",
+            "max_abs_difference": float(np.abs(ours() - theirs()).max()),
+            "ours_s": median_seconds(ours, repeats), "monai_s": median_seconds(theirs, repeats)}
+
+
+def nifti(repeats: int) -> dict:
+    from monai.transforms import Compose, EnsureChannelFirst, LoadImage, Orientation
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_brats_case(BrainPhantom().subject(0), Path(tmp), "Brats17_TST_1_1")
+        case = find_brats_cases(tmp)[0]
+        read = Compose([LoadImage(image_only=True), EnsureChannelFirst(),
+                        Orientation(axcodes="RAS", labels=None)])
+        files = [case.modality_paths[m] for m in ("T1", "T1c", "T2", "FLAIR")]
+
+        def ours() -> np.ndarray:
+            volume = load_brats_case(case)
+            return np.concatenate([volume.modalities, volume.seg[None].astype(np.float32)])
+
+        def theirs() -> np.ndarray:
+            return np.concatenate([np.asarray(read(str(f)))
+                                   for f in [*files, case.seg_path]])
+
+        return {"step": "reading a BraTS case (4 sequences + seg, .nii.gz)",
+                "ours": "loaders.load_brats_case (nibabel, RAS; + label and shape checks)",
+                "monai": "LoadImage + EnsureChannelFirst + Orientation('RAS'), per sequence",
+                "max_abs_difference": float(np.abs(ours() - theirs()).max()),
+                "ours_s": median_seconds(ours, repeats),
+                "monai_s": median_seconds(theirs, repeats)}
+
+
+def roc_auc(repeats: int) -> dict:
+    from monai.metrics import compute_roc_auc
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    labels = rng.random(8 * 512 * 512) < 0.1
+    scores = np.clip(labels * 0.3 + rng.normal(0.4, 0.2, labels.size), 0, 1).astype(np.float32)
+
+    def ours() -> float:
+        return float(roc_auc_score(labels, scores))
+
+    def theirs() -> float:
+        return float(compute_roc_auc(torch.from_numpy(scores), torch.from_numpy(labels)))
+
+    return {"step": "ROC AUC of 8 vessel maps of 512 px",
+            "ours": "sklearn.metrics.roc_auc_score", "monai": "monai.metrics.compute_roc_auc",
+            "max_abs_difference": abs(ours() - theirs()),
+            "ours_s": median_seconds(ours, repeats), "monai_s": median_seconds(theirs, repeats)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    import monai
+
+    rows = []
+    for measure in (sliding_window, unet, zscores, nifti, roc_auc):
+        row = measure(args.repeats)
+        row["monai_over_ours"] = row["monai_s"] / row["ours_s"]
+        rows.append(row)
+        diff = row["max_abs_difference"]
+        print(f"{row['step']}\n  ours  {row['ours_s'] * 1e3:9.1f} ms  {row['ours']}\n"
+              f"  MONAI {row['monai_s'] * 1e3:9.1f} ms  {row['monai']}\n"
+              f"  MONAI / ours {row['monai_over_ours']:.2f}x; largest difference "
+              f"{'n/a' if diff is None else f'{diff:.2e}'}", flush=True)
+    write_text_atomic(args.out, json.dumps({"monai": monai.__version__,
+                                            "torch": torch.__version__,
+                                            "threads": torch.get_num_threads(),
+                                            "rows": rows}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
