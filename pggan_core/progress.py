@@ -40,7 +40,7 @@ class Progress:
         self.total, self.label, self.unit, self.done = total, label, unit, initial
         self.enabled, self.every = enabled, every
         self.started, self.initial = time.perf_counter(), initial
-        self.last_line = self.started
+        self.last_line, self.reported = self.started, initial
         self.status = self.detail = ""
         use_bar = enabled and (to_terminal() if terminal is None else terminal)
         self.bar = (tqdm(total=total, initial=initial, desc=label, unit=unit, position=position,
@@ -56,8 +56,9 @@ class Progress:
                 self.bar.set_postfix_str(detail, refresh=False)
             return
         now = time.perf_counter()
-        if self.enabled and (now - self.last_line >= self.every or self.done >= self.total):
-            self.last_line = now
+        finished = self.done >= self.total and self.reported < self.total  # the last line once
+        if self.enabled and (now - self.last_line >= self.every or finished):
+            self.last_line, self.reported = now, self.done
             print(self.line(now), flush=True)
 
     def line(self, now: float | None = None) -> str:

@@ -12,6 +12,7 @@ def test_a_log_gets_a_line_every_interval_and_at_the_end(monkeypatch, capsys):
     for step in range(100):
         now[0] = step + 1.0  # one step per second
         bar.update(1, status="32 px fade", detail="16 img/s")
+    bar.update(0, detail="16 img/s")  # a log entry at the last step: no second last line
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4  # at 30, 60 and 90 s, and at the end
     assert lines[0] == ("rop/demo/seg: 32 px fade, step 30/100 (30 %), 16 img/s, ETA 1:10")
