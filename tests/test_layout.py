@@ -135,4 +135,6 @@ def test_pggan_commands_work_without_the_book_extra(tmp_path):
                           env={**os.environ, "PGGAN_HOME": str(tmp_path)})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert (run / "metrics.json").is_file() and (run / "latent_space.json").is_file()
-    assert (tmp_path / "samples" / "grid.png").is_file()
+    # a BraTS run's default format: BraTS-named NIfTI volumes and their manifest
+    assert (tmp_path / "samples" / "manifest.csv").is_file()
+    assert (tmp_path / "samples" / "synth_0000" / "synth_0000_seg.nii.gz").is_file()

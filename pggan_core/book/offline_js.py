@@ -1,4 +1,6 @@
-"""The site needs no internet: plotly outputs get an HTML rendering that calls the site's own
+"""Offline JavaScript for the book, and the Sphinx extension that serves it.
+
+The site needs no internet: plotly outputs get an HTML rendering that calls the site's own
 ``plotly.min.js`` (copied from the installed plotly package); the widget manager (require.js +
 @jupyter-widgets/html-manager) and MathJax are served from ``_build/vendor/``, filled once by
 :func:`fetch_offline_js` (fetched by the first ``pggan book``; needs npm).

@@ -1,4 +1,4 @@
-"""The latent encoder, GAN inversion and the latent-space tools behind Figures 4 and 5.
+"""The latent encoder and GAN inversion: images back to latents (Figure 4, and Figure 5's input).
 
 Beers et al. (2018, "Network Architectures") trained "a network for encoding images using the
 same network architecture as the discriminator, with the exception of terminating in a

@@ -151,7 +151,7 @@ def show_panels(panels: Sequence[np.ndarray], titles: Sequence[str], ncols: int 
         low, high = grey_range or (panel.min(), panel.max())
         ax.imshow(panel, cmap="gray", vmin=low if panel.ndim == 2 else None,
                   vmax=high if panel.ndim == 2 else None, interpolation="nearest")
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=min(12, max(9, 3 * width)))  # legible at any width
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
