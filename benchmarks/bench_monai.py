@@ -11,8 +11,8 @@ median wall time of each:
   parameters and a training step's time on a batch of patches;
 - z-scores over the brain: ``preprocess.zscore_volume`` against ``monai.transforms.
   NormalizeIntensity(nonzero=True, channel_wise=True)`` on a phantom subject;
-- reading a BraTS case: ``loaders.load_brats_case`` (nibabel, RAS) against MONAI's
-  ``LoadImage`` + ``Orientation("RAS")``;
+- reading a BraTS case's five files: the reader ``loaders.load_brats_case`` uses (nibabel,
+  RAS) against MONAI's ``LoadImage`` + ``Orientation("RAS")``;
 - ROC AUC of a vessel map: scikit-learn's ``roc_auc_score`` against ``monai.metrics.
   compute_roc_auc``.
 
@@ -38,7 +38,7 @@ from pggan_core.atomic import write_text_atomic
 from pggan_core.config import load_config
 from pggan_core.data.brain_phantom import BrainPhantom, write_brats_case
 from pggan_core.data.fundus_phantom import render_fundus
-from pggan_core.data.loaders import find_brats_cases, load_brats_case
+from pggan_core.data.loaders import _read_volume, find_brats_cases  # the reader itself
 from pggan_core.data.preprocess import vessel_input, zscore_volume
 from pggan_core.data.vessels import VesselUNet, ensure_vessel_unet
 
@@ -147,17 +147,18 @@ def nifti(repeats: int) -> dict:
         read = Compose([LoadImage(image_only=True), EnsureChannelFirst(),
                         Orientation(axcodes="RAS", labels=None)])
         files = [case.modality_paths[m] for m in ("T1", "T1c", "T2", "FLAIR")]
+        files.append(case.seg_path)
 
+        # the reads alone: load_brats_case also unifies labels, checks shapes and finds the
+        # brain, which MONAI's reader does not do
         def ours() -> np.ndarray:
-            volume = load_brats_case(case)
-            return np.concatenate([volume.modalities, volume.seg[None].astype(np.float32)])
+            return np.stack([_read_volume(f) for f in files])
 
         def theirs() -> np.ndarray:
-            return np.concatenate([np.asarray(read(str(f)))
-                                   for f in [*files, case.seg_path]])
+            return np.concatenate([np.asarray(read(str(f))) for f in files])
 
         return {"step": "reading a BraTS case (4 sequences + seg, .nii.gz)",
-                "ours": "loaders.load_brats_case (nibabel, RAS; + label and shape checks)",
+                "ours": "loaders._read_volume per file (nibabel, RAS, finite check)",
                 "monai": "LoadImage + EnsureChannelFirst + Orientation('RAS'), per sequence",
                 "max_abs_difference": float(np.abs(ours() - theirs()).max()),
                 "ours_s": median_seconds(ours, repeats),
