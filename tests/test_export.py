@@ -77,6 +77,14 @@ def test_brats_nifti_has_brats_names_labels_and_an_affine(tmp_path):
             np.testing.assert_array_equal(np.asarray(nifti.dataobj), volumes[name])
         seg = np.asarray(nib.load(tmp_path / "out" / row["seg"]).dataobj)
         assert seg.dtype == np.uint8 and set(np.unique(seg)) <= {0, 1, 2, 4}
+    # MONAI reads them as a BraTS case too: channel first, RAS, the same voxels
+    from monai.transforms import Compose, EnsureChannelFirst, LoadImage, Orientation
+
+    read = Compose([LoadImage(image_only=True), EnsureChannelFirst(),
+                    Orientation(axcodes="RAS", labels=None)])
+    flair = read(str(tmp_path / "out" / rows[0]["flair"]))
+    assert tuple(flair.shape) == (1, 16, 16, 1)
+    np.testing.assert_array_equal(np.asarray(flair)[0], expected[0]["flair"])
     # the project's own BraTS loader finds and reads the cases as it reads a download
     cases = find_brats_cases(tmp_path / "out")
     assert [c.case_dir.name for c in cases] == ["synth_0000", "synth_0001"]

@@ -15,10 +15,10 @@ from pggan_core.data import vessels
 from pggan_core.data.types import FundusImage
 from pggan_core.data.vessels import (
     VesselUNet,
-    extract_patches,
     load_vessel_unet,
-    stitch_patches,
+    segment_by_patches,
     train_vessel_unet,
+    windows_per_image,
 )
 from pggan_core.errors import CheckpointError
 
@@ -42,25 +42,39 @@ def lines_fundus(seed: int, size: int = 64) -> FundusImage:
     return FundusImage(np.clip(rgb, 0, 1), vessel, fov, {}, f"lines:{seed}")
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 64, 64), (2, 1, 70, 53), (1, 2, 30, 100)])
-def test_extract_stitch_round_trip_is_exact(shape):
-    images = torch.rand(shape)
-    patches, grid = extract_patches(images, patch=48, stride=8)
-    assert patches.shape[1:] == (shape[1], 48, 48)
-    assert torch.allclose(stitch_patches(patches, grid), images, atol=1e-6)
+class _Ramp(torch.nn.Module):
+    """A stand-in U-Net whose logit is the pixel's row inside its patch: overlapping patches
+    disagree, so the average is something to check."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))  # a device to run on
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(x.shape[-2], dtype=x.dtype)[:, None].expand(x.shape[-2:])
+        return x * 0 + rows
 
 
-def test_patches_cover_every_pixel_and_average_overlaps():
-    images = torch.zeros(1, 1, 61, 61)
-    patches, grid = extract_patches(images, patch=48, stride=8)
-    assert len(patches) == 3 * 3  # padded to 64: (64 - 48) / 8 + 1 = 3 per axis
-    # patch k filled with k: pixel (0, 0) lies in patch 0 only, the centre in all nine
-    filled = torch.arange(len(patches), dtype=torch.float32)[:, None, None, None].expand_as(
-        patches)
-    stitched = stitch_patches(filled.contiguous(), grid)
-    assert stitched[0, 0, 0, 0] == 0
-    assert stitched[0, 0, 30, 30] == pytest.approx(4.0)
-    assert stitched[0, 0, 60, 60] == 8
+def _by_hand(h: int, w: int, patch: int, stride: int) -> np.ndarray:
+    """The mean over windows at ``stride``, the last aligned with the edge, of sigmoid(row)."""
+    starts = lambda size: sorted({*range(0, size - patch + 1, stride), size - patch})  # noqa: E731
+    total, count = np.zeros((h, w)), np.zeros((h, w))
+    for top in starts(h):
+        for left in starts(w):
+            total[top:top + patch, left:left + patch] += 1 / (1 + np.exp(-np.arange(patch)))[
+                :, None]
+            count[top:top + patch, left:left + patch] += 1
+    return total / count
+
+
+@pytest.mark.parametrize(("h", "w"), [(64, 64), (61, 70), (128, 48)])
+def test_patches_cover_every_pixel_and_average_their_overlaps(h, w):
+    probs = segment_by_patches(_Ramp(), torch.zeros(2, 1, h, w), patch=48, stride=8,
+                               batch_size=5)
+    assert probs.shape == (2, 1, h, w)
+    np.testing.assert_allclose(probs[1, 0].numpy(), _by_hand(h, w, 48, 8), atol=1e-6)
+    assert windows_per_image((h, w), 48, 8) == len(
+        sorted({*range(0, h - 47, 8), h - 48})) * len(sorted({*range(0, w - 47, 8), w - 48}))
 
 
 def test_unet_output_shape():
