@@ -8,7 +8,8 @@ median wall time of each:
   inferers.sliding_window_inference``, which ``data.vessels.segment_by_patches`` now uses;
 - the vessel U-Net itself: the project's ``VesselUNet`` (retina-unet's architecture, as the
   paper's authors used) against ``monai.networks.nets.UNet`` of the same depth and widths:
-  parameters and a training step's time on a batch of patches;
+  parameters and a training step's time on a batch of patches, then both trained as the demo
+  profile trains its U-Net and scored on the same held-out phantoms (AUC);
 - z-scores over the brain: ``preprocess.zscore_volume`` against ``monai.transforms.
   NormalizeIntensity(nonzero=True, channel_wise=True)`` on a phantom subject;
 - reading a BraTS case's five files: the reader ``loaders.load_brats_case`` uses (nibabel,
@@ -40,7 +41,7 @@ from pggan_core.data.brain_phantom import BrainPhantom, write_brats_case
 from pggan_core.data.fundus_phantom import render_fundus
 from pggan_core.data.loaders import _read_volume, find_brats_cases  # the reader itself
 from pggan_core.data.preprocess import vessel_input, zscore_volume
-from pggan_core.data.vessels import VesselUNet, ensure_vessel_unet
+from pggan_core.data.vessels import VesselUNet, ensure_vessel_unet, train_vessel_unet
 
 RESULTS = Path(__file__).parent / "results" / "bench_monai.json"
 
@@ -137,6 +138,31 @@ def unet(repeats: int) -> dict:
             "monai_s": median_seconds(step(theirs), repeats)}
 
 
+def unet_quality(repeats: int) -> dict:
+    """Both U-Nets trained the same way (the demo profile's schedule, phantom images) and
+    scored on the same held-out phantoms: AUC inside the field of view."""
+    from monai.networks.nets import UNet
+
+    config = load_config("demo", "rop")
+    base = config.vessels.base_channels
+    scores = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, net in (("ours", VesselUNet(base)),
+                          ("monai", UNet(spatial_dims=2, in_channels=1, out_channels=1,
+                                         channels=(base, 2 * base, 4 * base),
+                                         strides=(2, 2), num_res_units=0))):
+            metrics = train_vessel_unet(config, Path(tmp) / f"{name}.pt", progress=False,
+                                        network=net)
+            scores[name] = (metrics["auc"], metrics["seconds_train"])
+    return {"step": f"vessel U-Net trained as the demo profile does, held-out AUC "
+                    f"(ours {scores['ours'][0]:.4f}, MONAI {scores['monai'][0]:.4f})",
+            "ours": f"VesselUNet({base}), AUC {scores['ours'][0]:.4f}",
+            "monai": f"UNet({base}, {2 * base}, {4 * base}), AUC {scores['monai'][0]:.4f}",
+            "auc_ours": scores["ours"][0], "auc_monai": scores["monai"][0],
+            "max_abs_difference": None,
+            "ours_s": scores["ours"][1], "monai_s": scores["monai"][1]}
+
+
 def zscores(repeats: int) -> dict:
     from monai.transforms import NormalizeIntensity
 
@@ -214,7 +240,7 @@ def main() -> None:
     import monai
 
     rows = []
-    for measure in (sliding_window, unet, zscores, nifti, roc_auc):
+    for measure in (sliding_window, unet, unet_quality, zscores, nifti, roc_auc):
         row = measure(args.repeats)
         row["monai_over_ours"] = row["monai_s"] / row["ours_s"]
         rows.append(row)

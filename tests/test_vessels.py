@@ -119,6 +119,18 @@ def test_smoke_training_saves_loads_and_segments(tmp_path):
 
 
 @pytest.mark.slow
+def test_another_network_trains_the_same_way(tmp_path):
+    """What bench_monai.py compares: any 1-in, 1-logit network on the same schedule."""
+    cfg = load_config("smoke", "rop", {"vessels": {"iterations": 5}})
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(4, 1, 1))
+    metrics = train_vessel_unet(cfg, tmp_path / "m.pt", progress=False, network=net)
+    assert len(metrics["loss"]) == 5 and 0.0 <= metrics["auc"] <= 1.0
+    saved = torch.load(tmp_path / "m.pt", weights_only=True)["state_dict"]
+    assert saved.keys() == net.state_dict().keys()
+
+
+@pytest.mark.slow
 def test_segmenter_finds_obvious_dark_lines(tmp_path, monkeypatch):
     monkeypatch.setattr(vessels, "render_fundus", lines_fundus)
     # 24 px patches: a quarter of the paper's compute per patch, plenty for 1-3 px lines

@@ -279,9 +279,14 @@ def evaluate_auc(segmenter: VesselSegmenter, images: list[FundusImage]) -> dict[
 
 
 def train_vessel_unet(
-    cfg: Config, out_path: str | Path, source: str | None = None, progress: bool = True
+    cfg: Config, out_path: str | Path, source: str | None = None, progress: bool = True,
+    network: nn.Module | None = None,
 ) -> dict[str, Any]:
     """Train the vessel U-Net, evaluate it on held-out images, save model and metrics.
+
+    ``network`` defaults to ``VesselUNet(vessels.base_channels)``, the paper's retina-unet;
+    another (1 channel in, 1 logit out) is trained the same way, e.g. by
+    ``benchmarks/bench_monai.py`` to compare MONAI's UNet on equal terms.
 
     Writes ``out_path`` (a state_dict plus a plain config dict; ``torch.load(...,
     weights_only=True)`` reads it) and ``out_path`` with suffix ``.json`` (loss curve, held-out
@@ -309,7 +314,7 @@ def train_vessel_unet(
                             "or remove the image")
     data_seconds = time.perf_counter() - start
 
-    net = VesselUNet(v.base_channels).to(device)
+    net = (network or VesselUNet(v.base_channels)).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=v.lr)
     losses: list[float] = []
     net.train()
