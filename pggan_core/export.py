@@ -32,7 +32,8 @@ from torch import nn
 
 from pggan_core.atomic import atomic_file, write_text_atomic
 from pggan_core.config import Config
-from pggan_core.data.store import IMAGE_CHANNELS
+from pggan_core.data.preprocess import brain_mask
+from pggan_core.data.store import IMAGE_CHANNELS, to_uint8
 from pggan_core.data.types import BRATS_LABELS
 from pggan_core.errors import ConfigError
 from pggan_core.generate import images_from_latents
@@ -53,10 +54,9 @@ def seeded_latents(n: int, latent_dim: int, seed: int) -> np.ndarray:
 def fundus_files(image: np.ndarray) -> dict[str, np.ndarray]:
     """One fundus sample (C, R, R) in [-1, 1] as 8-bit pictures: ``image`` (R, R, 3) RGB and,
     with a fourth channel, ``vessels`` (R, R) grey."""
-    to_byte = lambda x: np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8)  # noqa: E731
-    files = {"image": to_byte(image[:3].transpose(1, 2, 0))}
+    files = {"image": to_uint8(image[:3].transpose(1, 2, 0))}
     if len(image) > IMAGE_CHANNELS["rop"]:
-        files["vessels"] = to_byte(image[3])
+        files["vessels"] = to_uint8(image[3])
     return files
 
 
@@ -65,7 +65,7 @@ def brats_volumes(image: np.ndarray, z_clip: float) -> dict[str, np.ndarray]:
     volumes (R, R, 1): float32 z-scores per sequence, 0 outside the brain (where every sequence
     is at its floor), and with label channels a uint8 ``seg`` of 0, 1, 2 and 4."""
     ras = lambda plane: np.ascontiguousarray(plane[::-1].T)[:, :, None]  # noqa: E731
-    brain = (image[:4] > -0.95).any(axis=0)  # as data.preprocess.brain_mask
+    brain = brain_mask(image[None])[0]
     volumes = {name: ras(np.where(brain, image[i] * z_clip, 0.0)).astype(np.float32)
                for i, name in enumerate(BRATS_SEQUENCES)}
     if len(image) > IMAGE_CHANNELS["brats"]:

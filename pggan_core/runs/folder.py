@@ -65,11 +65,16 @@ def run_data_dir(run_dir: str | Path, config: Config) -> Path:
 def marked_finished(run_dir: str | Path) -> bool:
     """Whether ``run_dir``'s ``run.json`` says its training finished and it holds a generator:
     the one test of "a finished run is here" (``is_finished`` adds the config and the data)."""
+    return _finished_info(Path(run_dir)) is not None
+
+
+def _finished_info(run_dir: Path) -> dict[str, Any] | None:
+    """``run.json`` of a run that finished and holds a generator, else None."""
     try:
-        info = json.loads((Path(run_dir) / "run.json").read_text())
+        info = json.loads((run_dir / "run.json").read_text())
     except (OSError, ValueError):
-        return False
-    return info.get("finished") is True and has_generator(run_dir)
+        return None
+    return info if info.get("finished") is True and has_generator(run_dir) else None
 
 
 def require_trained_run(dataset: str, profile: str, variant: str = "seg",
@@ -95,10 +100,10 @@ def is_finished(run_dir: str | Path, config: Config, with_segmentation: bool = T
     """Whether ``run_dir`` holds a completed run of exactly this config and channel choice
     (and, given ``data`` (``PreparedDataset.data_record``), trained on that data)."""
     run_dir = Path(run_dir)
-    if not marked_finished(run_dir):
+    info = _finished_info(run_dir)  # run.json read once
+    if info is None:
         return False
     try:
-        info = json.loads((run_dir / "run.json").read_text())
         saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     except (OSError, ValueError, yaml.YAMLError):
         return False
