@@ -11,7 +11,10 @@
     pggan latent --run RUN
     pggan evaluate --run RUN [--seed S] [--precision P]
     pggan generate --run RUN [--n N] [--seed S] --out DIR
-    pggan book [--profile P] [--source rop=DIR] [--source brats=DIR] [--train] [--check]
+    pggan augment-study --dataset rop|brats [--profile P] [--source DIR] [--seed S]
+                        [--set augment.KEY=VALUE] [--lanes N]
+    pggan book [--profile P] [--source rop=DIR] [--source brats=DIR] [--train]
+               [--augmentation] [--check]
     pggan weights train-and-export [--profile P]
 
 Where a command builds a configuration from ``--profile P`` (config show, data prepare,
@@ -190,12 +193,37 @@ def _generate(args: argparse.Namespace) -> None:
           f"{manifest.parent} (list: {manifest.name})")
 
 
+def _augment_study(args: argparse.Namespace) -> None:
+    from pggan_core.augmentation.segmenters import METRIC_NAMES
+    from pggan_core.augmentation.study import RESULT_FILE, run_augmentation_study
+
+    if args.overlays:
+        raise ConfigError("pggan augment-study reads the run trained with a built-in profile "
+                          "and cannot apply --overlay; use --set augment.KEY=VALUE for the "
+                          "study's own settings")
+    settings = parse_set_items(args.set_items)
+    if set(settings) - {"augment"}:
+        raise ConfigError("pggan augment-study takes --set for the augment section only (e.g. "
+                          "--set augment.iterations=1000): the other sections describe the "
+                          "trained run it reads")
+    result = run_augmentation_study(args.dataset, args.profile, seed=args.seed,
+                                    source=args.source, augment=settings.get("augment"),
+                                    lanes=args.lanes)
+    metric = result["metrics"][0]
+    print(f"{METRIC_NAMES[metric]} on {result['real']['test']} (mean ± sd over "
+          f"{result['settings']['seeds']} seeds):")
+    for entry in result["summary"]:
+        print(f"  {entry['arm']:<17} k={entry['k']:<4} {entry[f'{metric}_mean']:.3f} ± "
+              f"{entry[f'{metric}_sd']:.3f}")
+    print(f"-> {Path(result['gan']['run']) / RESULT_FILE}")
+
+
 def _book(args: argparse.Namespace) -> None:
     from pggan_core.book.build import build_book, parse_sources
 
     _named_profile_only(args, "pggan book")
     html = build_book(profile=args.profile, check=args.check, train_here=args.train,
-                      sources=parse_sources(args.source))
+                      sources=parse_sources(args.source), augmentation=args.augmentation)
     print(f"book -> {html / 'index.html'}")
 
 
@@ -304,6 +332,17 @@ def _parser() -> argparse.ArgumentParser:
                           "npy: one array")
     gen.set_defaults(func=_generate)
 
+    aug = sub.add_parser("augment-study", help="segmenters trained on real, real + synthetic "
+                         "and synthetic labelled pairs, scored on held-out real images -> "
+                         "RUN/augmentation.json")
+    aug.add_argument("--dataset", choices=DATASETS, required=True)
+    aug.add_argument("--source", help="the folder the run was trained on (default: phantom)")
+    aug.add_argument("--seed", type=int, default=0, help="the run's data and training seed")
+    aug.add_argument("--lanes", type=int,
+                     help="segmenters trained at a time (default: one per core)")
+    profile_arg(aug)
+    aug.set_defaults(func=_augment_study)
+
     book = sub.add_parser("book", help="execute every notebook and build the Jupyter Book")
     book.add_argument("--check", action="store_true", help="check the pages in Chromium")
     book.add_argument("--source", action="append", default=[], metavar="DATASET=DIR",
@@ -311,6 +350,9 @@ def _parser() -> argparse.ArgumentParser:
                            "phantom, e.g. --source rop=~/data/DRIVE (repeat for brats)")
     book.add_argument("--train", action="store_true",
                       help="train every GAN in this build instead of using the shipped runs")
+    book.add_argument("--augmentation", action="store_true",
+                      help="run the augmentation study in this build (demo: about 45 min on "
+                           "2 cores) instead of showing an earlier `pggan augment-study`'s")
     profile_arg(book)
     book.set_defaults(func=_book)
 

@@ -166,6 +166,31 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """The augmentation study (``pggan augment-study``, ``notebooks/08_augmentation.md``):
+    segmenters trained on real labelled images, on real plus the GAN's synthetic (image,
+    mask) pairs, on synthetic pairs only, and with classic augmentation, scored on held-out
+    real images. Not in the paper, which argues for this use without measuring it."""
+
+    label_counts: tuple[int, ...] = (2, 5, 10)  # the scarce regimes: k real labelled items
+    n_synthetic: int = 256  # M synthetic pairs added to the real ones (and the synthetic arm)
+    seeds: int = 3  # repetitions of every arm: new k items, latents, init and batches
+    iterations: int = 300  # segmenter updates, the same in every arm
+    batch_size: int = 32
+    lr: float = 1e-3
+    n_test: int = 60  # held-out real images (fundus) or slices (glioma) scored, at most
+    base_channels: int = 16  # the glioma segmenter's width (the fundus one is vessels')
+    # classic augmentation, the practitioner's baseline: rotations up to this many degrees
+    # and a random contrast / brightness change of up to this fraction
+    rotation_degrees: float = 15.0
+    intensity_jitter: float = 0.1
+    # whether every `pggan book` build runs the study (a profile whose study fits the book's
+    # time budget); otherwise the book shows the results of `pggan augment-study` when they
+    # are present and current, and runs the study only when built with --augmentation
+    in_book: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything a run needs, resolved for one (profile, dataset)."""
 
@@ -177,10 +202,17 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain, YAML-serialisable dict (``config.yaml`` in a run folder)."""
+        """A plain, YAML-serialisable dict of every section."""
         return _plain(dataclasses.asdict(self))
+
+    def run_dict(self) -> dict[str, Any]:
+        """``to_dict`` without ``STUDY_SECTIONS``: what a trained run is (``config.yaml`` in
+        its folder, its checkpoints, a shipped run's manifest), compared to tell whether a
+        run was trained with this configuration."""
+        return {k: v for k, v in self.to_dict().items() if k not in STUDY_SECTIONS}
 
 
 SECTIONS: dict[str, type] = {
@@ -191,7 +223,11 @@ SECTIONS: dict[str, type] = {
     "train": TrainConfig,
     "encoder": EncoderConfig,
     "eval": EvalConfig,
+    "augment": AugmentConfig,
 }
+# Sections that configure studies made with a finished GAN, not the GAN: changing them must
+# not make a trained (or shipped) run look stale, so a run's identity leaves them out.
+STUDY_SECTIONS = ("augment",)
 
 
 # a layer: where its values come from (for error messages) and {section: {key: value}}
@@ -291,7 +327,7 @@ def same_config(saved: dict[str, Any], config: Config) -> bool:
     was replaced (``model.variant``) still matches the config it was trained with.
     """
     try:
-        return config_from_dict(saved) == config
+        return config_from_dict(saved).run_dict() == config.run_dict()
     except (ConfigError, TypeError, AttributeError):
         return False
 
@@ -506,6 +542,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         kt, vt = args
         return {_coerce(k, kt, f"{key}[{k}]"): _coerce(v, vt, f"{key}[{k}]")
                 for k, v in value.items()}
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:  # tuple[int, ...]
+        if not isinstance(value, list | tuple) or not value:
+            raise ConfigError(f"{key}: expected a list of values, got {value!r}")
+        return tuple(_coerce(v, args[0], key) for v in value)
     if origin is tuple:
         if not isinstance(value, list | tuple) or len(value) != len(args):
             raise ConfigError(f"{key}: expected {len(args)} values, got {value!r}")

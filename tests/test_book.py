@@ -259,6 +259,11 @@ def test_smoke_book_builds_for_both_datasets_and_reads_well(tmp_path: Path, capf
     page = html / "notebooks" / "07_latent_space_rop.html"  # the t-SNE and widget page
     assert {"plotly_points", "widget_slider"} <= set(expectations(page))
     assert (html / "book" / "quality.html").is_file()
+    for dataset in ("rop", "brats"):  # the smoke study is in every smoke book (in_book)
+        study = (html / "notebooks" / f"08_augmentation_{dataset}.html").read_text()
+        assert "Augmentation study written by this build" in study
+        assert (run_dir(dataset, "smoke", "seg") / "augmentation.json").is_file()
+    assert "augmentation_real_synthetic_scarce" in (html / "book" / "results.html").read_text()
     for page in html.rglob("*.html"):
         external = re.findall(r'(?:src|href)="(https?://[^"]+\.(?:js|css))"', page.read_text())
         assert not external, f"{page}: {external}"

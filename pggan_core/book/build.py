@@ -126,13 +126,17 @@ def staged_config(root_config: dict[str, Any], profile: str, seed: int,
 def build_book(profile: str = "demo", datasets: Sequence[str] = DATASETS,
                out: Path | None = None, check: bool = False, seed: int = 0,
                root: Path | None = None, train_here: bool = False,
-               sources: dict[str, str] | None = None) -> Path:
+               sources: dict[str, str] | None = None, augmentation: bool = False) -> Path:
     """Execute every notebook for each dataset, build the HTML, return ``out/html``.
 
     ``sources`` maps a dataset to the user's folder (``parse_sources``): its chapters, banner
     and claims then show runs trained on that folder, the phantom's stay for the others. The
     GANs are the profile's shipped runs where it has them (``pretrained``, verified; phantoms
     only), and are trained here otherwise, or all of them with ``train_here``.
+
+    ``augmentation`` runs the augmentation study in this build even where the profile's
+    study is longer than the book's budget (``augment.in_book`` false): its chapter then
+    shows numbers written by this build rather than by an earlier ``pggan augment-study``.
 
     ``out`` defaults to ``_build/<profile>``. With ``check=True`` the site is then opened in
     headless chromium (see :mod:`pggan_core.book.browser_check`), screenshots go to
@@ -158,7 +162,8 @@ def build_book(profile: str = "demo", datasets: Sequence[str] = DATASETS,
         raise ConfigError(f"--source given for {', '.join(unknown)}, which this build does "
                           f"not include ({', '.join(datasets)})")
     parameters: dict[str, Any] = {"profile": profile, "seed": seed, "datasets": list(datasets),
-                                  "train_here": train_here, "sources": sources}
+                                  "train_here": train_here, "sources": sources,
+                                  "run_study": augmentation}
     prose_notebooks = []
     for page in sorted(p for p in (root / "book").rglob("*") if p.is_file()):
         if _is_notebook(page):

@@ -61,6 +61,20 @@ CLAIMS = (
           "Latent Space Expression", "qualitative", "knn_tumour_accuracy", ("brats",)),
     Claim("Reference: chance for that accuracy (the majority class)", "—", "not reported",
           "knn_tumour_chance", ("brats",)),
+    Claim("Synthetic labelled pairs amplify a small dataset: a segmenter trained on the "
+          "fewest real labelled items plus the GAN's pairs, scored on held-out real images "
+          "(vessel Dice / whole-tumour Dice, mean ± sd over seeds)", "Abstract, Introduction",
+          "proposed, not measured", "augmentation_real_synthetic_scarce", DATASETS),
+    Claim("Reference: the same segmenter on those real items alone", "—", "not reported",
+          "augmentation_real_scarce", DATASETS),
+    Claim("Reference: those real items with classic augmentation (rotations, flips, "
+          "contrast) instead", "—", "not reported", "augmentation_classic_scarce", DATASETS),
+    Claim("Synthetic pairs alone, no real label", "—", "not reported",
+          "augmentation_synthetic_only", DATASETS),
+    Claim("Every real training label, without and with the synthetic pairs", "—",
+          "not reported", "augmentation_real_all", DATASETS),
+    Claim("Every real training label plus the synthetic pairs", "—", "not reported",
+          "augmentation_real_synthetic_all", DATASETS),
 )
 
 
@@ -73,6 +87,7 @@ RESULT_FILES = {
     "metrics.json": ({}, "pggan evaluate --run {run}"),
     "encoder.json": ({"r2": "encoder_r2"}, "pggan encode --run {run}"),
     "latent_space.json": ({}, "pggan latent --run {run}"),
+    "augmentation.json": ({}, "pggan augment-study --dataset {dataset} --profile {profile}"),
 }
 
 
@@ -81,8 +96,9 @@ def read_metrics(dataset: str, profile: str, root: Path | None = None,
     """Every result of the (dataset, profile) run on ``source`` (None: the phantom) merged
     into one dict ({} if none yet).
 
-    ``metrics.json`` (evaluation), ``encoder.json`` (its ``r2`` as ``encoder_r2``) and
-    ``latent_space.json`` (k-NN accuracies).
+    ``metrics.json`` (evaluation), ``encoder.json`` (its ``r2`` as ``encoder_r2``),
+    ``latent_space.json`` (k-NN accuracies) and ``augmentation.json`` (the augmentation
+    study's ``augmentation_*`` values).
     """
     folder = run_dir(dataset, profile, "seg", root, source)
     merged: dict[str, Any] = {}
@@ -94,7 +110,8 @@ def read_metrics(dataset: str, profile: str, root: Path | None = None,
             values = json.loads(path.read_text())
         except json.JSONDecodeError as error:
             raise BookError(f"{path}: not valid JSON ({error}); write it again with "
-                            f"`{command.format(run=folder)}`") from error
+                            f"`{command.format(run=folder, dataset=dataset, profile=profile)}`"
+                            ) from error
         merged.update({renames.get(k, k): v for k, v in values.items()})
     return merged
 

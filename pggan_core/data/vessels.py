@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,25 +57,28 @@ def _double_conv(cin: int, cout: int) -> nn.Sequential:
 
 
 class VesselUNet(nn.Module):
-    """retina-unet's U-Net: 1-channel patch in, one vessel logit per pixel out.
+    """retina-unet's U-Net: a 1-channel patch in, one vessel logit per pixel out.
 
     Widths base, 2*base, 4*base; max-pooling down, nearest-neighbour upsampling up (as
     retina-unet's UpSampling2D), concatenated skips. BatchNorm (not in retina-unet) lets the
-    short demo schedules converge in a few hundred iterations.
+    short demo schedules converge in a few hundred iterations. ``in_channels`` and
+    ``out_channels`` make the same network the augmentation study's glioma segmenter (four
+    MR modalities in, one logit per tumour class out).
     """
 
-    def __init__(self, base_channels: int = 16) -> None:
+    def __init__(self, base_channels: int = 16, in_channels: int = 1,
+                 out_channels: int = 1) -> None:
         super().__init__()
         b = base_channels
-        self.down1 = _double_conv(1, b)
+        self.down1 = _double_conv(in_channels, b)
         self.down2 = _double_conv(b, 2 * b)
         self.bottom = _double_conv(2 * b, 4 * b)
         self.up2 = _double_conv(4 * b + 2 * b, 2 * b)
         self.up1 = _double_conv(2 * b + b, b)
-        self.head = nn.Conv2d(b, 1, 1)
+        self.head = nn.Conv2d(b, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, H, W) with H, W divisible by 4 -> (B, 1, H, W) logits."""
+        """(B, in, H, W) with H, W divisible by 4 -> (B, out, H, W) logits."""
         d1 = self.down1(x)
         d2 = self.down2(F.max_pool2d(d1, 2))
         bottom = self.bottom(F.max_pool2d(d2, 2))
@@ -239,11 +243,13 @@ def vessel_images(cfg: Config, source: str | None = None) -> tuple[list[FundusIm
     return images[n_heldout:], images[:n_heldout]
 
 
-def _sample_batch(
+def sample_patches(
     inputs: np.ndarray, targets: np.ndarray, centres: list[np.ndarray], patch: int,
     n: int, rng: np.random.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` random patches whose centre lies inside the field of view, randomly flipped."""
+    """``n`` random ``patch`` x ``patch`` windows of (input, target) images (N, H, W), each
+    centred on a random pixel of ``centres[i]`` (the field of view of image i, as
+    ``np.argwhere``) and randomly flipped: (n, 1, patch, patch) tensors."""
     h, w = inputs.shape[1:]
     xs, ys = np.empty((n, patch, patch), np.float32), np.empty((n, patch, patch), np.float32)
     for k in range(n):
@@ -259,6 +265,32 @@ def _sample_batch(
             x, y = x[::-1], y[::-1]
         xs[k], ys[k] = x, y
     return torch.from_numpy(xs)[:, None], torch.from_numpy(ys)[:, None]
+
+
+def fit_unet(net: nn.Module, draw_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+             loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], iterations: int,
+             lr: float, label: str, progress: bool = True) -> list[float]:
+    """Train ``net`` in place for ``iterations`` Adam steps at ``lr`` on batches from
+    ``draw_batch()`` (inputs, targets), on the device ``net`` is on; the loss per step.
+
+    The one loop of every segmenter here: the vessel U-Net and the augmentation study's.
+    """
+    device = next(net.parameters()).device
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    losses: list[float] = []
+    net.train()
+    bar = Progress(iterations, label, enabled=progress)
+    for _ in range(iterations):
+        x, y = draw_batch()
+        loss = loss_fn(net(x.to(device)), y.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(round(loss.item(), 5))
+        bar.update(1, detail=f"loss {losses[-1]:.4f}")
+    bar.close()
+    net.eval()
+    return losses
 
 
 def evaluate_auc(segmenter: VesselSegmenter, images: list[FundusImage]) -> dict[str, Any]:
@@ -315,19 +347,9 @@ def train_vessel_unet(
     data_seconds = time.perf_counter() - start
 
     net = (network or VesselUNet(v.base_channels)).to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=v.lr)
-    losses: list[float] = []
-    net.train()
-    bar = Progress(v.iterations, "vessel U-Net", enabled=progress)
-    for _ in range(v.iterations):
-        x, y = _sample_batch(inputs, targets, centres, v.patch, v.batch_size, rng)
-        loss = F.binary_cross_entropy_with_logits(net(x.to(device)), y.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(round(loss.item(), 5))
-        bar.update(1, detail=f"BCE {losses[-1]:.4f}")
-    bar.close()
+    losses = fit_unet(
+        net, lambda: sample_patches(inputs, targets, centres, v.patch, v.batch_size, rng),
+        F.binary_cross_entropy_with_logits, v.iterations, v.lr, "vessel U-Net", progress)
     train_seconds = time.perf_counter() - start - data_seconds
 
     segmenter = VesselSegmenter(net, cfg.data, v, device)
@@ -407,12 +429,19 @@ def segment_vessels(segmenter, images: np.ndarray, scale_to: int, fov: np.ndarra
     size = images.shape[-1]
     out = np.empty((len(images), size, size), np.float32)
     for i, image in enumerate(images):
-        rgb = np.clip((image[:3].transpose(1, 2, 0) + 1.0) / 2.0, 0.0, 1.0)
-        big = np.clip(cv2.resize(rgb, (scale_to, scale_to), interpolation=cv2.INTER_CUBIC),
-                      0.0, 1.0)
-        big_fov = cv2.resize(fov[i].astype(np.uint8), (scale_to, scale_to),
-                             interpolation=cv2.INTER_NEAREST).astype(bool)
-        prob = segmenter.segment(big, big_fov)
+        prob = segmenter.segment(*enlarge_fundus(image, fov[i], scale_to))
         out[i] = np.where(fov[i], cv2.resize(prob, (size, size), interpolation=cv2.INTER_AREA),
                           0.0)
     return out
+
+
+def enlarge_fundus(image: np.ndarray, fov: np.ndarray, scale_to: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """A fundus image (>=3, R, R) in [-1, 1] and its field of view (R, R) at ``scale_to`` px,
+    the vessel calibre the U-Net learnt: RGB (S, S, 3) in [0, 1] enlarged bicubically, the
+    field of view by nearest neighbour (so it stays the same pixels)."""
+    rgb = np.clip((image[:3].transpose(1, 2, 0) + 1.0) / 2.0, 0.0, 1.0)
+    big = np.clip(cv2.resize(rgb, (scale_to, scale_to), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
+    big_fov = cv2.resize(fov.astype(np.uint8), (scale_to, scale_to),
+                         interpolation=cv2.INTER_NEAREST).astype(bool)
+    return big, big_fov

@@ -27,9 +27,13 @@ from pggan_core.paths import prepared_dir, run_dir
 from pggan_core.training.checkpoint import has_generator
 
 
-def run_config(dataset: str, profile: str, seed: int = 0) -> Config:
-    """The configuration of a book run: the profile, with ``seed`` for data and training."""
-    return load_config(profile, dataset, {"data": {"seed": seed}, "train": {"seed": seed}})
+def run_config(dataset: str, profile: str, seed: int = 0,
+               augment: dict[str, Any] | None = None) -> Config:
+    """The configuration of a book run: the profile, with ``seed`` for data and training, and
+    ``augment`` overriding keys of the augmentation study's section (which a trained run does
+    not depend on, ``config.STUDY_SECTIONS``)."""
+    return load_config(profile, dataset, {"data": {"seed": seed}, "train": {"seed": seed},
+                                          "augment": augment or {}})
 
 
 def require_generator(run_dir: str | Path) -> Path:

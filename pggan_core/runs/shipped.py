@@ -38,7 +38,7 @@ import torch
 import yaml
 
 from pggan_core.atomic import atomic_file, write_text_atomic
-from pggan_core.config import Config, config_from_dict
+from pggan_core.config import Config, config_from_dict, same_config
 from pggan_core.data.store import PreparedDataset, sha256_of
 from pggan_core.errors import CheckpointError
 from pggan_core.paths import checkout_root, repo_root
@@ -80,7 +80,7 @@ def ships(profile: str, dataset: str, variant: str, config: Config,
     """Whether ``profile`` ships this run, trained with exactly ``config``."""
     manifest = read_manifest(profile, root)
     entry = (manifest or {"runs": {}})["runs"].get(run_key(dataset, variant))
-    return entry is not None and config_from_dict(entry["config"]) == config
+    return entry is not None and same_config(entry["config"], config)
 
 
 def install_run(profile: str, dataset: str, variant: str, config: Config, out: Path,
@@ -99,9 +99,9 @@ def install_run(profile: str, dataset: str, variant: str, config: Config, out: P
                               f"`pggan book --profile {profile} --train`")
     entry = manifest["runs"][key]
     folder = pretrained_dir(profile, root) / key
-    shipped_config = config_from_dict(entry["config"]).to_dict()  # JSON made int keys strings
-    if shipped_config != config.to_dict():
-        changed = sorted(f"{section}.{k}" for section, values in config.to_dict().items()
+    shipped_config = config_from_dict(entry["config"]).run_dict()  # JSON made int keys strings
+    if shipped_config != config.run_dict():
+        changed = sorted(f"{section}.{k}" for section, values in config.run_dict().items()
                          if isinstance(values, dict)
                          for k in values if shipped_config.get(section, {}).get(k) != values[k])
         raise CheckpointError(

@@ -502,7 +502,7 @@ class Trainer:
             if self.runtime.is_main:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
                 write_text_atomic(self.out_dir / "config.yaml",
-                                  yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+                                  yaml.safe_dump(self.config.run_dict(), sort_keys=False))
                 write_text_atomic(self.out_dir / "metrics.jsonl", "")
                 write_text_atomic(self.out_dir / "phase_metrics.jsonl", "")
                 self._write_run_info(finished=False)
@@ -539,8 +539,8 @@ class Trainer:
     def _check_same_config(self) -> None:
         # through config_from_dict: a file from before a field existed holds its default
         saved = config_from_dict(yaml.safe_load((self.out_dir / "config.yaml").read_text())
-                                 ).to_dict()
-        new = self.config.to_dict()
+                                 ).run_dict()
+        new = self.config.run_dict()
         for section, values in new.items():
             old = saved.get(section)
             if isinstance(values, dict) and isinstance(old, dict):
@@ -603,7 +603,7 @@ class Trainer:
         cpu = {name: _to_cpu(module.state_dict()) if module is not None else None
                for name, module in (("G", self.G), ("G_ema", self.G_ema), ("D", self.D))}
         ckpt.save_checkpoint(self.out_dir / "checkpoints", {
-            "config": self.config.to_dict(), "channels": list(self.channels),
+            "config": self.config.run_dict(), "channels": list(self.channels),
             "with_segmentation": self.with_segmentation, "dataset": self.data.dataset,
             "data": self.data_record, "step": self.step, "phase_index": phase.index,
             "resolution": phase.resolution,

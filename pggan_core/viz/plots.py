@@ -457,3 +457,77 @@ def phase_curves_figure(curves: dict[str, Sequence[dict]]):
                 va="center", transform=ax.transAxes)
     fig.tight_layout()
     return fig
+
+
+ARM_STYLES = {"real": ("#4c72b0", "o"), "real + classic": ("#55a868", "s"),
+              "real + synthetic": ("#c44e52", "D"), "synthetic": ("#8172b2", None)}
+
+
+def augmentation_figure(result: dict, metric_names: dict[str, str]):
+    """The augmentation study: one panel per score (``result['metrics']``), the score on
+    held-out real images against the number k of real labelled items, per arm.
+
+    Each seed's segmenter is a small dot; the mean over seeds is a marker with ± one standard
+    deviation, joined across k. The synthetic-only arm has no real labels and is a dashed line
+    with its ± sd band. The last k is every training item.
+    """
+    import matplotlib.pyplot as plt
+
+    metrics = result["metrics"]
+    counts = sorted({row["k"] for row in result["rows"] if row["arm"] != "synthetic"})
+    positions = {k: i for i, k in enumerate(counts)}
+    ncols = min(len(metrics), 2)
+    nrows = -(-len(metrics) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.6 * ncols, 4.0 * nrows), squeeze=False)
+    offsets = {"real": -0.12, "real + classic": 0.0, "real + synthetic": 0.12}
+    for ax, metric in zip(axes.ravel(), metrics, strict=False):
+        for arm, (colour, marker) in ARM_STYLES.items():
+            rows = [r for r in result["rows"] if r["arm"] == arm]
+            if arm == "synthetic":
+                values = np.array([r[metric] for r in rows], float)
+                mean, sd = np.mean(values), np.std(values, ddof=1) if len(values) > 1 else 0
+                ax.axhline(mean, color=colour, ls="--", lw=1.5,
+                           label=f"synthetic only (M = {result['settings']['n_synthetic']})")
+                ax.axhspan(mean - sd, mean + sd, color=colour, alpha=0.12, lw=0)
+                continue
+            ks = sorted({r["k"] for r in rows})
+            x = [positions[k] + offsets[arm] for k in ks]
+            per_k = [np.array([r[metric] for r in rows if r["k"] == k], float) for k in ks]
+            for xi, values in zip(x, per_k, strict=True):
+                ax.plot([xi] * len(values), values, ".", color=colour, alpha=0.45, ms=5)
+            means = [np.mean(v) for v in per_k]
+            sds = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in per_k]
+            ax.errorbar(x, means, yerr=sds, color=colour, marker=marker, ms=6, capsize=3,
+                        lw=1.5, label=arm)
+        ax.set_xticks(range(len(counts)))
+        ax.set_xticklabels([str(k) for k in counts[:-1]] +
+                           [f"all {counts[-1]}"])
+        ax.set(xlabel=f"real labelled {result['real']['items']} (k)",
+               ylabel=metric_names.get(metric, metric), title=metric_names.get(metric, metric))
+        ax.grid(axis="y", alpha=0.3)
+        low, high = ax.get_ylim()  # a score lives in [0, 1]; a spread must not leave it
+        ax.set_ylim(max(low, 0.0), min(high, 1.0))
+    for ax in axes.ravel()[len(metrics):]:
+        ax.axis("off")
+    axes.ravel()[0].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def labelled_pairs_figure(rows: Sequence[tuple[str, np.ndarray, np.ndarray]], dataset: str):
+    """Segmenter training pairs as the segmenter sees them, one row per (title, inputs,
+    targets): fundus, the U-Net's preprocessed input beside its binary vessel target; glioma,
+    the FLAIR slice with the target's tumour classes (1-3) painted in the BraTS colours."""
+    panels, titles = [], []
+    for title, inputs, targets in rows:
+        for x, y in zip(inputs, targets, strict=True):
+            if dataset == "rop":
+                grey = [np.repeat(np.clip(p, 0.0, 1.0)[..., None], 3, axis=2)
+                        for p in (x[0], y)]
+                panels.append(np.concatenate([_pad(p, 1) for p in grey], axis=1))
+            else:
+                onehot = np.stack([np.where(y == c, 1.0, -1.0) for c in (1, 2, 3)])
+                panels.append(np.concatenate([_pad(np.repeat(_unit(x[3])[..., None], 3, 2), 1),
+                                              _pad(label_overlay(x[3], onehot), 1)], axis=1))
+            titles.append(title)
+    return show_panels(panels, titles, ncols=len(rows[0][1]), width=3.2)

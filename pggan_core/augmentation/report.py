@@ -1,0 +1,140 @@
+"""The augmentation study in words and tables, written from ``augmentation.json`` at build
+time so the chapter states what this build measured, whichever way it came out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pggan_core.augmentation.segmenters import METRIC_NAMES
+from pggan_core.augmentation.study import label_counts, summary_entry
+
+
+def count_of(result: dict[str, Any], k: int) -> str:
+    """``k`` items, in the singular for one: "1 subject", "5 subjects"."""
+    real = result["real"]
+    return f"{k} {real['item'] if k == 1 else real['items']}"
+
+
+def protocol_table(result: dict[str, Any]) -> pd.DataFrame:
+    """One line per arm: what its segmenters learn from, and what the GAN behind its
+    synthetic pairs was trained on, so "more labels" can be told from "more images"."""
+    s, real, gan = result["settings"], result["real"], result["gan"]
+    counts = label_counts(result)
+    ks = ", ".join(str(k) for k in counts[:-1]) + f" or all {counts[-1]}"
+    m = s["n_synthetic"]
+    rows = [
+        ("real", f"k = {ks} {real['items']}", "none", "—"),
+        ("real + classic", f"the same k {real['items']}, rotated (± {s['rotation_degrees']:g}°)"
+         f", flipped and contrast-jittered (± {s['intensity_jitter']:g}) on the fly", "none",
+         "—"),
+        ("real + synthetic", f"the same k {real['items']}", f"M = {m}", gan["trained_on"]),
+        ("synthetic", "none", f"M = {m}", gan["trained_on"]),
+    ]
+    return pd.DataFrame([{"arm": arm, "real labelled training data": r,
+                          "synthetic pairs": syn, "the GAN behind them was trained on": g,
+                          "segmenter updates": s["iterations"]} for arm, r, syn, g in rows])
+
+
+def study_table(result: dict[str, Any]) -> pd.DataFrame:
+    """Per arm and k, each score on the held-out real images as mean ± sd over seeds."""
+    items = result["real"]["items"]
+    every = label_counts(result)[-1]
+    rows = []
+    for entry in result["summary"]:
+        k = entry["k"]
+        real = "none" if entry["arm"] == "synthetic" else (
+            f"all {k} {items}" if k == every else count_of(result, k))
+        row = {"arm": entry["arm"], "real labels": real, "seeds": entry["n_seeds"]}
+        for metric in result["metrics"]:
+            row[METRIC_NAMES[metric]] = (f"{entry[f'{metric}_mean']:.3f} ± "
+                                         f"{entry[f'{metric}_sd']:.3f}")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paired_difference(result: dict[str, Any], arm: str, baseline: str, k: int, metric: str,
+                      baseline_k: int | None = None) -> tuple[float, float, int, int]:
+    """``arm`` minus ``baseline`` at ``k`` (the baseline at ``baseline_k`` if given), seed by
+    seed (same real items, same initialisation): mean and sd of the differences, in how many
+    seeds ``arm`` was better, and the number of seeds."""
+    def by_seed(name: str, kk: int) -> dict[int, float]:
+        return {r["seed"]: r[metric] for r in result["rows"] if r["arm"] == name
+                and r["k"] == kk}
+
+    ours, theirs = by_seed(arm, k), by_seed(baseline, k if baseline_k is None else baseline_k)
+    diffs = np.array([ours[s] - theirs[s] for s in sorted(ours) if s in theirs], float)
+    sd = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else 0.0
+    return float(np.mean(diffs)), sd, int((diffs > 0).sum()), len(diffs)
+
+
+def study_verdicts(result: dict[str, Any]) -> list[str]:
+    """One sentence per comparison the chapter is about, in the lead metric, with the paired
+    difference over seeds and how many seeds agree: a difference smaller than its spread is
+    called what it is, no difference."""
+    metric = result["metrics"][0]
+    name = METRIC_NAMES[metric]
+    items = result["real"]["items"]
+    counts = label_counts(result)
+    m = result["settings"]["n_synthetic"]
+    lines = []
+
+    def sentence(what: str, arm: str, baseline: str, k: int, baseline_k: int | None = None
+                 ) -> str:
+        mean, sd, better, n = paired_difference(result, arm, baseline, k, metric, baseline_k)
+        if not np.isfinite(mean):
+            return f"{what}: {name} could not be measured (no foreground in the test set)."
+        if abs(mean) <= sd or better not in (0, n):
+            verdict = "no consistent difference"
+        else:
+            verdict = "better" if mean > 0 else "worse"
+        return (f"{what}: {name} {mean:+.3f} ± {sd:.3f} (paired over {n} seeds; higher in "
+                f"{better} of {n}): {verdict}.")
+
+    for k in counts:
+        where = f"all {k} {items}" if k == counts[-1] else f"k = {count_of(result, k)}"
+        lines.append(sentence(f"Adding {m} synthetic pairs to {where}", "real + synthetic",
+                              "real", k))
+        if k != counts[-1]:
+            lines.append(sentence(f"Classic augmentation of {where}", "real + classic",
+                                  "real", k))
+            lines.append(sentence(f"Synthetic pairs against classic augmentation at {where}",
+                                  "real + synthetic", "real + classic", k))
+    for k in (counts[0], counts[-1]):
+        where = f"all {k} {items}" if k == counts[-1] else f"k = {count_of(result, k)}"
+        lines.append(sentence(f"{m} synthetic pairs alone against {where}", "synthetic",
+                              "real", 0, baseline_k=k))
+    return lines
+
+
+def headline(result: dict[str, Any]) -> str:
+    """The study's answer at the fewest real labels, in one sentence."""
+    metric = result["metrics"][0]
+    k = label_counts(result)[0]
+    real = summary_entry(result, "real", k)
+    synth = summary_entry(result, "real + synthetic", k)
+    classic = summary_entry(result, "real + classic", k)
+    mean = f"{metric}_mean"
+    return (f"With {count_of(result, k)} labelled, {METRIC_NAMES[metric]} on "
+            f"held-out real images was {real[mean]:.3f} from the real pairs alone, "
+            f"{synth[mean]:.3f} with {result['settings']['n_synthetic']} synthetic pairs added "
+            f"and {classic[mean]:.3f} with classic augmentation (means over "
+            f"{real['n_seeds']} seeds).")
+
+
+def origin_text(result: dict[str, Any] | None, origin: str, dataset: str, profile: str
+                ) -> str:
+    """Where the chapter's numbers come from (this build, or an earlier ``pggan
+    augment-study`` of the same generator), with the settings they were made with; or, with
+    no study, the two commands that make one."""
+    if result is None:
+        return (f"The augmentation study was not run for this page ({origin}). Run `pggan "
+                f"augment-study --dataset {dataset} --profile {profile}` and build again, or "
+                f"build with `pggan book --profile {profile} --augmentation`.")
+    s = result["settings"]
+    return (f"Augmentation study {origin}: {len(result['rows'])} segmenters ({s['seeds']} seeds"
+            f", {s['iterations']} updates of {s['batch_size']} each, M = {s['n_synthetic']} "
+            f"synthetic pairs) trained and scored in {result['seconds'] / 60:.1f} min, "
+            f"{result['lanes']} at a time.")

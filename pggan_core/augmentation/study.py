@@ -1,0 +1,409 @@
+"""The augmentation study's protocol: which segmenters are trained on what, and how they are
+compared (``pggan augment-study``, ``notebooks/08_augmentation.md``).
+
+The paper's case for generating the segmentation maps with the images is that synthetic,
+labelled images can "amplify" a small dataset (Beers et al. 2018, Introduction). Here that is
+measured. Per seed, segmenters are trained in four arms:
+
+* ``real``: k real labelled items (fundus: photographs; glioma: subjects, all their slices)
+  from the GAN's own training split, or all of them;
+* ``real + classic``: the same items under classic augmentation (rotations, flips, contrast);
+* ``real + synthetic``: the same items plus ``augment.n_synthetic`` (M) pairs from the GAN
+  trained with segmentation channels;
+* ``synthetic``: the M synthetic pairs alone (no real label at all).
+
+Every arm gets the same segmenter, initialisation, number of updates and batch size; all are
+scored on the held-out split of the prepared data, which the GAN never saw (for glioma whole
+subjects are held out). The GAN itself was trained on every item of the training split with
+its masks: the synthetic arms therefore measure whether a GAN trained where labels are
+plentiful can carry them to a segmenter that has only k, which is the paper's sharing
+scenario, not labels made from nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pggan_core.atomic import write_text_atomic
+from pggan_core.augmentation.pairs import (
+    TARGET_THRESHOLD,
+    LabelledSet,
+    fundus_pairs,
+    tumour_pairs,
+)
+from pggan_core.augmentation.segmenters import (
+    METRIC_NAMES,
+    METRICS,
+    score_segmenter,
+    train_segmenter,
+)
+from pggan_core.config import Config
+from pggan_core.data.store import PreparedDataset, describe_data
+from pggan_core.errors import ConfigError, DataError
+from pggan_core.generate import sample_images
+from pggan_core.progress import Progress
+from pggan_core.provenance import provenance
+from pggan_core.runs.folder import require_trained_run, run_config
+from pggan_core.runs.reuse import lanes_and_threads
+from pggan_core.training.checkpoint import load_generator, weights_fingerprint
+
+ARMS = ("real", "real + classic", "real + synthetic", "synthetic")
+RESULT_FILE = "augmentation.json"
+STALE_FILE = "augmentation.stale.json"
+# latents of the synthetic pairs: seed SYNTHETIC_SEED_BASE + study seed, far from the seeds
+# the book's other pages sample with
+SYNTHETIC_SEED_BASE = 5_000
+ITEM_NAMES = {"rop": ("photograph", "photographs"), "brats": ("subject", "subjects")}
+
+
+@dataclass(frozen=True)
+class StudyData:
+    """Everything the segmenters learn from and are scored on.
+
+    ``real`` holds the training split's pairs, ``real_items`` the item (photograph or
+    subject) each pair belongs to, ``test`` the held-out pairs and ``synthetic[s]`` the M
+    generated pairs of seed ``s``.
+    """
+
+    dataset: str
+    real: LabelledSet
+    real_items: np.ndarray
+    test: LabelledSet
+    synthetic: tuple[LabelledSet, ...]
+
+    @property
+    def n_items(self) -> int:
+        return len(np.unique(self.real_items))
+
+
+@dataclass(frozen=True)
+class Job:
+    """One segmenter: its arm, the number of real labelled items k (0 for ``synthetic``)
+    and the seed."""
+
+    arm: str
+    k: int
+    seed: int
+
+
+def study_jobs(label_counts: tuple[int, ...], n_items: int, seeds: int) -> list[Job]:
+    """Every segmenter the study trains: per seed, each arm with real labels at each k of
+    ``label_counts`` below ``n_items`` and at all ``n_items``, and the synthetic arm once."""
+    counts = sorted({k for k in label_counts if 0 < k < n_items} | {n_items})
+    return [Job(arm, k, seed) for seed in range(seeds) for k in counts for arm in ARMS[:3]
+            ] + [Job("synthetic", 0, seed) for seed in range(seeds)]
+
+
+def chosen_items(real_items: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """The first ``k`` items of a seed's random order: nested, so each seed's k = 5 items
+    include its k = 2 ones and score differences between k are not new draws of luck."""
+    items = np.unique(real_items)
+    return np.random.default_rng(seed).permutation(items)[:k]
+
+
+def training_pairs(data: StudyData, job: Job) -> LabelledSet:
+    """The pairs a job's segmenter learns from."""
+    if job.arm == "synthetic":
+        return data.synthetic[job.seed]
+    real = data.real.subset(np.flatnonzero(np.isin(data.real_items,
+                                                   chosen_items(data.real_items, job.k,
+                                                                job.seed))))
+    return real.join(data.synthetic[job.seed]) if job.arm == "real + synthetic" else real
+
+
+def run_job(data: StudyData, cfg: Config, job: Job) -> dict[str, Any]:
+    """Train one segmenter and score it on the held-out pairs: a row of the results."""
+    start = time.perf_counter()
+    pairs = training_pairs(data, job)
+    net = train_segmenter(data.dataset, pairs, cfg, classic=job.arm == "real + classic",
+                          seed=job.seed)
+    scores = score_segmenter(data.dataset, net, data.test)
+    return {**asdict(job), "n_pairs": len(pairs), **{k: round(v, 5) for k, v in scores.items()},
+            "seconds": round(time.perf_counter() - start, 1)}
+
+
+def study_data(run: Path, cfg: Config) -> tuple[StudyData, dict[str, Any]]:
+    """The real training and held-out pairs of ``run``'s prepared data and the synthetic
+    pairs of its generator, with a record of where each came from."""
+    info = json.loads((run / "run.json").read_text())
+    dataset, data = info["dataset"], PreparedDataset(info["data_dir"])
+    G, gen_info = load_generator(run)
+    resolution = gen_info["resolution"]
+    train_idx, test_idx = data.split_indices("train"), data.split_indices("heldout")
+    if len(test_idx) == 0:
+        raise DataError(f"{data.path} holds out no images; prepare it with data."
+                        "heldout_fraction > 0 so the study has real images to score on")
+    test_idx = _whole_items(data, test_idx, cfg.augment.n_test)
+    latent = gen_info["config"].model.latent_dim
+    synthetic = tuple(
+        synthetic_pairs(dataset, sample_images(G, cfg.augment.n_synthetic, resolution, latent,
+                                               SYNTHETIC_SEED_BASE + s), cfg)
+        for s in range(cfg.augment.seeds))
+    real, test = (real_pairs(data, idx, resolution, cfg) for idx in (train_idx, test_idx))
+    items = _items(data, train_idx)
+    singular, plural = ITEM_NAMES[dataset]
+    n_test_items = len(np.unique(_items(data, test_idx)))
+    record = {
+        "gan": {"run": str(run), "resolution": resolution,
+                "generator_sha256": weights_fingerprint(G),
+                "trained_on": f"every {singular} of the training split of "
+                              f"{describe_data(info.get('data'))}: {len(train_idx)} images "
+                              f"with their segmentation channels",
+                "n_train_images": int(len(train_idx))},
+        "real": {"n_train_items": int(len(np.unique(items))), "item": singular,
+                 "items": plural, "n_train_images": int(len(train_idx)),
+                 "n_test_images": int(len(test_idx)), "n_test_items": int(n_test_items),
+                 "test": f"the held-out split of {data.path.name}: {len(test_idx)} images of "
+                         f"{n_test_items} {plural} the GAN never saw"},
+        "target_threshold": TARGET_THRESHOLD,
+    }
+    return StudyData(dataset, real, np.asarray(items), test, synthetic), record
+
+
+def real_pairs(data: PreparedDataset, idx: np.ndarray, resolution: int, cfg: Config
+               ) -> LabelledSet:
+    """Pairs of the prepared rows ``idx`` at ``resolution`` with their ground truth."""
+    images = data.batch(idx, resolution)
+    if data.dataset == "brats":
+        return tumour_pairs(images)
+    truth = data.vessel_truth(idx, resolution)
+    if truth is None:
+        raise DataError(f"{data.path}: no ground-truth vessel masks (its vessel channel is the "
+                        "U-Net's map), so there is nothing honest to train on or score "
+                        "against; prepare a folder with manual masks")
+    return fundus_pairs(images, truth, cfg.data, cfg.vessels.train_resolution)
+
+
+def synthetic_pairs(dataset: str, images: np.ndarray, cfg: Config) -> LabelledSet:
+    """Pairs of generated images, their own segmentation channels as the targets."""
+    if dataset == "brats":
+        return tumour_pairs(images)
+    return fundus_pairs(images, (images[:, 3] + 1.0) / 2.0, cfg.data,
+                        cfg.vessels.train_resolution)
+
+
+def example_pairs(run: Path, cfg: Config, n: int = 4) -> tuple[LabelledSet, LabelledSet]:
+    """``n`` real training pairs and ``n`` synthetic ones (the first seed's latents), made
+    exactly as the study makes them: what the chapter shows the reader."""
+    info = json.loads((Path(run) / "run.json").read_text())
+    data = PreparedDataset(info["data_dir"])
+    G, gen_info = load_generator(run)
+    resolution = gen_info["resolution"]
+    idx = data.split_indices("train")[:n]
+    fake = sample_images(G, n, resolution, gen_info["config"].model.latent_dim,
+                         SYNTHETIC_SEED_BASE)
+    return (real_pairs(data, idx, resolution, cfg),
+            synthetic_pairs(info["dataset"], fake, cfg))
+
+
+def _items(data: PreparedDataset, idx: np.ndarray) -> np.ndarray:
+    """The item (photograph row, or subject) of each row ``idx``."""
+    return data.manifest["subject"].to_numpy()[idx] if data.dataset == "brats" else idx
+
+
+def _whole_items(data: PreparedDataset, idx: np.ndarray, n: int) -> np.ndarray:
+    """At most ``n`` of the rows ``idx``, whole subjects only for glioma (at least one)."""
+    items = _items(data, idx)
+    keep = []
+    for item in dict.fromkeys(items):
+        rows = idx[items == item]
+        if keep and len(keep) + len(rows) > n:
+            break
+        keep.extend(rows)
+    return np.asarray(keep)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the jobs, in parallel lanes
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(data: StudyData, cfg: Config, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    _WORKER.update(data=data, cfg=cfg)
+
+
+def _run_in_worker(job: Job) -> dict[str, Any]:
+    return run_job(_WORKER["data"], _WORKER["cfg"], job)
+
+
+def run_jobs(data: StudyData, cfg: Config, jobs: list[Job], lanes: int | None = None,
+             progress: bool = True) -> tuple[list[dict[str, Any]], int, int]:
+    """Every job's row (in ``jobs``' order), the lanes and the threads per lane used.
+
+    Independent single-threaded trainings use the cores better than one at a time on all
+    of them (``lanes_and_threads``); ``lanes=1`` runs them here, one after another.
+    """
+    import torch
+
+    lanes, threads = lanes_and_threads(len(jobs)) if lanes is None else (
+        lanes, max(1, torch.get_num_threads() // lanes))
+    bar = Progress(len(jobs), f"augmentation study {data.dataset}", unit="segmenter",
+                   enabled=progress)
+    rows: list[dict[str, Any]] = []
+    if lanes == 1:
+        for job in jobs:
+            rows.append(run_job(data, cfg, job))
+            bar.update(1, detail=f"{job.arm}, k={job.k}, seed {job.seed}")
+    else:
+        with mp.get_context("spawn").Pool(lanes, _init_worker, (data, cfg, threads)) as pool:
+            for row in pool.imap(_run_in_worker, jobs):
+                rows.append(row)
+                bar.update(1, detail=f"{row['arm']}, k={row['k']}, seed {row['seed']}")
+    bar.close()
+    return rows, lanes, threads
+
+
+# ---------------------------------------------------------------------------------------------
+# The study end to end, and its summary
+
+
+def run_augmentation_study(dataset: str, profile: str, seed: int = 0,
+                           source: str | Path | None = None,
+                           augment: dict[str, Any] | None = None, lanes: int | None = None,
+                           progress: bool = True) -> dict[str, Any]:
+    """The whole study for the (dataset, profile) run with segmentation channels on
+    ``source`` (None: the phantom); writes ``augmentation.json`` into that run folder
+    (atomically) and returns it.
+
+    ``seed`` picks the profile's data and training seed, as for every book run; the study's
+    own seeds are 0 .. ``augment.seeds`` - 1. ``augment`` overrides keys of the profile's
+    ``augment`` section (e.g. ``{"iterations": 1000}`` for a longer study).
+    """
+    cfg = run_config(dataset, profile, seed, augment)
+    run = require_trained_run(dataset, profile, "seg", source=source)
+    return augmentation_study(run, cfg, lanes, progress)
+
+
+def augmentation_study(run: str | Path, cfg: Config, lanes: int | None = None,
+                       progress: bool = True) -> dict[str, Any]:
+    """The study on the trained run in ``run`` with ``cfg``'s ``augment`` settings (its
+    vessel and data sections for the fundus segmenter); writes ``run/augmentation.json``."""
+    start = time.perf_counter()
+    run = Path(run)
+    a = cfg.augment
+    if min(a.seeds, a.iterations, a.n_synthetic, a.batch_size, *a.label_counts) < 1:
+        raise ConfigError("augment.seeds, iterations, n_synthetic, batch_size and every "
+                          f"label_counts entry must be at least 1 (got {a})")
+    data, record = study_data(run, cfg)
+    dataset = data.dataset
+    jobs = study_jobs(a.label_counts, data.n_items, a.seeds)
+    rows, lanes, threads = run_jobs(data, cfg, jobs, lanes, progress)
+    result = {
+        "dataset": dataset, "profile": cfg.profile, "seed": cfg.train.seed,
+        "settings": asdict(a),
+        "segmenter": _segmenter_text(dataset, cfg),
+        **record,
+        "arms": list(ARMS), "metrics": list(METRICS[dataset]),
+        "rows": rows, "summary": summarise(rows, METRICS[dataset]),
+        "lanes": lanes, "threads_per_lane": threads,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    result |= claim_values(result)
+    facts = provenance(cfg.profile, cfg.train.seed)
+    result |= {"written": facts["built"], "commit": facts["commit"]}
+    write_text_atomic(run / RESULT_FILE, json.dumps(result, indent=1))
+    return result
+
+
+def current_study(run: str | Path) -> tuple[dict[str, Any] | None, str]:
+    """The study already in ``run`` if it was made from the generator now in ``run`` (with
+    whatever ``augment`` settings it records), and a sentence saying where it comes from;
+    else None and why. A study of another generator is moved aside
+    (``augmentation.stale.json``), so no page, the results table included, quotes it."""
+    path = Path(run) / RESULT_FILE
+    if not path.is_file():
+        return None, f"no {RESULT_FILE} in {run}"
+    result = json.loads(path.read_text())
+    G, _ = load_generator(run)
+    if result.get("gan", {}).get("generator_sha256") == weights_fingerprint(G):
+        return result, (f"written by `pggan augment-study` on {result['written']} (commit "
+                        f"{result['commit']}), not by this build")
+    path.replace(path.with_name(STALE_FILE))
+    return None, (f"{path} was made from another generator than the one now in {run}; "
+                  f"moved aside to {STALE_FILE}")
+
+
+def _segmenter_text(dataset: str, cfg: Config) -> str:
+    a = cfg.augment
+    common = (f"{a.iterations} Adam updates (lr {a.lr}) of batches of {a.batch_size} in every "
+              "arm")
+    if dataset == "rop":
+        return (f"the project's vessel U-Net (base width {cfg.vessels.base_channels}) on "
+                f"{cfg.vessels.patch} x {cfg.vessels.patch} patches with random flips, binary "
+                f"cross-entropy, {common}; images at the U-Net's {cfg.vessels.train_resolution}"
+                " px, scored whole")
+    return (f"the same U-Net with the 4 modalities in and 4 classes out (base width "
+            f"{a.base_channels}) on whole slices, cross-entropy + soft Dice, {common}")
+
+
+def summarise(rows: list[dict[str, Any]], metrics: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Per (arm, k): each metric's mean, standard deviation (over seeds) and the seed count."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["arm"], row["k"]), []).append(row)
+    out = []
+    for (arm, k), members in sorted(groups.items(), key=lambda g: (ARMS.index(g[0][0]),
+                                                                   g[0][1])):
+        entry: dict[str, Any] = {"arm": arm, "k": k, "n_seeds": len(members)}
+        for metric in metrics:
+            values = np.array([m[metric] for m in members], float)
+            entry[f"{metric}_mean"] = round(float(np.mean(values)), 5)
+            entry[f"{metric}_sd"] = round(float(np.std(values, ddof=1)), 5) \
+                if len(values) > 1 else 0.0
+        out.append(entry)
+    return out
+
+
+def summary_entry(result: dict[str, Any], arm: str, k: int) -> dict[str, Any]:
+    """The summary line of (``arm``, ``k``)."""
+    return next(e for e in result["summary"] if e["arm"] == arm and e["k"] == k)
+
+
+def label_counts(result: dict[str, Any]) -> list[int]:
+    """The k of the study's real arms, the last being all the training items."""
+    return sorted({e["k"] for e in result["summary"] if e["arm"] == "real"})
+
+
+def claim_values(result: dict[str, Any]) -> dict[str, str]:
+    """The results page's rows (``book.claims``): the lead metric's mean ± sd of the arms at
+    the fewest and at all real labels, and of the synthetic arm."""
+    metric = result["metrics"][0]
+    counts = label_counts(result)
+    fewest, every = counts[0], counts[-1]
+
+    def value(arm: str, k: int, note: str) -> str:
+        entry = summary_entry(result, arm, k)
+        return f"{entry[f'{metric}_mean']:.3f} ± {entry[f'{metric}_sd']:.3f} ({note})"
+
+    items = result["real"]["items"]
+    return {
+        "augmentation_metric": METRIC_NAMES[metric],
+        "augmentation_real_scarce": value("real", fewest, f"k = {fewest}"),
+        "augmentation_classic_scarce": value("real + classic", fewest, f"k = {fewest}"),
+        "augmentation_real_synthetic_scarce": value("real + synthetic", fewest,
+                                                    f"k = {fewest}"),
+        "augmentation_synthetic_only": value("synthetic", 0,
+                                             f"M = {result['settings']['n_synthetic']}"),
+        "augmentation_real_all": value("real", every, f"all {every} {items}"),
+        "augmentation_real_synthetic_all": value("real + synthetic", every,
+                                                 f"all {every} {items}"),
+    }
+
+
+def load_study(run: str | Path) -> dict[str, Any]:
+    """The ``augmentation.json`` of ``run``, or DataError naming the command that writes it."""
+    path = Path(run) / RESULT_FILE
+    if not path.is_file():
+        raise DataError(f"{path} is missing: run `pggan augment-study` for this run first")
+    return json.loads(path.read_text())
