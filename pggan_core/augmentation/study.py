@@ -16,8 +16,8 @@ Every arm gets the same segmenter, initialisation, number of updates and batch s
 scored on the held-out split of the prepared data, which the GAN never saw (for glioma whole
 subjects are held out). The GAN itself was trained on every item of the training split with
 its masks: the synthetic arms therefore measure whether a GAN trained where labels are
-plentiful can carry them to a segmenter that has only k, which is the paper's sharing
-scenario, not labels made from nothing.
+plentiful can carry them to a segmenter that has only k (synthetic pairs can be handed on
+where patients' images cannot), not labels made from nothing.
 """
 
 from __future__ import annotations
