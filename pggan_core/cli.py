@@ -351,7 +351,7 @@ def _parser() -> argparse.ArgumentParser:
     book.add_argument("--train", action="store_true",
                       help="train every GAN in this build instead of using the shipped runs")
     book.add_argument("--augmentation", action="store_true",
-                      help="run the augmentation study in this build (demo: about 45 min on "
+                      help="run the augmentation study in this build (demo: about 50 min on "
                            "2 cores) instead of showing an earlier `pggan augment-study`'s")
     profile_arg(book)
     book.set_defaults(func=_book)

@@ -317,6 +317,7 @@ def test_the_study_trains_every_arm_and_writes_its_results(tiny_run_copy):
     assert all(np.isnan(r["auc"]) or 0.0 <= r["auc"] <= 1.0 for r in saved["rows"])
     assert all(np.isnan(r["dice"]) or 0.0 <= r["dice"] <= 1.0 for r in saved["rows"])
     assert saved["real"]["n_test_images"] >= 1 and "never saw" in saved["real"]["test"]
+    assert saved["gan"]["trained_on"].endswith("with their ground-truth vessel masks")
     assert saved["augmentation_real_scarce"].endswith("(k = 1)")
     assert yaml.safe_load((tiny_run_copy / "config.yaml").read_text()).get("augment") is None
 

@@ -55,7 +55,7 @@ def test_schedule_iterations_can_differ_per_resolution():
 @pytest.mark.slow
 def test_smoke_run_writes_the_whole_run_folder(tiny_run):
     config, run = run_config("rop", "smoke"), tiny_run
-    assert yaml.safe_load((run / "config.yaml").read_text()) == config.to_dict()
+    assert yaml.safe_load((run / "config.yaml").read_text()) == config.run_dict()
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(2, 21, 2))
     assert {"step", "resolution", "phase", "alpha", "d_loss", "g_loss", "gp", "wasserstein",

@@ -25,6 +25,7 @@ from pggan_core.augmentation.classic import classic_augment
 from pggan_core.augmentation.pairs import TUMOUR_CLASSES, LabelledSet
 from pggan_core.config import Config
 from pggan_core.data.vessels import VesselUNet, fit_unet, sample_patches
+from pggan_core.device import pick_device
 
 # the scores of each dataset, the first being the one the study's summary leads with
 METRICS = {"rop": ("dice", "auc"),
@@ -76,6 +77,7 @@ def train_segmenter(dataset: str, pairs: LabelledSet, cfg: Config, classic: bool
             return augmented(torch.from_numpy(pairs.x[pick]), torch.from_numpy(pairs.y[pick]))
 
         loss_fn = tumour_loss
+    net.to(pick_device(cfg.train.device))
     fit_unet(net, draw, loss_fn, a.iterations, a.lr, "segmenter", progress=False)
     return net
 
@@ -105,8 +107,10 @@ def score_segmenter(dataset: str, net: nn.Module, test: LabelledSet) -> dict[str
     twentieth of the cost, which matters when dozens of segmenters are scored.
     """
     net.eval()
+    device = next(net.parameters()).device
     with torch.inference_mode():
-        output = np.concatenate([net(torch.from_numpy(test.x[i:i + SCORE_BATCH])).numpy()
+        output = np.concatenate([net(torch.from_numpy(test.x[i:i + SCORE_BATCH]).to(device))
+                                 .float().cpu().numpy()
                                  for i in range(0, len(test), SCORE_BATCH)])
     if dataset == "rop":
         probs = 1.0 / (1.0 + np.exp(-output[:, 0]))

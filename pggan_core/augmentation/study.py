@@ -46,6 +46,7 @@ from pggan_core.augmentation.segmenters import (
 )
 from pggan_core.config import Config
 from pggan_core.data.store import PreparedDataset, describe_data
+from pggan_core.device import pick_device
 from pggan_core.errors import ConfigError, DataError
 from pggan_core.generate import sample_images
 from pggan_core.progress import Progress
@@ -155,7 +156,7 @@ def study_data(run: Path, cfg: Config) -> tuple[StudyData, dict[str, Any]]:
                 "generator_sha256": weights_fingerprint(G),
                 "trained_on": f"every {singular} of the training split of "
                               f"{describe_data(info.get('data'))}: {len(train_idx)} images "
-                              f"with their segmentation channels",
+                              f"with {_gan_labels(data)}",
                 "n_train_images": int(len(train_idx))},
         "real": {"n_train_items": int(len(np.unique(items))), "item": singular,
                  "items": plural, "n_train_images": int(len(train_idx)),
@@ -203,6 +204,16 @@ def example_pairs(run: Path, cfg: Config, n: int = 4) -> tuple[LabelledSet, Labe
             synthetic_pairs(info["dataset"], fake, cfg))
 
 
+def _gan_labels(data: PreparedDataset) -> str:
+    """What the GAN's segmentation channels learnt from: ground truth, or (a fundus folder
+    without masks beside its images) the vessel U-Net's maps, which the reader must know."""
+    if data.dataset == "brats":
+        return "their tumour labels"
+    if data.meta.get("vessel_channel") == "mask":
+        return "their ground-truth vessel masks"
+    return "the vessel U-Net's maps as their vessel channel (not ground truth)"
+
+
 def _items(data: PreparedDataset, idx: np.ndarray) -> np.ndarray:
     """The item (photograph row, or subject) of each row ``idx``."""
     return data.manifest["subject"].to_numpy()[idx] if data.dataset == "brats" else idx
@@ -242,10 +253,13 @@ def run_jobs(data: StudyData, cfg: Config, jobs: list[Job], lanes: int | None = 
     """Every job's row (in ``jobs``' order), the lanes and the threads per lane used.
 
     Independent single-threaded trainings use the cores better than one at a time on all
-    of them (``lanes_and_threads``); ``lanes=1`` runs them here, one after another.
+    of them (``lanes_and_threads``); ``lanes=1`` runs them here, one after another, as it
+    does by default on a GPU, which one segmenter at a time keeps busy.
     """
     import torch
 
+    if lanes is None and pick_device(cfg.train.device).type == "cuda":
+        lanes = 1
     lanes, threads = lanes_and_threads(len(jobs)) if lanes is None else (
         lanes, max(1, torch.get_num_threads() // lanes))
     bar = Progress(len(jobs), f"augmentation study {data.dataset}", unit="segmenter",
@@ -327,8 +341,9 @@ def current_study(run: str | Path) -> tuple[dict[str, Any] | None, str]:
     result = json.loads(path.read_text())
     G, _ = load_generator(run)
     if result.get("gan", {}).get("generator_sha256") == weights_fingerprint(G):
-        return result, (f"written by `pggan augment-study` on {result['written']} (commit "
-                        f"{result['commit']}), not by this build")
+        return result, (f"made on {result['written']} (commit {result['commit']}) by an "
+                        "earlier `pggan augment-study` or `pggan book --augmentation`, not by "
+                        "this build")
     path.replace(path.with_name(STALE_FILE))
     return None, (f"{path} was made from another generator than the one now in {run}; "
                   f"moved aside to {STALE_FILE}")
