@@ -133,16 +133,13 @@ def run_job(data: StudyData, cfg: Config, job: Job) -> dict[str, Any]:
 def study_data(run: Path, cfg: Config) -> tuple[StudyData, dict[str, Any]]:
     """The real training and held-out pairs of ``run``'s prepared data and the synthetic
     pairs of its generator, with a record of where each came from."""
-    info = json.loads((run / "run.json").read_text())
-    dataset, data = info["dataset"], PreparedDataset(info["data_dir"])
-    G, gen_info = load_generator(run)
-    resolution = gen_info["resolution"]
+    info, data, G, resolution, latent = _open_run(run)
+    dataset = data.dataset
     train_idx, test_idx = data.split_indices("train"), data.split_indices("heldout")
     if len(test_idx) == 0:
         raise DataError(f"{data.path} holds out no images; prepare it with data."
                         "heldout_fraction > 0 so the study has real images to score on")
     test_idx = _whole_items(data, test_idx, cfg.augment.n_test)
-    latent = gen_info["config"].model.latent_dim
     synthetic = tuple(
         synthetic_pairs(dataset, sample_images(G, cfg.augment.n_synthetic, resolution, latent,
                                                SYNTHETIC_SEED_BASE + s), cfg)
@@ -193,15 +190,19 @@ def synthetic_pairs(dataset: str, images: np.ndarray, cfg: Config) -> LabelledSe
 def example_pairs(run: Path, cfg: Config, n: int = 4) -> tuple[LabelledSet, LabelledSet]:
     """``n`` real training pairs and ``n`` synthetic ones (the first seed's latents), made
     exactly as the study makes them: what the chapter shows the reader."""
-    info = json.loads((Path(run) / "run.json").read_text())
-    data = PreparedDataset(info["data_dir"])
+    _, data, G, resolution, latent = _open_run(Path(run))
+    fake = sample_images(G, n, resolution, latent, SYNTHETIC_SEED_BASE)
+    return (real_pairs(data, data.split_indices("train")[:n], resolution, cfg),
+            synthetic_pairs(data.dataset, fake, cfg))
+
+
+def _open_run(run: Path) -> tuple[dict[str, Any], PreparedDataset, Any, int, int]:
+    """``run.json``, the prepared data the run learnt from, its (EMA) generator, the
+    generator's resolution and latent size: what every part of the study starts from."""
+    info = json.loads((run / "run.json").read_text())
     G, gen_info = load_generator(run)
-    resolution = gen_info["resolution"]
-    idx = data.split_indices("train")[:n]
-    fake = sample_images(G, n, resolution, gen_info["config"].model.latent_dim,
-                         SYNTHETIC_SEED_BASE)
-    return (real_pairs(data, idx, resolution, cfg),
-            synthetic_pairs(info["dataset"], fake, cfg))
+    return (info, PreparedDataset(info["data_dir"]), G, gen_info["resolution"],
+            gen_info["config"].model.latent_dim)
 
 
 def _gan_labels(data: PreparedDataset) -> str:
@@ -328,6 +329,19 @@ def augmentation_study(run: str | Path, cfg: Config, lanes: int | None = None,
     result |= {"written": facts["built"], "commit": facts["commit"]}
     write_text_atomic(run / RESULT_FILE, json.dumps(result, indent=1))
     return result
+
+
+def study_for_book(dataset: str, profile: str, seed: int = 0,
+                   source: str | Path | None = None, run_study: bool = False
+                   ) -> tuple[dict[str, Any] | None, str]:
+    """The chapter's study and where it comes from: run here when asked (``pggan book
+    --augmentation``) or when the profile's study fits the book (``augment.in_book``), else
+    the one already in the run folder if it is current (``current_study``)."""
+    cfg = run_config(dataset, profile, seed)
+    if run_study or cfg.augment.in_book:
+        return (run_augmentation_study(dataset, profile, seed=seed, source=source),
+                "written by this build")
+    return current_study(require_trained_run(dataset, profile, "seg", source=source))
 
 
 def current_study(run: str | Path) -> tuple[dict[str, Any] | None, str]:
