@@ -16,6 +16,7 @@
     pggan book [--profile P] [--source rop=DIR] [--source brats=DIR] [--train]
                [--augmentation] [--check]
     pggan weights train-and-export [--profile P]
+    pggan weights ship-results [--profile P]
 
 Where a command builds a configuration from ``--profile P`` (config show, data prepare,
 vessels train, train) it also takes ``--overlay NAME`` (e.g. ``authors``: the authors' code's
@@ -170,8 +171,12 @@ def _latent(args: argparse.Namespace) -> None:
     result = score_latent_space(Path(args.run))
     for name, row in result["details"].items():
         value = row.get("accuracy", row.get("spearman"))
+        if value is None:  # a score that cannot exist here says why
+            print(f"{name}: {row.get('why_not', 'not computed')}")
+            continue
         chance = f" (chance {row['chance']:.3f})" if "chance" in row else ""
-        print(f"k-NN {name}: {value:.3f}{chance}")
+        method = "" if "probe" in name else "k-NN "
+        print(f"{method}{name}: {value:.3f}{chance}")
     print(f"-> {Path(args.run) / 'latent_space.json'}")
 
 
@@ -235,6 +240,15 @@ def _weights_train_and_export(args: argparse.Namespace) -> None:
     for key, entry in manifest["runs"].items():
         print(f"{key}: {entry['train_seconds']:.0f} s of training, {entry['images_seen']} "
               f"images seen")
+    print(f"-> {pretrained_dir(args.profile) / 'manifest.json'}")
+
+
+def _weights_ship_results(args: argparse.Namespace) -> None:
+    from pggan_core.runs.shipped import pretrained_dir, ship_current_results
+
+    _named_profile_only(args, "pggan weights ship-results")
+    for name in ship_current_results(args.profile):
+        print(f"shipped {name}")
     print(f"-> {pretrained_dir(args.profile) / 'manifest.json'}")
 
 
@@ -364,6 +378,11 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--lanes", type=int, default=2, help="trainings at a time (default 2)")
     profile_arg(export)
     export.set_defaults(func=_weights_train_and_export)
+    ship = weights.add_parser(
+        "ship-results", help="ship the installed runs' encoders and augmentation studies "
+        "(each checked against the run it was made from) beside the shipped weights")
+    profile_arg(ship)
+    ship.set_defaults(func=_weights_ship_results)
     return parser
 
 

@@ -17,9 +17,7 @@ from pggan_core.book.build import build_book, parse_sources, run_sphinx, staged_
 from pggan_core.book.captions import provenance_banner
 from pggan_core.book.claims import (
     METHOD,
-    NOT_COMPUTED,
     as_markdown,
-    claims_table,
     config_value,
     images_per_resolution,
     method_table,
@@ -31,6 +29,14 @@ from pggan_core.book.execute import (
     discover_notebooks,
     execute_notebook,
     notebook_datasets,
+)
+from pggan_core.book.results_table import (
+    CLAIMS,
+    NOT_COMPUTED,
+    NOT_MEASURED,
+    VERDICTS,
+    claims_table,
+    rules_table,
 )
 from pggan_core.config import load_config
 from pggan_core.errors import BookError, ConfigError
@@ -52,28 +58,50 @@ def code_cell(source: str, tags: str = "") -> str:
     return f"\n```{{code-cell}} ipython3\n{tag_line}{source}\n```\n"
 
 
-def test_claims_table_reads_metrics_json_and_marks_the_rest(tmp_path: Path):
+@pytest.fixture
+def results_hold(monkeypatch):
+    """Result files in a bare folder (no generator to check them against) taken as holding:
+    these tests are about reading and judging numbers (tests/test_derived.py checks them)."""
+    from pggan_core.runs import folder
+    from pggan_core.training import checkpoint
+
+    monkeypatch.setattr(folder, "stale_result", lambda *args: None)
+    monkeypatch.setattr(checkpoint, "has_generator", lambda run: True)
+
+
+def test_claims_table_reads_the_results_judges_them_and_marks_the_rest(tmp_path: Path,
+                                                                       results_hold):
     folder = run_dir("rop", "smoke", "seg", tmp_path)
     folder.mkdir(parents=True)
-    (folder / "metrics.json").write_text(json.dumps({"vessel_agreement_auc": 0.91234,
-                                                     "swd_mean": float("nan")}))
-    table = claims_table("smoke", ("rop", "brats"), root=tmp_path).set_index("metric")
-    assert table.loc["vessel_agreement_auc", "ours: ROP"] == "0.912"
-    assert table.loc["vessel_agreement_auc", "paper value"] == "0.97"
-    assert table.loc["vessel_agreement_auc", "ours: BraTS"] == "n/a"  # a fundus-only claim
-    assert table.loc["swd_mean", "ours: ROP"] == NOT_COMPUTED  # NaN is not a result
-    assert table.loc["encoder_r2", "ours: ROP"] == NOT_COMPUTED  # key missing
-    assert table.loc["swd_mean", "ours: BraTS"] == NOT_COMPUTED  # file missing
-    # a value that cannot exist says why
     (folder / "metrics.json").write_text(json.dumps({
-        "vessel_agreement_auc_reference": None,
-        "vessel_agreement_auc_reference_missing": "none: no ground-truth vessel masks"}))
-    table = claims_table("smoke", ("rop",), root=tmp_path).set_index("metric")
-    assert table.loc["vessel_agreement_auc_reference", "ours: ROP"] == \
-        "none: no ground-truth vessel masks"
+        "vessel_agreement_auc": 0.91234, "vessel_agreement_auc_reference": 0.97,
+        "swd_mean": float("nan"), "ms_ssim_generated": 0.30, "ms_ssim_real": 0.33}))
+    (folder / "latent_space.json").write_text(json.dumps({
+        "knn_laterality_accuracy": 0.7, "knn_laterality_chance": 0.55,
+        "knn_laterality_pixels": 0.99}))
+    table = claims_table("smoke", ("rop", "brats"), root=tmp_path)
+    assert list(table.columns) == ["claim", "paper", "ROP", "BraTS", "reproduced?"]
+    row = {c.claim.split(" (")[0]: i for i, c in enumerate(CLAIMS)}
+    auc = table.iloc[row["The GAN's own vessel channel predicts the vessels a U-Net segments "
+                        "from the synthetic photograph"]]
+    assert auc["ROP"] == "0.912 (held-out real with true masks 0.970)"
+    assert auc["paper"] == "0.97" and auc["BraTS"] == "n/a"  # a fundus-only claim
+    assert auc["reproduced?"] == "yes"  # >= 0.90
+    swd = table.iloc[row["Generated images look like real ones"]]
+    assert swd["ROP"] == NOT_COMPUTED  # NaN is not a result
+    assert swd["BraTS"] == NOT_COMPUTED  # file missing
+    assert swd["reproduced?"] == f"ROP: {NOT_MEASURED}; BraTS: {NOT_MEASURED}"
+    variety = table.iloc[row["Generated images are as varied as real ones"]]
+    assert variety["reproduced?"].startswith("ROP: yes")  # within 0.05 of real pairs
+    eyes = table.iloc[row["Left/right eye is primary in the latent space"]]
+    assert "raw pixels 0.990" in eyes["ROP"] and "chance 0.550" in eyes["ROP"]
+    assert eyes["reproduced?"] == "partly"  # above chance + 0.1, below 0.90
+    assert {v.split(": ")[-1] for v in table["reproduced?"] for v in v.split("; ")} <= {
+        *VERDICTS, "n/a"}
+    assert len(rules_table()) == len(CLAIMS)
 
 
-def test_unreadable_metrics_json_names_the_file_and_the_fix(tmp_path: Path):
+def test_unreadable_metrics_json_names_the_file_and_the_fix(tmp_path: Path, results_hold):
     folder = run_dir("brats", "smoke", "seg", tmp_path)
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text("{not json")

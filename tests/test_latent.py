@@ -21,12 +21,26 @@ from pggan_core.latent.encoder import (
     load_latents,
     train_encoder,
 )
+from pggan_core.latent.probes import (
+    draw_latents,
+    fold_indices,
+    label_silhouette,
+    labels_of_generated,
+    laterality_from_disc,
+    probe_accuracy,
+    tumour_from_label_channels,
+)
 from pggan_core.latent.space import (
+    fold_groups,
     headline_scores,
     knn_accuracy,
     knn_correlation,
     knn_scores,
     path_by_value,
+    probe_scores,
+    score_latent_space,
+    score_reading,
+    score_table,
     slerp,
     tsne_embedding,
     walk_path,
@@ -106,6 +120,22 @@ def test_encode_run_reuses_a_matching_encoder_and_retrains_otherwise(encoded_run
     summary = encode_run(run, iterations=3, progress=False)  # other settings: trained anew
     assert summary["iterations"] == 3 and not summary["reused"]
     assert (run / "encoder.pt").read_bytes() != before
+
+
+@pytest.mark.slow
+def test_score_latent_space_writes_every_score_with_its_pixel_control(encoded_run, tmp_path):
+    run = shutil.copytree(encoded_run[0], tmp_path / "run")
+    result = score_latent_space(run, n_generated=64)
+    assert json.loads((run / "latent_space.json").read_text()) == result
+    for key in ("knn_laterality_accuracy", "knn_laterality_chance", "knn_laterality_pixels",
+                "probe_laterality_accuracy", "probe_laterality_pixels",
+                "tsne_laterality_silhouette", "tsne_laterality_silhouette_pixels",
+                "probe_laterality_generated_z", "probe_laterality_generated_z_chance"):
+        assert key in result
+    assert result["generated_images"] == result["generated_z"]["generated_images"] == 64
+    assert result["folds"].startswith("5-fold") and "px" in result["pixels"]
+    assert 0.0 <= result["generated_z"]["label_rule_agreement_on_reals"] <= 1.0
+    assert len(score_table(result, "rop")) == 4 and score_reading(result, "rop")
 
 
 def test_missing_run_names_the_command_that_makes_it(tmp_path):
@@ -204,27 +234,171 @@ def toy_labels(n: int = 40) -> tuple[np.ndarray, pd.DataFrame]:
 def _scores(dataset: str) -> tuple[dict, dict]:
     latents, labels = toy_labels()
     pixels = np.random.default_rng(4).normal(size=(len(latents), 64))  # carry no label
-    scores = knn_scores(dataset, latents, labels, pixels)
+    groups = np.arange(len(latents)) // 4 if dataset == "brats" else None  # 10 "subjects"
+    scores = {**knn_scores(dataset, latents, labels, pixels, groups),
+              **probe_scores(dataset, latents, labels, pixels, groups)}
     return scores, headline_scores(dataset, scores)
 
 
 def test_knn_scores_and_their_headline_for_the_fundus():
     scores, headline = _scores("rop")
     assert list(scores) == ["laterality (OD/OS)", "plus severity",
-                            "laterality, on raw pixels (control)"]
+                            "laterality, on raw pixels (control)", "laterality, linear probe",
+                            "laterality, linear probe on raw pixels (control)"]
     assert headline["knn_laterality_accuracy"] == scores["laterality (OD/OS)"]["accuracy"]
     assert headline["knn_laterality_accuracy"] > 0.95
-    assert scores["laterality, on raw pixels (control)"]["accuracy"] < 0.8
+    assert headline["knn_laterality_pixels"] < 0.8
+    assert headline["probe_laterality_accuracy"] > 0.95 > 0.8 > \
+        headline["probe_laterality_pixels"]
+    assert scores["laterality (OD/OS)"]["split"] == "5-fold, stratified"
 
 
 def test_knn_scores_and_their_headline_for_the_mri():
     scores, headline = _scores("brats")
     assert list(scores) == ["tumour present", "slice position",
-                            "slice_position, on raw pixels (control)"]
+                            "tumour present, on raw pixels (control)",
+                            "slice position, on raw pixels (control)",
+                            "tumour present, linear probe",
+                            "tumour present, linear probe on raw pixels (control)"]
     assert headline["knn_slice_position_spearman"] == scores["slice position"]["spearman"]
     assert headline["knn_slice_position_spearman"] > 0.9
-    assert abs(scores["slice_position, on raw pixels (control)"]["spearman"]) < 0.5
+    assert abs(headline["knn_slice_position_spearman_pixels"]) < 0.5
     assert headline["knn_tumour_chance"] == scores["tumour present"]["chance"]
+    assert {"knn_tumour_pixels", "probe_tumour_accuracy", "probe_tumour_pixels"} <= set(headline)
+    assert all(row["split"] == "5-fold, grouped by subject" for row in scores.values())
+
+
+def test_fold_groups_are_the_subjects_of_brats_slices_only():
+    labels = pd.DataFrame({"subject": ["a", "a", "b"], "laterality": ["OD", "OS", "OD"]})
+    np.testing.assert_array_equal(fold_groups("brats", labels), ["a", "a", "b"])
+    assert fold_groups("rop", labels) is None
+    assert fold_groups("brats", labels.drop(columns="subject")) is None
+
+
+def slices_of_subjects(n_subjects: int = 20, per_subject: int = 8, seed: int = 0
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Latents that say only which subject a slice is from, and a label drawn per subject: a
+    slice's neighbours are its own subject's slices, which carry the same label."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(n_subjects), per_subject)
+    centres = rng.normal(scale=5.0, size=(n_subjects, 8))
+    latents = centres[groups] + rng.normal(scale=0.1, size=(len(groups), 8))
+    labels = rng.permutation(np.arange(n_subjects) % 2 == 0)[groups]
+    return latents, labels, groups
+
+
+def test_grouped_folds_never_put_one_subject_in_training_and_test():
+    _, labels, groups = slices_of_subjects()
+    for stratify, values in ((True, labels), (False, np.linspace(0, 1, len(labels)))):
+        splits, split = fold_indices(values, groups, stratify=stratify)
+        assert split == "5-fold, grouped by subject" and len(splits) == 5
+        for train, test in splits:
+            assert not set(groups[train]) & set(groups[test])
+        tested = np.sort(np.concatenate([test for _, test in splits]))
+        np.testing.assert_array_equal(tested, np.arange(len(labels)))  # each slice once
+    again, _ = fold_indices(labels, groups)  # deterministic: latents and pixels share folds
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(again, splits_of(labels, groups),
+                                                          strict=True))
+    few, split = fold_indices(labels[:16], groups[:16])  # two subjects: two folds
+    assert len(few) == 2 and split == "2-fold, grouped by subject"
+    _, alone = fold_indices(labels[:8].astype(int) + np.arange(8) % 2, groups[:8])
+    assert "ungrouped: only one subject" in alone
+    with pytest.raises(DataError, match="every class in 2\\+ subjects"):
+        fold_indices(groups == 0, groups)  # one subject alone shows the class
+
+
+def splits_of(labels: np.ndarray, groups: np.ndarray) -> list:
+    return fold_indices(labels, groups)[0]
+
+
+def test_grouped_folds_stop_neighbouring_slices_leaking_the_label():
+    latents, labels, groups = slices_of_subjects()
+    # ungrouped, a slice's nearest neighbours are its own subject's: the label leaks
+    assert knn_accuracy(latents, labels)["accuracy"] > 0.95
+    grouped = knn_accuracy(latents, labels, groups=groups)
+    assert grouped["accuracy"] < 0.75 and grouped["split"] == "5-fold, grouped by subject"
+    assert probe_accuracy(latents, labels, groups=groups)["accuracy"] < 0.8
+
+
+def test_probe_finds_a_linear_label_and_is_at_chance_on_noise():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(300, 40))
+    side = features[:, 0] + 0.5 * features[:, 1]  # a direction that is no single feature
+    features, side = features[np.abs(side) > 0.3], side[np.abs(side) > 0.3]  # a margin
+    labels = np.where(side > 0, "OD", "OS")
+    found = probe_accuracy(features * rng.uniform(0.1, 10, 40), labels)  # scale-free
+    assert found["accuracy"] >= 0.95 and found["folds"] == 5 and found["n"] == len(labels)
+    noise = probe_accuracy(rng.normal(size=(300, 40)), rng.permutation(np.arange(300) % 2))
+    assert 0.35 < noise["accuracy"] < 0.65 and noise["chance"] == 0.5
+    with pytest.raises(DataError, match="two classes"):
+        probe_accuracy(features, np.full(len(features), "OD"))
+
+
+def test_silhouette_is_high_for_separated_clusters_and_near_zero_for_random_labels():
+    rng = np.random.default_rng(0)
+    labels = np.arange(100) % 2
+    plane = rng.normal(size=(100, 2)) + np.where(labels == 0, 10.0, -10.0)[:, None]
+    assert label_silhouette(plane, labels) > 0.8
+    assert abs(label_silhouette(plane, rng.permutation(labels))) < 0.1
+    latents, eyes = two_clusters(n=60)  # and in the t-SNE plane Figure 5 shows
+    assert label_silhouette(tsne_embedding(latents, perplexity=30.0), eyes) > 0.5
+    with pytest.raises(DataError, match="silhouette"):
+        label_silhouette(plane, np.zeros(100))
+
+
+def test_laterality_from_disc_names_the_eye_of_phantom_photographs():
+    from pggan_core.data.fundus_phantom import render_fundus
+
+    fundi = [render_fundus(seed, size=64) for seed in range(24)]
+    images = np.stack([np.moveaxis(f.rgb, -1, 0) * 2 - 1 for f in fundi])  # as prepared
+    truth = np.array([f.labels["laterality"] for f in fundi])
+    assert {"OD", "OS"} <= set(truth)
+    assert np.mean(laterality_from_disc(images) == truth) >= 0.95
+    mirrored = laterality_from_disc(images[..., ::-1])  # the other eye's layout
+    assert np.mean(mirrored != truth) >= 0.95
+
+
+def test_tumour_from_label_channels_ignores_a_few_stray_pixels():
+    channels = np.full((3, 3, 64, 64), -1.0, np.float32)
+    channels[1, 0, 0, :2] = 1.0  # two stray pixels
+    channels[2, 2, 30:33, 30:33] = 0.8  # a 3 x 3 enhancing tumour
+    np.testing.assert_array_equal(tumour_from_label_channels(channels), [False, False, True])
+
+
+def test_generated_labels_come_from_the_latents_sample_images_draws():
+    from pggan_core.generate import images_from_latents, sample_images
+
+    config = load_config("smoke", "brats", {"model": {"latent_dim": 8}})
+    torch.manual_seed(0)
+    G = Generator(config.model, 7, 8).eval().requires_grad_(False)
+    z = draw_latents(5, 8, seed=3)
+    np.testing.assert_array_equal(np.clip(images_from_latents(G, z, 8), -1, 1),
+                                  sample_images(G, 5, 8, 8, seed=3))
+    labels = labels_of_generated(G, z, 8, 1.0, "brats", label_resolution=4)
+    assert labels.shape == (5,) and labels.dtype == bool
+
+
+def test_score_table_and_reading_say_when_pixels_beat_latents():
+    result = {"knn_laterality_accuracy": 0.77, "knn_laterality_chance": 0.55,
+              "knn_laterality_pixels": 0.99, "probe_laterality_accuracy": 0.87,
+              "probe_laterality_pixels": 1.0, "tsne_laterality_silhouette": 0.01,
+              "tsne_laterality_silhouette_pixels": 0.36, "probe_laterality_generated_z": 0.96,
+              "probe_laterality_generated_z_chance": 0.55, "generated_images": 512}
+    table = score_table(result, "rop")
+    assert list(table.columns) == ["latents", "raw pixels", "chance"]
+    assert table.loc["k-NN accuracy (laterality)"].tolist() == [0.77, 0.99, 0.55]
+    reading = score_reading(result, "rop")
+    assert "raw pixels carry laterality better than the latents" in reading
+    assert "accuracy 0.96 (chance 0.55): it is linearly encoded" in reading
+    better = {**result, "knn_laterality_pixels": 0.6, "probe_laterality_pixels": 0.7,
+              "probe_laterality_generated_z": 0.56}
+    assert "latents carry laterality better" in score_reading(better, "rop")
+    assert "barely" in score_reading(better, "rop")
+    mri = {key.replace("laterality", "tumour"): value for key, value in result.items()}
+    mri |= {"knn_slice_position_spearman": 0.87, "knn_slice_position_spearman_pixels": 0.94}
+    assert "Slice position follows raw-pixel neighbours better (Spearman 0.87 on latents vs " \
+        "0.94 on pixels)" in score_reading(mri, "brats")
+    assert len(score_table(mri, "brats")) == 5
 
 
 def test_walk_path_per_dataset():
@@ -250,8 +424,8 @@ def test_inversion_verdict_names_whose_limit_a_low_r2_is():
     generator_limit = inversion_verdict({**base, "r2_encoder": 0.13, "r2_optimised": 0.30,
                                          "image_mse_encoder": 0.019,
                                          "image_mse_optimised": 2.2e-4})
-    assert "no encoder can recover it" in generator_limit and "0.0190 -> 0.0002" in \
-        generator_limit
+    assert "estimates their mean" in generator_limit and "neither bounds" in generator_limit
+    assert "0.0190 -> 0.0002" in generator_limit
     unclear = inversion_verdict({**base, "r2_encoder": 0.1, "r2_optimised": 0.1,
                                  "image_mse_encoder": 0.02, "image_mse_optimised": 0.01})
     assert "inconclusive at 300 steps" in unclear

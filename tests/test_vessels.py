@@ -158,3 +158,49 @@ def test_training_on_a_folder_with_manual_masks(tmp_path):
     assert metrics["source"] == str(folder)
     assert metrics["n_train"] + metrics["n_heldout"] == 4  # the image without a mask is unused
     assert metrics["n_heldout"] >= 1
+
+
+def _folder_with_masks(folder, n: int, size: int = 72) -> None:
+    folder.mkdir()
+    for i in range(n):
+        image = lines_fundus(i, size)
+        cv2.imwrite(str(folder / f"eye{i}.png"), (image.rgb[:, :, ::-1] * 255).astype(np.uint8))
+        cv2.imwrite(str(folder / f"eye{i}_vessels.png"), image.vessels.astype(np.uint8) * 255)
+
+
+def test_the_unet_never_sees_the_photographs_it_is_told_to_leave_out(tmp_path):
+    folder = tmp_path / "fundus"
+    _folder_with_masks(folder, 6)
+    cfg = load_config("smoke", "rop", {"vessels": {"n_train_images": 10, "n_heldout_images": 2}})
+    left_out = [folder / "eye1.png", folder / "eye4.png"]
+    train, heldout = vessels.vessel_images(cfg, str(folder), exclude=left_out)
+    used = {im.source_file for im in train + heldout}
+    assert len(used) == 4 and not used & {str(p) for p in left_out}
+
+
+def test_preparing_a_folder_keeps_its_heldout_split_away_from_the_unet(tmp_path, monkeypatch):
+    """On a user's folder with masks and ``vessel_channel: unet``, the U-Net that draws the
+    vessel channel is trained without the photographs the dataset holds out (which the
+    reference AUC later scores it on)."""
+    from pggan_core.data.prepare import prepare_dataset
+    from pggan_core.data.store import PreparedDataset
+
+    folder = tmp_path / "fundus"
+    _folder_with_masks(folder, 10, size=96)
+    told: dict[str, list] = {}
+
+    class Everywhere:  # stands in for the trained U-Net: what it draws does not matter here
+        def segment(self, rgb: np.ndarray) -> np.ndarray:
+            return np.full(rgb.shape[:2], 0.5, np.float32)
+
+    def ensure(cfg, source=None, progress=True, exclude=()):
+        told["exclude"] = [str(p) for p in exclude]
+        return Everywhere()
+
+    monkeypatch.setattr(vessels, "ensure_vessel_unet", ensure)
+    cfg = load_config("smoke", "rop", {"data": {"vessel_channel": "unet",
+                                                "heldout_fraction": 0.2}})
+    data = PreparedDataset(prepare_dataset(cfg, tmp_path / "prepared", source=folder,
+                                           progress=False, workers=1))
+    heldout_files = set(data.manifest.loc[data.split_indices("heldout"), "source_file"])
+    assert len(heldout_files) == 2 and set(told["exclude"]) == heldout_files

@@ -27,8 +27,9 @@ def test_workflow_builds_with_the_readmes_command_caches_runs_and_deploys():
     assert [s["run"] for s in steps if "run" in s] == [build_command]
     cache = next(s for s in steps if s.get("uses", "").startswith("actions/cache@"))
     assert set(cache["with"]["path"].split()) == {"data/prepared", "runs", "_build/vendor"}
-    assert "pggan_core/profiles/*.yaml" in cache["with"]["key"]
-    assert "pyproject.toml" in cache["with"]["key"]  # the package version lives there
+    # the package (profiles included), its metadata, the notebooks and the shipped runs
+    for part in ("pggan_core/**", "pyproject.toml", "notebooks/**", "data/pretrained/**"):
+        assert part in cache["with"]["key"], part
     upload = next(s for s in steps if s.get("uses", "").startswith(
         "actions/upload-pages-artifact@"))
     assert upload["with"]["path"] == "_build/demo/html"

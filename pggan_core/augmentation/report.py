@@ -70,6 +70,15 @@ def paired_difference(result: dict[str, Any], arm: str, baseline: str, k: int, m
     return float(np.mean(diffs)), sd, int((diffs > 0).sum()), len(diffs)
 
 
+def paired_verdict(mean: float, sd: float, better: int, n: int) -> str:
+    """The chapter's rule for a paired difference over ``n`` seeds (``paired_difference``):
+    "better" or "worse" only when every seed agrees and the mean exceeds the spread, else "no
+    consistent difference"."""
+    if abs(mean) <= sd or better not in (0, n):
+        return "no consistent difference"
+    return "better" if mean > 0 else "worse"
+
+
 def study_verdicts(result: dict[str, Any]) -> list[str]:
     """One sentence per comparison the chapter is about, in the lead metric, with the paired
     difference over seeds and how many seeds agree: a difference smaller than its spread is
@@ -86,10 +95,7 @@ def study_verdicts(result: dict[str, Any]) -> list[str]:
         mean, sd, better, n = paired_difference(result, arm, baseline, k, metric, baseline_k)
         if not np.isfinite(mean):
             return f"{what}: {name} could not be measured (no foreground in the test set)."
-        if abs(mean) <= sd or better not in (0, n):
-            verdict = "no consistent difference"
-        else:
-            verdict = "better" if mean > 0 else "worse"
+        verdict = paired_verdict(mean, sd, better, n)
         return (f"{what}: {name} {mean:+.3f} ± {sd:.3f} (paired over {n} seeds; higher in "
                 f"{better} of {n}): {verdict}.")
 

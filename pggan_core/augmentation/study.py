@@ -50,8 +50,8 @@ from pggan_core.device import pick_device
 from pggan_core.errors import ConfigError, DataError
 from pggan_core.generate import sample_images
 from pggan_core.progress import Progress
-from pggan_core.provenance import provenance
-from pggan_core.runs.folder import require_trained_run, run_config
+from pggan_core.provenance import derivation, provenance
+from pggan_core.runs.folder import require_trained_run, run_config, stale_result
 from pggan_core.runs.reuse import lanes_and_threads
 from pggan_core.training.checkpoint import load_generator, weights_fingerprint
 
@@ -326,7 +326,9 @@ def augmentation_study(run: str | Path, cfg: Config, lanes: int | None = None,
     }
     result |= claim_values(result)
     facts = provenance(cfg.profile, cfg.train.seed)
-    result |= {"written": facts["built"], "commit": facts["commit"]}
+    result |= {"written": facts["built"], "commit": facts["commit"],
+               "derivation": derivation("augmentation", record["gan"]["generator_sha256"],
+                                        load_generator(run)[1]["config"])}
     write_text_atomic(run / RESULT_FILE, json.dumps(result, indent=1))
     return result
 
@@ -345,22 +347,28 @@ def study_for_book(dataset: str, profile: str, seed: int = 0,
 
 
 def current_study(run: str | Path) -> tuple[dict[str, Any] | None, str]:
-    """The study already in ``run`` if it was made from the generator now in ``run`` (with
-    whatever ``augment`` settings it records), and a sentence saying where it comes from;
-    else None and why. A study of another generator is moved aside
-    (``augmentation.stale.json``), so no page, the results table included, quotes it."""
+    """The study already in ``run`` if it was made from the generator now in ``run``, by the
+    study's code as it is now, with the run's data and vessel settings (its ``derivation``;
+    whatever ``augment`` settings it records), and a sentence saying where it comes from; else
+    None and why. A study that no longer holds is moved aside (``augmentation.stale.json``),
+    so no page, the results table included, quotes it."""
     path = Path(run) / RESULT_FILE
     if not path.is_file():
         return None, f"no {RESULT_FILE} in {run}"
     result = json.loads(path.read_text())
-    G, _ = load_generator(run)
-    if result.get("gan", {}).get("generator_sha256") == weights_fingerprint(G):
-        return result, (f"made on {result['written']} (commit {result['commit']}) by an "
-                        "earlier `pggan augment-study` or `pggan book --augmentation`, not by "
-                        "this build")
+    reason = stale_result(run, "augmentation", result.get("derivation"))
+    if reason is None:
+        shipped = RESULT_FILE in ((json.loads((Path(run) / "run.json").read_text())
+                                   .get("pretrained") or {}).get("files") or {})
+        by = ("shipped with the repository beside the run's weights (`pggan augment-study`, "
+              "then `pggan weights ship-results`)" if shipped else
+              "by an earlier `pggan augment-study` or `pggan book --augmentation`")
+        return result, (f"made on {result['written']} (commit {result['commit']}) {by}, not "
+                        "by this build; its generator, code and settings checked against "
+                        "this run")
     path.replace(path.with_name(STALE_FILE))
-    return None, (f"{path} was made from another generator than the one now in {run}; "
-                  f"moved aside to {STALE_FILE}")
+    return None, (f"{path} no longer holds for the run in {run}: {reason}; moved aside to "
+                  f"{STALE_FILE}; write it again with `pggan augment-study`")
 
 
 def _segmenter_text(dataset: str, cfg: Config) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -188,16 +189,16 @@ def build_book(profile: str = "demo", datasets: Sequence[str] = DATASETS,
     for d in datasets:
         for source in (s for s in notebooks if s.stem in stems[d]):
             dest = src / "notebooks" / f"{source.stem}_{d}.ipynb"
-            with _timer(f"{source.name} [{d}]", stages):
+            with _timer(f"{source.name} [{d}]", stages, notebook=dest):
                 execute_notebook(source, dest, {**parameters, "dataset": d,
                                                 "source": sources.get(d)}, root)
             executed = nbformat.read(dest, as_version=4)
             _title_for_dataset(executed, source.stem, d)
             nbformat.write(executed, dest)
     for page in prose_notebooks:
-        with _timer(page.name, stages):
-            execute_notebook(page, (src / page.relative_to(root)).with_suffix(".ipynb"),
-                             parameters, root, show_parameters=False)
+        dest = (src / page.relative_to(root)).with_suffix(".ipynb")
+        with _timer(page.name, stages, notebook=dest):
+            execute_notebook(page, dest, parameters, root, show_parameters=False)
 
     root_toc = yaml.safe_load((root / "_toc.yml").read_text())
     root_config = yaml.safe_load((root / "_config.yml").read_text())
@@ -236,14 +237,47 @@ def run_sphinx(src: Path, html: Path, doctrees: Path) -> None:
         raise BookError(f"sphinx-build failed (warnings are errors):\n{build.stderr.strip()}")
 
 
+HEARTBEAT_S = 30.0  # the longest a build stays silent, whatever a stage prints itself
+
+
 @contextmanager
-def _timer(label: str, stages: list[tuple[str, float]]) -> Iterator[None]:
-    """A line when a stage starts and when it ends, and its wall time into ``stages``."""
+def _timer(label: str, stages: list[tuple[str, float]], notebook: Path | None = None
+           ) -> Iterator[None]:
+    """A line when a stage starts and when it ends, a line every ``HEARTBEAT_S`` while it runs
+    (with the cell it is in when it executes ``notebook``, which papermill saves as it goes),
+    and its wall time into ``stages``."""
     print(f"-> {label} ...", flush=True)
     started = time.perf_counter()
-    yield
+    done = threading.Event()
+
+    def heartbeat() -> None:
+        while not done.wait(HEARTBEAT_S):
+            where = _notebook_position(notebook) if notebook is not None else ""
+            print(f"   {label}: still running, {clock(time.perf_counter() - started)}"
+                  f"{where}", flush=True)
+
+    beat = threading.Thread(target=heartbeat, daemon=True)
+    beat.start()
+    try:
+        yield
+    finally:
+        done.set()
+        beat.join()
     stages.append((label, time.perf_counter() - started))
     print(f"   {label}: {clock(stages[-1][1])}", flush=True)
+
+
+def _notebook_position(path: Path) -> str:
+    """", cell 7 of 12" for a notebook papermill is executing into ``path`` ("" if unknown)."""
+    try:
+        cells = nbformat.read(path, as_version=4).cells
+    except Exception:  # not written yet, or caught mid-write: say nothing this time
+        return ""
+    code = [c for c in cells if c.cell_type == "code"]
+    running = next((i for i, c in enumerate(code, 1)
+                    if c.get("metadata", {}).get("papermill", {}).get("status") == "running"),
+                   None)
+    return f", cell {running} of {len(code)}" if running else ""
 
 
 def stage_summary(stages: list[tuple[str, float]]) -> str:

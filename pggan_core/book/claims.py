@@ -1,150 +1,21 @@
-"""The book's tables: the paper's claims against this build's numbers, the quality study, the
-scale of each profile and the method sentence by sentence (read by ``book/results.md``,
-``book/quality.md``, ``book/method.md`` and ``book/limitations.md`` at build time).
+"""The book's tables: the quality study, the scale of each profile and the method sentence by
+sentence (read by ``book/quality.md``, ``book/method.md`` and ``book/limitations.md`` at build
+time); the paper's claims against this build's numbers are ``results_table``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pggan_core.book.captions import DATASET_SHORT
+from pggan_core.book.results_table import NOT_COMPUTED
 from pggan_core.config import DATASETS, PROFILES, load_config
 from pggan_core.errors import BookError
 from pggan_core.paths import checkout_root, run_dir
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One paper claim or figure and the metric our evaluation writes for it."""
-
-    claim: str
-    where: str  # section / figure of Beers et al. (2018)
-    paper_value: str
-    metric: str  # key in runs/<dataset>/<profile>/seg/metrics.json
-    datasets: tuple[str, ...]
-
-
-CLAIMS = (
-    Claim("The GAN's own vessel channel predicts the vessels a U-Net segments from the "
-          "synthetic photograph (AUC)", "Image Quality", "0.97", "vessel_agreement_auc",
-          ("rop",)),
-    Claim("Reference: the same AUC on held-out real images, their ground-truth vessel masks "
-          "in place of the GAN's channel", "—", "not reported",
-          "vessel_agreement_auc_reference", ("rop",)),
-    Claim("Generated images look like the real ones (SWD ×10³ to real images, lower is "
-          "closer)", "Image Quality, Figure 2", "qualitative only", "swd_mean", DATASETS),
-    Claim("Reference: SWD ×10³ between two halves of the real images (the floor)", "—",
-          "not reported", "swd_floor_mean", DATASETS),
-    Claim("Generated images are varied (MS-SSIM of generated pairs, lower is more diverse)",
-          "Image Variety, Figure 2", "qualitative only", "ms_ssim_generated", DATASETS),
-    Claim("Reference: MS-SSIM of real pairs", "—", "not reported", "ms_ssim_real", DATASETS),
-    Claim("Generated images are not copies (median distance to the nearest training image)",
-          "—", "not reported", "nn_distance_generated_median", DATASETS),
-    Claim("Reference: the same distance for held-out real images", "—", "not reported",
-          "nn_distance_heldout_median", DATASETS),
-    Claim("The encoder recovers the latent vector of generated images (R²)",
-          "Network Architectures, Figure 4", "qualitative only", "encoder_r2", DATASETS),
-    Claim("Left/right eye is primary in the latent space (k-NN accuracy on encoded latents)",
-          "Latent Space Expression, Figure 5", "qualitative (t-SNE)",
-          "knn_laterality_accuracy", ("rop",)),
-    Claim("Reference: chance for that accuracy (the majority class)", "—", "not reported",
-          "knn_laterality_chance", ("rop",)),
-    Claim("Encoded slices can be traversed by axial position (Spearman of k-NN-predicted vs "
-          "true slice position)", "Latent Space Expression (Supplement)", "qualitative",
-          "knn_slice_position_spearman", ("brats",)),
-    Claim("Tumour presence can be told from the encoded latent (k-NN accuracy)",
-          "Latent Space Expression", "qualitative", "knn_tumour_accuracy", ("brats",)),
-    Claim("Reference: chance for that accuracy (the majority class)", "—", "not reported",
-          "knn_tumour_chance", ("brats",)),
-    Claim("Synthetic labelled pairs amplify a small dataset: a segmenter trained on the "
-          "fewest real labelled items plus the GAN's pairs, scored on held-out real images "
-          "(vessel Dice / whole-tumour Dice, mean ± sd over seeds)", "Abstract, Introduction",
-          "proposed, not measured", "augmentation_real_synthetic_scarce", DATASETS),
-    Claim("Reference: the same segmenter on those real items alone", "—", "not reported",
-          "augmentation_real_scarce", DATASETS),
-    Claim("Reference: those real items with classic augmentation (rotations, flips, "
-          "contrast) instead", "—", "not reported", "augmentation_classic_scarce", DATASETS),
-    Claim("Synthetic pairs alone, no real label", "—", "not reported",
-          "augmentation_synthetic_only", DATASETS),
-    Claim("Every real training label, without and with the synthetic pairs", "—",
-          "not reported", "augmentation_real_all", DATASETS),
-    Claim("Every real training label plus the synthetic pairs", "—", "not reported",
-          "augmentation_real_synthetic_all", DATASETS),
-)
-
-
-NOT_COMPUTED = "not computed in this build"
-
-
-# Results files a run folder gains, and how their keys are named in the claims table.
-# file: (key renames, the command that writes it again)
-RESULT_FILES = {
-    "metrics.json": ({}, "pggan evaluate --run {run}"),
-    "encoder.json": ({"r2": "encoder_r2"}, "pggan encode --run {run}"),
-    "latent_space.json": ({}, "pggan latent --run {run}"),
-    "augmentation.json": ({}, "pggan augment-study --dataset {dataset} --profile {profile}"),
-}
-
-
-def read_metrics(dataset: str, profile: str, root: Path | None = None,
-                 source: str | Path | None = None) -> dict[str, Any]:
-    """Every result of the (dataset, profile) run on ``source`` (None: the phantom) merged
-    into one dict ({} if none yet).
-
-    ``metrics.json`` (evaluation), ``encoder.json`` (its ``r2`` as ``encoder_r2``),
-    ``latent_space.json`` (k-NN accuracies) and ``augmentation.json`` (the augmentation
-    study's ``augmentation_*`` values).
-    """
-    folder = run_dir(dataset, profile, "seg", root, source)
-    merged: dict[str, Any] = {}
-    for name, (renames, command) in RESULT_FILES.items():
-        path = folder / name
-        if not path.is_file():
-            continue
-        try:
-            values = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise BookError(f"{path}: not valid JSON ({error}); write it again with "
-                            f"`{command.format(run=folder, dataset=dataset, profile=profile)}`"
-                            ) from error
-        merged.update({renames.get(k, k): v for k, v in values.items()})
-    return merged
-
-
-def claims_table(profile: str, datasets: Sequence[str] = DATASETS,
-                 root: Path | None = None, sources: dict[str, str] | None = None):
-    """The results table: each claim, the paper's value, and ours per dataset, read from the
-    runs' ``metrics.json`` (the runs on ``sources[dataset]`` where given, else on the
-    phantom); a missing file or key reads "not computed in this build"."""
-    import pandas as pd
-
-    sources = sources or {}
-    metrics = {d: read_metrics(d, profile, root, sources.get(d)) for d in datasets}
-    rows = []
-    for claim in CLAIMS:
-        row = {"claim": claim.claim, "paper section": claim.where,
-               "paper value": claim.paper_value, "metric": claim.metric}
-        for d in datasets:
-            value = metrics[d].get(claim.metric) if d in claim.datasets else "n/a"
-            # a result file may say why a value does not exist ("<metric>_missing")
-            value = metrics[d].get(f"{claim.metric}_missing") if value is None else value
-            row[f"ours: {DATASET_SHORT[d]}"] = _format_value(value)
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _format_value(value: Any) -> str:
-    if value is None:
-        return NOT_COMPUTED
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    return NOT_COMPUTED if math.isnan(value) else f"{value:.3f}"
-
 
 # What the demo profile aims for (the project's goals for a 2-core build; the paper itself
 # reports only the AUC of 0.97): the quality study and its book page measure against these.
@@ -271,12 +142,16 @@ def profile_table(datasets: Sequence[str] = DATASETS):
             phases = build_phases(c)
             top = [p for p in phases if p.resolution == s.max_resolution]
             images = sum(images_per_resolution(c).values())
+            per_phase = sorted({p.iterations for p in phases})
             rows.append({
                 "profile": profile, "dataset": DATASET_SHORT[d],
                 "images": f"{c.data.n_images:,}",
                 "resolution": f"{s.start_resolution} → {s.max_resolution} px",
-                "feature maps at the top": c.model.feature_maps[s.max_resolution],
+                "feature maps, bottom → top": f"{c.model.feature_maps[s.start_resolution]} → "
+                                              f"{c.model.feature_maps[s.max_resolution]}",
                 "latent": c.model.latent_dim,
+                "iterations per phase": "–".join(f"{n:,}" for n in
+                                                 dict.fromkeys((per_phase[0], per_phase[-1]))),
                 "fade + stable at the top": " + ".join(f"{p.iterations:,}" for p in top),
                 "GAN iterations": f"{sum(p.iterations for p in phases):,}",
                 "images shown": f"{images:,}",
@@ -326,7 +201,8 @@ METHOD = (
                "Network Architectures", "schedule.max_resolution",
                "pggan_core.training.schedule:build_phases"),
     MethodStep("we interpolate between nearest neighbor upsampling alone, and nearest neighbor "
-               "upsampling followed by the newly-added pair of convolutional layers",
+               "upsampling followed by the newly-added pair of convolutional layers ... with "
+               "20,000 iterations spent on the interpolation phase",
                "Network Architectures", "schedule.fade_iterations",
                "pggan_core.training.networks:upsample"),
     MethodStep("20,000 iterations training without interpolation", "Network Architectures",
@@ -355,6 +231,9 @@ METHOD = (
     MethodStep("trained in a non-progressive manner for 20,000 iterations",
                "Network Architectures", "encoder.iterations",
                "pggan_core.training.networks:Encoder"),
+    MethodStep("It was trained ... under the same training conditions as the primary PGGAN",
+               "Network Architectures; the GAN's Adam β₁ = 0, β₂ = 0.99 are NVIDIA's",
+               "encoder.betas", "pggan_core.latent.encoder:train_encoder"),
     MethodStep("segmentation maps generated from the GAN could accurately predict the "
                "segmentation maps generated from the segmentation algorithm with the AUC of "
                "0.97", "Image Quality", None,
@@ -366,32 +245,41 @@ METHOD = (
 
 
 def config_value(config: Any, key: str | None) -> str:
-    """``config``'s value at ``"section.field"`` as short text ("—" for no key)."""
+    """``config``'s value at ``"section.field"`` as short text ("—" for no key).
+
+    A per-resolution table shows the resolutions the schedule trains, runs of equal values
+    together. ``schedule.fade_iterations`` and ``schedule.stable_iterations`` show the
+    iterations each phase actually trains (``build_phases``): a profile's
+    ``schedule.iterations`` map overrides those two scalars resolution by resolution.
+    """
     if key is None:
         return "—"
+    if key in PHASE_KEYS:
+        return per_resolution_text(phase_iterations(config, PHASE_KEYS[key]))
     section, name = key.split(".")
     value = getattr(getattr(config, section), name)
     if isinstance(value, dict):  # per-resolution tables: runs of equal values, used range only
-        runs: list[list[Any]] = []  # [first resolution, last resolution, value]
-        for res in sorted(r for r in value if r <= config.schedule.max_resolution):
-            if runs and runs[-1][2] == value[res]:
-                runs[-1][1] = res
-            else:
-                runs.append([res, res, value[res]])
-        return ", ".join(f"{a}–{b} px: {v}" if a != b else f"{a} px: {v}" for a, b, v in runs)
+        return per_resolution_text({res: v for res, v in value.items()
+                                    if res <= config.schedule.max_resolution})
+    if isinstance(value, list | tuple):  # Adam's betas: "0.9, 0.99"
+        return ", ".join(str(v) for v in value)
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
 def method_table(dataset: str = "rop"):
-    """The paper's method, sentence by sentence: config key, value per profile, and code."""
+    """The paper's method, sentence by sentence: config key, value per profile (as trained:
+    ``config_value``), and code."""
     import pandas as pd
 
     configs = {p: load_config(p, dataset) for p in PROFILES}
     rows = []
     for step in METHOD:
         code = step.code.removeprefix("pggan_core.").replace(":", ".")
+        keys = f"`{step.key}` " * bool(step.key)
+        if step.key in PHASE_KEYS:  # the scalar is the default; the map wins per resolution
+            keys += "(per resolution: `schedule.iterations`) "
         row = {"the paper says": f"“{step.quote}” ({step.section})",
-               "config key, code in pggan_core": f"`{step.key}` " * bool(step.key) + f"`{code}`"}
+               "config key, code in pggan_core": keys + f"`{code}`"}
         for profile in ("paper", "demo", "smoke"):
             row[profile] = config_value(configs[profile], step.key)
         rows.append(row)
@@ -409,3 +297,151 @@ def as_markdown(table) -> Any:
              "|" + "---|" * len(table.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(False)]
     return Markdown("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------------------
+# Facts the prose pages state, generated when the book is built so that they cannot disagree
+# with the configuration or the results: the iterations each phase trains, the shipped runs'
+# times (their manifest), a profile's scale in words, and what this build measured.
+
+# method-table keys whose scalar a per-resolution ``schedule.iterations`` map overrides
+PHASE_KEYS = {"schedule.fade_iterations": "fade", "schedule.stable_iterations": "stable"}
+
+
+def per_resolution_text(values: dict[int, Any]) -> str:
+    """``{4: 128, 8: 128, 256: 64}`` as "4–8 px: 128, 256 px: 64": resolutions in order,
+    neighbours of equal value joined, integers with thousands separators ("—" when empty)."""
+    runs: list[list[Any]] = []  # [first resolution, last resolution, value]
+    for res in sorted(values):
+        if runs and runs[-1][2] == values[res]:
+            runs[-1][1] = res
+        else:
+            runs.append([res, res, values[res]])
+
+    def text(value: Any) -> str:
+        return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) \
+            else str(value)
+
+    return ", ".join(f"{a}–{b} px: {text(v)}" if a != b else f"{a} px: {text(v)}"
+                     for a, b, v in runs) or "—"
+
+
+def phase_iterations(config: Any, kind: str) -> dict[int, int]:
+    """The iterations ``config`` trains per resolution in its ``kind`` ("fade" or "stable")
+    phases, as ``build_phases`` lays them out (``schedule.iterations`` included)."""
+    from pggan_core.training.schedule import build_phases
+
+    return {p.resolution: p.iterations for p in build_phases(config) if p.kind == kind}
+
+
+def shipped_run_minutes(profile: str, root: Path | None = None
+                        ) -> dict[str, dict[str, float]] | None:
+    """Per shipped run of ``profile`` (``data/pretrained/<profile>/manifest.json``): its
+    training minutes (``train``), the minutes of its whole recorded command, the encoder
+    included where it ran (``wall``), and the CPU threads it ran on; None if none ship."""
+    from pggan_core.runs.shipped import read_manifest
+
+    manifest = read_manifest(profile, root)
+    if not manifest or not manifest.get("runs"):
+        return None
+    return {key: {"train": run["train_seconds"] / 60, "wall": run["wall_seconds"] / 60,
+                  "threads": run.get("threads") or 1}
+            for key, run in sorted(manifest["runs"].items())}
+
+
+def run_time_text(profile: str, root: Path | None = None) -> str | None:
+    """How long the shipped runs of ``profile`` took, in words, from their manifest, e.g.
+    "33–37 minutes of training each on one CPU core (up to 42 minutes with the encoder)";
+    None when the profile ships no runs."""
+    runs = shipped_run_minutes(profile, root)
+    if runs is None:
+        return None
+    train = [r["train"] for r in runs.values()]
+    wall = max(r["wall"] for r in runs.values())
+    threads = sorted({int(r["threads"]) for r in runs.values()})
+    span = (f"{min(train):.0f}–{max(train):.0f}" if round(min(train)) != round(max(train))
+            else f"{min(train):.0f}")
+    cores = "one CPU core" if threads == [1] else \
+        "/".join(str(t) for t in threads) + " CPU threads"
+    text = f"{span} minutes of training each on {cores}"
+    if round(wall) > round(max(train)):
+        text += f" (up to {wall:.0f} minutes with the encoder)"
+    return text
+
+
+def scale_text(profile: str, dataset: str = "rop") -> str:
+    """A profile's scale in words, from its resolved config: latent, feature maps, the
+    iterations of its phases and the top resolution."""
+    config = load_config(profile, dataset)
+    s, maps = config.schedule, config.model.feature_maps
+    per_phase = sorted({n for kind in ("fade", "stable")
+                        for n in phase_iterations(config, kind).values()})
+    iterations = (f"{per_phase[0]:,}" if per_phase[0] == per_phase[-1]
+                  else f"{per_phase[0]:,} to {per_phase[-1]:,}")
+    return (f"a {config.model.latent_dim}-dimensional latent, {maps[s.start_resolution]} down "
+            f"to {maps[s.max_resolution]} feature maps, {iterations} iterations per fade-in or "
+            f"stable phase up to {s.max_resolution} × {s.max_resolution} pixels, and "
+            f"an encoder trained for {config.encoder.iterations:,} iterations")
+
+
+ABLATION_VERDICTS = ("paper's direction", "against", "no clear difference")
+
+
+def ablation_verdict_counts(results: dict[str, Any]) -> dict[str, int] | None:
+    """How many of the ablation's measures came out in the paper's direction, against it or
+    with no clear difference, from a run's current results (``results_table.read_results``:
+    ``ablation.json``'s ``verdicts``, each a dict with a ``verdict``); None where the file is
+    missing or stale, or holds no verdicts in that form."""
+    from pggan_core.book.results_table import FILES
+
+    ablation = (results.get(FILES) or {}).get("ablation.json") or {}
+    verdicts = ablation.get("verdicts") if isinstance(ablation, dict) else None
+    if not isinstance(verdicts, list) or not verdicts:
+        return None
+    counts: dict[str, int] = {}
+    for item in verdicts:
+        verdict = item.get("verdict") if isinstance(item, dict) else None
+        if not isinstance(verdict, str):
+            return None
+        counts[verdict] = counts.get(verdict, 0) + 1
+    return counts
+
+
+def findings_markdown(profile: str, datasets: Sequence[str] = DATASETS,
+                      root: Path | None = None, sources: dict[str, str] | None = None) -> str:
+    """What this build measured of the paper's two comparative findings, one bullet per
+    dataset and finding: the vessel-agreement AUC with its ground-truth reference and its
+    caveat, and the ablation's verdicts counted; "not computed in this build" where a result
+    file is missing or no longer holds. Read from the runs' current results, as the results
+    page reads them, so the two pages cannot disagree."""
+    from pggan_core.book.results_table import NOT_COMPUTED, number, read_results
+
+    sources = sources or {}
+    lines = []
+    for d in datasets:
+        name = DATASET_SHORT[d]
+        results = read_results(d, profile, root, sources.get(d))
+        if d == "rop":
+            auc = number(results.get("vessel_agreement_auc"))
+            if auc is None:
+                lines.append(f"- **Vessel agreement ({name})**: {NOT_COMPUTED}.")
+            else:
+                reference = number(results.get("vessel_agreement_auc_reference")) or NOT_COMPUTED
+                lines.append(
+                    f"- **Vessel agreement ({name})**: AUC {auc} (the paper: 0.97; the same "
+                    f"AUC on held-out real images with their true vessel masks: {reference}). "
+                    "It scores only the vessels the U-Net finds in the generated photographs: "
+                    "vessels the U-Net misses count as background, so a high AUC says the "
+                    "vessel channel agrees with what the U-Net sees, not that every vessel "
+                    "is drawn, or drawn plausibly.")
+        counts = ablation_verdict_counts(results)
+        if counts is None:
+            lines.append(f"- **Segmentation-channel ablation ({name})**: {NOT_COMPUTED}.")
+        else:
+            order = [*ABLATION_VERDICTS, *sorted(set(counts) - set(ABLATION_VERDICTS))]
+            words = {"paper's direction": "in the paper's direction", "against": "against it",
+                     "no clear difference": "with no clear difference"}
+            parts = [f"{counts[k]} {words.get(k, k)}" for k in order if counts.get(k)]
+            lines.append(f"- **Segmentation-channel ablation ({name})**: of "
+                         f"{sum(counts.values())} measures, " + ", ".join(parts) + ".")
+    return "\n".join(lines)

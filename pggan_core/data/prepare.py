@@ -170,8 +170,12 @@ def _rop_samples(config: Config, source: str | Path | None, n_images: int | None
     if mode == "unet" or (mode == "auto" and not has_masks):
         from pggan_core.data.vessels import ensure_vessel_unet
 
+        # the photographs this dataset holds out are scored by the U-Net later: never train
+        # it on them
+        heldout = [r.image_path for i, r in enumerate(items)
+                   if source is not None and _split(i, n, data.heldout_fraction) == "heldout"]
         segmenter = ensure_vessel_unet(config, str(source) if source and has_masks else None,
-                                       progress)
+                                       progress, exclude=heldout)
 
     def generate() -> Iterator[tuple[np.ndarray, dict[str, Any], np.ndarray | None]]:
         for index, (item, fundus) in enumerate(zip(items, _ordered_map(load, items, workers),

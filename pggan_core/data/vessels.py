@@ -18,7 +18,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -216,12 +216,15 @@ def phantom_seeds(v: VesselConfig) -> tuple[list[int], list[int]]:
             [HELDOUT_SEED_BASE + offset + i for i in range(v.n_heldout_images)])
 
 
-def vessel_images(cfg: Config, source: str | None = None) -> tuple[list[FundusImage],
-                                                                    list[FundusImage]]:
+def vessel_images(cfg: Config, source: str | None = None,
+                  exclude: Collection[str | Path] = ()) -> tuple[list[FundusImage],
+                                                                 list[FundusImage]]:
     """The U-Net's (training, held-out) images at ``vessels.train_resolution``.
 
     Phantoms by default (exact vessel masks; held-out seeds disjoint from training ones), or
-    the images of ``source`` that come with manual vessel masks, shuffled by ``vessels.seed``.
+    the images of ``source`` that come with manual vessel masks, shuffled by ``vessels.seed``,
+    never one of the photographs ``exclude`` (the GAN dataset's held-out split, which the
+    U-Net later scores: a U-Net that had learnt them would inflate every number it gives).
     """
     v = cfg.vessels
     size = v.train_resolution
@@ -231,7 +234,9 @@ def vessel_images(cfg: Config, source: str | None = None) -> tuple[list[FundusIm
                 [render_fundus(s, size) for s in heldout_seeds])
     from pggan_core.data.loaders import find_fundus_images, load_fundus
 
-    records = [r for r in find_fundus_images(source) if r.vessel_path is not None]
+    excluded = {Path(path).resolve() for path in exclude}
+    records = [r for r in find_fundus_images(source)
+               if r.vessel_path is not None and Path(r.image_path).resolve() not in excluded]
     order = np.random.default_rng(v.seed).permutation(len(records))
     wanted = v.n_train_images + v.n_heldout_images
     images = [load_fundus(records[i], size) for i in order[:wanted]]
@@ -312,9 +317,12 @@ def evaluate_auc(segmenter: VesselSegmenter, images: list[FundusImage]) -> dict[
 
 def train_vessel_unet(
     cfg: Config, out_path: str | Path, source: str | None = None, progress: bool = True,
-    network: nn.Module | None = None,
+    network: nn.Module | None = None, exclude: Collection[str | Path] = (),
 ) -> dict[str, Any]:
     """Train the vessel U-Net, evaluate it on held-out images, save model and metrics.
+
+    On a ``source`` folder the photographs ``exclude`` are neither trained nor scored on
+    (``vessel_images``); their number is recorded in the metrics.
 
     ``network`` defaults to ``VesselUNet(vessels.base_channels)``, the paper's retina-unet;
     another (1 channel in, 1 logit out) is trained the same way, e.g. by
@@ -332,7 +340,7 @@ def train_vessel_unet(
     torch.manual_seed(v.seed)
     rng = np.random.default_rng(v.seed)
     device = pick_device(cfg.train.device)
-    train, heldout = vessel_images(cfg, source)
+    train, heldout = vessel_images(cfg, source, exclude)
     # the field of view of every later step (preparation, evaluation), not the phantom's own
     fovs = [field_of_view(im.rgb, cfg.data) for im in train]
     inputs = np.stack([vessel_input(im.rgb, fov, cfg.data)
@@ -358,6 +366,7 @@ def train_vessel_unet(
         "source": source or "phantom",
         "n_train": len(train),
         "n_heldout": len(heldout),
+        "n_excluded": len(exclude),  # the GAN dataset's held-out photographs, never seen
         "train_resolution": v.train_resolution,
         "loss": losses,
         **evaluate_auc(segmenter, heldout),
@@ -402,9 +411,10 @@ def resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
     return np.clip(cv2.resize(image, (size, size), interpolation=interp), 0.0, 1.0)
 
 
-def ensure_vessel_unet(cfg: Config, source: str | None = None,
-                       progress: bool = True) -> VesselSegmenter:
-    """The profile's saved vessel U-Net (``paths.vessel_model_path``), trained first if missing.
+def ensure_vessel_unet(cfg: Config, source: str | None = None, progress: bool = True,
+                       exclude: Collection[str | Path] = ()) -> VesselSegmenter:
+    """The profile's saved vessel U-Net (``paths.vessel_model_path``), trained first if missing
+    (on ``source``'s photographs with masks other than ``exclude``, see ``vessel_images``).
 
     Data preparation, evaluation and the vessel chapter all share this one model.
     """
@@ -412,7 +422,7 @@ def ensure_vessel_unet(cfg: Config, source: str | None = None,
 
     path = vessel_model_path(cfg.profile)
     if not path.is_file():
-        train_vessel_unet(cfg, path, source=source, progress=progress)
+        train_vessel_unet(cfg, path, source=source, progress=progress, exclude=exclude)
     return load_vessel_unet(path)
 
 

@@ -31,7 +31,8 @@ from pggan_core.evaluation.vessel_agreement import vessel_agreement_results
 from pggan_core.generate import sample_images
 from pggan_core.precision import autocast, resolve
 from pggan_core.progress import Progress
-from pggan_core.training.checkpoint import GENERATOR_FILE, LATEST, load_generator
+from pggan_core.provenance import derivation, stale_reason
+from pggan_core.training.checkpoint import load_generator, weights_fingerprint
 
 
 def _domain_stats(images: np.ndarray, dataset: str, data_cfg: DataConfig
@@ -75,6 +76,13 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, progress: bool = True,
     half = n // 2
     swd = sliced_wasserstein(real[:half], fake[:half], seed=seed, **swd_settings)
     floor = swd_floor(real[:half], real[half:2 * half], seed=seed, **swd_settings)
+    # the image channels alone: an all-channel SWD can average away artefacts of the photograph
+    # (or the MR slice) behind a well-drawn label channel
+    image = slice(0, IMAGE_CHANNELS[dataset])
+    swd_image = sliced_wasserstein(real[:half, image], fake[:half, image], seed=seed,
+                                   **swd_settings)
+    floor_image = swd_floor(real[:half, image], real[half:2 * half, image], seed=seed,
+                            **swd_settings)
     stages.update(1, status="SWD and its floor")
     pairs = config.eval.n_msssim_pairs
     result: dict[str, Any] = {
@@ -84,6 +92,7 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, progress: bool = True,
         "precision": resolve(precision or config.train.precision, next(G.parameters()).device),
         "swd": swd, "swd_mean": swd["swd_mean"],
         "swd_floor": floor, "swd_floor_mean": floor["swd_mean"],
+        "swd_image_mean": swd_image["swd_mean"], "swd_image_floor_mean": floor_image["swd_mean"],
         "ms_ssim_generated": ms_ssim_diversity(fake, pairs, seed),
         "ms_ssim_real": ms_ssim_diversity(real, pairs, seed),
     }
@@ -104,6 +113,7 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, progress: bool = True,
             stages.update(1, status="vessel agreement AUC")
     else:
         stages.update(1, status="(no segmentation channels: no domain statistics)")
+    result["derivation"] = derivation("metrics", weights_fingerprint(G), config)
     write_text_atomic(run_dir / "metrics.json", json.dumps(result, indent=2, default=float))
     if progress:
         print(metrics_table(result).to_string(index=False))
@@ -118,6 +128,9 @@ def metrics_table(result: dict[str, Any]) -> pd.DataFrame:
          result.get("vessel_agreement_auc_reference")),
         ("SWD x1e3, generated vs real (mean over levels)", result["swd_mean"]),
         ("SWD x1e3, real vs real (floor)", result["swd_floor_mean"]),
+        ("SWD x1e3, image channels alone, generated vs real", result.get("swd_image_mean")),
+        ("SWD x1e3, image channels alone, real vs real (floor)",
+         result.get("swd_image_floor_mean")),
         ("MS-SSIM of generated pairs (lower = more diverse)", result["ms_ssim_generated"]),
         ("MS-SSIM of real pairs", result["ms_ssim_real"]),
         ("NN distance to training set, generated (median)",
@@ -131,14 +144,20 @@ def metrics_table(result: dict[str, Any]) -> pd.DataFrame:
 
 def ensure_evaluated(run_dir: str | Path, seed: int = 0, progress: bool = True
                      ) -> dict[str, Any]:
-    """``metrics.json`` of the run if it is newer than the run's generator (its last
-    checkpoint, or a shipped run's ``generator.pt``), else evaluate."""
+    """``metrics.json`` of the run if it was computed from the generator now in the run, by
+    the evaluation code as it is now, with the run's settings and ``seed``
+    (``provenance.stale_reason``); else evaluate again (saying why when ``progress``)."""
     run_dir = Path(run_dir)
     saved = run_dir / "metrics.json"
-    latest = next((path for path in (run_dir / "checkpoints" / LATEST, run_dir / GENERATOR_FILE)
-                   if path.is_file()), None)
-    if saved.is_file() and latest and saved.stat().st_mtime > latest.stat().st_mtime:
+    if saved.is_file():
         result = json.loads(saved.read_text())
-        if result.get("seed") == seed:
+        G, info = load_generator(run_dir)
+        reason = stale_reason(result.get("derivation"), "metrics", weights_fingerprint(G),
+                              info["config"])
+        if reason is None and result.get("seed") != seed:
+            reason = f"it was computed with seed {result.get('seed')}, not {seed}"
+        if reason is None:
             return result
+        if progress:
+            print(f"{saved}: evaluating again: {reason}", flush=True)
     return evaluate_run(run_dir, seed=seed, progress=progress)

@@ -38,12 +38,16 @@ from pggan_core.data.store import PreparedDataset
 from pggan_core.device import pick_device
 from pggan_core.errors import RunNotFoundError
 from pggan_core.generate import images_from_latents
+from pggan_core.latent.reconstruction import ReconstructionScores
 from pggan_core.precision import autocast, resolve
 from pggan_core.progress import Progress
+from pggan_core.provenance import derivation, derivation_differs
 from pggan_core.runs.folder import require_generator, run_data_dir
-from pggan_core.training.checkpoint import load_generator
+from pggan_core.training.checkpoint import load_generator, weights_fingerprint
 from pggan_core.training.networks import Encoder
 from pggan_core.viz import plots
+
+LATENTS_FILE = "latents.npz"  # every training image's latent (``save_latents``)
 
 R2_SAMPLES = 256  # generated images the latent-recovery R² is measured on (never trained on)
 
@@ -156,6 +160,52 @@ def inversion_r2(G: nn.Module, encoder: Encoder, resolution: int, alpha: float =
     }
 
 
+LATENT_USAGE_SAMPLES = 4  # latents the generator's Jacobian is taken at (``latent_usage``)
+
+
+LATENT_USAGE_STEP = 0.05  # central-difference step along each latent axis
+
+
+@torch.no_grad()
+def latent_usage(G: nn.Module, resolution: int, alpha: float = 1.0,
+                 latent_dim: int | None = None, n: int = LATENT_USAGE_SAMPLES,
+                 seed: int = R2_SEED, step: float = LATENT_USAGE_STEP) -> dict[str, Any]:
+    """How many latent directions the generator's image actually moves along.
+
+    The Jacobian of the image (every pixel of every channel) with respect to z, by central
+    differences of ``step`` along each of the ``latent_dim`` axes (default ``G.latent_dim``),
+    at ``n`` random latents; its singular values say how strongly each direction of z changes
+    the picture. Returns the mean spectrum with each latent's largest value scaled to 1
+    (``spectrum``), its participation ratio ``(sum s²)² / sum s⁴`` (``participation_ratio``:
+    the effective number of directions, ``latent_dim`` for a generator that uses every
+    direction equally, 1 for one that moves along a single direction) and the share of the
+    squared singular values in the top tenth of directions (``top_decile_share``).
+
+    An encoder can only recover what changes the image, so a low ratio bounds its R² from the
+    generator's side. Runs in fp32 whatever the caller's autocast: a difference of two bf16
+    images at this step would be mostly rounding.
+    """
+    dim = G.latent_dim if latent_dim is None else latent_dim
+    device = next(G.parameters()).device
+    offsets = torch.eye(dim) * step
+    spectra = []
+    with torch.autocast(device.type, enabled=False):
+        for z in torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)):
+            plus = images_from_latents(G, z + offsets, resolution, alpha).reshape(dim, -1)
+            minus = images_from_latents(G, z - offsets, resolution, alpha).reshape(dim, -1)
+            jacobian = torch.from_numpy((plus - minus) / (2 * step)).to(torch.float64)
+            # singular values from the (dim, dim) Gram matrix: an SVD of the (dim, pixels)
+            # Jacobian itself would be slow and large at 512 px
+            squared = torch.linalg.eigvalsh(jacobian @ jacobian.T).flip(0).clamp(min=0)
+            spectra.append(squared.sqrt().numpy())
+    relative = np.mean([values / values[0] for values in spectra], axis=0)
+    power = relative ** 2
+    top = max(1, dim // 10)
+    return {"participation_ratio": float(power.sum() ** 2 / (power ** 2).sum()),
+            "latent_dim": dim, "top_decile_share": float(power[:top].sum() / power.sum()),
+            "spectrum": [round(float(v), 5) for v in relative], "n_latents": n, "step": step}
+
+
 # An optimised redraw this much closer to its image than the encoder's counts as "exact".
 REDRAW_GAIN = 10.0
 
@@ -176,8 +226,10 @@ def inversion_verdict(inversion: dict[str, float]) -> str:
     if redrawn:
         return (f"Optimisation redraws the images almost exactly ({errors}) yet recovers only "
                 f"R² {opt:.2f} of the latent: the generator draws nearly the same picture from "
-                "different latents, so part of z leaves no trace in the image and no encoder "
-                f"can recover it. The encoder's R² {enc:.2f} is part of that {opt:.2f}.")
+                "different latents, so part of z leaves little trace in the image. "
+                "Optimisation finds one of those latents; an encoder trained with squared "
+                f"error estimates their mean, which can score higher (here R² {enc:.2f}): "
+                "neither bounds the other.")
     return (f"Optimisation neither redraws the images ({errors}) nor recovers the latent "
             f"(R² {opt:.2f}): the test is inconclusive at {inversion['steps']} steps.")
 
@@ -258,7 +310,9 @@ def _encode(run_dir: Path, G: nn.Module, info: dict[str, Any], data: PreparedDat
     settings = {**dataclasses.asdict(config.encoder), "generator_step": int(info["step"])}
     if iterations is not None:
         settings["iterations"] = iterations
-    previous = _trained_encoder(run_dir, settings) if reuse else None
+    # what the encoder's weights are derived from: reused only when all of it is unchanged
+    derived_from = derivation("encoder", weights_fingerprint(G), config)
+    previous = _trained_encoder(run_dir, settings, derived_from) if reuse else None
     if previous is not None:
         encoder, losses = load_encoder(run_dir, device), previous["losses"]
     else:
@@ -272,16 +326,20 @@ def _encode(run_dir: Path, G: nn.Module, info: dict[str, Any], data: PreparedDat
     steps = config.encoder.refine_steps
     errors: dict[str, list[np.ndarray]] = {"encoder": [], "refined": []}
     heldout_view = data.view(heldout, resolution, n_channels)
+    # Figure 4 as numbers, over every held-out image rather than the few the figure shows
+    scores = ReconstructionScores(heldout_view, config.data)
     for start in range(0, len(heldout), BATCH):  # a batch at a time: bounded memory at 512 px
         reals = heldout_view[start:start + BATCH]
         z_encoded = encode(encoder, reals)
         from_encoder = images_from_latents(G, z_encoded, resolution, alpha)
         errors["encoder"].append(reconstruction_mse(reals, from_encoder))
+        scores.add("encoder", start, from_encoder)
         from_refined = None
         if steps > 0:
             refined = refine_latents(G, z_encoded, reals, resolution, alpha, steps)
             from_refined = images_from_latents(G, refined, resolution, alpha)
             errors["refined"].append(reconstruction_mse(reals, from_refined))
+            scores.add("refined", start, from_refined)
         if start == 0:
             _save_figure4(run_dir, config, reals, from_encoder, from_refined, heldout)
     mse = {name: _mean(np.concatenate(values)) if values else None
@@ -289,14 +347,14 @@ def _encode(run_dir: Path, G: nn.Module, info: dict[str, Any], data: PreparedDat
 
     train_idx = data.split_indices("train")
     train_latents = encode(encoder, data.view(train_idx, resolution, n_channels))
-    save_latents(run_dir / "latents.npz", train_latents, data.manifest.iloc[train_idx])
+    save_latents(run_dir / LATENTS_FILE, train_latents, data.manifest.iloc[train_idx])
 
     summary = {
         "r2": r2, "r2_multioutput": "uniform_average", "r2_samples": R2_SAMPLES,
         # the same latents recovered by optimisation from the encoder's guess: how much of z
         # the images hold, whatever the encoder makes of it
         "r2_optimised": inversion["r2_optimised"], "inversion": inversion,
-        "settings": settings, "reused": previous is not None,
+        "settings": settings, "reused": previous is not None, "derivation": derived_from,
         "iterations": settings["iterations"], "batch_size": config.encoder.batch_size,
         "lr": config.encoder.lr, "loss_first": losses[0] if losses else None,
         "loss_last": float(np.mean(losses[-10:])) if losses else None,
@@ -305,6 +363,10 @@ def _encode(run_dir: Path, G: nn.Module, info: dict[str, Any], data: PreparedDat
         "heldout_mse_encoder": mse["encoder"],
         "refine_steps": steps if mse["refined"] is not None else 0,
         "heldout_mse_refined": mse["refined"],
+        # does a regeneration resemble its own input more than the others? (reconstruction.py)
+        **scores.summary(),
+        # how many directions of z move the generator's image: what any encoder can recover
+        "latent_spectrum": latent_usage(G, resolution, alpha),
         "train_images_encoded": len(train_latents), "resolution": resolution, "alpha": alpha,
         "generator_step": int(info["step"]), "generator_ema": bool(info["ema"]),
         "channels": list(info["channels"]), "device": str(device),
@@ -312,13 +374,17 @@ def _encode(run_dir: Path, G: nn.Module, info: dict[str, Any], data: PreparedDat
     return summary
 
 
-def _trained_encoder(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
-    """The saved ``encoder.json`` when ``encoder.pt`` was trained with ``settings``."""
+def _trained_encoder(run_dir: Path, settings: dict[str, Any], derived_from: dict[str, Any]
+                     ) -> dict[str, Any] | None:
+    """The saved ``encoder.json`` when ``encoder.pt`` was trained with ``settings`` from what
+    ``derived_from`` records (the generator's weights, the training code, the config)."""
     summary_path = run_dir / "encoder.json"
     if not (run_dir / "encoder.pt").is_file() or not summary_path.is_file():
         return None
     summary = json.loads(summary_path.read_text())
-    return summary if summary.get("settings") == json.loads(json.dumps(settings)) else None
+    if summary.get("settings") != json.loads(json.dumps(settings)):
+        return None
+    return summary if derivation_differs(summary.get("derivation"), derived_from) is None else None
 
 
 def load_encoder(run_dir: str | Path, map_location: str | torch.device = "cpu") -> Encoder:
@@ -349,7 +415,7 @@ def save_latents(path: str | Path, latents: np.ndarray, manifest: pd.DataFrame) 
 
 def load_latents(run_dir: str | Path) -> tuple[np.ndarray, pd.DataFrame]:
     """``latents.npz`` of a run as (latents (N, D), labels table with an ``index`` column)."""
-    path = Path(run_dir) / "latents.npz"
+    path = Path(run_dir) / LATENTS_FILE
     if not path.is_file():
         raise RunNotFoundError(f"{path} is missing: run `pggan encode --run {run_dir}` or "
                                "notebooks/06_encoder.md first")

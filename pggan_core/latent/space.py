@@ -1,11 +1,13 @@
 """What the encoded latents show (Figure 5): t-SNE, cross-validated k-nearest-neighbour
-scores that put numbers on what the t-SNE shows, spherical interpolation, principal directions
-and walks through the latent space.
+and linear-probe scores that put numbers on what the t-SNE shows (each beside the same score
+on raw pixels), spherical interpolation, principal directions and walks through the latent
+space.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +17,30 @@ from scipy.stats import spearmanr
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from sklearn.metrics import r2_score
-from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict, cross_val_score
+from sklearn.model_selection import cross_val_predict, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 
 from pggan_core.atomic import write_text_atomic
 from pggan_core.config import Config
-from pggan_core.data.store import PreparedDataset
+from pggan_core.data.store import PreparedDataset, sha256_of
+from pggan_core.device import pick_device
 from pggan_core.errors import DataError
-from pggan_core.latent.encoder import load_latents
+from pggan_core.latent.encoder import LATENTS_FILE, load_latents
+from pggan_core.latent.probes import (
+    FOLDS,
+    GENERATED_IMAGES,
+    fold_indices,
+    generated_z_probe,
+    label_rule_agreement,
+    label_silhouette,
+    probe_accuracy,
+    usable_classes,
+)
+from pggan_core.provenance import derivation
 from pggan_core.runs.folder import run_data_dir
-from pggan_core.training.checkpoint import load_generator
+from pggan_core.training.checkpoint import load_generator, weights_fingerprint
 
-PIXEL_CONTROL_RESOLUTION = 64  # the k-NN raw-pixel control never reads larger images
+PIXEL_CONTROL_RESOLUTION = 64  # the raw-pixel controls never read larger images
 
 
 def tsne_embedding(latents: np.ndarray, perplexity: float = 30.0, seed: int = 0) -> np.ndarray:
@@ -45,48 +59,46 @@ def tsne_embedding(latents: np.ndarray, perplexity: float = 30.0, seed: int = 0)
 
 
 def knn_accuracy(latents: np.ndarray, labels: np.ndarray | pd.Series, k: int = 5,
-                 folds: int = 5, seed: int = 0) -> dict[str, float]:
+                 folds: int = FOLDS, seed: int = 0,
+                 groups: np.ndarray | pd.Series | None = None) -> dict[str, Any]:
     """Cross-validated k-nearest-neighbour accuracy of predicting ``labels`` from latents.
 
     Returns ``accuracy`` (mean over stratified folds), ``std``, ``chance`` (the majority
-    class's share: what always guessing it scores), ``n``, ``k`` and ``folds``. Images of a
-    class seen only once are left out (``n`` counts the rest); folds are capped by the rarest
-    class's count, k by the smallest training fold.
+    class's share: what always guessing it scores), ``n``, ``k``, ``folds`` and ``split``
+    (which folds; ``probes.fold_indices``). With ``groups`` (the subject of each slice) no
+    group is split between training and test folds. Images of a class seen only once are left
+    out (``n`` counts the rest); k is capped by the smallest training fold.
     """
-    labels = np.asarray(labels)
-    classes, counts = np.unique(labels, return_counts=True)
-    # a class seen once cannot be both trained on and tested: leave its image out
-    keep = np.isin(labels, classes[counts >= 2])
-    latents, labels = np.asarray(latents)[keep], labels[keep]
-    classes, counts = classes[counts >= 2], counts[counts >= 2]
-    if len(classes) < 2:
-        raise DataError(f"k-NN accuracy needs two classes with 2+ images each, got "
-                        f"{dict(zip(*np.unique(labels, return_counts=True), strict=True))}")
-    folds = int(min(folds, counts.min()))
-    k = int(min(k, len(labels) - len(labels) // folds - 1))
-    split = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    scores = cross_val_score(KNeighborsClassifier(k), latents, labels, cv=split)
+    keep = usable_classes(labels)
+    latents, labels = np.asarray(latents)[keep], np.asarray(labels)[keep]
+    groups = np.asarray(groups)[keep] if groups is not None else None
+    splits, split = fold_indices(labels, groups, folds, seed)
+    k = int(min(k, *(len(train) - 1 for train, _ in splits)))
+    scores = cross_val_score(KNeighborsClassifier(k), latents, labels, cv=splits)
+    counts = np.unique(labels, return_counts=True)[1]
     return {"accuracy": float(scores.mean()), "std": float(scores.std()),
             "chance": float(counts.max() / counts.sum()), "n": len(labels), "k": k,
-            "folds": folds}
+            "folds": len(splits), "split": split}
 
 
 def knn_correlation(latents: np.ndarray, values: np.ndarray | pd.Series, k: int = 5,
-                    folds: int = 5, seed: int = 0) -> dict[str, float]:
+                    folds: int = FOLDS, seed: int = 0,
+                    groups: np.ndarray | pd.Series | None = None) -> dict[str, Any]:
     """How well a continuous label (e.g. slice position) follows from latent neighbours.
 
-    Each image's value is predicted as the mean of its k nearest latents in the other folds;
-    returns the Spearman correlation and R² of prediction vs truth (0 is chance for both).
+    Each image's value is predicted as the mean of its k nearest latents in the other folds
+    (grouped by ``groups`` when given, as ``knn_accuracy``); returns the Spearman correlation
+    and R² of prediction vs truth (0 is chance for both), ``n``, ``k``, ``folds``, ``split``.
     """
     values = np.asarray(values, dtype=np.float64)
     if len(values) < 4:
         raise DataError(f"k-NN correlation needs at least 4 latents, got {len(values)}")
-    folds = int(min(folds, len(values) // 2))
-    k = int(min(k, len(values) - len(values) // folds - 1))
-    predicted = cross_val_predict(KNeighborsRegressor(k), latents, values,
-                                  cv=KFold(folds, shuffle=True, random_state=seed))
+    splits, split = fold_indices(values, groups, folds, seed, stratify=False)
+    k = int(min(k, *(len(train) - 1 for train, _ in splits)))
+    predicted = cross_val_predict(KNeighborsRegressor(k), latents, values, cv=splits)
     return {"spearman": float(spearmanr(values, predicted).statistic),
-            "r2": float(r2_score(values, predicted)), "n": len(values), "k": k, "folds": folds}
+            "r2": float(r2_score(values, predicted)), "n": len(values), "k": k,
+            "folds": len(splits), "split": split}
 
 
 def slerp(z0: np.ndarray, z1: np.ndarray, t: np.ndarray | float) -> np.ndarray:
@@ -131,79 +143,265 @@ def path_by_value(latents: np.ndarray, values: np.ndarray, n_steps: int = 8
     return centres, np.stack([latents[b].mean(axis=0) for b in bins]).astype(np.float32)
 
 
-def knn_scores(dataset: str, latents: np.ndarray, labels: pd.DataFrame,
-               pixels: np.ndarray) -> dict[str, dict[str, float]]:
+# The rows of ``details`` behind each flat score of ``latent_space.json``: (k-NN on latents,
+# k-NN on pixels, probe on latents, probe on pixels), and the label column they predict.
+ROWS: dict[str, dict[str, str]] = {
+    "rop": {"name": "laterality", "column": "laterality",
+            "knn": "laterality (OD/OS)", "knn_pixels": "laterality, on raw pixels (control)",
+            "probe": "laterality, linear probe",
+            "probe_pixels": "laterality, linear probe on raw pixels (control)"},
+    "brats": {"name": "tumour", "column": "tumour_present",
+              "knn": "tumour present", "knn_pixels": "tumour present, on raw pixels (control)",
+              "probe": "tumour present, linear probe",
+              "probe_pixels": "tumour present, linear probe on raw pixels (control)"},
+}
+GROUP_COLUMN = {"brats": "subject"}  # a subject's slices are neighbours: they share a fold
+
+
+def fold_groups(dataset: str, labels: pd.DataFrame) -> np.ndarray | None:
+    """The item each image belongs to, for grouped folds: a BraTS slice's subject; None for
+    fundus photographs (each its own item) or a table without the column."""
+    column = GROUP_COLUMN.get(dataset)
+    return labels[column].to_numpy() if column is not None and column in labels else None
+
+
+def knn_scores(dataset: str, latents: np.ndarray, labels: pd.DataFrame, pixels: np.ndarray,
+               groups: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
     """Each label predicted from its 5 nearest latents, and the control on raw pixels.
 
     ROP: laterality and (where labelled) plus severity (accuracy vs chance). BraTS: tumour
     presence (accuracy) and slice position (Spearman). A label of one class only gets the
-    reason instead of an accuracy. The last row predicts the label Figure 5 is coloured by
-    (laterality, slice position) from the nearest raw images (``pixels``, one row per image)
-    instead: a latent space where that label is "primary" should do at least as well as the
-    pixels, with 128 numbers instead of thousands.
+    reason instead of an accuracy. The control rows predict the label Figure 5 is about from
+    the nearest raw images (``pixels``, one row per image) instead: a latent space where that
+    label is "primary" should do at least as well as the pixels, with 32-128 numbers instead of
+    thousands. ``groups`` (``fold_groups``): folds keep each group whole, latents and pixels
+    alike.
     """
     if dataset == "rop":
-        scores = {"laterality (OD/OS)": _knn_or_why_not(latents, labels["laterality"])}
+        scores = {"laterality (OD/OS)": _or_why_not(knn_accuracy, latents,
+                                                    labels["laterality"], groups)}
         if "plus_severity" in labels:  # a phantom's label; a user's folder may not have it
-            scores["plus severity"] = _knn_or_why_not(latents, labels["plus_severity"])
-        scores["laterality, on raw pixels (control)"] = _knn_or_why_not(pixels,
-                                                                        labels["laterality"])
+            scores["plus severity"] = _or_why_not(knn_accuracy, latents,
+                                                  labels["plus_severity"], groups)
+        scores["laterality, on raw pixels (control)"] = _or_why_not(
+            knn_accuracy, pixels, labels["laterality"], groups)
         return scores
-    return {"tumour present": _knn_or_why_not(latents, labels["tumour_present"]),
-            "slice position": knn_correlation(latents, labels["slice_position"]),
-            "slice_position, on raw pixels (control)": knn_correlation(
-                pixels, labels["slice_position"])}
+    return {"tumour present": _or_why_not(knn_accuracy, latents, labels["tumour_present"],
+                                          groups),
+            "slice position": knn_correlation(latents, labels["slice_position"], groups=groups),
+            "tumour present, on raw pixels (control)": _or_why_not(
+                knn_accuracy, pixels, labels["tumour_present"], groups),
+            "slice position, on raw pixels (control)": knn_correlation(
+                pixels, labels["slice_position"], groups=groups)}
 
 
-def _knn_or_why_not(latents: np.ndarray, labels: pd.Series) -> dict[str, Any]:
-    """``knn_accuracy``, or None with the reason when the images carry a single class (a
-    user's folder of one eye only, or of slices that all show tumour)."""
+def probe_scores(dataset: str, latents: np.ndarray, labels: pd.DataFrame, pixels: np.ndarray,
+                 groups: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
+    """The linear probe (``probes.probe_accuracy``: logistic regression on standardised
+    inputs) of laterality (ROP) or tumour presence (BraTS), on the latents and on the raw
+    pixels, with the folds of ``knn_scores``. Where k-NN asks whether neighbours share the
+    label, the probe asks whether one direction of the space separates it."""
+    rows, column = ROWS[dataset], ROWS[dataset]["column"]
+    return {rows["probe"]: _or_why_not(probe_accuracy, latents, labels[column], groups),
+            rows["probe_pixels"]: _or_why_not(probe_accuracy, pixels, labels[column], groups)}
+
+
+def _or_why_not(score: Callable[..., dict[str, Any]], features: np.ndarray,
+                labels: pd.Series, groups: np.ndarray | None) -> dict[str, Any]:
+    """``score(features, labels, groups=groups)``, or None with the reason when the images
+    carry a single class (a user's folder of one eye only, or of slices that all show
+    tumour)."""
     try:
-        return knn_accuracy(latents, labels)
+        return score(features, labels, groups=groups)
     except DataError as err:
         return {"accuracy": None, "chance": None, "why_not": str(err)}
 
 
-def headline_scores(dataset: str, scores: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """The numbers of ``knn_scores`` behind Figure 5, flat, for ``latent_space.json`` and the
-    claims table.
+def tsne_silhouettes(dataset: str, latents: np.ndarray, pixels: np.ndarray,
+                     labels: pd.DataFrame, perplexity: float = 30.0, seed: int = 0
+                     ) -> dict[str, Any]:
+    """The silhouette of laterality (ROP) or tumour presence (BraTS) in the 2-D t-SNE plane
+    of the latents (``tsne_embedding`` with Figure 5's perplexity and seed: the plane the
+    page shows) and, as the control, in the t-SNE plane of the raw pixels.
 
-    ROP: laterality accuracy (the paper's "right eye / left eye distinction is primary") and
-    its chance level. BraTS: tumour-presence accuracy and the Spearman correlation of the
-    slice position predicted from latent neighbours (the "traverse through the axial slices").
+    Returns ``latents``, ``pixels`` (silhouettes, None with ``why_not`` for a single class),
+    ``label``, ``perplexity`` (as used, after tsne_embedding's cap) and ``seed``.
     """
-    if dataset == "rop":
-        knn, name = scores["laterality (OD/OS)"], "laterality"
-        out = {"knn_laterality_accuracy": knn["accuracy"], "knn_laterality_chance": knn["chance"]}
-    else:
-        knn, name = scores["tumour present"], "tumour"
-        out = {"knn_tumour_accuracy": knn["accuracy"], "knn_tumour_chance": knn["chance"],
-               "knn_slice_position_spearman": scores["slice position"]["spearman"]}
+    column = ROWS[dataset]["column"]
+    out: dict[str, Any] = {"label": column, "seed": seed,
+                           "perplexity": float(min(perplexity, (len(latents) - 1) / 3))}
+    try:
+        for name, features in (("latents", latents), ("pixels", pixels)):
+            out[name] = label_silhouette(tsne_embedding(features, perplexity, seed),
+                                         labels[column])
+    except DataError as err:
+        out |= {"latents": None, "pixels": None, "why_not": str(err)}
+    return out
+
+
+def headline_scores(dataset: str, scores: dict[str, dict[str, Any]],
+                    tsne: dict[str, Any] | None = None,
+                    generated: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The numbers behind Figure 5, flat, for ``latent_space.json`` and the claims table.
+
+    From ``knn_scores`` (and ``probe_scores`` where its rows are in ``scores``): ROP:
+    laterality k-NN accuracy (the paper's "right eye / left eye distinction is primary") and
+    its chance level; BraTS: tumour-presence accuracy and the Spearman correlation of the slice
+    position predicted from latent neighbours (the "traverse through the axial slices"). Beside
+    each, its raw-pixel control (``*_pixels``), the linear probe (``probe_*``), the t-SNE
+    silhouette (``tsne_*_silhouette``, from ``tsne_silhouettes``) and the probe on generated
+    images' true z (``probe_*_generated_z``, from ``probes.generated_z_probe``).
+    """
+    rows, name = ROWS[dataset], ROWS[dataset]["name"]
+    knn = scores[rows["knn"]]
+    out = {f"knn_{name}_accuracy": knn["accuracy"], f"knn_{name}_chance": knn["chance"]}
+    if dataset == "brats":
+        out["knn_slice_position_spearman"] = scores["slice position"]["spearman"]
+        pixel_row = scores.get("slice position, on raw pixels (control)")
+        if pixel_row is not None:
+            out["knn_slice_position_spearman_pixels"] = pixel_row["spearman"]
+    if rows["knn_pixels"] in scores:
+        out[f"knn_{name}_pixels"] = scores[rows["knn_pixels"]]["accuracy"]
+    if rows["probe"] in scores:
+        out[f"probe_{name}_accuracy"] = scores[rows["probe"]]["accuracy"]
+        out[f"probe_{name}_pixels"] = scores[rows["probe_pixels"]]["accuracy"]
+    if tsne is not None:
+        out[f"tsne_{name}_silhouette"] = tsne["latents"]
+        out[f"tsne_{name}_silhouette_pixels"] = tsne["pixels"]
+    if generated is not None:
+        out |= {f"probe_{name}_generated_z": generated["accuracy"],
+                f"probe_{name}_generated_z_chance": generated["chance"],
+                f"probe_{name}_generated_z_n": generated.get("n", 0),
+                "generated_images": generated["generated_images"]}
     if knn.get("why_not"):  # the claims table prints the reason instead of a number
         out[f"knn_{name}_accuracy_missing"] = knn["why_not"]
     return out
 
 
-def score_latent_space(run_dir: str | Path) -> dict[str, Any]:
-    """The k-NN numbers behind Figure 5 for a run whose latents are encoded
-    (``pggan encode``): ``knn_scores`` with its raw-pixel control, flattened by
-    ``headline_scores``; written to ``latent_space.json`` and returned (``details`` holds
-    every row).
+def score_latent_space(run_dir: str | Path, seed: int = 0,
+                       n_generated: int = GENERATED_IMAGES) -> dict[str, Any]:
+    """The numbers behind Figure 5 for a run whose latents are encoded (``pggan encode``),
+    written to ``latent_space.json`` and returned.
+
+    On the encoded training images and, as the control, on their raw pixels (the prepared
+    images the encoder read, all channels, at most ``PIXEL_CONTROL_RESOLUTION`` px), with the
+    same folds (grouped by subject for BraTS, see ``fold_groups``): ``knn_scores``,
+    ``probe_scores`` and ``tsne_silhouettes`` (the t-SNE of Figure 5: the profile's
+    ``eval.tsne_perplexity`` and ``seed``). Then ``probes.generated_z_probe``: a probe from
+    the true z of ``n_generated`` images (seed ``seed``) to the label read off each image, and
+    how often that reading agrees with the recorded labels of the training images.
+
+    Flat keys from ``headline_scores``; ``folds`` and ``pixels`` say which folds and pixels;
+    ``details`` holds every k-NN and probe row, ``tsne`` and ``generated_z`` the rest.
     """
     run_dir = Path(run_dir)
     latents, labels = load_latents(run_dir)
-    _, info = load_generator(run_dir)
+    G, info = load_generator(run_dir)
     config: Config = info["config"]
+    dataset, channels = config.data.dataset, len(info["channels"])
     data = PreparedDataset(run_data_dir(run_dir, config))
     # the raw-pixel control at <= 64 px: it is about layout (which side the disc is on, the
-    # slice level), and 512 px images of a whole training set would not fit in memory
-    pixels = data.batch(labels["index"].to_numpy(), min(int(info["resolution"]),
-                                                        PIXEL_CONTROL_RESOLUTION))
-    pixels = pixels[:, :len(info["channels"])].reshape(len(pixels), -1)
-    scores = knn_scores(config.data.dataset, latents, labels, pixels)
-    result = {**headline_scores(config.data.dataset, scores), "details": scores}
+    # slice level, whether a label channel is lit), and 512 px images of a whole training set
+    # would not fit in memory
+    resolution = min(int(info["resolution"]), PIXEL_CONTROL_RESOLUTION)
+    images = data.batch(labels["index"].to_numpy(), resolution)[:, :channels]
+    pixels = images.reshape(len(images), -1)
+    groups = fold_groups(dataset, labels)
+    scores = {**knn_scores(dataset, latents, labels, pixels, groups),
+              **probe_scores(dataset, latents, labels, pixels, groups)}
+    tsne = tsne_silhouettes(dataset, latents, pixels, labels, config.eval.tsne_perplexity, seed)
+    G = G.to(pick_device(config.train.device))
+    generated = {**generated_z_probe(G, dataset, int(info["resolution"]),
+                                     config.model.latent_dim, float(info["alpha"]),
+                                     n_generated, seed, label_resolution=resolution),
+                 "label_rule_agreement_on_reals": label_rule_agreement(dataset, images, labels)}
+    main_row = scores[ROWS[dataset]["knn"]]
+    downsampled = (f", box-filtered down from the encoder's {info['resolution']} px"
+                   if resolution < int(info["resolution"]) else ", as the encoder read them")
+    result = {**headline_scores(dataset, scores, tsne, generated),
+              "folds": main_row.get("split", main_row.get("why_not")),
+              "pixels": f"all {channels} channels of the prepared training images at "
+                        f"{resolution} px ({pixels.shape[1]} numbers per image){downsampled}",
+              "details": scores, "tsne": tsne, "generated_z": generated,
+              "derivation": derivation("latent_space", weights_fingerprint(G), config,
+                                       {LATENTS_FILE: sha256_of(run_dir / LATENTS_FILE)})}
     write_text_atomic(run_dir / "latent_space.json", json.dumps(result, indent=2))
     return result
+
+
+def score_table(result: dict[str, Any], dataset: str) -> pd.DataFrame:
+    """``latent_space.json``'s scores side by side: one row per score, columns ``latents``,
+    ``raw pixels`` and ``chance`` (what guessing scores; 0 for a silhouette or a Spearman
+    correlation). A score without a pixel control has None there."""
+    name = ROWS[dataset]["name"]
+    label = "laterality" if dataset == "rop" else "tumour presence"
+    chance = result.get(f"knn_{name}_chance")
+    rows = {f"k-NN accuracy ({label})": (result.get(f"knn_{name}_accuracy"),
+                                         result.get(f"knn_{name}_pixels"), chance),
+            f"linear probe accuracy ({label})": (result.get(f"probe_{name}_accuracy"),
+                                                 result.get(f"probe_{name}_pixels"), chance),
+            f"t-SNE silhouette ({label})": (result.get(f"tsne_{name}_silhouette"),
+                                            result.get(f"tsne_{name}_silhouette_pixels"), 0.0)}
+    if dataset == "brats":
+        rows["k-NN Spearman (slice position)"] = (
+            result.get("knn_slice_position_spearman"),
+            result.get("knn_slice_position_spearman_pixels"), 0.0)
+    rows[f"linear probe, true z of {result.get('generated_images', 0)} generated images"] = (
+        result.get(f"probe_{name}_generated_z"), None,
+        result.get(f"probe_{name}_generated_z_chance"))
+    table = pd.DataFrame.from_dict(rows, orient="index",
+                                   columns=["latents", "raw pixels", "chance"])
+    table.index.name = "score"
+    return table
+
+
+def score_reading(result: dict[str, Any], dataset: str, margin: float = 0.02) -> str:
+    """Sentences reading ``score_table``: whether the latents or the raw pixels carry the
+    label better (k-NN and probe; differences within ``margin`` count as a tie), for MRI the
+    same for slice position, and whether the generator's z carries the label its images
+    show."""
+    name = ROWS[dataset]["name"]
+    label = "laterality" if dataset == "rop" else "tumour presence"
+    pairs = [(result.get(f"{kind}_{name}_accuracy"), result.get(f"{kind}_{name}_pixels"))
+             for kind in ("knn", "probe")]
+    if any(v is None for pair in pairs for v in pair):
+        first = f"The images carry a single {label} class, so there is nothing to compare."
+    else:
+        diffs = [latent - pixel for latent, pixel in pairs]
+        numbers = (f"k-NN {pairs[0][0]:.2f} vs {pairs[0][1]:.2f} on pixels, probe "
+                   f"{pairs[1][0]:.2f} vs {pairs[1][1]:.2f}")
+        if all(d > margin for d in diffs):
+            first = (f"The latents carry {label} better than the raw pixels ({numbers}): "
+                     "the encoder makes it more accessible than the images themselves do.")
+        elif all(d < -margin for d in diffs):
+            first = (f"The raw pixels carry {label} better than the latents ({numbers}): the "
+                     "latent space loses part of what the images show plainly, so the label "
+                     "is not 'primary' in the latents beyond what the pixels already give.")
+        else:
+            first = (f"The latents and the raw pixels carry {label} about equally or "
+                     f"inconsistently ({numbers}): the latents add nothing clear over the "
+                     "pixels.")
+    spearman = (result.get("knn_slice_position_spearman"),
+                result.get("knn_slice_position_spearman_pixels"))
+    if dataset == "brats" and None not in spearman:
+        better = ("latent" if spearman[0] - spearman[1] > margin else
+                  "raw-pixel" if spearman[1] - spearman[0] > margin else None)
+        first += (f" Slice position follows {better} neighbours better" if better else
+                  " Slice position follows latent and raw-pixel neighbours about equally") + \
+            f" (Spearman {spearman[0]:.2f} on latents vs {spearman[1]:.2f} on pixels)."
+    accuracy = result.get(f"probe_{name}_generated_z")
+    chance = result.get(f"probe_{name}_generated_z_chance")
+    n = result.get("generated_images", 0)
+    if accuracy is None:
+        second = f"The {n} generated images all showed one {label} class, so the generator's z " \
+                 "could not be probed."
+    else:
+        verdict = ("is linearly encoded in the generator's z" if accuracy - chance > 0.1 else
+                   "is barely, if at all, linearly encoded in the generator's z")
+        second = (f"From the true z of {n} generated images a linear probe predicts the "
+                  f"{label} each image shows with accuracy {accuracy:.2f} (chance {chance:.2f}): "
+                  f"it {verdict}.")
+    return f"{first} {second}"
 
 
 def walk_path(dataset: str, latents: np.ndarray, labels: pd.DataFrame, n_steps: int = 8

@@ -16,15 +16,14 @@ from typing import Any
 import yaml
 
 from pggan_core.config import Config, load_config, same_config
-from pggan_core.data.store import (
-    same_data,
-)
+from pggan_core.data.store import same_data, sha256_of
 from pggan_core.errors import (
     DataError,
     RunNotFoundError,
 )
 from pggan_core.paths import prepared_dir, run_dir
-from pggan_core.training.checkpoint import has_generator
+from pggan_core.provenance import stale_reason
+from pggan_core.training.checkpoint import has_generator, load_generator, weights_fingerprint
 
 
 def run_config(dataset: str, profile: str, seed: int = 0,
@@ -121,3 +120,17 @@ def recorded_data(run: Path) -> dict | None:
         return json.loads((run / "run.json").read_text()).get("data")
     except (OSError, ValueError):
         return None
+
+
+def stale_result(run_dir: str | Path, kind: str, saved: dict[str, Any] | None) -> str | None:
+    """Why a ``kind`` result in ``run_dir`` that records the derivation ``saved`` no longer
+    holds for the run as it is now (its generator, the code, the run's config), or None when it
+    does (``provenance.DERIVED_RESULTS``)."""
+    G, info = load_generator(run_dir)
+    inputs = {name: _file_sha256(Path(run_dir) / name) for name in (saved or {}).get("inputs", {})}
+    return stale_reason(saved, kind, weights_fingerprint(G), info["config"], inputs)
+
+
+def _file_sha256(path: Path) -> str:
+    """A file's SHA-256, or "missing"."""
+    return sha256_of(path) if path.is_file() else "missing"

@@ -43,6 +43,9 @@ def ensure_run(dataset: str, profile: str, with_segmentation: bool = True, seed:
     out = run_dir(dataset, profile, variant, source=source)
     record = data.data_record()
     _refuse_other_data(out, record)
+    problem = shipped.installed_problem(out, profile, dataset, variant)
+    if problem is not None:  # installed from the repository, which now ships something else
+        _move_aside(out, f"the installed shipped run ({problem})")
     if (not train_here and source is None
             and not is_finished(out, config, with_segmentation, record)
             and shipped.ships(profile, dataset, variant, config)):

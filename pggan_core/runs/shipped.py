@@ -1,10 +1,10 @@
 """Shipped runs: generators trained longer than a book build can afford, verified before use.
 
 The book's ``demo`` profile trains four GANs (two datasets, with and without segmentation
-channels). On two CPU cores the schedule that shows the paper's findings takes hours, not the
-minutes a book build has, so the repository ships the result: for each run, the EMA generator
-and the logs of its training, exactly as ``pggan train`` wrote them, with a manifest that says
-how they were made and a SHA-256 of every file::
+channels). On two CPU cores its schedule takes over an hour for the four (each run's minutes
+are in the manifest), not the minutes a book build has, so the repository ships the result:
+for each run, the EMA generator and the logs of its training, exactly as ``pggan train`` wrote
+them, with a manifest that says how they were made and a SHA-256 of every file::
 
     data/pretrained/<profile>/
       manifest.json            profile, commit, hardware, and per run: the command, its wall
@@ -12,7 +12,10 @@ how they were made and a SHA-256 of every file::
       <dataset>-<variant>/     generator.pt (EMA weights only; read with weights_only=True),
                                config.yaml, run.json, metrics.jsonl, phase_metrics.jsonl,
                                figures/progression.npz, samples/<final grid>.png and, where
-                               ``pggan encode`` ran, encoder.pt and encoder.json
+                               ``pggan encode`` ran, encoder.pt and encoder.json; where
+                               ``pggan augment-study`` ran, augmentation.json (added by
+                               ``pggan weights ship-results``). The encoder and the study
+                               record what they were computed from, checked again before use
 
 ``install_run`` checks the manifest against the profile as it is now (same resolved config)
 and every file against its hash, then copies the files into the usual run folder, so every
@@ -50,6 +53,9 @@ MANIFEST = "manifest.json"
 RUN_FILES = ("config.yaml", "run.json", "metrics.jsonl", "phase_metrics.jsonl",
              "figures/progression.npz", "figures/progression.png")
 ENCODER_FILES = ("encoder.pt", "encoder.json")  # shipped too when the run was encoded
+# results too slow for a book build, shipped beside the run they were made from; like the
+# encoder, each records its derivation and is checked against the run before it is quoted
+RESULT_FILES = ("augmentation.json",)
 
 
 def pretrained_dir(profile: str, root: Path | None = None) -> Path:
@@ -130,13 +136,90 @@ def install_run(profile: str, dataset: str, variant: str, config: Config, out: P
     info["data"] = data.data_record()  # its content was verified against the manifest above
     info["pretrained"] = {k: manifest[k] for k in ("profile", "commit", "hardware", "created")}
     info["pretrained"] |= {"command": entry["command"], "wall_seconds": entry["wall_seconds"],
-                           "verified": "sha256 of every file against " + MANIFEST}
+                           "verified": "sha256 of every file against " + MANIFEST,
+                           "files": entry["files"]}
     write_text_atomic(staging / "run.json", json.dumps(info, indent=2))
     if out.exists():
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging.rename(out)
     return out
+
+
+def installed_problem(out: Path, profile: str, dataset: str, variant: str,
+                      root: Path | None = None) -> str | None:
+    """Why the shipped run installed in ``out`` is no longer what the repository ships, or
+    None when it still is (or ``out`` is not an installed shipped run).
+
+    The manifest's entry must be the one it was installed from (a re-exported run changes
+    it), and the run's own files (generator, config, logs, figures; not the encoder or the
+    results, which later steps may rewrite and which carry their own derivation) must still
+    match their sha256.
+    """
+    try:
+        info = json.loads((out / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    installed = (info.get("pretrained") or {}).get("files")
+    if not info.get("pretrained"):
+        return None
+    entry = ((read_manifest(profile, root) or {}).get("runs") or {}).get(run_key(dataset, variant))
+    if entry is None:
+        return f"the {profile} profile no longer ships {run_key(dataset, variant)}"
+    if installed != entry["files"]:
+        return f"the shipped {run_key(dataset, variant)} run changed since it was installed"
+    for name, digest in entry["files"].items():
+        if name == "run.json" or name in ENCODER_FILES or name in RESULT_FILES:
+            continue
+        if not (out / name).is_file() or sha256_of(out / name) != digest:
+            return f"{out / name} no longer matches its sha256 in {MANIFEST}"
+    return None
+
+
+def ship_results(run_dir: Path, profile: str, dataset: str, variant: str,
+                 names: tuple[str, ...], root: Path | None = None) -> dict[str, Any]:
+    """Add the files ``names`` of a run installed from the shipped ``profile`` runs (its
+    encoder, a slow study's results) to what the repository ships for it, with their sha256
+    in the manifest; each must record its derivation (``provenance``), which is what lets a
+    later build tell whether it still holds."""
+    manifest = read_manifest(profile, root)
+    key = run_key(dataset, variant)
+    if manifest is None or key not in manifest["runs"]:
+        raise CheckpointError(f"the {profile} profile ships no {key} run to add results to")
+    folder = pretrained_dir(profile, root) / key
+    entry = manifest["runs"][key]
+    for name in names:
+        if "derivation" not in json.loads((run_dir / name.replace(".pt", ".json")).read_text()):
+            raise CheckpointError(f"{run_dir / name} records no derivation; compute it again "
+                                  "with this version before shipping it")
+        shutil.copy2(run_dir / name, folder / name)
+        entry["files"][name] = sha256_of(folder / name)
+    write_text_atomic(pretrained_dir(profile, root) / MANIFEST,
+                      json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return manifest
+
+
+def ship_current_results(profile: str, datasets: tuple[str, ...] = ("rop", "brats"),
+                         root: Path | None = None) -> list[str]:
+    """``pggan weights ship-results``: for each dataset's installed shipped run with
+    segmentation, ship its encoder and its augmentation study when they hold for it
+    (``runs.folder.stale_result``); return what was shipped, refuse what no longer holds."""
+    from pggan_core.paths import run_dir
+    from pggan_core.runs.folder import stale_result
+
+    shipped = []
+    for dataset in datasets:
+        out = run_dir(dataset, profile, "seg", root)
+        for kind, names in (("encoder", ENCODER_FILES), ("augmentation", RESULT_FILES)):
+            record = out / names[-1]
+            if not record.is_file():
+                continue
+            reason = stale_result(out, kind, json.loads(record.read_text()).get("derivation"))
+            if reason is not None:
+                raise CheckpointError(f"{record} does not hold for the run in {out}: {reason}")
+            ship_results(out, profile, dataset, "seg", names, root)
+            shipped += [f"{run_key(dataset, 'seg')}/{name}" for name in names]
+    return shipped
 
 
 NOTE_WIDTH = 76  # what a code cell's output in the book shows without scrolling

@@ -1,0 +1,383 @@
+"""The results page's table: each claim of the paper, this build's numbers beside their
+references, and whether the claim was reproduced, by a rule stated with it.
+
+Every number is read from the result files of the book's runs (``RESULT_FILES``) at build time,
+and only when the file still holds for the run as it is now (``provenance``: the generator's
+weights, the code that computed it, the settings it read); a file that no longer holds is
+named, never quoted. A claim's verdict is one of ``VERDICTS``, computed from the numbers by
+the claim's ``rule`` (its ``rule_text`` is printed under the table).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pggan_core.book.captions import DATASET_SHORT
+from pggan_core.config import DATASETS
+from pggan_core.errors import BookError
+from pggan_core.paths import run_dir
+
+NOT_COMPUTED = "not computed in this build"
+NOT_MEASURED = "not measured at this scale"
+VERDICTS = ("yes", "partly", "no", NOT_MEASURED)
+
+# Result files a run folder gains: (kind in provenance.DERIVED_RESULTS, key renames, the
+# command that writes it again).
+RESULT_FILES: dict[str, tuple[str, dict[str, str], str]] = {
+    "metrics.json": ("metrics", {}, "pggan evaluate --run {run}"),
+    "encoder.json": ("encoder", {"r2": "encoder_r2"}, "pggan encode --run {run}"),
+    "latent_space.json": ("latent_space", {}, "pggan latent --run {run}"),
+    "ablation.json": ("ablation", {}, "the segmentation-ablation chapter (notebook 05)"),
+    "augmentation.json": ("augmentation", {},
+                          "pggan augment-study --dataset {dataset} --profile {profile}"),
+}
+STALE = "_stale"  # the merged results' note of files that no longer hold, {file: why}
+FILES = "_files"  # each current file's own values, {file: values}
+
+
+def read_results(dataset: str, profile: str, root: Path | None = None,
+                 source: str | Path | None = None) -> dict[str, Any]:
+    """Every current result of the (dataset, profile) run on ``source`` (None: the phantom)
+    merged into one dict ({} if none yet); ``encoder.json``'s ``r2`` reads ``encoder_r2``.
+
+    A file whose recorded derivation does not hold for the run now (``runs.folder.
+    stale_result``), or a run folder with no generator to check it against, contributes no
+    number: it is listed under ``STALE`` with the reason, so the table names it instead.
+    """
+    from pggan_core.runs.folder import stale_result
+    from pggan_core.training.checkpoint import has_generator
+
+    folder = run_dir(dataset, profile, "seg", root, source)
+    merged: dict[str, Any] = {STALE: {}, FILES: {}}
+    for name, (kind, renames, command) in RESULT_FILES.items():
+        path = folder / name
+        if not path.is_file():
+            continue
+        fix = command.format(run=folder, dataset=dataset, profile=profile)
+        try:
+            values = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise BookError(f"{path}: not valid JSON ({error}); write it again with `{fix}`"
+                            ) from error
+        reason = (stale_result(folder, kind, values.get("derivation"))
+                  if has_generator(folder) else "the run folder holds no generator to check "
+                                                "it against")
+        if reason is not None:
+            merged[STALE][name] = f"{reason}; write it again with `{fix}`"
+            continue
+        merged.update({renames.get(k, k): v for k, v in values.items()})
+        merged[FILES][name] = values
+    return merged
+
+
+# ---------------------------------------------------------------------------------------------
+# numbers as text
+
+
+def number(value: Any, digits: int = 3) -> str | None:
+    """A finite number as text, None for anything else (missing, NaN, a sentence)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        return None
+    return f"{value:.{digits}f}"
+
+
+def _ratio(r: dict[str, Any], key: str, floor: str) -> float | None:
+    value, base = r.get(key), r.get(floor)
+    if number(value) is None or number(base) is None or base == 0:
+        return None
+    return value / base
+
+
+def _with_refs(r: dict[str, Any], key: str, refs: Sequence[tuple[str, str]]) -> str | None:
+    """``r[key]`` followed by its references "(label value; ...)", or None without a value."""
+    main = number(r.get(key))
+    if main is None:
+        return None
+    shown = [f"{label} {number(r.get(k))}" for label, k in refs if number(r.get(k)) is not None]
+    return main + (f" ({'; '.join(shown)})" if shown else "")
+
+
+def _graded(value: float | None, yes: float, partly: float) -> str:
+    """"yes" at or above ``yes``, "partly" at or above ``partly``, else "no"."""
+    if value is None:
+        return NOT_MEASURED
+    return "yes" if value >= yes else "partly" if value >= partly else "no"
+
+
+# ---------------------------------------------------------------------------------------------
+# the claims, each with the numbers it shows and its rule
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim or figure of the paper, how our numbers show it, and the rule that judges it."""
+
+    claim: str
+    where: str  # section / figure of Beers et al. (2018)
+    paper_value: str
+    datasets: tuple[str, ...]
+    show: Callable[[dict[str, Any]], str | None]  # a dataset's results -> the cell, or None
+    rule: Callable[[dict[str, Any]], str]  # a dataset's results -> one of VERDICTS
+    rule_text: str
+
+
+def _swd_cell(r: dict[str, Any]) -> str | None:
+    ratio, image = _ratio(r, "swd_mean", "swd_floor_mean"), _ratio(
+        r, "swd_image_mean", "swd_image_floor_mean")
+    if ratio is None:
+        return None
+    text = f"{number(r['swd_mean'], 1)}, {ratio:.2f}× the floor {number(r['swd_floor_mean'], 1)}"
+    if image is not None:
+        text += f"; image channels alone {image:.2f}× their floor"
+    return text
+
+
+def _swd_rule(r: dict[str, Any]) -> str:
+    ratios = [x for x in (_ratio(r, "swd_mean", "swd_floor_mean"),
+                          _ratio(r, "swd_image_mean", "swd_image_floor_mean")) if x is not None]
+    if not ratios:
+        return NOT_MEASURED
+    worst = max(ratios)
+    return "yes" if worst <= 1.5 else "partly" if worst <= 3.0 else "no"
+
+
+def _msssim_rule(r: dict[str, Any]) -> str:
+    gen, real = r.get("ms_ssim_generated"), r.get("ms_ssim_real")
+    if number(gen) is None or number(real) is None:
+        return NOT_MEASURED
+    gap = abs(gen - real)
+    return "yes" if gap <= 0.05 else "partly" if gap <= 0.10 else "no"
+
+
+def _ablation_verdicts(r: dict[str, Any]) -> list[str]:
+    ablation = r.get(FILES, {}).get("ablation.json", {})
+    return [v.get("verdict", "") for v in ablation.get("verdicts") or [] if isinstance(v, dict)]
+
+
+def _ablation_cell(r: dict[str, Any]) -> str | None:
+    verdicts = _ablation_verdicts(r)
+    if not verdicts:
+        return None
+    ours, against = verdicts.count("paper's direction"), verdicts.count("against")
+    unclear = verdicts.count("no clear difference")
+    return (f"of {len(verdicts)} measures: {ours} in the paper's direction, {against} "
+            f"against, {unclear} no clear difference")
+
+
+def _ablation_rule(r: dict[str, Any]) -> str:
+    verdicts = _ablation_verdicts(r)
+    if not verdicts:
+        return NOT_MEASURED
+    ours = verdicts.count("paper's direction")
+    if ours == len(verdicts):
+        return "yes"
+    return "partly" if ours > verdicts.count("against") else "no"
+
+
+def _by_latent(r: dict[str, Any], key: str, latent: str = "encoder") -> float | None:
+    """``encoder.json``'s Figure 4 measure ``key`` for the encoder's latent or the refined one
+    (stored as {"encoder": x, "refined": y})."""
+    value = r.get(key)
+    value = value.get(latent) if isinstance(value, dict) else value
+    return value if number(value) is not None else None
+
+
+def _retrieval_cell(r: dict[str, Any]) -> str | None:
+    retrieval = _by_latent(r, "reconstruction_retrieval")
+    if retrieval is None:
+        return None
+    text = (f"own input nearest: {retrieval:.3f} (chance "
+            f"{number(r.get('reconstruction_retrieval_chance'))}")
+    refined = _by_latent(r, "reconstruction_retrieval", "refined")
+    text += f"; refined {refined:.3f})" if refined is not None else ")"
+    detail = _by_latent(r, "reconstruction_detail_correlation")
+    if detail is not None:
+        unrelated = _by_latent(r, "reconstruction_detail_correlation_unrelated")
+        text += f"; fine-detail correlation {detail:.3f} (unrelated pairs {number(unrelated)})"
+    return text
+
+
+def _retrieval_rule(r: dict[str, Any]) -> str:
+    retrieval = _by_latent(r, "reconstruction_retrieval")
+    detail = _by_latent(r, "reconstruction_detail_correlation")
+    if retrieval is None or detail is None:
+        return NOT_MEASURED
+    if retrieval >= 0.5 and detail >= 0.3:
+        return "yes"
+    return "partly" if retrieval >= 0.25 or detail >= 0.15 else "no"
+
+
+def _above_chance_rule(key: str, chance: str, yes: float) -> Callable[[dict[str, Any]], str]:
+    def rule(r: dict[str, Any]) -> str:
+        value, base = r.get(key), r.get(chance)
+        if number(value) is None or number(base) is None:
+            return NOT_MEASURED
+        return "yes" if value >= yes else "partly" if value >= base + 0.1 else "no"
+    return rule
+
+
+def _tumour_rule(r: dict[str, Any]) -> str:
+    value, pixels, chance = (r.get(k) for k in ("knn_tumour_accuracy", "knn_tumour_pixels",
+                                                "knn_tumour_chance"))
+    if number(value) is None or number(chance) is None:
+        return NOT_MEASURED
+    if number(pixels) is not None and value >= pixels and value >= chance + 0.1:
+        return "yes"
+    return "partly" if value >= chance + 0.05 else "no"
+
+
+def _augmentation_cell(r: dict[str, Any]) -> str | None:
+    if r.get("augmentation_real_synthetic_scarce") is None:
+        return None
+    return (f"{r.get('augmentation_metric', 'score')}: real + synthetic "
+            f"{r['augmentation_real_synthetic_scarce']} against real alone "
+            f"{r.get('augmentation_real_scarce')}; classic augmentation "
+            f"{r.get('augmentation_classic_scarce')}; synthetic alone "
+            f"{r.get('augmentation_synthetic_only')}; every real label "
+            f"{r.get('augmentation_real_all')}, with synthetic "
+            f"{r.get('augmentation_real_synthetic_all')}")
+
+
+def _augmentation_rule(r: dict[str, Any]) -> str:
+    from pggan_core.augmentation.report import paired_difference, paired_verdict
+    from pggan_core.augmentation.study import label_counts
+
+    study = r.get(FILES, {}).get("augmentation.json")
+    if not study or not study.get("rows"):
+        return NOT_MEASURED
+    fewest = label_counts(study)[0]
+    mean, sd, better, n = paired_difference(study, "real + synthetic", "real", fewest,
+                                            study["metrics"][0])
+    if not math.isfinite(mean):
+        return NOT_MEASURED
+    verdict = paired_verdict(mean, sd, better, n)
+    return {"better": "yes", "worse": "no"}.get(verdict, "partly" if mean > 0 else "no")
+
+
+CLAIMS = (
+    Claim("The GAN's own vessel channel predicts the vessels a U-Net segments from the "
+          "synthetic photograph (AUC). It scores only the vessels the U-Net finds in the "
+          "generated photographs; the Figure 3 row judges the photographs' vessels themselves",
+          "Image Quality", "0.97", ("rop",),
+          lambda r: _with_refs(r, "vessel_agreement_auc",
+                               [("held-out real with true masks",
+                                 "vessel_agreement_auc_reference")]),
+          lambda r: _graded(r.get("vessel_agreement_auc"), 0.90, 0.80),
+          "yes: AUC ≥ 0.90; partly: ≥ 0.80; else no"),
+    Claim("Generated images look like real ones (SWD ×10³ to real images, against the "
+          "real-vs-real floor; all channels, and the image channels alone)",
+          "Image Quality, Figure 2", "qualitative", DATASETS, _swd_cell, _swd_rule,
+          "yes: both SWDs ≤ 1.5× their floor; partly: ≤ 3×; else no"),
+    Claim("Generated images are as varied as real ones (MS-SSIM of random pairs, lower is "
+          "more diverse)", "Image Variety, Figure 2", "qualitative", DATASETS,
+          lambda r: _with_refs(r, "ms_ssim_generated", [("real pairs", "ms_ssim_real")]),
+          _msssim_rule, "yes: within ±0.05 of real pairs; partly: ±0.10; else no"),
+    Claim("Generated images are not copies of training images (median distance to the "
+          "nearest training image)", "implicit", "not reported", DATASETS,
+          lambda r: _with_refs(r, "nn_distance_generated_median",
+                               [("held-out real", "nn_distance_heldout_median")]),
+          lambda r: _graded(_ratio(r, "nn_distance_generated_median",
+                                   "nn_distance_heldout_median"), 0.9, 0.7),
+          "yes: ≥ 0.9× the held-out reals' distance; partly: ≥ 0.7×; else no"),
+    Claim("Segmentation channels improve the synthetic images' anatomy (with vs without the "
+          "channel, measure by measure, bootstrap intervals)",
+          "Effect of Segmentation Channels, Figure 3", "qualitative", DATASETS,
+          _ablation_cell, _ablation_rule,
+          "yes: every measure in the paper's direction beyond its uncertainty; partly: more "
+          "in the paper's direction than against; else no"),
+    Claim("The encoder recovers the latent vector of generated images (R² on held-out "
+          "generated latents)", "Network Architectures", "qualitative", DATASETS,
+          lambda r: _with_refs(r, "encoder_r2", [("by optimisation", "r2_optimised")]),
+          lambda r: _graded(r.get("encoder_r2"), 0.5, 0.2),
+          "yes: R² ≥ 0.5; partly: ≥ 0.2; else no"),
+    Claim("Reconstructions of held-out real images keep each image's structure",
+          "Figure 4", "qualitative", DATASETS, _retrieval_cell, _retrieval_rule,
+          "from the encoder's latent (as the paper): yes: its own input is the nearest held-out "
+          "image for ≥ 50 % and fine-detail correlation ≥ 0.3; partly: ≥ 25 % or ≥ 0.15; "
+          "else no"),
+    Claim("Left/right eye is primary in the latent space (k-NN accuracy of encoded real "
+          "images)", "Latent Space Expression, Figure 5", "qualitative (t-SNE)", ("rop",),
+          lambda r: _with_refs(r, "knn_laterality_accuracy", [
+              ("linear probe", "probe_laterality_accuracy"),
+              ("raw pixels", "knn_laterality_pixels"), ("chance", "knn_laterality_chance"),
+              ("t-SNE silhouette", "tsne_laterality_silhouette")]),
+          _above_chance_rule("knn_laterality_accuracy", "knn_laterality_chance", 0.90),
+          "yes: k-NN ≥ 0.90; partly: ≥ chance + 0.10; else no"),
+    Claim("Encoded slices can be traversed by axial position (Spearman of k-NN-predicted vs "
+          "true slice position)", "Latent Space Expression", "qualitative", ("brats",),
+          lambda r: _with_refs(r, "knn_slice_position_spearman",
+                               [("raw pixels", "knn_slice_position_spearman_pixels")]),
+          lambda r: _graded(r.get("knn_slice_position_spearman"), 0.8, 0.5),
+          "yes: Spearman ≥ 0.8; partly: ≥ 0.5; else no"),
+    Claim("Tumour presence can be told from the encoded latent (k-NN accuracy, folds grouped "
+          "by subject)", "Latent Space Expression", "qualitative", ("brats",),
+          lambda r: _with_refs(r, "knn_tumour_accuracy", [
+              ("linear probe", "probe_tumour_accuracy"), ("raw pixels", "knn_tumour_pixels"),
+              ("chance", "knn_tumour_chance")]),
+          _tumour_rule,
+          "yes: k-NN ≥ raw pixels and ≥ chance + 0.10; partly: ≥ chance + 0.05; else no"),
+    Claim("Synthetic labelled pairs amplify a small dataset (a segmenter on the fewest real "
+          "labels plus the GAN's pairs, scored on held-out real images; mean ± sd over "
+          "seeds)", "Abstract, Introduction", "proposed, not measured", DATASETS,
+          _augmentation_cell, _augmentation_rule,
+          "yes: better than real labels alone in every seed, by more than the spread; "
+          "partly: better on average only; else no"),
+)
+
+
+def claims_table(profile: str, datasets: Sequence[str] = DATASETS,
+                 root: Path | None = None, sources: dict[str, str] | None = None):
+    """The results table: each claim, the paper's value, ours per dataset (with references
+    beside it) and the verdict per dataset, from the runs' current result files (the runs on
+    ``sources[dataset]`` where given, else on the phantom)."""
+    import pandas as pd
+
+    sources = sources or {}
+    results = {d: read_results(d, profile, root, sources.get(d)) for d in datasets}
+    rows = []
+    for claim in CLAIMS:
+        row = {"claim": f"{claim.claim} ({claim.where})", "paper": claim.paper_value}
+        verdicts = []
+        for d in datasets:
+            if d not in claim.datasets:
+                row[DATASET_SHORT[d]] = "n/a"
+                continue
+            cell = claim.show(results[d])
+            row[DATASET_SHORT[d]] = cell if cell is not None else _missing(results[d])
+            verdicts.append(f"{DATASET_SHORT[d]}: {claim.rule(results[d])}"
+                            if len(claim.datasets) > 1 and len(datasets) > 1
+                            else claim.rule(results[d]))
+        row["reproduced?"] = "; ".join(verdicts) or "n/a"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _missing(results: dict[str, Any]) -> str:
+    """The cell of a number this build has not got, naming the result files that no longer
+    hold (so a reader is never shown a number computed from other weights or code)."""
+    stale = results.get(STALE) or {}
+    if not stale:
+        return NOT_COMPUTED
+    return NOT_COMPUTED + " (" + "; ".join(f"{name} set aside: {why}"
+                                           for name, why in stale.items()) + ")"
+
+
+def rules_table():
+    """Each claim's rule for its verdict, for the text under the results table."""
+    import pandas as pd
+
+    return pd.DataFrame([{"claim": c.claim.split(" (")[0].split(". ")[0], "rule": c.rule_text}
+                         for c in CLAIMS])
+
+
+def stale_notes(profile: str, datasets: Sequence[str] = DATASETS, root: Path | None = None,
+                sources: dict[str, str] | None = None) -> list[str]:
+    """A line per result file that was set aside because it no longer holds."""
+    sources = sources or {}
+    return [f"{DATASET_SHORT[d]}: {name}: {why}" for d in datasets
+            for name, why in read_results(d, profile, root, sources.get(d))[STALE].items()]

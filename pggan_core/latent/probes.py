@@ -1,0 +1,233 @@
+"""Cross-validation folds, linear probes, t-SNE silhouettes and labels read off generated
+images: the numbers that check Figure 5's picture against chance and against raw pixels.
+
+Folds are grouped by subject where a subject has many images (BraTS: neighbouring slices of
+one brain look alike, so a slice in the test fold must not have its neighbours in the training
+folds), and fixed by a seed, so the k-NN and the probe of latents and of pixels are scored on
+exactly the same splits.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import silhouette_score
+from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from pggan_core.data.store import box_downsample
+from pggan_core.errors import DataError
+from pggan_core.generate import images_from_latents
+
+FOLDS = 5
+PROBE_C = 1.0  # sklearn's default L2 strength; with standardised inputs it is scale-free
+PROBE_MAX_ITER = 2000  # thousands of pixel features converge slower than 32 latents
+GENERATED_IMAGES = 512
+GENERATE_CHUNK = 64  # images drawn and labelled at a time: bounded memory at 512 px
+# a slice shows tumour where some label covers this much of the image (3 px at 64 px): a few
+# stray positive pixels of a generated channel are no tumour
+TUMOUR_MIN_FRACTION = 0.0005
+TUMOUR_MIN_PIXELS = 2
+
+Splits = list[tuple[np.ndarray, np.ndarray]]
+
+
+def usable_classes(labels: np.ndarray | pd.Series) -> np.ndarray:
+    """A mask of the images whose class has 2+ images (a class seen once cannot be both
+    trained on and tested); raises DataError unless two such classes are left."""
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    keep = np.isin(labels, classes[counts >= 2])
+    if len(np.unique(labels[keep])) < 2:
+        raise DataError(f"cross-validated accuracy needs two classes with 2+ images each, got "
+                        f"{dict(zip(classes.tolist(), counts.tolist(), strict=True))}")
+    return keep
+
+
+def fold_indices(labels: np.ndarray | pd.Series, groups: np.ndarray | pd.Series | None = None,
+                 folds: int = FOLDS, seed: int = 0, stratify: bool = True,
+                 group_name: str = "subject") -> tuple[Splits, str]:
+    """Deterministic cross-validation splits of ``labels`` and a sentence naming them.
+
+    With ``groups`` (e.g. the subject of each slice) no group is ever split between training
+    and test (sklearn's StratifiedGroupKFold, or GroupKFold for a continuous label); folds are
+    capped by the number of groups, and for a class label by the number of groups holding the
+    rarest class, so every training fold sees every class (DataError where a class lies in a
+    single group). Without groups, or with a single group (nothing to hold out), it is
+    StratifiedKFold / KFold and the sentence says so. ``stratify`` is for class labels; pass
+    False for a continuous one.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    placeholder = np.zeros((n, 1))  # sklearn splitters read only the length of X
+    n_groups = len(np.unique(groups)) if groups is not None else 0
+    if groups is not None and n_groups >= 2:
+        groups = np.asarray(groups)
+        if stratify:
+            per_class = {c: len(np.unique(groups[labels == c])) for c in np.unique(labels)}
+            if min(per_class.values()) < 2:  # its one group's fold would train without it
+                raise DataError(f"grouped folds need every class in 2+ {group_name}s, got "
+                                f"{ {str(c): k for c, k in per_class.items()} }")
+            folds = min(folds, n_groups, *per_class.values())
+            splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+        else:
+            folds = min(folds, n_groups)
+            splitter = GroupKFold(folds)
+        splits = list(splitter.split(placeholder, labels, groups))
+        return splits, f"{folds}-fold, grouped by {group_name}"
+    if stratify:
+        folds = int(min(folds, np.unique(labels, return_counts=True)[1].min()))
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    else:
+        folds = int(min(folds, n // 2))
+        splitter = KFold(folds, shuffle=True, random_state=seed)
+    splits = list(splitter.split(placeholder, labels))
+    why = (f"; ungrouped: only one {group_name}, so neighbouring images share folds"
+           if groups is not None else "")
+    return splits, f"{folds}-fold{', stratified' if stratify else ''}{why}"
+
+
+def probe_accuracy(features: np.ndarray, labels: np.ndarray | pd.Series,
+                   groups: np.ndarray | pd.Series | None = None, folds: int = FOLDS,
+                   seed: int = 0) -> dict[str, Any]:
+    """Cross-validated accuracy of a linear probe: logistic regression on standardised
+    ``features`` (scaler fitted on each training fold only) predicting ``labels``.
+
+    Returns ``accuracy`` (mean over folds), ``std``, ``chance`` (the majority class's share),
+    ``n``, ``folds`` and ``split`` (which folds, see ``fold_indices``). Classes of one image
+    are left out. A label that a linear map of the features carries scores near 1; one the
+    features do not carry scores near chance.
+    """
+    keep = usable_classes(labels)
+    features, labels = np.asarray(features)[keep], np.asarray(labels)[keep]
+    groups = np.asarray(groups)[keep] if groups is not None else None
+    splits, split = fold_indices(labels, groups, folds, seed)
+    model = make_pipeline(StandardScaler(),
+                          LogisticRegression(C=PROBE_C, max_iter=PROBE_MAX_ITER))
+    scores = [model.fit(features[train], labels[train]).score(features[test], labels[test])
+              for train, test in splits]
+    counts = np.unique(labels, return_counts=True)[1]
+    return {"accuracy": float(np.mean(scores)), "std": float(np.std(scores)),
+            "chance": float(counts.max() / counts.sum()), "n": len(labels),
+            "folds": len(splits), "split": split}
+
+
+def label_silhouette(embedding: np.ndarray, labels: np.ndarray | pd.Series) -> float:
+    """How well the classes of ``labels`` separate in a (t-SNE) plane: sklearn's silhouette,
+    from -1 (mixed up) through 0 (overlapping) to 1 (tight, far-apart clusters)."""
+    labels = np.asarray(labels)
+    n_classes = len(np.unique(labels))
+    if not 2 <= n_classes < len(labels):
+        raise DataError(f"a silhouette needs 2 to {len(labels) - 1} classes, got {n_classes}")
+    return float(silhouette_score(np.asarray(embedding, np.float64), labels))
+
+
+def laterality_from_disc(images: np.ndarray) -> np.ndarray:
+    """The eye of each fundus image ``(N, C, R, R)`` in [-1, 1] (RGB first): "OD" (right eye)
+    where the optic disc is in the image's right half, "OS" where it is in the left half.
+
+    The disc is the brightest spot after a blur of R/40 (the rule ``data.loaders`` applies to
+    a user's photographs), measured on the darkest of the three colour channels: the disc is
+    pale in all three, while the orange-red retina and the choroid are bright only in red, so
+    the minimum leaves the disc alone (on the prepared phantoms it names every eye right at
+    16 to 128 px, where the grey image misses about 1 in 40). The phantom draws an OD disc
+    right of the fovea, in the image's right half.
+    """
+    whiteness = np.asarray(images, np.float32)[:, :3].min(axis=1)
+    sigma = whiteness.shape[-1] / 40
+    disc_x = np.array([np.unravel_index(np.argmax(cv2.GaussianBlur(image, (0, 0), sigma)),
+                                        image.shape)[1] for image in whiteness])
+    return np.where(disc_x < whiteness.shape[-1] / 2, "OS", "OD")
+
+
+def tumour_from_label_channels(label_channels: np.ndarray,
+                               min_fraction: float = TUMOUR_MIN_FRACTION) -> np.ndarray:
+    """Tumour presence of each MRI slice from its label channels ``(N, 3, R, R)`` in [-1, 1]:
+    some label drawn (value > 0, the midpoint of the channel's range) on at least
+    ``min_fraction`` of the image and at least ``TUMOUR_MIN_PIXELS`` pixels, so a few stray
+    positive pixels of a generated channel do not count."""
+    label_channels = np.asarray(label_channels)
+    size = label_channels.shape[-1] * label_channels.shape[-2]
+    tumour_pixels = (label_channels > 0).any(axis=1).sum(axis=(1, 2))
+    return tumour_pixels >= max(TUMOUR_MIN_PIXELS, math.ceil(min_fraction * size))
+
+
+LABEL_RULES = {
+    "rop": "laterality from the disc side (the brightest blurred spot's half of the image)",
+    "brats": f"tumour present: a label channel > 0 on >= {TUMOUR_MIN_FRACTION:.2%} of the image",
+}
+
+
+def labels_from_images(dataset: str, images: np.ndarray) -> np.ndarray:
+    """The label Figure 5 is about, read off images themselves (generated or real) by the rule
+    ``LABEL_RULES[dataset]``: laterality from the disc side (fundus), tumour presence from
+    the label channels (MRI, channels 4-6)."""
+    if dataset == "rop":
+        return laterality_from_disc(images)
+    return tumour_from_label_channels(images[:, 4:7])
+
+
+def draw_latents(n: int, latent_dim: int, seed: int) -> torch.Tensor:
+    """The ``n`` latents ``generate.sample_images`` draws for ``seed``: same seed, same z."""
+    return torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
+
+
+def labels_of_generated(G: nn.Module, z: torch.Tensor | np.ndarray, resolution: int,
+                        alpha: float, dataset: str, label_resolution: int | None = None
+                        ) -> np.ndarray:
+    """The label each latent's generated image shows (``labels_from_images``; images clipped
+    to [-1, 1] as ``sample_images`` does), read at ``label_resolution`` (box-filtered down to
+    it as the prepared pyramid is; default: as generated), so a rule checked on real images
+    at that size reads generated ones the same way. Made and labelled ``GENERATE_CHUNK`` at a
+    time, so only labels are kept: bounded memory at 512 px."""
+    labels = []
+    for start in range(0, len(z), GENERATE_CHUNK):
+        images = np.clip(images_from_latents(G, z[start:start + GENERATE_CHUNK], resolution,
+                                             alpha), -1.0, 1.0)
+        while label_resolution is not None and images.shape[-1] > label_resolution:
+            images = box_downsample(images)
+        labels.append(labels_from_images(dataset, images))
+    return np.concatenate(labels)
+
+
+def generated_z_probe(G: nn.Module, dataset: str, resolution: int, latent_dim: int,
+                      alpha: float = 1.0, n: int = GENERATED_IMAGES, seed: int = 0,
+                      label_resolution: int | None = None) -> dict[str, Any]:
+    """What the generator encodes at all: the linear probe (``probe_accuracy``, stratified
+    folds) of the label each generated image shows, from the true z it was drawn from.
+
+    Returns the probe's numbers (or ``accuracy`` None and ``why_not`` when the images show a
+    single class), ``generated_images`` (n), ``seed``, ``resolution`` (the labels were read
+    at; see ``labels_of_generated``), ``label_rule`` and ``label_share`` (how often each label
+    was read).
+    """
+    z = draw_latents(n, latent_dim, seed)
+    labels = labels_of_generated(G, z, resolution, alpha, dataset,
+                                 label_resolution).astype(str)
+    read_at = min(resolution, label_resolution or resolution)
+    classes, counts = np.unique(labels, return_counts=True)
+    out: dict[str, Any] = {"generated_images": n, "seed": seed, "resolution": read_at,
+                           "label_rule": LABEL_RULES[dataset],
+                           "label_share": {c: round(k / n, 4) for c, k in
+                                           zip(classes.tolist(), counts.tolist(), strict=True)}}
+    try:
+        return {**probe_accuracy(z.numpy(), labels, seed=seed), **out}
+    except DataError as err:
+        return {"accuracy": None, "chance": None, "why_not": str(err), **out}
+
+
+def label_rule_agreement(dataset: str, images: np.ndarray, labels: pd.DataFrame) -> float:
+    """How often ``labels_from_images`` on real training images agrees with their recorded
+    label (laterality, or tumour presence): how far the labels read off generated images can
+    be trusted."""
+    read = labels_from_images(dataset, images).astype(str)
+    truth = labels["laterality" if dataset == "rop" else "tumour_present"].to_numpy()
+    return float(np.mean(read == truth.astype(str)))
