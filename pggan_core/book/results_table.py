@@ -67,12 +67,24 @@ def read_results(dataset: str, profile: str, root: Path | None = None,
         reason = (stale_result(folder, kind, values.get("derivation"))
                   if has_generator(folder) else "the run folder holds no generator to check "
                                                 "it against")
+        if reason is None and kind == "ablation":  # it read the run without segmentation too
+            reason = _other_generator_differs(run_dir(dataset, profile, "noseg", root, source),
+                                              values.get("noseg_generator_sha256"))
         if reason is not None:
             merged[STALE][name] = f"{reason}; write it again with `{fix}`"
             continue
         merged.update({renames.get(k, k): v for k, v in values.items()})
         merged[FILES][name] = values
     return merged
+
+
+def _other_generator_differs(folder: Path, recorded: str | None) -> str | None:
+    """Why the generator in ``folder`` is not the one a result records (``recorded``)."""
+    from pggan_core.training.checkpoint import has_generator, load_generator, weights_fingerprint
+
+    if not has_generator(folder) or weights_fingerprint(load_generator(folder)[0]) != recorded:
+        return f"the generator in {folder} differs from the one it was computed from"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

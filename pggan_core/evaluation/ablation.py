@@ -1,120 +1,448 @@
 """The paper's Figure 3 as numbers: the same budget trained with and without segmentation
-channels, both judged on their image channels only.
+channels, both judged on their image channels only, with a verdict and its uncertainty per
+measure.
+
+Beers et al. (2018, "Effect of Segmentation Channels") say that images trained without the
+segmentation maps "often obscured details important to pathological diagnosis, such as global
+retinal structures in the fundus images, and biologically-plausible tumor structures in the
+MRI slices". ``compare_ablation`` measures both models against the same real images:
+
+- SWD of the image channels alone (beside the all-channel SWD and the real-vs-real floor): an
+  all-channel SWD can average artefacts of the photograph away behind a well-drawn label map.
+- Fundus: the vessel U-Net's reading of every photograph *at the U-Net's own scale* (the
+  photograph enlarged to ``vessels.train_resolution``, where it learnt vessel calibres, and
+  thresholded there): soft and thresholded vessel density, branch points, tortuosity. Reducing
+  the probability map to the GAN's resolution before thresholding averages thin vessels with
+  the background below the threshold and erases them and their junctions (see
+  ``structure_stats``), so it is not done.
+- MRI: the FLAIR-hyperintense and T1c-enhancing share of the brain.
+
+Each structure measure is summarised by its ratio to real (mean over generated images / mean
+over real images) and the distance ``|log ratio|`` (0 = as real; 2x and 0.5x are equally far).
+The verdict compares the two models' distances with a bootstrap over images.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import t as student_t
 
 from pggan_core.atomic import write_text_atomic
 from pggan_core.config import DataConfig
 from pggan_core.data.preprocess import brain_mask, fields_of_view
 from pggan_core.data.store import IMAGE_CHANNELS, PreparedDataset
-from pggan_core.data.vessels import ensure_vessel_unet, segment_vessels
+from pggan_core.data.vessels import enlarge_fundus, ensure_vessel_unet
 from pggan_core.evaluation import domain_stats
-from pggan_core.evaluation.swd import sliced_wasserstein, swd_options
+from pggan_core.evaluation.swd import sliced_wasserstein, swd_floor, swd_options
 from pggan_core.evaluation.vessel_agreement import VESSEL_LABEL_THRESHOLD
 from pggan_core.generate import sample_images
-from pggan_core.training.checkpoint import load_generator
+from pggan_core.provenance import derivation
+from pggan_core.training.checkpoint import load_generator, weights_fingerprint
+
+SEG, NOSEG = "with segmentation", "without segmentation"  # the two runs, as ``runs`` keys
+PAPER, AGAINST, UNCLEAR = "paper's direction", "against", "no clear difference"
+N_BOOTSTRAP = 1000  # resamples of the images per structure measure
+SWD_REPEATS = 10  # an SWD takes seconds: 10 resampled repeats, not 1000
+CONFIDENCE = 0.95
+DISTANCE = "|log(mean generated / mean real)|"
+SWD_IMAGE_LABEL = "SWD x1e3 to real (image channels)"
+BRIGHT = 0.5  # channels are z / z_clip with z_clip 4 by default: 0.5 means z > 2
+
+# what each measure is, for the sentences and the conclusion
+MEASURE_NAMES = {
+    "swd_image_channels": "SWD of the image channels",
+    "vessel_density_soft": "soft vessel density (mean U-Net probability)",
+    "vessel_density": "vessel density (thresholded)",
+    "branch_points": "vessel junctions",
+    "tortuosity": "vessel tortuosity",
+    "flair_hyperintense_fraction": "FLAIR-hyperintense share of the brain",
+    "t1c_enhancing_fraction": "T1c-enhancing share of the brain",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Structure in the image channels
+
+
+def vessel_maps_at_unet_scale(segmenter, images: np.ndarray, data_cfg: DataConfig,
+                              scale_to: int) -> tuple[np.ndarray, np.ndarray]:
+    """The U-Net's vessel probability of fundus images (N, >=3, R, R) in [-1, 1], at
+    ``scale_to`` px, and the field of view at that size: two (N, S, S) arrays.
+
+    Each photograph is enlarged bicubically to ``scale_to`` (its field of view, computed at
+    its own size, by nearest neighbour: ``vessels.enlarge_fundus``) and segmented there; the
+    map stays at that size. Real and generated images go through exactly this path.
+    """
+    fovs = fields_of_view(images, data_cfg)
+    enlarged = [enlarge_fundus(image, fov, scale_to) for image, fov in zip(images, fovs,
+                                                                           strict=True)]
+    if not enlarged:
+        empty = np.zeros((0, scale_to, scale_to))
+        return empty.astype(np.float32), empty.astype(bool)
+    rgbs, big_fovs = zip(*enlarged, strict=True)
+    probs = segmenter.segment_batch(list(rgbs), list(big_fovs))
+    return np.stack(probs).astype(np.float32), np.stack(big_fovs)
 
 
 def structure_stats(images: np.ndarray, dataset: str, data_cfg: DataConfig, segmenter=None,
-                    scale_to: int = 256) -> dict[str, np.ndarray]:
+                    scale_to: int = 256,
+                    threshold: float = VESSEL_LABEL_THRESHOLD) -> dict[str, np.ndarray]:
     """Anatomy measured from the image channels alone, so runs without segmentation compare.
 
-    Fundus: the vessel U-Net's map of the photograph (probability > 0.5), then vessel density,
-    branch points and tortuosity. MRI: the share of the brain that is FLAIR-hyperintense
-    (z > 2, oedema-like) and T1c-enhancing (z > 2, enhancing-tumour-like).
+    Fundus: the vessel U-Net's map of each photograph at ``scale_to`` px, the resolution it
+    was trained at (``vessel_maps_at_unet_scale``); ``vessel_density_soft`` is the mean
+    probability inside the field of view, and the map thresholded there (probability >
+    ``threshold``) gives vessel density, branch points and tortuosity
+    (``domain_stats.fundus_stats``). The map is not reduced to the images' own size before
+    thresholding: averaging a thin vessel's probability with the background around it drops
+    it below the threshold, which erases thin vessels and breaks the tree at its junctions.
+    MRI: the share of the brain that is FLAIR-hyperintense (z > 2, oedema-like) and
+    T1c-enhancing (z > 2, enhancing-tumour-like).
     """
     if dataset == "rop":
-        fov = fields_of_view(images, data_cfg)
-        vessels = segment_vessels(segmenter, images, scale_to, fov) > \
-            VESSEL_LABEL_THRESHOLD
-        return domain_stats.fundus_stats(vessels, fov)
+        probs, fovs = vessel_maps_at_unet_scale(segmenter, images, data_cfg, scale_to)
+        area = np.maximum(fovs.sum(axis=(1, 2)), 1)
+        soft = np.where(fovs.any(axis=(1, 2)), (probs * fovs).sum(axis=(1, 2)) / area, np.nan)
+        return {"vessel_density_soft": soft,
+                **domain_stats.fundus_stats(probs > threshold, fovs)}
     brain = brain_mask(images)
     area = np.maximum(brain.sum(axis=(1, 2)), 1)
-    bright = 0.5  # channels are z / z_clip with z_clip 4 by default: 0.5 means z > 2
-    return {"flair_hyperintense_fraction": ((images[:, 3] > bright) & brain).sum((1, 2)) / area,
-            "t1c_enhancing_fraction": ((images[:, 1] > bright) & brain).sum((1, 2)) / area}
+    return {"flair_hyperintense_fraction": ((images[:, 3] > BRIGHT) & brain).sum((1, 2)) / area,
+            "t1c_enhancing_fraction": ((images[:, 1] > BRIGHT) & brain).sum((1, 2)) / area}
 
 
-def compare_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0
+# ---------------------------------------------------------------------------------------------
+# Verdicts
+
+
+def verdict_from_interval(low: float, high: float) -> str:
+    """The verdict of an interval of (distance without − distance with segmentation): the
+    paper's direction when it lies above 0 (the channel brings the model closer to real),
+    against when below 0, no clear difference when it holds 0 or is undefined (NaN)."""
+    if low > 0:  # False for NaN; an infinite bound (one model found nothing) still counts
+        return PAPER
+    if high < 0:
+        return AGAINST
+    return UNCLEAR
+
+
+def ratio_distance(generated_mean: np.ndarray | float, real_mean: np.ndarray | float
+                   ) -> np.ndarray:
+    """``|log(generated / real)|``: 0 when the means agree, infinite when one side is 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.abs(np.log(np.asarray(generated_mean, float) / np.asarray(real_mean, float)))
+
+
+def _resampled_means(values: np.ndarray, n_resamples: int, rng: np.random.Generator
+                     ) -> np.ndarray:
+    """The NaN-ignoring mean of ``n_resamples`` bootstrap resamples of ``values``."""
+    picks = values[rng.integers(0, len(values), size=(n_resamples, len(values)))]
+    with warnings.catch_warnings():  # a resample of NaNs only (no tortuosity) has no mean
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(picks, axis=1)
+
+
+def _interval(differences: np.ndarray, confidence: float) -> list[float]:
+    """The central ``confidence`` percentile interval of the defined ``differences``.
+
+    The bounds are observed values (no interpolation), so an infinite difference (one model
+    found no vessel at all) stays infinite instead of becoming NaN.
+    """
+    defined = differences[~np.isnan(differences)]
+    if len(defined) == 0:
+        return [float("nan"), float("nan")]
+    tail = 50 * (1 - confidence)
+    return [float(v) for v in np.percentile(defined, [tail, 100 - tail],
+                                            method="inverted_cdf")]
+
+
+def bootstrap_verdict(real: np.ndarray, seg: np.ndarray, noseg: np.ndarray,
+                      n_resamples: int = N_BOOTSTRAP, seed: int = 0,
+                      confidence: float = CONFIDENCE) -> dict[str, Any]:
+    """Which model's per-image statistic is closer to real, with a bootstrap interval.
+
+    ``real``, ``seg`` and ``noseg`` are one value per image (NaN = undefined, left out). Each
+    model's distance to real is ``ratio_distance`` of the means; the three image sets are
+    resampled independently with replacement ``n_resamples`` times (fixed ``seed``), and the
+    central ``confidence`` interval of (noseg distance − seg distance) decides the verdict
+    (``verdict_from_interval``).
+
+    Returns ``real``, ``seg``, ``noseg`` (means), ``seg_ratio``, ``noseg_ratio``,
+    ``seg_distance``, ``noseg_distance``, ``difference`` (noseg − seg distance), ``interval``
+    and ``verdict``.
+    """
+    real, seg, noseg = (np.asarray(v, float) for v in (real, seg, noseg))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = {name: float(np.nanmean(v)) if len(v) else float("nan")
+                 for name, v in (("real", real), ("seg", seg), ("noseg", noseg))}
+    rng = np.random.default_rng(seed)
+    boot = {name: _resampled_means(v, n_resamples, rng)
+            for name, v in (("real", real), ("seg", seg), ("noseg", noseg))}
+    with np.errstate(invalid="ignore"):  # both distances infinite: no difference to rank
+        differences = (ratio_distance(boot["noseg"], boot["real"]) -
+                       ratio_distance(boot["seg"], boot["real"]))
+    interval = _interval(differences, confidence)
+    record: dict[str, Any] = dict(means)
+    for name in ("seg", "noseg"):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            record[f"{name}_ratio"] = float(np.float64(means[name]) / means["real"])
+        record[f"{name}_distance"] = float(ratio_distance(means[name], means["real"]))
+    with np.errstate(invalid="ignore"):
+        record["difference"] = record["noseg_distance"] - record["seg_distance"]
+    record["interval"] = interval
+    record["verdict"] = verdict_from_interval(*interval)
+    return record
+
+
+def swd_verdict(real: np.ndarray, seg: np.ndarray, noseg: np.ndarray, floor_real: np.ndarray,
+                swd_settings: dict[str, int], seed: int = 0, repeats: int = SWD_REPEATS,
+                confidence: float = CONFIDENCE) -> dict[str, Any]:
+    """SWD (x1e3) of each model's images to ``real``, the real-vs-real floor, and a verdict.
+
+    The values are ``sliced_wasserstein`` of the full sets (seed ``seed``), the floor that of
+    ``real`` against the disjoint ``floor_real``. The interval of (noseg SWD − seg SWD) is the
+    normal bootstrap interval: the full sets' difference ± Student's t quantile (``repeats`` − 1
+    degrees of freedom) x the standard deviation of the difference over ``repeats`` repeats,
+    each on a bootstrap resample of the real and both generated sets with an SWD seed of its
+    own (patch positions and projection directions), shared by the two models so they are
+    compared on the same real patches and directions. A few repeats cannot give percentiles
+    (the 2.5% and 97.5% of 10 values are their minimum and maximum, which hold only about 82%
+    of the distribution); their spread can.
+
+    Returns ``real`` (the floor), ``seg``, ``noseg``, ``seg_ratio`` and ``noseg_ratio`` (SWD /
+    floor), ``seg_distance`` and ``noseg_distance`` (the SWD itself), ``difference``,
+    ``interval``, ``verdict`` and ``repeat_differences`` (each repeat's noseg − seg SWD).
+    """
+    values = {name: sliced_wasserstein(real, fake, seed=seed, **swd_settings)["swd_mean"]
+              for name, fake in (("seg", seg), ("noseg", noseg))}
+    floor = swd_floor(real, floor_real, seed=seed, **swd_settings)["swd_mean"]
+    rng = np.random.default_rng(seed)
+    differences = []
+    for _ in range(repeats):
+        picks = [rng.integers(0, len(images), len(images)) for images in (real, seg, noseg)]
+        repeat_seed = int(rng.integers(2**31))
+        real_b, seg_b, noseg_b = (images[p] for images, p in zip((real, seg, noseg), picks,
+                                                                  strict=True))
+        differences.append(
+            sliced_wasserstein(real_b, noseg_b, seed=repeat_seed, **swd_settings)["swd_mean"] -
+            sliced_wasserstein(real_b, seg_b, seed=repeat_seed, **swd_settings)["swd_mean"])
+    difference = values["noseg"] - values["seg"]
+    half_width = student_t.ppf(0.5 + confidence / 2, repeats - 1) * np.std(differences, ddof=1)
+    interval = [float(difference - half_width), float(difference + half_width)]
+    return {"real": floor, "seg": values["seg"], "noseg": values["noseg"],
+            "seg_ratio": values["seg"] / floor, "noseg_ratio": values["noseg"] / floor,
+            "seg_distance": values["seg"], "noseg_distance": values["noseg"],
+            "difference": difference, "interval": interval,
+            "verdict": verdict_from_interval(*interval), "repeat_differences": differences}
+
+
+# ---------------------------------------------------------------------------------------------
+# The comparison
+
+
+def compare_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0,
+                     n_resamples: int = N_BOOTSTRAP, swd_repeats: int = SWD_REPEATS
                      ) -> dict[str, Any]:
     """The paper's Figure 3 as numbers: same budget, with and without segmentation channels.
 
-    Both runs are judged on their image channels only: SWD to the real images and the
-    structure statistics of ``structure_stats`` (for the fundus on ``eval.n_auc_images`` of
-    them, as the U-Net is slow), each against the same real images. Writes
-    ``ablation.json`` into ``seg_run`` and returns it.
+    Both runs draw ``eval.n_generated`` images (fixed ``seed``); 2 x that many real training
+    images are drawn, the first half the reference, the second the SWD floor's. Measured on
+    the image channels only: SWD (``swd_verdict``; the all-channel SWD and floors beside it)
+    and the structure statistics of ``structure_stats`` (fundus: the U-Net at its training
+    resolution, on ``eval.n_auc_images`` images per set as it is the slow part), each with a
+    bootstrap verdict (``bootstrap_verdict``). Writes ``ablation.json`` into ``seg_run`` and
+    returns it; ``ablation_conclusion`` is stored in it as ``conclusion``.
     """
     seg_run, noseg_run = Path(seg_run), Path(noseg_run)
     run_info = json.loads((seg_run / "run.json").read_text())
     dataset, data = run_info["dataset"], PreparedDataset(run_info["data_dir"])
     n_image = IMAGE_CHANNELS[dataset]
-    runs = {"with segmentation": seg_run, "without segmentation": noseg_run}
+    runs = {SEG: seg_run, NOSEG: noseg_run}
     generators = {name: load_generator(path) for name, path in runs.items()}
-    info = generators["with segmentation"][1]
+    info = generators[SEG][1]
     config, resolution = info["config"], info["resolution"]
     train_idx = data.split_indices("train")
-    n = min(config.eval.n_generated, len(train_idx))
-    real = data.batch(np.random.default_rng(seed).choice(train_idx, n, replace=False),
-                      resolution)[:, :n_image]
+    n = min(config.eval.n_generated, len(train_idx) // 2)
+    drawn = np.random.default_rng(seed).choice(train_idx, 2 * n, replace=False)
+    real_all = data.batch(drawn, resolution)  # real[:n] is the reference, real[n:] the floor's
+    real, floor_real = real_all[:n, :n_image], real_all[n:, :n_image]
+    fakes = {name: sample_images(G, n, resolution, config.model.latent_dim, seed)
+             for name, (G, _) in generators.items()}
+    swd_settings = swd_options(config.eval)
+
     segmenter = ensure_vessel_unet(config, progress=False) if dataset == "rop" else None
     scale = config.vessels.train_resolution
-    k = config.eval.n_auc_images if dataset == "rop" else n  # U-Net scoring is the slow part
-    real_stats = structure_stats(real[:k], dataset, config.data, segmenter, scale)
-    swd_settings = swd_options(config.eval)
-    result: dict[str, Any] = {"dataset": dataset, "resolution": resolution, "n": n,
-                              "seed": seed, "runs": {}}
-    for name, (G, _) in generators.items():
-        fake = sample_images(G, n, resolution, config.model.latent_dim, seed)[:, :n_image]
-        table = domain_stats.compare_distributions(
-            real_stats, structure_stats(fake[:k], dataset, config.data, segmenter, scale))
-        result["runs"][name] = {
+    k = min(config.eval.n_auc_images, n) if dataset == "rop" else n
+    stats = {"real": structure_stats(real[:k], dataset, config.data, segmenter, scale)}
+    for name, fake in fakes.items():
+        stats[name] = structure_stats(fake[:k, :n_image], dataset, config.data, segmenter,
+                                      scale)
+
+    swd_record = swd_verdict(real, fakes[SEG][:, :n_image], fakes[NOSEG][:, :n_image],
+                             floor_real, swd_settings, seed, swd_repeats)
+    runs_out: dict[str, Any] = {}
+    for name, fake in fakes.items():
+        swd_image = swd_record["seg" if name == SEG else "noseg"]
+        channels = fake.shape[1]
+        runs_out[name] = {
             "run": str(runs[name]),
-            "swd_mean": sliced_wasserstein(real, fake, seed=seed,
-                                                   **swd_settings)["swd_mean"],
-            "structure": table.reset_index().to_dict(orient="records"),
+            "n_channels": channels,
+            "swd_mean": swd_image,  # image channels only, as before
+            "swd_image_channels_mean": swd_image,
+            # every channel the model draws (without segmentation: the image channels again)
+            "swd_all_channels_mean": swd_image if channels == n_image else sliced_wasserstein(
+                real_all[:n, :channels], fake, seed=seed, **swd_settings)["swd_mean"],
+            "structure": domain_stats.compare_distributions(stats["real"], stats[name])
+            .reset_index().to_dict(orient="records"),
         }
+    channels_seg = fakes[SEG].shape[1]
+    verdicts = [{"measure": "swd_image_channels", "label": SWD_IMAGE_LABEL,
+                 "method": f"SWD x1e3, normal interval from {swd_repeats} bootstrap/seed "
+                           "repeats; real = the real-vs-real floor; ratio = SWD / floor",
+                 **swd_record}]
+    for measure in stats["real"]:
+        record = bootstrap_verdict(stats["real"][measure], stats[SEG][measure],
+                                   stats[NOSEG][measure], n_resamples, seed)
+        verdicts.append({"measure": measure, "label": measure,
+                         "method": f"{DISTANCE}, {n_resamples} bootstrap resamples", **record})
+    result: dict[str, Any] = {
+        "dataset": dataset, "resolution": resolution, "n": n, "n_structure": k, "seed": seed,
+        "image_channels": n_image, "distance": DISTANCE,
+        "vessel_reading": None if dataset != "rop" else {
+            "scale_px": scale, "threshold": VESSEL_LABEL_THRESHOLD,
+            "path": f"photographs enlarged bicubically from {resolution} px to {scale} px "
+                    "(the U-Net's training resolution), field of view by nearest neighbour; "
+                    f"vessel where the probability > {VESSEL_LABEL_THRESHOLD} at {scale} px; "
+                    "real and generated images alike"},
+        "bootstrap": {"n_resamples": n_resamples, "seed": seed, "confidence": CONFIDENCE,
+                      "swd_repeats": swd_repeats,
+                      "structure": "real, with- and without-segmentation images resampled "
+                                   "independently with replacement",
+                      "swd": "normal interval: difference ± t quantile x standard deviation "
+                             "over the repeats, each a bootstrap resample of the three sets "
+                             "and an SWD seed of its own (patches, projections), shared by "
+                             "both models"},
+        "swd_floor_image_channels_mean": swd_record["real"],
+        "swd_floor_all_channels_mean": swd_floor(
+            real_all[:n, :channels_seg], real_all[n:, :channels_seg], seed=seed,
+            **swd_settings)["swd_mean"],
+        "runs": runs_out,
+        # what the book checks it against (the run with segmentation's generator, the code,
+        # the config); the other generator's weights are recorded beside it
+        "derivation": derivation("ablation", weights_fingerprint(generators[SEG][0]), config),
+        "noseg_generator_sha256": weights_fingerprint(generators[NOSEG][0]),
+    }
+    result["verdicts"] = verdicts
+    result["conclusion"] = ablation_conclusion(result)
     write_text_atomic(seg_run / "ablation.json", json.dumps(result, indent=2, default=float))
     return result
 
 
+# ---------------------------------------------------------------------------------------------
+# What the page shows
+
+
+def ablation_method(result: dict[str, Any]) -> str:
+    """How ``compare_ablation`` measured, in words, from the result itself."""
+    boot = result["bootstrap"]
+    lines = [f"{result['n']} generated images per model against {result['n']} real ones "
+             f"({result['dataset']}, {result['resolution']} px); structure on "
+             f"{result['n_structure']} images per set."]
+    reading = result.get("vessel_reading")
+    if reading:
+        lines.append(f"Vessel maps: {reading['path']} (threshold {reading['threshold']}).")
+    lines.append(f"Distance to real: {result['distance']}; SWD: the SWD itself. Verdict: the "
+                 f"{boot['confidence']:.0%} interval of (distance without − distance with "
+                 f"segmentation) above 0 = \"{PAPER}\", below 0 = \"{AGAINST}\", else "
+                 f"\"{UNCLEAR}\". Structure: {boot['n_resamples']} bootstrap resamples "
+                 f"({boot['structure']}, seed {boot['seed']}); SWD: {boot['swd_repeats']} "
+                 f"repeats ({boot['swd']}).")
+    return "\n".join(lines)
+
+
 def ablation_table(result: dict[str, Any]) -> pd.DataFrame:
-    """One row per statistic: real mean, and each run's mean and distance to real."""
-    rows: dict[str, dict[str, Any]] = {}
-    for name, run in result["runs"].items():
-        rows.setdefault("SWD x1e3 to real (image channels)", {})[f"{name} (mean)"] = \
-            run["swd_mean"]
-        for stat in run["structure"]:
-            row = rows.setdefault(stat["statistic"], {"real (mean)": stat["real_mean"]})
-            row[f"{name} (mean)"] = stat["fake_mean"]
-            row[f"{name}: distance to real"] = stat["wasserstein"]
-    columns = ["real (mean)"] + [f"{name}{suffix}" for name in result["runs"]
-                                 for suffix in (" (mean)", ": distance to real")]
-    return pd.DataFrame.from_dict(rows, orient="index").reindex(columns=columns)
+    """One row per measure: real (the floor for SWD), each run's value and ratio to real,
+    the interval of (distance without − distance with segmentation) and the verdict."""
+    percent = f"{result['bootstrap']['confidence']:.0%}"
+    rows = {
+        record["label"]: {
+            "real (mean)": record["real"],
+            f"{SEG} (mean)": record["seg"],
+            f"{NOSEG} (mean)": record["noseg"],
+            f"{SEG}: x real": record["seg_ratio"],
+            f"{NOSEG}: x real": record["noseg_ratio"],
+            f"{percent} interval (without - with distance)":
+                "[{:.3g}, {:.3g}]".format(*record["interval"]),
+            "verdict": record["verdict"],
+        } for record in result["verdicts"]}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def swd_table(result: dict[str, Any]) -> pd.DataFrame:
+    """SWD x1e3 to real of the image channels and of every generated channel, beside the
+    real-vs-real floors: a gap between the rows shows what the label channels average away."""
+    runs = result["runs"]
+    return pd.DataFrame({
+        f"{SEG}": [runs[SEG]["swd_image_channels_mean"], runs[SEG]["swd_all_channels_mean"]],
+        f"{NOSEG}": [runs[NOSEG]["swd_image_channels_mean"],
+                     runs[NOSEG]["swd_all_channels_mean"]],
+        "real vs real (floor)": [result["swd_floor_image_channels_mean"],
+                                 result["swd_floor_all_channels_mean"]],
+    }, index=[f"image channels ({result['image_channels']})",
+              f"all generated channels ({runs[SEG]['n_channels']} with, "
+              f"{runs[NOSEG]['n_channels']} without)"])
 
 
 def ablation_verdicts(result: dict[str, Any]) -> list[str]:
-    """One sentence per measure of ``compare_ablation``: which model is closer to the real
-    images, with the numbers, so the page states the direction the data show, either way."""
-    runs = result["runs"]
-    seg, noseg = runs["with segmentation"], runs["without segmentation"]
+    """One sentence per measure of ``compare_ablation`` (the rows of ``ablation_table``):
+    which model is closer to the real images, with the numbers, and the verdict with its
+    interval, so the page states the direction the data show, either way."""
     lines = []
-    better = "with" if seg["swd_mean"] < noseg["swd_mean"] else "without"
-    lines.append(f"SWD to the real images (lower is closer): {seg['swd_mean']:.1f} with "
-                 f"segmentation, {noseg['swd_mean']:.1f} without: the model {better} "
-                 "segmentation channels is closer.")
-    by_name = {row["statistic"]: row for row in noseg["structure"]}
-    for row in seg["structure"]:
-        other = by_name[row["statistic"]]
-        better = "with" if row["wasserstein"] < other["wasserstein"] else "without"
-        lines.append(f"{row['statistic'].replace('_', ' ')}: real {row['real_mean']:.3g}, with "
-                     f"segmentation {row['fake_mean']:.3g}, without {other['fake_mean']:.3g}: "
-                     f"the model {better} segmentation channels is closer to real.")
+    for record in result["verdicts"]:
+        closer = "with" if record["seg_distance"] < record["noseg_distance"] else "without"
+        low, high = record["interval"]
+        verdict = f"interval of (without − with) [{low:.3g}, {high:.3g}]: {record['verdict']}."
+        if record["measure"] == "swd_image_channels":
+            lines.append(f"SWD to the real images (image channels, lower is closer): "
+                         f"{record['seg']:.1f} with segmentation, {record['noseg']:.1f} "
+                         f"without, floor {record['real']:.1f}: the model {closer} "
+                         f"segmentation channels is closer; {verdict}")
+            continue
+        lines.append(f"{MEASURE_NAMES.get(record['measure'], record['measure'])}: real "
+                     f"{record['real']:.3g}, with segmentation {record['seg']:.3g} "
+                     f"({record['seg_ratio']:.2f}x real), without {record['noseg']:.3g} "
+                     f"({record['noseg_ratio']:.2f}x): the model {closer} segmentation "
+                     f"channels is closer to real; {verdict}")
     return lines
+
+
+def ablation_conclusion(result: dict[str, Any]) -> str:
+    """The page's conclusion, written from the verdicts of ``compare_ablation`` alone."""
+    groups: dict[str, list[str]] = {PAPER: [], AGAINST: [], UNCLEAR: []}
+    for record in result["verdicts"]:
+        groups[record["verdict"]].append(MEASURE_NAMES.get(record["measure"],
+                                                           record["measure"]))
+    listed = "; ".join(f"{verdict}: {', '.join(names)}" for verdict, names in groups.items()
+                       if names)
+    if groups[PAPER] and not groups[AGAINST]:
+        summary = ("Every measure that separates the two models favours the one trained with "
+                   "segmentation channels, as the paper says.")
+    elif groups[AGAINST] and not groups[PAPER]:
+        summary = ("Every measure that separates the two models favours the one trained "
+                   "without segmentation channels, against the paper's claim.")
+    elif groups[PAPER]:
+        summary = (f"The measures disagree: the model with segmentation channels is closer "
+                   f"to real in {', '.join(groups[PAPER])}, but further from it in "
+                   f"{', '.join(groups[AGAINST])}.")
+    else:
+        summary = ("No measure separates the two models beyond its bootstrap interval: this "
+                   "build neither supports nor contradicts the paper's claim.")
+    return (f"{summary} ({listed}.) The intervals cover the sampling of images, not training: "
+            "each model is one training run, and a second seed could move it further.")
