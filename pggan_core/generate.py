@@ -1,6 +1,9 @@
-"""Drawing images from a trained generator: from given latents, or ``n`` from a seed."""
+"""Drawing images from a trained generator: from given latents, or ``n`` from a seed; and how
+many directions of its latent the drawing actually moves along (``latent_usage``)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,3 +28,50 @@ def sample_images(G: nn.Module, n: int, resolution: int, latent_dim: int, seed: 
     """``n`` images from fixed-seed latents, float32 (n, C, R, R) clipped to [-1, 1]."""
     z = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
     return np.clip(images_from_latents(G, z, resolution, 1.0), -1.0, 1.0)
+
+
+LATENT_USAGE_SEED = 1_000_003  # its own latent stream, apart from any training draw
+LATENT_USAGE_SAMPLES = 4  # latents the generator's Jacobian is taken at (``latent_usage``)
+
+
+LATENT_USAGE_STEP = 0.05  # central-difference step along each latent axis
+
+
+@torch.no_grad()
+def latent_usage(G: nn.Module, resolution: int, alpha: float = 1.0,
+                 latent_dim: int | None = None, n: int = LATENT_USAGE_SAMPLES,
+                 seed: int = LATENT_USAGE_SEED, step: float = LATENT_USAGE_STEP) -> dict[str, Any]:
+    """How many latent directions the generator's image actually moves along.
+
+    The Jacobian of the image (every pixel of every channel) with respect to z, by central
+    differences of ``step`` along each of the ``latent_dim`` axes (default ``G.latent_dim``),
+    at ``n`` random latents; its singular values say how strongly each direction of z changes
+    the picture. Returns the mean spectrum with each latent's largest value scaled to 1
+    (``spectrum``), its participation ratio ``(sum s²)² / sum s⁴`` (``participation_ratio``:
+    the effective number of directions, ``latent_dim`` for a generator that uses every
+    direction equally, 1 for one that moves along a single direction) and the share of the
+    squared singular values in the top tenth of directions (``top_decile_share``).
+
+    An encoder can only recover what changes the image, so a low ratio bounds its R² from the
+    generator's side. Runs in fp32 whatever the caller's autocast: a difference of two bf16
+    images at this step would be mostly rounding.
+    """
+    dim = G.latent_dim if latent_dim is None else latent_dim
+    device = next(G.parameters()).device
+    offsets = torch.eye(dim) * step
+    spectra = []
+    with torch.autocast(device.type, enabled=False):
+        for z in torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)):
+            plus = images_from_latents(G, z + offsets, resolution, alpha).reshape(dim, -1)
+            minus = images_from_latents(G, z - offsets, resolution, alpha).reshape(dim, -1)
+            jacobian = torch.from_numpy((plus - minus) / (2 * step)).to(torch.float64)
+            # singular values from the (dim, dim) Gram matrix: an SVD of the (dim, pixels)
+            # Jacobian itself would be slow and large at 512 px
+            squared = torch.linalg.eigvalsh(jacobian @ jacobian.T).flip(0).clamp(min=0)
+            spectra.append(squared.sqrt().numpy())
+    relative = np.mean([values / values[0] for values in spectra], axis=0)
+    power = relative ** 2
+    top = max(1, dim // 10)
+    return {"participation_ratio": float(power.sum() ** 2 / (power ** 2).sum()),
+            "latent_dim": dim, "top_decile_share": float(power[:top].sum() / power.sum()),
+            "spectrum": [round(float(v), 5) for v in relative], "n_latents": n, "step": step}

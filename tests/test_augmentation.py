@@ -335,8 +335,11 @@ def test_a_study_of_another_generator_is_set_aside_not_shown(tiny_run_copy):
     result, origin = current_study(tiny_run_copy)
     assert result is not None and "not by this build" in origin
     saved = json.loads((tiny_run_copy / RESULT_FILE).read_text())
-    saved["gan"]["generator_sha256"] = "0" * 64
-    (tiny_run_copy / RESULT_FILE).write_text(json.dumps(saved))
-    result, origin = current_study(tiny_run_copy)
-    assert result is None and "another generator" in origin
-    assert (tiny_run_copy / STALE_FILE).is_file() and not (tiny_run_copy / RESULT_FILE).exists()
+    for change, reason in ((("generator_sha256", "0" * 64), "generator weights differ"),
+                           (("code_sha256", "0" * 64), "code that computes it changed")):
+        changed = {**saved, "derivation": dict([*saved["derivation"].items(), change])}
+        (tiny_run_copy / RESULT_FILE).write_text(json.dumps(changed))
+        result, origin = current_study(tiny_run_copy)
+        assert result is None and reason in origin
+        assert (tiny_run_copy / STALE_FILE).is_file()
+        assert not (tiny_run_copy / RESULT_FILE).exists()

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from pggan_core.config import load_config
-from pggan_core.latent.encoder import encode_run, latent_usage
+from pggan_core.generate import latent_usage
+from pggan_core.latent.encoder import encode_run
 from pggan_core.latent.reconstruction import (
     ReconstructionScores,
     detail_cores,

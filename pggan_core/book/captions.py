@@ -19,6 +19,15 @@ DATASET_TITLES = {"rop": "Fundus photographs (ROP)", "brats": "Glioma MRI (BraTS
 DATASET_SHORT = {"rop": "ROP", "brats": "BraTS"}
 
 
+def say(*texts: str) -> None:
+    """Print each line of ``texts`` wrapped to what a code cell's output shows unscrolled
+    (``NOTE_WIDTH``), a wrapped line's continuation indented."""
+    for text in texts:
+        for line in str(text).splitlines() or [""]:
+            print(textwrap.fill(line, NOTE_WIDTH, subsequent_indent="  ",
+                                break_long_words=False, break_on_hyphens=False) or "")
+
+
 def provenance_banner(profile: str, seed: int, dataset: str | None = None,
                       source: str | Path | None = None) -> str:
     """A line for the top of a page or a notebook's output, e.g.

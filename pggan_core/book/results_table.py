@@ -272,9 +272,8 @@ def _augmentation_rule(r: dict[str, Any]) -> str:
 
 
 CLAIMS = (
-    Claim("The GAN's own vessel channel predicts the vessels a U-Net segments from the "
-          "synthetic photograph (AUC). It scores only the vessels the U-Net finds in the "
-          "generated photographs; the Figure 3 row judges the photographs' vessels themselves",
+    Claim("The GAN's vessel channel predicts the vessels a U-Net finds in its photograph "
+          "(AUC; it scores only the vessels the U-Net finds: the Figure 3 row judges them)",
           "Image Quality", "0.97", ("rop",),
           lambda r: _with_refs(r, "vessel_agreement_auc",
                                [("held-out real with true masks",

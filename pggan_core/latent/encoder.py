@@ -37,7 +37,7 @@ from pggan_core.config import Config
 from pggan_core.data.store import PreparedDataset
 from pggan_core.device import pick_device
 from pggan_core.errors import RunNotFoundError
-from pggan_core.generate import images_from_latents
+from pggan_core.generate import images_from_latents, latent_usage
 from pggan_core.latent.reconstruction import ReconstructionScores
 from pggan_core.precision import autocast, resolve
 from pggan_core.progress import Progress
@@ -158,52 +158,6 @@ def inversion_r2(G: nn.Module, encoder: Encoder, resolution: int, alpha: float =
             images, images_from_latents(G, optimised, resolution, alpha))),
         "steps": steps, "samples": n,
     }
-
-
-LATENT_USAGE_SAMPLES = 4  # latents the generator's Jacobian is taken at (``latent_usage``)
-
-
-LATENT_USAGE_STEP = 0.05  # central-difference step along each latent axis
-
-
-@torch.no_grad()
-def latent_usage(G: nn.Module, resolution: int, alpha: float = 1.0,
-                 latent_dim: int | None = None, n: int = LATENT_USAGE_SAMPLES,
-                 seed: int = R2_SEED, step: float = LATENT_USAGE_STEP) -> dict[str, Any]:
-    """How many latent directions the generator's image actually moves along.
-
-    The Jacobian of the image (every pixel of every channel) with respect to z, by central
-    differences of ``step`` along each of the ``latent_dim`` axes (default ``G.latent_dim``),
-    at ``n`` random latents; its singular values say how strongly each direction of z changes
-    the picture. Returns the mean spectrum with each latent's largest value scaled to 1
-    (``spectrum``), its participation ratio ``(sum s²)² / sum s⁴`` (``participation_ratio``:
-    the effective number of directions, ``latent_dim`` for a generator that uses every
-    direction equally, 1 for one that moves along a single direction) and the share of the
-    squared singular values in the top tenth of directions (``top_decile_share``).
-
-    An encoder can only recover what changes the image, so a low ratio bounds its R² from the
-    generator's side. Runs in fp32 whatever the caller's autocast: a difference of two bf16
-    images at this step would be mostly rounding.
-    """
-    dim = G.latent_dim if latent_dim is None else latent_dim
-    device = next(G.parameters()).device
-    offsets = torch.eye(dim) * step
-    spectra = []
-    with torch.autocast(device.type, enabled=False):
-        for z in torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)):
-            plus = images_from_latents(G, z + offsets, resolution, alpha).reshape(dim, -1)
-            minus = images_from_latents(G, z - offsets, resolution, alpha).reshape(dim, -1)
-            jacobian = torch.from_numpy((plus - minus) / (2 * step)).to(torch.float64)
-            # singular values from the (dim, dim) Gram matrix: an SVD of the (dim, pixels)
-            # Jacobian itself would be slow and large at 512 px
-            squared = torch.linalg.eigvalsh(jacobian @ jacobian.T).flip(0).clamp(min=0)
-            spectra.append(squared.sqrt().numpy())
-    relative = np.mean([values / values[0] for values in spectra], axis=0)
-    power = relative ** 2
-    top = max(1, dim // 10)
-    return {"participation_ratio": float(power.sum() ** 2 / (power ** 2).sum()),
-            "latent_dim": dim, "top_decile_share": float(power[:top].sum() / power.sum()),
-            "spectrum": [round(float(v), 5) for v in relative], "n_latents": n, "step": step}
 
 
 # An optimised redraw this much closer to its image than the encoder's counts as "exact".

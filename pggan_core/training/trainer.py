@@ -63,6 +63,7 @@ from pggan_core.errors import (
     TrainingInterrupted,
 )
 from pggan_core.evaluation.swd import SWD_PATCH, sliced_wasserstein
+from pggan_core.generate import latent_usage
 from pggan_core.progress import Progress
 from pggan_core.training import checkpoint as ckpt
 from pggan_core.training.allocator import keep_freed_memory
@@ -647,7 +648,8 @@ class Trainer:
 
     def _log_phase_swd(self, phase: Phase, G: nn.Module) -> None:
         """Append the phase-end SWD (EMA generator against real images at this resolution,
-        and the real-vs-real floor when there are enough images) to ``phase_metrics.jsonl``.
+        and the real-vs-real floor when there are enough images) and the generator's latent
+        participation ratio (``generate.latent_usage``) to ``phase_metrics.jsonl``.
 
         Below 8 px a 7x7 SWD patch does not fit, so the SWD there is None.
         """
@@ -670,6 +672,9 @@ class Trainer:
             record["swd_mean"] = sliced_wasserstein(first, fakes, **swd)["swd_mean"]
             if len(second) == PHASE_SWD_IMAGES:
                 record["swd_floor_mean"] = sliced_wasserstein(first, second, **swd)["swd_mean"]
+        # how many latent directions the drawing moves along, phase by phase (its own latent
+        # stream: the training draws are not touched)
+        record["latent_participation_ratio"] = latent_usage(G, res, 1.0)["participation_ratio"]
         with open(self.out_dir / "phase_metrics.jsonl", "a") as fh:
             fh.write(json.dumps(record) + "\n")
 
