@@ -50,7 +50,7 @@ def test_ablation_compares_both_runs_on_image_channels(tiny_run_copy, tiny_data,
         result["runs"]["without segmentation"]["swd_mean"] else "without"
     assert f"the model {closer} segmentation channels is closer" in verdicts[0]
     assert "vessel_density" in table.index
-    assert np.isfinite(table.loc["vessel_density", "real (mean)"])
+    assert np.isfinite(float(table.loc["vessel_density", "real (mean)"]))
     assert (seg / "ablation.json").is_file()
 
 

@@ -216,7 +216,8 @@ def build_book(profile: str = "demo", datasets: Sequence[str] = DATASETS,
     if check:
         from pggan_core.book.browser_check import check_book
 
-        problems = check_book(html, screenshots=out / "screenshots")
+        with _timer("checking every page in headless Chromium", []):
+            problems = check_book(html, screenshots=out / "screenshots")
         if problems:
             raise BookError("the built book has problems:\n" + "\n".join(problems))
     return html

@@ -371,14 +371,16 @@ def ablation_table(result: dict[str, Any]) -> pd.DataFrame:
     """One row per measure: real (the floor for SWD), each run's value and ratio to real,
     the interval of (distance without − distance with segmentation) and the verdict."""
     percent = f"{result['bootstrap']['confidence']:.0%}"
+
+    def with_ratio(value: float, ratio: float) -> str:  # one column per model: fits a page
+        return f"{value:.3g} ({ratio:.2f}× real)"
+
     rows = {
         record["label"]: {
-            "real (mean)": record["real"],
-            f"{SEG} (mean)": record["seg"],
-            f"{NOSEG} (mean)": record["noseg"],
-            f"{SEG}: x real": record["seg_ratio"],
-            f"{NOSEG}: x real": record["noseg_ratio"],
-            f"{percent} interval (without - with distance)":
+            "real (mean)": f"{record['real']:.3g}",
+            f"{SEG} (mean)": with_ratio(record["seg"], record["seg_ratio"]),
+            f"{NOSEG} (mean)": with_ratio(record["noseg"], record["noseg_ratio"]),
+            f"{percent} interval (without − with distance)":
                 "[{:.3g}, {:.3g}]".format(*record["interval"]),
             "verdict": record["verdict"],
         } for record in result["verdicts"]}
