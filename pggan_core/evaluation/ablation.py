@@ -380,8 +380,8 @@ def ablation_table(result: dict[str, Any]) -> pd.DataFrame:
             "real (mean)": f"{record['real']:.3g}",
             f"{SEG} (mean)": with_ratio(record["seg"], record["seg_ratio"]),
             f"{NOSEG} (mean)": with_ratio(record["noseg"], record["noseg_ratio"]),
-            f"{percent} interval (without − with distance)":
-                "[{:.3g}, {:.3g}]".format(*record["interval"]),
+            # of (distance without - distance with segmentation), as ablation_method says
+            f"{percent} interval": "[{:.3g}, {:.3g}]".format(*record["interval"]),
             "verdict": record["verdict"],
         } for record in result["verdicts"]}
     return pd.DataFrame.from_dict(rows, orient="index")
