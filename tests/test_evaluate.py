@@ -49,8 +49,8 @@ def test_ablation_compares_both_runs_on_image_channels(tiny_run_copy, tiny_data,
     closer = "with" if result["runs"]["with segmentation"]["swd_mean"] < \
         result["runs"]["without segmentation"]["swd_mean"] else "without"
     assert f"the model {closer} segmentation channels is closer" in verdicts[0]
-    assert "vessel_density" in table.index
-    assert np.isfinite(float(table.loc["vessel_density", "real (mean)"]))
+    assert "vessel density" in table.index
+    assert np.isfinite(float(table.loc["vessel density", "real (mean)"]))
     assert (seg / "ablation.json").is_file()
 
 

@@ -373,13 +373,13 @@ def ablation_table(result: dict[str, Any]) -> pd.DataFrame:
     percent = f"{result['bootstrap']['confidence']:.0%}"
 
     def with_ratio(value: float, ratio: float) -> str:  # one column per model: fits a page
-        return f"{value:.3g} ({ratio:.2f}× real)"
+        return f"{value:.3g} ({ratio:.2f}×)"
 
-    rows = {
-        record["label"]: {
+    rows = {  # labels with spaces, so a narrow column can wrap them
+        record["label"].replace("_", " "): {
             "real (mean)": f"{record['real']:.3g}",
-            f"{SEG} (mean)": with_ratio(record["seg"], record["seg_ratio"]),
-            f"{NOSEG} (mean)": with_ratio(record["noseg"], record["noseg_ratio"]),
+            f"{SEG} (mean, × real)": with_ratio(record["seg"], record["seg_ratio"]),
+            f"{NOSEG} (mean, × real)": with_ratio(record["noseg"], record["noseg_ratio"]),
             # of (distance without - distance with segmentation), as ablation_method says
             f"{percent} interval": "[{:.3g}, {:.3g}]".format(*record["interval"]),
             "verdict": record["verdict"],
