@@ -264,6 +264,7 @@ def test_the_claims_table_reads_the_augmentation_rows(tmp_path, monkeypatch):
     from pggan_core.training import checkpoint
 
     monkeypatch.setattr(folder, "stale_result", lambda *args: None)  # tests/test_derived.py
+    monkeypatch.setattr(folder, "run_generator", lambda run: ("", None))
     monkeypatch.setattr(checkpoint, "has_generator", lambda run: True)
     run = tmp_path / "runs" / "rop" / "smoke" / "seg"
     run.mkdir(parents=True)

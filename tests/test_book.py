@@ -66,6 +66,7 @@ def results_hold(monkeypatch):
     from pggan_core.training import checkpoint
 
     monkeypatch.setattr(folder, "stale_result", lambda *args: None)
+    monkeypatch.setattr(folder, "run_generator", lambda run: ("", None))
     monkeypatch.setattr(checkpoint, "has_generator", lambda run: True)
 
 

@@ -384,29 +384,6 @@ def scale_text(profile: str, dataset: str = "rop") -> str:
             f"an encoder trained for {config.encoder.iterations:,} iterations")
 
 
-ABLATION_VERDICTS = ("paper's direction", "against", "no clear difference")
-
-
-def ablation_verdict_counts(results: dict[str, Any]) -> dict[str, int] | None:
-    """How many of the ablation's measures came out in the paper's direction, against it or
-    with no clear difference, from a run's current results (``results_table.read_results``:
-    ``ablation.json``'s ``verdicts``, each a dict with a ``verdict``); None where the file is
-    missing or stale, or holds no verdicts in that form."""
-    from pggan_core.book.results_table import FILES
-
-    ablation = (results.get(FILES) or {}).get("ablation.json") or {}
-    verdicts = ablation.get("verdicts") if isinstance(ablation, dict) else None
-    if not isinstance(verdicts, list) or not verdicts:
-        return None
-    counts: dict[str, int] = {}
-    for item in verdicts:
-        verdict = item.get("verdict") if isinstance(item, dict) else None
-        if not isinstance(verdict, str):
-            return None
-        counts[verdict] = counts.get(verdict, 0) + 1
-    return counts
-
-
 def findings_markdown(profile: str, datasets: Sequence[str] = DATASETS,
                       root: Path | None = None, sources: dict[str, str] | None = None) -> str:
     """What this build measured of the paper's two comparative findings, one bullet per
@@ -414,7 +391,7 @@ def findings_markdown(profile: str, datasets: Sequence[str] = DATASETS,
     caveat, and the ablation's verdicts counted; "not computed in this build" where a result
     file is missing or no longer holds. Read from the runs' current results, as the results
     page reads them, so the two pages cannot disagree."""
-    from pggan_core.book.results_table import NOT_COMPUTED, number, read_results
+    from pggan_core.book.results_table import NOT_COMPUTED, ablation_summary, number, read_results
 
     sources = sources or {}
     lines = []
@@ -434,14 +411,7 @@ def findings_markdown(profile: str, datasets: Sequence[str] = DATASETS,
                     "vessels the U-Net misses count as background, so a high AUC says the "
                     "vessel channel agrees with what the U-Net sees, not that every vessel "
                     "is drawn, or drawn plausibly.")
-        counts = ablation_verdict_counts(results)
-        if counts is None:
-            lines.append(f"- **Segmentation-channel ablation ({name})**: {NOT_COMPUTED}.")
-        else:
-            order = [*ABLATION_VERDICTS, *sorted(set(counts) - set(ABLATION_VERDICTS))]
-            words = {"paper's direction": "in the paper's direction", "against": "against it",
-                     "no clear difference": "with no clear difference"}
-            parts = [f"{counts[k]} {words.get(k, k)}" for k in order if counts.get(k)]
-            lines.append(f"- **Segmentation-channel ablation ({name})**: of "
-                         f"{sum(counts.values())} measures, " + ", ".join(parts) + ".")
+        summary = ablation_summary(results)
+        lines.append(f"- **Segmentation-channel ablation ({name})**: "
+                     f"{summary or NOT_COMPUTED}.")
     return "\n".join(lines)

@@ -49,11 +49,12 @@ def read_results(dataset: str, profile: str, root: Path | None = None,
     stale_result``), or a run folder with no generator to check it against, contributes no
     number: it is listed under ``STALE`` with the reason, so the table names it instead.
     """
-    from pggan_core.runs.folder import stale_result
+    from pggan_core.runs.folder import run_generator, stale_result
     from pggan_core.training.checkpoint import has_generator
 
     folder = run_dir(dataset, profile, "seg", root, source)
     merged: dict[str, Any] = {STALE: {}, FILES: {}}
+    generator = run_generator(folder) if has_generator(folder) else None  # hashed once
     for name, (kind, renames, command) in RESULT_FILES.items():
         path = folder / name
         if not path.is_file():
@@ -64,9 +65,8 @@ def read_results(dataset: str, profile: str, root: Path | None = None,
         except json.JSONDecodeError as error:
             raise BookError(f"{path}: not valid JSON ({error}); write it again with `{fix}`"
                             ) from error
-        reason = (stale_result(folder, kind, values.get("derivation"))
-                  if has_generator(folder) else "the run folder holds no generator to check "
-                                                "it against")
+        reason = (stale_result(folder, kind, values.get("derivation"), generator)
+                  if generator else "the run folder holds no generator to check it against")
         if reason is None and kind == "ablation":  # it read the run without segmentation too
             reason = _other_generator_differs(run_dir(dataset, profile, "noseg", root, source),
                                               values.get("noseg_generator_sha256"))
@@ -171,7 +171,9 @@ def _ablation_verdicts(r: dict[str, Any]) -> list[str]:
     return [v.get("verdict", "") for v in ablation.get("verdicts") or [] if isinstance(v, dict)]
 
 
-def _ablation_cell(r: dict[str, Any]) -> str | None:
+def ablation_summary(r: dict[str, Any]) -> str | None:
+    """The ablation's verdicts counted ("of 5 measures: 0 in the paper's direction, ..."), from
+    a run's current results (``read_results``); None where ``ablation.json`` holds none."""
     verdicts = _ablation_verdicts(r)
     if not verdicts:
         return None
@@ -298,7 +300,7 @@ CLAIMS = (
     Claim("Segmentation channels improve the synthetic images' anatomy (with vs without the "
           "channel, measure by measure, bootstrap intervals)",
           "Effect of Segmentation Channels, Figure 3", "qualitative", DATASETS,
-          _ablation_cell, _ablation_rule,
+          ablation_summary, _ablation_rule,
           "yes: every measure in the paper's direction beyond its uncertainty; partly: more "
           "in the paper's direction than against; else no"),
     Claim("The encoder recovers the latent vector of generated images (R² on held-out "

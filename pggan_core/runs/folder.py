@@ -122,13 +122,21 @@ def recorded_data(run: Path) -> dict | None:
         return None
 
 
-def stale_result(run_dir: str | Path, kind: str, saved: dict[str, Any] | None) -> str | None:
+def stale_result(run_dir: str | Path, kind: str, saved: dict[str, Any] | None,
+                 generator: tuple[str, Config] | None = None) -> str | None:
     """Why a ``kind`` result in ``run_dir`` that records the derivation ``saved`` no longer
     holds for the run as it is now (its generator, the code, the run's config), or None when it
-    does (``provenance.DERIVED_RESULTS``)."""
-    G, info = load_generator(run_dir)
+    does (``provenance.DERIVED_RESULTS``). ``generator`` is ``run_generator(run_dir)`` when the
+    caller checks several results of one run (the weights are then hashed once)."""
+    sha, config = generator or run_generator(run_dir)
     inputs = {name: _file_sha256(Path(run_dir) / name) for name in (saved or {}).get("inputs", {})}
-    return stale_reason(saved, kind, weights_fingerprint(G), info["config"], inputs)
+    return stale_reason(saved, kind, sha, config, inputs)
+
+
+def run_generator(run_dir: str | Path) -> tuple[str, Config]:
+    """The SHA-256 of the run's generator weights and the config it was trained with."""
+    G, info = load_generator(run_dir)
+    return weights_fingerprint(G), info["config"]
 
 
 def _file_sha256(path: Path) -> str:

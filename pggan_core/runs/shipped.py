@@ -188,10 +188,11 @@ def ship_results(run_dir: Path, profile: str, dataset: str, variant: str,
         raise CheckpointError(f"the {profile} profile ships no {key} run to add results to")
     folder = pretrained_dir(profile, root) / key
     entry = manifest["runs"][key]
+    for record in (run_dir / name for name in names if name.endswith(".json")):
+        if "derivation" not in json.loads(record.read_text()):  # a .pt ships with its .json
+            raise CheckpointError(f"{record} records no derivation; compute it again with "
+                                  "this version before shipping it")
     for name in names:
-        if "derivation" not in json.loads((run_dir / name.replace(".pt", ".json")).read_text()):
-            raise CheckpointError(f"{run_dir / name} records no derivation; compute it again "
-                                  "with this version before shipping it")
         shutil.copy2(run_dir / name, folder / name)
         entry["files"][name] = sha256_of(folder / name)
     write_text_atomic(pretrained_dir(profile, root) / MANIFEST,
