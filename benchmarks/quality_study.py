@@ -2,25 +2,35 @@
 scored with the project's own metrics (not a test; it takes hours).
 
     python benchmarks/quality_study.py --candidates demo_v1 demo --datasets rop brats
+    python benchmarks/quality_study.py --candidates q_base q_wide --datasets rop \
+        --variants seg noseg --seeds 0 1 --no-encoder
     python benchmarks/quality_study.py --list
     python benchmarks/quality_study.py --table        # print what results/ holds
 
-Each (candidate, dataset) trains one run with segmentation channels in its own one-thread
-process, two lanes on two cores as ``pggan book`` trains, then scores it as the book does:
-``pggan evaluate`` (SWD and its floor, MS-SSIM, vessel-agreement AUC), ``pggan encode``
-(encoder R²) and ``pggan latent`` (k-NN laterality / tumour presence of encoded real images).
-The run's ``phase_metrics.jsonl`` (SWD at the end of every phase) gives its quality curve
-against images seen and training seconds.
+Each (candidate, dataset, variant, seed) trains one run (``seg``: with the segmentation
+channels, ``noseg``: the image channels only, Figure 3's ablation; ``seed``: the training
+seed, the data stay the same) in its own one-thread process, two lanes on two cores as
+``pggan book`` trains, then scores it as the book does: ``pggan evaluate`` (SWD and its floor,
+of all channels and of the image channels alone, MS-SSIM, vessel-agreement AUC), the vessel
+U-Net's reading of the generated photographs at its own scale against real photographs read
+the same way (``ablation.structure_stats``: vessel density, junctions, tortuosity as ratios to
+real), what the generator encodes in z (the linear probe of laterality / tumour presence from
+the true z of generated images, ``probes.generated_z_probe``; the participation ratio of its
+Jacobian, ``generate.latent_usage``) and, unless ``--no-encoder``, ``pggan encode`` (encoder
+R²) and ``pggan latent`` (k-NN and linear probe of encoded real images). The run's
+``phase_metrics.jsonl`` (SWD at the end of every phase) gives its quality curve against images
+seen and training seconds.
 
-Runs live in ``runs/quality_study/<candidate>/<dataset>`` (git-ignored; a finished run is
-reused, so an interrupted study resumes). Rows merge into ``benchmarks/results/
-quality_study.json`` (rerunning a candidate replaces its rows), with the resolved config of
-each candidate and the machine it ran on, and a table is printed.
+Runs live in ``runs/quality_study/<candidate>/<dataset>[-noseg][-s<seed>]`` (git-ignored; a
+finished run is reused, so an interrupted study resumes). Rows merge into
+``benchmarks/results/quality_study.json`` (rerunning a job replaces its row), with the
+resolved config of each candidate and the machine it ran on, and a table is printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import multiprocessing as mp
@@ -86,16 +96,40 @@ CANDIDATES: dict[str, Candidate] = {
     "demo": Candidate("the demo profile as it is now (no overrides)"),
 }
 
+# The Figures 3-5 round: what buys quality at a sixth of a 90-minute run, fundus first. Every
+# candidate keeps the demo profile (32-d latent, lr 3e-3, EMA 0.99, batch 16) except what its
+# name changes, on one shortened schedule (7,600 steps; the demo: 16,000).
+STUDY_SCHEDULE = {"schedule": {"iterations": {4: (0, 400), 8: (400, 600), 16: (600, 800),
+                                              32: (800, 800), 64: (1000, 1000)}}}
+WIDE = {"model": {"feature_maps": {4: 32, 8: 32, 16: 32, 32: 32, 64: 16, 128: 8, 256: 8,
+                                   512: 8}}}
+CANDIDATES |= {
+    "q_base": Candidate("the demo's widths (16 maps at 32 px, 8 at 64 px), short schedule",
+                        STUDY_SCHEDULE),
+    "q_wide": Candidate("twice the maps at 32 and 64 px (32, 16): each 64 px step 2x slower",
+                        _merge(STUDY_SCHEDULE, WIDE)),
+    "q_lr1": Candidate("Adam step 1e-3 (NVIDIA's) instead of 3e-3",
+                       _merge(STUDY_SCHEDULE, {"train": {"lr": 0.001}})),
+    "q_ema999": Candidate("generator EMA 0.999 (NVIDIA's) instead of 0.99",
+                          _merge(STUDY_SCHEDULE, {"train": {"ema_beta": 0.999}})),
+}
+VARIANTS = {"seg": True, "noseg": False}  # variant -> with_segmentation
+
 
 # ---------------------------------------------------------------------------------------------
 # one job: train, evaluate, encode, score the latent space
 
 
-def study_config(candidate: str, dataset: str):
-    """The resolved Config of ``candidate`` for ``dataset``."""
+Job = tuple[str, str, str, int]  # (candidate, dataset, variant, seed)
+
+
+def study_config(candidate: str, dataset: str, seed: int = 0):
+    """The resolved Config of ``candidate`` for ``dataset``, trained with ``seed`` (the data
+    keep seed 0: every seed of a candidate sees the same images)."""
     from pggan_core.config import load_config
 
-    return load_config(BASE_PROFILE, dataset, CANDIDATES[candidate].overrides)
+    overrides = _merge(CANDIDATES[candidate].overrides, {"train": {"seed": seed}} if seed else {})
+    return load_config(BASE_PROFILE, dataset, overrides)
 
 
 def data_dir(config) -> Path:
@@ -105,67 +139,117 @@ def data_dir(config) -> Path:
     return REPO / "data" / "prepared" / f"study-{config.data.dataset}-{digest}"
 
 
-def run_folder(candidate: str, dataset: str) -> Path:
-    """Where a candidate's run lives; ``demo`` is the book's own run (shipped or trained)."""
+def run_folder(candidate: str, dataset: str, variant: str = "seg", seed: int = 0) -> Path:
+    """Where a job's run lives; ``demo`` is the book's own run (shipped or trained)."""
     if candidate == "demo":
         from pggan_core.paths import run_dir
 
-        return run_dir(dataset, BASE_PROFILE, "seg", REPO)
-    return REPO / "runs" / "quality_study" / candidate / dataset
+        return run_dir(dataset, BASE_PROFILE, variant, REPO)
+    name = dataset + ("-noseg" if variant == "noseg" else "") + (f"-s{seed}" if seed else "")
+    return REPO / "runs" / "quality_study" / candidate / name
 
 
-def run_job(job: tuple[str, str]) -> dict[str, Any]:
-    """Train (or reuse), then score, one candidate on one dataset, in this process."""
+def run_job(job: Job, with_encoder: bool = True) -> dict[str, Any]:
+    """Train (or reuse), then score, one job in this process."""
     import torch
 
     from pggan_core.evaluation.evaluate import evaluate_run
-    from pggan_core.latent.encoder import encode_run
-    from pggan_core.latent.space import score_latent_space
     from pggan_core.runs.folder import is_finished
     from pggan_core.runs.reuse import ensure_run
     from pggan_core.training.trainer import train
 
     torch.set_num_threads(1)
-    candidate, dataset = job
-    config = study_config(candidate, dataset)
-    out = run_folder(candidate, dataset)
+    candidate, dataset, variant, seed = job
+    config = study_config(candidate, dataset, seed)
+    out = run_folder(candidate, dataset, variant, seed)
+    with_segmentation = VARIANTS[variant]
     if candidate == "demo":  # the book's run: installed from the shipped one when there is one
-        ensure_run(dataset, BASE_PROFILE, progress=False)
-    elif not is_finished(out, config):
-        train(config, data_dir(config), out, resume=(out / "checkpoints").is_dir(),
-              progress=False)
+        ensure_run(dataset, BASE_PROFILE, with_segmentation, progress=False)
+    elif not is_finished(out, config, with_segmentation):
+        train(config, data_dir(config), out, with_segmentation,
+              resume=(out / "checkpoints").is_dir(), progress=False)
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     metrics = evaluate_run(out, progress=False)
     seconds["evaluate"] = time.perf_counter() - started
     started = time.perf_counter()
-    encoder = encode_run(out, progress=False)
-    seconds["encode"] = time.perf_counter() - started
-    started = time.perf_counter()
-    latent_space = score_latent_space(out)
-    seconds["latent"] = time.perf_counter() - started
+    generator_scores = score_generator(out, dataset)
+    seconds["generator"] = time.perf_counter() - started
     info = json.loads((out / "run.json").read_text())
     curve = [json.loads(line) for line in (out / "phase_metrics.jsonl").read_text().splitlines()]
-    return {
-        "candidate": candidate, "dataset": dataset, "why": CANDIDATES[candidate].why,
+    row = {
+        "candidate": candidate, "dataset": dataset, "variant": variant, "seed": seed,
+        "why": CANDIDATES[candidate].why,
         "overrides": CANDIDATES[candidate].overrides, "config": config.to_dict(),
         "train_seconds": info["train_seconds"], "threads": info.get("threads", 1),
-        "images_seen": info["images_seen"],
-        "steps": info["step"], "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "images_seen": info["images_seen"], "steps": info["step"],
         "swd_mean": metrics["swd_mean"], "swd_floor_mean": metrics["swd_floor_mean"],
         "swd_over_floor": metrics["swd_mean"] / metrics["swd_floor_mean"],
+        "swd_image_mean": metrics["swd_image_mean"],
+        "swd_image_floor_mean": metrics["swd_image_floor_mean"],
+        "swd_image_over_floor": metrics["swd_image_mean"] / metrics["swd_image_floor_mean"],
         "ms_ssim_generated": metrics["ms_ssim_generated"],
         "ms_ssim_real": metrics["ms_ssim_real"],
         "ms_ssim_gap": metrics["ms_ssim_generated"] - metrics["ms_ssim_real"],
         "vessel_agreement_auc": metrics.get("vessel_agreement_auc"),
         "vessel_agreement_auc_reference": metrics.get("vessel_agreement_auc_reference"),
-        "encoder_r2": encoder["r2"], "encoder_loss_last": encoder["loss_last"],
-        "encoder_r2_optimised": encoder["r2_optimised"],
-        "heldout_mse_encoder": encoder["heldout_mse_encoder"],
-        "heldout_mse_refined": encoder["heldout_mse_refined"],
-        **{k: v for k, v in latent_space.items() if k != "details"},
+        **generator_scores,
         "phase_curve": curve,
     }
+    if with_encoder and with_segmentation:
+        from pggan_core.latent.encoder import encode_run
+        from pggan_core.latent.space import score_latent_space
+
+        started = time.perf_counter()
+        encoder = encode_run(out, progress=False)
+        seconds["encode"] = time.perf_counter() - started
+        started = time.perf_counter()
+        latent_space = score_latent_space(out)
+        seconds["latent"] = time.perf_counter() - started
+        row |= {"encoder_r2": encoder["r2"], "encoder_loss_last": encoder["loss_last"],
+                "encoder_r2_optimised": encoder["r2_optimised"],
+                "heldout_mse_encoder": encoder["heldout_mse_encoder"],
+                "heldout_mse_refined": encoder["heldout_mse_refined"],
+                **{k: v for k, v in latent_space.items() if k != "details"}}
+    row["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
+    return row
+
+
+def score_generator(run: Path, dataset: str, seed: int = 0) -> dict[str, Any]:
+    """What the figures need of a generator, from its images alone (no encoder): the U-Net's
+    reading of its photographs against real ones at the U-Net's scale (fundus) or the tumour
+    shares of the brain (MRI), as ratios of means to real; what z encodes (linear probe of the
+    label from the true z, and each label's share); the participation ratio of z."""
+    import numpy as np
+
+    from pggan_core.data.store import IMAGE_CHANNELS, PreparedDataset
+    from pggan_core.data.vessels import ensure_vessel_unet
+    from pggan_core.evaluation.ablation import structure_stats
+    from pggan_core.generate import latent_usage, sample_images
+    from pggan_core.latent.probes import generated_z_probe
+    from pggan_core.training.checkpoint import load_generator
+
+    G, info = load_generator(run)
+    config, resolution = info["config"], info["resolution"]
+    data = PreparedDataset(json.loads((run / "run.json").read_text())["data_dir"])
+    n_image = IMAGE_CHANNELS[dataset]
+    k = config.eval.n_auc_images if dataset == "rop" else config.eval.n_generated
+    train_idx = data.split_indices("train")
+    real = data.batch(np.random.default_rng(seed).choice(train_idx, k, replace=False),
+                      resolution)[:, :n_image]
+    fake = sample_images(G, k, resolution, config.model.latent_dim, seed)[:, :n_image]
+    segmenter = ensure_vessel_unet(config, progress=False) if dataset == "rop" else None
+    scale = config.vessels.train_resolution
+    real_stats = structure_stats(real, dataset, config.data, segmenter, scale)
+    fake_stats = structure_stats(fake, dataset, config.data, segmenter, scale)
+    ratios = {f"structure_{m}_ratio": float(np.nanmean(fake_stats[m]) / np.nanmean(real_stats[m]))
+              for m in real_stats}
+    probe = generated_z_probe(G, dataset, resolution, config.model.latent_dim, seed=seed)
+    usage = latent_usage(G, resolution)
+    return {**ratios, "structure_n": k,
+            "generated_z_probe": probe.get("accuracy"),
+            "generated_label_share": probe.get("label_share"),
+            "participation_ratio": usage["participation_ratio"]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,11 +304,16 @@ def load_results() -> dict[str, Any]:
     return json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"rows": []}
 
 
+def row_job(row: dict[str, Any]) -> Job:
+    """The job a row measured (rows from before variants and seeds: with segmentation, 0)."""
+    return row["candidate"], row["dataset"], row.get("variant", "seg"), row.get("seed", 0)
+
+
 def save_rows(rows: list[dict[str, Any]]) -> None:
-    """Merge ``rows`` into the results file, replacing rows of the same candidate + dataset."""
+    """Merge ``rows`` into the results file, replacing rows of the same job."""
     results = load_results()
-    done = {(r["candidate"], r["dataset"]) for r in rows}
-    kept = [r for r in results["rows"] if (r["candidate"], r["dataset"]) not in done]
+    done = {row_job(r) for r in rows}
+    kept = [r for r in results["rows"] if row_job(r) not in done]
     stamp = machine()
     results["rows"] = kept + [{**r, "machine": stamp} for r in rows]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -235,38 +324,51 @@ def save_rows(rows: list[dict[str, Any]]) -> None:
 
 def table(rows: list[dict[str, Any]]) -> str:
     """One line per row: budget and every goal of the study."""
-    head = (f"{'candidate':<16} {'data':<5} {'train s':>7} {'img seen':>8} {'SWD/floor':>9} "
-            f"{'MS-SSIM gap':>11} {'AUC':>6} {'AUC ref':>7} {'enc R2':>6} {'k-NN':>6} "
-            f"{'chance':>6}")
+    head = (f"{'candidate':<12} {'data':<5} {'var':<5} {'s':>1} {'train s':>7} "
+            f"{'SWD/fl':>6} {'img/fl':>6} {'MS-SSIM':>7} {'AUC':>6} {'dens':>5} {'soft':>5} "
+            f"{'junc':>5} {'z-probe':>7} {'share':>5} {'PR':>4} {'enc R2':>6} {'k-NN':>6}")
     lines = [head, "-" * len(head)]
-    for r in sorted(rows, key=lambda r: (r["dataset"], r["candidate"])):
+    for r in sorted(rows, key=lambda r: (r["dataset"], r["candidate"], r.get("variant", "seg"),
+                                         r.get("seed", 0))):
         knn = r.get("knn_laterality_accuracy", r.get("knn_tumour_accuracy"))
-        chance = r.get("knn_laterality_chance", r.get("knn_tumour_chance"))
+        image = r.get("swd_image_over_floor")
+        density = r.get("structure_vessel_density_ratio",
+                        r.get("structure_flair_hyperintense_fraction_ratio"))
+        share = r.get("generated_label_share") or {}
         lines.append(
-            f"{r['candidate']:<16} {r['dataset']:<5} {r['train_seconds']:>7.0f} "
-            f"{r['images_seen']:>8} {r['swd_over_floor']:>9.2f} {r['ms_ssim_gap']:>+11.3f} "
-            f"{_num(r['vessel_agreement_auc']):>6} {_num(r['vessel_agreement_auc_reference']):>7} "
-            f"{r['encoder_r2']:>6.3f} {_num(knn):>6} {_num(chance):>6}")
+            f"{r['candidate']:<12} {r['dataset']:<5} {r.get('variant', 'seg'):<5} "
+            f"{r.get('seed', 0):>1} {r['train_seconds']:>7.0f} {r['swd_over_floor']:>6.2f} "
+            f"{_num(image, 2):>6} {r['ms_ssim_gap']:>+7.3f} {_num(r['vessel_agreement_auc']):>6} "
+            f"{_num(density, 2):>5} {_num(r.get('structure_vessel_density_soft_ratio'), 2):>5} "
+            f"{_num(r.get('structure_branch_points_ratio'), 2):>5} "
+            f"{_num(r.get('generated_z_probe')):>7} "
+            f"{_num(min(share.values()) if len(share) > 1 else 0.0, 2):>5} "
+            f"{_num(r.get('participation_ratio'), 1):>4} {_num(r.get('encoder_r2')):>6} "
+            f"{_num(knn):>6}")
     return "\n".join(lines)
 
 
-def _cost(job: tuple[str, str]) -> float:
+def _cost(job: Job) -> float:
     """Roughly the training work of a job: images x pixels x feature maps squared."""
     from pggan_core.training.schedule import build_phases
 
-    config = study_config(*job)
+    config = study_config(job[0], job[1], job[3])
     return sum(p.iterations * config.schedule.batch_size[p.resolution] * p.resolution ** 2
                * config.model.feature_maps[p.resolution] ** 2 for p in build_phases(config))
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+def _num(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--candidates", nargs="+", default=["demo"])
     parser.add_argument("--datasets", nargs="+", default=["rop", "brats"])
+    parser.add_argument("--variants", nargs="+", default=["seg"], choices=sorted(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--no-encoder", action="store_true",
+                        help="skip the encoder and the latent-space scores (minutes per run)")
     parser.add_argument("--lanes", type=int, default=2)
     parser.add_argument("--list", action="store_true", help="list the candidates")
     parser.add_argument("--table", action="store_true", help="print the saved results")
@@ -284,14 +386,15 @@ def main() -> None:
     os.environ.setdefault("PGGAN_HOME", str(REPO))
     prepare(args.candidates, args.datasets)
     # longest first, so the two lanes finish close together
-    jobs = sorted(((c, d) for c in args.candidates for d in args.datasets), key=_cost,
-                  reverse=True)
+    jobs = sorted(((c, d, v, s) for c in args.candidates for d in args.datasets
+                   for v in args.variants for s in args.seeds), key=_cost, reverse=True)
+    job = functools.partial(run_job, with_encoder=not args.no_encoder)
     rows: list[dict[str, Any]] = []
     with mp.get_context("spawn").Pool(args.lanes) as pool:
-        for row in pool.imap_unordered(run_job, jobs):
+        for row in pool.imap_unordered(job, jobs):
             rows.append(row)
             save_rows([row])
-            print(f"done: {row['candidate']} {row['dataset']} "
+            print(f"done: {' '.join(map(str, row_job(row)))} "
                   f"({row['train_seconds']:.0f} s training)", flush=True)
     print(table(rows))
     print(f"-> {RESULTS.relative_to(REPO)}")

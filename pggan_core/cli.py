@@ -158,6 +158,17 @@ def _encode(args: argparse.Namespace) -> None:
           f"{Path(args.run) / 'encoder.pt'}, {Path(args.run) / 'latents.npz'}")
 
 
+def _invert(args: argparse.Namespace) -> None:
+    from pggan_core.latent.indomain import INVERSION_FILE, invert_run
+
+    _set_threads(args.threads)
+    result = invert_run(Path(args.run))
+    print(f"in-domain encoder: R2 {result['r2']:.3f} on held-out generated images; held-out "
+          f"retrieval {result['reconstruction_retrieval']['indomain']:.3f} "
+          f"({result['reconstruction_retrieval']['indomain_refined']:.3f} refined) -> "
+          f"{Path(args.run) / INVERSION_FILE}")
+
+
 def _set_threads(threads: int | None) -> None:
     if threads is not None:
         import torch
@@ -166,9 +177,9 @@ def _set_threads(threads: int | None) -> None:
 
 
 def _latent(args: argparse.Namespace) -> None:
-    from pggan_core.latent.space import score_latent_space
+    from pggan_core.latent.space import LATENT_SOURCES, score_latent_space
 
-    result = score_latent_space(Path(args.run))
+    result = score_latent_space(Path(args.run), encoder=args.encoder)
     for name, row in result["details"].items():
         value = row.get("accuracy", row.get("spearman"))
         if value is None:  # a score that cannot exist here says why
@@ -177,7 +188,7 @@ def _latent(args: argparse.Namespace) -> None:
         chance = f" (chance {row['chance']:.3f})" if "chance" in row else ""
         method = "" if "probe" in name else "k-NN "
         print(f"{method}{name}: {value:.3f}{chance}")
-    print(f"-> {Path(args.run) / 'latent_space.json'}")
+    print(f"-> {Path(args.run) / LATENT_SOURCES[args.encoder][1]}")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -324,9 +335,18 @@ def _parser() -> argparse.ArgumentParser:
     precision_arg(enc, "the run's train.precision")
     enc.set_defaults(func=_encode)
 
+    inv = sub.add_parser("invert", help="the in-domain encoder beside the paper's (after "
+                         "`pggan encode`) -> RUN/inversion.json, RUN/latents_indomain.npz")
+    inv.add_argument("--run", required=True)
+    inv.add_argument("--threads", type=int, help="CPU threads (default: torch's, all cores)")
+    inv.set_defaults(func=_invert)
+
     lat = sub.add_parser("latent", help="k-NN scores of the encoded latents (Figure 5's numbers)"
                          " -> RUN/latent_space.json")
     lat.add_argument("--run", required=True)
+    lat.add_argument("--encoder", choices=("paper", "indomain"), default="paper",
+                     help="whose latents: the paper's encoder or `pggan invert`'s "
+                          "(-> RUN/latent_space_indomain.json)")
     lat.set_defaults(func=_latent)
 
     ev = sub.add_parser("evaluate", help="SWD, MS-SSIM, vessel AUC, ... -> RUN/metrics.json")

@@ -154,6 +154,22 @@ class EncoderConfig:
 
 
 @dataclass(frozen=True)
+class InversionConfig:
+    """The in-domain encoder beside the paper's (``latent.indomain``; after Zhu et al. 2020,
+    not in the paper): fine-tuned to reconstruct real training images, then per-image
+    refinement regularised by the encoder."""
+
+    iterations: int = 50
+    batch_size: int = 16
+    lr: float = 1e-4  # a fine-tuning step: it starts from the paper's trained encoder
+    betas: tuple[float, float] = (0.9, 0.99)
+    latent_weight: float = 1.0  # x MSE(E(G(z)), z) on generated images beside the pixel error
+    refine_steps: int = 0
+    refine_lr: float = 0.05
+    domain_weight: float = 0.1  # x MSE(E(G(z)), z) beside the pixel error while refining
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     """Evaluation sizes."""
 
@@ -201,6 +217,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    inversion: InversionConfig = field(default_factory=InversionConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -222,12 +239,13 @@ SECTIONS: dict[str, type] = {
     "schedule": ScheduleConfig,
     "train": TrainConfig,
     "encoder": EncoderConfig,
+    "inversion": InversionConfig,
     "eval": EvalConfig,
     "augment": AugmentConfig,
 }
 # Sections that configure studies made with a finished GAN, not the GAN: changing them must
 # not make a trained (or shipped) run look stale, so a run's identity leaves them out.
-STUDY_SECTIONS = ("augment",)
+STUDY_SECTIONS = ("augment", "inversion")
 
 
 # a layer: where its values come from (for error messages) and {section: {key: value}}

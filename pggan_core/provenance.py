@@ -54,6 +54,9 @@ DERIVED_RESULTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                 ("data", "vessels", "eval")),
     "encoder": (("pggan_core.latent.encoder:train_encoder", "pggan_core.training.networks"),
                 ("model", "encoder")),
+    # the paper's encoder it starts from is an input (encoder.pt, by SHA-256)
+    "inversion": (("pggan_core.latent.indomain", "pggan_core.latent.encoder:encode",
+                   "pggan_core.training.networks"), ("model", "inversion")),
     "latent_space": (("pggan_core.latent.space", "pggan_core.latent.probes"), ("eval",)),
     "ablation": (("pggan_core.evaluation.ablation", "pggan_core.evaluation.domain_stats",
                   "pggan_core.evaluation.swd", "pggan_core.data.vessels"),

@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -75,23 +77,76 @@ def test_install_refuses_a_changed_file_profile_or_dataset(tiny_run, shipped, tm
     assert not (tmp_path / "c").exists()
 
 
+# `pggan train` as a lane runs it, but the process dies right after its step-8 checkpoint
+DIES_AFTER_STEP_8 = """
+import sys
+from pggan_core.cli import main
+from pggan_core.training import checkpoint
+
+save = checkpoint.save_checkpoint
+
+def save_then_die(folder, state):
+    save(folder, state)
+    if state["step"] == 8:
+        raise SystemExit(3)
+
+checkpoint.save_checkpoint = save_then_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.slow
 @pytest.mark.e2e
-def test_train_and_export_ships_all_four_runs_with_their_commands(tmp_path, monkeypatch):
-    """The command that makes the shipped runs, on the smoke profile, end to end."""
+def test_train_and_export_ships_all_four_runs_and_resumes_where_it_stopped(
+        tiny_run, tmp_path, monkeypatch):
+    """The command that makes the shipped runs, on the smoke profile, end to end: its first
+    attempt stops (one lane's training dies mid-run), the same command again finishes it from
+    its last checkpoint and leaves what was done alone."""
     # its own home: it prepares, trains and encodes all four smoke runs, as the command does
     monkeypatch.setenv("PGGAN_HOME", str(tmp_path))
+    real_run = subprocess.run
+
+    def one_lane_dies(command, *args, **kwargs):
+        if command[:2] == ["pggan", "train"] and "runs/rop/smoke/seg" in command:
+            command = [sys.executable, "-c", DIES_AFTER_STEP_8, *command[1:]]
+        return real_run(command, *args, **kwargs)
+
+    monkeypatch.setattr(pretrained.subprocess, "run", one_lane_dies)
+    with pytest.raises(subprocess.CalledProcessError):
+        pretrained.train_and_export("smoke", root=tmp_path)
+    monkeypatch.undo()
+    monkeypatch.setenv("PGGAN_HOME", str(tmp_path))
+    runs = tmp_path / "runs"
+    assert not pretrained.read_manifest("smoke", tmp_path)  # nothing exported half-way
+    assert load_checkpoint_step(runs / "rop/smoke/seg") == 8
+    done = {path: path.stat().st_mtime_ns for path in runs.glob("*/smoke/*/checkpoints/*")
+            if "rop/smoke/seg" not in str(path)}
+    assert done
+
     manifest = pretrained.train_and_export("smoke", root=tmp_path)
+    assert {path: path.stat().st_mtime_ns for path in done} == done  # not trained again
+    # resumed from step 8, it is the run trained straight through (the shared tiny run)
+    z = torch.randn(3, _config(tiny_run).model.latent_dim)
+    resumed, straight = load_generator(runs / "rop/smoke/seg")[0], load_generator(tiny_run)[0]
+    assert torch.equal(resumed(z, 16), straight(z, 16))
     assert sorted(manifest["runs"]) == ["brats-noseg", "brats-seg", "rop-noseg", "rop-seg"]
     seg, noseg = manifest["runs"]["rop-seg"], manifest["runs"]["rop-noseg"]
     assert seg["command"].startswith("pggan train --data data/prepared/rop-smoke --profile "
                                      "smoke --out runs/rop/smoke/seg --threads 1 --resume")
     assert "&& pggan encode --run runs/rop/smoke/seg" in seg["command"]
+    assert "&& pggan invert --run runs/rop/smoke/seg" in seg["command"]
     assert "--no-segmentation" in noseg["command"] and "encode" not in noseg["command"]
-    assert "encoder.pt" in seg["files"] and "encoder.pt" not in noseg["files"]
+    for name in ("encoder.pt", "indomain_encoder.pt", "inversion.json"):
+        assert name in seg["files"] and name not in noseg["files"]
     assert manifest["profile"] == "smoke" and "cores" in manifest["hardware"]
     config = load_config("smoke", "rop")
     assert pretrained.ships("smoke", "rop", "noseg", config, tmp_path)
+
+
+def load_checkpoint_step(run) -> int:
+    from pggan_core.training.checkpoint import load_latest
+
+    return load_latest(run / "checkpoints")["step"]
 
 
 def test_the_shipped_demo_runs_match_the_demo_profile_and_their_hashes():

@@ -37,6 +37,37 @@ def quality_study_rows(root: Path | None = None) -> list[dict[str, Any]]:
     return json.loads(path.read_text())["rows"]
 
 
+FIGURES_ROUND = "q_"  # the candidates of the study's Figures 3-5 round (short schedule)
+
+
+def budget_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The study's budget rows (with segmentation, growing budgets), not the Figures round."""
+    return [r for r in rows if not r["candidate"].startswith(FIGURES_ROUND)]
+
+
+def figures_round_table(rows: Sequence[dict[str, Any]]):
+    """The Figures 3-5 round of the quality study: one line per configuration, variant and
+    seed, with what the figures need of a generator (image-channel SWD over its floor, the
+    vessel U-Net's reading of its photographs as ratios to real, what z encodes)."""
+    import pandas as pd
+
+    picked = sorted((r for r in rows if r["candidate"].startswith(FIGURES_ROUND)),
+                    key=lambda r: (r["dataset"], r["candidate"], r["variant"], r["seed"]))
+    table = pd.DataFrame([{
+        "dataset": DATASET_SHORT[r["dataset"]], "configuration": r["candidate"],
+        "channels": "with seg." if r["variant"] == "seg" else "image only",
+        "seed": r["seed"], "CPU-min": r["train_seconds"] * r.get("threads", 1) / 60,
+        "SWD/floor, image channels": r["swd_image_over_floor"],
+        "vessel density vs real": r.get("structure_vessel_density_ratio"),
+        "junctions vs real": r.get("structure_branch_points_ratio"),
+        "laterality from true z": r.get("generated_z_probe"),
+        "z directions used": r.get("participation_ratio"),
+        "encoder R²": r.get("encoder_r2"),
+        "k-NN laterality": r.get("knn_laterality_accuracy"),
+    } for r in picked])
+    return table.round(2).astype(object).fillna("—")
+
+
 def quality_study_table(rows: Sequence[dict[str, Any]]):
     """One line per trained configuration: its budget and each measure, goals in the header."""
     import pandas as pd
@@ -88,7 +119,8 @@ def quality_goal_table(rows: Sequence[dict[str, Any]], candidate: str):
     measured value and whether it meets the goal, per measure."""
     import pandas as pd
 
-    by_dataset = {r["dataset"]: r for r in rows if r["candidate"] == candidate}
+    by_dataset = {r["dataset"]: r for r in rows if r["candidate"] == candidate
+                  and r.get("variant", "seg") == "seg" and r.get("seed", 0) == 0}
     table = []
     for measure, key, goal, datasets in GOAL_ROWS:
         line = {"measure": measure, "goal": goal}

@@ -26,12 +26,17 @@ NOT_COMPUTED = "not computed in this build"
 NOT_MEASURED = "not measured at this scale"
 VERDICTS = ("yes", "partly", "no", NOT_MEASURED)
 
-# Result files a run folder gains: (kind in provenance.DERIVED_RESULTS, key renames, the
-# command that writes it again).
-RESULT_FILES: dict[str, tuple[str, dict[str, str], str]] = {
+INDOMAIN = "indomain_"  # the in-domain encoder's results: every key prefixed with this
+
+# Result files a run folder gains: (kind in provenance.DERIVED_RESULTS, key renames or a
+# prefix for every key, the command that writes it again).
+RESULT_FILES: dict[str, tuple[str, dict[str, str] | str, str]] = {
     "metrics.json": ("metrics", {}, "pggan evaluate --run {run}"),
     "encoder.json": ("encoder", {"r2": "encoder_r2"}, "pggan encode --run {run}"),
     "latent_space.json": ("latent_space", {}, "pggan latent --run {run}"),
+    "inversion.json": ("inversion", INDOMAIN, "pggan invert --run {run}"),
+    "latent_space_indomain.json": ("latent_space", INDOMAIN,
+                                   "pggan latent --run {run} --encoder indomain"),
     "ablation.json": ("ablation", {}, "the segmentation-ablation chapter (notebook 05)"),
     "augmentation.json": ("augmentation", {},
                           "pggan augment-study --dataset {dataset} --profile {profile}"),
@@ -73,7 +78,8 @@ def read_results(dataset: str, profile: str, root: Path | None = None,
         if reason is not None:
             merged[STALE][name] = f"{reason}; write it again with `{fix}`"
             continue
-        merged.update({renames.get(k, k): v for k, v in values.items()})
+        merged.update({(renames + k if isinstance(renames, str) else renames.get(k, k)): v
+                       for k, v in values.items()})
         merged[FILES][name] = values
     return merged
 
@@ -201,29 +207,40 @@ def _by_latent(r: dict[str, Any], key: str, latent: str = "encoder") -> float | 
     return value if number(value) is not None else None
 
 
-def _retrieval_cell(r: dict[str, Any]) -> str | None:
-    retrieval = _by_latent(r, "reconstruction_retrieval")
+def _retrieval_cell(r: dict[str, Any], prefix: str = "", latent: str = "encoder",
+                    refined_latent: str = "refined") -> str | None:
+    """Figure 4's numbers: retrieval (refined beside it) and detail correlation of the
+    encoder's reconstructions (``prefix`` ``INDOMAIN``: the in-domain encoder's)."""
+    retrieval = _by_latent(r, prefix + "reconstruction_retrieval", latent)
     if retrieval is None:
         return None
     text = (f"own input nearest: {retrieval:.3f} (chance "
-            f"{number(r.get('reconstruction_retrieval_chance'))}")
-    refined = _by_latent(r, "reconstruction_retrieval", "refined")
+            f"{number(r.get(prefix + 'reconstruction_retrieval_chance'))}")
+    refined = _by_latent(r, prefix + "reconstruction_retrieval", refined_latent)
     text += f"; refined {refined:.3f})" if refined is not None else ")"
-    detail = _by_latent(r, "reconstruction_detail_correlation")
+    detail = _by_latent(r, prefix + "reconstruction_detail_correlation", latent)
     if detail is not None:
-        unrelated = _by_latent(r, "reconstruction_detail_correlation_unrelated")
+        unrelated = _by_latent(r, prefix + "reconstruction_detail_correlation_unrelated", latent)
         text += f"; fine-detail correlation {detail:.3f} (unrelated pairs {number(unrelated)})"
     return text
 
 
-def _retrieval_rule(r: dict[str, Any]) -> str:
-    retrieval = _by_latent(r, "reconstruction_retrieval")
-    detail = _by_latent(r, "reconstruction_detail_correlation")
+def _retrieval_rule(r: dict[str, Any], prefix: str = "", latent: str = "encoder") -> str:
+    retrieval = _by_latent(r, prefix + "reconstruction_retrieval", latent)
+    detail = _by_latent(r, prefix + "reconstruction_detail_correlation", latent)
     if retrieval is None or detail is None:
         return NOT_MEASURED
     if retrieval >= 0.5 and detail >= 0.3:
         return "yes"
     return "partly" if retrieval >= 0.25 or detail >= 0.15 else "no"
+
+
+def _laterality_cell(r: dict[str, Any], prefix: str = "") -> str | None:
+    return _with_refs(r, prefix + "knn_laterality_accuracy", [
+        ("linear probe", prefix + "probe_laterality_accuracy"),
+        ("raw pixels", prefix + "knn_laterality_pixels"),
+        ("chance", prefix + "knn_laterality_chance"),
+        ("t-SNE silhouette", prefix + "tsne_laterality_silhouette")])
 
 
 def _above_chance_rule(key: str, chance: str, yes: float) -> Callable[[dict[str, Any]], str]:
@@ -315,12 +332,22 @@ CLAIMS = (
           "else no"),
     Claim("Left/right eye is primary in the latent space (k-NN accuracy of encoded real "
           "images)", "Latent Space Expression, Figure 5", "qualitative (t-SNE)", ("rop",),
-          lambda r: _with_refs(r, "knn_laterality_accuracy", [
-              ("linear probe", "probe_laterality_accuracy"),
-              ("raw pixels", "knn_laterality_pixels"), ("chance", "knn_laterality_chance"),
-              ("t-SNE silhouette", "tsne_laterality_silhouette")]),
+          _laterality_cell,
           _above_chance_rule("knn_laterality_accuracy", "knn_laterality_chance", 0.90),
           "yes: k-NN ≥ 0.90; partly: ≥ chance + 0.10; else no"),
+    # after the paper: the field's way of bringing real images into the generator's range
+    Claim("Figure 4 with the in-domain encoder (fine-tuned to reconstruct real training "
+          "images, then refined with the encoder as regulariser; Zhu et al. 2020, not the "
+          "paper's method)", "Figure 4 (after the paper)", "—", DATASETS,
+          lambda r: _retrieval_cell(r, INDOMAIN, "indomain", "indomain_refined"),
+          lambda r: _retrieval_rule(r, INDOMAIN, "indomain"),
+          "as the Figure 4 row, from the in-domain encoder's latent"),
+    Claim("Figure 5 with the in-domain encoder's latents (k-NN laterality of encoded real "
+          "images; not the paper's method)", "Figure 5 (after the paper)", "—", ("rop",),
+          lambda r: _laterality_cell(r, INDOMAIN),
+          _above_chance_rule(INDOMAIN + "knn_laterality_accuracy",
+                             INDOMAIN + "knn_laterality_chance", 0.90),
+          "as the Figure 5 row"),
     Claim("Encoded slices can be traversed by axial position (Spearman of k-NN-predicted vs "
           "true slice position)", "Latent Space Expression", "qualitative", ("brats",),
           lambda r: _with_refs(r, "knn_slice_position_spearman",

@@ -48,6 +48,7 @@ from pggan_core.training.networks import Encoder
 from pggan_core.viz import plots
 
 LATENTS_FILE = "latents.npz"  # every training image's latent (``save_latents``)
+INDOMAIN_LATENTS_FILE = "latents_indomain.npz"  # the same from the in-domain encoder
 
 R2_SAMPLES = 256  # generated images the latent-recovery R² is measured on (never trained on)
 
@@ -312,7 +313,7 @@ def _encode(run_dir: Path, G: nn.Module, info: dict[str, Any], data: PreparedDat
         "iterations": settings["iterations"], "batch_size": config.encoder.batch_size,
         "lr": config.encoder.lr, "loss_first": losses[0] if losses else None,
         "loss_last": float(np.mean(losses[-10:])) if losses else None,
-        "losses": _thin(losses, 200),
+        "losses": thin(losses, 200),
         "heldout_images": len(heldout),
         "heldout_mse_encoder": mse["encoder"],
         "refine_steps": steps if mse["refined"] is not None else 0,
@@ -367,11 +368,14 @@ def save_latents(path: str | Path, latents: np.ndarray, manifest: pd.DataFrame) 
         np.savez(fh, **arrays)
 
 
-def load_latents(run_dir: str | Path) -> tuple[np.ndarray, pd.DataFrame]:
-    """``latents.npz`` of a run as (latents (N, D), labels table with an ``index`` column)."""
-    path = Path(run_dir) / LATENTS_FILE
+def load_latents(run_dir: str | Path, name: str = LATENTS_FILE
+                 ) -> tuple[np.ndarray, pd.DataFrame]:
+    """``latents.npz`` of a run (or ``name``: ``INDOMAIN_LATENTS_FILE``) as (latents (N, D),
+    labels table with an ``index`` column)."""
+    path = Path(run_dir) / name
     if not path.is_file():
-        raise RunNotFoundError(f"{path} is missing: run `pggan encode --run {run_dir}` or "
+        command = "pggan invert" if name == INDOMAIN_LATENTS_FILE else "pggan encode"
+        raise RunNotFoundError(f"{path} is missing: run `{command} --run {run_dir}` or "
                                "notebooks/06_encoder.md first")
     with np.load(path, allow_pickle=False) as npz:
         labels = pd.DataFrame({"index": npz["index"],
@@ -400,7 +404,7 @@ def _save_figure4(run_dir: Path, config: Config, reals: np.ndarray, from_encoder
                             manifest_index=heldout[shown])
 
 
-def _thin(values: list[float], keep: int) -> list[float]:
+def thin(values: list[float], keep: int) -> list[float]:
     """At most ``keep`` evenly spaced values (a loss curve for a JSON file, not a log)."""
     if len(values) <= keep:
         return [float(v) for v in values]

@@ -25,7 +25,7 @@ from pggan_core.config import Config
 from pggan_core.data.store import PreparedDataset, sha256_of
 from pggan_core.device import pick_device
 from pggan_core.errors import DataError
-from pggan_core.latent.encoder import LATENTS_FILE, load_latents
+from pggan_core.latent.encoder import INDOMAIN_LATENTS_FILE, LATENTS_FILE, load_latents
 from pggan_core.latent.probes import (
     FOLDS,
     GENERATED_IMAGES,
@@ -278,10 +278,17 @@ def headline_scores(dataset: str, scores: dict[str, dict[str, Any]],
     return out
 
 
+# which encoder's latents -> (their file, the scores' file)
+LATENT_SOURCES = {"paper": (LATENTS_FILE, "latent_space.json"),
+                  "indomain": (INDOMAIN_LATENTS_FILE, "latent_space_indomain.json")}
+
+
 def score_latent_space(run_dir: str | Path, seed: int = 0,
-                       n_generated: int = GENERATED_IMAGES) -> dict[str, Any]:
-    """The numbers behind Figure 5 for a run whose latents are encoded (``pggan encode``),
-    written to ``latent_space.json`` and returned.
+                       n_generated: int = GENERATED_IMAGES, encoder: str = "paper"
+                       ) -> dict[str, Any]:
+    """The numbers behind Figure 5 for a run whose latents are encoded (``pggan encode``; with
+    ``encoder="indomain"``, ``pggan invert``'s latents), written to ``latent_space.json``
+    (``latent_space_indomain.json``) and returned.
 
     On the encoded training images and, as the control, on their raw pixels (the prepared
     images the encoder read, all channels, at most ``PIXEL_CONTROL_RESOLUTION`` px), with the
@@ -295,7 +302,8 @@ def score_latent_space(run_dir: str | Path, seed: int = 0,
     ``details`` holds every k-NN and probe row, ``tsne`` and ``generated_z`` the rest.
     """
     run_dir = Path(run_dir)
-    latents, labels = load_latents(run_dir)
+    latents_file, scores_file = LATENT_SOURCES[encoder]
+    latents, labels = load_latents(run_dir, latents_file)
     G, info = load_generator(run_dir)
     config: Config = info["config"]
     dataset, channels = config.data.dataset, len(info["channels"])
@@ -324,8 +332,8 @@ def score_latent_space(run_dir: str | Path, seed: int = 0,
                         f"{resolution} px ({pixels.shape[1]} numbers per image){downsampled}",
               "details": scores, "tsne": tsne, "generated_z": generated,
               "derivation": derivation("latent_space", weights_fingerprint(G), config,
-                                       {LATENTS_FILE: sha256_of(run_dir / LATENTS_FILE)})}
-    write_text_atomic(run_dir / "latent_space.json", json.dumps(result, indent=2))
+                                       {latents_file: sha256_of(run_dir / latents_file)})}
+    write_text_atomic(run_dir / scores_file, json.dumps(result, indent=2))
     return result
 
 
@@ -353,6 +361,45 @@ def score_table(result: dict[str, Any], dataset: str) -> pd.DataFrame:
                                    columns=["latents", "raw pixels", "chance"])
     table.index.name = "score"
     return table
+
+
+def encoders_table(paper: dict[str, Any], indomain: dict[str, Any], dataset: str
+                   ) -> pd.DataFrame:
+    """``score_table`` of both encoders' latents side by side (``latent_space.json`` and
+    ``latent_space_indomain.json``), with the raw pixels and chance beside them."""
+    table = score_table(paper, dataset).rename(columns={"latents": "paper's encoder"})
+    table.insert(1, "in-domain encoder (after the paper)",
+                 score_table(indomain, dataset)["latents"])
+    return table
+
+
+FIGURE5_GOAL = 0.90  # k-NN laterality from which left/right eye reads as "primary"
+
+
+def encoders_reading(paper: dict[str, Any], indomain: dict[str, Any], dataset: str) -> str:
+    """Which encoder's latents make Figure 5's claim hold (fundus: k-NN laterality at least
+    ``FIGURE5_GOAL``; MRI: tumour presence at least as well as on raw pixels), in words."""
+    name = ROWS[dataset]["name"]
+    key = f"knn_{name}_accuracy"
+    scores = {"the paper's encoder": paper.get(key), "the in-domain encoder": indomain.get(key)}
+    if any(v is None for v in scores.values()):
+        return "One of the encoders' scores is missing, so they cannot be compared."
+    if dataset == "rop":
+        bar, what = FIGURE5_GOAL, f"k-NN laterality ≥ {FIGURE5_GOAL:.2f}"
+    else:
+        bar, what = paper.get(f"knn_{name}_pixels") or 0.0, "k-NN tumour presence ≥ raw pixels"
+    holds = [who for who, value in scores.items() if value >= bar]
+    numbers = "; ".join(f"{who}: {value:.3f}" for who, value in scores.items())
+    if len(holds) == 2:
+        verdict = "the claim holds with both"
+    elif holds == ["the in-domain encoder"]:
+        verdict = ("the claim holds only with the in-domain encoder, which is not the paper's "
+                   "method: training on real images is what makes it hold here")
+    elif holds:
+        verdict = "the claim holds with the paper's encoder, not with the in-domain one"
+    else:
+        verdict = "the claim holds with neither"
+    return f"Judged by {what} ({numbers}), {verdict}."
 
 
 def score_reading(result: dict[str, Any], dataset: str, margin: float = 0.02) -> str:

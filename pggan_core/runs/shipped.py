@@ -53,6 +53,7 @@ MANIFEST = "manifest.json"
 RUN_FILES = ("config.yaml", "run.json", "metrics.jsonl", "phase_metrics.jsonl",
              "figures/progression.npz", "figures/progression.png")
 ENCODER_FILES = ("encoder.pt", "encoder.json")  # shipped too when the run was encoded
+INVERSION_FILES = ("indomain_encoder.pt", "inversion.json")  # and its in-domain encoder
 # results too slow for a book build, shipped beside the run they were made from; like the
 # encoder, each records its derivation and is checked against the run before it is quoted
 RESULT_FILES = ("augmentation.json",)
@@ -169,7 +170,7 @@ def installed_problem(out: Path, profile: str, dataset: str, variant: str,
     if installed != entry["files"]:
         return f"the shipped {run_key(dataset, variant)} run changed since it was installed"
     for name, digest in entry["files"].items():
-        if name == "run.json" or name in ENCODER_FILES or name in RESULT_FILES:
+        if name == "run.json" or name in (*ENCODER_FILES, *INVERSION_FILES, *RESULT_FILES):
             continue
         if not (out / name).is_file() or sha256_of(out / name) != digest:
             return f"{out / name} no longer matches its sha256 in {MANIFEST}"
@@ -203,7 +204,7 @@ def ship_results(run_dir: Path, profile: str, dataset: str, variant: str,
 def ship_current_results(profile: str, datasets: tuple[str, ...] = ("rop", "brats"),
                          root: Path | None = None) -> list[str]:
     """``pggan weights ship-results``: for each dataset's installed shipped run with
-    segmentation, ship its encoder and its augmentation study when they hold for it
+    segmentation, ship its encoders and its augmentation study when they hold for it
     (``runs.folder.stale_result``); return what was shipped, refuse what no longer holds."""
     from pggan_core.paths import run_dir
     from pggan_core.runs.folder import stale_result
@@ -211,7 +212,8 @@ def ship_current_results(profile: str, datasets: tuple[str, ...] = ("rop", "brat
     shipped = []
     for dataset in datasets:
         out = run_dir(dataset, profile, "seg", root)
-        for kind, names in (("encoder", ENCODER_FILES), ("augmentation", RESULT_FILES)):
+        for kind, names in (("encoder", ENCODER_FILES), ("inversion", INVERSION_FILES),
+                            ("augmentation", RESULT_FILES)):
             record = out / names[-1]
             if not record.is_file():
                 continue
@@ -278,7 +280,7 @@ def export_run(run_dir: str | Path, profile: str, dataset: str, variant: str, co
     shutil.rmtree(folder, ignore_errors=True)
     final_grid = sorted((run_dir / "samples").glob("*_stable.png"))[-1]
     names = [*RUN_FILES, f"samples/{final_grid.name}",
-             *[name for name in ENCODER_FILES if (run_dir / name).is_file()]]
+             *[name for name in (*ENCODER_FILES, *INVERSION_FILES) if (run_dir / name).is_file()]]
     for name in names:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(run_dir / name, folder / name)
@@ -323,8 +325,8 @@ def _git_commit(root: Path | None) -> str:
 def train_and_export(profile: str, datasets: tuple[str, ...] = ("rop", "brats"),
                      lanes: int = 2, root: Path | None = None) -> dict[str, Any]:
     """Train every run the book needs with ``pggan train`` (one thread per lane, ``lanes`` at
-    a time), train the encoder of each run with segmentation (``pggan encode``), and export
-    each into the shipped runs, recording the exact commands.
+    a time), train the encoders of each run with segmentation (``pggan encode``, then
+    ``pggan invert``), and export each into the shipped runs, recording the exact commands.
 
     An interrupted training is resumed by the same command (``--resume``), so the recorded
     training seconds add up over attempts; the wall time is that of the last attempt.
@@ -345,7 +347,8 @@ def train_and_export(profile: str, datasets: tuple[str, ...] = ("rop", "brats"),
             command = (f"pggan train --data {data.relative_to(root)} --profile {profile} "
                        f"--out {out.relative_to(root)} --threads 1 --resume"
                        + (" --no-segmentation" if variant == "noseg" else
-                          f" && pggan encode --run {out.relative_to(root)} --threads 1"))
+                          f" && pggan encode --run {out.relative_to(root)} --threads 1"
+                          f" && pggan invert --run {out.relative_to(root)} --threads 1"))
             jobs.append((dataset, variant, out, command))
 
     def run(job: tuple[str, str, Path, str]) -> tuple[str, str, Path, str, float]:

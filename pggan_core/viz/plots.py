@@ -256,8 +256,10 @@ def label_distribution_figure(manifest, dataset: str):
     return fig
 
 
-def tsne_scatter(embedding: np.ndarray, labels, columns: Sequence[str]):
-    """Figure 5: the t-SNE plane of the encoded images, one panel per label column.
+def tsne_scatter(embedding: np.ndarray, labels, columns: Sequence[str],
+                 what: str = "encoded latents"):
+    """Figure 5: the t-SNE plane of the encoded images, one panel per label column, each
+    titled "t-SNE of ``what``, by <column>".
 
     A label with at most 6 values gets one colour per value and a legend, as in the paper's
     figure (eye: OD/OS); a continuous one (slice position) a colour scale.
@@ -274,7 +276,7 @@ def tsne_scatter(embedding: np.ndarray, labels, columns: Sequence[str]):
         else:
             points = ax.scatter(*embedding.T, s=14, c=values, cmap="viridis")
             fig.colorbar(points, ax=ax, label=column)
-        ax.set(title=f"t-SNE of encoded latents, by {column}", xticks=[], yticks=[])
+        ax.set(title=f"t-SNE of {what}, by {column}", xticks=[], yticks=[])
     return fig
 
 
