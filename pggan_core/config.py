@@ -248,6 +248,18 @@ SECTIONS: dict[str, type] = {
 STUDY_SECTIONS = ("augment", "inversion")
 
 
+
+def with_current_study_settings(config: Config) -> Config:
+    """``config`` with its ``STUDY_SECTIONS`` as its built-in profile sets them now. A run
+    records the study settings of the day it was trained (a shipped run, those of its export),
+    but they say how a finished run is studied, not what it is, so the profile's current
+    values apply; a run of a custom profile keeps its own."""
+    if config.profile not in PROFILES:
+        return config
+    current = load_config(config.profile, config.data.dataset)
+    return dataclasses.replace(config, **{name: getattr(current, name)
+                                          for name in STUDY_SECTIONS})
+
 # a layer: where its values come from (for error messages) and {section: {key: value}}
 Layer = tuple[str, dict[str, Any]]
 

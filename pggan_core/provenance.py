@@ -55,8 +55,11 @@ DERIVED_RESULTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "encoder": (("pggan_core.latent.encoder:train_encoder", "pggan_core.training.networks"),
                 ("model", "encoder")),
     # the paper's encoder it starts from is an input (encoder.pt, by SHA-256)
-    "inversion": (("pggan_core.latent.indomain", "pggan_core.latent.encoder:encode",
-                   "pggan_core.training.networks"), ("model", "inversion")),
+    "inversion": ((*(f"pggan_core.latent.indomain:{name}" for name in (
+                       "train_indomain_encoder", "domain_regularised_refine", "_refine_chunk",
+                       "invert_run")),
+                   "pggan_core.latent.encoder:encode", "pggan_core.training.networks"),
+                  ("model", "inversion")),
     "latent_space": (("pggan_core.latent.space", "pggan_core.latent.probes"), ("eval",)),
     "ablation": (("pggan_core.evaluation.ablation", "pggan_core.evaluation.domain_stats",
                   "pggan_core.evaluation.swd", "pggan_core.data.vessels"),

@@ -242,3 +242,15 @@ def test_cli_config_show_prints_the_resolved_config(capsys):
 def test_cli_refuses_bad_settings_in_one_line(capsys, argv, message):
     assert cli.main(argv) == 2
     assert capsys.readouterr().err.startswith(message)
+
+
+def test_study_settings_come_from_the_profile_as_it_is_now():
+    from pggan_core.config import InversionConfig, with_current_study_settings
+
+    demo = load_config("demo", "rop")
+    recorded = dataclasses.replace(demo, inversion=InversionConfig(iterations=7),
+                                   train=dataclasses.replace(demo.train, lr=0.5))
+    current = with_current_study_settings(recorded)
+    assert current.inversion == demo.inversion and current.train.lr == 0.5  # the run's own
+    custom = dataclasses.replace(recorded, profile="custom")
+    assert with_current_study_settings(custom).inversion.iterations == 7

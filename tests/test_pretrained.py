@@ -77,6 +77,40 @@ def test_install_refuses_a_changed_file_profile_or_dataset(tiny_run, shipped, tm
     assert not (tmp_path / "c").exists()
 
 
+@pytest.mark.slow
+def test_ship_results_adds_current_encoders_keeps_shipped_records_refuses_stale(
+        tiny_run, shipped, tmp_path):
+    from pggan_core.latent.encoder import encode_run
+    from pggan_core.latent.indomain import invert_run
+    from pggan_core.paths import run_dir
+
+    root, _ = shipped
+    data = PreparedDataset(json.loads((tiny_run / "run.json").read_text())["data_dir"])
+    out = pretrained.install_run("smoke", "rop", "seg", _config(tiny_run),
+                                 run_dir("rop", "smoke", "seg", root), data, root)
+    encode_run(out, progress=False)
+    invert_run(out, progress=False)
+    assert sorted(pretrained.ship_current_results("smoke", ("rop",), root)) == [
+        f"rop-seg/{name}" for name in ("encoder.json", "encoder.pt", "indomain_encoder.pt",
+                                        "inversion.json")]
+    folder = pretrained.pretrained_dir("smoke", root) / "rop-seg"
+    record = (folder / "encoder.json").read_bytes()
+    files = pretrained.read_manifest("smoke", root)["runs"]["rop-seg"]["files"]
+    assert {"encoder.pt", "inversion.json"} <= set(files)
+
+    encode_run(out, progress=False)  # the same weights, their record written again
+    assert pretrained.ship_current_results("smoke", ("rop",), root) == []
+    assert (folder / "encoder.json").read_bytes() == record
+
+    encode_run(out, iterations=3, progress=False)  # new weights: the in-domain one is stale
+    manifest = (pretrained.pretrained_dir("smoke", root) / pretrained.MANIFEST).read_bytes()
+    with pytest.raises(CheckpointError, match="inversion.json does not hold"):
+        pretrained.ship_current_results("smoke", ("rop",), root)
+    # refused as a whole: not even the new encoder, which holds, was shipped
+    assert (pretrained.pretrained_dir("smoke", root) / pretrained.MANIFEST).read_bytes() == \
+        manifest
+
+
 # `pggan train` as a lane runs it, but the process dies right after its step-8 checkpoint
 DIES_AFTER_STEP_8 = """
 import sys

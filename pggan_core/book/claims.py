@@ -68,6 +68,48 @@ def figures_round_table(rows: Sequence[dict[str, Any]]):
     return table.round(2).astype(object).fillna("—")
 
 
+ROUND_MEASURES = (  # (key in a study row, what it is: lower SWD, ratios nearer 1, higher rest)
+    ("swd_image_over_floor", "image-channel SWD / floor"),
+    ("structure_vessel_density_ratio", "vessel density vs real"),
+    ("structure_branch_points_ratio", "junctions vs real"),
+    ("encoder_r2", "encoder R²"),
+    ("knn_laterality_accuracy", "k-NN laterality"),
+)
+
+
+def figures_round_summary(rows: Sequence[dict[str, Any]], baseline: str = "q_base"
+                          ) -> list[str]:
+    """One line per configuration of the Figures round against ``baseline``: each measure's
+    mean over seeds (the spread beside it where there are several), with and without the
+    segmentation channels. Read from the rows, so the page says what was measured."""
+    import numpy as np
+
+    picked = [r for r in rows if r["candidate"].startswith(FIGURES_ROUND)]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in picked:
+        groups.setdefault((r["candidate"], r["variant"]), []).append(r)
+
+    def cell(candidate: str, variant: str, key: str) -> str | None:
+        values = [r[key] for r in groups.get((candidate, variant), []) if r.get(key) is not None]
+        if not values:
+            return None
+        spread = (f" (seeds {min(values):.2f}-{max(values):.2f})" if len(values) > 1 else "")
+        return f"{np.mean(values):.2f}{spread}"
+
+    lines = []
+    for candidate in sorted({c for c, _ in groups}, key=lambda c: (c != baseline, c)):
+        parts = []
+        for variant, label in (("seg", "with seg."), ("noseg", "image only")):
+            shown = [f"{what} {value}" for key, what in ROUND_MEASURES
+                     if (value := cell(candidate, variant, key)) is not None]
+            if shown:
+                n = len(groups[(candidate, variant)])
+                parts.append(f"{label} ({n} seed{'s' * (n > 1)}): " + ", ".join(shown))
+        why = next(r["why"] for r in picked if r["candidate"] == candidate)
+        lines.append(f"**`{candidate}`** ({why}): " + "; ".join(parts))
+    return lines
+
+
 def quality_study_table(rows: Sequence[dict[str, Any]]):
     """One line per trained configuration: its budget and each measure, goals in the header."""
     import pandas as pd

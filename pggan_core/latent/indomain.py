@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pggan_core.atomic import atomic_file, write_text_atomic
-from pggan_core.config import Config, InversionConfig
+from pggan_core.config import Config, InversionConfig, with_current_study_settings
 from pggan_core.data.store import PreparedDataset, sha256_of
 from pggan_core.device import pick_device
 from pggan_core.generate import images_from_latents
@@ -149,14 +149,15 @@ def invert_run(run_dir: str | Path, progress: bool = True, reuse: bool = True
     records the same derivation and settings), then measures it as ``encode_run`` measures the
     paper's encoder: R² on held-out generated latents, and Figure 4's retrieval and detail
     correlation over every held-out image, from its latent (``indomain``) and after
-    ``domain_regularised_refine`` (``indomain_refined``). Encodes every training image into
-    ``latents_indomain.npz``; writes ``inversion.json`` (returned) and
+    ``domain_regularised_refine`` (``indomain_refined``), with the ``inversion`` settings of
+    the run's profile as it is now (``config.with_current_study_settings``). Encodes every
+    training image into ``latents_indomain.npz``; writes ``inversion.json`` (returned) and
     ``figures/indomain_reconstructions.npz`` (the first held-out images, both rows).
     """
     run_dir = require_generator(run_dir)
     started = time.perf_counter()
     G, info = load_generator(run_dir)
-    config: Config = info["config"]
+    config: Config = with_current_study_settings(info["config"])
     device = pick_device(config.train.device)
     G = G.to(device).eval()
     paper_encoder = load_encoder(run_dir, device)

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from pggan_core.config import Config, load_config, same_config
+from pggan_core.config import Config, load_config, same_config, with_current_study_settings
 from pggan_core.data.store import same_data, sha256_of
 from pggan_core.errors import (
     DataError,
@@ -136,7 +136,8 @@ def stale_result(run_dir: str | Path, kind: str, saved: dict[str, Any] | None,
 def run_generator(run_dir: str | Path) -> tuple[str, Config]:
     """The SHA-256 of the run's generator weights and the config it was trained with."""
     G, info = load_generator(run_dir)
-    return weights_fingerprint(G), info["config"]
+    # study settings as the profile sets them now: what the run's results are computed with
+    return weights_fingerprint(G), with_current_study_settings(info["config"])
 
 
 def _file_sha256(path: Path) -> str:

@@ -209,7 +209,8 @@ def ship_current_results(profile: str, datasets: tuple[str, ...] = ("rop", "brat
     from pggan_core.paths import run_dir
     from pggan_core.runs.folder import stale_result
 
-    shipped = []
+    # every record checked before anything is shipped: a refusal leaves the manifest as it was
+    to_ship = []
     for dataset in datasets:
         out = run_dir(dataset, profile, "seg", root)
         for kind, names in (("encoder", ENCODER_FILES), ("inversion", INVERSION_FILES),
@@ -220,9 +221,23 @@ def ship_current_results(profile: str, datasets: tuple[str, ...] = ("rop", "brat
             reason = stale_result(out, kind, json.loads(record.read_text()).get("derivation"))
             if reason is not None:
                 raise CheckpointError(f"{record} does not hold for the run in {out}: {reason}")
-            ship_results(out, profile, dataset, "seg", names, root)
-            shipped += [f"{run_key(dataset, 'seg')}/{name}" for name in names]
-    return shipped
+            if not _already_shipped(out, profile, dataset, names[0], root):
+                to_ship.append((out, dataset, names))
+    for out, dataset, names in to_ship:
+        ship_results(out, profile, dataset, "seg", names, root)
+    return [f"{run_key(dataset, 'seg')}/{name}" for _, dataset, names in to_ship
+            for name in names]
+
+
+def _already_shipped(run: Path, profile: str, dataset: str, weights: str,
+                     root: Path | None) -> bool:
+    """Whether ``weights`` (an encoder's ``.pt``) in ``run`` are the ones already shipped: then
+    the record shipped beside them stays as it is, not replaced by a recomputed copy."""
+    if not weights.endswith(".pt"):
+        return False
+    entry = ((read_manifest(profile, root) or {}).get("runs") or {}).get(run_key(dataset, "seg"))
+    shipped = (entry or {}).get("files", {}).get(weights)
+    return shipped is not None and (run / weights).is_file() and sha256_of(run / weights) == shipped
 
 
 NOTE_WIDTH = 76  # what a code cell's output in the book shows without scrolling
