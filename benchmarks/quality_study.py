@@ -369,6 +369,8 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--no-encoder", action="store_true",
                         help="skip the encoder and the latent-space scores (minutes per run)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="score again jobs whose row is saved with the same config")
     parser.add_argument("--lanes", type=int, default=2)
     parser.add_argument("--list", action="store_true", help="list the candidates")
     parser.add_argument("--table", action="store_true", help="print the saved results")
@@ -386,8 +388,13 @@ def main() -> None:
     os.environ.setdefault("PGGAN_HOME", str(REPO))
     prepare(args.candidates, args.datasets)
     # longest first, so the two lanes finish close together
+    saved = {row_job(r): r["config"] for r in load_results()["rows"]}
     jobs = sorted(((c, d, v, s) for c in args.candidates for d in args.datasets
-                   for v in args.variants for s in args.seeds), key=_cost, reverse=True)
+                   for v in args.variants for s in args.seeds
+                   if args.rescore or saved.get((c, d, v, s)) != json.loads(json.dumps(
+                       study_config(c, d, s).to_dict()))), key=_cost, reverse=True)
+    print(f"{len(jobs)} job(s) to run: " + ", ".join(" ".join(map(str, j)) for j in jobs),
+          flush=True)
     job = functools.partial(run_job, with_encoder=not args.no_encoder)
     rows: list[dict[str, Any]] = []
     with mp.get_context("spawn").Pool(args.lanes) as pool:

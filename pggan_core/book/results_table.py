@@ -142,6 +142,7 @@ class Claim:
     show: Callable[[dict[str, Any]], str | None]  # a dataset's results -> the cell, or None
     rule: Callable[[dict[str, Any]], str]  # a dataset's results -> one of VERDICTS
     rule_text: str
+    reads: str = "metrics.json"  # the result file its numbers come from (RESULT_FILES)
 
 
 def _swd_cell(r: dict[str, Any]) -> str | None:
@@ -319,54 +320,63 @@ CLAIMS = (
           "Effect of Segmentation Channels, Figure 3", "qualitative", DATASETS,
           ablation_summary, _ablation_rule,
           "yes: every measure in the paper's direction beyond its uncertainty; partly: more "
-          "in the paper's direction than against; else no"),
+          "in the paper's direction than against; else no",
+          reads="ablation.json"),
     Claim("The encoder recovers the latent vector of generated images (R² on held-out "
           "generated latents)", "Network Architectures", "qualitative", DATASETS,
           lambda r: _with_refs(r, "encoder_r2", [("by optimisation", "r2_optimised")]),
           lambda r: _graded(r.get("encoder_r2"), 0.5, 0.2),
-          "yes: R² ≥ 0.5; partly: ≥ 0.2; else no"),
+          "yes: R² ≥ 0.5; partly: ≥ 0.2; else no",
+          reads="encoder.json"),
     Claim("Reconstructions of held-out real images keep each image's structure",
           "Figure 4", "qualitative", DATASETS, _retrieval_cell, _retrieval_rule,
           "from the encoder's latent (as the paper): yes: its own input is the nearest held-out "
           "image for ≥ 50 % and fine-detail correlation ≥ 0.3; partly: ≥ 25 % or ≥ 0.15; "
-          "else no"),
+          "else no",
+          reads="encoder.json"),
     Claim("Left/right eye is primary in the latent space (k-NN accuracy of encoded real "
           "images)", "Latent Space Expression, Figure 5", "qualitative (t-SNE)", ("rop",),
           _laterality_cell,
           _above_chance_rule("knn_laterality_accuracy", "knn_laterality_chance", 0.90),
-          "yes: k-NN ≥ 0.90; partly: ≥ chance + 0.10; else no"),
+          "yes: k-NN ≥ 0.90; partly: ≥ chance + 0.10; else no",
+          reads="latent_space.json"),
     # after the paper: the field's way of bringing real images into the generator's range
     Claim("Figure 4 with the in-domain encoder (fine-tuned to reconstruct real training "
           "images, then refined with the encoder as regulariser; Zhu et al. 2020, not the "
-          "paper's method)", "Figure 4 (after the paper)", "—", DATASETS,
+          "paper's method)", "after the paper, Figure 4", "—", DATASETS,
           lambda r: _retrieval_cell(r, INDOMAIN, "indomain", "indomain_refined"),
           lambda r: _retrieval_rule(r, INDOMAIN, "indomain"),
-          "as the Figure 4 row, from the in-domain encoder's latent"),
+          "as the Figure 4 row, from the in-domain encoder's latent",
+          reads="inversion.json"),
     Claim("Figure 5 with the in-domain encoder's latents (k-NN laterality of encoded real "
-          "images; not the paper's method)", "Figure 5 (after the paper)", "—", ("rop",),
+          "images; not the paper's method)", "after the paper, Figure 5", "—", ("rop",),
           lambda r: _laterality_cell(r, INDOMAIN),
           _above_chance_rule(INDOMAIN + "knn_laterality_accuracy",
                              INDOMAIN + "knn_laterality_chance", 0.90),
-          "as the Figure 5 row"),
+          "as the Figure 5 row",
+          reads="latent_space_indomain.json"),
     Claim("Encoded slices can be traversed by axial position (Spearman of k-NN-predicted vs "
           "true slice position)", "Latent Space Expression", "qualitative", ("brats",),
           lambda r: _with_refs(r, "knn_slice_position_spearman",
                                [("raw pixels", "knn_slice_position_spearman_pixels")]),
           lambda r: _graded(r.get("knn_slice_position_spearman"), 0.8, 0.5),
-          "yes: Spearman ≥ 0.8; partly: ≥ 0.5; else no"),
+          "yes: Spearman ≥ 0.8; partly: ≥ 0.5; else no",
+          reads="latent_space.json"),
     Claim("Tumour presence can be told from the encoded latent (k-NN accuracy, folds grouped "
           "by subject)", "Latent Space Expression", "qualitative", ("brats",),
           lambda r: _with_refs(r, "knn_tumour_accuracy", [
               ("linear probe", "probe_tumour_accuracy"), ("raw pixels", "knn_tumour_pixels"),
               ("chance", "knn_tumour_chance")]),
           _tumour_rule,
-          "yes: k-NN ≥ raw pixels and ≥ chance + 0.10; partly: ≥ chance + 0.05; else no"),
+          "yes: k-NN ≥ raw pixels and ≥ chance + 0.10; partly: ≥ chance + 0.05; else no",
+          reads="latent_space.json"),
     Claim("Synthetic labelled pairs amplify a small dataset (a segmenter on the fewest real "
           "labels plus the GAN's pairs, scored on held-out real images; mean ± sd over "
           "seeds)", "Abstract, Introduction", "proposed, not measured", DATASETS,
           _augmentation_cell, _augmentation_rule,
           "yes: better than real labels alone in every seed, by more than the spread; "
-          "partly: better on average only; else no"),
+          "partly: better on average only; else no",
+          reads="augmentation.json"),
 )
 
 
@@ -388,7 +398,8 @@ def claims_table(profile: str, datasets: Sequence[str] = DATASETS,
                 row[DATASET_SHORT[d]] = "n/a"
                 continue
             cell = claim.show(results[d])
-            row[DATASET_SHORT[d]] = cell if cell is not None else _missing(results[d])
+            row[DATASET_SHORT[d]] = (cell if cell is not None
+                                     else _missing(results[d], claim.reads))
             verdicts.append(f"{DATASET_SHORT[d]}: {claim.rule(results[d])}"
                             if len(claim.datasets) > 1 and len(datasets) > 1
                             else claim.rule(results[d]))
@@ -397,14 +408,12 @@ def claims_table(profile: str, datasets: Sequence[str] = DATASETS,
     return pd.DataFrame(rows)
 
 
-def _missing(results: dict[str, Any]) -> str:
-    """The cell of a number this build has not got, naming the result files that no longer
-    hold (so a reader is never shown a number computed from other weights or code)."""
-    stale = results.get(STALE) or {}
-    if not stale:
-        return NOT_COMPUTED
-    return NOT_COMPUTED + " (" + "; ".join(f"{name} set aside: {why}"
-                                           for name, why in stale.items()) + ")"
+def _missing(results: dict[str, Any], reads: str) -> str:
+    """The cell of a number this build has not got, naming its result file ``reads`` when
+    that no longer holds (so a reader is never shown a number computed from other weights or
+    code)."""
+    why = (results.get(STALE) or {}).get(reads)
+    return NOT_COMPUTED if why is None else f"{NOT_COMPUTED} ({reads} set aside: {why})"
 
 
 def rules_table():
