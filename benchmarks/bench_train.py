@@ -1,12 +1,16 @@
-"""Training speed of the progressive GAN at the paper's architecture (not a test).
+"""Training speed of the progressive GAN at the paper's or the demo's widths (not a test).
 
 For each resolution: images/s over full training steps (one WGAN-GP critic step, one generator
-step, Adam on both, the EMA update), FLOPs per image (counted by FlopCounterMode over one step),
-the achieved GFLOP/s, and, measured in the same run, the GFLOP/s this machine attains on a 3x3
-convolution at the step's sizes (forward + backward, best memory format) and on a large matmul.
-Times are medians after warm-up.
+step, Adam on both, the EMA update), FLOPs per image (counted by FlopCounterMode over one step,
+the penalty's double backward included), the achieved GFLOP/s, and, measured in the same run,
+the GFLOP/s this machine attains on the step's own convolutions: every convolution the step
+runs is recorded (input, weight, stride), each distinct one is timed alone (forward and both
+gradients, best memory format), and a step made only of them at those rates would reach
+``step_conv_attainable`` GFLOP/s (their FLOP-weighted harmonic mean). Also a 3x3 convolution at
+128 channels and a large matmul, for reference. Times are medians after warm-up.
 
     python benchmarks/bench_train.py --resolutions 4 8 16 32 64 --threads 2
+    python benchmarks/bench_train.py --resolutions 16 32 64 --threads 1 --widths demo
     python benchmarks/bench_train.py --resolutions 16 64 --compare stock_conv,loop_adam,nchw
 
 ``--compare`` times the named options against the plain setup, interleaved step by step in one
@@ -31,6 +35,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, _FlopCounterMode
 
 from pggan_core.atomic import write_text_atomic
@@ -133,6 +138,84 @@ def flops_per_step(s: Setup) -> int:
     return counter.get_total_flops()
 
 
+class _RecordConvolutions(TorchDispatchMode):
+    """Every forward convolution dispatched while active, one ``Convolution`` per call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[Convolution] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten.convolution.default:
+            x, w, _, stride, padding, _, transposed, output_padding, groups = args
+            self.calls.append(Convolution(tuple(x.shape), tuple(w.shape), tuple(stride),
+                                          tuple(padding), bool(transposed),
+                                          tuple(output_padding), groups))
+        return func(*args, **(kwargs or {}))
+
+
+@dataclass(frozen=True)
+class Convolution:
+    """One convolution's sizes, as ``aten.convolution`` receives them."""
+
+    x: tuple[int, ...]
+    w: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    transposed: bool
+    output_padding: tuple[int, ...]
+    groups: int
+
+    def flops(self) -> int:
+        """Multiply-adds x 2 of the forward pass: every input (transposed) or output pixel
+        meets a whole kernel."""
+        n, _, h, w = self.x
+        kernel = self.w[2] * self.w[3]
+        if self.transposed:  # weight (C_in, C_out / groups, k, k)
+            return 2 * n * h * w * self.w[0] * self.w[1] * kernel
+        out_h = (h + 2 * self.padding[0] - self.w[2]) // self.stride[0] + 1
+        out_w = (w + 2 * self.padding[1] - self.w[3]) // self.stride[1] + 1
+        return 2 * n * out_h * out_w * self.w[0] * self.w[1] * kernel
+
+    def run(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        if self.transposed:
+            return F.conv_transpose2d(x, w, stride=self.stride, padding=self.padding,
+                                      output_padding=self.output_padding, groups=self.groups)
+        return F.conv2d(x, w, stride=self.stride, padding=self.padding, groups=self.groups)
+
+
+def step_convolutions(s: Setup) -> list[Convolution]:
+    """The forward convolutions one training step runs (the penalty's included)."""
+    recorder = _RecordConvolutions()
+    with recorder:
+        train_step(s)
+    return recorder.calls
+
+
+def conv_rate(c: Convolution, repeats: int = 5) -> float:
+    """GFLOP/s of one convolution's forward + grad input + grad weight, alone, in the better
+    of the two memory formats."""
+    best = 0.0
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(c.x).contiguous(memory_format=fmt).requires_grad_(True)
+        w = torch.randn(c.w).contiguous(memory_format=fmt).requires_grad_(True)
+
+        def conv(x: torch.Tensor = x, w: torch.Tensor = w) -> None:
+            c.run(x, w).sum().backward()
+
+        conv()
+        seconds = statistics.median(timed(conv) for _ in range(repeats))
+        best = max(best, 3 * c.flops() / seconds / 1e9)
+    return best
+
+
+def step_conv_attainable(calls: list[Convolution]) -> float:
+    """GFLOP/s a step made only of ``calls``' convolutions would reach at the rate each
+    attains alone: their total FLOPs over the sum of each one's FLOPs / its rate."""
+    rates = {c: conv_rate(c) for c in set(calls)}
+    return sum(c.flops() for c in calls) / sum(c.flops() / rates[c] for c in calls)
+
+
 def attainable_gflops(repeats: int = 5) -> dict[str, float]:
     """GFLOP/s of a 3x3 convolution's forward + backward and of a large matmul.
 
@@ -166,9 +249,11 @@ def attainable_gflops(repeats: int = 5) -> dict[str, float]:
 
 
 def bench_resolution(resolution: int, batch: int, data_dir: Path, alpha: float, warmup: int,
-                     iters: int, variants: dict[str, frozenset[str]]) -> dict[str, dict]:
-    """Interleaved timing of each variant at one resolution; images/s and FLOPs per image."""
-    setups = {name: build(resolution, batch, data_dir, alpha, opts)
+                     iters: int, variants: dict[str, frozenset[str]], profile: str = "paper"
+                     ) -> dict[str, dict]:
+    """Interleaved timing of each variant at one resolution; images/s, FLOPs per image and
+    what the step's own convolutions attain alone."""
+    setups = {name: build(resolution, batch, data_dir, alpha, opts, profile=profile)
               for name, opts in variants.items()}
     for s in setups.values():
         for _ in range(warmup):
@@ -180,14 +265,17 @@ def bench_resolution(resolution: int, batch: int, data_dir: Path, alpha: float, 
             before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             times[name].append(timed(lambda s=s: train_step(s)))
             faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-    flops = flops_per_step(build(resolution, batch, data_dir, alpha)) / batch
+    flops = flops_per_step(build(resolution, batch, data_dir, alpha, profile=profile)) / batch
+    attainable = step_conv_attainable(step_convolutions(build(resolution, batch, data_dir,
+                                                              alpha, profile=profile)))
     out = {}
     for name, ts in times.items():
         images_per_s = batch / statistics.median(ts)
         out[name] = {"images_per_s": images_per_s, "step_s": statistics.median(ts),
                      "step_s_all": ts, "flops_per_image": flops,
                      "page_faults_per_step": faults[name] / iters,
-                     "achieved_gflops": flops * images_per_s / 1e9}
+                     "achieved_gflops": flops * images_per_s / 1e9,
+                     "step_conv_attainable_gflops": attainable}
     return out
 
 
@@ -195,6 +283,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resolutions", type=int, nargs="+", default=[4, 8, 16, 32, 64])
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--widths", choices=["paper", "demo"], default="paper",
+                        help="the architecture (feature maps, latent) of this profile")
     parser.add_argument("--dataset", default="rop", choices=["rop", "brats"],
                         help="phantom data to train on (rop: 4 channels, brats: 7)")
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) /
@@ -223,25 +313,28 @@ def main() -> None:
     rows = {}
     for res in args.resolutions:
         rows[res] = bench_resolution(res, args.batch, data_dir, args.alpha, args.warmup,
-                                     args.iters, variants)
+                                     args.iters, variants, args.widths)
     peak_after = attainable_gflops()  # the machine is shared: bracket the run
     attainable = max(peak["conv_fwd_bwd"], peak_after["conv_fwd_bwd"])
     reference = max(peak["conv_64px_nchw"], peak_after["conv_64px_nchw"])
 
-    print(f"threads={args.threads} batch={args.batch} dataset={args.dataset} "
+    print(f"widths={args.widths} threads={args.threads} batch={args.batch} "
+          f"dataset={args.dataset} "
           f"alpha={args.alpha} malloc={'kept' if tuned_malloc else 'system'}  "
           f"attainable GFLOP/s (before/after): conv fwd+bwd at the step's sizes "
           f"{peak['conv_fwd_bwd']:.1f}/{peak_after['conv_fwd_bwd']:.1f}, large NCHW conv "
           f"{peak['conv_64px_nchw']:.1f}/{peak_after['conv_64px_nchw']:.1f}, matmul "
           f"{peak['matmul']:.1f}/{peak_after['matmul']:.1f}")
     print(f"{'res':>5} {'variant':>10} {'img/s':>8} {'step s':>8} {'GFLOP/img':>10} "
-          f"{'GFLOP/s':>8} {'% attain':>9} {'% large':>8} {'faults/step':>12} "
-          f"{'vs default':>10}")
+          f"{'GFLOP/s':>8} {'own convs':>9} {'% own':>6} {'% attain':>9} {'% large':>8} "
+          f"{'faults/step':>12} {'vs default':>10}")
     for res, by_variant in rows.items():
         base = by_variant["default"]["images_per_s"]
         for name, r in by_variant.items():
             print(f"{res:>5} {name:>10} {r['images_per_s']:>8.2f} {r['step_s']:>8.3f} "
                   f"{r['flops_per_image'] / 1e9:>10.3f} {r['achieved_gflops']:>8.1f} "
+                  f"{r['step_conv_attainable_gflops']:>9.1f} "
+                  f"{100 * r['achieved_gflops'] / r['step_conv_attainable_gflops']:>5.0f}% "
                   f"{100 * r['achieved_gflops'] / attainable:>8.0f}% "
                   f"{100 * r['achieved_gflops'] / reference:>7.0f}% "
                   f"{r['page_faults_per_step']:>12.0f} {r['images_per_s'] / base:>9.2f}x")
