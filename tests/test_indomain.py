@@ -109,3 +109,12 @@ def test_a_missing_indomain_latents_file_names_the_command(tmp_path: Path):
 
     with pytest.raises(RunNotFoundError, match="pggan invert"):
         load_latents(tmp_path, INDOMAIN_LATENTS_FILE)
+
+
+def test_the_reading_says_when_too_few_images_were_measured():
+    from pggan_core.latent.indomain import indomain_reading
+
+    empty = {"encoder": None, "refined": None, "indomain": None, "indomain_refined": None}
+    paper = {"reconstruction_retrieval": empty, "reconstruction_detail_correlation": empty}
+    ours = {**paper, "reconstruction_detail_correlation_unrelated": empty}
+    assert indomain_reading(paper, ours).startswith("Too few held-out images")

@@ -278,6 +278,11 @@ def indomain_reading(paper: dict[str, Any], indomain: dict[str, Any]) -> str:
                          paper["reconstruction_detail_correlation"])
     ours, ours_detail = (indomain["reconstruction_retrieval"],
                          indomain["reconstruction_detail_correlation"])
+    unrelated = indomain["reconstruction_detail_correlation_unrelated"][VARIANTS[0]]
+    needed = (ours[VARIANTS[0]], ours[VARIANTS[1]], ours_detail[VARIANTS[0]],
+              ours_detail[VARIANTS[1]], retrieval["encoder"], detail["encoder"], unrelated)
+    if any(value is None for value in needed):
+        return "Too few held-out images to compare the two encoders' reconstructions."
     best = max(ours[VARIANTS[1]], retrieval.get("refined") or 0.0)
     best_detail = max(ours_detail[VARIANTS[1]], detail.get("refined") or 0.0)
     text = (f"Trained on real images too, the encoder brings each held-out image back nearest "
@@ -285,7 +290,7 @@ def indomain_reading(paper: dict[str, Any], indomain: dict[str, Any]) -> str:
             f"{retrieval['encoder']:.0%} for the paper's encoder ({ours[VARIANTS[1]]:.0%} "
             f"after its regularised refinement); fine detail correlates at "
             f"{ours_detail[VARIANTS[0]]:.2f} against {detail['encoder']:.2f} (unrelated pairs "
-            f"{indomain['reconstruction_detail_correlation_unrelated'][VARIANTS[0]]:.2f}). ")
+            f"{unrelated:.2f}). ")
     if best >= 0.5 and best_detail >= 0.3:
         return text + ("Fitted to each image, the generator redraws most of it: the held-out "
                        "images lie within what it can draw, and reaching them is the "
