@@ -72,6 +72,7 @@ ROUND_MEASURES = (  # (key in a study row, what it is: lower SWD, ratios nearer 
     ("swd_image_over_floor", "image-channel SWD / floor"),
     ("structure_vessel_density_ratio", "vessel density vs real"),
     ("structure_branch_points_ratio", "junctions vs real"),
+    ("generated_z_probe", "laterality from true z"),
     ("encoder_r2", "encoder R²"),
     ("knn_laterality_accuracy", "k-NN laterality"),
 )
@@ -90,10 +91,15 @@ def figures_round_summary(rows: Sequence[dict[str, Any]], baseline: str = "q_bas
         groups.setdefault((r["candidate"], r["variant"]), []).append(r)
 
     def cell(candidate: str, variant: str, key: str) -> str | None:
-        values = [r[key] for r in groups.get((candidate, variant), []) if r.get(key) is not None]
+        group = groups.get((candidate, variant), [])
+        values = [r[key] for r in group if r.get(key) is not None]
         if not values:
             return None
-        spread = (f" (seeds {min(values):.2f}-{max(values):.2f})" if len(values) > 1 else "")
+        if len(values) > 1:
+            spread = f" (seeds {min(values):.2f}-{max(values):.2f})"
+        else:  # scored on one seed of several (the encoder is not run on every seed)
+            spread = f" (seed {next(r['seed'] for r in group if r.get(key) is not None)})" \
+                if len(group) > 1 else ""
         return f"{np.mean(values):.2f}{spread}"
 
     lines = []
