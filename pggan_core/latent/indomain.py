@@ -297,6 +297,6 @@ def indomain_reading(paper: dict[str, Any], indomain: dict[str, Any]) -> str:
                        "encoder's job.")
     return text + (f"Even with each latent fitted to its own image by gradient steps, at best "
                    f"{best:.0%} of the reconstructions are nearest their input and their fine "
-                   f"detail correlates at {best_detail:.2f}: as far as these fits reach, the "
-                   "held-out images lie outside what this generator draws, and a better "
-                   "encoder alone would not bring them back.")
+                   f"detail correlates at {best_detail:.2f}: as far as these fits reach, this "
+                   "generator does not draw the held-out images' fine detail, and a better "
+                   "encoder alone would not bring it back.")
