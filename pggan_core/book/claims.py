@@ -53,17 +53,18 @@ def figures_round_table(rows: Sequence[dict[str, Any]]):
 
     picked = sorted((r for r in rows if r["candidate"].startswith(FIGURES_ROUND)),
                     key=lambda r: (r["dataset"], r["candidate"], r["variant"], r["seed"]))
+    # short headers: twelve columns must fit the page's content column at 1280 px
     table = pd.DataFrame([{
-        "dataset": DATASET_SHORT[r["dataset"]], "configuration": r["candidate"],
-        "channels": "with seg." if r["variant"] == "seg" else "image only",
-        "seed": r["seed"], "CPU-min": r["train_seconds"] * r.get("threads", 1) / 60,
-        "SWD/floor, image channels": r["swd_image_over_floor"],
-        "vessel density vs real": r.get("structure_vessel_density_ratio"),
-        "junctions vs real": r.get("structure_branch_points_ratio"),
-        "laterality from true z": r.get("generated_z_probe"),
-        "z directions used": r.get("participation_ratio"),
-        "encoder R²": r.get("encoder_r2"),
-        "k-NN laterality": r.get("knn_laterality_accuracy"),
+        "data": DATASET_SHORT[r["dataset"]], "config.": r["candidate"],
+        "seg. channel": "yes" if r["variant"] == "seg" else "no", "seed": r["seed"],
+        "train min": round(r["train_seconds"] * r.get("threads", 1) / 60),
+        "image SWD / floor": r["swd_image_over_floor"],
+        "vessel density": r.get("structure_vessel_density_ratio"),
+        "junc- tions": r.get("structure_branch_points_ratio"),
+        "side from z": r.get("generated_z_probe"),
+        "z dims used": r.get("participation_ratio"),
+        "enc. R²": r.get("encoder_r2"),
+        "k-NN side": r.get("knn_laterality_accuracy"),
     } for r in picked])
     return table.round(2).astype(object).fillna("—")
 
