@@ -54,15 +54,16 @@ def figures_round_table(rows: Sequence[dict[str, Any]]):
     picked = sorted((r for r in rows if r["candidate"].startswith(FIGURES_ROUND)),
                     key=lambda r: (r["dataset"], r["candidate"], r["variant"], r["seed"]))
     # short headers: twelve columns must fit the page's content column at 1280 px
+    several = len({r["dataset"] for r in picked}) > 1
     table = pd.DataFrame([{
-        "data": DATASET_SHORT[r["dataset"]], "config.": r["candidate"],
-        "seg. channel": "yes" if r["variant"] == "seg" else "no", "seed": r["seed"],
+        "run": (f"{DATASET_SHORT[r['dataset']]} " if several else "") + f"{r['candidate']}, "
+               f"{'seg.' if r['variant'] == 'seg' else 'no seg.'}, seed {r['seed']}",
         "train min": round(r["train_seconds"] * r.get("threads", 1) / 60),
         "image SWD / floor": r["swd_image_over_floor"],
         "vessel density": r.get("structure_vessel_density_ratio"),
         "junc- tions": r.get("structure_branch_points_ratio"),
         "side from z": r.get("generated_z_probe"),
-        "z dims used": r.get("participation_ratio"),
+        "z dims": r.get("participation_ratio"),
         "enc. R²": r.get("encoder_r2"),
         "k-NN side": r.get("knn_laterality_accuracy"),
     } for r in picked])
