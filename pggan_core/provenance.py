@@ -47,9 +47,9 @@ def _git(root: Path, *args: str) -> str:
 # function or class alone, so an unrelated edit elsewhere in the module keeps it valid) and
 # which config sections it reads.
 DERIVED_RESULTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "metrics": (("pggan_core.evaluation.evaluate", "pggan_core.evaluation.swd",
-                 "pggan_core.evaluation.ms_ssim", "pggan_core.evaluation.neighbours",
-                 "pggan_core.evaluation.domain_stats", "pggan_core.evaluation.vessel_agreement",
+    "metrics": (("pggan_core.evaluation.evaluate", "pggan_core.measures.swd",
+                 "pggan_core.measures.ms_ssim", "pggan_core.measures.neighbours",
+                 "pggan_core.measures.domain_stats", "pggan_core.evaluation.vessel_agreement",
                  "pggan_core.generate", "pggan_core.data.vessels"),
                 ("data", "vessels", "eval")),
     "encoder": (("pggan_core.latent.encoder:train_encoder", "pggan_core.training.networks"),
@@ -61,8 +61,8 @@ DERIVED_RESULTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                    "pggan_core.latent.encoder:encode", "pggan_core.training.networks"),
                   ("model", "inversion")),
     "latent_space": (("pggan_core.latent.space", "pggan_core.latent.probes"), ("eval",)),
-    "ablation": (("pggan_core.evaluation.ablation", "pggan_core.evaluation.domain_stats",
-                  "pggan_core.evaluation.swd", "pggan_core.data.vessels"),
+    "ablation": (("pggan_core.evaluation.ablation", "pggan_core.measures.domain_stats",
+                  "pggan_core.measures.swd", "pggan_core.data.vessels"),
                  ("data", "vessels", "eval")),
     # the study's computing functions, not the wrapper that reads and writes its file
     "augmentation": (("pggan_core.augmentation.classic", "pggan_core.augmentation.pairs",

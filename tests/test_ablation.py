@@ -13,7 +13,7 @@ from scipy import ndimage
 from pggan_core.config import load_config
 from pggan_core.data.preprocess import fields_of_view
 from pggan_core.data.vessels import segment_vessels
-from pggan_core.evaluation import ablation, domain_stats
+from pggan_core.evaluation import ablation
 from pggan_core.evaluation.ablation import (
     AGAINST,
     PAPER,
@@ -23,6 +23,7 @@ from pggan_core.evaluation.ablation import (
     verdict_from_interval,
     vessel_maps_at_unet_scale,
 )
+from pggan_core.measures import domain_stats
 
 UNET_SCALE = 128  # the demo U-Net's training resolution; the GAN's images are half that
 

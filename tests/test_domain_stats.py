@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pggan_core.errors import DataError
-from pggan_core.evaluation.domain_stats import (
+from pggan_core.measures.domain_stats import (
     compare_distributions,
     fundus_stats,
     junctions,

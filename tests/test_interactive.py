@@ -1,4 +1,4 @@
-"""Latent-space figures that must work in the static book (pggan_core/viz/interactive.py)."""
+"""Latent-space figures that must work in the static book (pggan_core/book/interactive.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from pggan_core.config import load_config
-from pggan_core.training.networks import Generator
-from pggan_core.viz.interactive import (
+from pggan_core.book.interactive import (
     data_uri,
     direction_pictures,
     hover_text,
@@ -23,6 +21,8 @@ from pggan_core.viz.interactive import (
     thumbnail,
     tsne_figure,
 )
+from pggan_core.config import load_config
+from pggan_core.training.networks import Generator
 
 
 @pytest.fixture(scope="module")

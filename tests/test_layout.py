@@ -78,6 +78,32 @@ def test_imports_run_one_way():
     assert {name: found for name, found in into_book.items() if found} == {}
 
 
+def folder_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Folder (``pggan_core.training``) or top-level module (``pggan_core.config``) -> the
+    others it imports: the import graph with each folder's modules merged into one node."""
+    folders = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+
+    def unit(module: str) -> str:
+        parts = module.split(".")
+        return ".".join(parts[:2]) if len(parts) > 1 and parts[1] in folders else module
+
+    merged: dict[str, set[str]] = {}
+    for name, targets in graph.items():
+        merged.setdefault(unit(name), set()).update(unit(t) for t in targets)
+    return {name: targets - {name} for name, targets in merged.items()}
+
+
+def test_folders_import_each_other_one_way():
+    # a loop between folders (training -> viz -> latent -> training, say) means neither can be
+    # read, moved or replaced without the other, even when no module imports itself
+    graph = folder_graph(import_graph())
+    assert cycles(graph) == []
+    # the pure measures sit below training (its SWD log) and the run-level evaluation: they
+    # read arrays, not runs
+    below = {"pggan_core.config", "pggan_core.errors"}
+    assert graph["pggan_core.measures"] <= below, graph["pggan_core.measures"] - below
+
+
 def test_cycle_finder_finds_a_circle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c", "a"]]
 

@@ -7,14 +7,14 @@ from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
 from pggan_core.errors import DataError
-from pggan_core.evaluation.ms_ssim import ms_ssim, ms_ssim_diversity, ms_ssim_num_scales
-from pggan_core.evaluation.neighbours import nearest_neighbour_distances, nearest_neighbours
-from pggan_core.evaluation.swd import _pyr_up, laplacian_pyramid, sliced_wasserstein, swd_floor
 from pggan_core.evaluation.vessel_agreement import (
     VESSEL_LABEL_THRESHOLD,
     per_image_vessel_auc,
     vessel_agreement_auc,
 )
+from pggan_core.measures.ms_ssim import ms_ssim, ms_ssim_diversity, ms_ssim_num_scales
+from pggan_core.measures.neighbours import nearest_neighbour_distances, nearest_neighbours
+from pggan_core.measures.swd import _pyr_up, laplacian_pyramid, sliced_wasserstein, swd_floor
 
 
 def smooth_images(n: int, channels: int, size: int, seed: int = 0) -> np.ndarray:

@@ -322,7 +322,7 @@ METHOD = (
                "pggan_core.evaluation.vessel_agreement:vessel_agreement_auc"),
     MethodStep("Each point has been color-coded according to whether its image represents a "
                "right eye or left eye", "Latent Space Expression", "eval.tsne_perplexity",
-               "pggan_core.evaluation.neighbours:nearest_neighbours"),
+               "pggan_core.measures.neighbours:nearest_neighbours"),
 )
 
 

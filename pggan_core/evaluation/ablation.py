@@ -38,10 +38,10 @@ from pggan_core.config import DataConfig
 from pggan_core.data.preprocess import brain_mask, fields_of_view
 from pggan_core.data.store import IMAGE_CHANNELS, PreparedDataset
 from pggan_core.data.vessels import enlarge_fundus, ensure_vessel_unet
-from pggan_core.evaluation import domain_stats
-from pggan_core.evaluation.swd import sliced_wasserstein, swd_floor, swd_options
 from pggan_core.evaluation.vessel_agreement import VESSEL_LABEL_THRESHOLD
 from pggan_core.generate import sample_images
+from pggan_core.measures import domain_stats
+from pggan_core.measures.swd import sliced_wasserstein, swd_floor, swd_options
 from pggan_core.provenance import derivation
 from pggan_core.training.checkpoint import load_generator, weights_fingerprint
 

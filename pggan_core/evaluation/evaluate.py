@@ -23,12 +23,12 @@ from pggan_core.data.preprocess import brain_mask, fields_of_view
 from pggan_core.data.store import IMAGE_CHANNELS, PreparedDataset
 from pggan_core.data.vessels import ensure_vessel_unet
 from pggan_core.errors import RunNotFoundError
-from pggan_core.evaluation import domain_stats
-from pggan_core.evaluation.ms_ssim import ms_ssim_diversity
-from pggan_core.evaluation.neighbours import nearest_neighbour_distances
-from pggan_core.evaluation.swd import sliced_wasserstein, swd_floor, swd_options
 from pggan_core.evaluation.vessel_agreement import vessel_agreement_results
 from pggan_core.generate import sample_images
+from pggan_core.measures import domain_stats
+from pggan_core.measures.ms_ssim import ms_ssim_diversity
+from pggan_core.measures.neighbours import nearest_neighbour_distances
+from pggan_core.measures.swd import sliced_wasserstein, swd_floor, swd_options
 from pggan_core.precision import autocast, resolve
 from pggan_core.progress import Progress
 from pggan_core.provenance import derivation, stale_reason

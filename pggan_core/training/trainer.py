@@ -62,8 +62,8 @@ from pggan_core.errors import (
     PgganError,
     TrainingInterrupted,
 )
-from pggan_core.evaluation.swd import SWD_PATCH, sliced_wasserstein
 from pggan_core.generate import latent_usage
+from pggan_core.measures.swd import SWD_PATCH, sliced_wasserstein
 from pggan_core.progress import Progress
 from pggan_core.training import checkpoint as ckpt
 from pggan_core.training.allocator import keep_freed_memory

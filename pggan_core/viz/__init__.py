@@ -1,2 +1,2 @@
-"""Pictures: sample grids, pipeline figures, quality plots (matplotlib) and interactive figures
-(plotly, ipywidgets)."""
+"""Pictures: sample grids, pipeline figures and quality plots (matplotlib). The interactive
+figures (plotly, ipywidgets: the ``[book]`` extra) are ``pggan_core.book.interactive``."""

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from pggan_core.errors import DataError
-from pggan_core.evaluation.arrays import check_images
+from pggan_core.measures.arrays import check_images
 
 # bytes of one block of images in ``nearest_neighbours`` (float64): 32 images of 4 x 256^2,
 # 8 of 4 x 512^2. The loop re-reads the query once per reference block, which costs a

@@ -10,7 +10,7 @@ import numpy as np
 from scipy import ndimage
 
 from pggan_core.errors import DataError
-from pggan_core.evaluation.arrays import check_images
+from pggan_core.measures.arrays import check_images
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003
 

@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from pggan_core.config import EvalConfig
 from pggan_core.errors import DataError
-from pggan_core.evaluation.arrays import check_images
+from pggan_core.measures.arrays import check_images
 
 SWD_PATCH = 7  # descriptor size (NVIDIA's nhood_size)
 
