@@ -42,6 +42,7 @@ from pggan_core.config import (
     check_resolution,
     load_config,
     parse_set_items,
+    seed_overrides,
 )
 from pggan_core.errors import ConfigError, PgganError, TrainingInterrupted
 
@@ -71,8 +72,11 @@ def _config(args: argparse.Namespace, dataset: str, **data: object) -> Config:
     overrides: dict[str, dict[str, object]] = {"data": {k: v for k, v in data.items()
                                                         if v is not None}}
     if getattr(args, "seed", None) is not None:
-        overrides["train"] = {"seed": args.seed}
-        overrides["vessels"] = {"seed": args.seed}
+        # the vessel U-Net's own seed for `pggan vessels train`, a run's for the rest
+        seeded = ({"vessels": {"seed": args.seed}} if args.func is _vessels_train
+                  else seed_overrides(args.seed))
+        for section, values in seeded.items():
+            overrides.setdefault(section, {}).update(values)
     if getattr(args, "precision", None) is not None:
         overrides.setdefault("train", {})["precision"] = args.precision
     # --set comes last: the config module's outermost layer
@@ -102,8 +106,7 @@ def _data_prepare(args: argparse.Namespace) -> None:
 
     if args.resolution is not None:
         check_resolution(args.resolution, "--resolution")
-    config = _config(args, args.dataset, resolution=args.resolution, seed=args.seed,
-                     n_images=args.n)
+    config = _config(args, args.dataset, resolution=args.resolution, n_images=args.n)
     out = prepare_dataset(config, args.out, source=args.source, n_images=args.n)
     print(f"prepared {config.data.dataset} -> {out}")
 

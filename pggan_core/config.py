@@ -273,6 +273,14 @@ REMOVED_KEYS = {
 }
 
 
+def seed_overrides(seed: int) -> dict[str, dict[str, Any]]:
+    """The one seed policy, shared by ``pggan data prepare|train --seed`` and the book's
+    ``seed`` parameter (``runs.folder.run_config``): a run's seed draws its phantom data
+    (``data.seed``) and seeds its training (``train.seed``). The vessel U-Net, shared by a
+    profile's runs, keeps its own (``vessels.seed``: ``pggan vessels train --seed``)."""
+    return {"data": {"seed": seed}, "train": {"seed": seed}}
+
+
 def load_config(
     profile: str = "demo",
     dataset: str = "rop",

@@ -86,3 +86,22 @@ def test_a_run_from_before_runs_recorded_their_data_is_set_aside_not_trusted(hom
     assert json.loads((run / "run.json").read_text())["data"]["name"] == PHANTOM
     kept = list(run.parent.glob("seg.stale-*"))
     assert len(kept) == 1 and (kept[0] / "checkpoints" / LATEST).is_file()
+
+
+@pytest.mark.slow
+def test_a_run_trained_from_the_cli_with_a_seed_is_the_books_run_for_that_seed(tmp_path,
+                                                                               monkeypatch):
+    from pggan_core.cli import main
+
+    monkeypatch.setenv("PGGAN_HOME", str(tmp_path))
+    data, out = prepared_dir("rop", "smoke"), run_dir("rop", "smoke", "seg")
+    assert main(["data", "prepare", "--dataset", "rop", "--profile", "smoke", "--seed", "1",
+                 "--out", str(data)]) == 0
+    assert main(["train", "--data", str(data), "--profile", "smoke", "--seed", "1",
+                 "--out", str(out)]) == 0
+    stamp = (out / "checkpoints" / LATEST).stat().st_mtime_ns
+    # the book's seed=1 (ensure_run -> run_config) finds it finished: reused, not retrained
+    assert ensure_run("rop", "smoke", seed=1, progress=False) == out
+    assert (out / "checkpoints" / LATEST).stat().st_mtime_ns == stamp
+    assert not list(out.parent.glob("seg.stale-*"))  # nothing set aside as "another run"
+    assert run_config("rop", "smoke", 1).data.seed == run_config("rop", "smoke", 1).train.seed == 1

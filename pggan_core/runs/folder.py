@@ -15,7 +15,13 @@ from typing import Any
 
 import yaml
 
-from pggan_core.config import Config, load_config, same_config, with_current_study_settings
+from pggan_core.config import (
+    Config,
+    load_config,
+    same_config,
+    seed_overrides,
+    with_current_study_settings,
+)
 from pggan_core.data.store import same_data, sha256_of
 from pggan_core.errors import (
     DataError,
@@ -28,11 +34,10 @@ from pggan_core.training.checkpoint import has_generator, load_generator, weight
 
 def run_config(dataset: str, profile: str, seed: int = 0,
                augment: dict[str, Any] | None = None) -> Config:
-    """The configuration of a book run: the profile, with ``seed`` for data and training, and
-    ``augment`` overriding keys of the augmentation study's section (which a trained run does
-    not depend on, ``config.STUDY_SECTIONS``)."""
-    return load_config(profile, dataset, {"data": {"seed": seed}, "train": {"seed": seed},
-                                          "augment": augment or {}})
+    """The configuration of a book run: the profile, with ``seed`` as ``pggan train --seed``
+    sets it (``config.seed_overrides``), and ``augment`` overriding keys of the augmentation
+    study's section (which a trained run does not depend on, ``config.STUDY_SECTIONS``)."""
+    return load_config(profile, dataset, {**seed_overrides(seed), "augment": augment or {}})
 
 
 def require_generator(run_dir: str | Path) -> Path:
