@@ -78,6 +78,29 @@ DERIVED_RESULTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
+# Code added from outside the lists above (a metric registered by a user,
+# ``evaluation.registry.register_metric``): {kind: {name: its source at registration}}. It
+# joins its kind's derivation, so a result is computed again when that code changes.
+_ADDED_CODE: dict[str, dict[str, str]] = {}
+
+
+def add_code(kind: str, name: str, source: str | None = None) -> None:
+    """Make the code ``name`` ("package.module:object") part of every ``kind`` derivation,
+    unless its module is already listed whole. ``source`` defaults to the object's source."""
+    import importlib
+    import inspect
+
+    module_name, _, attribute = name.partition(":")
+    if module_name in DERIVED_RESULTS[kind][0] or name in DERIVED_RESULTS[kind][0]:
+        return
+    if source is None:
+        target = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            target = getattr(target, part)
+        source = inspect.getsource(target)
+    _ADDED_CODE.setdefault(kind, {})[name] = source
+
+
 def code_sha256(names: tuple[str, ...]) -> str:
     """A SHA-256 of the source of ``names`` ("package.module" or "package.module:object")."""
     import hashlib
@@ -106,11 +129,18 @@ def derivation(kind: str, generator_sha256: str, config: Any,
     with ``generator_sha256`` under ``config`` is derived from: store it in the result.
     ``inputs`` names other files of the run folder it read, with their SHA-256 (the latents
     the latent-space scores are computed from, say)."""
+    import hashlib
+
     from pggan_core import __version__
 
     code, sections = DERIVED_RESULTS[kind]
+    digest, added = code_sha256(code), _ADDED_CODE.get(kind, {})
+    if added:  # without added code the digest is what it always was: saved results hold
+        digest = hashlib.sha256("\0".join([digest, *(f"{name}\0{source}" for name, source
+                                                     in sorted(added.items()))]).encode()
+                                ).hexdigest()
     return {"kind": kind, "generator_sha256": generator_sha256,
-            "code": list(code), "code_sha256": code_sha256(code),
+            "code": [*code, *sorted(added)], "code_sha256": digest,
             "package_version": __version__, "config": _sections(config, sections),
             "inputs": dict(inputs or {})}
 

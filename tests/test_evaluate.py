@@ -121,3 +121,67 @@ def test_reference_auc_uses_ground_truth_masks_or_says_there_are_none(tiny_run_c
     assert record["direction"].startswith("score predicts label")
     assert record["threshold"] == 0.5
     assert "ground-truth vessel masks (phantom)" in record["reference"]
+
+
+# ---------------------------------------------------------------------------- metric registry
+
+
+def mean_grey_level(samples) -> dict:
+    """A toy metric, registered by the test below as a user would."""
+    return {"mean_grey_level": float(samples.fake[:, 0].mean())}
+
+
+@pytest.fixture
+def registry_as_it_was():
+    """Whatever a test registers is gone afterwards (the registry and the derivations)."""
+    import copy
+
+    from pggan_core import provenance
+    from pggan_core.evaluation import registry
+
+    metrics, added = dict(registry.METRICS), copy.deepcopy(provenance._ADDED_CODE)
+    yield
+    registry.METRICS.clear()
+    registry.METRICS.update(metrics)
+    provenance._ADDED_CODE.clear()
+    provenance._ADDED_CODE.update(added)
+
+
+@pytest.mark.slow
+def test_a_registered_metric_reaches_metrics_json_and_the_results_table(
+        tiny_home, tmp_path, registry_as_it_was):
+    import shutil
+    from pathlib import Path
+
+    from pggan_core.book.results_table import claims_table, rules_table
+    from pggan_core.evaluation.registry import Metric, MetricClaim, register_metric
+    from pggan_core.paths import run_dir
+
+    home = Path(shutil.copytree(tiny_home, tmp_path / "home"))
+    run = run_dir("rop", "smoke", "seg", home)
+    info = json.loads((run / "run.json").read_text())
+    info["data_dir"] = str(home / Path(info["data_dir"]).relative_to(tiny_home))
+    (run / "run.json").write_text(json.dumps(info))
+    before = evaluate_run(run, progress=False)
+    assert "mean_grey_level" not in before
+
+    register_metric(Metric(
+        "mean_grey_level", mean_grey_level, rows=(("mean grey level, generated",
+                                                   "mean_grey_level"),),
+        claim=MetricClaim("Generated photographs are not black (mean grey level)",
+                          "not in the paper", "—", "mean_grey_level",
+                          lambda value: "yes" if value > -0.99 else "no",
+                          "yes: mean grey level above -0.99; else no")))
+    # metrics.json computed before the metric existed no longer holds: computed again
+    result = ensure_evaluated(run, progress=False)
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["mean_grey_level"] == pytest.approx(result["mean_grey_level"])
+    assert "mean_grey_level" in saved["metrics"]
+    assert any(name.endswith(":mean_grey_level") for name in saved["derivation"]["code"])
+    assert saved["swd_mean"] == before["swd_mean"]  # the others unchanged
+    assert "mean grey level, generated" in set(metrics_table(result)["metric"])
+
+    table = claims_table("smoke", ("rop",), root=home)
+    row = table[table["claim"].str.startswith("Generated photographs are not black")].iloc[0]
+    assert row["ROP"] == f"{result['mean_grey_level']:.3f}" and row["reproduced?"] == "yes"
+    assert "Generated photographs are not black" in set(rules_table()["claim"])

@@ -20,6 +20,7 @@ from typing import Any
 from pggan_core.book.captions import DATASET_SHORT
 from pggan_core.config import DATASETS
 from pggan_core.errors import BookError
+from pggan_core.evaluation.registry import METRICS, Metric
 from pggan_core.paths import run_dir
 
 NOT_COMPUTED = "not computed in this build"
@@ -380,6 +381,23 @@ CLAIMS = (
 )
 
 
+def _metric_claim(metric: Metric) -> Claim:
+    """The results-table row of a registered metric's claim (``registry.MetricClaim``)."""
+    judged = metric.claim
+    assert judged is not None
+    return Claim(judged.text, judged.where, judged.paper_value, metric.datasets or DATASETS,
+                 lambda r: number(r.get(judged.key)),
+                 lambda r: (NOT_MEASURED if number(r.get(judged.key)) is None
+                            else judged.rule(r[judged.key])),
+                 judged.rule_text)
+
+
+def all_claims() -> tuple[Claim, ...]:
+    """``CLAIMS``, then the claim of every registered metric that judges one
+    (``evaluation.registry.register_metric``): what the results table lists."""
+    return CLAIMS + tuple(_metric_claim(m) for m in METRICS.values() if m.claim is not None)
+
+
 def claims_table(profile: str, datasets: Sequence[str] = DATASETS,
                  root: Path | None = None, sources: dict[str, str] | None = None):
     """The results table: each claim, the paper's value, ours per dataset (with references
@@ -390,7 +408,7 @@ def claims_table(profile: str, datasets: Sequence[str] = DATASETS,
     sources = sources or {}
     results = {d: read_results(d, profile, root, sources.get(d)) for d in datasets}
     rows = []
-    for claim in CLAIMS:
+    for claim in all_claims():
         row = {"claim": f"{claim.claim} ({claim.where})", "paper": claim.paper_value}
         verdicts = []
         for d in datasets:
@@ -421,7 +439,7 @@ def rules_table():
     import pandas as pd
 
     return pd.DataFrame([{"claim": c.claim.split(" (")[0].split(". ")[0], "rule": c.rule_text}
-                         for c in CLAIMS])
+                         for c in all_claims()])
 
 
 def stale_notes(profile: str, datasets: Sequence[str] = DATASETS, root: Path | None = None,

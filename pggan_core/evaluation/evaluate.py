@@ -23,6 +23,7 @@ from pggan_core.data.preprocess import brain_mask, fields_of_view
 from pggan_core.data.store import IMAGE_CHANNELS, PreparedDataset
 from pggan_core.data.vessels import ensure_vessel_unet
 from pggan_core.errors import RunNotFoundError
+from pggan_core.evaluation.registry import METRICS, Metric, Samples, metrics_for, register_metric
 from pggan_core.evaluation.vessel_agreement import vessel_agreement_results
 from pggan_core.generate import sample_images
 from pggan_core.measures import domain_stats
@@ -42,9 +43,82 @@ def _domain_stats(images: np.ndarray, dataset: str, data_cfg: DataConfig
     return domain_stats.mri_stats(images[:, 4:7], brain_mask(images))
 
 
+# ---------------------------------------------------------------------------------------------
+# the built-in metrics (``registry``), computed and shown in the order they are registered
+
+
+def _swd(s: Samples) -> dict[str, Any]:
+    settings, half = swd_options(s.config.eval), len(s.fake) // 2
+    real, fake = s.real, s.fake
+    swd = sliced_wasserstein(real[:half], fake[:half], seed=s.seed, **settings)
+    floor = swd_floor(real[:half], real[half:2 * half], seed=s.seed, **settings)
+    # the image channels alone: an all-channel SWD can average away artefacts of the photograph
+    # (or the MR slice) behind a well-drawn label channel
+    image = slice(0, IMAGE_CHANNELS[s.dataset])
+    swd_image = sliced_wasserstein(real[:half, image], fake[:half, image], seed=s.seed,
+                                   **settings)
+    floor_image = swd_floor(real[:half, image], real[half:2 * half, image], seed=s.seed,
+                            **settings)
+    return {"swd": swd, "swd_mean": swd["swd_mean"],
+            "swd_floor": floor, "swd_floor_mean": floor["swd_mean"],
+            "swd_image_mean": swd_image["swd_mean"],
+            "swd_image_floor_mean": floor_image["swd_mean"]}
+
+
+def _ms_ssim(s: Samples) -> dict[str, Any]:
+    pairs = s.config.eval.n_msssim_pairs
+    return {"ms_ssim_generated": ms_ssim_diversity(s.fake, pairs, s.seed),
+            "ms_ssim_real": ms_ssim_diversity(s.real, pairs, s.seed)}
+
+
+def _neighbours(s: Samples) -> dict[str, Any]:
+    return {"nn_distance_generated_median": float(np.median(
+                nearest_neighbour_distances(s.fake, s.train_all))),
+            "nn_distance_heldout_median": float(np.median(
+                nearest_neighbour_distances(s.heldout, s.train_all)))}
+
+
+def _anatomy(s: Samples) -> dict[str, Any]:
+    stats = domain_stats.compare_distributions(_domain_stats(s.real, s.dataset, s.config.data),
+                                               _domain_stats(s.fake, s.dataset, s.config.data))
+    return {"domain_stats": stats.reset_index().to_dict(orient="records")}
+
+
+def _vessel_agreement(s: Samples) -> dict[str, Any]:
+    segmenter = ensure_vessel_unet(s.config, progress=False)
+    return vessel_agreement_results(segmenter, s.fake, s.data, s.heldout_idx, s.config)
+
+
+for _metric in (
+    # the paper's one number first: the metrics table lists rows in registration order
+    Metric("vessel_agreement", _vessel_agreement, needs_segmentation=True, datasets=("rop",),
+           status="vessel agreement AUC", rows=(
+               ("vessel-agreement AUC, generated (paper: 0.97)", "vessel_agreement_auc"),
+               ("vessel-agreement AUC, held-out real with ground-truth masks (reference)",
+                "vessel_agreement_auc_reference"))),
+    Metric("swd", _swd, status="SWD and its floor", rows=(
+        ("SWD x1e3, generated vs real (mean over levels)", "swd_mean"),
+        ("SWD x1e3, real vs real (floor)", "swd_floor_mean"),
+        ("SWD x1e3, image channels alone, generated vs real", "swd_image_mean"),
+        ("SWD x1e3, image channels alone, real vs real (floor)", "swd_image_floor_mean"))),
+    Metric("ms_ssim", _ms_ssim, status="MS-SSIM diversity", rows=(
+        ("MS-SSIM of generated pairs (lower = more diverse)", "ms_ssim_generated"),
+        ("MS-SSIM of real pairs", "ms_ssim_real"))),
+    Metric("neighbours", _neighbours, status="nearest neighbours in the training set", rows=(
+        ("NN distance to training set, generated (median)", "nn_distance_generated_median"),
+        ("NN distance to training set, held-out real (median)",
+         "nn_distance_heldout_median"))),
+    # vessel density, branching, tortuosity; tumour area and label composition: the labels
+    # are read from the generated segmentation channels
+    Metric("domain_stats", _anatomy, needs_segmentation=True, status="domain statistics"),
+):
+    register_metric(_metric)
+
+
 def evaluate_run(run_dir: str | Path, seed: int = 0, progress: bool = True,
                  precision: str | None = None) -> dict[str, Any]:
-    """Compute every metric for the run in ``run_dir``; write ``metrics.json`` and return it.
+    """Compute every registered metric (``registry.metrics_for``) for the run in ``run_dir``;
+    write ``metrics.json`` and return it.
 
     The generator draws in ``precision`` (default: the run's ``train.precision``; see
     ``precision.py``); every metric is computed in fp32 on its images.
@@ -66,53 +140,25 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, progress: bool = True,
     with autocast(precision or config.train.precision, next(G.parameters()).device):
         fake = sample_images(G, n, resolution, config.model.latent_dim, seed)
     real = data.batch(rng.choice(train_idx, n, replace=False), resolution)[:, :keep]
-    # read a block at a time: at 512 px the training set would not fit in memory
-    heldout = data.view(heldout_idx, resolution, keep)
-    train_all = data.view(train_idx, resolution, keep)
-
-    stages = Progress(5 if dataset == "rop" and keep > IMAGE_CHANNELS[dataset] else 4,
-                      f"evaluate {run_dir.name}", unit="stage", enabled=progress, every=0)
-    swd_settings = swd_options(config.eval)
-    half = n // 2
-    swd = sliced_wasserstein(real[:half], fake[:half], seed=seed, **swd_settings)
-    floor = swd_floor(real[:half], real[half:2 * half], seed=seed, **swd_settings)
-    # the image channels alone: an all-channel SWD can average away artefacts of the photograph
-    # (or the MR slice) behind a well-drawn label channel
-    image = slice(0, IMAGE_CHANNELS[dataset])
-    swd_image = sliced_wasserstein(real[:half, image], fake[:half, image], seed=seed,
-                                   **swd_settings)
-    floor_image = swd_floor(real[:half, image], real[half:2 * half, image], seed=seed,
-                            **swd_settings)
-    stages.update(1, status="SWD and its floor")
-    pairs = config.eval.n_msssim_pairs
+    samples = Samples(config=config, dataset=dataset, data=data, fake=fake, real=real,
+                      heldout_idx=heldout_idx,
+                      # read a block at a time: at 512 px the training set would not fit
+                      heldout=data.view(heldout_idx, resolution, keep),
+                      train_all=data.view(train_idx, resolution, keep), seed=seed,
+                      with_segmentation=keep > IMAGE_CHANNELS[dataset])
+    metrics = metrics_for(dataset, samples.with_segmentation)
+    stages = Progress(len(metrics), f"evaluate {run_dir.name}", unit="stage",
+                      enabled=progress, every=0)
     result: dict[str, Any] = {
         "run": str(run_dir), "dataset": dataset, "profile": config.profile,
         "with_segmentation": run_info["with_segmentation"], "resolution": resolution,
         "n_generated": n, "seed": seed,
         "precision": resolve(precision or config.train.precision, next(G.parameters()).device),
-        "swd": swd, "swd_mean": swd["swd_mean"],
-        "swd_floor": floor, "swd_floor_mean": floor["swd_mean"],
-        "swd_image_mean": swd_image["swd_mean"], "swd_image_floor_mean": floor_image["swd_mean"],
-        "ms_ssim_generated": ms_ssim_diversity(fake, pairs, seed),
-        "ms_ssim_real": ms_ssim_diversity(real, pairs, seed),
+        "metrics": [m.name for m in metrics],
     }
-    stages.update(1, status="MS-SSIM diversity")
-    result["nn_distance_generated_median"] = float(np.median(
-        nearest_neighbour_distances(fake, train_all)))
-    result["nn_distance_heldout_median"] = float(np.median(
-        nearest_neighbour_distances(heldout, train_all)))
-    stages.update(1, status="nearest neighbours in the training set")
-    if keep > IMAGE_CHANNELS[dataset]:  # segmentation channels were generated
-        stats = domain_stats.compare_distributions(_domain_stats(real, dataset, config.data),
-                                                   _domain_stats(fake, dataset, config.data))
-        result["domain_stats"] = stats.reset_index().to_dict(orient="records")
-        stages.update(1, status="domain statistics")
-        if dataset == "rop":
-            segmenter = ensure_vessel_unet(config, progress=False)
-            result |= vessel_agreement_results(segmenter, fake, data, heldout_idx, config)
-            stages.update(1, status="vessel agreement AUC")
-    else:
-        stages.update(1, status="(no segmentation channels: no domain statistics)")
+    for metric in metrics:
+        result |= metric.compute(samples)
+        stages.update(1, status=metric.status or metric.name)
     result["derivation"] = derivation("metrics", weights_fingerprint(G), config)
     write_text_atomic(run_dir / "metrics.json", json.dumps(result, indent=2, default=float))
     if progress:
@@ -121,25 +167,11 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, progress: bool = True,
 
 
 def metrics_table(result: dict[str, Any]) -> pd.DataFrame:
-    """The headline numbers of ``metrics.json`` as a two-column table."""
-    rows = [
-        ("vessel-agreement AUC, generated (paper: 0.97)", result.get("vessel_agreement_auc")),
-        ("vessel-agreement AUC, held-out real with ground-truth masks (reference)",
-         result.get("vessel_agreement_auc_reference")),
-        ("SWD x1e3, generated vs real (mean over levels)", result["swd_mean"]),
-        ("SWD x1e3, real vs real (floor)", result["swd_floor_mean"]),
-        ("SWD x1e3, image channels alone, generated vs real", result.get("swd_image_mean")),
-        ("SWD x1e3, image channels alone, real vs real (floor)",
-         result.get("swd_image_floor_mean")),
-        ("MS-SSIM of generated pairs (lower = more diverse)", result["ms_ssim_generated"]),
-        ("MS-SSIM of real pairs", result["ms_ssim_real"]),
-        ("NN distance to training set, generated (median)",
-         result["nn_distance_generated_median"]),
-        ("NN distance to training set, held-out real (median)",
-         result["nn_distance_heldout_median"]),
-    ]
-    return pd.DataFrame([(k, v) for k, v in rows if v is not None],
-                        columns=["metric", "value"])
+    """The headline numbers of ``metrics.json`` as a two-column table: every registered
+    metric's rows, in registration order."""
+    rows = [row for metric in METRICS.values() for row in metric.rows]
+    return pd.DataFrame([(label, result[key]) for label, key in rows
+                         if result.get(key) is not None], columns=["metric", "value"])
 
 
 def ensure_evaluated(run_dir: str | Path, seed: int = 0, progress: bool = True

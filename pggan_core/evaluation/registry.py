@@ -1,0 +1,97 @@
+"""The metric registry: a metric is added in one place, ``register_metric``.
+
+After stylegan2-ada-pytorch's ``metric_main.register_metric``. A ``Metric`` says what it needs
+(segmentation channels, a dataset), how it is computed from the run's ``Samples``, which of its
+numbers the metrics table shows and, optionally, the claim of the paper it judges. Everything
+that lists metrics reads this registry: ``evaluate.evaluate_run`` (what ``metrics.json``
+holds, and its progress total), ``evaluate.metrics_table`` and the book's results table
+(``book.results_table.all_claims``). A metric registered from outside the package also enters
+the ``metrics`` derivation (``provenance.add_code``), so ``metrics.json`` is computed again
+when its code changes.
+
+    def mean_brightness(samples):
+        return {"mean_brightness": float(samples.fake.mean())}
+
+    register_metric(Metric("mean_brightness", mean_brightness,
+                           rows=(("mean grey level, generated", "mean_brightness"),)))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pggan_core.config import Config
+from pggan_core.data.store import PreparedDataset
+from pggan_core.errors import ConfigError
+from pggan_core.provenance import add_code
+
+
+@dataclass(frozen=True)
+class Samples:
+    """What a metric reads: ``n`` generated and ``n`` real training images (N, C, R, R) in
+    [-1, 1], with the same channels (the image channels alone for a run without segmentation);
+    the held-out and whole training sets as lazy views; the run's config and the seed."""
+
+    config: Config
+    dataset: str
+    data: PreparedDataset
+    fake: np.ndarray
+    real: np.ndarray
+    heldout_idx: np.ndarray
+    heldout: Any  # data.view(...): read a block at a time
+    train_all: Any
+    seed: int
+    with_segmentation: bool  # the run generated segmentation channels
+
+
+@dataclass(frozen=True)
+class MetricClaim:
+    """A claim of the paper that one number of a metric judges, for the results table."""
+
+    text: str
+    where: str  # section or figure of Beers et al. (2018), or "not in the paper"
+    paper_value: str
+    key: str  # the result key whose value the table shows and the rule judges
+    rule: Callable[[float | None], str]  # value (None: not computed) -> yes | partly | no
+    rule_text: str
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: ``compute(samples) -> {key: value}`` merged into ``metrics.json``."""
+
+    name: str
+    compute: Callable[[Samples], dict[str, Any]]
+    rows: tuple[tuple[str, str], ...] = ()  # (label in the metrics table, result key)
+    needs_segmentation: bool = False  # skipped for a run without segmentation channels
+    datasets: tuple[str, ...] | None = None  # None: every dataset
+    status: str = ""  # the progress line once it is done (default: its name)
+    claim: MetricClaim | None = None
+
+    def applies_to(self, dataset: str, with_segmentation: bool) -> bool:
+        """Whether this metric is computed for a run of ``dataset`` (with or without its
+        segmentation channels)."""
+        return ((self.datasets is None or dataset in self.datasets)
+                and (with_segmentation or not self.needs_segmentation))
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(metric: Metric) -> Metric:
+    """Add ``metric`` (or replace the one of its name) to every list of metrics: computed
+    by ``pggan evaluate`` in registration order, shown by the tables."""
+    if not metric.name.isidentifier():
+        raise ConfigError(f"metric name {metric.name!r}: use letters, digits and underscores")
+    METRICS[metric.name] = metric
+    add_code("metrics", f"{metric.compute.__module__}:{metric.compute.__qualname__}")
+    return metric
+
+
+def metrics_for(dataset: str, with_segmentation: bool) -> list[Metric]:
+    """The registered metrics a run of ``dataset`` gets, in registration order."""
+    return [m for m in METRICS.values() if m.applies_to(dataset, with_segmentation)]
