@@ -105,3 +105,31 @@ def test_a_run_trained_from_the_cli_with_a_seed_is_the_books_run_for_that_seed(t
     assert (out / "checkpoints" / LATEST).stat().st_mtime_ns == stamp
     assert not list(out.parent.glob("seg.stale-*"))  # nothing set aside as "another run"
     assert run_config("rop", "smoke", 1).data.seed == run_config("rop", "smoke", 1).train.seed == 1
+
+
+def test_open_run_reads_the_run_and_finds_its_data_by_one_rule(home):
+    from pggan_core.errors import CheckpointError, RunNotFoundError
+    from pggan_core.runs.folder import open_run
+    from pggan_core.training.run_info import read_run_info
+
+    run = run_dir("rop", "smoke", "seg", home)
+    opened = open_run(run)
+    assert opened.info.dataset == "rop" and opened.info.finished
+    assert opened.channels == ["R", "G", "B", "vessel"] and opened.resolution == 16
+    assert opened.config.profile == "smoke"
+    assert read_run_info(run).to_dict() == json.loads((run / "run.json").read_text())
+    assert opened.data.path == Path(opened.info.data_dir)  # the folder it recorded
+    # a recorded folder that is gone (a moved checkout): the profile's folder for that data
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "data_dir": str(home / "moved")}))
+    assert open_run(run).data.path == prepared_dir("rop", "smoke", home)
+
+    (run / "run.json").write_text('{"dataset": "rop", "sterps": 3}')
+    with pytest.raises(CheckpointError, match="run.json.*missing.*unknown.*sterps"):
+        open_run(run)
+    (run / "run.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="run.json: unreadable"):
+        open_run(run)
+    (run / "run.json").unlink()
+    with pytest.raises(RunNotFoundError, match="pggan train --out"):
+        open_run(run)

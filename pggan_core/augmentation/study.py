@@ -51,9 +51,10 @@ from pggan_core.errors import ConfigError, DataError
 from pggan_core.generate import sample_images
 from pggan_core.progress import Progress
 from pggan_core.provenance import derivation, provenance
-from pggan_core.runs.folder import require_trained_run, run_config, stale_result
+from pggan_core.runs.folder import open_run, require_trained_run, run_config, stale_result
 from pggan_core.runs.reuse import lanes_and_threads
 from pggan_core.training.checkpoint import load_generator, weights_fingerprint
+from pggan_core.training.run_info import read_run_info
 
 ARMS = ("real", "real + classic", "real + synthetic", "synthetic")
 RESULT_FILE = "augmentation.json"
@@ -199,10 +200,9 @@ def example_pairs(run: Path, cfg: Config, n: int = 4) -> tuple[LabelledSet, Labe
 def _open_run(run: Path) -> tuple[dict[str, Any], PreparedDataset, Any, int, int]:
     """``run.json``, the prepared data the run learnt from, its (EMA) generator, the
     generator's resolution and latent size: what every part of the study starts from."""
-    info = json.loads((run / "run.json").read_text())
-    G, gen_info = load_generator(run)
-    return (info, PreparedDataset(info["data_dir"]), G, gen_info["resolution"],
-            gen_info["config"].model.latent_dim)
+    opened = open_run(run)
+    return (opened.info.to_dict(), opened.data, opened.G, opened.resolution,
+            opened.config.model.latent_dim)
 
 
 def _gan_labels(data: PreparedDataset) -> str:
@@ -358,8 +358,7 @@ def current_study(run: str | Path) -> tuple[dict[str, Any] | None, str]:
     result = json.loads(path.read_text())
     reason = stale_result(run, "augmentation", result.get("derivation"))
     if reason is None:
-        shipped = RESULT_FILE in ((json.loads((Path(run) / "run.json").read_text())
-                                   .get("pretrained") or {}).get("files") or {})
+        shipped = RESULT_FILE in ((read_run_info(run).pretrained or {}).get("files") or {})
         by = ("shipped with the repository beside the run's weights (`pggan augment-study`, "
               "then `pggan weights ship-results`)" if shipped else
               "by an earlier `pggan augment-study` or `pggan book --augmentation`")

@@ -36,13 +36,14 @@ from scipy.stats import t as student_t
 from pggan_core.atomic import write_text_atomic
 from pggan_core.config import DataConfig
 from pggan_core.data.preprocess import brain_mask, fields_of_view
-from pggan_core.data.store import IMAGE_CHANNELS, PreparedDataset
+from pggan_core.data.store import IMAGE_CHANNELS
 from pggan_core.data.vessels import enlarge_fundus, ensure_vessel_unet
 from pggan_core.evaluation.vessel_agreement import VESSEL_LABEL_THRESHOLD
 from pggan_core.generate import sample_images
 from pggan_core.measures import domain_stats
 from pggan_core.measures.swd import sliced_wasserstein, swd_floor, swd_options
 from pggan_core.provenance import derivation
+from pggan_core.runs.folder import open_run
 from pggan_core.training.checkpoint import load_generator, weights_fingerprint
 
 SEG, NOSEG = "with segmentation", "without segmentation"  # the two runs, as ``runs`` keys
@@ -260,14 +261,12 @@ def compare_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0,
     bootstrap verdict (``bootstrap_verdict``). Writes ``ablation.json`` into ``seg_run`` and
     returns it; ``ablation_conclusion`` is stored in it as ``conclusion``.
     """
-    seg_run, noseg_run = Path(seg_run), Path(noseg_run)
-    run_info = json.loads((seg_run / "run.json").read_text())
-    dataset, data = run_info["dataset"], PreparedDataset(run_info["data_dir"])
+    seg, noseg_run = open_run(seg_run), Path(noseg_run)
+    seg_run, dataset, data = seg.path, seg.info.dataset, seg.data
     n_image = IMAGE_CHANNELS[dataset]
     runs = {SEG: seg_run, NOSEG: noseg_run}
-    generators = {name: load_generator(path) for name, path in runs.items()}
-    info = generators[SEG][1]
-    config, resolution = info["config"], info["resolution"]
+    generators = {SEG: (seg.G, seg.facts), NOSEG: load_generator(noseg_run)}
+    config, resolution = seg.config, seg.resolution
     train_idx = data.split_indices("train")
     n = min(config.eval.n_generated, len(train_idx) // 2)
     drawn = np.random.default_rng(seed).choice(train_idx, 2 * n, replace=False)

@@ -18,11 +18,10 @@ import numpy as np
 import pandas as pd
 
 from pggan_core.atomic import write_text_atomic
-from pggan_core.config import Config, DataConfig
+from pggan_core.config import DataConfig
 from pggan_core.data.preprocess import brain_mask, fields_of_view
-from pggan_core.data.store import IMAGE_CHANNELS, PreparedDataset
+from pggan_core.data.store import IMAGE_CHANNELS
 from pggan_core.data.vessels import ensure_vessel_unet
-from pggan_core.errors import RunNotFoundError
 from pggan_core.evaluation.registry import METRICS, Metric, Samples, metrics_for, register_metric
 from pggan_core.evaluation.vessel_agreement import vessel_agreement_results
 from pggan_core.generate import sample_images
@@ -33,6 +32,7 @@ from pggan_core.measures.swd import sliced_wasserstein, swd_floor, swd_options
 from pggan_core.precision import autocast, resolve
 from pggan_core.progress import Progress
 from pggan_core.provenance import derivation, stale_reason
+from pggan_core.runs.folder import open_run
 from pggan_core.training.checkpoint import load_generator, weights_fingerprint
 
 
@@ -123,17 +123,10 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, progress: bool = True,
     The generator draws in ``precision`` (default: the run's ``train.precision``; see
     ``precision.py``); every metric is computed in fp32 on its images.
     """
-    run_dir = Path(run_dir)
-    run_info_path = run_dir / "run.json"
-    if not run_info_path.is_file():
-        raise RunNotFoundError(f"{run_dir} is not a training run: run `pggan train --out "
-                               f"{run_dir}` or notebooks/03_train.md first")
-    run_info = json.loads(run_info_path.read_text())
-    G, info = load_generator(run_dir)
-    config: Config = info["config"]
-    resolution, dataset = info["resolution"], run_info["dataset"]
-    data = PreparedDataset(run_info["data_dir"])
-    keep = len(info["channels"])  # without segmentation only the image channels were trained
+    run = open_run(run_dir)
+    run_dir, G, config, data = run.path, run.G, run.config, run.data
+    resolution, dataset = run.resolution, run.info.dataset
+    keep = len(run.channels)  # without segmentation only the image channels were trained
     train_idx, heldout_idx = data.split_indices("train"), data.split_indices("heldout")
     rng = np.random.default_rng(seed)
     n = min(config.eval.n_generated, len(train_idx))
@@ -151,7 +144,7 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, progress: bool = True,
                       enabled=progress, every=0)
     result: dict[str, Any] = {
         "run": str(run_dir), "dataset": dataset, "profile": config.profile,
-        "with_segmentation": run_info["with_segmentation"], "resolution": resolution,
+        "with_segmentation": run.info.with_segmentation, "resolution": resolution,
         "n_generated": n, "seed": seed,
         "precision": resolve(precision or config.train.precision, next(G.parameters()).device),
         "metrics": [m.name for m in metrics],

@@ -42,7 +42,7 @@ from pggan_core.latent.reconstruction import ReconstructionScores
 from pggan_core.precision import autocast, resolve
 from pggan_core.progress import Progress
 from pggan_core.provenance import derivation, derivation_differs
-from pggan_core.runs.folder import require_generator, run_data_dir
+from pggan_core.runs.folder import open_run
 from pggan_core.training.checkpoint import load_generator, weights_fingerprint
 from pggan_core.training.networks import Encoder
 from pggan_core.viz import plots
@@ -240,13 +240,11 @@ def encode_run(run_dir: str | Path, iterations: int | None = None, progress: boo
     ``figures/encoder_reconstructions.{png,npz,json}`` (Figure 4: held-out reals, their
     regeneration from the encoder's latent and, with ``refine_steps``, from the refined one).
     """
-    run_dir = require_generator(run_dir)
     started = time.perf_counter()
-    G, info = load_generator(run_dir)
-    config: Config = info["config"]
+    run = open_run(run_dir)
+    run_dir, info, config, data = run.path, run.facts, run.config, run.data
     device = pick_device(config.train.device)
-    G = G.to(device)
-    data = PreparedDataset(run_data_dir(run_dir, config))
+    G = run.G.to(device)
     with autocast(precision or config.train.precision, device):
         summary = _encode(run_dir, G, info, data, iterations, progress, reuse)
     summary["precision"] = resolve(precision or config.train.precision, device)

@@ -21,8 +21,7 @@ from sklearn.model_selection import cross_val_predict, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 
 from pggan_core.atomic import write_text_atomic
-from pggan_core.config import Config
-from pggan_core.data.store import PreparedDataset, sha256_of
+from pggan_core.data.store import sha256_of
 from pggan_core.device import pick_device
 from pggan_core.errors import DataError
 from pggan_core.latent.encoder import INDOMAIN_LATENTS_FILE, LATENTS_FILE, load_latents
@@ -37,8 +36,8 @@ from pggan_core.latent.probes import (
     usable_classes,
 )
 from pggan_core.provenance import derivation
-from pggan_core.runs.folder import run_data_dir
-from pggan_core.training.checkpoint import load_generator, weights_fingerprint
+from pggan_core.runs.folder import open_run
+from pggan_core.training.checkpoint import weights_fingerprint
 
 PIXEL_CONTROL_RESOLUTION = 64  # the raw-pixel controls never read larger images
 
@@ -304,10 +303,9 @@ def score_latent_space(run_dir: str | Path, seed: int = 0,
     run_dir = Path(run_dir)
     latents_file, scores_file = LATENT_SOURCES[encoder]
     latents, labels = load_latents(run_dir, latents_file)
-    G, info = load_generator(run_dir)
-    config: Config = info["config"]
-    dataset, channels = config.data.dataset, len(info["channels"])
-    data = PreparedDataset(run_data_dir(run_dir, config))
+    run = open_run(run_dir)
+    G, info, config, data = run.G, run.facts, run.config, run.data
+    dataset, channels = config.data.dataset, len(run.channels)
     # the raw-pixel control at <= 64 px: it is about layout (which side the disc is on, the
     # slice level, whether a label channel is lit), and 512 px images of a whole training set
     # would not fit in memory

@@ -9,11 +9,12 @@ trained on.
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from torch import nn
 
 from pggan_core.config import (
     Config,
@@ -22,14 +23,12 @@ from pggan_core.config import (
     seed_overrides,
     with_current_study_settings,
 )
-from pggan_core.data.store import same_data, sha256_of
-from pggan_core.errors import (
-    DataError,
-    RunNotFoundError,
-)
+from pggan_core.data.store import PreparedDataset, same_data, sha256_of
+from pggan_core.errors import DataError, PgganError, RunNotFoundError
 from pggan_core.paths import prepared_dir, run_dir
 from pggan_core.provenance import stale_reason
 from pggan_core.training.checkpoint import has_generator, load_generator, weights_fingerprint
+from pggan_core.training.run_info import RUN_INFO_FILE, RunInfo, read_run_info
 
 
 def run_config(dataset: str, profile: str, seed: int = 0,
@@ -50,17 +49,17 @@ def require_generator(run_dir: str | Path) -> Path:
     return run_dir
 
 
-def run_data_dir(run_dir: str | Path, config: Config) -> Path:
-    """The prepared dataset the run was trained on (``run.json``), else the profile's default
-    folder for the data the run records (the phantom's when it records none)."""
-    run_info = Path(run_dir) / "run.json"
+def run_data_dir(run_dir: str | Path, config: Config, info: RunInfo | None = None) -> Path:
+    """The prepared dataset the run was trained on (``run.json``, or ``info`` read from it),
+    else the profile's default folder for the data the run records (the phantom's when it
+    records none): the one rule for finding a run's data."""
+    if info is None and (Path(run_dir) / RUN_INFO_FILE).is_file():
+        info = read_run_info(run_dir)
     source = None
-    if run_info.is_file():
-        info = json.loads(run_info.read_text())
-        recorded = info.get("data_dir")
-        if recorded and Path(recorded).is_dir():
-            return Path(recorded)
-        source = (info.get("data") or {}).get("source")
+    if info is not None:
+        if info.data_dir and Path(info.data_dir).is_dir():
+            return Path(info.data_dir)
+        source = (info.data or {}).get("source")
     folder = prepared_dir(config.data.dataset, config.profile,
                           source=None if source == "phantom" else source)
     if not (folder / "dataset.json").is_file():
@@ -70,19 +69,55 @@ def run_data_dir(run_dir: str | Path, config: Config) -> Path:
     return folder
 
 
+@dataclass(frozen=True)
+class OpenRun:
+    """A trained run opened for reading: what every command that reads a run starts from."""
+
+    path: Path
+    info: RunInfo  # run.json
+    G: nn.Module  # the trained generator (its EMA copy when there is one), in eval mode
+    facts: dict[str, Any]  # checkpoint.load_generator's: config, channels, resolution, alpha...
+    data: PreparedDataset  # the prepared dataset it was trained on (``run_data_dir``)
+
+    @property
+    def config(self) -> Config:
+        """The configuration the run was trained with."""
+        return self.facts["config"]
+
+    @property
+    def resolution(self) -> int:
+        """The highest resolution the generator has trained at."""
+        return int(self.facts["resolution"])
+
+    @property
+    def channels(self) -> list[str]:
+        """The generated channels' names (the image channels alone without segmentation)."""
+        return list(self.facts["channels"])
+
+
+def open_run(run_dir: str | Path) -> OpenRun:
+    """The run in ``run_dir``: its ``run.json``, generator, config and prepared data, each
+    found by one rule. RunNotFoundError naming the command that makes it when there is none."""
+    run_dir = require_generator(run_dir)
+    info = read_run_info(run_dir)
+    G, facts = load_generator(run_dir)
+    return OpenRun(run_dir, info, G, facts,
+                   PreparedDataset(run_data_dir(run_dir, facts["config"], info)))
+
+
 def marked_finished(run_dir: str | Path) -> bool:
     """Whether ``run_dir``'s ``run.json`` says its training finished and it holds a generator:
     the one test of "a finished run is here" (``is_finished`` adds the config and the data)."""
     return _finished_info(Path(run_dir)) is not None
 
 
-def _finished_info(run_dir: Path) -> dict[str, Any] | None:
+def _finished_info(run_dir: Path) -> RunInfo | None:
     """``run.json`` of a run that finished and holds a generator, else None."""
     try:
-        info = json.loads((run_dir / "run.json").read_text())
-    except (OSError, ValueError):
+        info = read_run_info(run_dir)
+    except PgganError:
         return None
-    return info if info.get("finished") is True and has_generator(run_dir) else None
+    return info if info.finished is True and has_generator(run_dir) else None
 
 
 def require_trained_run(dataset: str, profile: str, variant: str = "seg",
@@ -115,15 +150,15 @@ def is_finished(run_dir: str | Path, config: Config, with_segmentation: bool = T
         saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     except (OSError, ValueError, yaml.YAMLError):
         return False
-    return (info.get("with_segmentation") == with_segmentation and same_config(saved, config)
-            and (data is None or same_data(info.get("data"), data)))
+    return (info.with_segmentation == with_segmentation and same_config(saved, config)
+            and (data is None or same_data(info.data, data)))
 
 
 def recorded_data(run: Path) -> dict | None:
     """The data the run in ``run`` records (None: no run, or one from before runs did)."""
     try:
-        return json.loads((run / "run.json").read_text()).get("data")
-    except (OSError, ValueError):
+        return read_run_info(run).data
+    except PgganError:
         return None
 
 

@@ -43,14 +43,15 @@ import yaml
 from pggan_core.atomic import atomic_file, write_text_atomic
 from pggan_core.config import Config, config_from_dict, same_config
 from pggan_core.data.store import PreparedDataset, sha256_of
-from pggan_core.errors import CheckpointError
+from pggan_core.errors import CheckpointError, PgganError
 from pggan_core.paths import checkout_root, repo_root
 from pggan_core.runs.folder import marked_finished
 from pggan_core.training import checkpoint as ckpt
+from pggan_core.training.run_info import RUN_INFO_FILE, read_run_info, write_run_info
 
 MANIFEST = "manifest.json"
 # what a shipped run carries besides its generator (the final sample grid is added by name)
-RUN_FILES = ("config.yaml", "run.json", "metrics.jsonl", "phase_metrics.jsonl",
+RUN_FILES = ("config.yaml", RUN_INFO_FILE, "metrics.jsonl", "phase_metrics.jsonl",
              "figures/progression.npz", "figures/progression.png")
 ENCODER_FILES = ("encoder.pt", "encoder.json")  # shipped too when the run was encoded
 INVERSION_FILES = ("indomain_encoder.pt", "inversion.json")  # and its in-domain encoder
@@ -132,14 +133,14 @@ def install_run(profile: str, dataset: str, variant: str, config: Config, out: P
     for name in entry["files"]:
         (staging / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(folder / name, staging / name)
-    info = json.loads((staging / "run.json").read_text())
-    info["data_dir"] = str(data.path)
-    info["data"] = data.data_record()  # its content was verified against the manifest above
-    info["pretrained"] = {k: manifest[k] for k in ("profile", "commit", "hardware", "created")}
-    info["pretrained"] |= {"command": entry["command"], "wall_seconds": entry["wall_seconds"],
-                           "verified": "sha256 of every file against " + MANIFEST,
-                           "files": entry["files"]}
-    write_text_atomic(staging / "run.json", json.dumps(info, indent=2))
+    info = read_run_info(staging)
+    info.data_dir = str(data.path)
+    info.data = data.data_record()  # its content was verified against the manifest above
+    info.pretrained = {k: manifest[k] for k in ("profile", "commit", "hardware", "created")}
+    info.pretrained |= {"command": entry["command"], "wall_seconds": entry["wall_seconds"],
+                        "verified": "sha256 of every file against " + MANIFEST,
+                        "files": entry["files"]}
+    write_run_info(staging, info)
     if out.exists():
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -158,19 +159,19 @@ def installed_problem(out: Path, profile: str, dataset: str, variant: str,
     match their sha256.
     """
     try:
-        info = json.loads((out / "run.json").read_text())
-    except (OSError, ValueError):
+        info = read_run_info(out)
+    except PgganError:
         return None
-    installed = (info.get("pretrained") or {}).get("files")
-    if not info.get("pretrained"):
+    if not info.pretrained:
         return None
+    installed = info.pretrained.get("files")
     entry = ((read_manifest(profile, root) or {}).get("runs") or {}).get(run_key(dataset, variant))
     if entry is None:
         return f"the {profile} profile no longer ships {run_key(dataset, variant)}"
     if installed != entry["files"]:
         return f"the shipped {run_key(dataset, variant)} run changed since it was installed"
     for name, digest in entry["files"].items():
-        if name == "run.json" or name in (*ENCODER_FILES, *INVERSION_FILES, *RESULT_FILES):
+        if name == RUN_INFO_FILE or name in (*ENCODER_FILES, *INVERSION_FILES, *RESULT_FILES):
             continue
         if not (out / name).is_file() or sha256_of(out / name) != digest:
             return f"{out / name} no longer matches its sha256 in {MANIFEST}"
@@ -246,10 +247,10 @@ NOTE_WIDTH = 76  # what a code cell's output in the book shows without scrolling
 def pretrained_note(run_dir: Path) -> str | None:
     """A few lines for a page that shows a shipped run ("weights shipped, trained by ..."),
     wrapped to fit a code cell's output, or None for a run trained here."""
-    info_path = Path(run_dir) / "run.json"
-    if not info_path.is_file():
+    try:
+        shipped = read_run_info(run_dir).pretrained
+    except PgganError:
         return None
-    shipped = json.loads(info_path.read_text()).get("pretrained")
     if not shipped:
         return None
     minutes = shipped["wall_seconds"] / 60
@@ -284,8 +285,8 @@ def export_run(run_dir: str | Path, profile: str, dataset: str, variant: str, co
     run_dir = Path(run_dir)
     if not marked_finished(run_dir):
         raise CheckpointError(f"{run_dir} is not a finished run; train it to the end first")
-    info = json.loads((run_dir / "run.json").read_text())
-    data = PreparedDataset(info["data_dir"])
+    info = read_run_info(run_dir)
+    data = PreparedDataset(info.data_dir)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     if config["profile"] != profile:
         raise CheckpointError(f"{run_dir} was trained with profile {config['profile']!r}, "
@@ -306,8 +307,8 @@ def export_run(run_dir: str | Path, profile: str, dataset: str, variant: str, co
                  "torch": torch.__version__, "created": time.strftime("%Y-%m-%d")}
     manifest["runs"][key] = {
         "command": command, "wall_seconds": round(wall_seconds, 1),
-        "train_seconds": info["train_seconds"], "images_seen": info["images_seen"],
-        "threads": info.get("threads"), "config": config,
+        "train_seconds": info.train_seconds, "images_seen": info.images_seen,
+        "threads": info.threads, "config": config,
         "data_fingerprint": data.fingerprint(),
         "files": {name: sha256_of(folder / name) for name in sorted(names)},
     }

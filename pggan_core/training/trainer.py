@@ -69,6 +69,7 @@ from pggan_core.training import checkpoint as ckpt
 from pggan_core.training.allocator import keep_freed_memory
 from pggan_core.training.losses import discriminator_loss, generator_loss
 from pggan_core.training.networks import Discriminator, Generator, downsample, ema_update, upsample
+from pggan_core.training.run_info import RunInfo, write_run_info
 from pggan_core.training.runlock import run_lock
 from pggan_core.training.schedule import Phase, build_phases
 from pggan_core.viz import plots
@@ -692,15 +693,13 @@ class Trainer:
         plots.save_png(strip, self.out_dir / "figures" / "progression.png")
 
     def _write_run_info(self, finished: bool) -> None:
-        info = {"dataset": self.data.dataset, "data_dir": str(self.data.path),
-                "data": self.data_record,
-                "with_segmentation": self.with_segmentation, "channels": list(self.channels),
-                "total_steps": self.total_steps, "step": self.step,
-                "images_seen": self.images_seen, "train_seconds": round(self.train_seconds, 1),
-                "world_size": self.runtime.world_size, "threads": torch.get_num_threads(),
-                "device": str(self.device), "precision": self.precision,
-                "finished": finished}
-        write_text_atomic(self.out_dir / "run.json", json.dumps(info, indent=2))
+        write_run_info(self.out_dir, RunInfo(
+            dataset=self.data.dataset, data_dir=str(self.data.path), data=self.data_record,
+            with_segmentation=self.with_segmentation, channels=list(self.channels),
+            total_steps=self.total_steps, step=self.step, images_seen=self.images_seen,
+            train_seconds=round(self.train_seconds, 1), world_size=self.runtime.world_size,
+            threads=torch.get_num_threads(), device=str(self.device), precision=self.precision,
+            finished=finished))
 
 
 def _to_cpu(state: Any) -> Any:
