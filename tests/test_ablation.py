@@ -3,6 +3,7 @@ its own scale, the bootstrap verdict rule, and the keys of ``ablation.json``."""
 
 import dataclasses
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -24,6 +25,8 @@ from pggan_core.evaluation.ablation import (
     vessel_maps_at_unet_scale,
 )
 from pggan_core.measures import domain_stats
+from pggan_core.runs.folder import OpenRun
+from pggan_core.training.run_info import RunInfo
 
 UNET_SCALE = 128  # the demo U-Net's training resolution; the GAN's images are half that
 
@@ -185,14 +188,18 @@ def test_ablation_json_has_the_keys_the_page_reads(dataset, tmp_path, monkeypatc
     for name in fakes:
         runs[name] = tmp_path / name
         runs[name].mkdir()
-        (runs[name] / "run.json").write_text(json.dumps({"dataset": dataset,
-                                                         "data_dir": str(tmp_path)}))
     # stand-in generators: a module each (its weights are fingerprinted), drawing ``fakes``
     modules = {name: torch.nn.Linear(1, 1) for name in fakes}
     generators = {str(runs[name]): (modules[name], {"config": config, "resolution": size})
                   for name in fakes}
     drawn_by = {module: fakes[name] for name, module in modules.items()}
-    monkeypatch.setattr(ablation, "PreparedDataset", lambda path: _FakeDataset(real))
+
+    def open_stand_in(path):
+        info = RunInfo(dataset=dataset, data_dir=str(tmp_path), with_segmentation=True,
+                       channels=[], total_steps=0, step=0, images_seen=0, train_seconds=0.0)
+        return OpenRun(Path(path), info, *generators[str(path)], _FakeDataset(real))
+
+    monkeypatch.setattr(ablation, "open_run", open_stand_in)
     monkeypatch.setattr(ablation, "load_generator", lambda path: generators[str(path)])
     monkeypatch.setattr(ablation, "sample_images", lambda G, n, *args: drawn_by[G][:n])
     monkeypatch.setattr(ablation, "ensure_vessel_unet", lambda *a, **k: _CoreSegmenter(0.45))
