@@ -222,8 +222,9 @@ def score_generator(run: Path, dataset: str, seed: int = 0) -> dict[str, Any]:
     label from the true z, and each label's share); the participation ratio of z."""
     import numpy as np
 
-    from pggan_core.data.store import IMAGE_CHANNELS, PreparedDataset
+    from pggan_core.data.store import PreparedDataset
     from pggan_core.data.vessels import ensure_vessel_unet
+    from pggan_core.datasets import dataset_spec
     from pggan_core.evaluation.ablation import structure_stats
     from pggan_core.generate import latent_usage, sample_images
     from pggan_core.latent.probes import generated_z_probe
@@ -232,7 +233,7 @@ def score_generator(run: Path, dataset: str, seed: int = 0) -> dict[str, Any]:
     G, info = load_generator(run)
     config, resolution = info["config"], info["resolution"]
     data = PreparedDataset(json.loads((run / "run.json").read_text())["data_dir"])
-    n_image = IMAGE_CHANNELS[dataset]
+    n_image = dataset_spec(dataset).image_channels
     k = config.eval.n_auc_images if dataset == "rop" else config.eval.n_generated
     train_idx = data.split_indices("train")
     real = data.batch(np.random.default_rng(seed).choice(train_idx, k, replace=False),

@@ -33,15 +33,15 @@ from torch import nn
 from pggan_core.atomic import atomic_file, write_text_atomic
 from pggan_core.config import Config
 from pggan_core.data.preprocess import brain_mask
-from pggan_core.data.store import IMAGE_CHANNELS, to_uint8
+from pggan_core.data.store import to_uint8
 from pggan_core.data.types import BRATS_LABELS
+from pggan_core.datasets import dataset_spec
 from pggan_core.errors import ConfigError
 from pggan_core.generate import images_from_latents
 from pggan_core.provenance import provenance
 from pggan_core.viz import plots
 
 FORMATS = ("png", "nifti", "npy")
-DEFAULT_FORMAT = {"rop": "png", "brats": "nifti"}
 BRATS_SEQUENCES = ("t1", "t1ce", "t2", "flair")  # file suffixes, in the channels' order
 
 
@@ -55,7 +55,7 @@ def fundus_files(image: np.ndarray) -> dict[str, np.ndarray]:
     """One fundus sample (C, R, R) in [-1, 1] as 8-bit pictures: ``image`` (R, R, 3) RGB and,
     with a fourth channel, ``vessels`` (R, R) grey."""
     files = {"image": to_uint8(image[:3].transpose(1, 2, 0))}
-    if len(image) > IMAGE_CHANNELS["rop"]:
+    if len(image) > dataset_spec("rop").image_channels:
         files["vessels"] = to_uint8(image[3])
     return files
 
@@ -68,7 +68,7 @@ def brats_volumes(image: np.ndarray, z_clip: float) -> dict[str, np.ndarray]:
     brain = brain_mask(image[None])[0]
     volumes = {name: ras(np.where(brain, image[i] * z_clip, 0.0)).astype(np.float32)
                for i, name in enumerate(BRATS_SEQUENCES)}
-    if len(image) > IMAGE_CHANNELS["brats"]:
+    if len(image) > dataset_spec("brats").image_channels:
         masks = image[4:4 + len(BRATS_LABELS)]
         # each pixel takes the label whose map is most confident, where any map says "yes"
         label = np.asarray(BRATS_LABELS, np.uint8)[masks.argmax(axis=0)]
@@ -88,13 +88,13 @@ def write_samples(G: nn.Module, info: dict[str, Any], run: Path, out: Path, n: i
     and write them to ``out`` in ``fmt`` (default by dataset); returns ``manifest.csv``."""
     config: Config = info["config"]
     dataset, resolution = config.data.dataset, int(info["resolution"])
-    fmt = fmt or DEFAULT_FORMAT[dataset]
+    formats = dataset_spec(dataset).export_formats
+    fmt = fmt or formats[0]
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    if fmt == "nifti" and dataset != "brats" or fmt == "png" and dataset != "rop":
-        raise ConfigError(f"--format {fmt} is for {'brats' if fmt == 'nifti' else 'rop'} runs; "
-                          f"{run} is a {dataset} run: use --format "
-                          f"{DEFAULT_FORMAT[dataset]} or npy")
+    if fmt not in formats:
+        raise ConfigError(f"--format {fmt} is not written for {dataset} runs ({run}): use "
+                          f"--format {' or '.join(formats)}")
     images = np.clip(images_from_latents(G, seeded_latents(n, config.model.latent_dim, seed),
                                          resolution, float(info["alpha"])), -1.0, 1.0)
     out.mkdir(parents=True, exist_ok=True)

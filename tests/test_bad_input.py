@@ -37,7 +37,8 @@ from pggan_core.data.loaders import (
     load_fundus,
 )
 from pggan_core.data.prepare import prepare_dataset
-from pggan_core.data.store import CHANNELS, DatasetWriter, PreparedDataset
+from pggan_core.data.store import DatasetWriter, PreparedDataset
+from pggan_core.datasets import dataset_spec
 from pggan_core.errors import DataError
 
 RESOLUTION = 32
@@ -205,7 +206,7 @@ REFUSED = [
 def existing_dataset(out: Path, dataset: str) -> dict[str, bytes]:
     """Write a one-image prepared dataset at ``out``; return its files' bytes."""
     with DatasetWriter(out, dataset, 1, RESOLUTION) as writer:
-        shape = (len(CHANNELS[dataset]), RESOLUTION, RESOLUTION)
+        shape = (len(dataset_spec(dataset).channels), RESOLUTION, RESOLUTION)
         writer.add(0, np.zeros(shape, np.float32), {"id": "kept", "split": "train"})
     return snapshot(out)
 

@@ -112,7 +112,7 @@ def test_one_sample_regenerates_alone():
 
 def test_a_format_for_the_other_dataset_is_refused(tmp_path):
     G, info = untrained("rop", 4)
-    with pytest.raises(ConfigError, match="--format nifti is for brats runs"):
+    with pytest.raises(ConfigError, match="--format nifti is not written for rop runs.*png or npy"):
         write_samples(G, info, tmp_path / "run", tmp_path / "out", n=1, fmt="nifti")
 
 

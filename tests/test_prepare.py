@@ -6,7 +6,8 @@ import pytest
 from pggan_core.cli import main
 from pggan_core.config import load_config
 from pggan_core.data.prepare import prepare_dataset
-from pggan_core.data.store import CHANNELS, PreparedDataset
+from pggan_core.data.store import PreparedDataset
+from pggan_core.datasets import dataset_spec
 
 
 def _rop_config(**data):
@@ -17,7 +18,7 @@ def _rop_config(**data):
 def test_rop_phantom_dataset_is_deterministic_and_labelled(tmp_path):
     a = PreparedDataset(prepare_dataset(_rop_config(), tmp_path / "a", progress=False))
     b = PreparedDataset(prepare_dataset(_rop_config(), tmp_path / "b", progress=False))
-    assert a.channels == CHANNELS["rop"] and a.resolutions == [4, 8, 16, 32]
+    assert a.channels == dataset_spec("rop").channels and a.resolutions == [4, 8, 16, 32]
     np.testing.assert_array_equal(a.images(32), b.images(32))
     m = a.manifest
     assert set(m["laterality"]) <= {"OD", "OS"}
@@ -60,7 +61,7 @@ def test_brats_phantom_dataset_holds_out_whole_subjects(tmp_path):
                                                      "slices_per_subject": 2,
                                                      "heldout_fraction": 0.34}})
     ds = PreparedDataset(prepare_dataset(config, tmp_path / "b", progress=False, workers=1))
-    assert ds.channels == CHANNELS["brats"] and len(ds) == 6
+    assert ds.channels == dataset_spec("brats").channels and len(ds) == 6
     m = ds.manifest
     assert m["subject"].nunique() == 3
     heldout = set(m.loc[m["split"] == "heldout", "subject"])

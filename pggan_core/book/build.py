@@ -33,7 +33,7 @@ import nbformat
 import yaml
 from jupyter_book.config import get_default_sphinx_config
 
-from pggan_core.book.captions import DATASET_TITLES, data_summary
+from pggan_core.book.captions import data_summary
 from pggan_core.book.execute import (
     _is_notebook,
     _title_for_dataset,
@@ -43,6 +43,7 @@ from pggan_core.book.execute import (
 )
 from pggan_core.book.offline_js import HTML_MANAGER_DIST, _require_vendor, vendor_dir
 from pggan_core.config import DATASETS, PROFILES
+from pggan_core.datasets import dataset_spec
 from pggan_core.errors import BookError, ConfigError
 from pggan_core.paths import checkout_root
 from pggan_core.progress import clock
@@ -88,7 +89,7 @@ def staged_toc(root_toc: dict[str, Any], stems: dict[str, Sequence[str]],
             continue
         for d in datasets:
             if stems.get(d):
-                parts.append({"caption": f"Notebooks: {DATASET_TITLES[d]}",
+                parts.append({"caption": f"Notebooks: {dataset_spec(d).title}",
                               "chapters": [{"file": f"notebooks/{s}_{d}"} for s in stems[d]]})
     return {**root_toc, "parts": parts}
 

@@ -8,15 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pggan_core.datasets import dataset_spec
 from pggan_core.paths import prepared_dir, run_dir
 from pggan_core.provenance import provenance
 from pggan_core.runs.folder import recorded_data
 from pggan_core.runs.shipped import NOTE_WIDTH, pretrained_note
-
-DATASET_TITLES = {"rop": "Fundus photographs (ROP)", "brats": "Glioma MRI (BraTS)"}
-
-
-DATASET_SHORT = {"rop": "ROP", "brats": "BraTS"}
 
 
 def say(*texts: str) -> None:
@@ -96,4 +92,4 @@ def data_summary(datasets: Sequence[str], sources: dict[str, str]) -> str:
     built-in brain phantom``."""
     if not sources:
         return "built-in phantoms"
-    return " · ".join(f"{DATASET_SHORT[d]}: {data_short(d, sources.get(d))}" for d in datasets)
+    return " · ".join(f"{dataset_spec(d).short}: {data_short(d, sources.get(d))}" for d in datasets)

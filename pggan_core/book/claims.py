@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pggan_core.book.captions import DATASET_SHORT
 from pggan_core.book.results_table import NOT_COMPUTED
 from pggan_core.config import DATASETS, PROFILES, load_config
+from pggan_core.datasets import dataset_spec
 from pggan_core.errors import BookError
 from pggan_core.paths import checkout_root, run_dir
 
@@ -56,7 +56,7 @@ def figures_round_table(rows: Sequence[dict[str, Any]]):
     # short headers: twelve columns must fit the page's content column at 1280 px
     several = len({r["dataset"] for r in picked}) > 1
     table = pd.DataFrame([{
-        "run": (f"{DATASET_SHORT[r['dataset']]} " if several else "") + f"{r['candidate']}, "
+        "run": (f"{dataset_spec(r['dataset']).short} " if several else "") + f"{r['candidate']}, "
                f"{'seg.' if r['variant'] == 'seg' else 'no seg.'}, seed {r['seed']}",
         "train min": round(r["train_seconds"] * r.get("threads", 1) / 60),
         "image SWD / floor": r["swd_image_over_floor"],
@@ -124,7 +124,7 @@ def quality_study_table(rows: Sequence[dict[str, Any]]):
 
     g = DEMO_GOALS
     table = pd.DataFrame([{
-        "dataset": DATASET_SHORT[r["dataset"]], "configuration": r["candidate"],
+        "dataset": dataset_spec(r["dataset"]).short, "configuration": r["candidate"],
         "CPU-min": r["train_seconds"] * r.get("threads", 1) / 60,
         "images seen (k)": r["images_seen"] / 1000,
         f"SWD/floor (≤ {g['swd_over_floor']})": r["swd_over_floor"],
@@ -177,7 +177,7 @@ def quality_goal_table(rows: Sequence[dict[str, Any]], candidate: str):
         for d in DATASETS:
             value = by_dataset.get(d, {}).get(key) if d in datasets else None
             verdict = "" if value is None else "met" if _meets(value, goal) else "not met"
-            line[DATASET_SHORT[d]] = ("n/a" if d not in datasets else NOT_COMPUTED
+            line[dataset_spec(d).short] = ("n/a" if d not in datasets else NOT_COMPUTED
                                       if value is None else f"{value:.3f} ({verdict})")
         table.append(line)
     return pd.DataFrame(table)
@@ -194,7 +194,7 @@ def read_phase_curves(profile: str, datasets: Sequence[str] = DATASETS,
             source = (sources or {}).get(d)
             path = run_dir(d, profile, variant, root, source) / "phase_metrics.jsonl"
             if path.is_file():
-                curves[f"{DATASET_SHORT[d]}{label}"] = [
+                curves[f"{dataset_spec(d).short}{label}"] = [
                     json.loads(line) for line in path.read_text().splitlines()]
     return curves
 
@@ -226,7 +226,7 @@ def profile_table(datasets: Sequence[str] = DATASETS):
             images = sum(images_per_resolution(c).values())
             per_phase = sorted({p.iterations for p in phases})
             rows.append({
-                "profile": profile, "dataset": DATASET_SHORT[d],
+                "profile": profile, "dataset": dataset_spec(d).short,
                 "images": f"{c.data.n_images:,}",
                 "resolution": f"{s.start_resolution} → {s.max_resolution} px",
                 "feature maps, bottom → top": f"{c.model.feature_maps[s.start_resolution]} → "
@@ -272,7 +272,7 @@ METHOD = (
                "Introduction; the slice rule is ours", "data.slices_per_subject",
                "pggan_core.data.preprocess:select_slices"),
     MethodStep("we included segmentation maps previously described as additional channels",
-               "Effect of Segmentation Channels", None, "pggan_core.data.store:CHANNELS"),
+               "Effect of Segmentation Channels", None, "pggan_core.datasets:DatasetSpec"),
     MethodStep("produce realistic downsampled images at 4x4 pixel resolution",
                "Network Architectures", "schedule.start_resolution",
                "pggan_core.training.schedule:build_phases"),
@@ -478,7 +478,7 @@ def findings_markdown(profile: str, datasets: Sequence[str] = DATASETS,
     sources = sources or {}
     lines = []
     for d in datasets:
-        name = DATASET_SHORT[d]
+        name = dataset_spec(d).short
         results = read_results(d, profile, root, sources.get(d))
         if d == "rop":
             auc = number(results.get("vessel_agreement_auc"))

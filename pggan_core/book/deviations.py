@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pggan_core.book.captions import DATASET_SHORT
 from pggan_core.book.claims import per_resolution_text, phase_iterations
 from pggan_core.config import DATASETS, PROFILES_DIR, SECTIONS, Config, load_config
+from pggan_core.datasets import dataset_spec
 
 # keys the schedule's phases replace: the scalars are defaults that ``schedule.iterations``
 # overrides per resolution, so the table shows what the phases train instead
@@ -158,4 +158,4 @@ def _per_dataset(texts: dict[str, str]) -> str:
     """One text when every dataset has it, else "ROP: …; BraTS: …"."""
     if len(set(texts.values())) == 1:
         return next(iter(texts.values()))
-    return "; ".join(f"{DATASET_SHORT[d]}: {t}" for d, t in texts.items())
+    return "; ".join(f"{dataset_spec(d).short}: {t}" for d, t in texts.items())

@@ -12,8 +12,8 @@ import jupytext
 import nbformat
 import papermill
 
-from pggan_core.book.captions import DATASET_SHORT
 from pggan_core.config import DATASETS
+from pggan_core.datasets import dataset_spec
 from pggan_core.errors import BookError, ConfigError
 
 NOTEBOOK_PARAMETERS = ("dataset", "profile", "seed", "source")
@@ -121,7 +121,7 @@ def _hide_parameters(notebook: nbformat.NotebookNode, injected_too: bool) -> Non
 
 def _title_for_dataset(notebook: nbformat.NotebookNode, fallback: str, dataset: str) -> None:
     """Suffix the page title with the dataset, so the ROP and BraTS pages differ in the menu."""
-    suffix = f" ({DATASET_SHORT[dataset]})"
+    suffix = f" ({dataset_spec(dataset).short})"
     for cell in notebook.cells:
         if cell.cell_type != "markdown":
             continue

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pggan_core.book.captions import DATASET_SHORT
 from pggan_core.config import DATASETS
+from pggan_core.datasets import dataset_spec
 from pggan_core.errors import BookError
 from pggan_core.evaluation.registry import METRICS, Metric
 from pggan_core.paths import run_dir
@@ -413,12 +413,12 @@ def claims_table(profile: str, datasets: Sequence[str] = DATASETS,
         verdicts = []
         for d in datasets:
             if d not in claim.datasets:
-                row[DATASET_SHORT[d]] = "n/a"
+                row[dataset_spec(d).short] = "n/a"
                 continue
             cell = claim.show(results[d])
-            row[DATASET_SHORT[d]] = (cell if cell is not None
+            row[dataset_spec(d).short] = (cell if cell is not None
                                      else _missing(results[d], claim.reads))
-            verdicts.append(f"{DATASET_SHORT[d]}: {claim.rule(results[d])}"
+            verdicts.append(f"{dataset_spec(d).short}: {claim.rule(results[d])}"
                             if len(claim.datasets) > 1 and len(datasets) > 1
                             else claim.rule(results[d]))
         row["reproduced?"] = "; ".join(verdicts) or "n/a"
@@ -446,5 +446,5 @@ def stale_notes(profile: str, datasets: Sequence[str] = DATASETS, root: Path | N
                 sources: dict[str, str] | None = None) -> list[str]:
     """A line per result file that was set aside because it no longer holds."""
     sources = sources or {}
-    return [f"{DATASET_SHORT[d]}: {name}: {why}" for d in datasets
+    return [f"{dataset_spec(d).short}: {name}: {why}" for d in datasets
             for name, why in read_results(d, profile, root, sources.get(d))[STALE].items()]

@@ -31,6 +31,7 @@ import pandas as pd
 
 from pggan_core.atomic import atomic_dir, write_text_atomic
 from pggan_core.config import resolutions
+from pggan_core.datasets import dataset_spec
 from pggan_core.errors import DataError, DataMismatchError
 
 # Bump when preprocessing changes what ends up in the arrays; stored in every manifest row.
@@ -39,13 +40,6 @@ from pggan_core.errors import DataError, DataMismatchError
 PREPROCESSING_VERSION = "3"
 VESSEL_TRUTH_FILE = "vessel_truth.npy"
 
-CHANNELS: dict[str, tuple[str, ...]] = {
-    "rop": ("R", "G", "B", "vessel"),
-    "brats": ("T1", "T1c", "T2", "FLAIR", "NCR/NET (1)", "ED (2)", "ET (4)"),
-}
-# The leading channels that are the image itself; the rest are segmentation maps, dropped
-# when training without segmentation (the paper's Figure 3 ablation).
-IMAGE_CHANNELS: dict[str, int] = {"rop": 3, "brats": 4}
 
 
 # the fields of ``PreparedDataset.data_record`` that say which data a run learnt from
@@ -129,7 +123,7 @@ class DatasetWriter:
         self.dataset = dataset
         self.n_images = n_images
         self.resolution = resolution
-        self.channels = tuple(channels or CHANNELS[dataset])
+        self.channels = tuple(channels or dataset_spec(dataset).channels)
         self.info = info or {}
         self.rows: list[dict[str, Any] | None] = [None] * n_images
         self._ctx = atomic_dir(self.out_dir)

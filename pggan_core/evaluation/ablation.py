@@ -36,8 +36,8 @@ from scipy.stats import t as student_t
 from pggan_core.atomic import write_text_atomic
 from pggan_core.config import DataConfig
 from pggan_core.data.preprocess import brain_mask, fields_of_view
-from pggan_core.data.store import IMAGE_CHANNELS
 from pggan_core.data.vessels import enlarge_fundus, ensure_vessel_unet
+from pggan_core.datasets import dataset_spec
 from pggan_core.evaluation.vessel_agreement import VESSEL_LABEL_THRESHOLD
 from pggan_core.generate import sample_images
 from pggan_core.measures import domain_stats
@@ -263,7 +263,7 @@ def compare_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0,
     """
     seg, noseg_run = open_run(seg_run), Path(noseg_run)
     seg_run, dataset, data = seg.path, seg.info.dataset, seg.data
-    n_image = IMAGE_CHANNELS[dataset]
+    n_image = dataset_spec(dataset).image_channels
     runs = {SEG: seg_run, NOSEG: noseg_run}
     generators = {SEG: (seg.G, seg.facts), NOSEG: load_generator(noseg_run)}
     config, resolution = seg.config, seg.resolution

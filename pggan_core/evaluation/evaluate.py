@@ -20,8 +20,8 @@ import pandas as pd
 from pggan_core.atomic import write_text_atomic
 from pggan_core.config import DataConfig
 from pggan_core.data.preprocess import brain_mask, fields_of_view
-from pggan_core.data.store import IMAGE_CHANNELS
 from pggan_core.data.vessels import ensure_vessel_unet
+from pggan_core.datasets import dataset_spec
 from pggan_core.evaluation.registry import METRICS, Metric, Samples, metrics_for, register_metric
 from pggan_core.evaluation.vessel_agreement import vessel_agreement_results
 from pggan_core.generate import sample_images
@@ -54,7 +54,7 @@ def _swd(s: Samples) -> dict[str, Any]:
     floor = swd_floor(real[:half], real[half:2 * half], seed=s.seed, **settings)
     # the image channels alone: an all-channel SWD can average away artefacts of the photograph
     # (or the MR slice) behind a well-drawn label channel
-    image = slice(0, IMAGE_CHANNELS[s.dataset])
+    image = slice(0, dataset_spec(s.dataset).image_channels)
     swd_image = sliced_wasserstein(real[:half, image], fake[:half, image], seed=s.seed,
                                    **settings)
     floor_image = swd_floor(real[:half, image], real[half:2 * half, image], seed=s.seed,
@@ -138,7 +138,7 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, progress: bool = True,
                       # read a block at a time: at 512 px the training set would not fit
                       heldout=data.view(heldout_idx, resolution, keep),
                       train_all=data.view(train_idx, resolution, keep), seed=seed,
-                      with_segmentation=keep > IMAGE_CHANNELS[dataset])
+                      with_segmentation=keep > dataset_spec(dataset).image_channels)
     metrics = metrics_for(dataset, samples.with_segmentation)
     stages = Progress(len(metrics), f"evaluate {run_dir.name}", unit="stage",
                       enabled=progress, every=0)

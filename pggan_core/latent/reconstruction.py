@@ -38,7 +38,7 @@ from scipy.ndimage import distance_transform_edt, gaussian_filter
 
 from pggan_core.config import DataConfig
 from pggan_core.data.preprocess import brain_mask, fields_of_view
-from pggan_core.data.store import IMAGE_CHANNELS
+from pggan_core.datasets import dataset_spec
 
 DETAIL_SIGMA_DIVISOR = 21  # detail blur sigma = image side / 21 (3 px at 64 px, 24 at 512)
 
@@ -163,7 +163,7 @@ class ReconstructionScores:
         """``inputs``: the held-out images (N, C, R, R) in [-1, 1], an array or a
         ``PreparedDataset.view`` (read ``READ_BATCH`` at a time)."""
         self.dataset = data_cfg.dataset
-        self.n_image_channels = IMAGE_CHANNELS[self.dataset]
+        self.n_image_channels = dataset_spec(self.dataset).image_channels
         self.n = len(inputs)
         self.resolution = int(inputs.shape[-1])
         self.sigma = detail_sigma(self.resolution)

@@ -50,11 +50,8 @@ from torch.nn.parallel import DistributedDataParallel
 from pggan_core import precision
 from pggan_core.atomic import atomic_file, write_text_atomic
 from pggan_core.config import Config, TrainConfig, config_from_dict
-from pggan_core.data.store import (
-    IMAGE_CHANNELS,
-    PreparedDataset,
-    require_same_data,
-)
+from pggan_core.data.store import PreparedDataset, require_same_data
+from pggan_core.datasets import dataset_spec
 from pggan_core.device import pick_device
 from pggan_core.errors import (
     ConfigError,
@@ -281,7 +278,7 @@ class Trainer:
         # recorded in run.json and every checkpoint: a run resumes only on this data
         self.data_record = self.data.data_record()
         n_channels = (len(self.data.channels) if with_segmentation
-                      else IMAGE_CHANNELS[self.data.dataset])
+                      else dataset_spec(self.data.dataset).image_channels)
         self.channels = self.data.channels[:n_channels]
         self.phases = build_phases(config)
         self.total_steps = self.phases[-1].end
