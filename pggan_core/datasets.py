@@ -14,9 +14,16 @@ package README.
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pggan_core.errors import ConfigError
+
+# A hook is a function or its "package.module:function" name, imported when first used: the
+# registry sits below the modules that implement the built-in datasets' hooks.
+Hook = Callable[..., Any] | str
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,15 @@ class DatasetSpec:
     image_channels: int  # how many leading channels are the image (the rest: segmentation)
     items: tuple[str, str]  # one independent item, singular and plural (a subject's slices)
     export_formats: tuple[str, ...]  # `pggan generate --format`: the first is the default
+    # (config, source, n_images, workers, progress) -> (iterator of (image (C, R, R) in
+    # [-1, 1], manifest row[, ground-truth vessel mask]), how many, facts for dataset.json):
+    # the images `pggan data prepare` stores, from the phantom (source None) or a folder
+    samples: Hook = ""
+    # (image (C, R, R) in [-1, 1]) -> panels (H, W, 3) in [0, 1]: how pictures show a sample
+    panels: Hook = "pggan_core.viz.plots:channel_panels"
+    # (images (N, C, R, R), DataConfig) -> {statistic: per-image values} of the label channels
+    # (vessel density, tumour area...), compared generated against real; None: none
+    domain_stats: Hook | None = None
 
     @property
     def label_channels(self) -> tuple[str, ...]:
@@ -60,6 +76,14 @@ def dataset_spec(dataset: str) -> DatasetSpec:
                           f"{', '.join(DATASETS)}") from None
 
 
+def hook(function: Hook) -> Callable[..., Any]:
+    """A spec's hook as a function (imported from its "package.module:function" name)."""
+    if callable(function):
+        return function
+    module, _, name = function.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def dataset_ids() -> tuple[str, ...]:
     """Every registered dataset id, in registration order."""
     return tuple(DATASETS)
@@ -68,8 +92,12 @@ def dataset_ids() -> tuple[str, ...]:
 register_dataset(DatasetSpec(
     id="rop", title="Fundus photographs (ROP)", short="ROP",
     channels=("R", "G", "B", "vessel"), image_channels=3,
-    items=("photograph", "photographs"), export_formats=("png", "npy")))
+    items=("photograph", "photographs"), export_formats=("png", "npy"),
+    samples="pggan_core.data.prepare:rop_samples", panels="pggan_core.viz.plots:fundus_panels",
+    domain_stats="pggan_core.evaluation.evaluate:fundus_domain_stats"))
 register_dataset(DatasetSpec(
     id="brats", title="Glioma MRI (BraTS)", short="BraTS",
     channels=("T1", "T1c", "T2", "FLAIR", "NCR/NET (1)", "ED (2)", "ET (4)"), image_channels=4,
-    items=("subject", "subjects"), export_formats=("nifti", "npy")))
+    items=("subject", "subjects"), export_formats=("nifti", "npy"),
+    samples="pggan_core.data.prepare:brats_samples", panels="pggan_core.viz.plots:mr_panels",
+    domain_stats="pggan_core.evaluation.evaluate:mri_domain_stats"))

@@ -32,6 +32,7 @@ from pggan_core.data.store import (
     PreparedDataset,
     box_downsample,
 )
+from pggan_core.datasets import dataset_spec, hook
 from pggan_core.errors import ConfigError, DataError
 from pggan_core.progress import Progress
 
@@ -53,20 +54,13 @@ def prepare_dataset(
     """
     data = config.data
     check_resolution(data.resolution, "--resolution")
-    if data.dataset == "brats" and data.resolution > data.pad_to:
-        raise ConfigError(f"--resolution {data.resolution}: BraTS slices are {data.pad_to} px "
-                          f"(the paper trained glioma images up to 256); use 256 or less")
     source = source if source is not None else data.source
     out_dir = Path(out_dir)
     info: dict[str, Any] = {"source": source_label(source), "seed": data.seed,
                             "config": config.to_dict()["data"]}
-    if data.dataset == "rop":
-        samples, n, vessels = _rop_samples(config, source, n_images, workers, progress)
-        info |= vessels
-    elif data.dataset == "brats":
-        samples, n = _brats_samples(config, source, n_images, workers)
-    else:
-        raise ConfigError(f"unknown --dataset {data.dataset!r}: choose rop or brats")
+    samples, n, facts = hook(dataset_spec(data.dataset).samples)(config, source, n_images,
+                                                                 workers, progress)
+    info |= facts
     keep_truth = info.get("vessel_channel") == "unet" and info.get("vessel_truth") is not None
     with DatasetWriter(out_dir, data.dataset, n, data.resolution, info=info,
                        vessel_truth=keep_truth) as writer:
@@ -140,8 +134,8 @@ def _ordered_map(fn: Callable, items: list, workers: int) -> Iterator:
 
 
 # ---------------------------------------------------------------- ROP
-def _rop_samples(config: Config, source: str | Path | None, n_images: int | None,
-                 workers: int, progress: bool) -> tuple[Iterator, int, dict[str, Any]]:
+def rop_samples(config: Config, source: str | Path | None, n_images: int | None,
+                workers: int, progress: bool) -> tuple[Iterator, int, dict[str, Any]]:
     """(image, manifest row, ground-truth vessel mask or None) per photograph, their count,
     and what the vessel channel is made of: ``vessel_channel`` "mask" or "unet" and
     ``vessel_truth`` (where ground-truth masks come from, None without masks)."""
@@ -229,9 +223,14 @@ class _RealFundus:
 
 
 # ---------------------------------------------------------------- BraTS
-def _brats_samples(config: Config, source: str | Path | None, n_images: int | None,
-                   workers: int) -> tuple[Iterator, int]:
+def brats_samples(config: Config, source: str | Path | None, n_images: int | None,
+                  workers: int, progress: bool) -> tuple[Iterator, int, dict[str, Any]]:
+    """(slice, manifest row) per axial slice of the phantom's subjects or a BraTS folder's
+    cases, and their count (a subject's slices are consecutive and share a split)."""
     data = config.data
+    if data.resolution > data.pad_to:
+        raise ConfigError(f"--resolution {data.resolution}: BraTS slices are {data.pad_to} px "
+                          f"(the paper trained glioma images up to 256); use 256 or less")
     per_subject = data.slices_per_subject
     if source is None:
         n = n_images or data.n_images
@@ -261,7 +260,7 @@ def _brats_samples(config: Config, source: str | Path | None, n_images: int | No
             raise DataError(f"{source or 'phantom'}: only {written} usable slices for the "
                             f"{n} requested; lower --n or add cases")
 
-    return generate(), n
+    return generate(), n, {}
 
 
 def _phantom_brain_slices(job: tuple) -> list[tuple[np.ndarray, dict[str, Any]]]:

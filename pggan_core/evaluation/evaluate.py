@@ -21,7 +21,7 @@ from pggan_core.atomic import write_text_atomic
 from pggan_core.config import DataConfig
 from pggan_core.data.preprocess import brain_mask, fields_of_view
 from pggan_core.data.vessels import ensure_vessel_unet
-from pggan_core.datasets import dataset_spec
+from pggan_core.datasets import dataset_spec, hook
 from pggan_core.evaluation.registry import METRICS, Metric, Samples, metrics_for, register_metric
 from pggan_core.evaluation.vessel_agreement import vessel_agreement_results
 from pggan_core.generate import sample_images
@@ -36,10 +36,13 @@ from pggan_core.runs.folder import open_run
 from pggan_core.training.checkpoint import load_generator, weights_fingerprint
 
 
-def _domain_stats(images: np.ndarray, dataset: str, data_cfg: DataConfig
-                  ) -> dict[str, np.ndarray]:
-    if dataset == "rop":
-        return domain_stats.fundus_stats(images[:, 3], fields_of_view(images, data_cfg))
+def fundus_domain_stats(images: np.ndarray, data_cfg: DataConfig) -> dict[str, np.ndarray]:
+    """Vessel-tree statistics of fundus images' vessel channel, inside the field of view."""
+    return domain_stats.fundus_stats(images[:, 3], fields_of_view(images, data_cfg))
+
+
+def mri_domain_stats(images: np.ndarray, data_cfg: DataConfig) -> dict[str, np.ndarray]:
+    """Tumour statistics of MR slices' three label channels, inside the brain."""
     return domain_stats.mri_stats(images[:, 4:7], brain_mask(images))
 
 
@@ -79,8 +82,12 @@ def _neighbours(s: Samples) -> dict[str, Any]:
 
 
 def _anatomy(s: Samples) -> dict[str, Any]:
-    stats = domain_stats.compare_distributions(_domain_stats(s.real, s.dataset, s.config.data),
-                                               _domain_stats(s.fake, s.dataset, s.config.data))
+    statistics = dataset_spec(s.dataset).domain_stats
+    if statistics is None:  # the dataset's spec names no statistics of its labels
+        return {}
+    per_image = hook(statistics)
+    stats = domain_stats.compare_distributions(per_image(s.real, s.config.data),
+                                               per_image(s.fake, s.config.data))
     return {"domain_stats": stats.reset_index().to_dict(orient="records")}
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from pggan_core.atomic import atomic_file
 from pggan_core.data import preprocess
 from pggan_core.data.preprocess import tumour_slice
+from pggan_core.datasets import dataset_spec, hook
 
 # BraTS convention colours (RGB, 0..1) for labels 1, 2, 4
 LABEL_COLOURS = np.array([[0.90, 0.15, 0.15], [0.20, 0.80, 0.25], [1.00, 0.85, 0.10]])
@@ -60,9 +61,14 @@ def label_overlay(background: np.ndarray, labels: np.ndarray, opacity: float = 0
     return out
 
 
+def channel_panels(image: np.ndarray) -> list[np.ndarray]:
+    """Each channel as a grey panel: how a dataset without a picture of its own is shown."""
+    return [np.repeat(_unit(channel)[..., None], 3, axis=2) for channel in image]
+
+
 def sample_panels(image: np.ndarray, dataset: str) -> list[np.ndarray]:
-    """The panels that show one sample of ``dataset`` ("rop" or "brats")."""
-    return fundus_panels(image) if dataset == "rop" else mr_panels(image)
+    """The panels that show one sample of ``dataset`` (its spec's ``panels``)."""
+    return hook(dataset_spec(dataset).panels)(image)
 
 
 def sample_grid(images: np.ndarray, dataset: str, ncols: int = 4, size: int | None = None,
