@@ -18,6 +18,7 @@ when its code changes.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -88,8 +89,19 @@ def register_metric(metric: Metric) -> Metric:
     if not metric.name.isidentifier():
         raise ConfigError(f"metric name {metric.name!r}: use letters, digits and underscores")
     METRICS[metric.name] = metric
-    add_code("metrics", f"{metric.compute.__module__}:{metric.compute.__qualname__}")
+    add_code("metrics", f"{metric.compute.__module__}:{metric.compute.__qualname__}",
+             _source(metric.compute))
     return metric
+
+
+def _source(function: Callable[..., Any]) -> str:
+    """``function``'s source (a lambda or a nested function too); for one typed at a prompt,
+    which has no source file, its compiled code, which changes when the code does."""
+    try:
+        return inspect.getsource(function)
+    except (OSError, TypeError):
+        code = function.__code__
+        return repr((code.co_code, code.co_consts, code.co_names))
 
 
 def metrics_for(dataset: str, with_segmentation: bool) -> list[Metric]:
