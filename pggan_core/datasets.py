@@ -27,6 +27,29 @@ Hook = Callable[..., Any] | str
 
 
 @dataclass(frozen=True)
+class LatentLabel:
+    """The label a dataset's latent space is scored and coloured by (Figure 5): the paper's
+    "right eye / left eye distinction" for the fundus, tumour presence for MRI."""
+
+    key: str  # the stem of latent_space.json's keys: knn_<key>_accuracy, probe_<key>_...
+    column: str  # the manifest column it is read from
+    words: str  # in sentences: "laterality"
+    rows: str  # the stem of its rows in latent_space.json's details: "<rows>, linear probe"
+    knn_row: str  # the k-NN row itself (the fundus names its classes: "laterality (OD/OS)")
+    # (images (N, C, R, R) in [-1, 1]) -> the label each shows, and that rule in words: how
+    # generated images are labelled for the probe on their true z
+    from_images: Hook
+    rule: str
+    # k-NN accuracy from which the label reads as "primary" in the latents; None: at least
+    # as good as k-NN on the raw pixels
+    goal: float | None = None
+    more_knn: tuple[tuple[str, str], ...] = ()  # further (row, column) k-NN rows, if labelled
+    position: str | None = None  # an ordered column to walk along (slice position)
+    walk_between: tuple[str, str] | None = None  # else: walk between the means of two classes
+    group: str | None = None  # items whose images share a fold (a subject's slices)
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """One dataset: its names, its channels and how its generated samples are written."""
 
@@ -46,6 +69,7 @@ class DatasetSpec:
     # (images (N, C, R, R), DataConfig) -> {statistic: per-image values} of the label channels
     # (vessel density, tumour area...), compared generated against real; None: none
     domain_stats: Hook | None = None
+    latent_label: LatentLabel | None = None  # None: `pggan latent` has nothing to score
 
     @property
     def label_channels(self) -> tuple[str, ...]:
@@ -94,10 +118,20 @@ register_dataset(DatasetSpec(
     channels=("R", "G", "B", "vessel"), image_channels=3,
     items=("photograph", "photographs"), export_formats=("png", "npy"),
     samples="pggan_core.data.prepare:rop_samples", panels="pggan_core.viz.plots:fundus_panels",
-    domain_stats="pggan_core.evaluation.evaluate:fundus_domain_stats"))
+    domain_stats="pggan_core.evaluation.evaluate:fundus_domain_stats",
+    latent_label=LatentLabel(
+        key="laterality", column="laterality", words="laterality", rows="laterality",
+        knn_row="laterality (OD/OS)", from_images="pggan_core.latent.probes:laterality_from_disc",
+        rule="laterality from the disc side (the brightest blurred spot's half of the image)",
+        goal=0.90, more_knn=(("plus severity", "plus_severity"),), walk_between=("OD", "OS"))))
 register_dataset(DatasetSpec(
     id="brats", title="Glioma MRI (BraTS)", short="BraTS",
     channels=("T1", "T1c", "T2", "FLAIR", "NCR/NET (1)", "ED (2)", "ET (4)"), image_channels=4,
     items=("subject", "subjects"), export_formats=("nifti", "npy"),
     samples="pggan_core.data.prepare:brats_samples", panels="pggan_core.viz.plots:mr_panels",
-    domain_stats="pggan_core.evaluation.evaluate:mri_domain_stats"))
+    domain_stats="pggan_core.evaluation.evaluate:mri_domain_stats",
+    latent_label=LatentLabel(
+        key="tumour", column="tumour_present", words="tumour presence", rows="tumour present",
+        knn_row="tumour present", from_images="pggan_core.latent.probes:tumour_from_images",
+        rule="tumour present: a label channel > 0 on >= 0.05% of the image",
+        position="slice_position", group="subject")))

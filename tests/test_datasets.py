@@ -91,3 +91,21 @@ def test_a_dataset_registered_here_runs_through_every_command(tmp_path, monkeypa
     generated = np.load(samples / "generated.npy")
     assert generated.shape == (4, 2, 16, 16)
     assert (samples / "grid.png").is_file()
+
+
+def test_the_latent_label_rules_say_what_the_code_reads():
+    from pggan_core.latent.probes import TUMOUR_MIN_FRACTION, latent_label
+
+    assert f">= {TUMOUR_MIN_FRACTION:.2%} of the image" in latent_label("brats").rule
+    assert latent_label("rop").goal == 0.90 and latent_label("brats").group == "subject"
+
+
+def test_a_dataset_without_a_latent_label_says_so(registry_as_it_was):
+    from pggan_core.errors import DataError
+    from pggan_core.latent.space import fold_groups
+
+    register_dataset(DatasetSpec(id="toy", title="Toy", short="Toy", channels=("grey",),
+                                 image_channels=1, items=("image", "images"),
+                                 export_formats=("npy",)))
+    with pytest.raises(DataError, match="'toy' names no label.*pggan latent"):
+        fold_groups("toy", None)

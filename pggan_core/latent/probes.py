@@ -24,6 +24,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from pggan_core.data.store import box_downsample
+from pggan_core.datasets import LatentLabel, dataset_spec, hook
 from pggan_core.errors import DataError
 from pggan_core.generate import images_from_latents
 
@@ -160,19 +161,26 @@ def tumour_from_label_channels(label_channels: np.ndarray,
     return tumour_pixels >= max(TUMOUR_MIN_PIXELS, math.ceil(min_fraction * size))
 
 
-LABEL_RULES = {
-    "rop": "laterality from the disc side (the brightest blurred spot's half of the image)",
-    "brats": f"tumour present: a label channel > 0 on >= {TUMOUR_MIN_FRACTION:.2%} of the image",
-}
+def tumour_from_images(images: np.ndarray) -> np.ndarray:
+    """``tumour_from_label_channels`` of MR slices (N, 7, R, R): their label channels 4-6."""
+    return tumour_from_label_channels(images[:, 4:7])
+
+
+def latent_label(dataset: str) -> LatentLabel:
+    """The label ``dataset``'s latent space is scored by (its spec's ``latent_label``), or a
+    DataError when its spec names none."""
+    label = dataset_spec(dataset).latent_label
+    if label is None:
+        raise DataError(f"dataset {dataset!r} names no label to score its latent space by "
+                        "(DatasetSpec.latent_label): nothing for `pggan latent` to measure")
+    return label
 
 
 def labels_from_images(dataset: str, images: np.ndarray) -> np.ndarray:
-    """The label Figure 5 is about, read off images themselves (generated or real) by the rule
-    ``LABEL_RULES[dataset]``: laterality from the disc side (fundus), tumour presence from
-    the label channels (MRI, channels 4-6)."""
-    if dataset == "rop":
-        return laterality_from_disc(images)
-    return tumour_from_label_channels(images[:, 4:7])
+    """The label Figure 5 is about, read off images themselves (generated or real) by the
+    dataset's rule (``LatentLabel.from_images``; in words, ``LatentLabel.rule``): laterality
+    from the disc side (fundus), tumour presence from the label channels (MRI)."""
+    return hook(latent_label(dataset).from_images)(images)
 
 
 def draw_latents(n: int, latent_dim: int, seed: int) -> torch.Tensor:
@@ -215,7 +223,7 @@ def generated_z_probe(G: nn.Module, dataset: str, resolution: int, latent_dim: i
     read_at = min(resolution, label_resolution or resolution)
     classes, counts = np.unique(labels, return_counts=True)
     out: dict[str, Any] = {"generated_images": n, "seed": seed, "resolution": read_at,
-                           "label_rule": LABEL_RULES[dataset],
+                           "label_rule": latent_label(dataset).rule,
                            "label_share": {c: round(k / n, 4) for c, k in
                                            zip(classes.tolist(), counts.tolist(), strict=True)}}
     try:
@@ -229,5 +237,5 @@ def label_rule_agreement(dataset: str, images: np.ndarray, labels: pd.DataFrame)
     label (laterality, or tumour presence): how far the labels read off generated images can
     be trusted."""
     read = labels_from_images(dataset, images).astype(str)
-    truth = labels["laterality" if dataset == "rop" else "tumour_present"].to_numpy()
+    truth = labels[latent_label(dataset).column].to_numpy()
     return float(np.mean(read == truth.astype(str)))

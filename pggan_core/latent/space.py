@@ -32,6 +32,7 @@ from pggan_core.latent.probes import (
     generated_z_probe,
     label_rule_agreement,
     label_silhouette,
+    latent_label,
     probe_accuracy,
     usable_classes,
 )
@@ -142,25 +143,29 @@ def path_by_value(latents: np.ndarray, values: np.ndarray, n_steps: int = 8
     return centres, np.stack([latents[b].mean(axis=0) for b in bins]).astype(np.float32)
 
 
-# The rows of ``details`` behind each flat score of ``latent_space.json``: (k-NN on latents,
-# k-NN on pixels, probe on latents, probe on pixels), and the label column they predict.
-ROWS: dict[str, dict[str, str]] = {
-    "rop": {"name": "laterality", "column": "laterality",
-            "knn": "laterality (OD/OS)", "knn_pixels": "laterality, on raw pixels (control)",
-            "probe": "laterality, linear probe",
-            "probe_pixels": "laterality, linear probe on raw pixels (control)"},
-    "brats": {"name": "tumour", "column": "tumour_present",
-              "knn": "tumour present", "knn_pixels": "tumour present, on raw pixels (control)",
-              "probe": "tumour present, linear probe",
-              "probe_pixels": "tumour present, linear probe on raw pixels (control)"},
-}
-GROUP_COLUMN = {"brats": "subject"}  # a subject's slices are neighbours: they share a fold
+def rows(dataset: str) -> dict[str, str]:
+    """The rows of ``details`` behind each flat score of ``latent_space.json`` (k-NN on
+    latents, k-NN on pixels, probe on latents, probe on pixels), the label's key stem
+    (``name``) and the column they predict, from the dataset's ``LatentLabel``."""
+    label = latent_label(dataset)
+    return {"name": label.key, "column": label.column, "knn": label.knn_row,
+            "knn_pixels": f"{label.rows}, on raw pixels (control)",
+            "probe": f"{label.rows}, linear probe",
+            "probe_pixels": f"{label.rows}, linear probe on raw pixels (control)"}
+
+
+def position_rows(position: str) -> tuple[str, str]:
+    """The k-NN Spearman rows of an ordered column (``LatentLabel.position``): on the latents,
+    and on the raw pixels (control)."""
+    words = position.replace("_", " ")
+    return words, f"{words}, on raw pixels (control)"
 
 
 def fold_groups(dataset: str, labels: pd.DataFrame) -> np.ndarray | None:
-    """The item each image belongs to, for grouped folds: a BraTS slice's subject; None for
-    fundus photographs (each its own item) or a table without the column."""
-    column = GROUP_COLUMN.get(dataset)
+    """The item each image belongs to, for grouped folds (``LatentLabel.group``: a BraTS
+    slice's subject, whose slices are neighbours); None where each image is its own item or
+    the table lacks the column."""
+    column = latent_label(dataset).group
     return labels[column].to_numpy() if column is not None and column in labels else None
 
 
@@ -176,22 +181,20 @@ def knn_scores(dataset: str, latents: np.ndarray, labels: pd.DataFrame, pixels: 
     thousands. ``groups`` (``fold_groups``): folds keep each group whole, latents and pixels
     alike.
     """
-    if dataset == "rop":
-        scores = {"laterality (OD/OS)": _or_why_not(knn_accuracy, latents,
-                                                    labels["laterality"], groups)}
-        if "plus_severity" in labels:  # a phantom's label; a user's folder may not have it
-            scores["plus severity"] = _or_why_not(knn_accuracy, latents,
-                                                  labels["plus_severity"], groups)
-        scores["laterality, on raw pixels (control)"] = _or_why_not(
-            knn_accuracy, pixels, labels["laterality"], groups)
-        return scores
-    return {"tumour present": _or_why_not(knn_accuracy, latents, labels["tumour_present"],
-                                          groups),
-            "slice position": knn_correlation(latents, labels["slice_position"], groups=groups),
-            "tumour present, on raw pixels (control)": _or_why_not(
-                knn_accuracy, pixels, labels["tumour_present"], groups),
-            "slice position, on raw pixels (control)": knn_correlation(
-                pixels, labels["slice_position"], groups=groups)}
+    label, names = latent_label(dataset), rows(dataset)
+    scores = {names["knn"]: _or_why_not(knn_accuracy, latents, labels[label.column], groups)}
+    for row, column in label.more_knn:
+        if column in labels:  # a phantom's label (plus severity); a user's folder may lack it
+            scores[row] = _or_why_not(knn_accuracy, latents, labels[column], groups)
+    if label.position is not None:
+        scores[position_rows(label.position)[0]] = knn_correlation(latents, labels[label.position],
+                                                   groups=groups)
+    scores[names["knn_pixels"]] = _or_why_not(knn_accuracy, pixels, labels[label.column],
+                                              groups)
+    if label.position is not None:
+        scores[position_rows(label.position)[1]] = knn_correlation(pixels, labels[label.position],
+                                                   groups=groups)
+    return scores
 
 
 def probe_scores(dataset: str, latents: np.ndarray, labels: pd.DataFrame, pixels: np.ndarray,
@@ -200,9 +203,10 @@ def probe_scores(dataset: str, latents: np.ndarray, labels: pd.DataFrame, pixels
     inputs) of laterality (ROP) or tumour presence (BraTS), on the latents and on the raw
     pixels, with the folds of ``knn_scores``. Where k-NN asks whether neighbours share the
     label, the probe asks whether one direction of the space separates it."""
-    rows, column = ROWS[dataset], ROWS[dataset]["column"]
-    return {rows["probe"]: _or_why_not(probe_accuracy, latents, labels[column], groups),
-            rows["probe_pixels"]: _or_why_not(probe_accuracy, pixels, labels[column], groups)}
+    names = rows(dataset)
+    column = names["column"]
+    return {names["probe"]: _or_why_not(probe_accuracy, latents, labels[column], groups),
+            names["probe_pixels"]: _or_why_not(probe_accuracy, pixels, labels[column], groups)}
 
 
 def _or_why_not(score: Callable[..., dict[str, Any]], features: np.ndarray,
@@ -226,7 +230,7 @@ def tsne_silhouettes(dataset: str, latents: np.ndarray, pixels: np.ndarray,
     Returns ``latents``, ``pixels`` (silhouettes, None with ``why_not`` for a single class),
     ``label``, ``perplexity`` (as used, after tsne_embedding's cap) and ``seed``.
     """
-    column = ROWS[dataset]["column"]
+    column = latent_label(dataset).column
     out: dict[str, Any] = {"label": column, "seed": seed,
                            "perplexity": float(min(perplexity, (len(latents) - 1) / 3))}
     try:
@@ -251,19 +255,21 @@ def headline_scores(dataset: str, scores: dict[str, dict[str, Any]],
     silhouette (``tsne_*_silhouette``, from ``tsne_silhouettes``) and the probe on generated
     images' true z (``probe_*_generated_z``, from ``probes.generated_z_probe``).
     """
-    rows, name = ROWS[dataset], ROWS[dataset]["name"]
-    knn = scores[rows["knn"]]
+    names = rows(dataset)
+    name, position = names["name"], latent_label(dataset).position
+    knn = scores[names["knn"]]
     out = {f"knn_{name}_accuracy": knn["accuracy"], f"knn_{name}_chance": knn["chance"]}
-    if dataset == "brats":
-        out["knn_slice_position_spearman"] = scores["slice position"]["spearman"]
-        pixel_row = scores.get("slice position, on raw pixels (control)")
+    if position is not None:
+        on_latents, on_pixels = position_rows(position)
+        out[f"knn_{position}_spearman"] = scores[on_latents]["spearman"]
+        pixel_row = scores.get(on_pixels)
         if pixel_row is not None:
-            out["knn_slice_position_spearman_pixels"] = pixel_row["spearman"]
-    if rows["knn_pixels"] in scores:
-        out[f"knn_{name}_pixels"] = scores[rows["knn_pixels"]]["accuracy"]
-    if rows["probe"] in scores:
-        out[f"probe_{name}_accuracy"] = scores[rows["probe"]]["accuracy"]
-        out[f"probe_{name}_pixels"] = scores[rows["probe_pixels"]]["accuracy"]
+            out[f"knn_{position}_spearman_pixels"] = pixel_row["spearman"]
+    if names["knn_pixels"] in scores:
+        out[f"knn_{name}_pixels"] = scores[names["knn_pixels"]]["accuracy"]
+    if names["probe"] in scores:
+        out[f"probe_{name}_accuracy"] = scores[names["probe"]]["accuracy"]
+        out[f"probe_{name}_pixels"] = scores[names["probe_pixels"]]["accuracy"]
     if tsne is not None:
         out[f"tsne_{name}_silhouette"] = tsne["latents"]
         out[f"tsne_{name}_silhouette_pixels"] = tsne["pixels"]
@@ -321,7 +327,7 @@ def score_latent_space(run_dir: str | Path, seed: int = 0,
                                      config.model.latent_dim, float(info["alpha"]),
                                      n_generated, seed, label_resolution=resolution),
                  "label_rule_agreement_on_reals": label_rule_agreement(dataset, images, labels)}
-    main_row = scores[ROWS[dataset]["knn"]]
+    main_row = scores[rows(dataset)["knn"]]
     downsampled = (f", box-filtered down from the encoder's {info['resolution']} px"
                    if resolution < int(info["resolution"]) else ", as the encoder read them")
     result = {**headline_scores(dataset, scores, tsne, generated),
@@ -339,23 +345,24 @@ def score_table(result: dict[str, Any], dataset: str) -> pd.DataFrame:
     """``latent_space.json``'s scores side by side: one row per score, columns ``latents``,
     ``raw pixels`` and ``chance`` (what guessing scores; 0 for a silhouette or a Spearman
     correlation). A score without a pixel control has None there."""
-    name = ROWS[dataset]["name"]
-    label = "laterality" if dataset == "rop" else "tumour presence"
+    label = latent_label(dataset)
+    name, position, words = label.key, label.position, label.words
     chance = result.get(f"knn_{name}_chance")
-    rows = {f"k-NN accuracy ({label})": (result.get(f"knn_{name}_accuracy"),
-                                         result.get(f"knn_{name}_pixels"), chance),
-            f"linear probe accuracy ({label})": (result.get(f"probe_{name}_accuracy"),
-                                                 result.get(f"probe_{name}_pixels"), chance),
-            f"t-SNE silhouette ({label})": (result.get(f"tsne_{name}_silhouette"),
-                                            result.get(f"tsne_{name}_silhouette_pixels"), 0.0)}
-    if dataset == "brats":
-        rows["k-NN Spearman (slice position)"] = (
-            result.get("knn_slice_position_spearman"),
-            result.get("knn_slice_position_spearman_pixels"), 0.0)
-    rows[f"linear probe, true z of {result.get('generated_images', 0)} generated images"] = (
-        result.get(f"probe_{name}_generated_z"), None,
-        result.get(f"probe_{name}_generated_z_chance"))
-    table = pd.DataFrame.from_dict(rows, orient="index",
+    table_rows = {
+        f"k-NN accuracy ({words})": (result.get(f"knn_{name}_accuracy"),
+                                     result.get(f"knn_{name}_pixels"), chance),
+        f"linear probe accuracy ({words})": (result.get(f"probe_{name}_accuracy"),
+                                             result.get(f"probe_{name}_pixels"), chance),
+        f"t-SNE silhouette ({words})": (result.get(f"tsne_{name}_silhouette"),
+                                        result.get(f"tsne_{name}_silhouette_pixels"), 0.0)}
+    if position is not None:
+        table_rows[f"k-NN Spearman ({position_rows(position)[0]})"] = (
+            result.get(f"knn_{position}_spearman"),
+            result.get(f"knn_{position}_spearman_pixels"), 0.0)
+    table_rows[f"linear probe, true z of {result.get('generated_images', 0)} generated "
+               "images"] = (result.get(f"probe_{name}_generated_z"), None,
+                            result.get(f"probe_{name}_generated_z_chance"))
+    table = pd.DataFrame.from_dict(table_rows, orient="index",
                                    columns=["latents", "raw pixels", "chance"])
     table.index.name = "score"
     return table
@@ -371,21 +378,20 @@ def encoders_table(paper: dict[str, Any], indomain: dict[str, Any], dataset: str
     return table
 
 
-FIGURE5_GOAL = 0.90  # k-NN laterality from which left/right eye reads as "primary"
-
-
 def encoders_reading(paper: dict[str, Any], indomain: dict[str, Any], dataset: str) -> str:
-    """Which encoder's latents make Figure 5's claim hold (fundus: k-NN laterality at least
-    ``FIGURE5_GOAL``; MRI: tumour presence at least as well as on raw pixels), in words."""
-    name = ROWS[dataset]["name"]
-    key = f"knn_{name}_accuracy"
+    """Which encoder's latents make Figure 5's claim hold (k-NN accuracy of the label at
+    least its ``LatentLabel.goal``, fundus laterality 0.90; without a goal, MRI's tumour
+    presence, at least as well as on raw pixels), in words."""
+    label = latent_label(dataset)
+    key = f"knn_{label.key}_accuracy"
     scores = {"the paper's encoder": paper.get(key), "the in-domain encoder": indomain.get(key)}
     if any(v is None for v in scores.values()):
         return "One of the encoders' scores is missing, so they cannot be compared."
-    if dataset == "rop":
-        bar, what = FIGURE5_GOAL, f"k-NN laterality ≥ {FIGURE5_GOAL:.2f}"
+    if label.goal is not None:
+        bar, what = label.goal, f"k-NN {label.words} ≥ {label.goal:.2f}"
     else:
-        bar, what = paper.get(f"knn_{name}_pixels") or 0.0, "k-NN tumour presence ≥ raw pixels"
+        bar = paper.get(f"knn_{label.key}_pixels") or 0.0
+        what = f"k-NN {label.words} ≥ raw pixels"
     holds = [who for who, value in scores.items() if value >= bar]
     numbers = "; ".join(f"{who}: {value:.3f}" for who, value in scores.items())
     if len(holds) == 2:
@@ -405,8 +411,8 @@ def score_reading(result: dict[str, Any], dataset: str, margin: float = 0.02) ->
     label better (k-NN and probe; differences within ``margin`` count as a tie), for MRI the
     same for slice position, and whether the generator's z carries the label its images
     show."""
-    name = ROWS[dataset]["name"]
-    label = "laterality" if dataset == "rop" else "tumour presence"
+    name, position, label = (latent_label(dataset).key, latent_label(dataset).position,
+                             latent_label(dataset).words)
     pairs = [(result.get(f"{kind}_{name}_accuracy"), result.get(f"{kind}_{name}_pixels"))
              for kind in ("knn", "probe")]
     if any(v is None for pair in pairs for v in pair):
@@ -426,13 +432,14 @@ def score_reading(result: dict[str, Any], dataset: str, margin: float = 0.02) ->
             first = (f"The latents and the raw pixels carry {label} about equally or "
                      f"inconsistently ({numbers}): the latents add nothing clear over the "
                      "pixels.")
-    spearman = (result.get("knn_slice_position_spearman"),
-                result.get("knn_slice_position_spearman_pixels"))
-    if dataset == "brats" and None not in spearman:
+    spearman = (result.get(f"knn_{position}_spearman"),
+                result.get(f"knn_{position}_spearman_pixels"))
+    if position is not None and None not in spearman:
         better = ("latent" if spearman[0] - spearman[1] > margin else
                   "raw-pixel" if spearman[1] - spearman[0] > margin else None)
-        first += (f" Slice position follows {better} neighbours better" if better else
-                  " Slice position follows latent and raw-pixel neighbours about equally") + \
+        what = position_rows(position)[0].capitalize()
+        first += (f" {what} follows {better} neighbours better" if better else
+                  f" {what} follows latent and raw-pixel neighbours about equally") + \
             f" (Spearman {spearman[0]:.2f} on latents vs {spearman[1]:.2f} on pixels)."
     accuracy = result.get(f"probe_{name}_generated_z")
     chance = result.get(f"probe_{name}_generated_z_chance")
@@ -457,10 +464,14 @@ def walk_path(dataset: str, latents: np.ndarray, labels: pd.DataFrame, n_steps: 
     paper's "traverse through the axial slices"). ROP: the great circle from the mean right-eye
     latent to the mean left-eye latent.
     """
-    if dataset == "brats":
-        centres, path = path_by_value(latents, labels["slice_position"], n_steps)
+    label = latent_label(dataset)
+    if label.position is not None:
+        centres, path = path_by_value(latents, labels[label.position], n_steps)
         return path, [f"{c:.2f}" for c in centres]
-    by_eye = {eye: latents[(labels["laterality"] == eye).to_numpy()].mean(axis=0)
-              for eye in ("OD", "OS")}
+    if label.walk_between is None:
+        raise DataError(f"dataset {dataset!r}: its LatentLabel names neither a position nor "
+                        "two classes to walk between")
+    first, last = (latents[(labels[label.column] == value).to_numpy()].mean(axis=0)
+                   for value in label.walk_between)
     t = np.linspace(0, 1, n_steps)
-    return slerp(by_eye["OD"], by_eye["OS"], t), [f"{v:.2f}" for v in t]
+    return slerp(first, last, t), [f"{v:.2f}" for v in t]
