@@ -47,6 +47,9 @@ class LatentLabel:
     position: str | None = None  # an ordered column to walk along (slice position)
     walk_between: tuple[str, str] | None = None  # else: walk between the means of two classes
     group: str | None = None  # items whose images share a fold (a subject's slices)
+    colour_by: tuple[str, ...] = ()  # Figure 5's colourings (default: the label column)
+    hover: tuple[str, ...] = ("index",)  # manifest columns a t-SNE point's hover names
+    walk_caption: str = "t = "  # before each step's value on the latent walk's slider
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,8 @@ register_dataset(DatasetSpec(
         key="laterality", column="laterality", words="laterality", rows="laterality",
         knn_row="laterality (OD/OS)", from_images="pggan_core.latent.probes:laterality_from_disc",
         rule="laterality from the disc side (the brightest blurred spot's half of the image)",
-        goal=0.90, more_knn=(("plus severity", "plus_severity"),), walk_between=("OD", "OS"))))
+        goal=0.90, more_knn=(("plus severity", "plus_severity"),), walk_between=("OD", "OS"),
+        hover=("index", "laterality", "plus_severity"), walk_caption="OD → OS, t = ")))
 register_dataset(DatasetSpec(
     id="brats", title="Glioma MRI (BraTS)", short="BraTS",
     channels=("T1", "T1c", "T2", "FLAIR", "NCR/NET (1)", "ED (2)", "ET (4)"), image_channels=4,
@@ -134,4 +138,7 @@ register_dataset(DatasetSpec(
         key="tumour", column="tumour_present", words="tumour presence", rows="tumour present",
         knn_row="tumour present", from_images="pggan_core.latent.probes:tumour_from_images",
         rule="tumour present: a label channel > 0 on >= 0.05% of the image",
-        position="slice_position", group="subject")))
+        position="slice_position", group="subject",
+        colour_by=("slice_position", "tumour_present"),
+        hover=("index", "subject", "slice_index", "slice_position", "tumour_present"),
+        walk_caption="slice position ")))
