@@ -63,12 +63,14 @@ class DatasetSpec:
     image_channels: int  # how many leading channels are the image (the rest: segmentation)
     items: tuple[str, str]  # one independent item, singular and plural (a subject's slices)
     export_formats: tuple[str, ...]  # `pggan generate --format`: the first is the default
+    unit: str = "images"  # what one stored image is, plural ("slices" of a volume)
     # (config, source, n_images, workers, progress) -> (iterator of (image (C, R, R) in
     # [-1, 1], manifest row[, ground-truth vessel mask]), how many, facts for dataset.json):
     # the images `pggan data prepare` stores, from the phantom (source None) or a folder
     samples: Hook = ""
     # (image (C, R, R) in [-1, 1]) -> panels (H, W, 3) in [0, 1]: how pictures show a sample
     panels: Hook = "pggan_core.viz.plots:channel_panels"
+    thumbnail_panel: int = 0  # the panel that identifies a sample at thumbnail size
     # (images (N, C, R, R), DataConfig) -> {statistic: per-image values} of the label channels
     # (vessel density, tumour area...), compared generated against real; None: none
     domain_stats: Hook | None = None
@@ -119,7 +121,7 @@ def dataset_ids() -> tuple[str, ...]:
 register_dataset(DatasetSpec(
     id="rop", title="Fundus photographs (ROP)", short="ROP",
     channels=("R", "G", "B", "vessel"), image_channels=3,
-    items=("photograph", "photographs"), export_formats=("png", "npy"),
+    items=("photograph", "photographs"), unit="images", export_formats=("png", "npy"),
     samples="pggan_core.data.prepare:rop_samples", panels="pggan_core.viz.plots:fundus_panels",
     domain_stats="pggan_core.evaluation.evaluate:fundus_domain_stats",
     latent_label=LatentLabel(
@@ -131,8 +133,9 @@ register_dataset(DatasetSpec(
 register_dataset(DatasetSpec(
     id="brats", title="Glioma MRI (BraTS)", short="BraTS",
     channels=("T1", "T1c", "T2", "FLAIR", "NCR/NET (1)", "ED (2)", "ET (4)"), image_channels=4,
-    items=("subject", "subjects"), export_formats=("nifti", "npy"),
+    items=("subject", "subjects"), unit="slices", export_formats=("nifti", "npy"),
     samples="pggan_core.data.prepare:brats_samples", panels="pggan_core.viz.plots:mr_panels",
+    thumbnail_panel=-1,  # FLAIR with the tumour labels (the mosaic without them)
     domain_stats="pggan_core.evaluation.evaluate:mri_domain_stats",
     latent_label=LatentLabel(
         key="tumour", column="tumour_present", words="tumour presence", rows="tumour present",

@@ -70,8 +70,7 @@ def data_caption(dataset: str, profile: str, source: str | Path | None = None,
     what = data_short(dataset, source) + ("" if source is None else f" ({source})")
     if record is None:
         return f"{what}, not prepared yet"
-    unit = "slices" if dataset == "brats" else "images"
-    text = f"{what}: {record['n_images']} {unit}"
+    text = f"{what}: {record['n_images']} {dataset_spec(dataset).unit}"
     if dataset == "brats":
         return f"{text}, tumour labels from {'the phantom' if source is None else 'its seg files'}"
     vessels = {"mask": "the phantom's exact vessels" if source is None else

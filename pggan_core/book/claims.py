@@ -13,8 +13,9 @@ from typing import Any
 
 from pggan_core.book.results_table import NOT_COMPUTED
 from pggan_core.config import DATASETS, PROFILES, load_config
-from pggan_core.datasets import dataset_spec
+from pggan_core.datasets import dataset_ids, dataset_spec
 from pggan_core.errors import BookError
+from pggan_core.evaluation.evaluate import METRICS  # importing it registers the built-in ones
 from pggan_core.paths import checkout_root, run_dir
 
 # What the demo profile aims for (the project's goals for a 2-core build; the paper itself
@@ -137,7 +138,7 @@ def quality_study_table(rows: Sequence[dict[str, Any]]):
         f"k-NN (≥ {g['knn_laterality_accuracy']} / {g['knn_tumour_accuracy']})":
             r.get("knn_laterality_accuracy", r.get("knn_tumour_accuracy")),
         "k-NN chance": r.get("knn_laterality_chance", r.get("knn_tumour_chance")),
-    } for r in sorted(rows, key=lambda r: (r["dataset"] != "rop", r["train_seconds"]))])
+    } for r in sorted(rows, key=lambda r: (dataset_ids().index(r["dataset"]), r["train_seconds"]))])
     # a measure a row has no value for (the vessel AUC of MRI) reads as a dash, not "nan"
     return table.round(3).astype(object).fillna("—")
 
@@ -480,7 +481,7 @@ def findings_markdown(profile: str, datasets: Sequence[str] = DATASETS,
     for d in datasets:
         name = dataset_spec(d).short
         results = read_results(d, profile, root, sources.get(d))
-        if d == "rop":
+        if METRICS["vessel_agreement"].applies_to(d, with_segmentation=True):
             auc = number(results.get("vessel_agreement_auc"))
             if auc is None:
                 lines.append(f"- **Vessel agreement ({name})**: {NOT_COMPUTED}.")

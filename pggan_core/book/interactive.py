@@ -28,6 +28,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from torch import nn
 
+from pggan_core.datasets import dataset_spec
 from pggan_core.generate import images_from_latents
 from pggan_core.latent.space import slerp
 from pggan_core.viz import plots
@@ -52,7 +53,7 @@ def thumbnail(image: np.ndarray, dataset: str) -> np.ndarray:
     tumour labels when the run has them (slice level and tumour both show), else the mosaic.
     """
     panels = plots.sample_panels(image, dataset)
-    return plots.unit_to_uint8(panels[0] if dataset == "rop" else panels[-1])
+    return plots.unit_to_uint8(panels[dataset_spec(dataset).thumbnail_panel])
 
 
 def data_uri(picture: np.ndarray) -> str:

@@ -294,7 +294,7 @@ class PreparedDataset:
             channel = self.channels.index("vessel")
             return (self.batch(idx, resolution)[:, channel] + 1.0) / 2.0
         path = self.path / VESSEL_TRUTH_FILE
-        if self.dataset != "rop" or not path.is_file():
+        if not path.is_file():
             return None
         truth = np.load(path, mmap_mode="r")[idx].astype(np.float32) / 255.0
         while truth.shape[-1] > resolution:
