@@ -64,6 +64,7 @@ class DatasetSpec:
     items: tuple[str, str]  # one independent item, singular and plural (a subject's slices)
     export_formats: tuple[str, ...]  # `pggan generate --format`: the first is the default
     unit: str = "images"  # what one stored image is, plural ("slices" of a volume)
+    phantom: str = "phantom"  # the built-in data in a figure title: "the built-in <phantom>"
     # (config, source, n_images, workers, progress) -> (iterator of (image (C, R, R) in
     # [-1, 1], manifest row[, ground-truth vessel mask]), how many, facts for dataset.json):
     # the images `pggan data prepare` stores, from the phantom (source None) or a folder
@@ -122,6 +123,7 @@ register_dataset(DatasetSpec(
     id="rop", title="Fundus photographs (ROP)", short="ROP",
     channels=("R", "G", "B", "vessel"), image_channels=3,
     items=("photograph", "photographs"), unit="images", export_formats=("png", "npy"),
+    phantom="fundus phantom",
     samples="pggan_core.data.prepare:rop_samples", panels="pggan_core.viz.plots:fundus_panels",
     domain_stats="pggan_core.evaluation.evaluate:fundus_domain_stats",
     latent_label=LatentLabel(
@@ -134,6 +136,7 @@ register_dataset(DatasetSpec(
     id="brats", title="Glioma MRI (BraTS)", short="BraTS",
     channels=("T1", "T1c", "T2", "FLAIR", "NCR/NET (1)", "ED (2)", "ET (4)"), image_channels=4,
     items=("subject", "subjects"), unit="slices", export_formats=("nifti", "npy"),
+    phantom="brain phantom",
     samples="pggan_core.data.prepare:brats_samples", panels="pggan_core.viz.plots:mr_panels",
     thumbnail_panel=-1,  # FLAIR with the tumour labels (the mosaic without them)
     domain_stats="pggan_core.evaluation.evaluate:mri_domain_stats",

@@ -82,7 +82,7 @@ def data_short(dataset: str, source: str | Path | None = None) -> str:
     """A few words for a figure title: ``the built-in fundus phantom`` or ``your folder
     DRIVE``."""
     if source is None:
-        return f"the built-in {'fundus' if dataset == 'rop' else 'brain'} phantom"
+        return f"the built-in {dataset_spec(dataset).phantom}"
     return f"your folder {Path(source).name}"
 
 
