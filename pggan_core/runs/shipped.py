@@ -7,8 +7,9 @@ for each run, the EMA generator and the logs of its training, exactly as ``pggan
 them, with a manifest that says how they were made and a SHA-256 of every file::
 
     data/pretrained/<profile>/
-      manifest.json            profile, commit, hardware, and per run: the command, its wall
-                               time, images seen, the resolved config and every file's sha256
+      manifest.json            profile, and per run: the commit, machine and date it was
+                               trained at, the command, its wall time, images seen, the
+                               resolved config and every file's sha256
       <dataset>-<variant>/     generator.pt (EMA weights only; read with weights_only=True),
                                config.yaml, run.json, metrics.jsonl, phase_metrics.jsonl,
                                figures/progression.npz, samples/<final grid>.png and, where
@@ -136,7 +137,10 @@ def install_run(profile: str, dataset: str, variant: str, config: Config, out: P
     info = read_run_info(staging)
     info.data_dir = str(data.path)
     info.data = data.data_record()  # its content was verified against the manifest above
-    info.pretrained = {k: manifest[k] for k in ("profile", "commit", "hardware", "created")}
+    # each run's own commit, machine and date (a re-export of some runs leaves the others'),
+    # the manifest's for runs exported before runs recorded them
+    info.pretrained = {k: entry.get(k, manifest.get(k))
+                       for k in ("profile", "commit", "hardware", "created")}
     info.pretrained |= {"command": entry["command"], "wall_seconds": entry["wall_seconds"],
                         "verified": "sha256 of every file against " + MANIFEST,
                         "files": entry["files"]}
@@ -303,9 +307,10 @@ def export_run(run_dir: str | Path, profile: str, dataset: str, variant: str, co
     save_generator(run_dir, folder / ckpt.GENERATOR_FILE)
     names.append(ckpt.GENERATOR_FILE)
     manifest = read_manifest(profile, root) or {"runs": {}}
-    manifest |= {"profile": profile, "commit": commit or _git_commit(root), "hardware": hardware(),
-                 "torch": torch.__version__, "created": time.strftime("%Y-%m-%d")}
-    manifest["runs"][key] = {
+    made = {"commit": commit or _git_commit(root), "hardware": hardware(),
+            "torch": torch.__version__, "created": time.strftime("%Y-%m-%d")}
+    manifest |= {"profile": profile, **made}  # the latest export's
+    manifest["runs"][key] = {**made,
         "command": command, "wall_seconds": round(wall_seconds, 1),
         "train_seconds": info.train_seconds, "images_seen": info.images_seen,
         "threads": info.threads, "config": config,
