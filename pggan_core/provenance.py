@@ -84,20 +84,12 @@ DERIVED_RESULTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 _ADDED_CODE: dict[str, dict[str, str]] = {}
 
 
-def add_code(kind: str, name: str, source: str | None = None) -> None:
-    """Make the code ``name`` ("package.module:object") part of every ``kind`` derivation,
-    unless its module is already listed whole. ``source`` defaults to the object's source."""
-    import importlib
-    import inspect
-
-    module_name, _, attribute = name.partition(":")
+def add_code(kind: str, name: str, source: str) -> None:
+    """Make the code ``name`` ("package.module:object"), whose text is ``source``, part of every
+    ``kind`` derivation, unless its module is already listed whole."""
+    module_name = name.partition(":")[0]
     if module_name in DERIVED_RESULTS[kind][0] or name in DERIVED_RESULTS[kind][0]:
         return
-    if source is None:
-        target = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            target = getattr(target, part)
-        source = inspect.getsource(target)
     _ADDED_CODE.setdefault(kind, {})[name] = source
 
 

@@ -57,7 +57,7 @@ class MetricClaim:
     where: str  # section or figure of Beers et al. (2018), or "not in the paper"
     paper_value: str
     key: str  # the result key whose value the table shows and the rule judges
-    rule: Callable[[float | None], str]  # value (None: not computed) -> yes | partly | no
+    rule: Callable[[float], str]  # value -> yes | partly | no (none: "not measured")
     rule_text: str
 
 

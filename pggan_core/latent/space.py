@@ -411,8 +411,8 @@ def score_reading(result: dict[str, Any], dataset: str, margin: float = 0.02) ->
     label better (k-NN and probe; differences within ``margin`` count as a tie), for MRI the
     same for slice position, and whether the generator's z carries the label its images
     show."""
-    name, position, label = (latent_label(dataset).key, latent_label(dataset).position,
-                             latent_label(dataset).words)
+    spec = latent_label(dataset)
+    name, position, label = spec.key, spec.position, spec.words
     pairs = [(result.get(f"{kind}_{name}_accuracy"), result.get(f"{kind}_{name}_pixels"))
              for kind in ("knn", "probe")]
     if any(v is None for pair in pairs for v in pair):
