@@ -12,6 +12,7 @@ gradients, best memory format), and a step made only of them at those rates woul
     python benchmarks/bench_train.py --resolutions 4 8 16 32 64 --threads 2
     python benchmarks/bench_train.py --resolutions 16 32 64 --threads 1 --widths demo
     python benchmarks/bench_train.py --resolutions 16 64 --compare stock_conv,loop_adam,nchw
+    python benchmarks/bench_train.py --resolutions 16 32 64 --widths demo --compare compile
 
 ``--compare`` times the named options against the plain setup, interleaved step by step in one
 process so that a busy machine slows both alike; it reports the ratio of medians.
@@ -51,8 +52,9 @@ RESULTS = Path(__file__).parent / "results" / "bench_train.json"
 # What each option turns back to measure what the default gains from it: ``nchw`` plain
 # memory format (the default is channels_last, faster in oneDNN), ``stock_conv`` PyTorch's own
 # conv2d in the critic (no ``conv.conv2d``), ``loop_adam`` Adam's default per-tensor loop (not
-# the fused kernel); ``compile_g`` compiles the generator.
-OPTIONS = ("nchw", "stock_conv", "loop_adam", "compile_g")
+# the fused kernel); ``compile`` turns on ``train.compile`` (the generator and the critic's
+# first-order scoring path compiled, ``pggan_core/training/compiled.py``).
+OPTIONS = ("nchw", "stock_conv", "loop_adam", "compile")
 
 
 @dataclass
@@ -89,7 +91,7 @@ def build(resolution: int, batch: int, data_dir: Path, alpha: float,
         "schedule": {"max_resolution": resolution, "batch_size": everywhere,
                      "fade_iterations": 1, "stable_iterations": 1, "iterations": {}},
         "train": {"device": "cpu", "precision": "fp32", "seed": seed,
-                  "compile": "compile_g" in options}})
+                  "compile": "compile" in options}})
     with tempfile.TemporaryDirectory() as out:  # a Trainer writes nothing before run()
         trainer = Trainer(config, data_dir, Path(out), True, Runtime(torch.device("cpu"), 0, 1))
     kind = "stable" if alpha == 1.0 or resolution == config.schedule.start_resolution else "fade"

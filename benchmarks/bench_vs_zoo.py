@@ -84,20 +84,23 @@ def _zoo_step(zoo_root: str, resolution: int, widths: str) -> Callable[[], None]
     return lambda: zoo.optimizeParameters(reals)
 
 
-def _ours_step(resolution: int, widths: str, data_dir: Path) -> Callable[[], None]:
-    """One ``Trainer.train_step`` (reading its reals from phantom fundus data, 4 channels)."""
-    setup = bench_train.build(resolution, BATCH, data_dir, alpha=1.0, profile=widths)
+def _ours_step(resolution: int, widths: str, data_dir: Path, compiled: bool
+               ) -> Callable[[], None]:
+    """One ``Trainer.train_step`` (reading its reals from phantom fundus data, 4 channels),
+    with ``train.compile`` where ``compiled``."""
+    setup = bench_train.build(resolution, BATCH, data_dir, alpha=1.0, profile=widths,
+                              options=frozenset({"compile"} if compiled else ()))
     return lambda: bench_train.train_step(setup)
 
 
 def _worker(trainer: str, zoo_root: str, resolution: int, widths: str, data_dir: Path,
-            keep_memory: bool, threads: int, conn: Connection) -> None:
+            keep_memory: bool, threads: int, compiled: bool, conn: Connection) -> None:
     """Build one trainer, then time one step per request until told to stop."""
     if keep_memory:
         keep_freed_memory()
     torch.set_num_threads(threads)
     step = (_zoo_step(zoo_root, resolution, widths) if trainer == "zoo"
-            else _ours_step(resolution, widths, data_dir))
+            else _ours_step(resolution, widths, data_dir, compiled))
     conn.send("ready")
     while conn.recv() == "step":
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -106,7 +109,7 @@ def _worker(trainer: str, zoo_root: str, resolution: int, widths: str, data_dir:
 
 
 def compare(zoo_root: str, resolution: int, widths: str, data_dir: Path, setting: str,
-            threads: int, warmup: int, iters: int) -> dict:
+            threads: int, warmup: int, iters: int, compiled: bool = False) -> dict:
     """Alternate ours and zoo's steps in two worker processes; medians and their ratio."""
     context = mp.get_context("spawn")
     keep = dict(zip(("ours", "zoo"), SETTINGS[setting], strict=True))
@@ -115,7 +118,7 @@ def compare(zoo_root: str, resolution: int, widths: str, data_dir: Path, setting
         parent, child = context.Pipe()
         worker = context.Process(target=_worker, args=(trainer, zoo_root, resolution, widths,
                                                        data_dir, keep[trainer], threads,
-                                                       child))
+                                                       compiled, child))
         worker.start()
         child.close()  # so a worker that dies shows up as EOFError here, not a hang
         pipes[trainer] = parent
@@ -140,7 +143,7 @@ def compare(zoo_root: str, resolution: int, widths: str, data_dir: Path, setting
         for worker in workers:
             worker.join()
     medians = {trainer: statistics.median(ts) for trainer, ts in times.items()}
-    return {"setting": setting, "ours_keeps_memory": keep["ours"],
+    return {"setting": setting, "ours_compiled": compiled, "ours_keeps_memory": keep["ours"],
             "zoo_keeps_memory": keep["zoo"],
             "ours_img_s": BATCH / medians["ours"], "zoo_img_s": BATCH / medians["zoo"],
             "ratio": medians["zoo"] / medians["ours"],
@@ -157,8 +160,11 @@ def main() -> None:
     parser.add_argument("--widths", choices=["paper", "demo"], default="paper",
                         help="feature maps and latent size of this profile (default paper)")
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument("--ours", nargs="+", choices=["eager", "compiled"], default=["eager"],
+                        help="ours as it trains by default, and/or with train.compile")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="untimed steps first (at least 2 for compiled: it compiles then)")
     parser.add_argument("--iters", type=int, default=7)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -169,19 +175,22 @@ def main() -> None:
     print(f"widths={args.widths} threads={args.threads} batch={BATCH} channels={CHANNELS} "
           f"(medians of {args.iters} alternating steps after {args.warmup} warm-up) "
           f"ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY')}")
-    print(f"{'res':>5} {'malloc':>8} {'ours img/s':>11} {'zoo img/s':>10} {'ratio':>7} "
-          f"{'faults ours/zoo':>16}")
+    print(f"{'res':>5} {'malloc':>8} {'ours':>8} {'ours img/s':>11} {'zoo img/s':>10} "
+          f"{'ratio':>7} {'faults ours/zoo':>16}")
     data_dir = bench_train.prepare_phantoms(
         "rop", max(args.resolutions), 2 * BATCH,
         Path(tempfile.gettempdir()) / "pggan-bench-train" / f"rop-{max(args.resolutions)}px")
     rows = []
     for res in args.resolutions:
-        for setting in args.settings:
+        for setting, ours in ((s, o) for s in args.settings for o in args.ours):
+            compiled = ours == "compiled"
             row = {"resolution": res, "widths": args.widths,
                    **compare(str(args.zoo.resolve()), res, args.widths, data_dir, setting,
-                             args.threads, args.warmup, args.iters)}
+                             args.threads, max(args.warmup, 2) if compiled else args.warmup,
+                             args.iters, compiled)}
             rows.append(row)
-            print(f"{res:>5} {setting:>8} {row['ours_img_s']:>11.2f} {row['zoo_img_s']:>10.2f} "
+            print(f"{res:>5} {setting:>8} {ours:>8} {row['ours_img_s']:>11.2f} "
+                  f"{row['zoo_img_s']:>10.2f} "
                   f"{row['ratio']:>6.2f}x {row['ours_faults_per_step']:>8.0f}/"
                   f"{row['zoo_faults_per_step']:<7.0f}", flush=True)
     write_text_atomic(args.out, json.dumps({"args": {k: str(v) for k, v in vars(args).items()},

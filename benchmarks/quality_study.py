@@ -13,10 +13,11 @@ seed, the data stay the same) in its own one-thread process, two lanes on two co
 ``pggan book`` trains, then scores it as the book does: ``pggan evaluate`` (SWD and its floor,
 of all channels and of the image channels alone, MS-SSIM, vessel-agreement AUC), the vessel
 U-Net's reading of the generated photographs at its own scale against real photographs read
-the same way (``ablation.structure_stats``: vessel density, junctions, tortuosity as ratios to
-real), what the generator encodes in z (the linear probe of laterality / tumour presence from
-the true z of generated images, ``probes.generated_z_probe``; the participation ratio of its
-Jacobian, ``generate.latent_usage``) and, unless ``--no-encoder``, ``pggan encode`` (encoder
+the same way (the dataset's ``structure``, ``ablation.FundusStructure``: vessel density,
+junctions, tortuosity as ratios to real), what the generator encodes in z (the linear probe of
+laterality / tumour presence from the true z of generated images,
+``probes.generated_z_probe``; the participation ratio of its Jacobian,
+``generate.latent_usage``) and, unless ``--no-encoder``, ``pggan encode`` (encoder
 R²) and ``pggan latent`` (k-NN and linear probe of encoded real images). The run's
 ``phase_metrics.jsonl`` (SWD at the end of every phase) gives its quality curve against images
 seen and training seconds.
@@ -223,9 +224,7 @@ def score_generator(run: Path, dataset: str, seed: int = 0) -> dict[str, Any]:
     import numpy as np
 
     from pggan_core.data.store import PreparedDataset
-    from pggan_core.data.vessels import ensure_vessel_unet
-    from pggan_core.datasets import dataset_spec
-    from pggan_core.evaluation.ablation import structure_stats
+    from pggan_core.datasets import dataset_spec, hook
     from pggan_core.generate import latent_usage, sample_images
     from pggan_core.latent.probes import generated_z_probe
     from pggan_core.training.checkpoint import load_generator
@@ -233,16 +232,15 @@ def score_generator(run: Path, dataset: str, seed: int = 0) -> dict[str, Any]:
     G, info = load_generator(run)
     config, resolution = info["config"], info["resolution"]
     data = PreparedDataset(json.loads((run / "run.json").read_text())["data_dir"])
-    n_image = dataset_spec(dataset).image_channels
-    k = config.eval.n_auc_images if dataset == "rop" else config.eval.n_generated
+    spec = dataset_spec(dataset)
+    n_image = spec.image_channels
+    reader = hook(spec.structure)(config)
+    k = config.eval.n_generated if reader.max_images is None else reader.max_images
     train_idx = data.split_indices("train")
     real = data.batch(np.random.default_rng(seed).choice(train_idx, k, replace=False),
                       resolution)[:, :n_image]
     fake = sample_images(G, k, resolution, config.model.latent_dim, seed)[:, :n_image]
-    segmenter = ensure_vessel_unet(config, progress=False) if dataset == "rop" else None
-    scale = config.vessels.train_resolution
-    real_stats = structure_stats(real, dataset, config.data, segmenter, scale)
-    fake_stats = structure_stats(fake, dataset, config.data, segmenter, scale)
+    real_stats, fake_stats = reader(real), reader(fake)
     ratios = {f"structure_{m}_ratio": float(np.nanmean(fake_stats[m]) / np.nanmean(real_stats[m]))
               for m in real_stats}
     probe = generated_z_probe(G, dataset, resolution, config.model.latent_dim, seed=seed)
@@ -286,7 +284,7 @@ def _git(*args: str) -> str:
 def prepare(candidates: list[str], datasets: list[str]) -> None:
     """Prepared datasets and the vessel U-Net, made once before the lanes start."""
     from pggan_core.data.prepare import ensure_prepared
-    from pggan_core.data.vessels import ensure_vessel_unet
+    from pggan_core.datasets import dataset_spec, hook
     from pggan_core.paths import prepared_dir
     from pggan_core.runs.folder import run_config
 
@@ -297,8 +295,7 @@ def prepare(candidates: list[str], datasets: list[str]) -> None:
             if candidate == "demo":  # the book's own data, which its runs are checked against
                 ensure_prepared(run_config(dataset, BASE_PROFILE),
                                 prepared_dir(dataset, BASE_PROFILE, REPO), progress=False)
-            if dataset == "rop":
-                ensure_vessel_unet(config, progress=False)
+            hook(dataset_spec(dataset).structure)(config)  # the vessel U-Net, trained once
 
 
 def load_results() -> dict[str, Any]:

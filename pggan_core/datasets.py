@@ -6,10 +6,8 @@ image channels?", "what is the page title?") instead of comparing dataset ids. I
 every other module (it imports only the errors), so the config, the data layer and the book
 can all read it.
 
-The two datasets of Beers et al. (2018) are registered here. What is still decided by
-comparing ids, and so not yet a property of the spec (preparing phantoms and folders, domain
-statistics, the latent-space labels, the augmentation study's segmenters), is listed in the
-package README.
+The two datasets of Beers et al. (2018) are registered here; no other module compares
+dataset ids.
 """
 
 from __future__ import annotations
@@ -76,6 +74,26 @@ class DatasetSpec:
     # (vessel density, tumour area...), compared generated against real; None: none
     domain_stats: Hook | None = None
     latent_label: LatentLabel | None = None  # None: `pggan latent` has nothing to score
+    # (seed, source) -> one raw sample to look at (the data chapter's walk through the
+    # preprocessing): the phantom for ``seed``, or the first image/case of the folder;
+    # None: the data chapter shows the prepared images only
+    example: Hook | None = None
+    # (dataset.json's facts) -> where the label channels come from, in words
+    # ("vessel channel from the phantom's exact vessels"): captions and the augmentation study
+    label_origin: Hook = "pggan_core.data.prepare:stored_label_origin"
+    # the manifest column naming the item several images share (a subject's slices), kept
+    # whole in a split; None: every image is its own item
+    item_column: str | None = None
+    # manifest columns the data chapter charts: (column, category order | "hist" | None)
+    label_columns: tuple[tuple[str, Any], ...] = ()
+    # (image channels (N, C, R, R) in [-1, 1], DataConfig) -> (retrieval region, detail
+    # region), bool (N, R, R): where Figure 4's reconstructions are compared with their inputs
+    regions: Hook = "pggan_core.latent.reconstruction:whole_image_regions"
+    # (Config) -> a StructureReader (``evaluation.ablation``): the anatomy Figure 3 reads from
+    # the image channels alone, so runs without segmentation compare; None: none
+    structure: Hook | None = None
+    # () -> the augmentation study's SegmentationTask (``augmentation.tasks``); None: no study
+    segmentation: Hook | None = None
 
     @property
     def label_channels(self) -> tuple[str, ...]:
@@ -126,6 +144,13 @@ register_dataset(DatasetSpec(
     phantom="fundus phantom",
     samples="pggan_core.data.prepare:rop_samples", panels="pggan_core.viz.plots:fundus_panels",
     domain_stats="pggan_core.evaluation.evaluate:fundus_domain_stats",
+    example="pggan_core.data.prepare:rop_example",
+    label_origin="pggan_core.data.prepare:vessel_origin",
+    label_columns=(("laterality", None), ("plus_severity", ("normal", "pre-plus", "plus")),
+                   ("tortuosity", "hist")),
+    regions="pggan_core.latent.reconstruction:fundus_regions",
+    structure="pggan_core.evaluation.ablation:FundusStructure",
+    segmentation="pggan_core.augmentation.tasks:vessel_task",
     latent_label=LatentLabel(
         key="laterality", column="laterality", words="laterality", rows="laterality",
         knn_row="laterality (OD/OS)", from_images="pggan_core.latent.probes:laterality_from_disc",
@@ -140,6 +165,13 @@ register_dataset(DatasetSpec(
     samples="pggan_core.data.prepare:brats_samples", panels="pggan_core.viz.plots:mr_panels",
     thumbnail_panel=-1,  # FLAIR with the tumour labels (the mosaic without them)
     domain_stats="pggan_core.evaluation.evaluate:mri_domain_stats",
+    example="pggan_core.data.prepare:brats_example",
+    label_origin="pggan_core.data.prepare:tumour_origin",
+    item_column="subject",
+    label_columns=(("tumour_present", None), ("grade", None), ("slice_index", "hist")),
+    regions="pggan_core.latent.reconstruction:brain_regions",
+    structure="pggan_core.evaluation.ablation:MriStructure",
+    segmentation="pggan_core.augmentation.tasks:tumour_task",
     latent_label=LatentLabel(
         key="tumour", column="tumour_present", words="tumour presence", rows="tumour present",
         knn_row="tumour present", from_images="pggan_core.latent.probes:tumour_from_images",

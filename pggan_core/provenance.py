@@ -66,11 +66,11 @@ DERIVED_RESULTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                  ("data", "vessels", "eval")),
     # the study's computing functions, not the wrapper that reads and writes its file
     "augmentation": (("pggan_core.augmentation.classic", "pggan_core.augmentation.pairs",
-                      "pggan_core.augmentation.segmenters",
+                      "pggan_core.augmentation.segmenters", "pggan_core.augmentation.tasks",
                       *(f"pggan_core.augmentation.study:{name}" for name in (
                           "study_jobs", "chosen_items", "training_pairs", "run_job",
                           "study_data", "real_pairs", "synthetic_pairs", "_whole_items",
-                          "summarise", "claim_values")),
+                          "_items", "summarise", "claim_values")),
                       "pggan_core.data.vessels:VesselUNet"),
                      # its augment settings are its own (``--set augment.KEY=V``), recorded
                      # and shown with it, not a property of the run it reads

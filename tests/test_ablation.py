@@ -14,13 +14,14 @@ from scipy import ndimage
 from pggan_core.config import load_config
 from pggan_core.data.preprocess import fields_of_view
 from pggan_core.data.vessels import segment_vessels
+from pggan_core.datasets import dataset_spec
 from pggan_core.evaluation import ablation
 from pggan_core.evaluation.ablation import (
     AGAINST,
     PAPER,
     UNCLEAR,
+    FundusStructure,
     bootstrap_verdict,
-    structure_stats,
     verdict_from_interval,
     vessel_maps_at_unet_scale,
 )
@@ -87,14 +88,15 @@ def test_own_scale_reading_keeps_the_thin_vessels_that_a_reduced_map_loses():
     assert reduced["branch_points"][0] < 0.5 * own["branch_points"][0]
     assert reduced["vessel_density"][0] < own["vessel_density"][0]
 
-    # the function the book uses reports the own-scale reading
-    book = structure_stats(images, "rop", data_cfg, segmenter, UNET_SCALE)
+    # the reading the book uses (the fundus spec's ``structure``) reports the own-scale one
+    assert dataset_spec("rop").structure == "pggan_core.evaluation.ablation:FundusStructure"
+    book = FundusStructure.reading(images, data_cfg, segmenter, UNET_SCALE)
     for name in ("vessel_density", "branch_points", "tortuosity"):
         np.testing.assert_allclose(book[name], own[name])
     assert book["vessel_density_soft"][0] == pytest.approx(probs[big_fov].mean())
 
 
-def test_structure_stats_measures_real_and_generated_at_the_same_scale():
+def test_vessel_maps_of_real_and_generated_come_at_the_same_scale():
     data_cfg = load_config("demo", "rop").data
     images, _ = _thin_vessel_fundus()
     probs, big_fov = vessel_maps_at_unet_scale(_CoreSegmenter(), images, data_cfg, UNET_SCALE)

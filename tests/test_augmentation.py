@@ -18,13 +18,8 @@ from pggan_core.augmentation.pairs import (
     tumour_classes,
     tumour_pairs,
 )
-from pggan_core.augmentation.segmenters import (
-    METRICS,
-    dice,
-    score_segmenter,
-    train_segmenter,
-    tumour_loss,
-)
+from pggan_core.augmentation.segmenters import score_segmenter, train_segmenter
+from pggan_core.augmentation.tasks import dice, segmentation_task, tumour_loss
 from pggan_core.augmentation.study import (
     ARMS,
     RESULT_FILE,
@@ -209,7 +204,7 @@ def test_a_segmenter_that_answers_the_truth_scores_perfectly():
     labels = torch.randint(0, 4, (3, 8, 8))
     slices = LabelledSet(np.zeros((3, 4, 8, 8), np.float32), labels.numpy())
     oracle = _Oracle(torch.nn.functional.one_hot(labels, 4).permute(0, 3, 1, 2).float())
-    assert score_segmenter("brats", oracle, slices) == dict.fromkeys(METRICS["brats"], 1.0)
+    assert score_segmenter("brats", oracle, slices) == dict.fromkeys(segmentation_task("brats").metrics, 1.0)
 
 
 def _rows() -> list[dict]:
@@ -322,7 +317,8 @@ def test_the_study_trains_every_arm_and_writes_its_results(tiny_run_copy):
     assert all(np.isnan(r["auc"]) or 0.0 <= r["auc"] <= 1.0 for r in saved["rows"])
     assert all(np.isnan(r["dice"]) or 0.0 <= r["dice"] <= 1.0 for r in saved["rows"])
     assert saved["real"]["n_test_images"] >= 1 and "never saw" in saved["real"]["test"]
-    assert saved["gan"]["trained_on"].endswith("with their ground-truth vessel masks")
+    assert saved["gan"]["trained_on"].endswith(
+        "with the vessel channel from the phantom's exact vessels")
     assert saved["augmentation_real_scarce"].endswith("(k = 1)")
     assert yaml.safe_load((tiny_run_copy / "config.yaml").read_text()).get("augment") is None
 

@@ -16,9 +16,12 @@ from pggan_core.book.browser_check import check_book, expectations
 from pggan_core.book.build import build_book, parse_sources, run_sphinx, staged_config, staged_toc
 from pggan_core.book.captions import provenance_banner
 from pggan_core.book.claims import (
+    FIGURE_GOALS,
     METHOD,
     as_markdown,
     config_value,
+    figure_trend_table,
+    figure_trends,
     images_per_resolution,
     method_table,
     profile_table,
@@ -151,6 +154,40 @@ def test_phase_curves_plot_only_what_a_log_axis_can_show(tmp_path: Path):
     # A smoke run whose phases recorded nothing still gives a figure, not a crash.
     empty = plots.phase_curves_figure({"ROP": records[:1]})
     assert "no phase-end SWD" in empty.axes[0].texts[0].get_text()
+
+
+def test_figure_trends_fit_log_compute_and_say_where_a_goal_is_met():
+    def row(candidate, minutes, variant, swd, r2=None, seed=0):
+        return {"candidate": candidate, "dataset": "rop", "variant": variant, "seed": seed,
+                "train_seconds": minutes * 60, "threads": 1, "swd_image_over_floor": swd,
+                "encoder_r2": r2}
+
+    # image SWD / floor falls 0.5 per doubling from 3.5 at 10 min: 1.5 at 160 min
+    rows = [row("q_base", 10, "seg", 3.5, r2=0.3), row("q_wide", 20, "seg", 3.0, r2=0.2),
+            row("q_wide", 20, "seg", 3.0, seed=1), row("q_lr1", 15, "seg", 9.0),
+            row("q_base", 10, "noseg", 1.4), row("q_wide", 20, "noseg", 1.6)]
+    trends = {(t.key, t.variant): t for t in figure_trends(rows)}
+    swd = trends[("swd_image_over_floor", "seg")]
+    assert len(swd.points) == 3  # both seeds, not the failed setting
+    assert swd.slope == pytest.approx(-0.5) and swd.minutes_to("≤ 1.5") == pytest.approx(160)
+    # an encoder getting worse with compute never reaches its goal on this line
+    assert trends[("encoder_r2", "seg")].minutes_to("≥ 0.5") is None
+    # one budget only: no line
+    assert trends[("encoder_r2", "noseg")].slope is None
+    table = figure_trend_table(trends.values()).set_index(["measure", "variant"])
+    label = next(label for key, label, _ in FIGURE_GOALS if key == "swd_image_over_floor")
+    assert table.loc[(label, "with seg."), "goal on the line at"] == "3 CPU-h"
+    assert table.loc[(label, "image only"), "goal on the line at"] == "—"  # heading away
+    assert table.loc[(label, "with seg."), "per doubling"] == "-0.50"
+
+    import matplotlib
+    matplotlib.use("Agg")
+    from pggan_core.viz import plots
+
+    fig = plots.figure_trends_figure(list(trends.values()), FIGURE_GOALS)
+    crosses = [line for line in fig.axes[0].get_lines() if line.get_marker() == "x"]
+    assert [(c.get_xdata()[0], c.get_ydata()[0]) for c in crosses] == [
+        (pytest.approx(160), 1.5)]
 
 
 def test_staged_toc_has_one_part_per_dataset():

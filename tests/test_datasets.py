@@ -33,6 +33,14 @@ def test_a_registered_dataset_is_one_the_config_accepts(registry_as_it_was):
                                  items=("image", "images"), export_formats=("npy",)))
     config = load_config("smoke", "toy")  # the profile's common section: no toy section needed
     assert config.data.dataset == "toy" and config.schedule.max_resolution == 16
+    # what the toy spec leaves out is refused by name, not by a crash deep inside
+    from pggan_core.augmentation.tasks import segmentation_task
+    from pggan_core.data.prepare import example
+
+    with pytest.raises(ConfigError, match="'toy' names no segmentation task"):
+        segmentation_task("toy")
+    with pytest.raises(ConfigError, match="'toy' names no raw example"):
+        example("toy")
     with pytest.raises(ConfigError, match="image_channels=3 must be between 1 and its 2"):
         register_dataset(DatasetSpec(id="bad", title="", short="", channels=("a", "b"),
                                      image_channels=3, items=("", ""), export_formats=()))

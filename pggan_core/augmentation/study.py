@@ -32,20 +32,12 @@ from typing import Any
 import numpy as np
 
 from pggan_core.atomic import write_text_atomic
-from pggan_core.augmentation.pairs import (
-    TARGET_THRESHOLD,
-    LabelledSet,
-    fundus_pairs,
-    tumour_pairs,
-)
-from pggan_core.augmentation.segmenters import (
-    METRIC_NAMES,
-    METRICS,
-    score_segmenter,
-    train_segmenter,
-)
+from pggan_core.augmentation.pairs import TARGET_THRESHOLD, LabelledSet
+from pggan_core.augmentation.segmenters import METRIC_NAMES, score_segmenter, train_segmenter
+from pggan_core.augmentation.tasks import segmentation_task
 from pggan_core.config import Config
 from pggan_core.data.store import PreparedDataset, describe_data
+from pggan_core.datasets import dataset_spec, hook
 from pggan_core.device import pick_device
 from pggan_core.errors import ConfigError, DataError
 from pggan_core.generate import sample_images
@@ -62,7 +54,6 @@ STALE_FILE = "augmentation.stale.json"
 # latents of the synthetic pairs: seed SYNTHETIC_SEED_BASE + study seed, far from the seeds
 # the book's other pages sample with
 SYNTHETIC_SEED_BASE = 5_000
-ITEM_NAMES = {"rop": ("photograph", "photographs"), "brats": ("subject", "subjects")}
 
 
 @dataclass(frozen=True)
@@ -147,14 +138,15 @@ def study_data(run: Path, cfg: Config) -> tuple[StudyData, dict[str, Any]]:
         for s in range(cfg.augment.seeds))
     real, test = (real_pairs(data, idx, resolution, cfg) for idx in (train_idx, test_idx))
     items = _items(data, train_idx)
-    singular, plural = ITEM_NAMES[dataset]
+    spec = dataset_spec(dataset)
+    singular, plural = spec.items
     n_test_items = len(np.unique(_items(data, test_idx)))
     record = {
         "gan": {"run": str(run), "resolution": resolution,
                 "generator_sha256": weights_fingerprint(G),
                 "trained_on": f"every {singular} of the training split of "
                               f"{describe_data(info.get('data'))}: {len(train_idx)} images "
-                              f"with {_gan_labels(data)}",
+                              f"with the {hook(spec.label_origin)(data.meta)}",
                 "n_train_images": int(len(train_idx))},
         "real": {"n_train_items": int(len(np.unique(items))), "item": singular,
                  "items": plural, "n_train_images": int(len(train_idx)),
@@ -169,23 +161,12 @@ def study_data(run: Path, cfg: Config) -> tuple[StudyData, dict[str, Any]]:
 def real_pairs(data: PreparedDataset, idx: np.ndarray, resolution: int, cfg: Config
                ) -> LabelledSet:
     """Pairs of the prepared rows ``idx`` at ``resolution`` with their ground truth."""
-    images = data.batch(idx, resolution)
-    if data.dataset == "brats":
-        return tumour_pairs(images)
-    truth = data.vessel_truth(idx, resolution)
-    if truth is None:
-        raise DataError(f"{data.path}: no ground-truth vessel masks (its vessel channel is the "
-                        "U-Net's map), so there is nothing honest to train on or score "
-                        "against; prepare a folder with manual masks")
-    return fundus_pairs(images, truth, cfg.data, cfg.vessels.train_resolution)
+    return segmentation_task(data.dataset).real_pairs(data, idx, resolution, cfg)
 
 
 def synthetic_pairs(dataset: str, images: np.ndarray, cfg: Config) -> LabelledSet:
     """Pairs of generated images, their own segmentation channels as the targets."""
-    if dataset == "brats":
-        return tumour_pairs(images)
-    return fundus_pairs(images, (images[:, 3] + 1.0) / 2.0, cfg.data,
-                        cfg.vessels.train_resolution)
+    return segmentation_task(dataset).synthetic_pairs(images, cfg)
 
 
 def example_pairs(run: Path, cfg: Config, n: int = 4) -> tuple[LabelledSet, LabelledSet]:
@@ -205,23 +186,15 @@ def _open_run(run: Path) -> tuple[dict[str, Any], PreparedDataset, Any, int, int
             opened.config.model.latent_dim)
 
 
-def _gan_labels(data: PreparedDataset) -> str:
-    """What the GAN's segmentation channels learnt from: ground truth, or (a fundus folder
-    without masks beside its images) the vessel U-Net's maps, which the reader must know."""
-    if data.dataset == "brats":
-        return "their tumour labels"
-    if data.meta.get("vessel_channel") == "mask":
-        return "their ground-truth vessel masks"
-    return "the vessel U-Net's maps as their vessel channel (not ground truth)"
-
-
 def _items(data: PreparedDataset, idx: np.ndarray) -> np.ndarray:
-    """The item (photograph row, or subject) of each row ``idx``."""
-    return data.manifest["subject"].to_numpy()[idx] if data.dataset == "brats" else idx
+    """The item of each row ``idx``: its ``DatasetSpec.item_column`` (a subject), else the
+    row itself."""
+    column = dataset_spec(data.dataset).item_column
+    return idx if column is None else data.manifest[column].to_numpy()[idx]
 
 
 def _whole_items(data: PreparedDataset, idx: np.ndarray, n: int) -> np.ndarray:
-    """At most ``n`` of the rows ``idx``, whole subjects only for glioma (at least one)."""
+    """At most ``n`` of the rows ``idx``, whole items only (a subject's slices; at least one)."""
     items = _items(data, idx)
     keep = []
     for item in dict.fromkeys(items):
@@ -312,15 +285,16 @@ def augmentation_study(run: str | Path, cfg: Config, lanes: int | None = None,
                           f"label_counts entry must be at least 1 (got {a})")
     data, record = study_data(run, cfg)
     dataset = data.dataset
+    task = segmentation_task(dataset)
     jobs = study_jobs(a.label_counts, data.n_items, a.seeds)
     rows, lanes, threads = run_jobs(data, cfg, jobs, lanes, progress)
     result = {
         "dataset": dataset, "profile": cfg.profile, "seed": cfg.train.seed,
         "settings": asdict(a),
-        "segmenter": _segmenter_text(dataset, cfg),
+        "segmenter": task.describe(cfg),
         **record,
-        "arms": list(ARMS), "metrics": list(METRICS[dataset]),
-        "rows": rows, "summary": summarise(rows, METRICS[dataset]),
+        "arms": list(ARMS), "metrics": list(task.metrics),
+        "rows": rows, "summary": summarise(rows, task.metrics),
         "lanes": lanes, "threads_per_lane": threads,
         "seconds": round(time.perf_counter() - start, 1),
     }
@@ -368,19 +342,6 @@ def current_study(run: str | Path) -> tuple[dict[str, Any] | None, str]:
     path.replace(path.with_name(STALE_FILE))
     return None, (f"{path} no longer holds for the run in {run}: {reason}; moved aside to "
                   f"{STALE_FILE}; write it again with `pggan augment-study`")
-
-
-def _segmenter_text(dataset: str, cfg: Config) -> str:
-    a = cfg.augment
-    common = (f"{a.iterations} Adam updates (lr {a.lr}) of batches of {a.batch_size} in every "
-              "arm")
-    if dataset == "rop":
-        return (f"the project's vessel U-Net (base width {cfg.vessels.base_channels}) on "
-                f"{cfg.vessels.patch} x {cfg.vessels.patch} patches with random flips, binary "
-                f"cross-entropy, {common}; images at the U-Net's {cfg.vessels.train_resolution}"
-                " px, scored whole")
-    return (f"the same U-Net with the 4 modalities in and 4 classes out (base width "
-            f"{a.base_channels}) on whole slices, cross-entropy + soft Dice, {common}")
 
 
 def summarise(rows: list[dict[str, Any]], metrics: tuple[str, ...]) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pggan_core.datasets import dataset_spec
+from pggan_core.datasets import dataset_spec, hook
 from pggan_core.paths import prepared_dir, run_dir
 from pggan_core.provenance import provenance
 from pggan_core.runs.folder import recorded_data
@@ -70,12 +70,9 @@ def data_caption(dataset: str, profile: str, source: str | Path | None = None,
     what = data_short(dataset, source) + ("" if source is None else f" ({source})")
     if record is None:
         return f"{what}, not prepared yet"
-    text = f"{what}: {record['n_images']} {dataset_spec(dataset).unit}"
-    if dataset == "brats":
-        return f"{text}, tumour labels from {'the phantom' if source is None else 'its seg files'}"
-    vessels = {"mask": "the phantom's exact vessels" if source is None else
-               "its manual vessel masks", "unet": "the vessel U-Net"}
-    return f"{text}, vessel channel from {vessels.get(record.get('vessel_channel'), 'unknown')}"
+    spec = dataset_spec(dataset)
+    return (f"{what}: {record['n_images']} {spec.unit}, "
+            f"{hook(spec.label_origin)(record)}")
 
 
 def data_short(dataset: str, source: str | Path | None = None) -> str:

@@ -119,6 +119,104 @@ def figures_round_summary(rows: Sequence[dict[str, Any]], baseline: str = "q_bas
     return lines
 
 
+# What Figures 3-5 ask of the demo's fundus pair (the project's goals at demo scale; the paper
+# reports none of these numbers): (key in a study row, what it is, goal).
+FIGURE_GOALS = (
+    ("swd_image_over_floor", "image-channel SWD / floor", "≤ 1.5"),
+    ("structure_vessel_density_ratio", "U-Net vessel density vs real", "≥ 0.9"),
+    ("structure_branch_points_ratio", "U-Net junctions vs real", "≥ 0.8"),
+    ("encoder_r2", "encoder R² (held-out generated)", "≥ 0.5"),
+    ("knn_laterality_accuracy", "k-NN laterality (encoded reals)", "≥ 0.90"),
+)
+# The paper's method at growing compute: the Figures round's base and wide configurations and
+# the demo profile's own runs (wider and longer). The round's failed settings (q_lr1,
+# q_ema999) are not on this path.
+TREND_CANDIDATES = ("q_base", "q_wide", "demo")
+
+
+def cpu_minutes(row: dict[str, Any]) -> float:
+    """Training CPU-minutes of a study row (wall seconds x threads)."""
+    return row["train_seconds"] * row.get("threads", 1) / 60
+
+
+@dataclass(frozen=True)
+class Trend:
+    """A measure against log2 training compute, fitted by least squares over the study's
+    rows of one variant: ``value = intercept + slope * log2(CPU-minutes)``."""
+
+    key: str
+    variant: str
+    points: tuple[tuple[float, float], ...]  # (CPU-minutes, value)
+    intercept: float | None
+    slope: float | None
+
+    def at(self, minutes: float) -> float | None:
+        """The fitted value at ``minutes`` (None without a fit)."""
+        import math
+
+        if self.slope is None:
+            return None
+        return self.intercept + self.slope * math.log2(minutes)
+
+    def minutes_to(self, goal: str) -> float | None:
+        """Where the fitted line reaches ``goal`` ("≥ 0.9", "≤ 1.5"), in CPU-minutes; None
+        when there is no fit or the line moves away from the goal (or is flat)."""
+        if self.slope is None or self.slope == 0:
+            return None
+        level = float(goal.split()[-1])
+        if (self.slope > 0) != goal.startswith("≥"):
+            return None
+        return 2.0 ** ((level - self.intercept) / self.slope)
+
+
+def figure_trends(rows: Sequence[dict[str, Any]], dataset: str = "rop",
+                  candidates: Sequence[str] = TREND_CANDIDATES) -> list[Trend]:
+    """One ``Trend`` per measure of ``FIGURE_GOALS`` and variant (with / without the
+    segmentation channels), over the rows of ``candidates`` on ``dataset``, every seed a point.
+    A fit needs points at two or more distinct budgets."""
+    import numpy as np
+
+    trends = []
+    for key, _, _ in FIGURE_GOALS:
+        for variant in ("seg", "noseg"):
+            points = tuple(sorted(
+                (cpu_minutes(r), float(r[key])) for r in rows
+                if r["candidate"] in candidates and r["dataset"] == dataset
+                and r.get("variant", "seg") == variant and r.get(key) is not None))
+            intercept = slope = None
+            if len({round(m, 3) for m, _ in points}) >= 2:
+                slope, intercept = (float(c) for c in np.polyfit(
+                    np.log2([m for m, _ in points]), [v for _, v in points], 1))
+            trends.append(Trend(key, variant, points, intercept, slope))
+    return trends
+
+
+def figure_trend_table(trends: Sequence[Trend]):
+    """Per measure and variant: the points' budgets, the latest value, the fitted change per
+    doubling of compute, and where the line meets the goal (CPU-hours), if it heads there."""
+    import pandas as pd
+
+    labels = {key: (label, goal) for key, label, goal in FIGURE_GOALS}
+    table = []
+    for t in trends:
+        if not t.points:
+            continue
+        label, goal = labels[t.key]
+        reach = t.minutes_to(goal)
+        latest = max(t.points)
+        table.append({
+            "measure": label, "goal": goal,
+            "variant": "with seg." if t.variant == "seg" else "image only",
+            "runs": len(t.points),
+            "CPU-min": f"{min(t.points)[0]:.0f}–{latest[0]:.0f}",
+            "at the largest": f"{latest[1]:.2f}",
+            "per doubling": "—" if t.slope is None else f"{t.slope:+.2f}",
+            "goal on the line at": ("met" if _meets(latest[1], goal) else "—" if reach is None
+                                    else f"{reach / 60:,.0f} CPU-h"),
+        })
+    return pd.DataFrame(table)
+
+
 def quality_study_table(rows: Sequence[dict[str, Any]]):
     """One line per trained configuration: its budget and each measure, goals in the header."""
     import pandas as pd

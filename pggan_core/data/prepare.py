@@ -306,15 +306,26 @@ def _volume_slices(volume, data, heldout: bool, seed: int) -> list[tuple[np.ndar
 
 def example(dataset: str, seed: int = 0, source: str | Path | None = None):
     """One raw sample to look at: the phantom for ``seed``, or the first image/case of
-    ``source``. A FundusImage at 512 px (ROP) or a BrainVolume (BraTS)."""
-    if dataset == "rop":
-        if source is None:
-            from pggan_core.data.fundus_phantom import render_fundus
+    ``source`` (the spec's ``example``: a FundusImage at 512 px, a BrainVolume...)."""
+    spec = dataset_spec(dataset)
+    if spec.example is None:
+        raise ConfigError(f"dataset {dataset!r} names no raw example (DatasetSpec.example)")
+    return hook(spec.example)(seed, source)
 
-            return render_fundus(seed, ROP_NATIVE)
-        from pggan_core.data.loaders import find_fundus_images, load_fundus
 
-        return load_fundus(find_fundus_images(source)[0], ROP_NATIVE)
+def rop_example(seed: int, source: str | Path | None):
+    """A FundusImage at the paper's 512 px: the phantom of ``seed``, or the folder's first."""
+    if source is None:
+        from pggan_core.data.fundus_phantom import render_fundus
+
+        return render_fundus(seed, ROP_NATIVE)
+    from pggan_core.data.loaders import find_fundus_images, load_fundus
+
+    return load_fundus(find_fundus_images(source)[0], ROP_NATIVE)
+
+
+def brats_example(seed: int, source: str | Path | None):
+    """A BrainVolume: the phantom subject of ``seed``, or the folder's first case."""
     if source is None:
         from pggan_core.data.brain_phantom import BrainPhantom
 
@@ -322,3 +333,25 @@ def example(dataset: str, seed: int = 0, source: str | Path | None = None):
     from pggan_core.data.loaders import find_brats_cases, load_brats_case
 
     return load_brats_case(find_brats_cases(source)[0])
+
+
+def stored_label_origin(facts: dict[str, Any]) -> str:
+    """Where a dataset that says nothing better has its label channels from."""
+    return "label channels as prepared"
+
+
+def _is_phantom(facts: dict[str, Any]) -> bool:
+    return facts.get("source") in (None, "phantom")
+
+
+def vessel_origin(facts: dict[str, Any]) -> str:
+    """Where a prepared fundus set's vessel channel comes from (``facts``: its dataset.json
+    or data record)."""
+    origins = {"mask": "the phantom's exact vessels" if _is_phantom(facts) else
+               "its manual vessel masks", "unet": "the vessel U-Net (not ground truth)"}
+    return f"vessel channel from {origins.get(facts.get('vessel_channel'), 'unknown')}"
+
+
+def tumour_origin(facts: dict[str, Any]) -> str:
+    """Where a prepared MRI set's tumour labels come from."""
+    return f"tumour labels from {'the phantom' if _is_phantom(facts) else 'its seg files'}"

@@ -33,6 +33,10 @@ class FundusImage:
     labels: dict[str, Any] = field(default_factory=dict)
     source_file: str = ""
 
+    def facts(self) -> dict[str, Any]:
+        """What is known of this photograph: its labels (eye, plus disease...)."""
+        return dict(self.labels)
+
 
 @dataclass
 class BrainVolume:
@@ -50,3 +54,17 @@ class BrainVolume:
     brain_mask: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
     source_file: str = ""
+
+    def facts(self) -> dict[str, Any]:
+        """What is known of this case: subject, grade and the phantom's tumour size."""
+        return {k: self.meta[k] for k in ("subject", "grade", "tumour_radius_mm")
+                if k in self.meta}
+
+    def zscore_summary(self, zvol: np.ndarray) -> str:
+        """Each contrast's mean inside the brain before and after z-scoring (``zvol``, the
+        z-scored modalities): what the data chapter prints."""
+        inside = self.brain_mask
+        return "\n".join(
+            f"{name:6s} raw mean {raw[inside].mean():8.2f}  z-scored mean "
+            f"{z[inside].mean():+.3f}, std {z[inside].std():.3f}"
+            for name, raw, z in zip(MODALITIES, self.modalities, zvol, strict=True))

@@ -14,7 +14,7 @@ MRI slices". ``compare_ablation`` measures both models against the same real ima
   thresholded there): soft and thresholded vessel density, branch points, tortuosity. Reducing
   the probability map to the GAN's resolution before thresholding averages thin vessels with
   the background below the threshold and erases them and their junctions (see
-  ``structure_stats``), so it is not done.
+  ``FundusStructure``), so it is not done.
 - MRI: the FLAIR-hyperintense and T1c-enhancing share of the brain.
 
 Each structure measure is summarised by its ratio to real (mean over generated images / mean
@@ -37,7 +37,7 @@ from pggan_core.atomic import write_text_atomic
 from pggan_core.config import DataConfig
 from pggan_core.data.preprocess import brain_mask, fields_of_view
 from pggan_core.data.vessels import enlarge_fundus, ensure_vessel_unet
-from pggan_core.datasets import dataset_spec
+from pggan_core.datasets import dataset_spec, hook
 from pggan_core.evaluation.vessel_agreement import VESSEL_LABEL_THRESHOLD
 from pggan_core.generate import sample_images
 from pggan_core.measures import domain_stats
@@ -91,31 +91,72 @@ def vessel_maps_at_unet_scale(segmenter, images: np.ndarray, data_cfg: DataConfi
     return np.stack(probs).astype(np.float32), np.stack(big_fovs)
 
 
-def structure_stats(images: np.ndarray, dataset: str, data_cfg: DataConfig, segmenter=None,
-                    scale_to: int = 256,
-                    threshold: float = VESSEL_LABEL_THRESHOLD) -> dict[str, np.ndarray]:
-    """Anatomy measured from the image channels alone, so runs without segmentation compare.
+class FundusStructure:
+    """Vessel anatomy read from photographs alone, so runs without segmentation compare
+    (a ``DatasetSpec.structure``: built from a config, called on image channels (N, C, R, R)
+    in [-1, 1], it returns {statistic: per-image values}).
 
-    Fundus: the vessel U-Net's map of each photograph at ``scale_to`` px, the resolution it
-    was trained at (``vessel_maps_at_unet_scale``); ``vessel_density_soft`` is the mean
-    probability inside the field of view, and the map thresholded there (probability >
-    ``threshold``) gives vessel density, branch points and tortuosity
+    The vessel U-Net (trained or reused by ``ensure_vessel_unet``) maps each photograph at
+    the resolution it was trained at (``vessel_maps_at_unet_scale``); ``vessel_density_soft``
+    is the mean probability inside the field of view, and the map thresholded there
+    (probability > ``threshold``) gives vessel density, branch points and tortuosity
     (``domain_stats.fundus_stats``). The map is not reduced to the images' own size before
     thresholding: averaging a thin vessel's probability with the background around it drops
     it below the threshold, which erases thin vessels and breaks the tree at its junctions.
-    MRI: the share of the brain that is FLAIR-hyperintense (z > 2, oedema-like) and
-    T1c-enhancing (z > 2, enhancing-tumour-like).
+    At most ``eval.n_auc_images`` images per set are read (``max_images``: the U-Net is the
+    slow part).
     """
-    if dataset == "rop":
+
+    def __init__(self, config: Any) -> None:
+        self.data_cfg, self.scale = config.data, config.vessels.train_resolution
+        self.segmenter = ensure_vessel_unet(config, progress=False)
+        self.max_images: int | None = config.eval.n_auc_images
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        return self.reading(images, self.data_cfg, self.segmenter, self.scale)
+
+    @staticmethod
+    def reading(images: np.ndarray, data_cfg: DataConfig, segmenter, scale_to: int,
+                threshold: float = VESSEL_LABEL_THRESHOLD) -> dict[str, np.ndarray]:
         probs, fovs = vessel_maps_at_unet_scale(segmenter, images, data_cfg, scale_to)
         area = np.maximum(fovs.sum(axis=(1, 2)), 1)
         soft = np.where(fovs.any(axis=(1, 2)), (probs * fovs).sum(axis=(1, 2)) / area, np.nan)
         return {"vessel_density_soft": soft,
                 **domain_stats.fundus_stats(probs > threshold, fovs)}
-    brain = brain_mask(images)
-    area = np.maximum(brain.sum(axis=(1, 2)), 1)
-    return {"flair_hyperintense_fraction": ((images[:, 3] > BRIGHT) & brain).sum((1, 2)) / area,
-            "t1c_enhancing_fraction": ((images[:, 1] > BRIGHT) & brain).sum((1, 2)) / area}
+
+    def description(self, resolution: int) -> dict[str, Any]:
+        """How the photographs were read, for ``ablation.json`` and the page."""
+        return {"scale_px": self.scale, "threshold": VESSEL_LABEL_THRESHOLD,
+                "path": f"photographs enlarged bicubically from {resolution} px to "
+                        f"{self.scale} px (the U-Net's training resolution), field of view by "
+                        f"nearest neighbour; vessel where the probability > "
+                        f"{VESSEL_LABEL_THRESHOLD} at {self.scale} px; real and generated "
+                        "images alike"}
+
+
+class MriStructure:
+    """Tumour-like anatomy read from the four MR contrasts alone (``FundusStructure``'s
+    counterpart): the share of the brain that is FLAIR-hyperintense (z > 2, oedema-like) and
+    T1c-enhancing (z > 2, enhancing-tumour-like), on every image."""
+
+    max_images: int | None = None
+
+    def __init__(self, config: Any) -> None:
+        pass
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        return self.reading(images)
+
+    @staticmethod
+    def reading(images: np.ndarray) -> dict[str, np.ndarray]:
+        brain = brain_mask(images)
+        area = np.maximum(brain.sum(axis=(1, 2)), 1)
+        return {"flair_hyperintense_fraction":
+                ((images[:, 3] > BRIGHT) & brain).sum((1, 2)) / area,
+                "t1c_enhancing_fraction": ((images[:, 1] > BRIGHT) & brain).sum((1, 2)) / area}
+
+    def description(self, resolution: int) -> None:
+        return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,8 +297,8 @@ def compare_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0,
     Both runs draw ``eval.n_generated`` images (fixed ``seed``); 2 x that many real training
     images are drawn, the first half the reference, the second the SWD floor's. Measured on
     the image channels only: SWD (``swd_verdict``; the all-channel SWD and floors beside it)
-    and the structure statistics of ``structure_stats`` (fundus: the U-Net at its training
-    resolution, on ``eval.n_auc_images`` images per set as it is the slow part), each with a
+    and the anatomy the dataset's ``structure`` reads (fundus: ``FundusStructure``, the U-Net
+    at its training resolution, on ``eval.n_auc_images`` images per set), each with a
     bootstrap verdict (``bootstrap_verdict``). Writes ``ablation.json`` into ``seg_run`` and
     returns it; ``ablation_conclusion`` is stored in it as ``conclusion``.
     """
@@ -276,13 +317,11 @@ def compare_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0,
              for name, (G, _) in generators.items()}
     swd_settings = swd_options(config.eval)
 
-    segmenter = ensure_vessel_unet(config, progress=False) if dataset == "rop" else None
-    scale = config.vessels.train_resolution
-    k = min(config.eval.n_auc_images, n) if dataset == "rop" else n
-    stats = {"real": structure_stats(real[:k], dataset, config.data, segmenter, scale)}
+    reader = hook(dataset_spec(dataset).structure)(config)
+    k = n if reader.max_images is None else min(reader.max_images, n)
+    stats = {"real": reader(real[:k])}
     for name, fake in fakes.items():
-        stats[name] = structure_stats(fake[:k, :n_image], dataset, config.data, segmenter,
-                                      scale)
+        stats[name] = reader(fake[:k, :n_image])
 
     swd_record = swd_verdict(real, fakes[SEG][:, :n_image], fakes[NOSEG][:, :n_image],
                              floor_real, swd_settings, seed, swd_repeats)
@@ -314,12 +353,7 @@ def compare_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0,
     result: dict[str, Any] = {
         "dataset": dataset, "resolution": resolution, "n": n, "n_structure": k, "seed": seed,
         "image_channels": n_image, "distance": DISTANCE,
-        "vessel_reading": None if dataset != "rop" else {
-            "scale_px": scale, "threshold": VESSEL_LABEL_THRESHOLD,
-            "path": f"photographs enlarged bicubically from {resolution} px to {scale} px "
-                    "(the U-Net's training resolution), field of view by nearest neighbour; "
-                    f"vessel where the probability > {VESSEL_LABEL_THRESHOLD} at {scale} px; "
-                    "real and generated images alike"},
+        "vessel_reading": reader.description(resolution),
         "bootstrap": {"n_resamples": n_resamples, "seed": seed, "confidence": CONFIDENCE,
                       "swd_repeats": swd_repeats,
                       "structure": "real, with- and without-segmentation images resampled "

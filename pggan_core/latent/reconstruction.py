@@ -38,7 +38,7 @@ from scipy.ndimage import distance_transform_edt, gaussian_filter
 
 from pggan_core.config import DataConfig
 from pggan_core.data.preprocess import brain_mask, fields_of_view
-from pggan_core.datasets import dataset_spec
+from pggan_core.datasets import dataset_spec, hook
 
 DETAIL_SIGMA_DIVISOR = 21  # detail blur sigma = image side / 21 (3 px at 64 px, 24 at 512)
 
@@ -148,6 +148,29 @@ def region_mse_to_inputs(reconstructions: np.ndarray, masked_inputs: np.ndarray,
     return np.maximum(squared, 0.0) / pixels[None, :]
 
 
+
+def whole_image_regions(image_channels: np.ndarray, data_cfg: DataConfig
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """(retrieval region, detail region) of input images (B, C, R, R): the whole image for
+    both, where a dataset names nothing better (``DatasetSpec.regions``)."""
+    whole = np.ones((len(image_channels), *image_channels.shape[2:]), bool)
+    return whole, whole
+
+
+def fundus_regions(image_channels: np.ndarray, data_cfg: DataConfig
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The field of view for both: outside it a photograph is black."""
+    fov = fields_of_view(image_channels, data_cfg)
+    return fov, fov
+
+
+def brain_regions(image_channels: np.ndarray, data_cfg: DataConfig
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The whole slice for retrieval (the brain's outline is part of what identifies it),
+    the brain for detail."""
+    whole = np.ones((len(image_channels), *image_channels.shape[2:]), bool)
+    return whole, brain_mask(image_channels)
+
 class ReconstructionScores:
     """Retrieval and detail correlation of held-out reconstructions, fed a batch at a time.
 
@@ -163,7 +186,9 @@ class ReconstructionScores:
         """``inputs``: the held-out images (N, C, R, R) in [-1, 1], an array or a
         ``PreparedDataset.view`` (read ``READ_BATCH`` at a time)."""
         self.dataset = data_cfg.dataset
-        self.n_image_channels = dataset_spec(self.dataset).image_channels
+        spec = dataset_spec(self.dataset)
+        self.n_image_channels = spec.image_channels
+        regions = hook(spec.regions)
         self.n = len(inputs)
         self.resolution = int(inputs.shape[-1])
         self.sigma = detail_sigma(self.resolution)
@@ -173,7 +198,7 @@ class ReconstructionScores:
         for start in range(0, self.n, READ_BATCH):
             images = np.asarray(inputs[start:start + READ_BATCH], np.float32)
             image_channels = images[:, :self.n_image_channels]
-            retrieval_region, detail_region = self._regions(image_channels, data_cfg)
+            retrieval_region, detail_region = regions(image_channels, data_cfg)
             masked = (image_channels * retrieval_region[:, None]).reshape(len(images), -1)
             parts["masked"].append(masked)
             # in float64 a batch at a time: a float64 copy of all inputs would be 4 GB at 512 px
@@ -198,15 +223,6 @@ class ReconstructionScores:
         self._partner = (np.argsort(self.derangement) if self.derangement is not None
                          else None)
         self._scores: dict[str, dict[str, np.ndarray]] = {}
-
-    def _regions(self, image_channels: np.ndarray, data_cfg: DataConfig
-                 ) -> tuple[np.ndarray, np.ndarray]:
-        """(retrieval region, detail region), bool (B, R, R) each, of input images."""
-        if self.dataset == "rop":
-            fov = fields_of_view(image_channels, data_cfg)
-            return fov, fov
-        whole = np.ones((len(image_channels), *image_channels.shape[2:]), bool)
-        return whole, brain_mask(image_channels)
 
     def add(self, variant: str, start: int, reconstructions: np.ndarray) -> None:
         """Score the reconstructions (B, C, R, R) of held-out inputs ``start:start + B``."""

@@ -59,16 +59,18 @@ def _scores(D: Critic, reals: Tensor, fakes: Tensor, resolution: int, alpha: flo
 
 
 def discriminator_loss(D: Critic, reals: Tensor, fakes: Tensor, resolution: int, alpha: float,
-                       gp_lambda: float = 10.0, drift: float = 0.001
-                       ) -> tuple[Tensor, dict[str, float]]:
+                       gp_lambda: float = 10.0, drift: float = 0.001,
+                       scorer: Critic | None = None) -> tuple[Tensor, dict[str, float]]:
     """The critic's loss E[D(fake)] - E[D(real)] + lambda * GP + drift * E[D(real)^2].
 
+    ``scorer`` (default ``D``) scores the reals and fakes: the same critic, compiled where
+    ``train.compile`` asks (``compiled.py``); the penalty, a double backward, always runs ``D``.
     ``fakes`` are detached here, so the generator gets no gradient from this loss. Returns the
     loss and plain-float stats: ``d_loss``, ``gp`` (unweighted), ``wasserstein`` (mean real
     score minus mean fake score: the critic's estimate of the distance) and ``drift``
     (E[D(real)^2], unweighted).
     """
-    real_scores, fake_scores = _scores(D, reals, fakes.detach(), resolution, alpha)
+    real_scores, fake_scores = _scores(scorer or D, reals, fakes.detach(), resolution, alpha)
     penalty = gradient_penalty(D, reals, fakes, resolution, alpha)
     wasserstein = real_scores.mean() - fake_scores.mean()
     drift_term = real_scores.square().mean()

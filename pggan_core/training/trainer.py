@@ -64,6 +64,7 @@ from pggan_core.measures.swd import SWD_PATCH, sliced_wasserstein
 from pggan_core.progress import Progress
 from pggan_core.training import checkpoint as ckpt
 from pggan_core.training.allocator import keep_freed_memory
+from pggan_core.training.compiled import compiled_or_eager
 from pggan_core.training.losses import discriminator_loss, generator_loss
 from pggan_core.training.networks import Discriminator, Generator, downsample, ema_update, upsample
 from pggan_core.training.run_info import RunInfo, write_run_info
@@ -302,6 +303,7 @@ class Trainer:
         # G and D as the current phase trains them (data-parallel, compiled: _networks_for)
         self.G_train: nn.Module = self.G
         self.D_train: nn.Module = self.D
+        self.D_scores: nn.Module = self.D
         self.lr = t.lr
         # the fixed latents of every sample grid and of the progression strip
         self.fixed_z = torch.randn(t.sample_grid, config.model.latent_dim,
@@ -393,7 +395,7 @@ class Trainer:
         """Fresh Adam optimizers (or a checkpoint's mid-phase ``opt_states``) and the networks
         as ``phase`` trains them; returns this rank's batch size."""
         self._new_optimizers(opt_states)
-        self.G_train, self.D_train = self._networks_for(phase)
+        self.G_train, self.D_train, self.D_scores = self._networks_for(phase)
         return self._rank_batch(phase.resolution)
 
     def train_step(self, phase: Phase, alpha: float, batch: int) -> dict[str, float]:
@@ -407,7 +409,7 @@ class Trainer:
                 fakes = self.G_train(torch.randn(batch, latent, device=self.device), res, alpha)
             with self.autocast:
                 d_loss, stats = discriminator_loss(self.D_train, reals, fakes, res, alpha,
-                                                   t.gp_lambda, t.drift)
+                                                   t.gp_lambda, t.drift, scorer=self.D_scores)
             self.opt_D.zero_grad(set_to_none=True)
             d_loss.backward()
             stats["d_loss"] = self._mean_loss(d_loss, "d_loss", phase)
@@ -416,7 +418,8 @@ class Trainer:
         with self.autocast:
             fakes = self.G_train(torch.randn(batch, latent, device=self.device), res, alpha)
             # the whole critic, never its DDP wrapper: its weights get no gradient here
-            g_loss = generator_loss(self.D, fakes, res, alpha)
+            g_loss = generator_loss(self.D if self.D_scores is self.D_train else self.D_scores,
+                                    fakes, res, alpha)
         self.opt_G.zero_grad(set_to_none=True)
         g_loss.backward()
         stats["g_loss"] = self._mean_loss(g_loss, "g_loss", phase)
@@ -425,14 +428,18 @@ class Trainer:
             ema_update(self.G_ema, self.G, t.ema_beta)
         return stats
 
-    def _networks_for(self, phase: Phase) -> tuple[nn.Module, nn.Module]:
-        """G and D as ``phase`` trains them: wrapped in DistributedDataParallel over several
-        ranks, and G compiled for stable phases when ``train.compile`` is set.
+    def _networks_for(self, phase: Phase) -> tuple[nn.Module, nn.Module, nn.Module]:
+        """G, D and D's scoring path as ``phase`` trains them: G and D wrapped in
+        DistributedDataParallel over several ranks; G and the scoring path compiled for stable
+        phases when ``train.compile`` is set (``compiled_or_eager``).
 
-        Only the generator is compiled: the critic's gradient penalty is a double backward,
-        which compiled graphs do not support. Only stable phases: a fade changes alpha every
+        The scoring path is the critic where only first derivatives run through it: its scores
+        of reals and fakes in the critic step, and of fakes in the generator step. The gradient
+        penalty differentiates the critic twice, which compiled graphs do not support, so it
+        runs the eager critic (the same weights). Only stable phases: a fade changes alpha every
         step, and each value would be a recompilation. The cache is cleared so each resolution
-        starts afresh.
+        starts afresh. Several ranks keep the eager critic for scoring: DistributedDataParallel
+        must see every forward whose gradient it reduces.
         """
         G: nn.Module = self.G
         D: nn.Module = self.D
@@ -442,10 +449,13 @@ class Trainer:
             G, D = (DistributedDataParallel(PhaseNetwork(net, phase.resolution, fading),
                                             device_ids=device_ids, broadcast_buffers=False)
                     for net in (self.G, self.D))
+        D_scores = D
         if self.config.train.compile and phase.kind == "stable":
             torch._dynamo.reset()
-            G = torch.compile(G)
-        return G, D
+            G = compiled_or_eager(G)
+            if self.runtime.world_size == 1:
+                D_scores = compiled_or_eager(self.D)
+        return G, D, D_scores
 
     def _reals(self, res: int, alpha: float, batch: int) -> Tensor:
         """A batch of reals at ``res``; during a fade, mixed with their 2x down-up copy."""

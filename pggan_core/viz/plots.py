@@ -8,7 +8,7 @@ the tumour labels overlaid (1 NCR/NET red, 2 oedema green, 4 enhancing yellow, a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -17,7 +17,7 @@ import numpy as np
 from pggan_core.atomic import atomic_file
 from pggan_core.data import preprocess
 from pggan_core.data.preprocess import tumour_slice
-from pggan_core.datasets import dataset_spec, hook
+from pggan_core.datasets import dataset_ids, dataset_spec, hook
 
 # BraTS convention colours (RGB, 0..1) for labels 1, 2, 4
 LABEL_COLOURS = np.array([[0.90, 0.15, 0.15], [0.20, 0.80, 0.25], [1.00, 0.85, 0.10]])
@@ -237,12 +237,7 @@ def label_distribution_figure(manifest, dataset: str):
     user's fundus folder knows the eye, not the plus-disease grade a phantom records)."""
     import matplotlib.pyplot as plt
 
-    if dataset == "rop":
-        columns = [("laterality", None), ("plus_severity", ["normal", "pre-plus", "plus"]),
-                   ("tortuosity", "hist")]
-    else:
-        columns = [("tumour_present", None), ("grade", None), ("slice_index", "hist")]
-    columns = [(c, order) for c, order in columns
+    columns = [(c, order) for c, order in dataset_spec(dataset).label_columns
                if c in manifest and manifest[c].notna().any()]
     fig, axes = plt.subplots(1, max(len(columns), 1), figsize=(3.6 * max(len(columns), 1), 2.8),
                              squeeze=False)
@@ -254,7 +249,7 @@ def label_distribution_figure(manifest, dataset: str):
             ax.hist(manifest[column], bins=20, color="#4c72b0")
         else:
             counts = manifest[column].value_counts()
-            counts = counts.reindex(order, fill_value=0) if order else counts.sort_index()
+            counts = counts.reindex(list(order), fill_value=0) if order else counts.sort_index()
             ax.bar([str(k) for k in counts.index], counts.values, color="#4c72b0")
         ax.set_title(column, fontsize=10)
         ax.set_ylabel("images")
@@ -375,8 +370,12 @@ def quality_compute_figure(rows: Sequence[dict], goals: dict[str, float],
               ("knn_accuracy", "k-NN laterality (fundus) / tumour (MRI)")]
     fig, axes = plt.subplots(3, 2, figsize=(11, 11))
     axes = axes.ravel()
-    styles = {"rop": ("#c44e52", "fundus", "knn_laterality_accuracy"),
-              "brats": ("#4c72b0", "MRI", "knn_tumour_accuracy")}
+    # one colour per registered dataset, its k-NN goal by its latent label
+    styles = {spec.id: (colour, spec.short, spec.latent_label and
+                        f"knn_{spec.latent_label.key}_accuracy")
+              for spec, colour in zip((dataset_spec(d) for d in dataset_ids()),
+                                      ("#c44e52", "#4c72b0", "#55a868", "#8172b2"),
+                                      strict=False)}
     for ax, (key, title) in zip(axes, panels, strict=False):
         for dataset, (colour, label, knn_goal) in styles.items():
             points = [(r["train_seconds"] * r.get("threads", 1) / 60, _score(r, key), r)
@@ -415,12 +414,64 @@ def quality_compute_figure(rows: Sequence[dict], goals: dict[str, float],
     return fig
 
 
-def _plain_log_ticks(axis) -> None:
-    """Ticks of a log axis at 1, 2 and 5 times each power of ten, labelled as plain numbers
+def figure_trends_figure(trends: Sequence, goals: Sequence[tuple[str, str, str]],
+                         horizon_minutes: float = 6000.0):
+    """Figures 3-5's measures against training compute, one panel per measure: the study's
+    runs with and without the segmentation channels as points, each variant's fitted line
+    (``claims.Trend``) drawn past the runs up to where it meets the goal (a cross) or to
+    ``horizon_minutes``, the goal dashed. ``goals``: (key, label, goal) as
+    ``claims.FIGURE_GOALS``."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    styles = {"seg": ("#c44e52", "with segmentation channels"),
+              "noseg": ("#7f7f7f", "image channels only")}
+    fig, axes = plt.subplots(2, 3, figsize=(12, 7.5))
+    axes = axes.ravel()
+    for ax, (key, label, goal) in zip(axes, goals, strict=False):
+        level = float(goal.split()[-1])
+        for t in (t for t in trends if t.key == key and t.points):
+            colour, name = styles[t.variant]
+            ax.plot([m for m, _ in t.points], [v for _, v in t.points], "o", ms=5,
+                    color=colour, label=name)
+            if t.slope is None:
+                continue
+            reach = t.minutes_to(goal)
+            start = min(m for m, _ in t.points)
+            end = max(max(m for m, _ in t.points),
+                      min(reach, horizon_minutes) if reach is not None else 0.0)
+            xs = np.geomspace(start, end, 50)
+            ax.plot(xs, [t.at(x) for x in xs], "-", color=colour, lw=1.2, alpha=0.8)
+            if reach is not None and reach <= horizon_minutes \
+                    and reach > max(m for m, _ in t.points):
+                ax.plot(reach, level, "x", ms=9, mew=2, color=colour)
+        ax.axhline(level, color="black", ls="--", lw=1)
+        ax.set_xscale("log")
+        _plain_log_ticks(ax.xaxis, subs=(1.0, 3.0))  # lines may run over three decades
+        ax.set(title=f"{label} (goal {goal})", xlabel="training CPU-minutes (one core)")
+        ax.title.set_fontsize(10)
+    # one compute axis for every panel, so budgets read alike across measures
+    low = min(ax.get_xlim()[0] for ax in axes[:len(goals)])
+    high = max(ax.get_xlim()[1] for ax in axes[:len(goals)])
+    for ax in axes[:len(goals)]:
+        ax.set_xlim(low, high)
+    handles, names = axes[0].get_legend_handles_labels()
+    handles += [plt.Line2D([], [], color="black", ls="--"),
+                plt.Line2D([], [], color="grey", marker="x", ls="", mew=2),
+                plt.Line2D([], [], color="grey", lw=1.2)]
+    names += ["goal", "where the line meets it", "least-squares line in log compute"]
+    axes[-1].legend(handles, names, loc="center", fontsize=10)
+    axes[-1].axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def _plain_log_ticks(axis, subs: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0, 5.0)) -> None:
+    """Ticks of a log axis at ``subs`` times each power of ten, labelled as plain numbers
     ("20", "1.5", "100,000") rather than powers of ten."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    axis.set_major_locator(LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0)))
+    axis.set_major_locator(LogLocator(subs=subs))
     axis.set_major_formatter(FuncFormatter(
         lambda v, _: f"{v:,.0f}" if v >= 10 else f"{v:.1f}".rstrip("0").rstrip(".")))
     axis.set_minor_formatter(NullFormatter())
@@ -522,20 +573,28 @@ def augmentation_figure(result: dict, metric_names: dict[str, str]):
     return fig
 
 
-def labelled_pairs_figure(rows: Sequence[tuple[str, np.ndarray, np.ndarray]], dataset: str):
+def labelled_pairs_figure(rows: Sequence[tuple[str, np.ndarray, np.ndarray]],
+                          pair_panel: Callable[[np.ndarray, np.ndarray], np.ndarray]):
     """Segmenter training pairs as the segmenter sees them, one row per (title, inputs,
-    targets): fundus, the U-Net's preprocessed input beside its binary vessel target; glioma,
-    the FLAIR slice with the target's tumour classes (1-3) painted in the BraTS colours."""
+    targets), each pair drawn by ``pair_panel`` (the task's: ``vessel_pair_panel``,
+    ``tumour_pair_panel``)."""
     panels, titles = [], []
     for title, inputs, targets in rows:
         for x, y in zip(inputs, targets, strict=True):
-            if dataset == "rop":
-                grey = [np.repeat(np.clip(p, 0.0, 1.0)[..., None], 3, axis=2)
-                        for p in (x[0], y)]
-                panels.append(np.concatenate([_pad(p, 1) for p in grey], axis=1))
-            else:
-                onehot = np.stack([np.where(y == c, 1.0, -1.0) for c in (1, 2, 3)])
-                panels.append(np.concatenate([_pad(np.repeat(_unit(x[3])[..., None], 3, 2), 1),
-                                              _pad(label_overlay(x[3], onehot), 1)], axis=1))
+            panels.append(pair_panel(x, y))
             titles.append(title)
     return show_panels(panels, titles, ncols=len(rows[0][1]), width=3.2)
+
+
+def vessel_pair_panel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The U-Net's preprocessed grey input beside its binary vessel target."""
+    grey = [np.repeat(np.clip(p, 0.0, 1.0)[..., None], 3, axis=2) for p in (x[0], y)]
+    return np.concatenate([_pad(p, 1) for p in grey], axis=1)
+
+
+def tumour_pair_panel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The FLAIR slice beside it with the target's tumour classes (1-3) painted in the
+    BraTS colours."""
+    onehot = np.stack([np.where(y == c, 1.0, -1.0) for c in (1, 2, 3)])
+    return np.concatenate([_pad(np.repeat(_unit(x[3])[..., None], 3, 2), 1),
+                           _pad(label_overlay(x[3], onehot), 1)], axis=1)

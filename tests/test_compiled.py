@@ -1,0 +1,76 @@
+"""``train.compile``: the compiled paths give the eager numbers, and a failing compiler is
+survived (``pggan_core/training/compiled.py``)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pggan_core.config import load_config
+from pggan_core.training import compiled
+from pggan_core.training.compiled import compiled_or_eager
+from pggan_core.training.losses import discriminator_loss, generator_loss
+from pggan_core.training.networks import Discriminator, Generator
+
+RES = 8
+
+
+def _nets() -> tuple[Generator, Discriminator]:
+    torch.manual_seed(0)
+    model = load_config("smoke", "rop").model
+    return Generator(model, 4, RES), Discriminator(model, 4, RES)
+
+
+def _grads(net: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.grad.clone() for p in net.parameters() if p.grad is not None]
+
+
+def test_compiled_steps_match_eager_losses_gradients_and_penalty():
+    G, D = _nets()
+    reals, z = torch.randn(8, 4, RES, RES), torch.randn(8, G.latent_dim)
+    fakes = G(z, RES).detach()
+    results = {}
+    for name, scorer, generator, critic in (
+            ("eager", None, G, D),
+            ("compiled", compiled_or_eager(D), compiled_or_eager(G), None)):
+        D.zero_grad(set_to_none=True)
+        torch.manual_seed(1)  # the penalty's mixing factors
+        d_loss, stats = discriminator_loss(D, reals, fakes, RES, 1.0, scorer=scorer)
+        d_loss.backward()
+        d_grads = _grads(D)
+        G.zero_grad(set_to_none=True)
+        g_loss = generator_loss(critic or scorer, generator(z, RES, 1.0), RES, 1.0)
+        g_loss.backward()
+        results[name] = (stats, d_grads, g_loss.item(), _grads(G), _grads(D))
+    (e_stats, e_d, e_g, e_gg, e_dg), (c_stats, c_d, c_g, c_gg, c_dg) = (
+        results["eager"], results["compiled"])
+    for key in ("d_loss", "gp", "wasserstein", "drift"):  # the penalty included
+        assert c_stats[key] == pytest.approx(e_stats[key], rel=1e-4, abs=1e-6)
+    assert c_g == pytest.approx(e_g, rel=1e-4, abs=1e-6)
+    assert len(c_d) == len(e_d) > 0 and len(c_gg) == len(e_gg) > 0
+    for a, b in [*zip(c_d, e_d, strict=True), *zip(c_gg, e_gg, strict=True)]:
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # the generator step leaves the critic's gradients as the critic step set them
+    for a, b in [*zip(c_dg, c_d, strict=True), *zip(e_dg, e_d, strict=True)]:
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_a_failing_compiler_warns_once_and_trains_on_eager(monkeypatch):
+    def broken(module):
+        def call(*args, **kwargs):
+            raise RuntimeError("no C++ compiler found")
+        return call
+
+    monkeypatch.setattr(compiled.torch, "compile", broken)
+    G, D = _nets()
+    wrapped = compiled_or_eager(D)
+    x = torch.randn(4, 4, RES, RES)
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler found.*train.compile: false"):
+        first = wrapped(x, RES, 1.0)
+    torch.testing.assert_close(first, D(x, RES, 1.0))
+    assert wrapped.failed
+    # the parameters are the critic's, listed once
+    assert list(wrapped.parameters()) == list(D.parameters())
+    # a bad input is the caller's error, not the compiler's
+    with pytest.raises(ValueError, match="expected 8 px images"):
+        compiled_or_eager(D)(torch.randn(4, 4, 16, 16), RES, 1.0)
