@@ -20,6 +20,7 @@ from pggan_core.book.claims import (
     METHOD,
     as_markdown,
     config_value,
+    figure_trend_lines,
     figure_trend_table,
     figure_trends,
     images_per_resolution,
@@ -179,6 +180,10 @@ def test_figure_trends_fit_log_compute_and_say_where_a_goal_is_met():
     assert table.loc[(label, "with seg."), "goal on the line at"] == "3 CPU-h"
     assert table.loc[(label, "image only"), "goal on the line at"] == "—"  # heading away
     assert table.loc[(label, "with seg."), "per doubling"] == "-0.50"
+    # in words, with Figure 3's reading: image-only is ahead, and the lines cross later
+    (swd_line,) = [line for line in figure_trend_lines(trends.values()) if label in line]
+    assert "the line meets the goal at about 3 CPU-h" in swd_line
+    assert "with the channels is behind; the lines cross at about" in swd_line
 
     import matplotlib
     matplotlib.use("Agg")

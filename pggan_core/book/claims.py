@@ -212,9 +212,60 @@ def figure_trend_table(trends: Sequence[Trend]):
             "at the largest": f"{latest[1]:.2f}",
             "per doubling": "—" if t.slope is None else f"{t.slope:+.2f}",
             "goal on the line at": ("met" if _meets(latest[1], goal) else "—" if reach is None
-                                    else f"{reach / 60:,.0f} CPU-h"),
+                                    else _cpu_time(reach)),
         })
     return pd.DataFrame(table)
+
+
+def _cpu_time(minutes: float) -> str:
+    """CPU-minutes up to two hours, CPU-hours beyond."""
+    return f"{minutes:.0f} CPU-min" if minutes < 120 else f"{minutes / 60:,.0f} CPU-h"
+
+
+def figure_trend_lines(trends: Sequence[Trend]) -> list[str]:
+    """One sentence per measure, from the fitted lines: where each variant stands at its
+    largest budget, which way it moves per doubling, where it would meet the goal, and (Figure
+    3) which variant is ahead and whether, and at what budget, the lines cross."""
+    import math
+
+    by_key: dict[str, dict[str, Trend]] = {}
+    for t in trends:
+        if t.points:
+            by_key.setdefault(t.key, {})[t.variant] = t
+    lines = []
+    for key, label, goal in FIGURE_GOALS:
+        variants = by_key.get(key, {})
+        if not variants:
+            continue
+        lower_is_better = goal.startswith("≤")
+        parts = []
+        for variant, t in variants.items():
+            name = "with the channels" if variant == "seg" else "image only"
+            minutes, value = max(t.points)
+            text = f"{name} {value:.2f} at {minutes:.0f} CPU-min"
+            if t.slope is not None:
+                reach = t.minutes_to(goal)
+                text += (f", {t.slope:+.2f} per doubling; " + (
+                    "goal met" if _meets(value, goal) else
+                    "moving away from the goal" if reach is None else
+                    f"the line meets the goal at about {_cpu_time(reach)}"))
+            parts.append(text)
+        sentence = f"**{label}** (goal {goal}): " + "; ".join(parts) + "."
+        seg, noseg = variants.get("seg"), variants.get("noseg")
+        if seg and noseg and seg.slope is not None and noseg.slope is not None:
+            top = max(max(seg.points)[0], max(noseg.points)[0])
+            ahead = (seg.at(top) < noseg.at(top)) == lower_is_better
+            standing = "ahead (the paper's direction)" if ahead else "behind"
+            sentence += f" At the largest budget the line with the channels is {standing}"
+            if seg.slope != noseg.slope:
+                cross = 2.0 ** ((noseg.intercept - seg.intercept) / (seg.slope - noseg.slope))
+                if cross > top and math.isfinite(cross):
+                    sentence += f"; the lines cross at about {_cpu_time(cross)}"
+                else:
+                    sentence += "; the lines do not cross beyond it"
+            sentence += "."
+        lines.append(sentence)
+    return lines
 
 
 def quality_study_table(rows: Sequence[dict[str, Any]]):
