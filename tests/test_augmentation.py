@@ -19,7 +19,6 @@ from pggan_core.augmentation.pairs import (
     tumour_pairs,
 )
 from pggan_core.augmentation.segmenters import score_segmenter, train_segmenter
-from pggan_core.augmentation.tasks import dice, segmentation_task, tumour_loss
 from pggan_core.augmentation.study import (
     ARMS,
     RESULT_FILE,
@@ -33,6 +32,7 @@ from pggan_core.augmentation.study import (
     synthetic_pairs,
     training_pairs,
 )
+from pggan_core.augmentation.tasks import dice, segmentation_task, tumour_loss
 from pggan_core.cli import main
 from pggan_core.config import load_config, same_config
 from pggan_core.data.fundus_phantom import render_fundus
@@ -204,7 +204,8 @@ def test_a_segmenter_that_answers_the_truth_scores_perfectly():
     labels = torch.randint(0, 4, (3, 8, 8))
     slices = LabelledSet(np.zeros((3, 4, 8, 8), np.float32), labels.numpy())
     oracle = _Oracle(torch.nn.functional.one_hot(labels, 4).permute(0, 3, 1, 2).float())
-    assert score_segmenter("brats", oracle, slices) == dict.fromkeys(segmentation_task("brats").metrics, 1.0)
+    metrics = segmentation_task("brats").metrics
+    assert score_segmenter("brats", oracle, slices) == dict.fromkeys(metrics, 1.0)
 
 
 def _rows() -> list[dict]:

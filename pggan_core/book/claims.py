@@ -43,17 +43,24 @@ FIGURES_ROUND = "q_"  # the candidates of the study's Figures 3-5 round (short s
 
 def budget_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The study's budget rows (with segmentation, growing budgets), not the Figures round."""
-    return [r for r in rows if not r["candidate"].startswith(FIGURES_ROUND)]
+    return [r for r in rows if not r["candidate"].startswith(FIGURES_ROUND)
+            and r.get("variant", "seg") == "seg"]
 
 
 def figures_round_table(rows: Sequence[dict[str, Any]]):
-    """The Figures 3-5 round of the quality study: one line per configuration, variant and
-    seed, with what the figures need of a generator (image-channel SWD over its floor, the
-    vessel U-Net's reading of its photographs as ratios to real, what z encodes)."""
+    """The Figures 3-5 round of the quality study, and the book's own runs last: one line per
+    configuration, variant and seed, with what the figures need of a generator (image-channel
+    SWD over its floor, the vessel U-Net's reading of its photographs as ratios to real, what
+    z encodes)."""
     import pandas as pd
 
-    picked = sorted((r for r in rows if r["candidate"].startswith(FIGURES_ROUND)),
-                    key=lambda r: (r["dataset"], r["candidate"], r["variant"], r["seed"]))
+    round_rows = [r for r in rows if r["candidate"].startswith(FIGURES_ROUND)]
+    # the book's own runs beside them, scored the same way, on the round's datasets
+    datasets = {r["dataset"] for r in round_rows}
+    picked = sorted(round_rows + [r for r in rows if r["candidate"] == "demo"
+                                  and r["dataset"] in datasets and "variant" in r],
+                    key=lambda r: (r["dataset"], r["candidate"] == "demo", r["candidate"],
+                                   r["variant"], r["seed"]))
     # short headers: twelve columns must fit the page's content column at 1280 px
     several = len({r["dataset"] for r in picked}) > 1
     table = pd.DataFrame([{
