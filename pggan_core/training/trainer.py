@@ -303,7 +303,7 @@ class Trainer:
         # G and D as the current phase trains them (data-parallel, compiled: _networks_for)
         self.G_train: nn.Module = self.G
         self.D_train: nn.Module = self.D
-        self.D_scores: nn.Module = self.D
+        self.D_compiled: nn.Module | None = None  # D's first-order path, when compiled
         self.lr = t.lr
         # the fixed latents of every sample grid and of the progression strip
         self.fixed_z = torch.randn(t.sample_grid, config.model.latent_dim,
@@ -395,7 +395,7 @@ class Trainer:
         """Fresh Adam optimizers (or a checkpoint's mid-phase ``opt_states``) and the networks
         as ``phase`` trains them; returns this rank's batch size."""
         self._new_optimizers(opt_states)
-        self.G_train, self.D_train, self.D_scores = self._networks_for(phase)
+        self.G_train, self.D_train, self.D_compiled = self._networks_for(phase)
         return self._rank_batch(phase.resolution)
 
     def train_step(self, phase: Phase, alpha: float, batch: int) -> dict[str, float]:
@@ -409,7 +409,7 @@ class Trainer:
                 fakes = self.G_train(torch.randn(batch, latent, device=self.device), res, alpha)
             with self.autocast:
                 d_loss, stats = discriminator_loss(self.D_train, reals, fakes, res, alpha,
-                                                   t.gp_lambda, t.drift, scorer=self.D_scores)
+                                                   t.gp_lambda, t.drift, scorer=self.D_compiled)
             self.opt_D.zero_grad(set_to_none=True)
             d_loss.backward()
             stats["d_loss"] = self._mean_loss(d_loss, "d_loss", phase)
@@ -418,8 +418,7 @@ class Trainer:
         with self.autocast:
             fakes = self.G_train(torch.randn(batch, latent, device=self.device), res, alpha)
             # the whole critic, never its DDP wrapper: its weights get no gradient here
-            g_loss = generator_loss(self.D if self.D_scores is self.D_train else self.D_scores,
-                                    fakes, res, alpha)
+            g_loss = generator_loss(self.D_compiled or self.D, fakes, res, alpha)
         self.opt_G.zero_grad(set_to_none=True)
         g_loss.backward()
         stats["g_loss"] = self._mean_loss(g_loss, "g_loss", phase)
@@ -428,10 +427,10 @@ class Trainer:
             ema_update(self.G_ema, self.G, t.ema_beta)
         return stats
 
-    def _networks_for(self, phase: Phase) -> tuple[nn.Module, nn.Module, nn.Module]:
-        """G, D and D's scoring path as ``phase`` trains them: G and D wrapped in
-        DistributedDataParallel over several ranks; G and the scoring path compiled for stable
-        phases when ``train.compile`` is set (``compiled_or_eager``).
+    def _networks_for(self, phase: Phase) -> tuple[nn.Module, nn.Module, nn.Module | None]:
+        """G, D and D compiled for its scoring path (None: not compiled) as ``phase`` trains
+        them: G and D wrapped in DistributedDataParallel over several ranks; G and the scoring
+        path compiled for stable phases when ``train.compile`` is set (``compiled_or_eager``).
 
         The scoring path is the critic where only first derivatives run through it: its scores
         of reals and fakes in the critic step, and of fakes in the generator step. The gradient
@@ -449,13 +448,13 @@ class Trainer:
             G, D = (DistributedDataParallel(PhaseNetwork(net, phase.resolution, fading),
                                             device_ids=device_ids, broadcast_buffers=False)
                     for net in (self.G, self.D))
-        D_scores = D
+        D_compiled = None
         if self.config.train.compile and phase.kind == "stable":
             torch._dynamo.reset()
             G = compiled_or_eager(G)
             if self.runtime.world_size == 1:
-                D_scores = compiled_or_eager(self.D)
-        return G, D, D_scores
+                D_compiled = compiled_or_eager(self.D)
+        return G, D, D_compiled
 
     def _reals(self, res: int, alpha: float, batch: int) -> Tensor:
         """A batch of reals at ``res``; during a fade, mixed with their 2x down-up copy."""
