@@ -114,6 +114,24 @@ CANDIDATES |= {
     "q_ema999": Candidate("generator EMA 0.999 (NVIDIA's) instead of 0.99",
                           _merge(STUDY_SCHEDULE, {"train": {"ema_beta": 0.999}})),
 }
+# Two more of the levers on the same schedule. Batch per resolution: NVIDIA's code
+# (progressive_growing_of_gans, config.py, one-GPU preset) takes 128 images a step at 4-16 px,
+# 64 at 32 px and 32 at 64 px, i.e. 4x / 2x its top batch below the top; q_batch keeps that
+# shape over the demo's 16 and q_base's steps, so it sees 4x / 2x the images there and pays
+# for them. 128 px at the top: q_base plus a 128 px phase of the same length (8 maps, the
+# demo's batch of 8 at 128 px), so the vessel U-Net reads its photographs at their own scale.
+CANDIDATES |= {
+    "q_batch": Candidate("NVIDIA's batch shape: 64 images a step at 4-16 px, 32 at 32 px, "
+                         "16 at 64 px (q_base's steps, so 4x / 2x the images there)",
+                         _merge(STUDY_SCHEDULE, {"schedule": {
+                             "batch_size": {4: 64, 8: 64, 16: 64, 32: 32, 64: 16, 128: 8,
+                                            256: 8, 512: 8}}})),
+    "q_128": Candidate("q_base grown one more step, to 128 px (1,000 + 1,000 steps of 8)",
+                       _merge(STUDY_SCHEDULE, {"schedule": {
+                           "max_resolution": 128,
+                           "iterations": {**STUDY_SCHEDULE["schedule"]["iterations"],
+                                          128: (1000, 1000)}}})),
+}
 VARIANTS = {"seg": True, "noseg": False}  # variant -> with_segmentation
 
 
