@@ -13,6 +13,7 @@ gradients, best memory format), and a step made only of them at those rates woul
     python benchmarks/bench_train.py --resolutions 16 32 64 --threads 1 --widths demo
     python benchmarks/bench_train.py --resolutions 16 64 --compare stock_conv,loop_adam,nchw
     python benchmarks/bench_train.py --resolutions 16 32 64 --widths demo --compare compile
+    python benchmarks/bench_train.py --table benchmarks/results/bench_train_demo.json
 
 ``--compare`` times the named options against the plain setup, interleaved step by step in one
 process so that a busy machine slows both alike; it reports the ratio of medians.
@@ -281,6 +282,37 @@ def bench_resolution(resolution: int, batch: int, data_dir: Path, alpha: float, 
     return out
 
 
+def table(payload: dict) -> str:
+    """The printed table of a run (``payload`` as written to ``--out``). *max x*: how much
+    faster the step would be if it ran at its own convolutions' attainable rate, i.e. if every
+    non-convolution microsecond vanished: the ceiling of any change that keeps the FLOPs."""
+    args, peak = payload["args"], payload["attainable_gflops"]
+    before, after = peak["before"], peak["after"]
+    lines = [
+        f"widths={args['widths']} threads={args['threads']} batch={args['batch']} "
+        f"dataset={args['dataset']} alpha={args['alpha']} "
+        f"malloc={'kept' if payload['keep_freed_memory'] else 'system'}  attainable GFLOP/s "
+        f"(before/after): conv fwd+bwd {before['conv_fwd_bwd']:.1f}/{after['conv_fwd_bwd']:.1f}, "
+        f"large NCHW conv {before['conv_64px_nchw']:.1f}/{after['conv_64px_nchw']:.1f}, "
+        f"matmul {before['matmul']:.1f}/{after['matmul']:.1f}",
+        f"{'res':>5} {'variant':>10} {'img/s':>8} {'step s':>8} {'GFLOP/img':>10} "
+        f"{'GFLOP/s':>8} {'own convs':>9} {'% own':>6} {'max x':>6} {'% attain':>9} "
+        f"{'% large':>8} {'faults/step':>12} {'vs default':>10}"]
+    for res, by_variant in payload["results"].items():
+        base = by_variant["default"]["images_per_s"]
+        for name, r in by_variant.items():
+            own = r["step_conv_attainable_gflops"]
+            lines.append(
+                f"{res:>5} {name:>10} {r['images_per_s']:>8.2f} {r['step_s']:>8.3f} "
+                f"{r['flops_per_image'] / 1e9:>10.3f} {r['achieved_gflops']:>8.1f} "
+                f"{own:>9.1f} {100 * r['achieved_gflops'] / own:>5.0f}% "
+                f"{own / r['achieved_gflops']:>5.2f}x "
+                f"{100 * r['achieved_gflops'] / peak['conv_best']:>8.0f}% "
+                f"{100 * r['achieved_gflops'] / peak['conv_64px_nchw_best']:>7.0f}% "
+                f"{r['page_faults_per_step']:>12.0f} {r['images_per_s'] / base:>9.2f}x")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resolutions", type=int, nargs="+", default=[4, 8, 16, 32, 64])
@@ -300,7 +332,12 @@ def main() -> None:
     parser.add_argument("--system-malloc", action="store_true",
                         help="leave glibc malloc as it is (default: the project's "
                              "keep_freed_memory(), as `pggan train` does)")
+    parser.add_argument("--table", type=Path, metavar="JSON",
+                        help="print the table of a saved result and exit")
     args = parser.parse_args()
+    if args.table:
+        print(table(json.loads(args.table.read_text())))
+        return
     torch.set_num_threads(args.threads)
     tuned_malloc = not args.system_malloc and keep_freed_memory()
     variants = {"default": frozenset()}
@@ -317,39 +354,19 @@ def main() -> None:
         rows[res] = bench_resolution(res, args.batch, data_dir, args.alpha, args.warmup,
                                      args.iters, variants, args.widths)
     peak_after = attainable_gflops()  # the machine is shared: bracket the run
-    attainable = max(peak["conv_fwd_bwd"], peak_after["conv_fwd_bwd"])
-    reference = max(peak["conv_64px_nchw"], peak_after["conv_64px_nchw"])
-
-    print(f"widths={args.widths} threads={args.threads} batch={args.batch} "
-          f"dataset={args.dataset} "
-          f"alpha={args.alpha} malloc={'kept' if tuned_malloc else 'system'}  "
-          f"attainable GFLOP/s (before/after): conv fwd+bwd at the step's sizes "
-          f"{peak['conv_fwd_bwd']:.1f}/{peak_after['conv_fwd_bwd']:.1f}, large NCHW conv "
-          f"{peak['conv_64px_nchw']:.1f}/{peak_after['conv_64px_nchw']:.1f}, matmul "
-          f"{peak['matmul']:.1f}/{peak_after['matmul']:.1f}")
-    print(f"{'res':>5} {'variant':>10} {'img/s':>8} {'step s':>8} {'GFLOP/img':>10} "
-          f"{'GFLOP/s':>8} {'own convs':>9} {'% own':>6} {'% attain':>9} {'% large':>8} "
-          f"{'faults/step':>12} {'vs default':>10}")
-    for res, by_variant in rows.items():
-        base = by_variant["default"]["images_per_s"]
-        for name, r in by_variant.items():
-            print(f"{res:>5} {name:>10} {r['images_per_s']:>8.2f} {r['step_s']:>8.3f} "
-                  f"{r['flops_per_image'] / 1e9:>10.3f} {r['achieved_gflops']:>8.1f} "
-                  f"{r['step_conv_attainable_gflops']:>9.1f} "
-                  f"{100 * r['achieved_gflops'] / r['step_conv_attainable_gflops']:>5.0f}% "
-                  f"{100 * r['achieved_gflops'] / attainable:>8.0f}% "
-                  f"{100 * r['achieved_gflops'] / reference:>7.0f}% "
-                  f"{r['page_faults_per_step']:>12.0f} {r['images_per_s'] / base:>9.2f}x")
-
-    write_text_atomic(args.out, json.dumps({
+    payload = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "torch": torch.__version__, "machine": platform.machine(), "cpus": os.cpu_count(),
         "keep_freed_memory": tuned_malloc,
         "malloc_env": {k: v for k, v in os.environ.items() if "MALLOC" in k or k == "LD_PRELOAD"},
-        "attainable_gflops": {"before": peak, "after": peak_after, "conv_best": attainable,
-                              "conv_64px_nchw_best": reference},
+        "attainable_gflops": {
+            "before": peak, "after": peak_after,
+            "conv_best": max(peak["conv_fwd_bwd"], peak_after["conv_fwd_bwd"]),
+            "conv_64px_nchw_best": max(peak["conv_64px_nchw"], peak_after["conv_64px_nchw"])},
         "results": {str(res): r for res, r in rows.items()},
-    }, indent=2))
+    }
+    print(table(payload))
+    write_text_atomic(args.out, json.dumps(payload, indent=2))
     print(f"wrote {args.out}")
 
 

@@ -175,6 +175,7 @@ def run_job(job: Job, with_encoder: bool = True) -> dict[str, Any]:
     from pggan_core.evaluation.evaluate import evaluate_run
     from pggan_core.runs.folder import is_finished
     from pggan_core.runs.reuse import ensure_run
+    from pggan_core.runs.shipped import hardware
     from pggan_core.training.trainer import train
 
     torch.set_num_threads(1)
@@ -201,6 +202,8 @@ def run_job(job: Job, with_encoder: bool = True) -> dict[str, Any]:
         "why": CANDIDATES[candidate].why,
         "overrides": CANDIDATES[candidate].overrides, "config": config.to_dict(),
         "train_seconds": info["train_seconds"], "threads": info.get("threads", 1),
+        # a shipped run trained elsewhere; the row's ``machine`` is where it was scored
+        "trained_on": (info.get("pretrained") or {}).get("hardware") or hardware(),
         "images_seen": info["images_seen"], "steps": info["step"],
         "swd_mean": metrics["swd_mean"], "swd_floor_mean": metrics["swd_floor_mean"],
         "swd_over_floor": metrics["swd_mean"] / metrics["swd_floor_mean"],

@@ -193,6 +193,11 @@ def test_figure_trends_fit_log_compute_and_say_where_a_goal_is_met():
     crosses = [line for line in fig.axes[0].get_lines() if line.get_marker() == "x"]
     assert [(c.get_xdata()[0], c.get_ydata()[0]) for c in crosses] == [
         (pytest.approx(160), 1.5)]
+    # the lines (seg 3.5 - 0.5 / doubling, image only 1.4 + 0.2) cross at 80 min, at 2.0
+    assert swd.crossing(trends[("swd_image_over_floor", "noseg")]) == pytest.approx(80)
+    (turn,) = [line for line in fig.axes[0].get_lines() if line.get_marker() == "D"]
+    assert (turn.get_xdata()[0], turn.get_ydata()[0]) == (pytest.approx(80), pytest.approx(2.0))
+    assert "about 80 CPU-min" in swd_line
 
 
 def test_staged_toc_has_one_part_per_dataset():

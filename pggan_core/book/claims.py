@@ -175,6 +175,18 @@ class Trend:
             return None
         return 2.0 ** ((level - self.intercept) / self.slope)
 
+    def crossing(self, other: Trend) -> float | None:
+        """Where (CPU-minutes) this line crosses ``other`` beyond the largest budget either was
+        trained at, or None (no fit, parallel, or crossed already): for the two variants, the
+        budget at which Figure 3's verdict on the measure would turn."""
+        import math
+
+        if self.slope is None or other.slope is None or self.slope == other.slope:
+            return None
+        cross = 2.0 ** ((other.intercept - self.intercept) / (self.slope - other.slope))
+        top = max(max(self.points)[0], max(other.points)[0])
+        return cross if math.isfinite(cross) and cross > top else None
+
 
 def figure_trends(rows: Sequence[dict[str, Any]], dataset: str = "rop",
                   candidates: Sequence[str] = TREND_CANDIDATES) -> list[Trend]:
@@ -233,7 +245,6 @@ def figure_trend_lines(trends: Sequence[Trend]) -> list[str]:
     """One sentence per measure, from the fitted lines: where each variant stands at its
     largest budget, which way it moves per doubling, where it would meet the goal, and (Figure
     3) which variant is ahead and whether, and at what budget, the lines cross."""
-    import math
 
     by_key: dict[str, dict[str, Trend]] = {}
     for t in trends:
@@ -265,11 +276,9 @@ def figure_trend_lines(trends: Sequence[Trend]) -> list[str]:
             standing = "ahead (the paper's direction)" if ahead else "behind"
             sentence += f" At the largest budget the line with the channels is {standing}"
             if seg.slope != noseg.slope:
-                cross = 2.0 ** ((noseg.intercept - seg.intercept) / (seg.slope - noseg.slope))
-                if cross > top and math.isfinite(cross):
-                    sentence += f"; the lines cross at about {_cpu_time(cross)}"
-                else:
-                    sentence += "; the lines do not cross beyond it"
+                cross = seg.crossing(noseg)
+                sentence += ("; the lines do not cross beyond it" if cross is None
+                             else f"; the lines cross at about {_cpu_time(cross)}")
             sentence += "."
         lines.append(sentence)
     return lines

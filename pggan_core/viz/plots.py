@@ -418,7 +418,8 @@ def figure_trends_figure(trends: Sequence, goals: Sequence[tuple[str, str, str]]
                          horizon_minutes: float = 6000.0):
     """Figures 3-5's measures against training compute, one panel per measure: the study's
     runs with and without the segmentation channels as points, each variant's fitted line
-    (``claims.Trend``) drawn past the runs up to where it meets the goal (a cross) or to
+    (``claims.Trend``) drawn past the runs up to where it meets the goal (a cross), where the
+    two variants' lines cross (``Trend.crossing``, a diamond: Figure 3's verdict turns there) or to
     ``horizon_minutes``, the goal dashed. ``goals``: (key, label, goal) as
     ``claims.FIGURE_GOALS``."""
     import matplotlib.pyplot as plt
@@ -430,7 +431,13 @@ def figure_trends_figure(trends: Sequence, goals: Sequence[tuple[str, str, str]]
     axes = axes.ravel()
     for ax, (key, label, goal) in zip(axes, goals, strict=False):
         level = float(goal.split()[-1])
-        for t in (t for t in trends if t.key == key and t.points):
+        pair = {t.variant: t for t in trends if t.key == key and t.points}
+        turn = pair["seg"].crossing(pair["noseg"]) if len(pair) == 2 else None
+        turn = turn if turn is not None and turn <= horizon_minutes else None
+        if turn is not None:
+            ax.plot(turn, pair["seg"].at(turn), "D", ms=7, mfc="none", mew=1.5,
+                    color="black", zorder=3)
+        for t in pair.values():
             colour, name = styles[t.variant]
             ax.plot([m for m, _ in t.points], [v for _, v in t.points], "o", ms=5,
                     color=colour, label=name)
@@ -438,7 +445,7 @@ def figure_trends_figure(trends: Sequence, goals: Sequence[tuple[str, str, str]]
                 continue
             reach = t.minutes_to(goal)
             start = min(m for m, _ in t.points)
-            end = max(max(m for m, _ in t.points),
+            end = max(max(m for m, _ in t.points), turn or 0.0,
                       min(reach, horizon_minutes) if reach is not None else 0.0)
             xs = np.geomspace(start, end, 50)
             ax.plot(xs, [t.at(x) for x in xs], "-", color=colour, lw=1.2, alpha=0.8)
@@ -458,8 +465,10 @@ def figure_trends_figure(trends: Sequence, goals: Sequence[tuple[str, str, str]]
     handles, names = axes[0].get_legend_handles_labels()
     handles += [plt.Line2D([], [], color="black", ls="--"),
                 plt.Line2D([], [], color="grey", marker="x", ls="", mew=2),
+                plt.Line2D([], [], color="black", marker="D", mfc="none", ls="", mew=1.5),
                 plt.Line2D([], [], color="grey", lw=1.2)]
-    names += ["goal", "where the line meets it", "least-squares line in log compute"]
+    names += ["goal", "where the line meets it", "where the two lines cross",
+              "least-squares line in log compute"]
     axes[-1].legend(handles, names, loc="center", fontsize=10)
     axes[-1].axis("off")
     fig.tight_layout()
