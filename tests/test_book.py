@@ -23,6 +23,7 @@ from pggan_core.book.claims import (
     figure_trend_lines,
     figure_trend_table,
     figure_trends,
+    figure_trends_at,
     images_per_resolution,
     method_table,
     profile_table,
@@ -198,6 +199,11 @@ def test_figure_trends_fit_log_compute_and_say_where_a_goal_is_met():
     (turn,) = [line for line in fig.axes[0].get_lines() if line.get_marker() == "D"]
     assert (turn.get_xdata()[0], turn.get_ydata()[0]) == (pytest.approx(80), pytest.approx(2.0))
     assert "about 80 CPU-min" in swd_line
+    # at 160 min the SWD line is at its goal; the encoder's (0.3 at 10 min, -0.1 a doubling)
+    # is at -0.1, short of it
+    at = figure_trends_at(trends.values(), 160)
+    assert at.startswith("At 3 CPU-h the lines give: ") and f"{label} 1.50 (meets ≤ 1.5)" in at
+    assert "encoder R² (held-out generated) -0.10 (short of ≥ 0.5)" in at
 
 
 def test_staged_toc_has_one_part_per_dataset():

@@ -284,6 +284,22 @@ def figure_trend_lines(trends: Sequence[Trend]) -> list[str]:
     return lines
 
 
+def figure_trends_at(trends: Sequence[Trend], minutes: float, variant: str = "seg") -> str:
+    """One sentence: where the fitted lines of ``variant`` put each Figures 3-5 measure at a
+    budget of ``minutes`` CPU-minutes, and whether that meets its goal (lines without a fit are
+    left out)."""
+    labels = {key: (label, goal) for key, label, goal in FIGURE_GOALS}
+    parts = []
+    for t in trends:
+        if t.variant != variant or t.slope is None:
+            continue
+        label, goal = labels[t.key]
+        value = t.at(minutes)
+        parts.append(f"{label} {value:.2f} ({'meets' if _meets(value, goal) else 'short of'} "
+                     f"{goal})")
+    return f"At {_cpu_time(minutes)} the lines give: " + "; ".join(parts) + "."
+
+
 def quality_study_table(rows: Sequence[dict[str, Any]]):
     """One line per trained configuration: its budget and each measure, goals in the header."""
     import pandas as pd

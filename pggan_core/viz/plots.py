@@ -415,13 +415,13 @@ def quality_compute_figure(rows: Sequence[dict], goals: dict[str, float],
 
 
 def figure_trends_figure(trends: Sequence, goals: Sequence[tuple[str, str, str]],
-                         horizon_minutes: float = 6000.0):
+                         horizon_minutes: float = 6000.0, limit_minutes: float | None = None):
     """Figures 3-5's measures against training compute, one panel per measure: the study's
     runs with and without the segmentation channels as points, each variant's fitted line
     (``claims.Trend``) drawn past the runs up to where it meets the goal (a cross), where the
     two variants' lines cross (``Trend.crossing``, a diamond: Figure 3's verdict turns there) or to
-    ``horizon_minutes``, the goal dashed. ``goals``: (key, label, goal) as
-    ``claims.FIGURE_GOALS``."""
+    ``horizon_minutes``, the goal dashed; ``limit_minutes``, a budget to read the lines at, dotted.
+    ``goals``: (key, label, goal) as ``claims.FIGURE_GOALS``."""
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -453,6 +453,8 @@ def figure_trends_figure(trends: Sequence, goals: Sequence[tuple[str, str, str]]
                     and reach > max(m for m, _ in t.points):
                 ax.plot(reach, level, "x", ms=9, mew=2, color=colour)
         ax.axhline(level, color="black", ls="--", lw=1)
+        if limit_minutes is not None:
+            ax.axvline(limit_minutes, color="#4c72b0", ls=":", lw=1.5)
         ax.set_xscale("log")
         _plain_log_ticks(ax.xaxis, subs=(1.0, 3.0))  # lines may run over three decades
         ax.set(title=f"{label} (goal {goal})", xlabel="training CPU-minutes (one core)")
@@ -469,6 +471,9 @@ def figure_trends_figure(trends: Sequence, goals: Sequence[tuple[str, str, str]]
                 plt.Line2D([], [], color="grey", lw=1.2)]
     names += ["goal", "where the line meets it", "where the two lines cross",
               "least-squares line in log compute"]
+    if limit_minutes is not None:
+        handles.append(plt.Line2D([], [], color="#4c72b0", ls=":", lw=1.5))
+        names.append(f"{limit_minutes:,.0f} CPU-min: the budget read below")
     axes[-1].legend(handles, names, loc="center", fontsize=10)
     axes[-1].axis("off")
     fig.tight_layout()
