@@ -239,9 +239,19 @@ def run_job(job: Job, with_encoder: bool = True) -> dict[str, Any]:
                 "encoder_r2_optimised": encoder["r2_optimised"],
                 "heldout_mse_encoder": encoder["heldout_mse_encoder"],
                 "heldout_mse_refined": encoder["heldout_mse_refined"],
+                # Figure 4 as numbers, for the encoder's own reconstructions and refined ones
+                **figure4_scores(encoder),
                 **{k: v for k, v in latent_space.items() if k != "details"}}
     row["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
     return row
+
+
+def figure4_scores(encoder: dict[str, Any]) -> dict[str, Any]:
+    """Nearest-input retrieval and detail correlation of held-out reconstructions (an
+    ``encoder.json``), by the encoder alone and refined by optimisation."""
+    return {f"{measure}{suffix}": encoder[measure][variant]
+            for measure in ("reconstruction_retrieval", "reconstruction_detail_correlation")
+            for variant, suffix in (("encoder", ""), ("refined", "_refined"))}
 
 
 def score_generator(run: Path, dataset: str, seed: int = 0) -> dict[str, Any]:
@@ -336,16 +346,21 @@ def row_job(row: dict[str, Any]) -> Job:
 
 
 def save_rows(rows: list[dict[str, Any]]) -> None:
-    """Merge ``rows`` into the results file, replacing rows of the same job."""
-    results = load_results()
-    done = {row_job(r) for r in rows}
-    kept = [r for r in results["rows"] if row_job(r) not in done]
-    stamp = machine()
-    results["rows"] = kept + [{**r, "machine": stamp} for r in rows]
+    """Merge ``rows`` into the results file, replacing rows of the same job; under a lock, so
+    that two studies run side by side do not lose each other's rows."""
+    import fcntl
+
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=1, default=float))
-    tmp.replace(RESULTS)
+    with open(RESULTS.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = load_results()
+        done = {row_job(r) for r in rows}
+        kept = [r for r in results["rows"] if row_job(r) not in done]
+        stamp = machine()
+        results["rows"] = kept + [{**r, "machine": stamp} for r in rows]
+        tmp = RESULTS.with_suffix(".tmp")
+        tmp.write_text(json.dumps(results, indent=1, default=float))
+        tmp.replace(RESULTS)
 
 
 def table(rows: list[dict[str, Any]]) -> str:

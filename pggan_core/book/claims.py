@@ -134,6 +134,8 @@ FIGURE_GOALS = (
     ("structure_branch_points_ratio", "U-Net junctions vs real", "≥ 0.8"),
     ("encoder_r2", "encoder R² (held-out generated)", "≥ 0.5"),
     ("knn_laterality_accuracy", "k-NN laterality (encoded reals)", "≥ 0.90"),
+    ("reconstruction_retrieval", "Figure 4: nearest-input retrieval", "≥ 0.5"),
+    ("reconstruction_detail_correlation", "Figure 4: detail correlation", "≥ 0.3"),
 )
 # The paper's method at growing compute: the Figures round's base and wide configurations and
 # the demo profile's own runs (wider and longer). The round's failed settings (q_lr1,

@@ -427,8 +427,11 @@ def figure_trends_figure(trends: Sequence, goals: Sequence[tuple[str, str, str]]
 
     styles = {"seg": ("#c44e52", "with segmentation channels"),
               "noseg": ("#7f7f7f", "image channels only")}
-    fig, axes = plt.subplots(2, 3, figsize=(12, 7.5))
+    n_rows = -(-(len(goals) + 1) // 3)  # a panel per goal and one for the legend
+    fig, axes = plt.subplots(n_rows, 3, figsize=(12, 3.75 * n_rows))
     axes = axes.ravel()
+    for ax in axes[len(goals) + 1:]:
+        ax.axis("off")
     for ax, (key, label, goal) in zip(axes, goals, strict=False):
         level = float(goal.split()[-1])
         pair = {t.variant: t for t in trends if t.key == key and t.points}
@@ -474,8 +477,8 @@ def figure_trends_figure(trends: Sequence, goals: Sequence[tuple[str, str, str]]
     if limit_minutes is not None:
         handles.append(plt.Line2D([], [], color="#4c72b0", ls=":", lw=1.5))
         names.append(f"{limit_minutes:,.0f} CPU-min: the budget read below")
-    axes[-1].legend(handles, names, loc="center", fontsize=10)
-    axes[-1].axis("off")
+    axes[len(goals)].legend(handles, names, loc="center", fontsize=10)
+    axes[len(goals)].axis("off")
     fig.tight_layout()
     return fig
 
