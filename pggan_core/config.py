@@ -100,6 +100,9 @@ class ModelConfig:
     # Karras et al.'s run-time weight scaling; False: plain He-initialised weights, as in the
     # authors' code (the "authors" overlay)
     equalized_lr: bool = True
+    # which generator, critic and encoder a run is made of (training/architectures.py:
+    # "pggan", the paper's, or one added with register_architecture)
+    architecture: str = "pggan"
 
 
 @dataclass(frozen=True)

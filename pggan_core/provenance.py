@@ -52,13 +52,15 @@ DERIVED_RESULTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                  "pggan_core.measures.domain_stats", "pggan_core.evaluation.vessel_agreement",
                  "pggan_core.generate", "pggan_core.data.vessels"),
                 ("data", "vessels", "eval")),
-    "encoder": (("pggan_core.latent.encoder:train_encoder", "pggan_core.training.networks"),
+    "encoder": (("pggan_core.latent.encoder:train_encoder", "pggan_core.training.networks",
+                 "pggan_core.training.architectures"),
                 ("model", "encoder")),
     # the paper's encoder it starts from is an input (encoder.pt, by SHA-256)
     "inversion": ((*(f"pggan_core.latent.indomain:{name}" for name in (
                        "train_indomain_encoder", "domain_regularised_refine", "_refine_chunk",
                        "invert_run")),
-                   "pggan_core.latent.encoder:encode", "pggan_core.training.networks"),
+                   "pggan_core.latent.encoder:encode", "pggan_core.training.networks",
+                   "pggan_core.training.architectures"),
                   ("model", "inversion")),
     "latent_space": (("pggan_core.latent.space", "pggan_core.latent.probes"), ("eval",)),
     "ablation": (("pggan_core.evaluation.ablation", "pggan_core.measures.domain_stats",

@@ -43,8 +43,8 @@ from pggan_core.precision import autocast, resolve
 from pggan_core.progress import Progress
 from pggan_core.provenance import derivation, derivation_differs
 from pggan_core.runs.folder import open_run
+from pggan_core.training.architectures import EncoderNet, build_network
 from pggan_core.training.checkpoint import load_generator, weights_fingerprint
-from pggan_core.training.networks import Encoder
 from pggan_core.viz import plots
 
 LATENTS_FILE = "latents.npz"  # every training image's latent (``save_latents``)
@@ -76,8 +76,9 @@ REFINE_BATCH = 16  # images per forward and backward pass when refining latents
 
 def train_encoder(G: nn.Module, config: Config, resolution: int, alpha: float = 1.0,
                   iterations: int | None = None, progress: bool = True
-                  ) -> tuple[Encoder, list[float]]:
-    """Train an Encoder to map ``G``'s images back to the latents that made them.
+                  ) -> tuple[EncoderNet, list[float]]:
+    """Train an encoder (``model.architecture``'s) to map ``G``'s images back to the latents
+    that made them.
 
     Every iteration draws fresh latents z ~ N(0, I), generates a batch and takes one Adam step
     on MSE(E(G(z)), z) (lr and betas ``config.encoder``, eps the GAN's).
@@ -87,7 +88,7 @@ def train_encoder(G: nn.Module, config: Config, resolution: int, alpha: float = 
     iterations = config.encoder.iterations if iterations is None else iterations
     batch = config.encoder.batch_size
     torch.manual_seed(config.train.seed)
-    encoder = Encoder(config.model, G.channels, resolution).to(device)
+    encoder = build_network("encoder", config.model, G.channels, resolution).to(device)
     t = config.train
     opt = torch.optim.Adam(encoder.parameters(), lr=config.encoder.lr,
                            betas=config.encoder.betas, eps=t.eps)
@@ -108,7 +109,7 @@ def train_encoder(G: nn.Module, config: Config, resolution: int, alpha: float = 
 
 
 @torch.no_grad()
-def encode(encoder: Encoder, images: np.ndarray, batch: int = BATCH) -> np.ndarray:
+def encode(encoder: EncoderNet, images: np.ndarray, batch: int = BATCH) -> np.ndarray:
     """Latents ``(N, latent_dim)`` float32 for images ``(N, C, R, R)`` in [-1, 1]."""
     device = next(encoder.parameters()).device
     out = [encoder(torch.from_numpy(np.ascontiguousarray(images[i:i + batch])).to(device))
@@ -116,7 +117,7 @@ def encode(encoder: Encoder, images: np.ndarray, batch: int = BATCH) -> np.ndarr
     return torch.cat(out).numpy() if out else np.zeros((0, encoder.latent_dim), np.float32)
 
 
-def latent_r2(encoder: Encoder, G: nn.Module, resolution: int, alpha: float = 1.0,
+def latent_r2(encoder: EncoderNet, G: nn.Module, resolution: int, alpha: float = 1.0,
               n: int = R2_SAMPLES, seed: int = R2_SEED) -> float:
     """R² of predicted vs true latents on ``n`` freshly generated images.
 
@@ -132,7 +133,7 @@ def latent_r2(encoder: Encoder, G: nn.Module, resolution: int, alpha: float = 1.
     return float(r2_score(z.numpy(), predicted, multioutput="uniform_average"))
 
 
-def inversion_r2(G: nn.Module, encoder: Encoder, resolution: int, alpha: float = 1.0,
+def inversion_r2(G: nn.Module, encoder: EncoderNet, resolution: int, alpha: float = 1.0,
                  n: int = INVERSION_SAMPLES, steps: int | None = None,
                  seed: int = R2_SEED) -> dict[str, float]:
     """Is a weak encoder R² the encoder's fault or the generator's? Invert ``n`` generated
@@ -340,7 +341,7 @@ def _trained_encoder(run_dir: Path, settings: dict[str, Any], derived_from: dict
     return summary if derivation_differs(summary.get("derivation"), derived_from) is None else None
 
 
-def load_encoder(run_dir: str | Path, map_location: str | torch.device = "cpu") -> Encoder:
+def load_encoder(run_dir: str | Path, map_location: str | torch.device = "cpu") -> EncoderNet:
     """The run's trained encoder (read with ``weights_only=True``, so the file runs no code)."""
     run_dir = Path(run_dir)
     path = run_dir / "encoder.pt"
@@ -348,7 +349,8 @@ def load_encoder(run_dir: str | Path, map_location: str | torch.device = "cpu") 
         raise RunNotFoundError(f"{path} is missing: run `pggan encode --run {run_dir}` or "
                                "notebooks/06_encoder.md first")
     _, info = load_generator(run_dir, map_location=map_location)
-    encoder = Encoder(info["config"].model, len(info["channels"]), int(info["resolution"]))
+    encoder = build_network("encoder", info["config"].model, len(info["channels"]),
+                            int(info["resolution"]))
     encoder.load_state_dict(torch.load(path, map_location=map_location, weights_only=True))
     return encoder.eval().requires_grad_(False)
 

@@ -60,17 +60,17 @@ from pggan_core.latent.reconstruction import ReconstructionScores
 from pggan_core.progress import Progress
 from pggan_core.provenance import derivation, derivation_differs
 from pggan_core.runs.folder import require_generator, run_data_dir
+from pggan_core.training.architectures import EncoderNet, build_network
 from pggan_core.training.checkpoint import load_generator, weights_fingerprint
-from pggan_core.training.networks import Encoder
 
 INVERSION_FILE = "inversion.json"
 WEIGHTS_FILE = "indomain_encoder.pt"
 VARIANTS = ("indomain", "indomain_refined")  # Figure 4's two new rows, as in inversion.json
 
 
-def train_indomain_encoder(G: nn.Module, start: Encoder, images: Any, config: Config,
+def train_indomain_encoder(G: nn.Module, start: EncoderNet, images: Any, config: Config,
                            resolution: int, alpha: float = 1.0, progress: bool = True
-                           ) -> tuple[Encoder, dict[str, list[float]]]:
+                           ) -> tuple[EncoderNet, dict[str, list[float]]]:
     """Fine-tune a copy of ``start`` (the paper's encoder) to reconstruct real ``images``.
 
     ``images``: the training images (N, C, R, R) in [-1, 1], an array or a
@@ -110,7 +110,7 @@ def train_indomain_encoder(G: nn.Module, start: Encoder, images: Any, config: Co
     return encoder.eval().requires_grad_(False), losses
 
 
-def domain_regularised_refine(G: nn.Module, encoder: Encoder, z: np.ndarray,
+def domain_regularised_refine(G: nn.Module, encoder: EncoderNet, z: np.ndarray,
                               images: np.ndarray, resolution: int, alpha: float = 1.0,
                               steps: int = 50, lr: float = 0.05, domain_weight: float = 0.1
                               ) -> np.ndarray:
@@ -123,7 +123,7 @@ def domain_regularised_refine(G: nn.Module, encoder: Encoder, z: np.ndarray,
         for i in range(0, len(z), REFINE_BATCH)]) if len(z) else z.astype(np.float32)
 
 
-def _refine_chunk(G: nn.Module, encoder: Encoder, z: np.ndarray, images: np.ndarray,
+def _refine_chunk(G: nn.Module, encoder: EncoderNet, z: np.ndarray, images: np.ndarray,
                   resolution: int, alpha: float, steps: int, lr: float,
                   domain_weight: float) -> np.ndarray:
     device = next(G.parameters()).device
@@ -238,8 +238,8 @@ def _trained(run_dir: Path, settings: dict[str, Any], derived_from: dict[str, An
 
 
 def _load(run_dir: Path, config: Config, n_channels: int, resolution: int,
-          device: torch.device) -> Encoder:
-    encoder = Encoder(config.model, n_channels, resolution)
+          device: torch.device) -> EncoderNet:
+    encoder = build_network("encoder", config.model, n_channels, resolution)
     encoder.load_state_dict(torch.load(run_dir / WEIGHTS_FILE, map_location=device,
                                        weights_only=True))
     return encoder.to(device).eval().requires_grad_(False)

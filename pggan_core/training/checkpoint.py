@@ -227,9 +227,8 @@ def load_generator(run_dir: str | Path, ema: bool = True,
     Returns ``(G, info)`` with ``info`` = ``config`` (Config), ``channels`` (names),
     ``resolution`` (the highest trained so far), ``alpha``, ``step``, ``finished``.
     """
-    from pggan_core.training.networks import (
-        Generator,  # here, so checkpoint.py stays light to import
-    )
+    # here, so checkpoint.py stays light to import
+    from pggan_core.training.architectures import build_network
 
     folder = Path(run_dir) / "checkpoints"
     shipped = Path(run_dir) / GENERATOR_FILE
@@ -244,7 +243,8 @@ def load_generator(run_dir: str | Path, ema: bool = True,
         raise RunNotFoundError(f"{run_dir} has no checkpoint: run `pggan train --out {run_dir}` "
                                "or notebooks/03_train.md first")
     config: Config = config_from_dict(state["config"])
-    G = Generator(config.model, len(state["channels"]), config.schedule.max_resolution)
+    G = build_network("generator", config.model, len(state["channels"]),
+                      config.schedule.max_resolution)
     G.load_state_dict(weights)
     G.eval().requires_grad_(False)
     info = {"config": config, "channels": list(state["channels"]),

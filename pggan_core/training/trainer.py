@@ -64,9 +64,10 @@ from pggan_core.measures.swd import SWD_PATCH, sliced_wasserstein
 from pggan_core.progress import Progress
 from pggan_core.training import checkpoint as ckpt
 from pggan_core.training.allocator import keep_freed_memory
+from pggan_core.training.architectures import build_network
 from pggan_core.training.compiled import compiled_or_eager
 from pggan_core.training.losses import discriminator_loss, generator_loss
-from pggan_core.training.networks import Discriminator, Generator, downsample, ema_update, upsample
+from pggan_core.training.networks import downsample, ema_update, upsample
 from pggan_core.training.run_info import RunInfo, write_run_info
 from pggan_core.training.runlock import run_lock
 from pggan_core.training.schedule import Phase, build_phases
@@ -95,7 +96,7 @@ class PhaseNetwork(nn.Module):
     whole would need ``find_unused_parameters`` and its graph search on every step.
     """
 
-    def __init__(self, network: Generator | Discriminator, resolution: int,
+    def __init__(self, network: nn.Module, resolution: int,
                  fading: bool) -> None:
         super().__init__()
         self.layers = nn.ModuleList(network.active_layers(resolution, fading))
@@ -293,8 +294,8 @@ class Trainer:
         t = config.train
         torch.manual_seed(t.seed)  # identical initial weights on every rank
         max_res = config.schedule.max_resolution
-        self.G = Generator(config.model, n_channels, max_res)
-        self.D = Discriminator(config.model, n_channels, max_res)
+        self.G = build_network("generator", config.model, n_channels, max_res)
+        self.D = build_network("critic", config.model, n_channels, max_res)
         self.G_ema = (copy.deepcopy(self.G).requires_grad_(False)
                       if config.train.use_ema else None)
         for module in (self.G, self.D, self.G_ema):
