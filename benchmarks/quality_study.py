@@ -427,13 +427,17 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown candidate(s) {unknown}; --list shows them")
     os.environ.setdefault("PGGAN_HOME", str(REPO))
+    from pggan_core.config import same_config
+
     prepare(args.candidates, args.datasets)
     # longest first, so the two lanes finish close together
     saved = {row_job(r): r["config"] for r in load_results()["rows"]}
+    # same_config: a row saved before a config field existed holds for that field's default
     jobs = sorted(((c, d, v, s) for c in args.candidates for d in args.datasets
                    for v in args.variants for s in args.seeds
-                   if args.rescore or saved.get((c, d, v, s)) != json.loads(json.dumps(
-                       study_config(c, d, s).to_dict()))), key=_cost, reverse=True)
+                   if args.rescore or (c, d, v, s) not in saved
+                   or not same_config(saved[(c, d, v, s)], study_config(c, d, s))),
+                  key=_cost, reverse=True)
     print(f"{len(jobs)} job(s) to run: " + ", ".join(" ".join(map(str, j)) for j in jobs),
           flush=True)
     job = functools.partial(run_job, with_encoder=not args.no_encoder)
