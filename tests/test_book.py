@@ -204,6 +204,13 @@ def test_figure_trends_fit_log_compute_and_say_where_a_goal_is_met():
     at = figure_trends_at(trends.values(), 160)
     assert at.startswith("At 3 CPU-h the lines give: ") and f"{label} 1.50 (meets ≤ 1.5)" in at
     assert "encoder R² (held-out generated) -0.10 (short of ≥ 0.5)" in at
+    # a line that barely rises never gets there: said so, not printed as a number of hours
+    flat = figure_trends([row("q_base", 10, "seg", 3.0, r2=0.2),
+                          row("q_wide", 20, "seg", 3.0, r2=0.2 + 1e-9)])
+    (r2,) = [t for t in flat if t.key == "encoder_r2" and t.variant == "seg"]
+    assert r2.minutes_to("≥ 0.5") == float("inf")
+    assert any("too flat to meet the goal at any budget" in line
+               for line in figure_trend_lines(flat))
 
 
 def test_staged_toc_has_one_part_per_dataset():

@@ -169,13 +169,18 @@ class Trend:
 
     def minutes_to(self, goal: str) -> float | None:
         """Where the fitted line reaches ``goal`` ("≥ 0.9", "≤ 1.5"), in CPU-minutes; None
-        when there is no fit or the line moves away from the goal (or is flat)."""
+        when there is no fit or the line moves away from the goal (or is flat), infinity when
+        it heads there too slowly to reach it at any budget."""
+        import math
+
         if self.slope is None or self.slope == 0:
             return None
         level = float(goal.split()[-1])
         if (self.slope > 0) != goal.startswith("≥"):
             return None
-        return 2.0 ** ((level - self.intercept) / self.slope)
+        doublings = (level - self.intercept) / self.slope
+        # a nearly flat line: beyond any budget (2^60 minutes would not print)
+        return 2.0 ** doublings if doublings < 60 else math.inf
 
     def crossing(self, other: Trend) -> float | None:
         """Where (CPU-minutes) this line crosses ``other`` beyond the largest budget either was
@@ -238,8 +243,13 @@ def figure_trend_table(trends: Sequence[Trend]):
     return pd.DataFrame(table)
 
 
+OUT_OF_REACH = 6e7  # CPU-minutes: a million CPU-hours, no budget anyone would spend
+
+
 def _cpu_time(minutes: float) -> str:
-    """CPU-minutes up to two hours, CPU-hours beyond."""
+    """CPU-minutes up to two hours, CPU-hours beyond (``OUT_OF_REACH``: said so)."""
+    if minutes >= OUT_OF_REACH:
+        return "beyond a million CPU-h"
     return f"{minutes:.0f} CPU-min" if minutes < 120 else f"{minutes / 60:,.0f} CPU-h"
 
 
@@ -268,6 +278,7 @@ def figure_trend_lines(trends: Sequence[Trend]) -> list[str]:
                 text += (f", {t.slope:+.2f} per doubling; " + (
                     "goal met" if _meets(value, goal) else
                     "moving away from the goal" if reach is None else
+                    "too flat to meet the goal at any budget" if reach >= OUT_OF_REACH else
                     f"the line meets the goal at about {_cpu_time(reach)}"))
             parts.append(text)
         sentence = f"**{label}** (goal {goal}): " + "; ".join(parts) + "."
