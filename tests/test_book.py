@@ -1,6 +1,7 @@
 """The book builder: tables read at build time, staging, failures, offline pages, and (e2e) the
 smoke book for both datasets checked in headless chromium."""
 
+import dataclasses
 import importlib
 import json
 import re
@@ -211,6 +212,10 @@ def test_figure_trends_fit_log_compute_and_say_where_a_goal_is_met():
     assert r2.minutes_to("≥ 0.5") == float("inf")
     assert any("too flat to meet the goal at any budget" in line
                for line in figure_trend_lines(flat))
+    # two nearly parallel lines cross beyond any budget: no crossing, and no overflow
+    (seg,) = [t for t in flat if t.key == "encoder_r2" and t.variant == "seg"]
+    twin = dataclasses.replace(seg, intercept=seg.intercept + 1.0, slope=seg.slope - 1e-12)
+    assert seg.crossing(twin) is None
 
 
 def test_staged_toc_has_one_part_per_dataset():

@@ -6,6 +6,7 @@ time); the paper's claims against this build's numbers are ``results_table``.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,8 +162,6 @@ class Trend:
 
     def at(self, minutes: float) -> float | None:
         """The fitted value at ``minutes`` (None without a fit)."""
-        import math
-
         if self.slope is None:
             return None
         return self.intercept + self.slope * math.log2(minutes)
@@ -171,28 +170,28 @@ class Trend:
         """Where the fitted line reaches ``goal`` ("≥ 0.9", "≤ 1.5"), in CPU-minutes; None
         when there is no fit or the line moves away from the goal (or is flat), infinity when
         it heads there too slowly to reach it at any budget."""
-        import math
-
         if self.slope is None or self.slope == 0:
             return None
         level = float(goal.split()[-1])
         if (self.slope > 0) != goal.startswith("≥"):
             return None
-        doublings = (level - self.intercept) / self.slope
-        # a nearly flat line: beyond any budget (2^60 minutes would not print)
-        return 2.0 ** doublings if doublings < 60 else math.inf
+        return _minutes_after((level - self.intercept) / self.slope)
 
     def crossing(self, other: Trend) -> float | None:
         """Where (CPU-minutes) this line crosses ``other`` beyond the largest budget either was
         trained at, or None (no fit, parallel, or crossed already): for the two variants, the
         budget at which Figure 3's verdict on the measure would turn."""
-        import math
-
         if self.slope is None or other.slope is None or self.slope == other.slope:
             return None
-        cross = 2.0 ** ((other.intercept - self.intercept) / (self.slope - other.slope))
+        cross = _minutes_after((other.intercept - self.intercept) / (self.slope - other.slope))
         top = max(max(self.points)[0], max(other.points)[0])
-        return cross if math.isfinite(cross) and cross > top else None
+        return cross if top < cross < math.inf else None
+
+
+def _minutes_after(doublings: float) -> float:
+    """2^doublings CPU-minutes, infinity for lines so nearly flat that the power would
+    overflow (2^60 minutes is beyond any budget anyway)."""
+    return 2.0 ** doublings if doublings < 60 else math.inf
 
 
 def figure_trends(rows: Sequence[dict[str, Any]], dataset: str = "rop",
