@@ -68,7 +68,7 @@ def tiny_run(root: Path, n_images: int, resolution: int) -> Path:
 
     from pggan_core.config import load_config
     from pggan_core.data.prepare import prepare_dataset
-    from pggan_core.data.vessels import ensure_vessel_unet
+    from pggan_core.segmentation.vessels import ensure_vessel_unet
     from pggan_core.training.trainer import train
 
     torch.set_num_threads(1)

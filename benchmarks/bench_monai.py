@@ -5,7 +5,7 @@ median wall time of each:
 
 - patch-wise vessel segmentation (48 x 48 patches at a stride of 8, overlaps averaged): the
   project's former unfold / fold version (kept below as the reference) against ``monai.
-  inferers.sliding_window_inference``, which ``data.vessels.segment_by_patches`` now uses;
+  inferers.sliding_window_inference``, which ``segmentation.vessels.segment_by_patches`` now uses;
 - the vessel U-Net itself: the project's ``VesselUNet`` (retina-unet's architecture, as the
   paper's authors used) against ``monai.networks.nets.UNet`` of the same depth and widths:
   parameters and a training step's time on a batch of patches, then both trained as the demo
@@ -41,7 +41,7 @@ from pggan_core.data.brain_phantom import BrainPhantom, write_brats_case
 from pggan_core.data.fundus_phantom import render_fundus
 from pggan_core.data.loaders import _read_volume, find_brats_cases  # the reader itself
 from pggan_core.data.preprocess import vessel_input, zscore_volume
-from pggan_core.data.vessels import VesselUNet, ensure_vessel_unet, train_vessel_unet
+from pggan_core.segmentation.vessels import VesselUNet, ensure_vessel_unet, train_vessel_unet
 
 RESULTS = Path(__file__).parent / "results" / "bench_monai.json"
 

@@ -112,8 +112,8 @@ def _data_prepare(args: argparse.Namespace) -> None:
 
 
 def _vessels_train(args: argparse.Namespace) -> None:
-    from pggan_core.data.vessels import train_vessel_unet
     from pggan_core.paths import vessel_model_path
+    from pggan_core.segmentation.vessels import train_vessel_unet
 
     config = _config(args, "rop")
     out = Path(args.out) if args.out else vessel_model_path(config.profile)
@@ -126,7 +126,7 @@ def _vessels_segment(args: argparse.Namespace) -> None:
     import numpy as np
 
     from pggan_core.data.loaders import find_fundus_images, load_fundus
-    from pggan_core.data.vessels import load_vessel_unet
+    from pggan_core.segmentation.vessels import load_vessel_unet
 
     segmenter = load_vessel_unet(args.model)
     out = Path(args.out)
@@ -213,8 +213,8 @@ def _generate(args: argparse.Namespace) -> None:
 
 
 def _augment_study(args: argparse.Namespace) -> None:
-    from pggan_core.augmentation.segmenters import METRIC_NAMES
     from pggan_core.augmentation.study import RESULT_FILE, run_augmentation_study
+    from pggan_core.segmentation.segmenters import METRIC_NAMES
 
     if args.overlays:
         raise ConfigError("pggan augment-study reads the run trained with a built-in profile "

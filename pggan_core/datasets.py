@@ -92,7 +92,12 @@ class DatasetSpec:
     # (Config) -> a StructureReader (``evaluation.ablation``): the anatomy Figure 3 reads from
     # the image channels alone, so runs without segmentation compare; None: none
     structure: Hook | None = None
-    # () -> the augmentation study's SegmentationTask (``augmentation.tasks``); None: no study
+    # (config, source, progress, exclude) -> a model with ``segment(rgb) -> (H, W) map``,
+    # trained first if missing on ``source``'s masked images other than ``exclude``: what
+    # fills the label channel of images that bring no mask (``data.vessel_channel`` unet);
+    # None: every image brings its labels
+    label_model: Hook | None = None
+    # () -> the augmentation study's SegmentationTask (``segmentation.tasks``); None: no study
     segmentation: Hook | None = None
 
     @property
@@ -150,7 +155,8 @@ register_dataset(DatasetSpec(
                    ("tortuosity", "hist")),
     regions="pggan_core.latent.reconstruction:fundus_regions",
     structure="pggan_core.evaluation.ablation:FundusStructure",
-    segmentation="pggan_core.augmentation.tasks:vessel_task",
+    label_model="pggan_core.segmentation.vessels:ensure_vessel_unet",
+    segmentation="pggan_core.segmentation.tasks:vessel_task",
     latent_label=LatentLabel(
         key="laterality", column="laterality", words="laterality", rows="laterality",
         knn_row="laterality (OD/OS)", from_images="pggan_core.latent.probes:laterality_from_disc",
@@ -171,7 +177,7 @@ register_dataset(DatasetSpec(
     label_columns=(("tumour_present", None), ("grade", None), ("slice_index", "hist")),
     regions="pggan_core.latent.reconstruction:brain_regions",
     structure="pggan_core.evaluation.ablation:MriStructure",
-    segmentation="pggan_core.augmentation.tasks:tumour_task",
+    segmentation="pggan_core.segmentation.tasks:tumour_task",
     latent_label=LatentLabel(
         key="tumour", column="tumour_present", words="tumour presence", rows="tumour present",
         knn_row="tumour present", from_images="pggan_core.latent.probes:tumour_from_images",

@@ -50,7 +50,7 @@ DERIVED_RESULTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "metrics": (("pggan_core.evaluation.evaluate", "pggan_core.measures.swd",
                  "pggan_core.measures.ms_ssim", "pggan_core.measures.neighbours",
                  "pggan_core.measures.domain_stats", "pggan_core.evaluation.vessel_agreement",
-                 "pggan_core.generate", "pggan_core.data.vessels"),
+                 "pggan_core.generate", "pggan_core.segmentation.vessels"),
                 ("data", "vessels", "eval")),
     "encoder": (("pggan_core.latent.encoder:train_encoder", "pggan_core.training.networks",
                  "pggan_core.training.architectures"),
@@ -64,16 +64,16 @@ DERIVED_RESULTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                   ("model", "inversion")),
     "latent_space": (("pggan_core.latent.space", "pggan_core.latent.probes"), ("eval",)),
     "ablation": (("pggan_core.evaluation.ablation", "pggan_core.measures.domain_stats",
-                  "pggan_core.measures.swd", "pggan_core.data.vessels"),
+                  "pggan_core.measures.swd", "pggan_core.segmentation.vessels"),
                  ("data", "vessels", "eval")),
     # the study's computing functions, not the wrapper that reads and writes its file
-    "augmentation": (("pggan_core.augmentation.classic", "pggan_core.augmentation.pairs",
-                      "pggan_core.augmentation.segmenters", "pggan_core.augmentation.tasks",
+    "augmentation": (("pggan_core.augmentation.classic", "pggan_core.segmentation.pairs",
+                      "pggan_core.segmentation.segmenters", "pggan_core.segmentation.tasks",
                       *(f"pggan_core.augmentation.study:{name}" for name in (
                           "study_jobs", "chosen_items", "training_pairs", "run_job",
                           "study_data", "real_pairs", "synthetic_pairs", "_whole_items",
                           "_items", "summarise", "claim_values")),
-                      "pggan_core.data.vessels:VesselUNet"),
+                      "pggan_core.segmentation.vessels:VesselUNet"),
                      # its augment settings are its own (``--set augment.KEY=V``), recorded
                      # and shown with it, not a property of the run it reads
                      ("data", "vessels")),

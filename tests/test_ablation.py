@@ -13,7 +13,6 @@ from scipy import ndimage
 
 from pggan_core.config import load_config
 from pggan_core.data.preprocess import fields_of_view
-from pggan_core.data.vessels import segment_vessels
 from pggan_core.datasets import dataset_spec
 from pggan_core.evaluation import ablation
 from pggan_core.evaluation.ablation import (
@@ -27,6 +26,7 @@ from pggan_core.evaluation.ablation import (
 )
 from pggan_core.measures import domain_stats
 from pggan_core.runs.folder import OpenRun
+from pggan_core.segmentation.vessels import segment_vessels
 from pggan_core.training.run_info import RunInfo
 
 UNET_SCALE = 128  # the demo U-Net's training resolution; the GAN's images are half that

@@ -11,14 +11,12 @@ import torch
 import yaml
 
 from pggan_core.augmentation import report
-from pggan_core.augmentation.classic import classic_augment, jitter_intensity, rotate
-from pggan_core.augmentation.pairs import (
-    LabelledSet,
-    fundus_pairs,
-    tumour_classes,
-    tumour_pairs,
+from pggan_core.augmentation.classic import (
+    classic_augment,
+    classic_augmenter,
+    jitter_intensity,
+    rotate,
 )
-from pggan_core.augmentation.segmenters import score_segmenter, train_segmenter
 from pggan_core.augmentation.study import (
     ARMS,
     RESULT_FILE,
@@ -32,7 +30,6 @@ from pggan_core.augmentation.study import (
     synthetic_pairs,
     training_pairs,
 )
-from pggan_core.augmentation.tasks import dice, segmentation_task, tumour_loss
 from pggan_core.cli import main
 from pggan_core.config import load_config, same_config
 from pggan_core.data.fundus_phantom import render_fundus
@@ -40,6 +37,14 @@ from pggan_core.data.preprocess import fundus_channels
 from pggan_core.data.store import box_downsample
 from pggan_core.errors import ConfigError
 from pggan_core.runs.folder import run_config
+from pggan_core.segmentation.pairs import (
+    LabelledSet,
+    fundus_pairs,
+    tumour_classes,
+    tumour_pairs,
+)
+from pggan_core.segmentation.segmenters import score_segmenter, train_segmenter
+from pggan_core.segmentation.tasks import dice, segmentation_task, tumour_loss
 
 
 def _fundus(n: int = 2, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +151,7 @@ def test_each_arm_learns_from_its_own_pairs():
 
 
 def test_the_segmenter_budget_is_the_same_in_every_arm(monkeypatch):
-    from pggan_core.augmentation import segmenters
+    from pggan_core.segmentation import segmenters
 
     budgets = {}
 
@@ -160,7 +165,8 @@ def test_the_segmenter_budget_is_the_same_in_every_arm(monkeypatch):
     cfg, data = run_config("brats", "smoke"), _toy_data()
     for arm in ARMS:
         pairs = training_pairs(data, Job(arm, 2 if arm != "synthetic" else 0, 0))
-        train_segmenter("brats", pairs, cfg, classic=arm == "real + classic", seed=0)
+        augment = classic_augmenter("brats", cfg, 0) if arm == "real + classic" else None
+        train_segmenter("brats", pairs, cfg, seed=0, augment=augment)
     assert len(set(budgets.values())) == 1, budgets
     assert budgets["real"][:3] == (2, 1e-3, (4, 4, 8, 8))
 

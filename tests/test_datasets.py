@@ -34,8 +34,8 @@ def test_a_registered_dataset_is_one_the_config_accepts(registry_as_it_was):
     config = load_config("smoke", "toy")  # the profile's common section: no toy section needed
     assert config.data.dataset == "toy" and config.schedule.max_resolution == 16
     # what the toy spec leaves out is refused by name, not by a crash deep inside
-    from pggan_core.augmentation.tasks import segmentation_task
     from pggan_core.data.prepare import example
+    from pggan_core.segmentation.tasks import segmentation_task
 
     with pytest.raises(ConfigError, match="'toy' names no segmentation task"):
         segmentation_task("toy")

@@ -98,7 +98,7 @@ def test_one_field_of_view_from_segmentation_to_the_auc():
     """The map the AUC counts is segmented in exactly the field of view the AUC uses: no
     second erosion inside ``segment`` zeroes the rim pixels the AUC still counts."""
     from pggan_core.data.preprocess import field_of_view, fields_of_view
-    from pggan_core.data.vessels import segment_vessels
+    from pggan_core.segmentation.vessels import segment_vessels
 
     data_cfg = load_config("demo", "rop").data
     size = 64

@@ -23,7 +23,7 @@ PACKAGE = Path(__file__).parents[1] / "pggan_core"
 BOOK_ONLY = ("jupytext", "papermill", "jupyter_book", "sphinx", "nbformat", "nbclient",
              "myst_nb", "IPython", "ipykernel", "ipywidgets", "plotly")
 # imports every command but `pggan book` needs (cli.py imports them inside each command)
-CORE_MODULES = ("pggan_core.cli", "pggan_core.data.prepare", "pggan_core.data.vessels",
+CORE_MODULES = ("pggan_core.cli", "pggan_core.data.prepare", "pggan_core.segmentation.vessels",
                 "pggan_core.training.trainer", "pggan_core.latent.encoder",
                 "pggan_core.latent.space", "pggan_core.evaluation.evaluate",
                 "pggan_core.evaluation.ablation", "pggan_core.generate", "pggan_core.viz.plots",
@@ -102,6 +102,12 @@ def test_folders_import_each_other_one_way():
     # read arrays, not runs
     below = {"pggan_core.config", "pggan_core.errors"}
     assert graph["pggan_core.measures"] <= below, graph["pggan_core.measures"] - below
+    # the segmentation models learn from the data and serve evaluation and the augmentation
+    # study: data reaches its U-Net only through the dataset's spec (``label_model``)
+    assert "pggan_core.segmentation" not in graph["pggan_core.data"]
+    above = {"pggan_core.evaluation", "pggan_core.augmentation", "pggan_core.training",
+             "pggan_core.latent", "pggan_core.runs", "pggan_core.book", "pggan_core.viz"}
+    assert not graph["pggan_core.segmentation"] & above, graph["pggan_core.segmentation"] & above
 
 
 def test_only_the_registry_names_the_papers_datasets_in_a_condition():

@@ -11,16 +11,16 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from pggan_core.config import load_config
-from pggan_core.data import vessels
 from pggan_core.data.types import FundusImage
-from pggan_core.data.vessels import (
+from pggan_core.errors import CheckpointError
+from pggan_core.segmentation import vessels
+from pggan_core.segmentation.vessels import (
     VesselUNet,
     load_vessel_unet,
     segment_by_patches,
     train_vessel_unet,
     windows_per_image,
 )
-from pggan_core.errors import CheckpointError
 
 
 def lines_fundus(seed: int, size: int = 64) -> FundusImage:

@@ -9,6 +9,9 @@ import math
 import torch
 import torch.nn.functional as F
 
+from pggan_core.config import Config
+from pggan_core.segmentation.tasks import Augment, segmentation_task
+
 
 def rotate(x: torch.Tensor, y: torch.Tensor, degrees: torch.Tensor
            ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,3 +54,17 @@ def classic_augment(x: torch.Tensor, y: torch.Tensor, max_degrees: float, jitter
     degrees = max_degrees * (2.0 * torch.rand(len(x), generator=generator) - 1.0)
     x, y = rotate(x, y, degrees)
     return jitter_intensity(x, jitter, floor, generator), y
+
+
+def classic_augmenter(dataset: str, cfg: Config, seed: int) -> Augment:
+    """The classic arm's augmentation of a segmenter's batches (``classic_augment`` with the
+    study's ``augment`` settings and the dataset task's background and flips), drawn from its
+    own generator seeded by ``seed`` so that the segmenter's other randomness is unchanged."""
+    a, task = cfg.augment, segmentation_task(dataset)
+    generator = torch.Generator().manual_seed(seed)
+
+    def augment(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return classic_augment(x, y, a.rotation_degrees, a.intensity_jitter, task.input_floor,
+                               generator, flip=task.classic_flips)
+
+    return augment

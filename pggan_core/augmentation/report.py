@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pggan_core.augmentation.segmenters import METRIC_NAMES
 from pggan_core.augmentation.study import label_counts, summary_entry
+from pggan_core.segmentation.segmenters import METRIC_NAMES
 
 
 def count_of(result: dict[str, Any], k: int) -> str:

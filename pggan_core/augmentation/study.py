@@ -32,9 +32,7 @@ from typing import Any
 import numpy as np
 
 from pggan_core.atomic import write_text_atomic
-from pggan_core.augmentation.pairs import TARGET_THRESHOLD, LabelledSet
-from pggan_core.augmentation.segmenters import METRIC_NAMES, score_segmenter, train_segmenter
-from pggan_core.augmentation.tasks import segmentation_task
+from pggan_core.augmentation.classic import classic_augmenter
 from pggan_core.config import Config
 from pggan_core.data.store import PreparedDataset, describe_data
 from pggan_core.datasets import dataset_spec, hook
@@ -45,6 +43,9 @@ from pggan_core.progress import Progress
 from pggan_core.provenance import derivation, provenance
 from pggan_core.runs.folder import open_run, require_trained_run, run_config, stale_result
 from pggan_core.runs.reuse import lanes_and_threads
+from pggan_core.segmentation.pairs import TARGET_THRESHOLD, LabelledSet
+from pggan_core.segmentation.segmenters import METRIC_NAMES, score_segmenter, train_segmenter
+from pggan_core.segmentation.tasks import segmentation_task
 from pggan_core.training.checkpoint import load_generator, weights_fingerprint
 from pggan_core.training.run_info import read_run_info
 
@@ -115,8 +116,9 @@ def run_job(data: StudyData, cfg: Config, job: Job) -> dict[str, Any]:
     """Train one segmenter and score it on the held-out pairs: a row of the results."""
     start = time.perf_counter()
     pairs = training_pairs(data, job)
-    net = train_segmenter(data.dataset, pairs, cfg, classic=job.arm == "real + classic",
-                          seed=job.seed)
+    augment = (classic_augmenter(data.dataset, cfg, job.seed) if job.arm == "real + classic"
+               else None)
+    net = train_segmenter(data.dataset, pairs, cfg, seed=job.seed, augment=augment)
     scores = score_segmenter(data.dataset, net, data.test)
     return {**asdict(job), "n_pairs": len(pairs), **{k: round(v, 5) for k, v in scores.items()},
             "seconds": round(time.perf_counter() - start, 1)}

@@ -1,1 +1,1 @@
-"""Data: the phantoms, real loaders, preprocessing, the prepared store and the vessel U-Net."""
+"""Data: the phantoms, real loaders, preprocessing and the prepared store."""

@@ -162,8 +162,13 @@ def rop_samples(config: Config, source: str | Path | None, n_images: int | None,
                         "mask; use vessel_channel auto or unet")
     segmenter = None
     if mode == "unet" or (mode == "auto" and not has_masks):
-        from pggan_core.data.vessels import ensure_vessel_unet
-
+        # the U-Net sits above the data it learns from: the dataset's spec names it
+        label_model = dataset_spec(data.dataset).label_model
+        if label_model is None:
+            raise ConfigError(f"dataset {data.dataset!r} names no label model "
+                              "(DatasetSpec.label_model) to draw its vessel channel; give "
+                              "images with masks and data.vessel_channel mask")
+        ensure_vessel_unet = hook(label_model)
         # the photographs this dataset holds out are scored by the U-Net later: never train
         # it on them
         heldout = [r.image_path for i, r in enumerate(items)

@@ -36,7 +36,6 @@ from scipy.stats import t as student_t
 from pggan_core.atomic import write_text_atomic
 from pggan_core.config import DataConfig
 from pggan_core.data.preprocess import brain_mask, fields_of_view
-from pggan_core.data.vessels import enlarge_fundus, ensure_vessel_unet
 from pggan_core.datasets import dataset_spec, hook
 from pggan_core.evaluation.vessel_agreement import VESSEL_LABEL_THRESHOLD
 from pggan_core.generate import sample_images
@@ -44,6 +43,7 @@ from pggan_core.measures import domain_stats
 from pggan_core.measures.swd import sliced_wasserstein, swd_floor, swd_options
 from pggan_core.provenance import derivation
 from pggan_core.runs.folder import open_run
+from pggan_core.segmentation.vessels import enlarge_fundus, ensure_vessel_unet
 from pggan_core.training.checkpoint import load_generator, weights_fingerprint
 
 SEG, NOSEG = "with segmentation", "without segmentation"  # the two runs, as ``runs`` keys

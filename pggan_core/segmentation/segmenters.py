@@ -1,8 +1,8 @@
 """The study's segmenters, trained and scored the same way in every arm.
 
 What differs between datasets (the network, its batches and loss, its scores) is the
-dataset's ``SegmentationTask`` (``augmentation.tasks``). Only the training pairs and, for the
-classic arm, the on-the-fly augmentation differ between arms: the network, its
+dataset's ``SegmentationTask`` (``segmentation.tasks``). Only the training pairs and, for the
+augmentation study's classic arm, the on-the-fly augmentation differ between arms: the network, its
 initialisation (by seed), the number of updates, the batch size and the learning rate are
 the same.
 """
@@ -13,12 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from pggan_core.augmentation.classic import classic_augment
-from pggan_core.augmentation.pairs import LabelledSet
-from pggan_core.augmentation.tasks import segmentation_task
 from pggan_core.config import Config
-from pggan_core.data.vessels import fit_unet
 from pggan_core.device import pick_device
+from pggan_core.segmentation.pairs import LabelledSet
+from pggan_core.segmentation.tasks import Augment, segmentation_task
+from pggan_core.segmentation.vessels import fit_unet
 
 METRIC_NAMES = {"dice": "vessel Dice", "auc": "vessel AUC", "dice_wt": "whole-tumour Dice",
                 "dice_ncr": "NCR/NET Dice", "dice_ed": "oedema Dice",
@@ -26,27 +25,24 @@ METRIC_NAMES = {"dice": "vessel Dice", "auc": "vessel AUC", "dice_wt": "whole-tu
 SCORE_BATCH = 16  # held-out images per forward pass when scoring
 
 
-def train_segmenter(dataset: str, pairs: LabelledSet, cfg: Config, classic: bool,
-                    seed: int) -> nn.Module:
-    """A segmenter trained on ``pairs`` for ``augment.iterations`` updates, with classic
-    augmentation on top if ``classic``; initialised and fed batches by ``seed``."""
+def train_segmenter(dataset: str, pairs: LabelledSet, cfg: Config, seed: int,
+                    augment: Augment | None = None) -> nn.Module:
+    """A segmenter trained on ``pairs`` for ``augment.iterations`` updates, initialised and
+    fed batches by ``seed``; each batch goes through ``augment`` first if one is given (the
+    augmentation study's classic arm, ``augmentation.classic.classic_augmenter``)."""
     a = cfg.augment
     task = segmentation_task(dataset)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    generator = torch.Generator().manual_seed(seed)
-
-    def augmented(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if not classic:
-            return x, y
-        return classic_augment(x, y, a.rotation_degrees, a.intensity_jitter,
-                               task.input_floor, generator, flip=task.classic_flips)
-
     net = task.network(pairs, cfg)  # initialised from the seed set above
-    draw = task.batches(pairs, cfg, rng, augmented)
+    draw = task.batches(pairs, cfg, rng, augment or _as_drawn)
     net.to(pick_device(cfg.train.device))
     fit_unet(net, draw, task.loss, a.iterations, a.lr, "segmenter", progress=False)
     return net
+
+
+def _as_drawn(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return x, y
 
 
 def score_segmenter(dataset: str, net: nn.Module, test: LabelledSet) -> dict[str, float]:

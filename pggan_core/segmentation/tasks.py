@@ -1,11 +1,11 @@
 """What the augmentation study's segmenter learns on each dataset: one ``SegmentationTask``.
 
 A dataset names its task in its spec (``DatasetSpec.segmentation``); the study
-(``augmentation.study``) and its segmenters (``augmentation.segmenters``) ask the task for
+(``augmentation.study``) and its segmenters (``segmentation.segmenters``) ask the task for
 everything that differs between datasets: the pairs, the network, its batches and loss, its
 scores, the words for it.
 
-* Fundus: the project's vessel U-Net (``data.vessels``), on the paper's 48 x 48 patches with
+* Fundus: the project's vessel U-Net (``segmentation.vessels``), on the paper's 48 x 48 patches with
   random flips, binary cross-entropy, scored by vessel Dice and AUC inside the field of view.
 * Glioma: the same U-Net with the four modalities in and four classes out (background and
   the three BraTS labels) on whole slices, cross-entropy plus soft Dice (the usual remedy for
@@ -23,12 +23,12 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 
-from pggan_core.augmentation.pairs import TUMOUR_CLASSES, LabelledSet, fundus_pairs, tumour_pairs
 from pggan_core.config import Config
 from pggan_core.data.store import PreparedDataset
-from pggan_core.data.vessels import VesselUNet, sample_patches
 from pggan_core.datasets import dataset_spec, hook
 from pggan_core.errors import ConfigError, DataError
+from pggan_core.segmentation.pairs import TUMOUR_CLASSES, LabelledSet, fundus_pairs, tumour_pairs
+from pggan_core.segmentation.vessels import VesselUNet, sample_patches
 
 Augment = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 Draw = Callable[[], tuple[Tensor, Tensor]]

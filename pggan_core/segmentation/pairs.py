@@ -23,8 +23,8 @@ import numpy as np
 
 from pggan_core.config import DataConfig
 from pggan_core.data.preprocess import fields_of_view, vessel_input
-from pggan_core.data.vessels import enlarge_fundus
 from pggan_core.errors import DataError
+from pggan_core.segmentation.vessels import enlarge_fundus
 
 # a target pixel is foreground where its map, as a fraction in [0, 1], exceeds this
 TARGET_THRESHOLD = 0.5
