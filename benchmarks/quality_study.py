@@ -168,9 +168,9 @@ def data_dir(config) -> Path:
 def run_folder(candidate: str, dataset: str, variant: str = "seg", seed: int = 0) -> Path:
     """Where a job's run lives; ``demo`` is the book's own run (shipped or trained)."""
     if candidate == "demo":
-        from pggan_core.paths import run_dir
+        from pggan_core.runs.folder import RunSpec
 
-        return run_dir(dataset, BASE_PROFILE, variant, REPO)
+        return RunSpec(dataset, BASE_PROFILE, VARIANTS[variant]).folder(REPO)
     name = dataset + ("-noseg" if variant == "noseg" else "") + (f"-s{seed}" if seed else "")
     return REPO / "runs" / "quality_study" / candidate / name
 

@@ -1,6 +1,7 @@
-"""Where things live: the repository root, prepared datasets and run folders.
+"""Where things live: the repository root, prepared datasets, the vessel U-Net (run folders:
+``runs.folder.RunSpec``).
 
-Every step finds its inputs by the same (dataset, profile, variant, data) names, so a notebook
+Every step finds its inputs by the same (dataset, profile, data, seed) names, so a notebook
 run by the book (cwd ``notebooks/``) and one run by papermill from the root agree on paths.
 The built-in phantoms are the default data; a user's own folder (``source``) gets its own
 prepared dataset and run folders, named by ``data_name``, so phantom runs and runs on real
@@ -50,27 +51,21 @@ def checkout_root() -> Path:
 
 
 def prepared_dir(dataset: str, profile: str, root: Path | None = None,
-                 source: str | Path | None = None) -> Path:
+                 source: str | Path | None = None, seed: int = 0) -> Path:
     """The prepared-dataset folder: ``data/prepared/<dataset>-<profile>`` for the phantom,
-    ``data/prepared/<dataset>-<profile>-<data name>`` for a real ``source`` folder.
+    ``data/prepared/<dataset>-<profile>-<data name>`` for a real ``source`` folder, with
+    ``-seed<N>`` after either for a data seed other than 0 (the phantom's images and the
+    split follow ``data.seed``, so two seeds never share a folder).
     """
     name = data_name(source)
-    suffix = "" if name == PHANTOM else f"-{name}"
+    suffix = ("" if name == PHANTOM else f"-{name}") + seed_suffix(seed)
     return (root or repo_root()) / "data" / "prepared" / f"{dataset}-{profile}{suffix}"
 
 
-def run_dir(dataset: str, profile: str, variant: str = "seg", root: Path | None = None,
-            source: str | Path | None = None) -> Path:
-    """One run folder per (dataset, profile, data, variant): ``runs/<dataset>/<profile>/
-    <variant>`` on the phantom, ``runs/<dataset>/<profile>/<data name>/<variant>`` on a real
-    ``source`` folder.
-
-    ``variant`` is "seg" (with segmentation channels, the paper's model) or "noseg" (the
-    ablation of Figure 3).
-    """
-    name = data_name(source)
-    folder = (root or repo_root()) / "runs" / dataset / profile
-    return (folder if name == PHANTOM else folder / name) / variant
+def seed_suffix(seed: int) -> str:
+    """What a seed adds to a folder's name: nothing for 0 (every default, the shipped runs),
+    ``-seed<N>`` otherwise."""
+    return "" if seed == 0 else f"-seed{seed}"
 
 
 def vessel_model_path(profile: str, root: Path | None = None) -> Path:

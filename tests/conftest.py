@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pggan_core.paths import prepared_dir, run_dir
+from pggan_core.paths import prepared_dir
+from pggan_core.runs.folder import RunSpec
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -66,7 +67,7 @@ def tiny_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("tiny_home")
     config = run_config("rop", "smoke")
     data = prepare_dataset(config, prepared_dir("rop", "smoke", home), progress=False)
-    train(config, data, run_dir("rop", "smoke", "seg", home), progress=False)
+    train(config, data, RunSpec("rop", "smoke").folder(home), progress=False)
     before = _snapshot(home)
     yield home
     assert _snapshot(home) == before, (
@@ -83,7 +84,7 @@ def tiny_data(tiny_home) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tiny_home) -> Path:
     """The shared trained run (``run_config("rop", "smoke")``, with segmentation). Read-only."""
-    return run_dir("rop", "smoke", "seg", tiny_home)
+    return RunSpec("rop", "smoke").folder(tiny_home)
 
 
 @pytest.fixture

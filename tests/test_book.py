@@ -46,7 +46,7 @@ from pggan_core.book.results_table import (
 )
 from pggan_core.config import load_config
 from pggan_core.errors import BookError, ConfigError
-from pggan_core.paths import run_dir
+from pggan_core.runs.folder import RunSpec
 from pggan_core.runs.shipped import NOTE_WIDTH
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: notebooks, book/, _config.yml
@@ -78,7 +78,7 @@ def results_hold(monkeypatch):
 
 def test_claims_table_reads_the_results_judges_them_and_marks_the_rest(tmp_path: Path,
                                                                        results_hold):
-    folder = run_dir("rop", "smoke", "seg", tmp_path)
+    folder = RunSpec("rop", "smoke").folder(tmp_path)
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps({
         "vessel_agreement_auc": 0.91234, "vessel_agreement_auc_reference": 0.97,
@@ -109,7 +109,7 @@ def test_claims_table_reads_the_results_judges_them_and_marks_the_rest(tmp_path:
 
 
 def test_unreadable_metrics_json_names_the_file_and_the_fix(tmp_path: Path, results_hold):
-    folder = run_dir("brats", "smoke", "seg", tmp_path)
+    folder = RunSpec("brats", "smoke").folder(tmp_path)
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text("{not json")
     with pytest.raises(BookError, match=r"metrics\.json.*pggan evaluate"):
@@ -143,7 +143,7 @@ def test_phase_curves_plot_only_what_a_log_axis_can_show(tmp_path: Path):
     matplotlib.use("Agg")
     from pggan_core.viz import plots
 
-    path = run_dir("rop", "smoke", "seg", tmp_path) / "phase_metrics.jsonl"
+    path = RunSpec("rop", "smoke").folder(tmp_path) / "phase_metrics.jsonl"
     path.parent.mkdir(parents=True)
     records = [{"images_seen": 0, "resolution": 4, "phase": "stable", "swd_mean": None,
                 "swd_floor_mean": 1.0},
@@ -356,7 +356,7 @@ def test_smoke_book_builds_for_both_datasets_and_reads_well(tmp_path: Path, capf
     for dataset in ("rop", "brats"):  # the smoke study is in every smoke book (in_book)
         study = (html / "notebooks" / f"08_augmentation_{dataset}.html").read_text()
         assert "Augmentation study written by this build" in study
-        assert (run_dir(dataset, "smoke", "seg") / "augmentation.json").is_file()
+        assert (RunSpec(dataset, "smoke").folder() / "augmentation.json").is_file()
     results = (html / "book" / "results.html").read_text()
     assert "against real alone" in results  # the augmentation row, with its numbers
     # every result of this build holds for its runs: none is named as set aside
@@ -395,11 +395,11 @@ def test_smoke_book_on_your_own_folders_says_which_data_it_shows(
                            sources=sources)
     home = tmp_path / "home"
     for dataset, folder in sources.items():
-        run = run_dir(dataset, "smoke", "seg", home, folder)
+        run = RunSpec(dataset, "smoke", source=folder).folder(home)
         info = json.loads((run / "run.json").read_text())
         assert info["finished"] and info["data"]["source"] == folder
         assert (run / "metrics.json").is_file()
-        assert not run_dir(dataset, "smoke", "seg", home).exists()  # no phantom run made
+        assert not RunSpec(dataset, "smoke").folder(home).exists()  # no phantom run made
     text = {page.stem: " ".join(page.read_text().split())  # the banner wraps its lines
             for page in (html / "notebooks").glob("*.html")}
     for stem, page in text.items():

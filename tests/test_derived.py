@@ -74,10 +74,10 @@ def test_the_results_table_names_a_stale_file_instead_of_quoting_it(tiny_home, t
     import shutil
 
     from pggan_core.book.results_table import NOT_COMPUTED, claims_table, read_results
-    from pggan_core.paths import run_dir
+    from pggan_core.runs.folder import RunSpec
 
     home = Path(shutil.copytree(tiny_home, tmp_path / "home"))
-    run = run_dir("rop", "smoke", "seg", home)
+    run = RunSpec("rop", "smoke").folder(home)
     info = json.loads((run / "run.json").read_text())
     info["data_dir"] = str(home / Path(info["data_dir"]).relative_to(tiny_home))
     (run / "run.json").write_text(json.dumps(info))

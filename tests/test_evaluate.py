@@ -155,10 +155,10 @@ def test_a_registered_metric_reaches_metrics_json_and_the_results_table(
 
     from pggan_core.book.results_table import claims_table, rules_table
     from pggan_core.evaluation.registry import Metric, MetricClaim, register_metric
-    from pggan_core.paths import run_dir
+    from pggan_core.runs.folder import RunSpec
 
     home = Path(shutil.copytree(tiny_home, tmp_path / "home"))
-    run = run_dir("rop", "smoke", "seg", home)
+    run = RunSpec("rop", "smoke").folder(home)
     info = json.loads((run / "run.json").read_text())
     info["data_dir"] = str(home / Path(info["data_dir"]).relative_to(tiny_home))
     (run / "run.json").write_text(json.dumps(info))

@@ -82,12 +82,12 @@ def test_ship_results_adds_current_encoders_keeps_shipped_records_refuses_stale(
         tiny_run, shipped, tmp_path):
     from pggan_core.latent.encoder import encode_run
     from pggan_core.latent.indomain import invert_run
-    from pggan_core.paths import run_dir
+    from pggan_core.runs.folder import RunSpec
 
     root, _ = shipped
     data = PreparedDataset(json.loads((tiny_run / "run.json").read_text())["data_dir"])
     out = pretrained.install_run("smoke", "rop", "seg", _config(tiny_run),
-                                 run_dir("rop", "smoke", "seg", root), data, root)
+                                 RunSpec("rop", "smoke").folder(root), data, root)
     encode_run(out, progress=False)
     invert_run(out, progress=False)
     assert sorted(pretrained.ship_current_results("smoke", ("rop",), root)) == [

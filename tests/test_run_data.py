@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from pggan_core.errors import DataMismatchError
-from pggan_core.paths import PHANTOM, data_name, prepared_dir, run_dir
-from pggan_core.runs.folder import run_config
+from pggan_core.paths import PHANTOM, data_name, prepared_dir
+from pggan_core.runs.folder import RunSpec, require_trained_run, run_config
 from pggan_core.runs.reuse import ensure_run
 from pggan_core.training.checkpoint import LATEST, load_latest
 from pggan_core.training.trainer import train
@@ -31,15 +31,22 @@ def test_data_names_are_readable_and_tell_same_named_folders_apart(tmp_path):
     first, second = tmp_path / "a" / "data", tmp_path / "b" / "data"
     assert data_name(first).startswith("data-") and data_name(first) != data_name(second)
     assert data_name(tmp_path / "Überweisung ü").startswith("Überweisung_ü-")
-    assert run_dir("rop", "demo", "seg", tmp_path) == tmp_path / "runs" / "rop" / "demo" / "seg"
-    assert run_dir("rop", "demo", "noseg", tmp_path, first) == \
+    assert RunSpec("rop", "demo").folder(tmp_path) == tmp_path / "runs" / "rop" / "demo" / "seg"
+    assert RunSpec("rop", "demo", False, source=first).folder(tmp_path) == \
         tmp_path / "runs" / "rop" / "demo" / data_name(first) / "noseg"
     assert prepared_dir("rop", "demo", tmp_path, first).name == f"rop-demo-{data_name(first)}"
+    # a seed other than 0 names its own folders, for the data and the run alike, so two seeds
+    # never replace each other; seed 0 (every default, the shipped runs) adds nothing
+    seeded = RunSpec("rop", "demo", False, seed=2, source=first)
+    assert seeded.folder(tmp_path) == \
+        tmp_path / "runs" / "rop" / "demo" / data_name(first) / "noseg-seed2"
+    assert seeded.data_folder(tmp_path).name == f"rop-demo-{data_name(first)}-seed2"
+    assert seeded.variant == "noseg" and seeded.config().data.seed == 2
 
 
 @pytest.mark.slow
 def test_phantom_and_folder_runs_coexist_and_refuse_each_others_data(home, drive_folder):
-    copied = run_dir("rop", "smoke", "seg", home) / "checkpoints" / LATEST
+    copied = RunSpec("rop", "smoke").folder(home) / "checkpoints" / LATEST
     stamp = copied.stat().st_mtime_ns
     phantom_run = ensure_run("rop", "smoke", progress=False)
     assert phantom_run == copied.parents[1]
@@ -94,7 +101,8 @@ def test_a_run_trained_from_the_cli_with_a_seed_is_the_books_run_for_that_seed(t
     from pggan_core.cli import main
 
     monkeypatch.setenv("PGGAN_HOME", str(tmp_path))
-    data, out = prepared_dir("rop", "smoke"), run_dir("rop", "smoke", "seg")
+    spec = RunSpec("rop", "smoke", seed=1)
+    data, out = spec.data_folder(), spec.folder()
     assert main(["data", "prepare", "--dataset", "rop", "--profile", "smoke", "--seed", "1",
                  "--out", str(data)]) == 0
     assert main(["train", "--data", str(data), "--profile", "smoke", "--seed", "1",
@@ -103,7 +111,8 @@ def test_a_run_trained_from_the_cli_with_a_seed_is_the_books_run_for_that_seed(t
     # the book's seed=1 (ensure_run -> run_config) finds it finished: reused, not retrained
     assert ensure_run("rop", "smoke", seed=1, progress=False) == out
     assert (out / "checkpoints" / LATEST).stat().st_mtime_ns == stamp
-    assert not list(out.parent.glob("seg.stale-*"))  # nothing set aside as "another run"
+    assert not list(out.parent.glob("seg*.stale-*"))  # nothing set aside as "another run"
+    assert require_trained_run(spec) == out  # what notebooks 04-08 read with seed = 1
     assert run_config("rop", "smoke", 1).data.seed == run_config("rop", "smoke", 1).train.seed == 1
 
 
@@ -112,7 +121,7 @@ def test_open_run_reads_the_run_and_finds_its_data_by_one_rule(home):
     from pggan_core.runs.folder import open_run
     from pggan_core.training.run_info import read_run_info
 
-    run = run_dir("rop", "smoke", "seg", home)
+    run = RunSpec("rop", "smoke").folder(home)
     opened = open_run(run)
     assert opened.info.dataset == "rop" and opened.info.finished
     assert opened.channels == ["R", "G", "B", "vessel"] and opened.resolution == 16

@@ -41,7 +41,13 @@ from pggan_core.errors import ConfigError, DataError
 from pggan_core.generate import sample_images
 from pggan_core.progress import Progress
 from pggan_core.provenance import derivation, provenance
-from pggan_core.runs.folder import open_run, require_trained_run, run_config, stale_result
+from pggan_core.runs.folder import (
+    RunSpec,
+    open_run,
+    require_trained_run,
+    run_config,
+    stale_result,
+)
 from pggan_core.runs.reuse import lanes_and_threads
 from pggan_core.segmentation.pairs import TARGET_THRESHOLD, LabelledSet
 from pggan_core.segmentation.segmenters import METRIC_NAMES, score_segmenter, train_segmenter
@@ -271,7 +277,7 @@ def run_augmentation_study(dataset: str, profile: str, seed: int = 0,
     ``augment`` section (e.g. ``{"iterations": 1000}`` for a longer study).
     """
     cfg = run_config(dataset, profile, seed, augment)
-    run = require_trained_run(dataset, profile, "seg", source=source)
+    run = require_trained_run(RunSpec(dataset, profile, seed=seed, source=source))
     return augmentation_study(run, cfg, lanes, progress)
 
 
@@ -319,7 +325,8 @@ def study_for_book(dataset: str, profile: str, seed: int = 0,
     if run_study or cfg.augment.in_book:
         return (run_augmentation_study(dataset, profile, seed=seed, source=source),
                 "written by this build")
-    return current_study(require_trained_run(dataset, profile, "seg", source=source))
+    return current_study(require_trained_run(RunSpec(dataset, profile, seed=seed,
+                                                     source=source)))
 
 
 def current_study(run: str | Path) -> tuple[dict[str, Any] | None, str]:

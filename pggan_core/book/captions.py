@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from pggan_core.datasets import dataset_spec, hook
-from pggan_core.paths import prepared_dir, run_dir
 from pggan_core.provenance import provenance
-from pggan_core.runs.folder import recorded_data
+from pggan_core.runs.folder import RunSpec, recorded_data
 from pggan_core.runs.shipped import NOTE_WIDTH, pretrained_note
 
 
@@ -41,32 +40,35 @@ def provenance_banner(profile: str, seed: int, dataset: str | None = None,
         else:
             lines.append(part)
     if dataset:
-        lines.append(textwrap.fill(f"data: {data_caption(dataset, profile, source)}",
+        lines.append(textwrap.fill(f"data: {data_caption(dataset, profile, source, seed=seed)}",
                                    NOTE_WIDTH, break_long_words=False, break_on_hyphens=False,
                                    subsequent_indent="  "))
-    note = pretrained_note(run_dir(dataset, profile, "seg", source=source)) if dataset else None
+    note = (pretrained_note(RunSpec(dataset, profile, seed=seed, source=source).folder())
+            if dataset else None)
     return "\n".join(lines) + (f"\nGAN {note}" if note else "")
 
 
 def data_record(dataset: str, profile: str, source: str | Path | None = None,
-                root: Path | None = None) -> dict[str, Any] | None:
-    """What the book's (dataset, profile) run on ``source`` was trained on (its ``run.json``),
-    or the prepared dataset's record before there is a run; None when neither exists yet."""
+                root: Path | None = None, seed: int = 0) -> dict[str, Any] | None:
+    """What the book's (dataset, profile, seed) run on ``source`` was trained on (its
+    ``run.json``), or the prepared dataset's record before there is a run; None when neither
+    exists yet."""
     from pggan_core.data.store import PreparedDataset
 
-    recorded = recorded_data(run_dir(dataset, profile, "seg", root, source))
+    spec = RunSpec(dataset, profile, seed=seed, source=source)
+    recorded = recorded_data(spec.folder(root))
     if recorded:
         return recorded
-    prepared = prepared_dir(dataset, profile, root, source)
+    prepared = spec.data_folder(root)
     return PreparedDataset(prepared).data_record() if (prepared / "dataset.json").is_file() \
         else None
 
 
 def data_caption(dataset: str, profile: str, source: str | Path | None = None,
-                 root: Path | None = None) -> str:
+                 root: Path | None = None, seed: int = 0) -> str:
     """The data a page shows, in words: the built-in phantom or the user's folder (its name,
     path and image count) and where its vessel maps or tumour labels come from."""
-    record = data_record(dataset, profile, source, root)
+    record = data_record(dataset, profile, source, root, seed)
     what = data_short(dataset, source) + ("" if source is None else f" ({source})")
     if record is None:
         return f"{what}, not prepared yet"

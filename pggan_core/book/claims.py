@@ -17,7 +17,8 @@ from pggan_core.config import DATASETS, PROFILES, load_config
 from pggan_core.datasets import dataset_ids, dataset_spec
 from pggan_core.errors import BookError
 from pggan_core.evaluation.evaluate import METRICS  # importing it registers the built-in ones
-from pggan_core.paths import checkout_root, run_dir
+from pggan_core.paths import checkout_root
+from pggan_core.runs.folder import RunSpec
 
 # What the demo profile aims for (the project's goals for a 2-core build; the paper itself
 # reports only the AUC of 0.97): the quality study and its book page measure against these.
@@ -378,15 +379,16 @@ def quality_goal_table(rows: Sequence[dict[str, Any]], candidate: str):
 
 
 def read_phase_curves(profile: str, datasets: Sequence[str] = DATASETS,
-                      root: Path | None = None, sources: dict[str, str] | None = None
-                      ) -> dict[str, list[dict[str, Any]]]:
-    """The phase-end records (``phase_metrics.jsonl``) of the book's runs (on
+                      root: Path | None = None, sources: dict[str, str] | None = None,
+                      seed: int = 0) -> dict[str, list[dict[str, Any]]]:
+    """The phase-end records (``phase_metrics.jsonl``) of the book's runs of ``seed`` (on
     ``sources[dataset]`` where given), by run label."""
     curves = {}
     for d in datasets:
-        for variant, label in (("seg", ""), ("noseg", ", no segmentation")):
+        for with_segmentation, label in ((True, ""), (False, ", no segmentation")):
             source = (sources or {}).get(d)
-            path = run_dir(d, profile, variant, root, source) / "phase_metrics.jsonl"
+            run = RunSpec(d, profile, with_segmentation, seed, source)
+            path = run.folder(root) / "phase_metrics.jsonl"
             if path.is_file():
                 curves[f"{dataset_spec(d).short}{label}"] = [
                     json.loads(line) for line in path.read_text().splitlines()]
@@ -661,7 +663,8 @@ def scale_text(profile: str, dataset: str = "rop") -> str:
 
 
 def findings_markdown(profile: str, datasets: Sequence[str] = DATASETS,
-                      root: Path | None = None, sources: dict[str, str] | None = None) -> str:
+                      root: Path | None = None, sources: dict[str, str] | None = None,
+                      seed: int = 0) -> str:
     """What this build measured of the paper's two comparative findings, one bullet per
     dataset and finding: the vessel-agreement AUC with its ground-truth reference and its
     caveat, and the ablation's verdicts counted; "not computed in this build" where a result
@@ -673,7 +676,7 @@ def findings_markdown(profile: str, datasets: Sequence[str] = DATASETS,
     lines = []
     for d in datasets:
         name = dataset_spec(d).short
-        results = read_results(d, profile, root, sources.get(d))
+        results = read_results(d, profile, root, sources.get(d), seed)
         if METRICS["vessel_agreement"].applies_to(d, with_segmentation=True):
             auc = number(results.get("vessel_agreement_auc"))
             if auc is None:

@@ -21,7 +21,7 @@ from pggan_core.config import DATASETS
 from pggan_core.datasets import dataset_spec
 from pggan_core.errors import BookError
 from pggan_core.evaluation.registry import METRICS, Metric
-from pggan_core.paths import run_dir
+from pggan_core.runs.folder import RunSpec
 
 NOT_COMPUTED = "not computed in this build"
 NOT_MEASURED = "not measured at this scale"
@@ -47,8 +47,8 @@ FILES = "_files"  # each current file's own values, {file: values}
 
 
 def read_results(dataset: str, profile: str, root: Path | None = None,
-                 source: str | Path | None = None) -> dict[str, Any]:
-    """Every current result of the (dataset, profile) run on ``source`` (None: the phantom)
+                 source: str | Path | None = None, seed: int = 0) -> dict[str, Any]:
+    """Every current result of the (dataset, profile, seed) run on ``source`` (None: the phantom)
     merged into one dict ({} if none yet); ``encoder.json``'s ``r2`` reads ``encoder_r2``.
 
     A file whose recorded derivation does not hold for the run now (``runs.folder.
@@ -58,7 +58,7 @@ def read_results(dataset: str, profile: str, root: Path | None = None,
     from pggan_core.runs.folder import run_generator, stale_result
     from pggan_core.training.checkpoint import has_generator
 
-    folder = run_dir(dataset, profile, "seg", root, source)
+    folder = RunSpec(dataset, profile, seed=seed, source=source).folder(root)
     merged: dict[str, Any] = {STALE: {}, FILES: {}}
     generator = run_generator(folder) if has_generator(folder) else None  # hashed once
     for name, (kind, renames, command) in RESULT_FILES.items():
@@ -74,7 +74,8 @@ def read_results(dataset: str, profile: str, root: Path | None = None,
         reason = (stale_result(folder, kind, values.get("derivation"), generator)
                   if generator else "the run folder holds no generator to check it against")
         if reason is None and kind == "ablation":  # it read the run without segmentation too
-            reason = _other_generator_differs(run_dir(dataset, profile, "noseg", root, source),
+            reason = _other_generator_differs(
+                RunSpec(dataset, profile, False, seed, source).folder(root),
                                               values.get("noseg_generator_sha256"))
         if reason is not None:
             merged[STALE][name] = f"{reason}; write it again with `{fix}`"
@@ -399,14 +400,15 @@ def all_claims() -> tuple[Claim, ...]:
 
 
 def claims_table(profile: str, datasets: Sequence[str] = DATASETS,
-                 root: Path | None = None, sources: dict[str, str] | None = None):
+                 root: Path | None = None, sources: dict[str, str] | None = None,
+                 seed: int = 0):
     """The results table: each claim, the paper's value, ours per dataset (with references
     beside it) and the verdict per dataset, from the runs' current result files (the runs on
     ``sources[dataset]`` where given, else on the phantom)."""
     import pandas as pd
 
     sources = sources or {}
-    results = {d: read_results(d, profile, root, sources.get(d)) for d in datasets}
+    results = {d: read_results(d, profile, root, sources.get(d), seed) for d in datasets}
     rows = []
     for claim in all_claims():
         row = {"claim": f"{claim.claim} ({claim.where})", "paper": claim.paper_value}
@@ -443,8 +445,8 @@ def rules_table():
 
 
 def stale_notes(profile: str, datasets: Sequence[str] = DATASETS, root: Path | None = None,
-                sources: dict[str, str] | None = None) -> list[str]:
+                sources: dict[str, str] | None = None, seed: int = 0) -> list[str]:
     """A line per result file that was set aside because it no longer holds."""
     sources = sources or {}
     return [f"{dataset_spec(d).short}: {name}: {why}" for d in datasets
-            for name, why in read_results(d, profile, root, sources.get(d))[STALE].items()]
+            for name, why in read_results(d, profile, root, sources.get(d), seed)[STALE].items()]

@@ -1,7 +1,7 @@
-"""One training run's folder: is it finished, does it hold a generator, which data it was
-trained on.
+"""One training run's folder: which folder a run is (``RunSpec``), is it finished, does it
+hold a generator, which data it was trained on.
 
-    runs/<dataset>/<profile>/[<data name>/]<seg|noseg>/
+    runs/<dataset>/<profile>/[<data name>/]<seg|noseg>[-seed<N>]/
         run.json, config.yaml   what was trained, on which data, and whether it finished
         checkpoints/            latest.pt, previous.pt (``training.checkpoint``)
         generator.pt            a shipped run's weights instead of checkpoints
@@ -25,10 +25,47 @@ from pggan_core.config import (
 )
 from pggan_core.data.store import PreparedDataset, same_data, sha256_of
 from pggan_core.errors import DataError, PgganError, RunNotFoundError
-from pggan_core.paths import prepared_dir, run_dir
+from pggan_core.paths import PHANTOM, data_name, prepared_dir, repo_root, seed_suffix
 from pggan_core.provenance import stale_reason
 from pggan_core.training.checkpoint import has_generator, load_generator, weights_fingerprint
 from pggan_core.training.run_info import RUN_INFO_FILE, RunInfo, read_run_info
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What names a run: the dataset, the profile, with or without the segmentation channels,
+    the seed (``config.seed_overrides``: the data's and the training's) and the data it learns
+    from (``source``: a folder, None for the built-in phantom). Its folders are named here and
+    nowhere else, so the CLI, the book and the notebooks find the same run."""
+
+    dataset: str
+    profile: str
+    with_segmentation: bool = True
+    seed: int = 0
+    source: str | Path | None = None
+
+    @property
+    def variant(self) -> str:
+        """"seg" (the paper's model, with the segmentation channels) or "noseg" (Figure 3's
+        ablation): the run folder's name."""
+        return "seg" if self.with_segmentation else "noseg"
+
+    def folder(self, root: Path | None = None) -> Path:
+        """``runs/<dataset>/<profile>/<variant>`` on the phantom, ``runs/<dataset>/<profile>/
+        <data name>/<variant>`` on a real ``source`` folder (``paths.data_name``), with
+        ``-seed<N>`` after the variant for a seed other than 0."""
+        name = data_name(self.source)
+        folder = (root or repo_root()) / "runs" / self.dataset / self.profile
+        return ((folder if name == PHANTOM else folder / name)
+                / f"{self.variant}{seed_suffix(self.seed)}")
+
+    def data_folder(self, root: Path | None = None) -> Path:
+        """The prepared dataset the run learns from (``paths.prepared_dir``)."""
+        return prepared_dir(self.dataset, self.profile, root, self.source, self.seed)
+
+    def config(self) -> Config:
+        """The run's configuration (``run_config``)."""
+        return run_config(self.dataset, self.profile, self.seed)
 
 
 def run_config(dataset: str, profile: str, seed: int = 0,
@@ -60,12 +97,14 @@ def run_data_dir(run_dir: str | Path, config: Config, info: RunInfo | None = Non
         if info.data_dir and Path(info.data_dir).is_dir():
             return Path(info.data_dir)
         source = (info.data or {}).get("source")
+    seed = config.data.seed
     folder = prepared_dir(config.data.dataset, config.profile,
-                          source=None if source == "phantom" else source)
+                          source=None if source == PHANTOM else source, seed=seed)
     if not (folder / "dataset.json").is_file():
         raise DataError(f"{folder}: the prepared dataset of {run_dir} is missing; run "
                         f"`pggan data prepare --dataset {config.data.dataset} --profile "
-                        f"{config.profile}` first")
+                        f"{config.profile}{f' --seed {seed}' if seed else ''} --out {folder}` "
+                        "first")
     return folder
 
 
@@ -120,21 +159,21 @@ def _finished_info(run_dir: Path) -> RunInfo | None:
     return info if info.finished is True and has_generator(run_dir) else None
 
 
-def require_trained_run(dataset: str, profile: str, variant: str = "seg",
-                        root: Path | None = None, source: str | Path | None = None) -> Path:
-    """The finished run folder for (dataset, profile, variant), or an error naming the command.
+def require_trained_run(spec: RunSpec, root: Path | None = None) -> Path:
+    """The finished run folder of ``spec``, or an error naming the command that trains it.
 
     Later notebooks (evaluation, encoder, latent space) read a run; when it is missing they
     stop here and say how to make it.
     """
-    folder = run_dir(dataset, profile, variant, root, source)
+    folder = spec.folder(root)
     if not marked_finished(folder):
-        flag = "" if variant == "seg" else " -p with_segmentation False"
-        flag += "" if source is None else f" -p source '{source}'"
+        flag = "" if spec.with_segmentation else " -p with_segmentation False"
+        flag += "" if spec.seed == 0 else f" -p seed {spec.seed}"
+        flag += "" if spec.source is None else f" -p source '{spec.source}'"
         raise RunNotFoundError(
-            f"no finished {variant} run of {dataset} on profile {profile} at {folder}: run "
-            f"`papermill notebooks/03_train.md out.ipynb -p dataset {dataset} -p profile "
-            f"{profile}{flag}` first")
+            f"no finished {spec.variant} run of {spec.dataset} on profile {spec.profile} at "
+            f"{folder}: run `papermill notebooks/03_train.md out.ipynb -p dataset "
+            f"{spec.dataset} -p profile {spec.profile}{flag}` first")
     return folder
 
 

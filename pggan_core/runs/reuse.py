@@ -13,9 +13,8 @@ import yaml
 from pggan_core.config import Config, same_config
 from pggan_core.data.prepare import ensure_prepared
 from pggan_core.data.store import require_same_data
-from pggan_core.paths import prepared_dir, run_dir
 from pggan_core.runs import shipped
-from pggan_core.runs.folder import is_finished, recorded_data, run_config
+from pggan_core.runs.folder import RunSpec, is_finished, recorded_data
 from pggan_core.training.trainer import train
 
 
@@ -26,21 +25,17 @@ def ensure_run(dataset: str, profile: str, with_segmentation: bool = True, seed:
     """The finished run folder of (dataset, profile, data, variant), preparing and training
     if needed.
 
-    The phantom's prepared dataset goes to ``data/prepared/<dataset>-<profile>`` and its runs
-    to ``runs/<dataset>/<profile>/seg|noseg``; a real ``source`` folder gets its own
-    (``paths.data_name``: ``...-<profile>-<data name>`` and ``runs/<dataset>/<profile>/<data
-    name>/seg|noseg``), so the two never share a run. When the profile ships this run
+    The run's folders are its ``RunSpec``'s: a real ``source`` folder and a seed other than 0
+    each get their own, so runs of other data never share one. When the profile ships this run
     (``pretrained``) for exactly this configuration and phantom data, the shipped run is
     verified and installed instead of training, unless ``train_here``. An unfinished run of the
     same configuration and data is continued (``resume=True``) or moved aside and started over
     (``resume=False``). A run that records other data than ``source`` now prepares to is
     refused (DataMismatchError), never reused or resumed.
     """
-    config = run_config(dataset, profile, seed)
-    data_dir = prepared_dir(dataset, profile, source=source)
+    spec = RunSpec(dataset, profile, with_segmentation, seed, source)
+    config, data_dir, out, variant = spec.config(), spec.data_folder(), spec.folder(), spec.variant
     data = ensure_prepared(config, data_dir, source=source, progress=progress)
-    variant = "seg" if with_segmentation else "noseg"
-    out = run_dir(dataset, profile, variant, source=source)
     record = data.data_record()
     _refuse_other_data(out, record)
     problem = shipped.installed_problem(out, profile, dataset, variant)
@@ -124,10 +119,8 @@ def pretrain(profile: str, datasets: tuple[str, ...] = ("rop", "brats"), seed: i
 
     sources = {d: str(s) for d, s in (sources or {}).items()}
     for dataset in datasets:
-        source = sources.get(dataset)
-        ensure_prepared(run_config(dataset, profile, seed),
-                        prepared_dir(dataset, profile, source=source), source=source,
-                        progress=True)
+        spec = RunSpec(dataset, profile, seed=seed, source=sources.get(dataset))
+        ensure_prepared(spec.config(), spec.data_folder(), source=spec.source, progress=True)
     runs = [(d, seg) for seg in (True, False) for d in datasets]
     lanes, threads = lanes_and_threads(len(runs))
     jobs = [(d, profile, seg, seed, train_here, sources.get(d), threads, i)

@@ -211,13 +211,12 @@ def ship_current_results(profile: str, datasets: tuple[str, ...] = ("rop", "brat
     """``pggan weights ship-results``: for each dataset's installed shipped run with
     segmentation, ship its encoders and its augmentation study when they hold for it
     (``runs.folder.stale_result``); return what was shipped, refuse what no longer holds."""
-    from pggan_core.paths import run_dir
-    from pggan_core.runs.folder import stale_result
+    from pggan_core.runs.folder import RunSpec, stale_result
 
     # every record checked before anything is shipped: a refusal leaves the manifest as it was
     to_ship = []
     for dataset in datasets:
-        out = run_dir(dataset, profile, "seg", root)
+        out = RunSpec(dataset, profile).folder(root)
         for kind, names in (("encoder", ENCODER_FILES), ("inversion", INVERSION_FILES),
                             ("augmentation", RESULT_FILES)):
             record = out / names[-1]
@@ -355,16 +354,17 @@ def train_and_export(profile: str, datasets: tuple[str, ...] = ("rop", "brats"),
     from concurrent.futures import ThreadPoolExecutor
 
     from pggan_core.data.prepare import ensure_prepared
-    from pggan_core.paths import prepared_dir, run_dir
-    from pggan_core.runs.folder import run_config
+    from pggan_core.runs.folder import RunSpec
 
     root = root or repo_root()
     jobs = []
     for dataset in datasets:
-        data = prepared_dir(dataset, profile, root)
-        ensure_prepared(run_config(dataset, profile), data, progress=False)
-        for variant in ("seg", "noseg"):
-            out = run_dir(dataset, profile, variant, root)
+        book_run = RunSpec(dataset, profile)
+        data = book_run.data_folder(root)
+        ensure_prepared(book_run.config(), data, progress=False)
+        for with_segmentation in (True, False):
+            spec = RunSpec(dataset, profile, with_segmentation)
+            out, variant = spec.folder(root), spec.variant
             command = (f"pggan train --data {data.relative_to(root)} --profile {profile} "
                        f"--out {out.relative_to(root)} --threads 1 --resume"
                        + (" --no-segmentation" if variant == "noseg" else
