@@ -320,7 +320,7 @@ def quality_study_table(rows: Sequence[dict[str, Any]]):
     g = DEMO_GOALS
     table = pd.DataFrame([{
         "dataset": dataset_spec(r["dataset"]).short, "configuration": r["candidate"],
-        "CPU-min": r["train_seconds"] * r.get("threads", 1) / 60,
+        "seed": r.get("seed", 0), "CPU-min": r["train_seconds"] * r.get("threads", 1) / 60,
         "images seen (k)": r["images_seen"] / 1000,
         f"SWD/floor (≤ {g['swd_over_floor']})": r["swd_over_floor"],
         f"MS-SSIM gap (±{g['ms_ssim_gap']})": r["ms_ssim_gap"],

@@ -381,14 +381,17 @@ def quality_compute_figure(rows: Sequence[dict], goals: dict[str, float],
             points = [(r["train_seconds"] * r.get("threads", 1) / 60, _score(r, key), r)
                       for r in rows if r["dataset"] == dataset and _score(r, key) is not None]
             families: dict[str, list] = {}
-            for point in points:
-                families.setdefault(point[2]["candidate"].rsplit("_x", 1)[0], []).append(point)
+            for point in points:  # a family: one configuration at growing budgets, one seed
+                family = (point[2]["candidate"].rsplit("_x", 1)[0], point[2].get("seed", 0))
+                families.setdefault(family, []).append(point)
             for members in families.values():
                 members.sort(key=lambda p: p[0])
                 ax.plot([p[0] for p in members], [p[1] for p in members], "-o", ms=4,
                         color=colour, alpha=0.8)
             for x, y, row in points:
-                ax.annotate(row["candidate"], (x, y), fontsize=8, color=colour,
+                seed = row.get("seed", 0)
+                ax.annotate(row["candidate"] + (f" s{seed}" if seed else ""), (x, y), fontsize=8,
+                            color=colour,
                             textcoords="offset points", xytext=(3, 3))
                 if row["candidate"] in marked:
                     ax.plot(x, y, "*", ms=15, color=colour, markeredgecolor="black")
