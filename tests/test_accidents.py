@@ -38,6 +38,18 @@ def tiny() -> object:
                                         "train": {"checkpoint_every": 2}})
 
 
+@pytest.fixture(autouse=True)
+def signals_as_in_a_terminal():
+    """Ctrl-C and SIGTERM with their usual handlers. A shell starts its background jobs with
+    SIGINT ignored, and the trainer keeps an ignored signal ignored (as ``nohup`` asks), so a
+    suite run in the background would otherwise test nothing here."""
+    usual = ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL))
+    before = {signum: signal.signal(signum, handler) for signum, handler in usual}
+    yield
+    for signum, handler in before.items():
+        signal.signal(signum, handler)
+
+
 def signal_at(monkeypatch, signals: dict[int, int]) -> None:
     """Send this process ``signals[step]`` while global step ``step`` (1-based) trains, as a
     Ctrl-C or a cluster's SIGTERM lands in the middle of a step."""

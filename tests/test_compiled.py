@@ -3,12 +3,20 @@ survived (``pggan_core/training/compiled.py``)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
 from pggan_core.config import load_config
 from pggan_core.training import compiled
-from pggan_core.training.compiled import compiled_or_eager
+from pggan_core.training.compiled import (
+    CACHE_ENV,
+    compiled_or_eager,
+    inductor_cache_dir,
+    keep_compiled_graphs_apart_per_cpu_kernels,
+)
 from pggan_core.training.losses import discriminator_loss, generator_loss
 from pggan_core.training.networks import Discriminator, Generator
 
@@ -74,3 +82,27 @@ def test_a_failing_compiler_warns_once_and_trains_on_eager(monkeypatch):
     # a bad input is the caller's error, not the compiler's
     with pytest.raises(ValueError, match="expected 8 px images"):
         compiled_or_eager(D)(torch.randn(4, 4, 16, 16), RES, 1.0)
+
+
+def test_each_choice_of_cpu_kernels_gets_its_own_compiled_graph_cache(monkeypatch, tmp_path):
+    # torch 2.13 keys its on-disk graph cache without the CPU kernels chosen at run time: a graph
+    # cached under ATEN_CPU_CAPABILITY=avx2 and loaded without it gave NaN or a segfault
+    avx2 = inductor_cache_dir("/tmp/t", "AVX2", "AVX2")
+    native = inductor_cache_dir("/tmp/t", "AVX512", None)
+    assert avx2 != native and avx2.parent == native.parent == Path("/tmp/t")
+    assert (avx2.name, native.name) == ("aten-avx2_onednn-avx2", "aten-avx512_onednn-any")
+
+    monkeypatch.setattr(compiled, "default_cache_dir", lambda: str(tmp_path / "torch"))
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    for unset_or_default in (None, str(tmp_path / "torch")):
+        if unset_or_default is None:
+            monkeypatch.delenv(CACHE_ENV, raising=False)
+        else:
+            monkeypatch.setenv(CACHE_ENV, unset_or_default)
+        keep_compiled_graphs_apart_per_cpu_kernels()
+        assert os.environ[CACHE_ENV] == str(inductor_cache_dir(
+            str(tmp_path / "torch"), torch.backends.cpu.get_cpu_capability(), "AVX2"))
+    # a folder the user chose stays theirs
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "mine"))
+    keep_compiled_graphs_apart_per_cpu_kernels()
+    assert os.environ[CACHE_ENV] == str(tmp_path / "mine")
