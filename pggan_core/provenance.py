@@ -57,9 +57,10 @@ DERIVED_RESULTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                 ("model", "encoder")),
     # the paper's encoder it starts from is an input (encoder.pt, by SHA-256)
     "inversion": ((*(f"pggan_core.latent.indomain:{name}" for name in (
-                       "train_indomain_encoder", "domain_regularised_refine", "_refine_chunk",
-                       "invert_run")),
-                   "pggan_core.latent.encoder:encode", "pggan_core.training.networks",
+                       "train_indomain_encoder", "invert_run")),
+                   *(f"pggan_core.latent.encoder:{name}" for name in (
+                       "encode", "refine_latents", "_refine_chunk")),
+                   "pggan_core.training.networks",
                    "pggan_core.training.architectures"),
                   ("model", "inversion")),
     "latent_space": (("pggan_core.latent.space", "pggan_core.latent.probes"), ("eval",)),

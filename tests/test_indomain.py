@@ -21,7 +21,6 @@ from pggan_core.latent.indomain import (
     INVERSION_FILE,
     VARIANTS,
     WEIGHTS_FILE,
-    domain_regularised_refine,
     invert_run,
     train_indomain_encoder,
 )
@@ -45,9 +44,10 @@ def test_refinement_without_the_domain_term_is_the_plain_refinement():
     z = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
     images = np.tanh(np.random.default_rng(1).standard_normal((5, 4, 8, 8))).astype(np.float32)
     plain = refine_latents(G, z, images, 8, 1.0, steps=4, lr=0.05)
-    ours = domain_regularised_refine(G, encoder, z, images, 8, 1.0, steps=4, lr=0.05,
-                                     domain_weight=0.0)
+    ours = refine_latents(G, z, images, 8, 1.0, steps=4, lr=0.05, encoder=encoder,
+                          domain_weight=0.0)
     np.testing.assert_allclose(ours, plain, rtol=1e-5, atol=1e-6)
+    assert refine_latents(G, z[:0], images[:0], 8, 1.0, steps=4).shape == (0, 8)
 
 
 def test_the_domain_term_pulls_latents_towards_what_the_encoder_reads():
@@ -60,8 +60,8 @@ def test_the_domain_term_pulls_latents_towards_what_the_encoder_reads():
             t = torch.from_numpy(latents)
             return float(((encoder(G(t, 8, 1.0)) - t) ** 2).mean())
 
-    free = domain_regularised_refine(G, encoder, z, images, 8, 1.0, 30, 0.05, 0.0)
-    held = domain_regularised_refine(G, encoder, z, images, 8, 1.0, 30, 0.05, 10.0)
+    free = refine_latents(G, z, images, 8, 1.0, 30, 0.05, encoder, 0.0)
+    held = refine_latents(G, z, images, 8, 1.0, 30, 0.05, encoder, 10.0)
     assert domain_error(held) < domain_error(free)
 
 

@@ -102,6 +102,14 @@ def test_ship_results_adds_current_encoders_keeps_shipped_records_refuses_stale(
     assert pretrained.ship_current_results("smoke", ("rop",), root) == []
     assert (folder / "encoder.json").read_bytes() == record
 
+    # the same weights re-derived by changed code: what is shipped still names the old code
+    shipped = json.loads((folder / "inversion.json").read_text())
+    shipped["derivation"]["code_sha256"] = "the code before"
+    (folder / "inversion.json").write_text(json.dumps(shipped))
+    assert sorted(pretrained.ship_current_results("smoke", ("rop",), root)) == [
+        "rop-seg/indomain_encoder.pt", "rop-seg/inversion.json"]
+    assert (folder / "inversion.json").read_bytes() == (out / "inversion.json").read_bytes()
+
     encode_run(out, iterations=3, progress=False)  # new weights: the in-domain one is stale
     manifest = (pretrained.pretrained_dir("smoke", root) / pretrained.MANIFEST).read_bytes()
     with pytest.raises(CheckpointError, match="inversion.json does not hold"):

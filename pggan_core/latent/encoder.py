@@ -191,30 +191,41 @@ def inversion_verdict(inversion: dict[str, float]) -> str:
 
 
 def refine_latents(G: nn.Module, z: np.ndarray, images: np.ndarray, resolution: int,
-                   alpha: float = 1.0, steps: int = 50, lr: float = REFINE_LR) -> np.ndarray:
+                   alpha: float = 1.0, steps: int = 50, lr: float = REFINE_LR,
+                   encoder: nn.Module | None = None, domain_weight: float = 0.0) -> np.ndarray:
     """Improve each latent by ``steps`` Adam steps on the MSE between G(z) and its image.
 
     The error covers every channel the generator makes, segmentation maps included, so the
-    vessel tree (or tumour labels) pulls the latent as much as the photograph does.
+    vessel tree (or tumour labels) pulls the latent as much as the photograph does. With an
+    ``encoder`` the loss adds ``domain_weight · |E(G(z)) − z|²``, in-domain inversion's
+    regulariser (``latent.indomain``): it pulls each latent back towards the one the encoder
+    would give the picture it draws.
     """
     # REFINE_BATCH images at a time: G's activations with gradients bound memory at 512 px.
     # Each latent's steps depend on its own image only (Adam is element-wise, the loss a sum
     # over images, G has no batch statistics), so the chunks change no result.
+    if not len(z):
+        return z.astype(np.float32)
     return np.concatenate([_refine_chunk(G, z[i:i + REFINE_BATCH], images[i:i + REFINE_BATCH],
-                                         resolution, alpha, steps, lr)
+                                         resolution, alpha, steps, lr, encoder, domain_weight)
                            for i in range(0, len(z), REFINE_BATCH)])
 
 
 def _refine_chunk(G: nn.Module, z: np.ndarray, images: np.ndarray, resolution: int,
-                  alpha: float, steps: int, lr: float) -> np.ndarray:
+                  alpha: float, steps: int, lr: float, encoder: nn.Module | None,
+                  domain_weight: float) -> np.ndarray:
     device = next(G.parameters()).device
     z = torch.tensor(z, dtype=torch.float32, device=device, requires_grad=True)
     target = torch.from_numpy(np.ascontiguousarray(images)).to(device)
     opt = torch.optim.Adam([z], lr=lr)
     for _ in range(steps):
+        drawn = G(z, resolution, alpha)
+        per_image = F.mse_loss(drawn, target, reduction="none").mean(dim=(1, 2, 3))
+        if encoder is not None:
+            per_image = per_image + domain_weight * F.mse_loss(
+                encoder(drawn).float(), z, reduction="none").mean(dim=1)
         # summed over images so each image's step size does not depend on the batch size
-        loss = F.mse_loss(G(z, resolution, alpha), target, reduction="none").mean(
-            dim=(1, 2, 3)).sum()
+        loss = per_image.sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -16,7 +16,7 @@ downloaded here), so two of Zhu et al.'s three losses remain:
   as the photograph), plus ``latent_weight`` times the paper's own loss ``|E(G(z)) − z|²`` on
   freshly generated images, which keeps the encoder an inverse of the generator (Zhu et al.
   use an adversarial loss on ``G(E(x))`` for that role);
-* **refinement** (``domain_regularised_refine``): per image, Adam steps on
+* **refinement** (``encoder.refine_latents`` given the encoder): per image, Adam steps on
   ``|G(z) − x|² + domain_weight · |E(G(z)) − z|²`` from ``z = E(x)``: the pixel error alone
   can drive z where ``G`` draws the image from unlikely latents; the second term pulls it back
   to latents the encoder would give the picture it draws.
@@ -48,11 +48,11 @@ from pggan_core.generate import images_from_latents
 from pggan_core.latent.encoder import (
     BATCH,
     INDOMAIN_LATENTS_FILE,
-    REFINE_BATCH,
     encode,
     latent_r2,
     load_encoder,
     reconstruction_mse,
+    refine_latents,
     save_latents,
     thin,
 )
@@ -110,37 +110,6 @@ def train_indomain_encoder(G: nn.Module, start: EncoderNet, images: Any, config:
     return encoder.eval().requires_grad_(False), losses
 
 
-def domain_regularised_refine(G: nn.Module, encoder: EncoderNet, z: np.ndarray,
-                              images: np.ndarray, resolution: int, alpha: float = 1.0,
-                              steps: int = 50, lr: float = 0.05, domain_weight: float = 0.1
-                              ) -> np.ndarray:
-    """Refine each latent by ``steps`` Adam steps on ``MSE(G(z), x) + domain_weight ·
-    MSE(E(G(z)), z)`` (every channel; per image, summed so the step size does not depend on
-    the batch). ``REFINE_BATCH`` images at a time; each latent depends on its own image only."""
-    return np.concatenate([
-        _refine_chunk(G, encoder, z[i:i + REFINE_BATCH], images[i:i + REFINE_BATCH],
-                      resolution, alpha, steps, lr, domain_weight)
-        for i in range(0, len(z), REFINE_BATCH)]) if len(z) else z.astype(np.float32)
-
-
-def _refine_chunk(G: nn.Module, encoder: EncoderNet, z: np.ndarray, images: np.ndarray,
-                  resolution: int, alpha: float, steps: int, lr: float,
-                  domain_weight: float) -> np.ndarray:
-    device = next(G.parameters()).device
-    z = torch.tensor(z, dtype=torch.float32, device=device, requires_grad=True)
-    target = torch.from_numpy(np.ascontiguousarray(images)).to(device)
-    opt = torch.optim.Adam([z], lr=lr)
-    for _ in range(steps):
-        drawn = G(z, resolution, alpha)
-        pixels = F.mse_loss(drawn, target, reduction="none").mean(dim=(1, 2, 3))
-        domain = F.mse_loss(encoder(drawn).float(), z, reduction="none").mean(dim=1)
-        loss = (pixels + domain_weight * domain).sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return z.detach().cpu().numpy()
-
-
 def invert_run(run_dir: str | Path, progress: bool = True, reuse: bool = True
                ) -> dict[str, Any]:
     """The in-domain encoder of a run whose paper encoder is trained (``pggan encode``).
@@ -149,10 +118,10 @@ def invert_run(run_dir: str | Path, progress: bool = True, reuse: bool = True
     records the same derivation and settings), then measures it as ``encode_run`` measures the
     paper's encoder: R² on held-out generated latents, and Figure 4's retrieval and detail
     correlation over every held-out image, from its latent (``indomain``) and after
-    ``domain_regularised_refine`` (``indomain_refined``), with the ``inversion`` settings of
-    the run's profile as it is now (``config.with_current_study_settings``). Encodes every
-    training image into ``latents_indomain.npz``; writes ``inversion.json`` (returned) and
-    ``figures/indomain_reconstructions.npz`` (the first held-out images, both rows).
+    ``refine_latents`` with the domain term (``indomain_refined``), with the ``inversion``
+    settings of the run's profile as it is now (``config.with_current_study_settings``).
+    Encodes every training image into ``latents_indomain.npz``; writes ``inversion.json``
+    (returned) and ``figures/indomain_reconstructions.npz`` (the first held-out images, both rows).
     """
     run_dir = require_generator(run_dir)
     started = time.perf_counter()
@@ -187,8 +156,8 @@ def invert_run(run_dir: str | Path, progress: bool = True, reuse: bool = True
     for start in range(0, len(heldout), BATCH):
         reals = heldout_view[start:start + BATCH]
         z = encode(encoder, reals)
-        refined = domain_regularised_refine(G, encoder, z, reals, resolution, alpha,
-                                            inv.refine_steps, inv.refine_lr, inv.domain_weight)
+        refined = refine_latents(G, z, reals, resolution, alpha, inv.refine_steps,
+                                 inv.refine_lr, encoder, inv.domain_weight)
         drawn = {VARIANTS[0]: images_from_latents(G, z, resolution, alpha),
                  VARIANTS[1]: images_from_latents(G, refined, resolution, alpha)}
         for variant, images in drawn.items():

@@ -225,7 +225,7 @@ def ship_current_results(profile: str, datasets: tuple[str, ...] = ("rop", "brat
             reason = stale_result(out, kind, json.loads(record.read_text()).get("derivation"))
             if reason is not None:
                 raise CheckpointError(f"{record} does not hold for the run in {out}: {reason}")
-            if not _already_shipped(out, profile, dataset, names[0], root):
+            if not _already_shipped(out, profile, dataset, names, root):
                 to_ship.append((out, dataset, names))
     for out, dataset, names in to_ship:
         ship_results(out, profile, dataset, "seg", names, root)
@@ -233,15 +233,24 @@ def ship_current_results(profile: str, datasets: tuple[str, ...] = ("rop", "brat
             for name in names]
 
 
-def _already_shipped(run: Path, profile: str, dataset: str, weights: str,
+def _already_shipped(run: Path, profile: str, dataset: str, names: tuple[str, ...],
                      root: Path | None) -> bool:
-    """Whether ``weights`` (an encoder's ``.pt``) in ``run`` are the ones already shipped: then
-    the record shipped beside them stays as it is, not replaced by a recomputed copy."""
+    """Whether the weights ``names[0]`` (an encoder's ``.pt``) in ``run`` are the ones already
+    shipped and the record ``names[-1]`` beside them was derived as the shipped one was: then
+    the shipped record stays as it is, not replaced by a copy recomputed with the same code.
+    Weights re-derived bit for bit by changed code ship again: the old record names the old
+    code, so a build would no longer take it as holding."""
+    weights, record = names[0], names[-1]
     if not weights.endswith(".pt"):
         return False
     entry = ((read_manifest(profile, root) or {}).get("runs") or {}).get(run_key(dataset, "seg"))
     shipped = (entry or {}).get("files", {}).get(weights)
-    return shipped is not None and (run / weights).is_file() and sha256_of(run / weights) == shipped
+    if shipped is None or not (run / weights).is_file() or sha256_of(run / weights) != shipped:
+        return False
+    shipped_record = pretrained_dir(profile, root) / run_key(dataset, "seg") / record
+    return shipped_record.is_file() and (
+        json.loads(shipped_record.read_text()).get("derivation")
+        == json.loads((run / record).read_text()).get("derivation"))
 
 
 NOTE_WIDTH = 76  # what a code cell's output in the book shows without scrolling
