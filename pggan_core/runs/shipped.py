@@ -222,10 +222,11 @@ def ship_current_results(profile: str, datasets: tuple[str, ...] = ("rop", "brat
             record = out / names[-1]
             if not record.is_file():
                 continue
-            reason = stale_result(out, kind, json.loads(record.read_text()).get("derivation"))
+            derived_from = json.loads(record.read_text()).get("derivation")
+            reason = stale_result(out, kind, derived_from)
             if reason is not None:
                 raise CheckpointError(f"{record} does not hold for the run in {out}: {reason}")
-            if not _already_shipped(out, profile, dataset, names, root):
+            if not _already_shipped(out, profile, dataset, names, derived_from, root):
                 to_ship.append((out, dataset, names))
     for out, dataset, names in to_ship:
         ship_results(out, profile, dataset, "seg", names, root)
@@ -234,23 +235,23 @@ def ship_current_results(profile: str, datasets: tuple[str, ...] = ("rop", "brat
 
 
 def _already_shipped(run: Path, profile: str, dataset: str, names: tuple[str, ...],
-                     root: Path | None) -> bool:
+                     derived_from: dict[str, Any] | None, root: Path | None) -> bool:
     """Whether the weights ``names[0]`` (an encoder's ``.pt``) in ``run`` are the ones already
-    shipped and the record ``names[-1]`` beside them was derived as the shipped one was: then
-    the shipped record stays as it is, not replaced by a copy recomputed with the same code.
-    Weights re-derived bit for bit by changed code ship again: the old record names the old
-    code, so a build would no longer take it as holding."""
+    shipped and the record ``names[-1]`` shipped beside them names the same derivation as the
+    installed one (``derived_from``): then the shipped record stays as it is, not replaced by a
+    copy recomputed with the same code. Weights re-derived bit for bit by changed code ship
+    again: the old record names the old code, so a build would no longer take it as holding."""
     weights, record = names[0], names[-1]
     if not weights.endswith(".pt"):
         return False
-    entry = ((read_manifest(profile, root) or {}).get("runs") or {}).get(run_key(dataset, "seg"))
+    key = run_key(dataset, "seg")
+    entry = ((read_manifest(profile, root) or {}).get("runs") or {}).get(key)
     shipped = (entry or {}).get("files", {}).get(weights)
     if shipped is None or not (run / weights).is_file() or sha256_of(run / weights) != shipped:
         return False
-    shipped_record = pretrained_dir(profile, root) / run_key(dataset, "seg") / record
-    return shipped_record.is_file() and (
-        json.loads(shipped_record.read_text()).get("derivation")
-        == json.loads((run / record).read_text()).get("derivation"))
+    shipped_record = pretrained_dir(profile, root) / key / record
+    return shipped_record.is_file() and \
+        json.loads(shipped_record.read_text()).get("derivation") == derived_from
 
 
 NOTE_WIDTH = 76  # what a code cell's output in the book shows without scrolling
