@@ -13,6 +13,7 @@
     pggan generate --run RUN [--n N] [--seed S] --out DIR
     pggan augment-study --dataset rop|brats [--profile P] [--source DIR] [--seed S]
                         [--set augment.KEY=VALUE] [--lanes N]
+    pggan ablation-seeds --dataset rop|brats [--profile P] [--seeds 0 1 2]
     pggan book [--profile P] [--source rop=DIR] [--source brats=DIR] [--train]
                [--augmentation] [--check]
     pggan weights train-and-export [--profile P]
@@ -212,6 +213,15 @@ def _generate(args: argparse.Namespace) -> None:
           f"{manifest.parent} (list: {manifest.name})")
 
 
+def _ablation_seeds(args: argparse.Namespace) -> None:
+    from pggan_core.evaluation.ablation import SEEDS_FILE, replicated_ablation, seeds_table
+
+    result = replicated_ablation(args.dataset, args.profile, tuple(args.seeds))
+    print(seeds_table(result).to_string())
+    print(result["conclusion"])
+    print(f"-> {SEEDS_FILE} beside the seed-{args.seeds[0]} run with segmentation")
+
+
 def _augment_study(args: argparse.Namespace) -> None:
     from pggan_core.augmentation.study import RESULT_FILE, run_augmentation_study
     from pggan_core.segmentation.segmenters import METRIC_NAMES
@@ -379,6 +389,15 @@ def _parser() -> argparse.ArgumentParser:
                      help="segmenters trained at a time (default: one per core)")
     profile_arg(aug)
     aug.set_defaults(func=_augment_study)
+
+    seeds = sub.add_parser("ablation-seeds", help="Figure 3 over training seeds: each seed's "
+                           "pair of runs (with and without segmentation, `pggan train --seed "
+                           "S`) compared, verdicts from the spread between seeds -> "
+                           "RUN/ablation_seeds.json")
+    seeds.add_argument("--dataset", choices=DATASETS, required=True)
+    seeds.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    profile_arg(seeds)
+    seeds.set_defaults(func=_ablation_seeds)
 
     book = sub.add_parser("book", help="execute every notebook and build the Jupyter Book")
     book.add_argument("--check", action="store_true", help="check the pages in Chromium")

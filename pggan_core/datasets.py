@@ -46,6 +46,9 @@ class LatentLabel:
     walk_between: tuple[str, str] | None = None  # else: walk between the means of two classes
     group: str | None = None  # items whose images share a fold (a subject's slices)
     colour_by: tuple[str, ...] = ()  # Figure 5's colourings (default: the label column)
+    # (images (N, C, R, R) in [-1, 1]) -> {attribute: per-image values}, the label first: what
+    # Figure 5's "is it primary?" weighs the label against (``latent.attributes``); None: none
+    attributes: Hook | None = None
     hover: tuple[str, ...] = ("index",)  # manifest columns a t-SNE point's hover names
     walk_caption: str = "t = "  # before each step's value on the latent walk's slider
 
@@ -162,6 +165,7 @@ register_dataset(DatasetSpec(
         knn_row="laterality (OD/OS)", from_images="pggan_core.latent.probes:laterality_from_disc",
         rule="laterality from the disc side (the brightest blurred spot's half of the image)",
         goal=0.90, more_knn=(("plus severity", "plus_severity"),), walk_between=("OD", "OS"),
+        attributes="pggan_core.latent.attributes:fundus_attributes",
         hover=("index", "laterality", "plus_severity"), walk_caption="OD → OS, t = ")))
 register_dataset(DatasetSpec(
     id="brats", title="Glioma MRI (BraTS)", short="BraTS",
@@ -184,5 +188,6 @@ register_dataset(DatasetSpec(
         rule="tumour present: a label channel > 0 on >= 0.05% of the image",
         position="slice_position", group="subject",
         colour_by=("slice_position", "tumour_present"),
+        attributes="pggan_core.latent.attributes:mri_attributes",
         hover=("index", "subject", "slice_index", "slice_position", "tumour_present"),
         walk_caption="slice position ")))

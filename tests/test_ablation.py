@@ -223,9 +223,11 @@ def test_ablation_json_has_the_keys_the_page_reads(dataset, tmp_path, monkeypatc
     assert saved["runs"]["with segmentation"]["n_channels"] == (4 if dataset == "rop" else 7)
     measures = [record["measure"] for record in saved["verdicts"]]
     assert measures[0] == "swd_image_channels"
-    expected = (["vessel_density_soft", "vessel_density", "branch_points", "tortuosity"]
+    expected = (["vessel_density_soft", "vessel_density", "branch_points", "tortuosity",
+                 "radial_alignment", "vessel_reach", "disc_uniqueness"]
                 if dataset == "rop" else
-                ["flair_hyperintense_fraction", "t1c_enhancing_fraction"])
+                ["flair_hyperintense_fraction", "t1c_enhancing_fraction", "lesion_nesting",
+                 "lesion_components"])
     assert measures[1:] == expected
     for record in saved["verdicts"]:
         for key in ("seg", "noseg", "real", "seg_ratio", "noseg_ratio", "interval"):
@@ -243,6 +245,25 @@ def test_ablation_json_has_the_keys_the_page_reads(dataset, tmp_path, monkeypatc
     assert len(ablation.ablation_verdicts(result)) == len(table)
     assert ablation.swd_table(result).shape == (2, 3)
     assert "threshold" in ablation.ablation_method(result) or dataset == "brats"
+
+
+def test_seed_verdicts_take_the_spread_between_trainings():
+    def result(*differences):
+        return {"verdicts": [{"measure": f"m{i}", "label": f"m{i}", "difference": d,
+                              "seg_ratio": 1.0, "noseg_ratio": 1.0 + d, "verdict": PAPER}
+                             for i, d in enumerate(differences)]}
+
+    # m0: every seed a little in the paper's direction; m1: one seed far off the others
+    seeds = [result(0.10, 0.30), result(0.12, -0.40), result(0.11, 0.50)]
+    m0, m1 = ablation.seed_verdicts(seeds)
+    assert m0["verdict"] == PAPER and m0["interval"][0] > 0 and m0["seeds"] == 3
+    assert m1["verdict"] == UNCLEAR  # each seed said "paper's direction" on its own images
+    assert m1["per_seed_verdicts"] == [PAPER] * 3 and m1["differences"] == [0.30, -0.40, 0.50]
+    (single,) = ablation.seed_verdicts([result(0.1)])
+    assert single["verdict"] == UNCLEAR  # one training: no spread between trainings to judge
+    table = ablation.seeds_table({"seeds": [0, 1, 2], "verdicts": [m0, m1]})
+    assert list(table.columns) == ["seed 0", "seed 1", "seed 2", "interval (without − with)",
+                                   "verdict"]
 
 
 def test_conclusion_follows_the_verdicts():

@@ -1,7 +1,6 @@
 """The book builder: tables read at build time, staging, failures, offline pages, and (e2e) the
 smoke book for both datasets checked in headless chromium."""
 
-import dataclasses
 import importlib
 import json
 import re
@@ -24,7 +23,6 @@ from pggan_core.book.claims import (
     figure_trend_lines,
     figure_trend_table,
     figure_trends,
-    figure_trends_at,
     images_per_resolution,
     method_table,
     profile_table,
@@ -83,9 +81,21 @@ def test_claims_table_reads_the_results_judges_them_and_marks_the_rest(tmp_path:
     (folder / "metrics.json").write_text(json.dumps({
         "vessel_agreement_auc": 0.91234, "vessel_agreement_auc_reference": 0.97,
         "swd_mean": float("nan"), "ms_ssim_generated": 0.30, "ms_ssim_real": 0.33}))
+    def lead(silhouette, gain):
+        return {"by_silhouette": silhouette, "by_knn_gain": gain,
+                "primary": silhouette if silhouette == gain else None}
+
     (folder / "latent_space.json").write_text(json.dumps({
         "knn_laterality_accuracy": 0.7, "knn_laterality_chance": 0.55,
-        "knn_laterality_pixels": 0.99}))
+        "knn_laterality_pixels": 0.99, "attributes": {
+            "label": "laterality",
+            "scores": [{"view": "encoded reals", "attribute": "laterality",
+                        "silhouette": 0.05, "knn_gain": 0.25},
+                       {"view": "encoded reals", "attribute": "brightness",
+                        "silhouette": 0.02, "knn_gain": 0.30}],
+            "primary": {"encoded reals": lead("laterality", "brightness"),
+                        "E(G(z))": lead("brightness", "brightness"),
+                        "z": lead("brightness", "brightness")}}}))
     table = claims_table("smoke", ("rop", "brats"), root=tmp_path)
     assert list(table.columns) == ["claim", "paper", "ROP", "BraTS", "reproduced?"]
     row = {c.claim.split(" (")[0]: i for i, c in enumerate(CLAIMS)}
@@ -101,8 +111,9 @@ def test_claims_table_reads_the_results_judges_them_and_marks_the_rest(tmp_path:
     variety = table.iloc[row["Generated images are as varied as real ones"]]
     assert variety["reproduced?"].startswith("ROP: yes")  # within 0.05 of real pairs
     eyes = table.iloc[row["Left/right eye is primary in the latent space"]]
-    assert "raw pixels 0.990" in eyes["ROP"] and "chance 0.550" in eyes["ROP"]
-    assert eyes["reproduced?"] == "partly"  # above chance + 0.1, below 0.90
+    assert eyes["ROP"].startswith("laterality: silhouette 0.050, 5-NN gain 0.250; ")
+    assert "E(G(z)): brightness" in eyes["ROP"] and "encoded reals: none" in eyes["ROP"]
+    assert eyes["reproduced?"] == "partly"  # first by silhouette only, in the encoded reals
     assert {v.split(": ")[-1] for v in table["reproduced?"] for v in v.split("; ")} <= {
         *VERDICTS, "n/a"}
     assert len(rules_table()) == len(CLAIMS)
@@ -159,63 +170,56 @@ def test_phase_curves_plot_only_what_a_log_axis_can_show(tmp_path: Path):
     assert "no phase-end SWD" in empty.axes[0].texts[0].get_text()
 
 
-def test_figure_trends_fit_log_compute_and_say_where_a_goal_is_met():
-    def row(candidate, minutes, variant, swd, r2=None, seed=0):
-        return {"candidate": candidate, "dataset": "rop", "variant": variant, "seed": seed,
-                "train_seconds": minutes * 60, "threads": 1, "swd_image_over_floor": swd,
-                "encoder_r2": r2}
+def test_figure_trends_fit_log_compute_with_bands_and_never_read_past_their_reach():
+    from pggan_core.runs.folder import run_config
 
-    # image SWD / floor falls 0.5 per doubling from 3.5 at 10 min: 1.5 at 160 min
-    rows = [row("q_base", 10, "seg", 3.5, r2=0.3), row("q_wide", 20, "seg", 3.0, r2=0.2),
-            row("q_wide", 20, "seg", 3.0, seed=1), row("q_lr1", 15, "seg", 9.0),
-            row("q_base", 10, "noseg", 1.4), row("q_wide", 20, "noseg", 1.6)]
+    config = run_config("rop", "smoke").to_dict()
+
+    def row(candidate, doublings, variant, swd, seed=0):
+        # the study's compute: the smoke schedule at 2^doublings times its images per step
+        schedule = dict(config["schedule"], batch_size={
+            r: b * 2 ** doublings for r, b in config["schedule"]["batch_size"].items()})
+        return {"candidate": candidate, "dataset": "rop", "variant": variant, "seed": seed,
+                "config": dict(config, schedule=schedule), "swd_image_over_floor": swd}
+
+    # image SWD / floor falls 0.5 per doubling of compute, with a little scatter
+    rows = [row("q_base", 0, "seg", 3.5), row("q_wide", 1, "seg", 3.1),
+            row("q_wide", 1, "seg", 2.9, seed=1), row("demo", 2, "seg", 2.5),
+            row("q_lr1", 1, "seg", 9.0), row("q_base", 0, "noseg", 1.4),
+            row("q_wide", 1, "noseg", 1.6)]
     trends = {(t.key, t.variant): t for t in figure_trends(rows)}
-    swd = trends[("swd_image_over_floor", "seg")]
-    assert len(swd.points) == 3  # both seeds, not the failed setting
-    assert swd.slope == pytest.approx(-0.5) and swd.minutes_to("≤ 1.5") == pytest.approx(160)
-    # an encoder getting worse with compute never reaches its goal on this line
-    assert trends[("encoder_r2", "seg")].minutes_to("≥ 0.5") is None
-    # one budget only: no line
-    assert trends[("encoder_r2", "noseg")].slope is None
+    swd, image_only = trends[("swd_image_over_floor", "seg")], trends[("swd_image_over_floor",
+                                                                       "noseg")]
+    assert len(swd.points) == 4  # both seeds, not the failed setting
+    computes = [c for c, _ in swd.points]
+    assert computes[1] == pytest.approx(2 * computes[0]) and computes[1] == computes[2]
+    assert swd.slope == pytest.approx(-0.5) and swd.fit.pvalue < 0.05
+    low, high = swd.band(swd.reach)
+    assert low < swd.at(swd.reach) < high and swd.reach == pytest.approx(2 * computes[-1])
+    assert swd.band(computes[-1])[1] - swd.band(computes[-1])[0] < high - low  # widens outward
+    # two runs leave no degree of freedom: no line, no band
+    assert image_only.fit is None and image_only.band(1.0) is None
     table = figure_trend_table(trends.values()).set_index(["measure", "variant"])
     label = next(label for key, label, _ in FIGURE_GOALS if key == "swd_image_over_floor")
-    assert table.loc[(label, "with seg."), "goal on the line at"] == "3 CPU-h"
-    assert table.loc[(label, "image only"), "goal on the line at"] == "—"  # heading away
-    assert table.loc[(label, "with seg."), "per doubling"] == "-0.50"
-    # in words, with Figure 3's reading: image-only is ahead, and the lines cross later
+    assert table.loc[(label, "with seg."), "per doubling"].startswith("-0.50 ± ")
+    assert table.loc[(label, "image only"), "per doubling"] == "— (fewer than 3 runs)"
     (swd_line,) = [line for line in figure_trend_lines(trends.values()) if label in line]
-    assert "the line meets the goal at about 3 CPU-h" in swd_line
-    assert "with the channels is behind; the lines cross at about" in swd_line
+    assert "at 2× that compute a run would land at" in swd_line and "(2 runs: no line)" in swd_line
 
     import matplotlib
     matplotlib.use("Agg")
     from pggan_core.viz import plots
 
     fig = plots.figure_trends_figure(list(trends.values()), FIGURE_GOALS)
-    crosses = [line for line in fig.axes[0].get_lines() if line.get_marker() == "x"]
-    assert [(c.get_xdata()[0], c.get_ydata()[0]) for c in crosses] == [
-        (pytest.approx(160), 1.5)]
-    # the lines (seg 3.5 - 0.5 / doubling, image only 1.4 + 0.2) cross at 80 min, at 2.0
-    assert swd.crossing(trends[("swd_image_over_floor", "noseg")]) == pytest.approx(80)
-    (turn,) = [line for line in fig.axes[0].get_lines() if line.get_marker() == "D"]
-    assert (turn.get_xdata()[0], turn.get_ydata()[0]) == (pytest.approx(80), pytest.approx(2.0))
-    assert "about 80 CPU-min" in swd_line
-    # at 160 min the SWD line is at its goal; the encoder's (0.3 at 10 min, -0.1 a doubling)
-    # is at -0.1, short of it
-    at = figure_trends_at(trends.values(), 160)
-    assert at.startswith("At 3 CPU-h the lines give: ") and f"{label} 1.50 (meets ≤ 1.5)" in at
-    assert "encoder R² (held-out generated) -0.10 (short of ≥ 0.5)" in at
-    # a line that barely rises never gets there: said so, not printed as a number of hours
-    flat = figure_trends([row("q_base", 10, "seg", 3.0, r2=0.2),
-                          row("q_wide", 20, "seg", 3.0, r2=0.2 + 1e-9)])
-    (r2,) = [t for t in flat if t.key == "encoder_r2" and t.variant == "seg"]
-    assert r2.minutes_to("≥ 0.5") == float("inf")
-    assert any("too flat to meet the goal at any budget" in line
-               for line in figure_trend_lines(flat))
-    # two nearly parallel lines cross beyond any budget: no crossing, and no overflow
-    (seg,) = [t for t in flat if t.key == "encoder_r2" and t.variant == "seg"]
-    twin = dataclasses.replace(seg, intercept=seg.intercept + 1.0, slope=seg.slope - 1e-12)
-    assert seg.crossing(twin) is None
+    (line,) = [ln for ln in fig.axes[0].get_lines() if ln.get_linestyle() == "-"]
+    assert line.get_xdata()[-1] == pytest.approx(swd.reach)  # never drawn past its reach
+    assert len(fig.axes[0].collections) == 1  # one band, for the one line
+    # two lines crossing beyond their reach are not said to cross
+    steep = [row("q_base", 0, "noseg", 0.5), row("q_wide", 1, "noseg", 0.6),
+             row("demo", 2, "noseg", 0.7)]
+    (flat,) = [t for t in figure_trends(steep) if t.key == "swd_image_over_floor"
+               and t.variant == "noseg"]
+    assert swd.crossing(flat) is None  # they meet 3 doublings past the top, beyond 2x
 
 
 def test_staged_toc_has_one_part_per_dataset():

@@ -136,6 +136,14 @@ def test_score_latent_space_writes_every_score_with_its_pixel_control(encoded_ru
     assert result["folds"].startswith("5-fold") and "px" in result["pixels"]
     assert 0.0 <= result["generated_z"]["label_rule_agreement_on_reals"] <= 1.0
     assert len(score_table(result, "rop")) == 4 and score_reading(result, "rop")
+    # Figure 5's question: five attributes in three views, and which one leads
+    attributes = result["attributes"]
+    assert {(r["view"], r["attribute"]) for r in attributes["scores"]} >= {
+        ("encoded reals", "laterality"), ("E(G(z))", "brightness"), ("z", "disc height")}
+    assert len(attributes["plane"]) == len(attributes["values"]["laterality"])
+    assert attributes["verdict"].startswith("Is laterality primary in the encoded reals?")
+    assert result["laterality_primary"] == (
+        attributes["primary"]["encoded reals"]["primary"] == "laterality")
 
 
 def test_missing_run_names_the_command_that_makes_it(tmp_path):
@@ -429,3 +437,72 @@ def test_inversion_verdict_names_whose_limit_a_low_r2_is():
     unclear = inversion_verdict({**base, "r2_encoder": 0.1, "r2_optimised": 0.1,
                                  "image_mse_encoder": 0.02, "image_mse_optimised": 0.01})
     assert "inconclusive at 300 steps" in unclear
+
+
+def test_the_primary_attribute_leads_by_silhouette_and_knn_gain():
+    from pggan_core.latent.attributes import (
+        VIEWS,
+        attribute_scores,
+        attribute_table,
+        attribute_verdict,
+        primary_attribute,
+    )
+
+    rng = np.random.default_rng(0)
+    side = np.repeat([0.0, 1.0], 60)  # two clusters along the first axis
+    tone = rng.random(120)  # carried weakly along the second
+    latents = rng.normal(size=(120, 8))
+    latents[:, 0] += 6 * side
+    latents[:, 1] += 1.5 * tone
+    attributes = {"laterality": side, "brightness": tone, "noise": rng.random(120)}
+    table, planes = attribute_scores({view: (latents, attributes) for view in VIEWS},
+                                     perplexity=20)
+    assert planes[VIEWS[0]].shape == (120, 2)
+    reals = table[table["view"] == VIEWS[0]].set_index("attribute")
+    assert reals.loc["laterality", "knn"] > 0.85 and abs(reals.loc["noise", "knn_gain"]) < 0.2
+    assert primary_attribute(table, VIEWS[0]) == {
+        "view": VIEWS[0], "by_silhouette": "laterality", "by_knn_gain": "laterality",
+        "primary": "laterality"}
+    assert "primary in the encoded reals? yes" in attribute_verdict(table, "laterality")
+    # the same latents with the eyes swapped at random: brightness leads, and is named
+    shuffled = dict(attributes, laterality=rng.permutation(side))
+    table, _ = attribute_scores({VIEWS[0]: (latents, shuffled)}, perplexity=20)
+    assert "no: brightness is primary here" in attribute_verdict(table, "laterality") or \
+        "no attribute is primary here" in attribute_verdict(table, "laterality")
+    shown = attribute_table({"scores": table.to_dict("records")})
+    assert list(shown.index) == ["laterality", "brightness", "noise"]
+    assert shown.columns[0] == (VIEWS[0], "silhouette")
+
+
+def test_fundus_attributes_read_the_eye_the_light_and_the_vessels():
+    from pggan_core.data.fundus_phantom import render_fundus
+    from pggan_core.data.preprocess import fundus_channels
+    from pggan_core.data.store import box_downsample
+    from pggan_core.latent.attributes import fundus_attributes, mri_attributes, two_groups
+
+    images, eyes = [], []
+    for seed in range(4):
+        fundus = render_fundus(seed, 128)
+        image = fundus_channels(fundus.rgb, fundus.vessels)
+        images.append(box_downsample(image))
+        eyes.append(fundus.labels["laterality"])
+    images = np.stack(images)
+    read = fundus_attributes(images)
+    assert list(read) == ["laterality", "brightness", "colour balance", "disc height",
+                          "vessel density"]
+    assert [("OD" if x else "OS") for x in read["laterality"]] == eyes
+    brighter = fundus_attributes(np.clip(images + 0.2 * (images > -0.9), -1, 1))
+    assert (brighter["brightness"] > read["brightness"]).all()
+    assert ((read["vessel density"] > 0.01) & (read["vessel density"] < 0.5)).all()
+    assert read["disc height"].min() > 0.1 and read["disc height"].max() < 0.9
+    # a continuous attribute is split at its median; a two-valued one kept as it is
+    assert two_groups(np.array([0.1, 0.2, 0.3, 0.4])).tolist() == [0, 0, 1, 1]
+    assert two_groups(np.array([1.0, 0.0, 1.0])).tolist() == [1, 0, 1]
+    # MRI: the head's area and the label channels
+    slices = -np.ones((2, 7, 32, 32), np.float32)
+    slices[:, :4, 8:24, 8:24] = 0.0
+    slices[1, 5, 12:16, 12:16] = 1.0
+    mri = mri_attributes(slices)
+    assert mri["tumour presence"].tolist() == [0.0, 1.0]
+    assert mri["brain area"] == pytest.approx([0.25, 0.25])
+    assert mri["tumour size"][1] == pytest.approx(16 / 1024)

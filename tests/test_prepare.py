@@ -55,6 +55,40 @@ def test_a_unet_vessel_channel_keeps_the_phantom_masks_as_ground_truth(tmp_path,
     assert not np.allclose((unet.batch([5], 32)[0, 3] + 1) / 2, truth, atol=0.05)
 
 
+@pytest.mark.slow
+def test_the_unet_channel_is_the_map_of_the_photograph_the_gan_learns(tmp_path, monkeypatch):
+    """The paper's channel: the U-Net's map of each photograph at the top of the GAN's schedule
+    (16 px on smoke, below the stored 32), enlarged to the U-Net's scale to be segmented, as
+    generated photographs are; levels above repeat it, levels below filter it."""
+    from pggan_core.data.fundus_phantom import render_fundus
+    from pggan_core.data.preprocess import fields_of_view, fundus_channels
+    from pggan_core.data.store import box_downsample
+    from pggan_core.segmentation.vessels import load_vessel_unet
+
+    monkeypatch.setenv("PGGAN_HOME", str(tmp_path))
+    config = _rop_config(vessel_channel="unet")
+    assert config.schedule.max_resolution == 16 < config.data.resolution
+    data = PreparedDataset(prepare_dataset(config, tmp_path / "u", progress=False, workers=1))
+    assert data.meta["vessel_map_resolution"] == 16
+    # the photographs at 16 px as the pyramid filters them from 512 px, before storage rounds
+    photographs = []
+    for seed in data.manifest["seed"]:
+        image = fundus_channels(render_fundus(int(seed), 512).rgb, np.zeros((512, 512)))
+        for _ in range(5):
+            image = box_downsample(image)
+        photographs.append(image)
+    photographs = np.stack(photographs)
+    segmenter = load_vessel_unet(tmp_path / "runs" / "vessels" / "smoke" / "vessel_unet.pt")
+    expected = segmenter.segment_images(photographs, config.vessels.train_resolution,
+                                        fields_of_view(photographs, config.data))
+    stored = (data.batch(range(6), 16)[:, 3] + 1) / 2
+    np.testing.assert_allclose(stored, expected, atol=0.5 / 127.5 + 1e-6)
+    top = data.batch(range(6), 32)[:, 3]
+    np.testing.assert_array_equal(top[:, ::2, ::2], top[:, 1::2, 1::2])  # repeated, 2 x 2
+    np.testing.assert_allclose(data.batch(range(6), 8)[:, 3],
+                               box_downsample(data.batch(range(6), 16)[:, 3]), atol=1 / 127)
+
+
 @pytest.mark.slow  # renders three whole phantom brains: seconds, though nothing is trained
 def test_brats_phantom_dataset_holds_out_whole_subjects(tmp_path):
     config = load_config("smoke", "brats", {"data": {"n_images": 6, "resolution": 32,

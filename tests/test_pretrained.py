@@ -197,17 +197,55 @@ def test_the_shipped_demo_runs_match_the_demo_profile_and_their_hashes():
     from pggan_core.data.store import sha256_of
     from pggan_core.paths import checkout_root
     from pggan_core.runs.folder import run_config
+    from pggan_core.segmentation.vessels import unet_settings
 
     root = checkout_root()  # where the runs are committed, wherever PGGAN_HOME points
     manifest = pretrained.read_manifest("demo", root)
-    assert sorted(manifest["runs"]) == ["brats-noseg", "brats-seg", "rop-noseg", "rop-seg"]
+    # the book's four, and training seeds of Figure 3 (``<dataset>-<variant>-seed<N>``)
+    assert {"brats-noseg", "brats-seg", "rop-noseg", "rop-seg"} <= set(manifest["runs"])
     total = 0
     for key, entry in manifest["runs"].items():
-        dataset, variant = key.split("-")
-        assert pretrained.ships("demo", dataset, variant, run_config(dataset, "demo"), root), key
+        dataset, variant = key.split("-", 1)
+        seed = int(variant.split("-seed")[1]) if "-seed" in variant else 0
+        config = run_config(dataset, "demo", seed)
+        assert pretrained.ships("demo", dataset, variant, config, root), key
         folder = pretrained.pretrained_dir("demo", root) / key
         for name, digest in entry["files"].items():
             assert sha256_of(folder / name) == digest, f"{key}/{name}"
             total += (folder / name).stat().st_size
         assert ("encoder.pt" in entry["files"]) == (variant == "seg")
+    # the U-Net that drew the fundus runs' vessel channel, for the demo's settings
+    unet = manifest[pretrained.VESSEL_UNET]
+    assert unet["config"] == json.loads(json.dumps(unet_settings(run_config("rop", "demo"))))
+    for name, digest in unet["files"].items():
+        path = pretrained.pretrained_dir("demo", root) / pretrained.VESSEL_UNET / name
+        assert sha256_of(path) == digest, name
+        total += path.stat().st_size
     assert total < 20 * 2**20  # the issue's cap on committed weights
+
+
+def test_the_shipped_vessel_unet_is_installed_only_for_its_settings(tmp_path, monkeypatch):
+    from pggan_core.runs.folder import run_config
+    from pggan_core.segmentation.vessels import unet_settings
+
+    root, home = tmp_path / "checkout", tmp_path / "home"
+    folder = pretrained.pretrained_dir("smoke", root) / pretrained.VESSEL_UNET
+    folder.mkdir(parents=True)
+    (folder / "vessel_unet.pt").write_bytes(b"weights")
+    (folder / "vessel_unet.json").write_text("{}")
+    config = run_config("rop", "smoke")
+    files = {name: pretrained.sha256_of(folder / name) for name in ("vessel_unet.pt",
+                                                                    "vessel_unet.json")}
+    (folder.parent / pretrained.MANIFEST).write_text(json.dumps({"runs": {}, "vessel_unet": {
+        "config": json.loads(json.dumps(unet_settings(config))), "files": files}}))
+    monkeypatch.setenv("PGGAN_HOME", str(home))
+    other = load_config("smoke", "rop", {"vessels": {"iterations": 11}})
+    assert not pretrained.install_vessel_unet("smoke", other, root)  # trained otherwise
+    assert pretrained.install_vessel_unet("smoke", config, root)
+    installed = home / "runs" / "vessels" / "smoke"
+    assert (installed / "vessel_unet.pt").read_bytes() == b"weights"
+    assert not pretrained.install_vessel_unet("smoke", config, root)  # one is there: kept
+    (installed / "vessel_unet.pt").unlink()
+    (folder / "vessel_unet.pt").write_bytes(b"changed")
+    with pytest.raises(CheckpointError, match="does not match its sha256"):
+        pretrained.install_vessel_unet("smoke", config, root)

@@ -190,8 +190,9 @@ def test_preparing_a_folder_keeps_its_heldout_split_away_from_the_unet(tmp_path,
     told: dict[str, list] = {}
 
     class Everywhere:  # stands in for the trained U-Net: what it draws does not matter here
-        def segment(self, rgb: np.ndarray) -> np.ndarray:
-            return np.full(rgb.shape[:2], 0.5, np.float32)
+        def segment_images(self, images: np.ndarray, scale_to: int, fov: np.ndarray
+                           ) -> np.ndarray:
+            return np.full((len(images), *images.shape[2:]), 0.5, np.float32)
 
     def ensure(cfg, source=None, progress=True, exclude=()):
         told["exclude"] = [str(p) for p in exclude]

@@ -9,6 +9,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -128,98 +129,148 @@ def figures_round_summary(rows: Sequence[dict[str, Any]], baseline: str = "q_bas
     return lines
 
 
-# What Figures 3-5 ask of the demo's fundus pair (the project's goals at demo scale; the paper
-# reports none of these numbers): (key in a study row, what it is, goal).
+# What Figures 3-5 ask of the demo's fundus GAN, drawn against its training compute (the
+# project's goals at demo scale; the paper reports none of these numbers): (key in a study row,
+# what it is, goal). The encoder's measures (R², laterality of encoded reals, Figure 4) are not
+# drawn: every encoder of the study trained the same 4,000 iterations whatever its GAN's
+# compute, so a line of them against the GAN's compute would credit the GAN with the encoder.
 FIGURE_GOALS = (
     ("swd_image_over_floor", "image-channel SWD / floor", "≤ 1.5"),
     ("structure_vessel_density_ratio", "U-Net vessel density vs real", "≥ 0.9"),
     ("structure_branch_points_ratio", "U-Net junctions vs real", "≥ 0.8"),
-    ("encoder_r2", "encoder R² (held-out generated)", "≥ 0.5"),
-    ("knn_laterality_accuracy", "k-NN laterality (encoded reals)", "≥ 0.90"),
-    ("reconstruction_retrieval", "Figure 4: nearest-input retrieval", "≥ 0.5"),
-    ("reconstruction_detail_correlation", "Figure 4: detail correlation", "≥ 0.3"),
 )
 # The paper's method at growing compute: the Figures round's base and wide configurations and
 # the demo profile's own runs (wider and longer). The round's failed settings (q_lr1,
 # q_ema999) are not on this path.
 TREND_CANDIDATES = ("q_base", "q_wide", "demo")
+REACH = 2.0  # no line is drawn or read beyond twice the largest compute a run measured
+BAND = 0.95  # the prediction band: where a new run at that compute would land, 95 % of the time
 
 
-def cpu_minutes(row: dict[str, Any]) -> float:
-    """Training CPU-minutes of a study row (wall seconds x threads)."""
-    return row["train_seconds"] * row.get("threads", 1) / 60
+@lru_cache(maxsize=64)
+def _forward_multiply_adds(model_json: str, channels: int, resolution: int) -> float:
+    """Multiply-adds of one forward pass of the generator and the critic for one image at
+    ``resolution`` (``torch.utils.flop_counter`` counts two FLOPs per multiply-add)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from pggan_core.config import ModelConfig
+    from pggan_core.training.architectures import build_network
+
+    model = ModelConfig(**{**json.loads(model_json), "feature_maps": {
+        int(k): v for k, v in json.loads(model_json)["feature_maps"].items()}})
+    G = build_network("generator", model, channels, resolution)
+    D = build_network("critic", model, channels, resolution)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        D(G(torch.zeros(1, model.latent_dim), resolution, 1.0), resolution, 1.0)
+    return counter.get_total_flops() / 2
+
+
+def training_compute(row: dict[str, Any]) -> float:
+    """A study row's training compute on an axis no machine changes, in 10¹² multiply-adds:
+    one forward pass of its generator and critic per image, times the images the critic saw
+    at each resolution, summed over the schedule (backward passes and the gradient penalty
+    multiply it by about a constant)."""
+    from pggan_core.config import config_from_dict
+
+    config = config_from_dict(row["config"])
+    spec = dataset_spec(row["dataset"])
+    channels = (len(spec.channels) if row.get("variant", "seg") == "seg"
+                else spec.image_channels)
+    model_json = json.dumps(row["config"]["model"], sort_keys=True)
+    return sum(images * _forward_multiply_adds(model_json, channels, resolution)
+               for resolution, images in images_per_resolution(config).items()) / 1e12
 
 
 @dataclass(frozen=True)
 class Trend:
-    """A measure against log2 training compute, fitted by least squares over the study's
-    rows of one variant: ``value = intercept + slope * log2(CPU-minutes)``."""
+    """A measure against log2 training compute (``training_compute``) over the study's rows of
+    one variant, fitted by least squares (``scipy.stats.linregress``) when there are three
+    runs or more at two budgets or more: fewer leave no degree of freedom for its uncertainty,
+    so no line is drawn."""
 
     key: str
     variant: str
-    points: tuple[tuple[float, float], ...]  # (CPU-minutes, value)
-    intercept: float | None
-    slope: float | None
+    points: tuple[tuple[float, float], ...]  # (10¹² multiply-adds, value)
 
-    def at(self, minutes: float) -> float | None:
-        """The fitted value at ``minutes`` (None without a fit)."""
-        if self.slope is None:
-            return None
-        return self.intercept + self.slope * math.log2(minutes)
+    @cached_property
+    def fit(self) -> Any | None:
+        """``linregress`` over (log2 compute, value): slope, intercept, stderr, pvalue."""
+        from scipy.stats import linregress
 
-    def minutes_to(self, goal: str) -> float | None:
-        """Where the fitted line reaches ``goal`` ("≥ 0.9", "≤ 1.5"), in CPU-minutes; None
-        when there is no fit or the line moves away from the goal (or is flat), infinity when
-        it heads there too slowly to reach it at any budget."""
-        if self.slope is None or self.slope == 0:
+        if len(self.points) < 3 or len({round(c, 6) for c, _ in self.points}) < 2:
             return None
-        level = float(goal.split()[-1])
-        if (self.slope > 0) != goal.startswith("≥"):
+        return linregress([math.log2(c) for c, _ in self.points], [v for _, v in self.points])
+
+    @property
+    def slope(self) -> float | None:
+        return None if self.fit is None else float(self.fit.slope)
+
+    @property
+    def reach(self) -> float:
+        """The largest compute the line may be read at: ``REACH`` times the largest run's."""
+        return REACH * max(c for c, _ in self.points)
+
+    def at(self, compute: float) -> float | None:
+        """The fitted value at ``compute`` (None without a fit)."""
+        return None if self.fit is None else float(
+            self.fit.intercept + self.fit.slope * math.log2(compute))
+
+    def band(self, compute: float) -> tuple[float, float] | None:
+        """The ``BAND`` prediction interval at ``compute``: where one more run would land."""
+        import numpy as np
+        from scipy.stats import t as student
+
+        if self.fit is None:
             return None
-        return _minutes_after((level - self.intercept) / self.slope)
+        x = np.log2([c for c, _ in self.points])
+        y = np.array([v for _, v in self.points])
+        n = len(x)
+        residual = y - (self.fit.intercept + self.fit.slope * x)
+        scale = math.sqrt(float(residual @ residual) / (n - 2))
+        spread = ((math.log2(compute) - x.mean()) ** 2 / float(((x - x.mean()) ** 2).sum()))
+        half = student.ppf((1 + BAND) / 2, n - 2) * scale * math.sqrt(1 + 1 / n + spread)
+        centre = self.at(compute)
+        return centre - half, centre + half
 
     def crossing(self, other: Trend) -> float | None:
-        """Where (CPU-minutes) this line crosses ``other`` beyond the largest budget either was
-        trained at, or None (no fit, parallel, or crossed already): for the two variants, the
-        budget at which Figure 3's verdict on the measure would turn."""
-        if self.slope is None or other.slope is None or self.slope == other.slope:
+        """Where this line crosses ``other`` beyond the largest compute either was trained at
+        and within both lines' reach, or None: for the two variants, where Figure 3's verdict
+        on the measure would turn if the lines held."""
+        if self.fit is None or other.fit is None or self.slope == other.slope:
             return None
-        cross = _minutes_after((other.intercept - self.intercept) / (self.slope - other.slope))
+        doublings = (other.fit.intercept - self.fit.intercept) / (self.slope - other.slope)
+        if doublings > math.log2(min(self.reach, other.reach)):
+            return None
+        cross = 2.0 ** doublings
         top = max(max(self.points)[0], max(other.points)[0])
-        return cross if top < cross < math.inf else None
-
-
-def _minutes_after(doublings: float) -> float:
-    """2^doublings CPU-minutes, infinity for lines so nearly flat that the power would
-    overflow (2^60 minutes is beyond any budget anyway)."""
-    return 2.0 ** doublings if doublings < 60 else math.inf
+        return cross if cross > top else None
 
 
 def figure_trends(rows: Sequence[dict[str, Any]], dataset: str = "rop",
                   candidates: Sequence[str] = TREND_CANDIDATES) -> list[Trend]:
     """One ``Trend`` per measure of ``FIGURE_GOALS`` and variant (with / without the
-    segmentation channels), over the rows of ``candidates`` on ``dataset``, every seed a point.
-    A fit needs points at two or more distinct budgets."""
-    import numpy as np
-
-    trends = []
-    for key, _, _ in FIGURE_GOALS:
-        for variant in ("seg", "noseg"):
-            points = tuple(sorted(
-                (cpu_minutes(r), float(r[key])) for r in rows
+    segmentation channels), over the rows of ``candidates`` on ``dataset``, every seed a
+    point."""
+    return [Trend(key, variant, tuple(sorted(
+                (training_compute(r), float(r[key])) for r in rows
                 if r["candidate"] in candidates and r["dataset"] == dataset
-                and r.get("variant", "seg") == variant and r.get(key) is not None))
-            intercept = slope = None
-            if len({round(m, 3) for m, _ in points}) >= 2:
-                slope, intercept = (float(c) for c in np.polyfit(
-                    np.log2([m for m, _ in points]), [v for _, v in points], 1))
-            trends.append(Trend(key, variant, points, intercept, slope))
-    return trends
+                and r.get("variant", "seg") == variant and r.get(key) is not None)))
+            for key, _, _ in FIGURE_GOALS for variant in ("seg", "noseg")]
+
+
+def _p(value: float) -> str:
+    return "p < 0.01" if value < 0.01 else f"p = {value:.2f}"
+
+
+def _range(interval: tuple[float, float]) -> str:
+    return f"{interval[0]:.2f} to {interval[1]:.2f}"
 
 
 def figure_trend_table(trends: Sequence[Trend]):
-    """Per measure and variant: the points' budgets, the latest value, the fitted change per
-    doubling of compute, and where the line meets the goal (CPU-hours), if it heads there."""
+    """Per measure and variant: the runs' compute, the value at the largest, the fitted change
+    per doubling with its standard error and p-value, and the prediction band at the line's
+    reach (twice the largest compute), against the goal."""
     import pandas as pd
 
     labels = {key: (label, goal) for key, label, goal in FIGURE_GOALS}
@@ -228,36 +279,26 @@ def figure_trend_table(trends: Sequence[Trend]):
         if not t.points:
             continue
         label, goal = labels[t.key]
-        reach = t.minutes_to(goal)
         latest = max(t.points)
+        band = t.band(t.reach)
         table.append({
             "measure": label, "goal": goal,
             "variant": "with seg." if t.variant == "seg" else "image only",
             "runs": len(t.points),
-            "CPU-min": f"{min(t.points)[0]:.0f}–{latest[0]:.0f}",
+            "10¹² MAC": f"{min(t.points)[0]:.1f}–{latest[0]:.1f}",
             "at the largest": f"{latest[1]:.2f}",
-            "per doubling": "—" if t.slope is None else f"{t.slope:+.2f}",
-            "goal on the line at": ("met" if _meets(latest[1], goal) else "—" if reach is None
-                                    else _cpu_time(reach)),
+            "per doubling": ("— (fewer than 3 runs)" if t.fit is None else
+                             f"{t.slope:+.2f} ± {t.fit.stderr:.2f} ({_p(t.fit.pvalue)})"),
+            f"{BAND:.0%} band at {REACH:g}× the largest": "—" if band is None else _range(band),
         })
     return pd.DataFrame(table)
 
 
-OUT_OF_REACH = 6e7  # CPU-minutes: a million CPU-hours, no budget anyone would spend
-
-
-def _cpu_time(minutes: float) -> str:
-    """CPU-minutes up to two hours, CPU-hours beyond (``OUT_OF_REACH``: said so)."""
-    if minutes >= OUT_OF_REACH:
-        return "beyond a million CPU-h"
-    return f"{minutes:.0f} CPU-min" if minutes < 120 else f"{minutes / 60:,.0f} CPU-h"
-
-
 def figure_trend_lines(trends: Sequence[Trend]) -> list[str]:
-    """One sentence per measure, from the fitted lines: where each variant stands at its
-    largest budget, which way it moves per doubling, where it would meet the goal, and (Figure
-    3) which variant is ahead and whether, and at what budget, the lines cross."""
-
+    """One sentence per measure, only what the fits carry: where each variant stands at its
+    largest compute, its change per doubling with the p-value, where a run at twice that
+    compute would land (the band) against the goal, and (Figure 3) whether the two variants'
+    bands there overlap."""
     by_key: dict[str, dict[str, Trend]] = {}
     for t in trends:
         if t.points:
@@ -267,50 +308,37 @@ def figure_trend_lines(trends: Sequence[Trend]) -> list[str]:
         variants = by_key.get(key, {})
         if not variants:
             continue
-        lower_is_better = goal.startswith("≤")
         parts = []
         for variant, t in variants.items():
             name = "with the channels" if variant == "seg" else "image only"
-            minutes, value = max(t.points)
-            text = f"{name} {value:.2f} at {minutes:.0f} CPU-min"
-            if t.slope is not None:
-                reach = t.minutes_to(goal)
-                text += (f", {t.slope:+.2f} per doubling; " + (
-                    "goal met" if _meets(value, goal) else
-                    "moving away from the goal" if reach is None else
-                    "too flat to meet the goal at any budget" if reach >= OUT_OF_REACH else
-                    f"the line meets the goal at about {_cpu_time(reach)}"))
+            compute, value = max(t.points)
+            text = f"{name} {value:.2f} at {compute:.1f}×10¹² MAC"
+            if t.fit is None:
+                text += f" ({len(t.points)} runs: no line)"
+            else:
+                low, high = t.band(t.reach)
+                level = float(goal.split()[-1])
+                verdict = ("inside the band" if low <= level <= high else
+                           "met by all of it" if _meets(low, goal) and _meets(high, goal) else
+                           "outside it")
+                text += (f", {t.slope:+.2f} ± {t.fit.stderr:.2f} per doubling "
+                         f"({_p(t.fit.pvalue)}, {len(t.points)} runs); at {REACH:g}× that "
+                         f"compute a run would land at {_range((low, high))} ({BAND:.0%}), "
+                         f"the goal {verdict}")
             parts.append(text)
         sentence = f"**{label}** (goal {goal}): " + "; ".join(parts) + "."
         seg, noseg = variants.get("seg"), variants.get("noseg")
-        if seg and noseg and seg.slope is not None and noseg.slope is not None:
-            top = max(max(seg.points)[0], max(noseg.points)[0])
-            ahead = (seg.at(top) < noseg.at(top)) == lower_is_better
-            standing = "ahead (the paper's direction)" if ahead else "behind"
-            sentence += f" At the largest budget the line with the channels is {standing}"
-            if seg.slope != noseg.slope:
-                cross = seg.crossing(noseg)
-                sentence += ("; the lines do not cross beyond it" if cross is None
-                             else f"; the lines cross at about {_cpu_time(cross)}")
-            sentence += "."
+        if seg and noseg and seg.fit is not None and noseg.fit is not None:
+            reach = min(seg.reach, noseg.reach)
+            (a, b), (c, d) = seg.band(reach), noseg.band(reach)
+            sentence += (" The two variants' bands there " +
+                         ("overlap: the lines do not tell them apart." if a <= d and c <= b
+                          else "do not overlap."))
+            cross = seg.crossing(noseg)
+            if cross is not None:
+                sentence += f" Their lines cross at {cross:.1f}×10¹² MAC, within reach."
         lines.append(sentence)
     return lines
-
-
-def figure_trends_at(trends: Sequence[Trend], minutes: float, variant: str = "seg") -> str:
-    """One sentence: where the fitted lines of ``variant`` put each Figures 3-5 measure at a
-    budget of ``minutes`` CPU-minutes, and whether that meets its goal (lines without a fit are
-    left out)."""
-    labels = {key: (label, goal) for key, label, goal in FIGURE_GOALS}
-    parts = []
-    for t in trends:
-        if t.variant != variant or t.slope is None:
-            continue
-        label, goal = labels[t.key]
-        value = t.at(minutes)
-        parts.append(f"{label} {value:.2f} ({'meets' if _meets(value, goal) else 'short of'} "
-                     f"{goal})")
-    return f"At {_cpu_time(minutes)} the lines give: " + "; ".join(parts) + "."
 
 
 def quality_study_table(rows: Sequence[dict[str, Any]]):

@@ -31,9 +31,11 @@ from pggan_core.data.store import (
     DatasetWriter,
     PreparedDataset,
     box_downsample,
+    sha256_of,
 )
 from pggan_core.datasets import dataset_spec, hook
 from pggan_core.errors import ConfigError, DataError
+from pggan_core.paths import vessel_model_path
 from pggan_core.progress import Progress
 
 ROP_NATIVE = 512  # the paper resizes every fundus photograph to 512 x 512
@@ -89,6 +91,9 @@ def ensure_prepared(config: Config, out_dir: str | Path, source: str | Path | No
         found = {"config": existing.meta.get("config"),
                  "version": existing.meta.get("preprocessing_version"),
                  "source": existing.meta.get("source")}
+        if "vessel_map_resolution" in existing.meta:  # a U-Net's channel: drawn at this size
+            wanted["vessel_map_resolution"] = vessel_map_resolution(config)
+            found["vessel_map_resolution"] = existing.meta["vessel_map_resolution"]
         if found == wanted:
             return existing
         print(f"{out_dir} was prepared with other settings; preparing it again")
@@ -180,7 +185,7 @@ def rop_samples(config: Config, source: str | Path | None, n_images: int | None,
         for index, (item, fundus) in enumerate(zip(items, _ordered_map(load, items, workers),
                                                    strict=True)):
             if segmenter is not None:
-                vessel_map = segmenter.segment(fundus.rgb)  # in its own field of view
+                vessel_map = gan_scale_vessel_map(segmenter, fundus.rgb, config)
             else:
                 vessel_map = fundus.vessels.astype(np.float32)
             row = {"id": _relative_id(fundus.source_file, source) if source
@@ -192,9 +197,42 @@ def rop_samples(config: Config, source: str | Path | None, n_images: int | None,
             yield preprocess.fundus_channels(fundus.rgb, vessel_map), row, fundus.vessels
 
     vessels = {"vessel_channel": "unet" if segmenter is not None else "mask",
+               **({"vessel_map_resolution": vessel_map_resolution(config),
+                   "vessel_model_sha256": _sha256_or_none(vessel_model_path(config.profile))}
+                  if segmenter is not None else {}),
                "vessel_truth": (None if not has_masks else "phantom" if source is None
                                 else "manual masks")}
     return generate(), n, vessels
+
+
+def vessel_map_resolution(config: Config) -> int:
+    """The size at which the U-Net draws the vessel channel: the top of the GAN's schedule."""
+    return min(config.schedule.max_resolution, config.data.resolution)
+
+
+def gan_scale_vessel_map(segmenter, rgb: np.ndarray, config: Config) -> np.ndarray:
+    """The vessel U-Net's map of a photograph as the GAN sees it, at ``rgb``'s size.
+
+    The paper's fourth channel is the U-Net's segmentation of each photograph at the
+    resolution the GAN learns (512 px there): a map of the vessels that photograph shows, not
+    of vessels too fine for it. So the photograph is box-filtered to the top of the GAN's
+    schedule (``vessel_map_resolution``), exactly as the prepared pyramid filters it,
+    segmented there (enlarged to the U-Net's training scale and reduced back, as generated
+    photographs are segmented), and each pixel of the map repeated up to ``rgb``'s size: the
+    pyramid's box filter then gives back this map at the GAN's top resolution, and lower
+    levels filter it as they filter the photograph.
+    """
+    top = vessel_map_resolution(config)
+    photograph = _to_resolution(preprocess.fundus_channels(
+        rgb, np.zeros(rgb.shape[:2], np.float32)), top)[None]
+    fov = preprocess.fields_of_view(photograph, config.data)
+    vessel_map = segmenter.segment_images(photograph, config.vessels.train_resolution, fov)[0]
+    repeat = rgb.shape[0] // top
+    return np.repeat(np.repeat(vessel_map, repeat, axis=0), repeat, axis=1)
+
+
+def _sha256_or_none(path: Path) -> str | None:
+    return sha256_of(path) if path.is_file() else None
 
 
 def _relative_id(source_file: str, source: str | Path) -> str:

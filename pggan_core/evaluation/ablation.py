@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,10 @@ from pggan_core.data.preprocess import brain_mask, fields_of_view
 from pggan_core.datasets import dataset_spec, hook
 from pggan_core.evaluation.vessel_agreement import VESSEL_LABEL_THRESHOLD
 from pggan_core.generate import sample_images
-from pggan_core.measures import domain_stats
+from pggan_core.measures import domain_stats, global_structure
 from pggan_core.measures.swd import sliced_wasserstein, swd_floor, swd_options
 from pggan_core.provenance import derivation
-from pggan_core.runs.folder import open_run
+from pggan_core.runs.folder import RunSpec, open_run
 from pggan_core.segmentation.vessels import enlarge_fundus, ensure_vessel_unet
 from pggan_core.training.checkpoint import load_generator, weights_fingerprint
 
@@ -64,6 +65,12 @@ MEASURE_NAMES = {
     "tortuosity": "vessel tortuosity",
     "flair_hyperintense_fraction": "FLAIR-hyperintense share of the brain",
     "t1c_enhancing_fraction": "T1c-enhancing share of the brain",
+    # the global layout (measures.global_structure)
+    "radial_alignment": "vessels radiating from the disc (|cos| to the disc direction)",
+    "vessel_reach": "the vessel tree's reach from the disc",
+    "disc_uniqueness": "one optic disc (its lead over a second bright spot)",
+    "lesion_nesting": "enhancing rim inside the FLAIR lesion",
+    "lesion_components": "separate FLAIR lesions per slice",
 }
 
 
@@ -121,8 +128,23 @@ class FundusStructure:
         probs, fovs = vessel_maps_at_unet_scale(segmenter, images, data_cfg, scale_to)
         area = np.maximum(fovs.sum(axis=(1, 2)), 1)
         soft = np.where(fovs.any(axis=(1, 2)), (probs * fovs).sum(axis=(1, 2)) / area, np.nan)
+        # the global layout: the disc found in the photograph, its pixel centres at the maps'
+        # scale
+        scale = scale_to / images.shape[-1]
+        centres = (global_structure.disc_centres(images) + 0.5) * scale - 0.5
         return {"vessel_density_soft": soft,
-                **domain_stats.fundus_stats(probs > threshold, fovs)}
+                **domain_stats.fundus_stats(probs > threshold, fovs),
+                "radial_alignment": global_structure.radial_alignment(probs, fovs, centres,
+                                                                      threshold),
+                "vessel_reach": global_structure.vessel_reach(probs > threshold, fovs,
+                                                              centres),
+                "disc_uniqueness": global_structure.disc_uniqueness(
+                    images, fields_of_view(images, data_cfg))}
+
+    def maps(self, images: np.ndarray) -> np.ndarray:
+        """What the measures read in each photograph: the U-Net's vessel probability at its
+        own scale (N, S, S)."""
+        return vessel_maps_at_unet_scale(self.segmenter, images, self.data_cfg, self.scale)[0]
 
     def description(self, resolution: int) -> dict[str, Any]:
         """How the photographs were read, for ``ablation.json`` and the page."""
@@ -151,12 +173,23 @@ class MriStructure:
     def reading(images: np.ndarray) -> dict[str, np.ndarray]:
         brain = brain_mask(images)
         area = np.maximum(brain.sum(axis=(1, 2)), 1)
-        return {"flair_hyperintense_fraction":
-                ((images[:, 3] > BRIGHT) & brain).sum((1, 2)) / area,
-                "t1c_enhancing_fraction": ((images[:, 1] > BRIGHT) & brain).sum((1, 2)) / area}
+        oedema, enhancing = (images[:, 3] > BRIGHT) & brain, (images[:, 1] > BRIGHT) & brain
+        return {"flair_hyperintense_fraction": oedema.sum((1, 2)) / area,
+                "t1c_enhancing_fraction": enhancing.sum((1, 2)) / area,
+                "lesion_nesting": global_structure.lesion_nesting(oedema, enhancing),
+                "lesion_components": global_structure.lesion_components(oedema)}
+
+    def maps(self, images: np.ndarray) -> None:
+        """The measures read the contrasts themselves: no map to show beside them."""
+        return None
 
     def description(self, resolution: int) -> None:
         return None
+
+
+def structure_reader(dataset: str, run: str | Path):
+    """The dataset's structure reader (``DatasetSpec.structure``) for the run's config."""
+    return hook(dataset_spec(dataset).structure)(open_run(run).config)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,6 +409,119 @@ def compare_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0,
     result["conclusion"] = ablation_conclusion(result)
     write_text_atomic(seg_run / "ablation.json", json.dumps(result, indent=2, default=float))
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Over training seeds
+
+SEEDS_FILE = "ablation_seeds.json"  # beside the seed-0 run with segmentation
+
+
+def seed_verdicts(results: Sequence[dict[str, Any]], confidence: float = CONFIDENCE
+                  ) -> list[dict[str, Any]]:
+    """Figure 3's verdict per measure over training seeds: ``results`` holds one
+    ``compare_ablation`` result per seed (each a pair of runs trained with that seed). Each
+    seed gives one (distance without − distance with segmentation); their Student-t interval
+    (n − 1 degrees of freedom) decides the verdict (``verdict_from_interval``). The interval
+    holds the spread between trainings as well as between images, which one run cannot show;
+    with a single seed it is undefined and the verdict is "no clear difference"."""
+    verdicts = []
+    for first in results[0]["verdicts"]:
+        measure = first["measure"]
+        records = [next(v for v in r["verdicts"] if v["measure"] == measure) for r in results]
+        differences = np.array([r["difference"] for r in records], float)
+        n, mean = len(differences), float(np.mean(differences))
+        if n > 1 and np.isfinite(differences).all():
+            half = float(student_t.ppf(0.5 + confidence / 2, n - 1)
+                         * np.std(differences, ddof=1) / np.sqrt(n))
+            interval = [mean - half, mean + half]
+        else:
+            interval = [float("nan"), float("nan")]
+        verdicts.append({
+            "measure": measure, "label": first["label"], "seeds": n,
+            "differences": differences.tolist(), "mean_difference": mean,
+            "interval": interval, "verdict": verdict_from_interval(*interval),
+            "seg_ratios": [r["seg_ratio"] for r in records],
+            "noseg_ratios": [r["noseg_ratio"] for r in records],
+            "per_seed_verdicts": [r["verdict"] for r in records]})
+    return verdicts
+
+
+def replicated_ablation(dataset: str, profile: str, seeds: Sequence[int] = (0, 1, 2)
+                        ) -> dict[str, Any]:
+    """``compare_ablation`` for each seed's pair of runs (``runs.reuse.ensure_run``: the shipped
+    ones installed, others trained), with and without segmentation, the same images drawn for
+    each, and ``seed_verdicts`` over them; written as ``SEEDS_FILE`` into the seed-0 run with
+    segmentation and returned. Every generator is recorded by its SHA-256: the seed-0 pair's
+    are checked against the book's runs before the result is quoted."""
+    from pggan_core.runs.reuse import ensure_run
+
+    results, generators = [], {}
+    for seed in seeds:  # shipped seeds are installed, missing ones trained (hours each)
+        seg, noseg = (ensure_run(dataset, profile, variant, seed, progress=False)
+                      for variant in (True, False))
+        result = compare_ablation(seg, noseg)
+        results.append(result)
+        generators[str(seed)] = {"with": result["derivation"]["generator_sha256"],
+                                 "without": result["noseg_generator_sha256"]}
+    out = {"dataset": dataset, "profile": profile, "seeds": list(seeds),
+           "confidence": CONFIDENCE, "verdicts": seed_verdicts(results),
+           "per_seed": [{"seed": seed, "verdicts": [
+               {k: v for k, v in record.items() if k != "repeat_differences"}
+               for record in result["verdicts"]]} for seed, result in zip(seeds, results,
+                                                                          strict=True)],
+           "generators": generators,
+           "derivation": results[0]["derivation"],
+           "noseg_generator_sha256": results[0]["noseg_generator_sha256"]}
+    out["conclusion"] = seeds_conclusion(out)
+    target = RunSpec(dataset, profile, True, seeds[0]).folder() / SEEDS_FILE
+    write_text_atomic(target, json.dumps(out, indent=2, default=float))
+    return out
+
+
+def replicated_result(dataset: str, profile: str, seed: int = 0,
+                      source: str | Path | None = None) -> dict[str, Any] | None:
+    """The ``SEEDS_FILE`` of the (dataset, profile, seed) run when it holds for that run and
+    its run without segmentation (their generators, the code, the config), else None."""
+    from pggan_core.runs.folder import stale_result
+
+    seg = RunSpec(dataset, profile, True, seed, source).folder()
+    path = seg / SEEDS_FILE
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text())
+    noseg = RunSpec(dataset, profile, False, seed, source).folder()
+    if stale_result(seg, "ablation", result.get("derivation")) is not None or \
+            weights_fingerprint(load_generator(noseg)[0]) != result.get("noseg_generator_sha256"):
+        return None
+    return result
+
+
+def seeds_conclusion(result: dict[str, Any]) -> str:
+    """``replicated_ablation``'s verdicts in words: which measures favour which model over
+    the seeds."""
+    groups: dict[str, list[str]] = {PAPER: [], AGAINST: [], UNCLEAR: []}
+    for record in result["verdicts"]:
+        groups[record["verdict"]].append(MEASURE_NAMES.get(record["measure"],
+                                                           record["measure"]))
+    listed = "; ".join(f"{verdict}: {', '.join(names)}" for verdict, names in groups.items()
+                       if names)
+    return (f"Over {len(result['seeds'])} training seeds per model, with "
+            f"{result['confidence']:.0%} Student-t intervals over the seeds: {listed}.")
+
+
+def seeds_table(result: dict[str, Any]) -> pd.DataFrame:
+    """One row per measure of ``replicated_ablation``: each seed's ratio to real with and
+    without segmentation, the interval over seeds and the verdict."""
+    rows = {}
+    for record in result["verdicts"]:
+        name = MEASURE_NAMES.get(record["measure"], record["measure"])
+        row = {f"seed {s}": f"{a:.2f}× / {b:.2f}×" for s, a, b in zip(
+            result["seeds"], record["seg_ratios"], record["noseg_ratios"], strict=True)}
+        row["interval (without − with)"] = "[{:.3g}, {:.3g}]".format(*record["interval"])
+        row["verdict"] = record["verdict"]
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 # ---------------------------------------------------------------------------------------------

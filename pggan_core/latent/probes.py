@@ -12,13 +12,20 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.linear_model import LogisticRegression
+from sklearn.manifold import TSNE
 from sklearn.metrics import silhouette_score
-from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+from sklearn.model_selection import (
+    GroupKFold,
+    KFold,
+    StratifiedGroupKFold,
+    StratifiedKFold,
+    cross_val_score,
+)
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
@@ -27,6 +34,7 @@ from pggan_core.data.store import box_downsample
 from pggan_core.datasets import LatentLabel, dataset_spec, hook
 from pggan_core.errors import DataError
 from pggan_core.generate import images_from_latents
+from pggan_core.measures.global_structure import disc_centres
 
 FOLDS = 5
 PROBE_C = 1.0  # sklearn's default L2 strength; with standardised inputs it is scale-free
@@ -121,6 +129,44 @@ def probe_accuracy(features: np.ndarray, labels: np.ndarray | pd.Series,
             "folds": len(splits), "split": split}
 
 
+def tsne_embedding(latents: np.ndarray, perplexity: float = 30.0, seed: int = 0) -> np.ndarray:
+    """A 2-D t-SNE of ``latents`` (sklearn; PCA initialisation, automatic learning rate).
+
+    The perplexity is clipped to (n - 1) / 3 so small sets still embed (sklearn requires it
+    below n; a third keeps each point's neighbourhood smaller than the whole set).
+    """
+    n = len(latents)
+    if n < 4:
+        raise DataError(f"t-SNE needs at least 4 latents, got {n}: encode more images")
+    perplexity = float(min(perplexity, (n - 1) / 3))
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
+                random_state=seed)
+    return tsne.fit_transform(np.asarray(latents, dtype=np.float64)).astype(np.float32)
+
+
+def knn_accuracy(latents: np.ndarray, labels: np.ndarray | pd.Series, k: int = 5,
+                 folds: int = FOLDS, seed: int = 0,
+                 groups: np.ndarray | pd.Series | None = None) -> dict[str, Any]:
+    """Cross-validated k-nearest-neighbour accuracy of predicting ``labels`` from latents.
+
+    Returns ``accuracy`` (mean over stratified folds), ``std``, ``chance`` (the majority
+    class's share: what always guessing it scores), ``n``, ``k``, ``folds`` and ``split``
+    (which folds; ``probes.fold_indices``). With ``groups`` (the subject of each slice) no
+    group is split between training and test folds. Images of a class seen only once are left
+    out (``n`` counts the rest); k is capped by the smallest training fold.
+    """
+    keep = usable_classes(labels)
+    latents, labels = np.asarray(latents)[keep], np.asarray(labels)[keep]
+    groups = np.asarray(groups)[keep] if groups is not None else None
+    splits, split = fold_indices(labels, groups, folds, seed)
+    k = int(min(k, *(len(train) - 1 for train, _ in splits)))
+    scores = cross_val_score(KNeighborsClassifier(k), latents, labels, cv=splits)
+    counts = np.unique(labels, return_counts=True)[1]
+    return {"accuracy": float(scores.mean()), "std": float(scores.std()),
+            "chance": float(counts.max() / counts.sum()), "n": len(labels), "k": k,
+            "folds": len(splits), "split": split}
+
+
 def label_silhouette(embedding: np.ndarray, labels: np.ndarray | pd.Series) -> float:
     """How well the classes of ``labels`` separate in a (t-SNE) plane: sklearn's silhouette,
     from -1 (mixed up) through 0 (overlapping) to 1 (tight, far-apart clusters)."""
@@ -142,11 +188,8 @@ def laterality_from_disc(images: np.ndarray) -> np.ndarray:
     16 to 128 px, where the grey image misses about 1 in 40). The phantom draws an OD disc
     right of the fovea, in the image's right half.
     """
-    whiteness = np.asarray(images, np.float32)[:, :3].min(axis=1)
-    sigma = whiteness.shape[-1] / 40
-    disc_x = np.array([np.unravel_index(np.argmax(cv2.GaussianBlur(image, (0, 0), sigma)),
-                                        image.shape)[1] for image in whiteness])
-    return np.where(disc_x < whiteness.shape[-1] / 2, "OS", "OD")
+    disc_x = disc_centres(images)[:, 1]
+    return np.where(disc_x < np.shape(images)[-1] / 2, "OS", "OD")
 
 
 def tumour_from_label_channels(label_channels: np.ndarray,

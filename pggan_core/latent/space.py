@@ -15,70 +15,46 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.decomposition import PCA
-from sklearn.manifold import TSNE
 from sklearn.metrics import r2_score
-from sklearn.model_selection import cross_val_predict, cross_val_score
-from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+from sklearn.model_selection import cross_val_predict
+from sklearn.neighbors import KNeighborsRegressor
 
 from pggan_core.atomic import write_text_atomic
 from pggan_core.data.store import sha256_of
+from pggan_core.datasets import hook
 from pggan_core.device import pick_device
 from pggan_core.errors import DataError
-from pggan_core.latent.encoder import INDOMAIN_LATENTS_FILE, LATENTS_FILE, load_latents
+from pggan_core.latent.attributes import (
+    VIEWS,
+    attribute_scores,
+    attribute_verdict,
+    attribute_views,
+    primary_attribute,
+    score_records,
+)
+from pggan_core.latent.encoder import (
+    INDOMAIN_LATENTS_FILE,
+    LATENTS_FILE,
+    load_encoder,
+    load_latents,
+)
 from pggan_core.latent.probes import (
     FOLDS,
     GENERATED_IMAGES,
     fold_indices,
     generated_z_probe,
+    knn_accuracy,
     label_rule_agreement,
     label_silhouette,
     latent_label,
     probe_accuracy,
-    usable_classes,
+    tsne_embedding,
 )
 from pggan_core.provenance import derivation
 from pggan_core.runs.folder import open_run
 from pggan_core.training.checkpoint import weights_fingerprint
 
 PIXEL_CONTROL_RESOLUTION = 64  # the raw-pixel controls never read larger images
-
-
-def tsne_embedding(latents: np.ndarray, perplexity: float = 30.0, seed: int = 0) -> np.ndarray:
-    """A 2-D t-SNE of ``latents`` (sklearn; PCA initialisation, automatic learning rate).
-
-    The perplexity is clipped to (n - 1) / 3 so small sets still embed (sklearn requires it
-    below n; a third keeps each point's neighbourhood smaller than the whole set).
-    """
-    n = len(latents)
-    if n < 4:
-        raise DataError(f"t-SNE needs at least 4 latents, got {n}: encode more images")
-    perplexity = float(min(perplexity, (n - 1) / 3))
-    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
-                random_state=seed)
-    return tsne.fit_transform(np.asarray(latents, dtype=np.float64)).astype(np.float32)
-
-
-def knn_accuracy(latents: np.ndarray, labels: np.ndarray | pd.Series, k: int = 5,
-                 folds: int = FOLDS, seed: int = 0,
-                 groups: np.ndarray | pd.Series | None = None) -> dict[str, Any]:
-    """Cross-validated k-nearest-neighbour accuracy of predicting ``labels`` from latents.
-
-    Returns ``accuracy`` (mean over stratified folds), ``std``, ``chance`` (the majority
-    class's share: what always guessing it scores), ``n``, ``k``, ``folds`` and ``split``
-    (which folds; ``probes.fold_indices``). With ``groups`` (the subject of each slice) no
-    group is split between training and test folds. Images of a class seen only once are left
-    out (``n`` counts the rest); k is capped by the smallest training fold.
-    """
-    keep = usable_classes(labels)
-    latents, labels = np.asarray(latents)[keep], np.asarray(labels)[keep]
-    groups = np.asarray(groups)[keep] if groups is not None else None
-    splits, split = fold_indices(labels, groups, folds, seed)
-    k = int(min(k, *(len(train) - 1 for train, _ in splits)))
-    scores = cross_val_score(KNeighborsClassifier(k), latents, labels, cv=splits)
-    counts = np.unique(labels, return_counts=True)[1]
-    return {"accuracy": float(scores.mean()), "std": float(scores.std()),
-            "chance": float(counts.max() / counts.sum()), "n": len(labels), "k": k,
-            "folds": len(splits), "split": split}
 
 
 def knn_correlation(latents: np.ndarray, values: np.ndarray | pd.Series, k: int = 5,
@@ -327,6 +303,24 @@ def score_latent_space(run_dir: str | Path, seed: int = 0,
                                      config.model.latent_dim, float(info["alpha"]),
                                      n_generated, seed, label_resolution=resolution),
                  "label_rule_agreement_on_reals": label_rule_agreement(dataset, images, labels)}
+    label = latent_label(dataset)
+    attributes = None
+    if encoder == "paper" and label.attributes is not None:  # Figure 5: is the label primary?
+        paper_encoder = load_encoder(run_dir, pick_device(config.train.device))
+        views = attribute_views(G, paper_encoder, hook(label.attributes), images, latents,
+                                int(info["resolution"]), float(info["alpha"]),
+                                config.model.latent_dim, n_generated, seed, resolution)
+        table, planes = attribute_scores(views, config.eval.tsne_perplexity, seed,
+                                         {VIEWS[0]: groups})
+        attributes = {"label": label.words, "scores": score_records(table),
+                      # Figure 5's plane on the sphere, coloured by each attribute on its page
+                      "plane": np.round(planes[VIEWS[0]], 3).tolist(),
+                      "values": {name: np.round(values, 4).tolist()
+                                 for name, values in views[VIEWS[0]][1].items()},
+                      "primary": {v: primary_attribute(table, v) for v in VIEWS},
+                      "verdict": attribute_verdict(table, label.words),
+                      "views": "on the unit sphere; E(G(z)) and z: "
+                               f"{n_generated} generated images, seed {seed}"}
     main_row = scores[rows(dataset)["knn"]]
     downsampled = (f", box-filtered down from the encoder's {info['resolution']} px"
                    if resolution < int(info["resolution"]) else ", as the encoder read them")
@@ -335,6 +329,9 @@ def score_latent_space(run_dir: str | Path, seed: int = 0,
               "pixels": f"all {channels} channels of the prepared training images at "
                         f"{resolution} px ({pixels.shape[1]} numbers per image){downsampled}",
               "details": scores, "tsne": tsne, "generated_z": generated,
+              **({"attributes": attributes,
+                  f"{label.key}_primary": attributes["primary"][VIEWS[0]]["primary"]
+                  == label.words} if attributes is not None else {}),
               "derivation": derivation("latent_space", weights_fingerprint(G), config,
                                        {latents_file: sha256_of(run_dir / latents_file)})}
     write_text_atomic(run_dir / scores_file, json.dumps(result, indent=2))

@@ -34,7 +34,10 @@ def ensure_run(dataset: str, profile: str, with_segmentation: bool = True, seed:
     refused (DataMismatchError), never reused or resumed.
     """
     spec = RunSpec(dataset, profile, with_segmentation, seed, source)
-    config, data_dir, out, variant = spec.config(), spec.data_folder(), spec.folder(), spec.variant
+    config, data_dir, out = spec.config(), spec.data_folder(), spec.folder()
+    variant = out.name  # what the profile ships it as: "seg", "noseg", "seg-seed1"...
+    if source is None:  # the U-Net that drew the shipped runs' vessel channel, where shipped
+        shipped.install_vessel_unet(profile, config)
     data = ensure_prepared(config, data_dir, source=source, progress=progress)
     record = data.data_record()
     _refuse_other_data(out, record)
@@ -120,6 +123,8 @@ def pretrain(profile: str, datasets: tuple[str, ...] = ("rop", "brats"), seed: i
     sources = {d: str(s) for d, s in (sources or {}).items()}
     for dataset in datasets:
         spec = RunSpec(dataset, profile, seed=seed, source=sources.get(dataset))
+        if spec.source is None:
+            shipped.install_vessel_unet(profile, spec.config())
         ensure_prepared(spec.config(), spec.data_folder(), source=spec.source, progress=True)
     runs = [(d, seg) for seg in (True, False) for d in datasets]
     lanes, threads = lanes_and_threads(len(runs))

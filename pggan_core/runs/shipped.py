@@ -45,7 +45,7 @@ from pggan_core.atomic import atomic_file, write_text_atomic
 from pggan_core.config import Config, config_from_dict, same_config
 from pggan_core.data.store import PreparedDataset, sha256_of
 from pggan_core.errors import CheckpointError, PgganError
-from pggan_core.paths import checkout_root, repo_root
+from pggan_core.paths import checkout_root, repo_root, vessel_model_path
 from pggan_core.runs.folder import marked_finished
 from pggan_core.training import checkpoint as ckpt
 from pggan_core.training.run_info import RUN_INFO_FILE, read_run_info, write_run_info
@@ -58,7 +58,9 @@ ENCODER_FILES = ("encoder.pt", "encoder.json")  # shipped too when the run was e
 INVERSION_FILES = ("indomain_encoder.pt", "inversion.json")  # and its in-domain encoder
 # results too slow for a book build, shipped beside the run they were made from; like the
 # encoder, each records its derivation and is checked against the run before it is quoted
-RESULT_FILES = ("augmentation.json",)
+RESULT_FILES = ("augmentation.json", "ablation_seeds.json")
+RESULT_KINDS = {"augmentation.json": "augmentation", "ablation_seeds.json": "ablation"}
+VESSEL_UNET = "vessel_unet"  # the manifest's key and the folder of the shipped vessel U-Net
 
 
 def pretrained_dir(profile: str, root: Path | None = None) -> Path:
@@ -218,7 +220,7 @@ def ship_current_results(profile: str, datasets: tuple[str, ...] = ("rop", "brat
     for dataset in datasets:
         out = RunSpec(dataset, profile).folder(root)
         for kind, names in (("encoder", ENCODER_FILES), ("inversion", INVERSION_FILES),
-                            ("augmentation", RESULT_FILES)):
+                            *((RESULT_KINDS[name], (name,)) for name in RESULT_FILES)):
             record = out / names[-1]
             if not record.is_file():
                 continue
@@ -315,9 +317,10 @@ def export_run(run_dir: str | Path, profile: str, dataset: str, variant: str, co
         shutil.copy2(run_dir / name, folder / name)
     save_generator(run_dir, folder / ckpt.GENERATOR_FILE)
     names.append(ckpt.GENERATOR_FILE)
+    if data.meta.get("vessel_channel") == "unet":  # the U-Net that drew the run's channel
+        ship_vessel_unet(profile, data.meta.get("vessel_model_sha256"), commit, root)
     manifest = read_manifest(profile, root) or {"runs": {}}
-    made = {"commit": commit or _git_commit(root), "hardware": hardware(),
-            "torch": torch.__version__, "created": time.strftime("%Y-%m-%d")}
+    made = _made(commit, root)
     manifest |= {"profile": profile, **made}  # the latest export's
     manifest["runs"][key] = {**made,
         "command": command, "wall_seconds": round(wall_seconds, 1),
@@ -329,6 +332,64 @@ def export_run(run_dir: str | Path, profile: str, dataset: str, variant: str, co
     write_text_atomic(pretrained_dir(profile, root) / MANIFEST,
                       json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest
+
+
+def _made(commit: str | None, root: Path | None) -> dict[str, str]:
+    """Where and when something shipped was made: commit, machine, torch, date."""
+    return {"commit": commit or _git_commit(root), "hardware": hardware(),
+            "torch": torch.__version__, "created": time.strftime("%Y-%m-%d")}
+
+
+def ship_vessel_unet(profile: str, sha256: str | None = None, commit: str | None = None,
+                     root: Path | None = None) -> None:
+    """Ship the profile's vessel U-Net (``paths.vessel_model_path``) and its metrics beside the
+    runs, refused unless it is the one whose ``sha256`` a prepared dataset records."""
+    from pggan_core.segmentation.vessels import metrics_path
+
+    model = vessel_model_path(profile, root)
+    if not model.is_file() or (sha256 is not None and sha256_of(model) != sha256):
+        raise CheckpointError(f"{model} is missing or is not the U-Net that drew the data's "
+                              "vessel channel; prepare the data again with it before exporting")
+    folder = pretrained_dir(profile, root) / VESSEL_UNET
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for path in (model, metrics_path(model)):
+        shutil.copy2(path, folder / path.name)
+    manifest = read_manifest(profile, root) or {"runs": {}}
+    saved = torch.load(model, map_location="cpu", weights_only=True)["config"]
+    manifest[VESSEL_UNET] = {**_made(commit, root),
+                             "config": {k: saved[k] for k in ("vessels", "data")},
+                             "files": {p.name: sha256_of(p) for p in sorted(folder.iterdir())}}
+    write_text_atomic(pretrained_dir(profile, root) / MANIFEST,
+                      json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+def install_vessel_unet(profile: str, config: Config, root: Path | None = None) -> bool:
+    """Install the vessel U-Net ``profile`` ships where ``pggan vessels train`` would write it,
+    when none is there and it was trained with ``config``'s settings; whether it did.
+
+    The shipped fundus runs learnt this U-Net's map of each photograph as their vessel
+    channel. One trained here on another CPU (other kernels, other rounding) would draw a
+    slightly different channel, the prepared data would have another fingerprint, and the
+    shipped runs would be refused; so, like the paper's pre-trained U-Net, it is shipped.
+    """
+    from pggan_core.segmentation.vessels import unet_settings
+
+    entry = (read_manifest(profile, root) or {}).get(VESSEL_UNET)
+    target = vessel_model_path(profile)
+    wanted = json.loads(json.dumps(unet_settings(config)))
+    if entry is None or target.is_file() or entry["config"] != wanted:
+        return False
+    folder = pretrained_dir(profile, root) / VESSEL_UNET
+    for name, digest in entry["files"].items():
+        if not (folder / name).is_file() or sha256_of(folder / name) != digest:
+            raise CheckpointError(f"{folder / name} is missing or does not match its sha256 in "
+                                  f"{MANIFEST}; restore it with `git checkout {folder}`")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for name in sorted(entry["files"], key=lambda n: n.endswith(".pt")):  # the model last
+        with atomic_file(target.parent / name) as fh:
+            fh.write((folder / name).read_bytes())
+    return True
 
 
 def hardware() -> str:

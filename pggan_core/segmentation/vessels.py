@@ -173,6 +173,11 @@ class VesselSegmenter:
         """
         return self.segment_batch([rgb], None if fov is None else [fov])[0]
 
+    def segment_images(self, images: np.ndarray, scale_to: int, fov: np.ndarray) -> np.ndarray:
+        """``segment_vessels`` with this U-Net: images (N, >=3, R, R) in [-1, 1], segmented at
+        ``scale_to`` px and reduced back to R."""
+        return segment_vessels(self, images, scale_to, fov)
+
     def segment_batch(
         self, rgbs: list[np.ndarray], fovs: list[np.ndarray] | None = None
     ) -> list[np.ndarray]:
@@ -377,18 +382,20 @@ def train_vessel_unet(
     out_path = Path(out_path)
     saved = {
         "state_dict": {k: t.detach().cpu() for k, t in net.state_dict().items()},
-        "config": {
-            "vessels": dataclasses.asdict(v),
-            "data": {k: getattr(cfg.data, k)
-                     for k in ("gamma", "clahe_clip", "clahe_tiles", "fov_erosion_px")},
-            "profile": cfg.profile,
-            "source": source or "phantom",
-        },
+        "config": {**unet_settings(cfg), "profile": cfg.profile, "source": source or "phantom"},
     }
     with atomic_file(out_path) as fh:
         torch.save(saved, fh)
     write_text_atomic(metrics_path(out_path), json.dumps(metrics, indent=1))
     return metrics
+
+
+def unet_settings(cfg: Config) -> dict[str, Any]:
+    """What a vessel U-Net is trained with: its own section and the preprocessing of its input
+    (saved with it; a shipped U-Net is used only for a profile with these settings)."""
+    return {"vessels": dataclasses.asdict(cfg.vessels),
+            "data": {k: getattr(cfg.data, k)
+                     for k in ("gamma", "clahe_clip", "clahe_tiles", "fov_erosion_px")}}
 
 
 def metrics_path(model_path: str | Path) -> Path:

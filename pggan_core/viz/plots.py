@@ -281,6 +281,51 @@ def tsne_scatter(embedding: np.ndarray, labels, columns: Sequence[str],
     return fig
 
 
+def ablation_row_figure(images: np.ndarray, dataset: str, reader, title: str):
+    """One row of Figure 3: ``images`` (N, C, R, R) in [-1, 1] enlarged to at least 192 px
+    each, and under each the map its anatomy is read from (``reader.maps``: the fundus
+    U-Net's vessel probability), where the dataset's reader has one."""
+    import matplotlib.pyplot as plt
+
+    maps = reader.maps(images)
+    n_rows = 1 if maps is None else 2
+    fig, axes = plt.subplots(n_rows, len(images), figsize=(2.6 * len(images), 2.7 * n_rows),
+                             squeeze=False)
+    for i, image in enumerate(images):
+        axes[0, i].imshow(_resize(sample_panels(image, dataset)[0], 192))
+        if maps is not None:
+            axes[1, i].imshow(maps[i], cmap="gray", vmin=0, vmax=1)
+    for ax in axes.ravel():
+        ax.set(xticks=[], yticks=[])
+    if maps is not None:
+        axes[1, 0].set_ylabel("vessel U-Net", fontsize=9)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def attribute_planes_figure(attributes: dict):
+    """Figure 5's t-SNE plane (the encoded reals on the unit sphere) once per attribute of
+    ``latent_space.json``'s ``attributes``, each point coloured by the attribute's value,
+    titled with the silhouette of its two groups and its 5-NN gain over chance."""
+    import matplotlib.pyplot as plt
+
+    plane = np.asarray(attributes["plane"])
+    scores = {r["attribute"]: r for r in attributes["scores"] if r["view"] == "encoded reals"}
+    names = list(attributes["values"])
+    fig, axes = plt.subplots(1, len(names), figsize=(3.1 * len(names), 3.4), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        ax.scatter(plane[:, 0], plane[:, 1], c=attributes["values"][name], s=6,
+                   cmap="viridis", linewidths=0)
+        row = scores.get(name, {})
+        silhouette, gain = row.get("silhouette"), row.get("knn_gain")
+        ax.set_title(name + ("" if silhouette is None else
+                             f"\nsilhouette {silhouette:.2f}, 5-NN +{gain:.2f}"), fontsize=9)
+        ax.set(xticks=[], yticks=[])
+    fig.tight_layout()
+    return fig
+
+
 def save_figure(figure, run_dir: str | Path, name: str, profile: str, seed: int,
                 dataset: str | None = None) -> Path:
     """Save a figure under ``<run>/figures/<name>.png`` (or ``.html`` for plotly) with provenance.
@@ -417,69 +462,46 @@ def quality_compute_figure(rows: Sequence[dict], goals: dict[str, float],
     return fig
 
 
-def figure_trends_figure(trends: Sequence, goals: Sequence[tuple[str, str, str]],
-                         horizon_minutes: float = 6000.0, limit_minutes: float | None = None):
+def figure_trends_figure(trends: Sequence, goals: Sequence[tuple[str, str, str]]):
     """Figures 3-5's measures against training compute, one panel per measure: the study's
     runs with and without the segmentation channels as points, each variant's fitted line
-    (``claims.Trend``) drawn past the runs up to where it meets the goal (a cross), where the
-    two variants' lines cross (``Trend.crossing``, a diamond: Figure 3's verdict turns there) or to
-    ``horizon_minutes``, the goal dashed; ``limit_minutes``, a budget to read the lines at, dotted.
-    ``goals``: (key, label, goal) as ``claims.FIGURE_GOALS``."""
+    (``claims.Trend``) with its prediction band, drawn from the smallest run to the line's
+    reach (twice the largest run's compute) and no further, the goal dashed. ``goals``:
+    (key, label, goal) as ``claims.FIGURE_GOALS``."""
     import matplotlib.pyplot as plt
     import numpy as np
 
     styles = {"seg": ("#c44e52", "with segmentation channels"),
               "noseg": ("#7f7f7f", "image channels only")}
-    n_rows = -(-(len(goals) + 1) // 3)  # a panel per goal and one for the legend
-    fig, axes = plt.subplots(n_rows, 3, figsize=(12, 3.75 * n_rows))
+    n_rows = -(-(len(goals) + 1) // 2)  # a panel per goal and one for the legend
+    fig, axes = plt.subplots(n_rows, 2, figsize=(11, 4.2 * n_rows))
     axes = axes.ravel()
     for ax in axes[len(goals) + 1:]:
         ax.axis("off")
     for ax, (key, label, goal) in zip(axes, goals, strict=False):
-        level = float(goal.split()[-1])
-        pair = {t.variant: t for t in trends if t.key == key and t.points}
-        turn = pair["seg"].crossing(pair["noseg"]) if len(pair) == 2 else None
-        turn = turn if turn is not None and turn <= horizon_minutes else None
-        if turn is not None:
-            ax.plot(turn, pair["seg"].at(turn), "D", ms=7, mfc="none", mew=1.5,
-                    color="black", zorder=3)
-        for t in pair.values():
+        for t in (t for t in trends if t.key == key and t.points):
             colour, name = styles[t.variant]
-            ax.plot([m for m, _ in t.points], [v for _, v in t.points], "o", ms=5,
+            ax.plot([c for c, _ in t.points], [v for _, v in t.points], "o", ms=5,
                     color=colour, label=name)
-            if t.slope is None:
+            if t.fit is None:
                 continue
-            reach = t.minutes_to(goal)
-            start = min(m for m, _ in t.points)
-            end = max(max(m for m, _ in t.points), turn or 0.0,
-                      min(reach, horizon_minutes) if reach is not None else 0.0)
-            xs = np.geomspace(start, end, 50)
-            ax.plot(xs, [t.at(x) for x in xs], "-", color=colour, lw=1.2, alpha=0.8)
-            if reach is not None and reach <= horizon_minutes \
-                    and reach > max(m for m, _ in t.points):
-                ax.plot(reach, level, "x", ms=9, mew=2, color=colour)
-        ax.axhline(level, color="black", ls="--", lw=1)
-        if limit_minutes is not None:
-            ax.axvline(limit_minutes, color="#4c72b0", ls=":", lw=1.5)
+            xs = np.geomspace(min(c for c, _ in t.points), t.reach, 60)
+            ax.plot(xs, [t.at(x) for x in xs], "-", color=colour, lw=1.2)
+            bands = np.array([t.band(x) for x in xs])
+            ax.fill_between(xs, bands[:, 0], bands[:, 1], color=colour, alpha=0.15, lw=0)
+        ax.axhline(float(goal.split()[-1]), color="black", ls="--", lw=1)
+        ax.set_ylim(bottom=0)  # each measure is a ratio: below 0 the band is the line's, not data
         ax.set_xscale("log")
-        _plain_log_ticks(ax.xaxis, subs=(1.0, 3.0))  # lines may run over three decades
-        ax.set(title=f"{label} (goal {goal})", xlabel="training CPU-minutes (one core)")
+        _plain_log_ticks(ax.xaxis, subs=(1.0, 2.0, 5.0))
+        ax.set(title=f"{label} (goal {goal})",
+               xlabel="training compute (10¹² multiply-adds, G + D forward)")
         ax.title.set_fontsize(10)
-    # one compute axis for every panel, so budgets read alike across measures
-    low = min(ax.get_xlim()[0] for ax in axes[:len(goals)])
-    high = max(ax.get_xlim()[1] for ax in axes[:len(goals)])
-    for ax in axes[:len(goals)]:
-        ax.set_xlim(low, high)
     handles, names = axes[0].get_legend_handles_labels()
-    handles += [plt.Line2D([], [], color="black", ls="--"),
-                plt.Line2D([], [], color="grey", marker="x", ls="", mew=2),
-                plt.Line2D([], [], color="black", marker="D", mfc="none", ls="", mew=1.5),
-                plt.Line2D([], [], color="grey", lw=1.2)]
-    names += ["goal", "where the line meets it", "where the two lines cross",
-              "least-squares line in log compute"]
-    if limit_minutes is not None:
-        handles.append(plt.Line2D([], [], color="#4c72b0", ls=":", lw=1.5))
-        names.append(f"{limit_minutes:,.0f} CPU-min: the budget read below")
+    handles += [plt.Line2D([], [], color="grey", lw=1.2),
+                plt.Rectangle((0, 0), 1, 1, color="grey", alpha=0.15),
+                plt.Line2D([], [], color="black", ls="--")]
+    names += ["least-squares line in log compute, to 2× the largest run",
+              "95 % prediction band (where one more run would land)", "goal"]
     axes[len(goals)].legend(handles, names, loc="center", fontsize=10)
     axes[len(goals)].axis("off")
     fig.tight_layout()
