@@ -180,6 +180,9 @@ class EvalConfig:
 
     n_generated: int = 64
     n_auc_images: int = 32  # U-Net inference at stride 8 is the slow part of evaluation
+    # generated images each checked for a copy of a training image (measures.memorisation):
+    # a 1 % flag rate needs hundreds to be told from 0
+    n_memorisation: int = 1024
     n_msssim_pairs: int = 32
     swd_descriptors: int = 128
     swd_projections: int = 512

@@ -49,6 +49,7 @@ def _git(root: Path, *args: str) -> str:
 DERIVED_RESULTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "metrics": (("pggan_core.evaluation.evaluate", "pggan_core.measures.swd",
                  "pggan_core.measures.ms_ssim", "pggan_core.measures.neighbours",
+                 "pggan_core.measures.memorisation",
                  "pggan_core.measures.domain_stats", "pggan_core.evaluation.vessel_agreement",
                  "pggan_core.generate", "pggan_core.segmentation.vessels"),
                 ("data", "vessels", "eval")),

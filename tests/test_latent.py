@@ -84,6 +84,10 @@ def test_encode_run_writes_encoder_latents_and_figure(encoded_run):
     assert summary["iterations"] == iterations and len(summary["losses"]) == iterations
     assert summary["heldout_images"] == (data.manifest["split"] == "heldout").sum() >= 1
     assert summary["heldout_mse_encoder"] > 0 and summary["heldout_mse_refined"] > 0
+    # Figure 4 at the layout's scale: generated images redrawn, label channels retrieved
+    recovery = summary["generated_recovery"]
+    assert recovery["n"] == 256 and recovery["recovery"] <= 1.0 and recovery["mse"] >= 0
+    assert set(summary["coarse_label_retrieval"]) == {"encoder", "refined"}
 
     latents, labels = load_latents(run)
     assert latents.shape == (len(train_rows), config.model.latent_dim)

@@ -192,3 +192,23 @@ def test_encode_run_writes_the_measures_for_both_reconstructions(tiny_run, tmp_p
     usage = summary["latent_spectrum"]
     assert usage["latent_dim"] == len(usage["spectrum"])
     assert 1.0 <= usage["participation_ratio"] <= usage["latent_dim"]
+
+
+def test_coarse_label_retrieval_finds_the_own_layout_among_the_same_class():
+    from pggan_core.latent.reconstruction import coarse_label_maps, coarse_label_retrieval
+
+    rng = np.random.default_rng(0)
+    inputs = -np.ones((12, 4, 32, 32), np.float32)
+    for i, image in enumerate(inputs):  # a vessel-like bar at a place of its own
+        image[3, 4 + 2 * i:6 + 2 * i, 2:30] = 1.0
+    noisy = inputs + rng.normal(0, 0.3, inputs.shape).astype(np.float32)
+    classes = np.array(["OD", "OS"] * 6)
+    maps = coarse_label_maps(inputs, 3)
+    assert maps.shape == (12, 32, 32)
+    found = coarse_label_retrieval(maps, coarse_label_maps(noisy, 3), classes)
+    assert found["own_first"] == 1.0 and found["chance"] == pytest.approx(1 / 6)
+    shuffled = coarse_label_retrieval(maps, coarse_label_maps(noisy[::-1], 3), classes)
+    assert shuffled["own_first"] < 0.5
+    # no label channel (an image-only run): nothing to say
+    assert coarse_label_retrieval(coarse_label_maps(inputs[:, :3], 3),
+                                  coarse_label_maps(noisy[:, :3], 3), classes)["n"] == 0

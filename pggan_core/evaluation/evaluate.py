@@ -24,7 +24,7 @@ from pggan_core.datasets import dataset_spec, hook
 from pggan_core.evaluation.registry import METRICS, Metric, Samples, metrics_for, register_metric
 from pggan_core.evaluation.vessel_agreement import vessel_agreement_results
 from pggan_core.generate import sample_images
-from pggan_core.measures import domain_stats
+from pggan_core.measures import domain_stats, memorisation
 from pggan_core.measures.ms_ssim import ms_ssim_diversity
 from pggan_core.measures.neighbours import nearest_neighbour_distances
 from pggan_core.measures.swd import sliced_wasserstein, swd_floor, swd_options
@@ -81,6 +81,39 @@ def _neighbours(s: Samples) -> dict[str, Any]:
                 nearest_neighbour_distances(s.heldout, s.train_all)))}
 
 
+def _memorisation(s: Samples) -> dict[str, Any]:
+    """Every one of ``eval.n_memorisation`` generated images checked for a copy of a training
+    image (``measures.memorisation``), the detector checked on planted copies."""
+    spec = dataset_spec(s.dataset)
+    image = spec.image_channels
+    n = s.config.eval.n_memorisation
+    generated = memorisation.at_resolution(s.draw(n) if s.draw is not None else s.fake, image)
+    train = memorisation.at_resolution(s.train_all, image)
+    heldout = memorisation.at_resolution(s.heldout, image)
+    manifest = s.data.manifest
+    train_idx = s.data.split_indices("train")
+    groups = (manifest[spec.item_column].to_numpy()[train_idx]
+              if spec.item_column is not None and spec.item_column in manifest else None)
+    report = memorisation.memorisation_report(generated, train, heldout, groups)
+    # the detector checked on copies of 32 training images, made at the generator's size
+    picked = np.sort(np.random.default_rng(s.seed).choice(len(train_idx), min(32, len(train)),
+                                                          replace=False))
+    report["planted"] = memorisation.planted_check(
+        np.asarray(s.train_all[picked], np.float32)[:, :image], train, report["thresholds"],
+        s.seed)
+    report["closest"] = memorisation.closest_pairs(report)
+    report["resolution"] = int(generated.shape[-1])
+    if groups is not None:  # per subject: which training subjects the flagged images are near
+        flagged = np.asarray(report["generated"]["flagged"])
+        nearest = np.asarray(report["generated"]["invariant_index"])[flagged]
+        report["flagged_subjects"] = sorted({str(g) for g in groups[nearest]})
+        report["training_subjects"] = int(len(set(groups)))
+    share = report["generated_flagged"]
+    return {"memorisation": report, "memorised_share": share["share"],
+            "memorised_interval": share["interval"],
+            "memorised_heldout_share": report["heldout_flagged"]["share"]}
+
+
 def _anatomy(s: Samples) -> dict[str, Any]:
     statistics = dataset_spec(s.dataset).domain_stats
     if statistics is None:  # the dataset's spec names no statistics of its labels
@@ -115,6 +148,10 @@ for _metric in (
         ("NN distance to training set, generated (median)", "nn_distance_generated_median"),
         ("NN distance to training set, held-out real (median)",
          "nn_distance_heldout_median"))),
+    Metric("memorisation", _memorisation, status="memorisation, image by image", rows=(
+        ("generated images flagged as near-copies of a training image (share)",
+         "memorised_share"),
+        ("held-out real images flagged the same way (share)", "memorised_heldout_share"))),
     # vessel density, branching, tortuosity; tumour area and label composition: the labels
     # are read from the generated segmentation channels
     Metric("domain_stats", _anatomy, needs_segmentation=True, status="domain statistics"),
@@ -145,7 +182,8 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, progress: bool = True,
                       # read a block at a time: at 512 px the training set would not fit
                       heldout=data.view(heldout_idx, resolution, keep),
                       train_all=data.view(train_idx, resolution, keep), seed=seed,
-                      with_segmentation=keep > dataset_spec(dataset).image_channels)
+                      with_segmentation=keep > dataset_spec(dataset).image_channels,
+                      draw=lambda count: _draw(G, count, resolution, config, seed, precision))
     metrics = metrics_for(dataset, samples.with_segmentation)
     stages = Progress(len(metrics), f"evaluate {run_dir.name}", unit="stage",
                       enabled=progress, every=0)
@@ -164,6 +202,27 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, progress: bool = True,
     if progress:
         print(metrics_table(result).to_string(index=False))
     return result
+
+
+def memorisation_pairs(result: dict[str, Any], run: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The images of the memorisation report's closest pairs (``metrics.json``'s
+    ``memorisation["closest"]``) of the opened run: generated (drawn again, same seed) and
+    their nearest training images, image channels at the generator's size."""
+    closest = result["memorisation"]["closest"]
+    image = dataset_spec(run.info.dataset).image_channels
+    n = max(p["generated"] for p in closest) + 1
+    generated = _draw(run.G, n, run.resolution, run.config, result["seed"], None)
+    train_idx = run.data.split_indices("train")
+    train = run.data.batch(train_idx[[p["train"] for p in closest]], run.resolution)
+    return (generated[[p["generated"] for p in closest], :image], train[:, :image])
+
+
+def _draw(G: Any, n: int, resolution: int, config: Any, seed: int, precision: str | None
+          ) -> np.ndarray:
+    """``n`` generated images of seed ``seed`` (the first ``eval.n_generated`` are the ones
+    every other metric reads), drawn in the run's precision."""
+    with autocast(precision or config.train.precision, next(G.parameters()).device):
+        return sample_images(G, n, resolution, config.model.latent_dim, seed)
 
 
 def metrics_table(result: dict[str, Any]) -> pd.DataFrame:

@@ -47,6 +47,7 @@ class Samples:
     train_all: Any
     seed: int
     with_segmentation: bool  # the run generated segmentation channels
+    draw: Callable[[int], np.ndarray] | None = None  # n -> n more generated images, seed-fixed
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,17 @@ from torch import nn
 from pggan_core.atomic import atomic_file, write_text_atomic
 from pggan_core.config import Config
 from pggan_core.data.store import PreparedDataset
+from pggan_core.datasets import dataset_spec
 from pggan_core.device import pick_device
 from pggan_core.errors import RunNotFoundError
 from pggan_core.generate import images_from_latents, latent_usage
-from pggan_core.latent.reconstruction import ReconstructionScores
+from pggan_core.latent.probes import draw_latents
+from pggan_core.latent.reconstruction import (
+    ReconstructionScores,
+    coarse_label_maps,
+    coarse_label_retrieval,
+    fixed_derangement,
+)
 from pggan_core.precision import autocast, resolve
 from pggan_core.progress import Progress
 from pggan_core.provenance import derivation, derivation_differs
@@ -290,6 +297,14 @@ def _encode(run_dir: Path, G: nn.Module, info: dict[str, Any], data: PreparedDat
     heldout = data.split_indices("heldout")
     steps = config.encoder.refine_steps
     errors: dict[str, list[np.ndarray]] = {"encoder": [], "refined": []}
+    # Figure 4's "global vessel structure": the reconstructions' label channels at the layout's
+    # scale, against inputs of the same class (latent.reconstruction.coarse_label_retrieval)
+    spec = dataset_spec(config.data.dataset)
+    label, n_image = spec.latent_label, spec.image_channels
+    classes = (data.manifest[label.column].to_numpy()[heldout]
+               if label is not None and label.column in data.manifest else
+               np.zeros(len(heldout)))
+    coarse: dict[str, list[np.ndarray]] = {"inputs": [], "encoder": [], "refined": []}
     heldout_view = data.view(heldout, resolution, n_channels)
     # Figure 4 as numbers, over every held-out image rather than the few the figure shows
     scores = ReconstructionScores(heldout_view, config.data)
@@ -299,16 +314,22 @@ def _encode(run_dir: Path, G: nn.Module, info: dict[str, Any], data: PreparedDat
         from_encoder = images_from_latents(G, z_encoded, resolution, alpha)
         errors["encoder"].append(reconstruction_mse(reals, from_encoder))
         scores.add("encoder", start, from_encoder)
+        coarse["inputs"].append(coarse_label_maps(reals, n_image))
+        coarse["encoder"].append(coarse_label_maps(from_encoder, n_image))
         from_refined = None
         if steps > 0:
             refined = refine_latents(G, z_encoded, reals, resolution, alpha, steps)
             from_refined = images_from_latents(G, refined, resolution, alpha)
             errors["refined"].append(reconstruction_mse(reals, from_refined))
             scores.add("refined", start, from_refined)
+            coarse["refined"].append(coarse_label_maps(from_refined, n_image))
         if start == 0:
             _save_figure4(run_dir, config, reals, from_encoder, from_refined, heldout)
     mse = {name: _mean(np.concatenate(values)) if values else None
            for name, values in errors.items()}
+    maps = {name: np.concatenate(values) for name, values in coarse.items() if values}
+    layout = {name: coarse_label_retrieval(maps["inputs"], maps[name], classes)
+              for name in ("encoder", "refined") if name in maps}
 
     train_idx = data.split_indices("train")
     train_latents = encode(encoder, data.view(train_idx, resolution, n_channels))
@@ -330,6 +351,10 @@ def _encode(run_dir: Path, G: nn.Module, info: dict[str, Any], data: PreparedDat
         "heldout_mse_refined": mse["refined"],
         # does a regeneration resemble its own input more than the others? (reconstruction.py)
         **scores.summary(),
+        # the paper's words, "approximate the global vessel structure", at the layout's scale
+        "coarse_label_retrieval": layout,
+        "generated_recovery": generated_recovery(G, encoder, resolution, alpha,
+                                                 config.model.latent_dim),
         # how many directions of z move the generator's image: what any encoder can recover
         "latent_spectrum": latent_usage(G, resolution, alpha),
         "train_images_encoded": len(train_latents), "resolution": resolution, "alpha": alpha,
@@ -337,6 +362,26 @@ def _encode(run_dir: Path, G: nn.Module, info: dict[str, Any], data: PreparedDat
         "channels": list(info["channels"]), "device": str(device),
     }
     return summary
+
+
+RECOVERY_IMAGES = 256  # generated images whose regeneration is scored
+
+
+def generated_recovery(G: Any, encoder: Any, resolution: int, alpha: float, latent_dim: int,
+                       n: int = RECOVERY_IMAGES, seed: int = 0) -> dict[str, Any]:
+    """How much of a generated image its encoding redraws, in image space: 1 - MSE(G(E(G(z))),
+    G(z)) / MSE between random pairs of the generated images (1: redrawn exactly; 0: no closer
+    than another image). The encoder's own training distribution, so a ceiling for what it
+    does with real images; unlike R² on z it ignores directions of z the generator barely
+    uses."""
+    z = draw_latents(n, latent_dim, seed)
+    images = np.clip(images_from_latents(G, z, resolution, alpha), -1.0, 1.0)
+    redrawn = np.clip(images_from_latents(G, encode(encoder, images), resolution, alpha),
+                      -1.0, 1.0)
+    own = float(((redrawn - images) ** 2).mean())
+    pairs = float(((images - images[fixed_derangement(n, seed)]) ** 2).mean())
+    return {"recovery": 1.0 - own / pairs, "mse": own, "mse_random_pairs": pairs, "n": n,
+            "seed": seed}
 
 
 def _trained_encoder(run_dir: Path, settings: dict[str, Any], derived_from: dict[str, Any]

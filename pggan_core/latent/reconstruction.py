@@ -331,3 +331,54 @@ def _mean_of_defined(values: np.ndarray) -> float | None:
 def _stack(parts: list[np.ndarray], empty_shape: tuple[int, ...]) -> np.ndarray:
     """``parts`` joined along the first axis; float32 zeros of ``empty_shape`` when none."""
     return np.concatenate(parts) if parts else np.zeros(empty_shape, np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# "qualitatively approximate the global vessel structure": two measures at the layout's scale
+
+COARSE_SIGMA_DIVISOR = 10  # the arcades' scale: a blur of sigma R / 10 (6.4 px at 64 px)
+
+
+def coarse_label_maps(images: np.ndarray, n_image_channels: int,
+                      divisor: int = COARSE_SIGMA_DIVISOR) -> np.ndarray:
+    """The label channels (the vessel map; the tumour labels) of images (N, C, R, R) in
+    [-1, 1], averaged into one map and blurred to the layout's scale (sigma R / ``divisor``);
+    (N, 0, 0) for images without label channels."""
+    images = np.asarray(images, np.float32)
+    if images.shape[1] <= n_image_channels:
+        return np.zeros((len(images), 0, 0), np.float32)
+    labels = (images[:, n_image_channels:].mean(axis=1) + 1.0) / 2.0
+    sigma = images.shape[-1] / divisor
+    return np.stack([gaussian_filter(m, sigma) for m in labels]) if len(labels) else labels
+
+
+def coarse_label_retrieval(input_maps: np.ndarray, reconstruction_maps: np.ndarray,
+                           classes: np.ndarray) -> dict[str, Any]:
+    """Does a reconstruction's label channel keep its input's layout? From the coarse label
+    maps (``coarse_label_maps``: the vessel tree at the arcades' scale) of held-out inputs and
+    of their reconstructions, each (N, R, R): for each reconstruction, the Pearson correlation
+    with every input of the same class (``classes``: the eye, say, so the disc's side alone
+    does not decide). ``own_first`` is the share whose own input correlates best, against
+    ``chance`` (the mean of 1 / class size); None without label channels or with flat maps."""
+    n = len(input_maps)
+    if n == 0 or input_maps.size == 0:
+        return {"own_first": None, "chance": None, "n": 0}
+    first = input_maps.reshape(n, -1) - input_maps.reshape(n, -1).mean(axis=1, keepdims=True)
+    second = (reconstruction_maps.reshape(n, -1)
+              - reconstruction_maps.reshape(n, -1).mean(axis=1, keepdims=True))
+    norms = np.linalg.norm(first, axis=1), np.linalg.norm(second, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        correlation = (second @ first.T) / np.outer(norms[1], norms[0])
+    classes = np.asarray(classes)
+    hits, chances = [], []
+    for i in range(n):
+        same = np.flatnonzero(classes == classes[i])
+        row = correlation[i, same]
+        if len(same) < 2 or not np.isfinite(row).all():
+            continue
+        hits.append(same[np.argmax(row)] == i)
+        chances.append(1.0 / len(same))
+    if not hits:
+        return {"own_first": None, "chance": None, "n": 0}
+    return {"own_first": float(np.mean(hits)), "chance": float(np.mean(chances)),
+            "n": len(hits), "sigma_divisor": COARSE_SIGMA_DIVISOR}

@@ -304,6 +304,49 @@ def ablation_row_figure(images: np.ndarray, dataset: str, reader, title: str):
     return fig
 
 
+def memorisation_figure(report: dict, generated: np.ndarray, train: np.ndarray,
+                        dataset: str):
+    """The memorisation report as pictures: the two distance histograms (generated and
+    held-out real images to their nearest training image, against the leave-one-out
+    reference, the threshold dotted) over a grid of the closest generated-training pairs,
+    each pair with its difference. ``generated`` and ``train`` hold the pairs' images in the
+    order of ``report["closest"]``."""
+    import matplotlib.pyplot as plt
+
+    pairs = report["closest"]
+    fig = plt.figure(figsize=(12, 4.2 + 1.5 * len(pairs) / 2))
+    grid = fig.add_gridspec(2, 2, height_ratios=[1.0, 0.55 * len(pairs) / 2])
+    for column, space in enumerate(("pixel", "invariant")):
+        ax = fig.add_subplot(grid[0, column])
+        values = [report["reference"][space], report["heldout"][space],
+                  report["generated"][space]]
+        bins = np.histogram_bin_edges(np.concatenate(values), 40)
+        for data, label in zip(values, ("training, leave one out (reference)",
+                                        "held-out real", "generated"), strict=True):
+            ax.hist(data, bins, density=True, histtype="step", lw=1.5, label=label)
+        ax.axvline(report["thresholds"][space], color="black", ls=":", lw=1.5)
+        ax.set(title={"pixel": "pixel L2 to the nearest training image",
+                      "invariant": "1 − correlation, up to shifts, mirror, brightness"}[space],
+               yticks=[])
+        ax.title.set_fontsize(10)
+        if column == 0:
+            ax.legend(fontsize=8)
+    picture = fig.add_subplot(grid[1, :])
+    rows = []
+    for g, t in zip(generated, train, strict=True):
+        a, b = (_resize(sample_panels(x, dataset)[0], 96) for x in (g, t))
+        rows.append(np.concatenate([a, b, np.clip(0.5 + (a - b), 0, 1)], axis=1))
+    half = -(-len(rows) // 2)
+    left, right = rows[:half], rows[half:] + [np.ones_like(rows[0])] * (half - len(rows[half:]))
+    picture.imshow(np.concatenate([np.concatenate(left, axis=0),
+                                   np.ones((96 * half, 12, 3)),
+                                   np.concatenate(right, axis=0)], axis=1))
+    picture.set(xticks=[], yticks=[], title="the closest pairs: generated, nearest training "
+                "image, difference (grey = none)")
+    fig.tight_layout()
+    return fig
+
+
 def attribute_planes_figure(attributes: dict):
     """Figure 5's t-SNE plane (the encoded reals on the unit sphere) once per attribute of
     ``latent_space.json``'s ``attributes``, each point coloured by the attribute's value,
