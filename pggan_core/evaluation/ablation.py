@@ -500,12 +500,7 @@ def replicated_result(dataset: str, profile: str, seed: int = 0,
 def seeds_conclusion(result: dict[str, Any]) -> str:
     """``replicated_ablation``'s verdicts in words: which measures favour which model over
     the seeds."""
-    groups: dict[str, list[str]] = {PAPER: [], AGAINST: [], UNCLEAR: []}
-    for record in result["verdicts"]:
-        groups[record["verdict"]].append(MEASURE_NAMES.get(record["measure"],
-                                                           record["measure"]))
-    listed = "; ".join(f"{verdict}: {', '.join(names)}" for verdict, names in groups.items()
-                       if names)
+    listed = _verdict_groups(result["verdicts"])[1]
     return (f"Over {len(result['seeds'])} training seeds per model, with "
             f"{result['confidence']:.0%} Student-t intervals over the seeds: {listed}.")
 
@@ -604,14 +599,20 @@ def ablation_verdicts(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def ablation_conclusion(result: dict[str, Any]) -> str:
-    """The page's conclusion, written from the verdicts of ``compare_ablation`` alone."""
+def _verdict_groups(verdicts: Sequence[dict[str, Any]]) -> tuple[dict[str, list[str]], str]:
+    """The measures' names by verdict, and that grouping in words ("against: ...; ...")."""
     groups: dict[str, list[str]] = {PAPER: [], AGAINST: [], UNCLEAR: []}
-    for record in result["verdicts"]:
+    for record in verdicts:
         groups[record["verdict"]].append(MEASURE_NAMES.get(record["measure"],
                                                            record["measure"]))
     listed = "; ".join(f"{verdict}: {', '.join(names)}" for verdict, names in groups.items()
                        if names)
+    return groups, listed
+
+
+def ablation_conclusion(result: dict[str, Any]) -> str:
+    """The page's conclusion, written from the verdicts of ``compare_ablation`` alone."""
+    groups, listed = _verdict_groups(result["verdicts"])
     if groups[PAPER] and not groups[AGAINST]:
         summary = ("Every measure that separates the two models favours the one trained with "
                    "segmentation channels, as the paper says.")
