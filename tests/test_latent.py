@@ -474,8 +474,9 @@ def test_the_primary_attribute_leads_by_silhouette_and_knn_gain():
     assert "no: brightness is primary here" in attribute_verdict(table, "laterality") or \
         "no attribute is primary here" in attribute_verdict(table, "laterality")
     shown = attribute_table({"scores": table.to_dict("records")})
-    assert list(shown.index) == ["laterality", "brightness", "noise"]
-    assert shown.columns[0] == (VIEWS[0], "silhouette")
+    assert list(shown.index) == [(VIEWS[0], "laterality"), (VIEWS[0], "brightness"),
+                                 (VIEWS[0], "noise")]
+    assert list(shown.columns) == ["silhouette", "5-NN − chance", "probe"]
 
 
 def test_fundus_attributes_read_the_eye_the_light_and_the_vessels():

@@ -196,13 +196,13 @@ def attribute_views(G: Any, encoder: Any, attributes: Any, reals: np.ndarray,
 
 
 def attribute_table(attributes: dict[str, Any]) -> pd.DataFrame:
-    """``latent_space.json``'s ``attributes`` as a page table: one row per attribute, for each
-    view its silhouette, 5-NN gain over chance and linear probe, the paper's view first."""
+    """``latent_space.json``'s ``attributes`` as a page table narrow enough for a page: one row
+    per (view, attribute), the paper's view first, with its silhouette, 5-NN gain over chance
+    and linear probe."""
     scores = pd.DataFrame(attributes["scores"])
-    table = scores.pivot(index="attribute", columns="view",
-                         values=["silhouette", "knn_gain", "probe"])
-    order = [(measure, view) for view in VIEWS for measure in ("silhouette", "knn_gain", "probe")]
-    table = table.reindex(columns=order).reindex(list(dict.fromkeys(scores["attribute"])))
     names = {"silhouette": "silhouette", "knn_gain": "5-NN − chance", "probe": "probe"}
-    table.columns = pd.MultiIndex.from_tuples([(view, names[m]) for m, view in table.columns])
-    return table.astype(float).round(3)
+    order = list(dict.fromkeys(scores["attribute"]))
+    scores = scores.assign(view=pd.Categorical(scores["view"], VIEWS, ordered=True),
+                           attribute=pd.Categorical(scores["attribute"], order, ordered=True))
+    table = scores.sort_values(["view", "attribute"]).set_index(["view", "attribute"])
+    return table[list(names)].rename(columns=names).astype(float).round(3)

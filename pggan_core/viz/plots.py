@@ -341,8 +341,8 @@ def memorisation_figure(report: dict, generated: np.ndarray, train: np.ndarray,
     picture.imshow(np.concatenate([np.concatenate(left, axis=0),
                                    np.ones((96 * half, 12, 3)),
                                    np.concatenate(right, axis=0)], axis=1))
-    picture.set(xticks=[], yticks=[], title="the closest pairs: generated, nearest training "
-                "image, difference (grey = none)")
+    picture.set(xticks=[], yticks=[], title="the closest pairs: generated, its nearest training "
+                "image as stored (the match may be mirrored or shifted), difference (grey = none)")
     fig.tight_layout()
     return fig
 
