@@ -392,15 +392,17 @@ def encoders_reading(paper: dict[str, Any], indomain: dict[str, Any], dataset: s
     holds = [who for who, value in scores.items() if value >= bar]
     numbers = "; ".join(f"{who}: {value:.3f}" for who, value in scores.items())
     if len(holds) == 2:
-        verdict = "the claim holds with both"
+        verdict = "both encoders' latents separate it that well"
     elif holds == ["the in-domain encoder"]:
-        verdict = ("the claim holds only with the in-domain encoder, which is not the paper's "
-                   "method: training on real images is what makes it hold here")
+        verdict = ("only the in-domain encoder's latents separate it that well, and it is not "
+                   "the paper's method: training on real images is what does it here")
     elif holds:
-        verdict = "the claim holds with the paper's encoder, not with the in-domain one"
+        verdict = "the paper's encoder's latents separate it that well, the in-domain one's not"
     else:
-        verdict = "the claim holds with neither"
-    return f"Judged by {what} ({numbers}), {verdict}."
+        verdict = "neither encoder's latents separate it that well"
+    # separating the label is not being primary: the attribute table asks that
+    return (f"Judged by {what} ({numbers}), {verdict}; whether it is the first thing they "
+            "separate is the question of the attribute table below.")
 
 
 def score_reading(result: dict[str, Any], dataset: str, margin: float = 0.02) -> str:
