@@ -664,11 +664,13 @@ def run_time_text(profile: str, root: Path | None = None) -> str | None:
         return None
     train = [r["train"] for r in runs.values()]
     wall = max(r["wall"] for r in runs.values())
-    threads = sorted({int(r["threads"]) for r in runs.values()})
+    threads = [int(r["threads"]) for r in runs.values()]
     span = (f"{min(train):.0f}–{max(train):.0f}" if round(min(train)) != round(max(train))
             else f"{min(train):.0f}")
-    cores = "one CPU core" if threads == [1] else \
-        "/".join(str(t) for t in threads) + " CPU threads"
+    # the manifest records the threads of a run's last attempt (a resumed run may have more)
+    more = sum(t > 1 for t in threads)
+    cores = "one CPU core" + (f" ({more} of them last resumed on {max(threads)} threads)"
+                              if more else "")
     text = f"{span} minutes of training each on {cores}"
     if round(wall) > round(max(train)):
         text += f" (up to {wall:.0f} minutes with the encoder)"
