@@ -6,8 +6,21 @@ that made it.
 
 from __future__ import annotations
 
+import ast
+import copy
 import datetime as dt
+import functools
+import hashlib
+import importlib
+import inspect
+import json
+import marshal
 import subprocess
+import sys
+import sysconfig
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,135 +51,192 @@ def _git(root: Path, *args: str) -> str:
 #
 # A run folder gains results computed from its generator (metrics.json, encoder.pt/.json,
 # latent_space.json, ablation.json, augmentation.json). Each records a *derivation*: the
-# generator's weights (SHA-256 of its tensors), the source of the code that computed it, and the
-# config sections it read. A result whose derivation differs from the run as it is now is
-# recomputed by whoever needs it, or refused with the command that writes it again; a file's
-# modification time says nothing (a copied or touched file is newer than anything).
+# generator's weights (SHA-256 of its tensors), the config sections it read, the other files
+# it read, and a hash of every piece of the project's code that ran while it was computed
+# (found by watching the computation run, so a helper a function starts calling, a registered
+# metric or a registered architecture is covered without anyone listing it). A result whose
+# derivation no longer matches is computed again by whoever needs it, or refused with the
+# command that writes it again; a file's modification time says nothing.
 
-# What each kind of result is computed by ("module" = the whole file, "module:name" = that
-# function or class alone, so an unrelated edit elsewhere in the module keeps it valid) and
-# which config sections it reads.
-DERIVED_RESULTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "metrics": (("pggan_core.evaluation.evaluate", "pggan_core.measures.swd",
-                 "pggan_core.measures.ms_ssim", "pggan_core.measures.neighbours",
-                 "pggan_core.measures.memorisation",
-                 "pggan_core.measures.domain_stats", "pggan_core.evaluation.vessel_agreement",
-                 "pggan_core.generate", "pggan_core.segmentation.vessels"),
-                ("data", "vessels", "eval")),
-    "encoder": (("pggan_core.latent.encoder:train_encoder", "pggan_core.training.networks",
-                 "pggan_core.training.architectures"),
-                ("model", "encoder")),
-    # the paper's encoder it starts from is an input (encoder.pt, by SHA-256)
-    "inversion": ((*(f"pggan_core.latent.indomain:{name}" for name in (
-                       "train_indomain_encoder", "invert_run")),
-                   *(f"pggan_core.latent.encoder:{name}" for name in (
-                       "encode", "refine_latents", "_refine_chunk")),
-                   "pggan_core.training.networks",
-                   "pggan_core.training.architectures"),
-                  ("model", "inversion")),
-    "latent_space": (("pggan_core.latent.space", "pggan_core.latent.probes",
-                      "pggan_core.latent.attributes", "pggan_core.measures.global_structure"),
-                     ("eval",)),
-    "ablation": (("pggan_core.evaluation.ablation", "pggan_core.measures.domain_stats",
-                  "pggan_core.measures.global_structure", "pggan_core.measures.swd",
-                  "pggan_core.segmentation.vessels"),
-                 ("data", "vessels", "eval")),
-    # the study's computing functions, not the wrapper that reads and writes its file
-    "augmentation": (("pggan_core.augmentation.classic", "pggan_core.segmentation.pairs",
-                      "pggan_core.segmentation.segmenters", "pggan_core.segmentation.tasks",
-                      *(f"pggan_core.augmentation.study:{name}" for name in (
-                          "study_jobs", "chosen_items", "training_pairs", "run_job",
-                          "study_data", "real_pairs", "synthetic_pairs", "_whole_items",
-                          "_items", "summarise", "claim_values")),
-                      "pggan_core.segmentation.vessels:VesselUNet"),
-                     # its augment settings are its own (``--set augment.KEY=V``), recorded
-                     # and shown with it, not a property of the run it reads
-                     ("data", "vessels")),
+# The config sections each kind of result reads.
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "metrics": ("data", "vessels", "eval"),
+    "encoder": ("model", "encoder"),
+    "inversion": ("model", "inversion"),
+    "latent_space": ("eval",),
+    "ablation": ("data", "vessels", "eval"),
+    # the study's augment settings are its own (``--set augment.KEY=V``), recorded and shown
+    # with it, not a property of the run it reads
+    "augmentation": ("data", "vessels"),
 }
 
-
-# Code added from outside the lists above (a metric registered by a user,
-# ``evaluation.registry.register_metric``): {kind: {name: its source at registration}}. It
-# joins its kind's derivation, so a result is computed again when that code changes.
-_ADDED_CODE: dict[str, dict[str, str]] = {}
-
-
-def add_code(kind: str, name: str, source: str) -> None:
-    """Make the code ``name`` ("package.module:object"), whose text is ``source``, part of every
-    ``kind`` derivation, unless its module is already listed whole."""
-    module_name = name.partition(":")[0]
-    if module_name in DERIVED_RESULTS[kind][0] or name in DERIVED_RESULTS[kind][0]:
-        return
-    _ADDED_CODE.setdefault(kind, {})[name] = source
+_LIBRARIES = tuple({sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib",
+                                                            "platlib")})
+_PACKAGE = str(Path(__file__).parent)  # pggan_core, wherever it is installed
+_PROMPTS = ("<stdin>", "<ipython-input")  # a notebook kernel's cells are files in /tmp
+_recorders: list[set[str]] = []  # the ``code_that_ran`` blocks open now, innermost last
+_unit_of: dict[Any, str | None] = {}  # code object -> "module:TopLevelName" (None: not ours)
+_module_at: dict[str, str] = {}  # a module's file -> its name
+_prompt_code: dict[str, str] = {}  # code typed at a prompt or in a notebook cell -> its hash
 
 
-def code_sha256(names: tuple[str, ...]) -> str:
-    """A SHA-256 of the source of ``names`` ("package.module" or "package.module:object")."""
-    import hashlib
-    import importlib
-    import inspect
+def _unit(code: Any) -> str | None:
+    """``module:TopLevelName`` of a code object of the project (or of a user's own module),
+    None for the standard library and installed packages. Code typed at a prompt or in a
+    notebook cell is ``<prompt>:name``, hashed as compiled: it holds in this session only."""
+    filename = code.co_filename
+    ours = filename.startswith(_PACKAGE)
+    if filename == __file__ or (not ours and filename.startswith(_LIBRARIES)) or \
+            (filename.startswith("<") and not filename.startswith(_PROMPTS)):
+        return None  # ours to watch; "<string>": made by a library (a dataclass's __init__)
+    if filename not in _module_at:  # a module imported since: look again
+        _module_at.update({module.__file__: name for name, module in list(sys.modules.items())
+                           if isinstance(getattr(module, "__file__", None), str)})
+    module = _module_at.get(filename)
+    top = code.co_qualname.split(".")[0]
+    if module is None:
+        name = f"<prompt>:{top}"
+        _prompt_code[name] = hashlib.sha256(marshal.dumps(code)).hexdigest()[:16]
+        return name
+    return module if top == "<module>" else f"{module}:{top}"
 
-    digest = hashlib.sha256()
-    for name in names:
-        module_name, _, attribute = name.partition(":")
-        module = importlib.import_module(module_name)
-        source = inspect.getsource(getattr(module, attribute) if attribute else module)
-        digest.update(name.encode() + b"\0" + source.encode() + b"\0")
-    return digest.hexdigest()
+
+def _tracer(previous: Any) -> Any:
+    """A trace function that records each call's unit and hands the event on to ``previous``
+    (a debugger's or coverage's), so watching a computation changes nothing else."""
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        code = frame.f_code
+        unit = _unit_of[code] if code in _unit_of else _unit_of.setdefault(code, _unit(code))
+        if unit is not None:
+            module = unit.partition(":")[0]
+            for names in _recorders:
+                names.add(unit)
+                if module != "<prompt>":
+                    names.add(module)  # the module's own constants and set-up
+        return previous(frame, event, arg) if previous is not None else None
+    return trace
 
 
-def _sections(config: Any, sections: tuple[str, ...]) -> dict[str, Any]:
-    """The config ``sections`` as plain JSON values (per-resolution keys as strings)."""
-    import json
+@contextmanager
+def code_that_ran() -> Iterator[set[str]]:
+    """A set that fills with the project code called inside the block (``module`` and
+    ``module:TopLevelName``, in this thread and threads started in it). Worker processes watch
+    their own and send back what they saw."""
+    names: set[str] = set()
+    previous = sys.gettrace()
+    _recorders.append(names)
+    if len(_recorders) == 1:
+        sys.settrace(_tracer(previous))
+        threading.settrace(_tracer(previous))
+    try:
+        yield names
+    finally:
+        _recorders.remove(names)
+        if not _recorders:
+            sys.settrace(previous)
+            threading.settrace(previous)  # type: ignore[arg-type]
 
-    return json.loads(json.dumps({s: config.to_dict()[s] for s in sections}, sort_keys=True))
+
+def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
+    first = body[0] if body else None
+    is_docstring = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+        and isinstance(first.value.value, str)
+    return body[1:] if is_docstring else body
 
 
-def derivation(kind: str, generator_sha256: str, config: Any,
+@functools.cache
+def _module_units(module_name: str) -> dict[str, str]:
+    """Each top-level function and class of a module, and the module's other top-level
+    statements (its constants and set-up), as normalised source: comments, docstrings and
+    layout do not count, imports do not either (what they bring is recorded where it runs)."""
+    module = importlib.import_module(module_name)
+    tree = ast.parse(Path(inspect.getfile(module)).read_text())
+    units, rest = {}, []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            stripped = copy.deepcopy(node)
+            for inner in ast.walk(stripped):
+                if isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    inner.body = _without_docstring(inner.body) or [ast.Pass()]
+            units[f"{module_name}:{node.name}"] = ast.unparse(stripped)
+        elif not isinstance(node, (ast.Import, ast.ImportFrom)):
+            rest.append(node)
+    units[module_name] = ast.unparse(ast.Module(body=_without_docstring(rest), type_ignores=[]))
+    return units
+
+
+def code_hashes(names: Iterable[str]) -> dict[str, str | None]:
+    """A short hash of each unit's source as it is now (None when it no longer exists)."""
+    hashes: dict[str, str | None] = {}
+    for name in sorted(names):
+        if name.startswith("<prompt>:"):
+            hashes[name] = _prompt_code.get(name)
+            continue
+        try:
+            source = _module_units(name.partition(":")[0]).get(name)
+        except (ImportError, OSError, TypeError, SyntaxError):
+            source = None
+        hashes[name] = None if source is None else \
+            hashlib.sha256(source.encode()).hexdigest()[:16]
+    return hashes
+
+
+def _sections(config: Any, kind: str) -> dict[str, Any]:
+    """The config sections a ``kind`` result reads, as plain JSON values."""
+    return json.loads(json.dumps({s: config.to_dict()[s] for s in SECTIONS[kind]},
+                                 sort_keys=True))
+
+
+def derivation(kind: str, generator_sha256: str, config: Any, code: Iterable[str],
                inputs: dict[str, str] | None = None) -> dict[str, Any]:
-    """What a ``kind`` result (a key of ``DERIVED_RESULTS``) computed now from the generator
-    with ``generator_sha256`` under ``config`` is derived from: store it in the result.
-    ``inputs`` names other files of the run folder it read, with their SHA-256 (the latents
-    the latent-space scores are computed from, say)."""
-    import hashlib
-
+    """What a ``kind`` result (a key of ``SECTIONS``) computed from the generator with
+    ``generator_sha256`` under ``config`` by ``code`` (what ``code_that_ran`` saw) is derived
+    from: store it in the result. ``inputs`` names other files of the run folder it read, with
+    their SHA-256 (the latents the latent-space scores are computed from, say)."""
     from pggan_core import __version__
 
-    code, sections = DERIVED_RESULTS[kind]
-    digest, added = code_sha256(code), _ADDED_CODE.get(kind, {})
-    if added:  # without added code the digest is what it always was: saved results hold
-        digest = hashlib.sha256("\0".join([digest, *(f"{name}\0{source}" for name, source
-                                                     in sorted(added.items()))]).encode()
-                                ).hexdigest()
-    return {"kind": kind, "generator_sha256": generator_sha256,
-            "code": [*code, *sorted(added)], "code_sha256": digest,
-            "package_version": __version__, "config": _sections(config, sections),
+    return {"kind": kind, "generator_sha256": generator_sha256, "code": code_hashes(code),
+            "package_version": __version__, "config": _sections(config, kind),
             "inputs": dict(inputs or {})}
 
 
 def stale_reason(saved: dict[str, Any] | None, kind: str, generator_sha256: str,
                  config: Any, inputs: dict[str, str] | None = None) -> str | None:
     """Why a result recording ``saved`` (its ``derivation``) does not hold for the generator,
-    config and ``inputs`` now, or None when it does. A result that records no derivation is
-    stale."""
-    return derivation_differs(saved, derivation(kind, generator_sha256, config, inputs))
-
-
-def derivation_differs(saved: dict[str, Any] | None, now: dict[str, Any]) -> str | None:
-    """Why the derivation ``saved`` is not ``now``, in words, or None when they agree."""
+    config and ``inputs`` now, or None when it does. A result that records no derivation, or
+    none naming the code that ran, is stale."""
     if not saved:
         return "it records no derivation (written before results recorded one)"
-    if saved.get("generator_sha256") != now["generator_sha256"]:
+    if saved.get("generator_sha256") != generator_sha256:
         return "the run's generator weights differ from those it was computed from"
-    if saved.get("code_sha256") != now["code_sha256"]:
-        return f"the code that computes it changed ({', '.join(now['code'])})"
-    changed = sorted(f"{section}.{key}" for section, values in now["config"].items()
-                     for key in values
-                     if saved.get("config", {}).get(section, {}).get(key) != values[key])
+    if not isinstance(saved.get("code"), dict):
+        return "it was recorded before results named the code that ran"
+    changed = [name for name, digest in code_hashes(saved["code"]).items()
+               if digest != saved["code"][name]]
     if changed:
-        return f"the configuration differs in {', '.join(changed)}"
-    other = sorted(name for name, digest in now["inputs"].items()
+        return f"the code that computes it changed: {', '.join(changed)}"
+    now = _sections(config, kind)
+    keys = [f"{section}.{key}" for section, values in now.items() for key in values
+            if (saved.get("config") or {}).get(section, {}).get(key) != values[key]]
+    if keys:
+        return f"the configuration differs in {', '.join(sorted(keys))}"
+    other = sorted(name for name, digest in (inputs or {}).items()
                    if (saved.get("inputs") or {}).get(name) != digest)
     if other:
         return f"{', '.join(other)} changed since"
     return None
+
+
+def reusable(record: Path, weights: Path, settings: dict[str, Any], kind: str,
+             generator_sha256: str, config: Any, inputs: dict[str, str] | None = None
+             ) -> dict[str, Any] | None:
+    """The saved ``record`` (a JSON file) when the ``weights`` beside it were trained with
+    ``settings`` and its derivation still holds for the generator, config and ``inputs`` now:
+    then the weights are loaded instead of trained again. None otherwise."""
+    if not weights.is_file() or not record.is_file():
+        return None
+    saved = json.loads(record.read_text())
+    if saved.get("settings") != json.loads(json.dumps(settings)):
+        return None
+    reason = stale_reason(saved.get("derivation"), kind, generator_sha256, config, inputs)
+    return saved if reason is None else None

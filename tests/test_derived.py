@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from pggan_core import provenance
 from pggan_core.config import load_config
 from pggan_core.data.store import PreparedDataset
 from pggan_core.evaluation.evaluate import ensure_evaluated
-from pggan_core.provenance import DERIVED_RESULTS, code_sha256, derivation, stale_reason
+from pggan_core.provenance import code_hashes, code_that_ran, derivation, stale_reason
 from pggan_core.runs import shipped
 from pggan_core.runs.folder import stale_result
 from pggan_core.training.checkpoint import load_generator, weights_fingerprint
@@ -34,20 +37,74 @@ def _perturb_generator(run: Path) -> None:
 
 def test_a_derivation_names_what_changed():
     config = load_config("smoke", "rop")
-    saved = derivation("metrics", "a" * 64, config)
+    code = ["pggan_core.measures.swd:sliced_wasserstein"]
+    saved = derivation("metrics", "a" * 64, config, code)
     assert stale_reason(saved, "metrics", "a" * 64, config) is None
     assert "weights" in stale_reason(saved, "metrics", "b" * 64, config)
-    other = load_config("smoke", "rop", {"eval": {"n_generated": 7}})
-    assert "eval.n_generated" in stale_reason(saved, "metrics", "a" * 64, other)
-    assert "code" in stale_reason({**saved, "code_sha256": "0"}, "metrics", "a" * 64, config)
+    other = load_config("smoke", "rop", {"eval": {"n_generated": 7, "n_auc_images": 3}})
+    reason = stale_reason(saved, "metrics", "a" * 64, other)
+    assert "eval.n_generated" in reason and "eval.n_auc_images" in reason  # every key named
+    changed = {**saved, "code": {code[0]: "0" * 16}}
+    assert "pggan_core.measures.swd:sliced_wasserstein" in stale_reason(
+        changed, "metrics", "a" * 64, config)
+    gone = {**saved, "code": {"pggan_core.measures.swd:no_such_function": "0" * 16}}
+    assert "no_such_function" in stale_reason(gone, "metrics", "a" * 64, config)
     assert "no derivation" in stale_reason(None, "metrics", "a" * 64, config)
+    old_format = {**saved, "code": ["pggan_core.measures.swd"]}  # a hand-kept list of names
+    assert "named the code that ran" in stale_reason(old_format, "metrics", "a" * 64, config)
 
 
-def test_the_code_hash_follows_the_named_functions_only():
-    names = DERIVED_RESULTS["augmentation"][0]
-    assert any(":" in n for n in names)  # the study's file also holds its reader and writer
-    assert code_sha256(("pggan_core.provenance:code_sha256",)) != code_sha256(
-        ("pggan_core.provenance:derivation",))
+def test_the_code_that_ran_is_recorded_not_listed():
+    from pggan_core.measures.swd import sliced_wasserstein
+
+    images = np.random.default_rng(0).uniform(-1, 1, (8, 3, 16, 16)).astype(np.float32)
+    with code_that_ran() as ran:
+        sliced_wasserstein(images, images[::-1].copy(), seed=0)
+    # the function called, the helpers it called in turn, and their modules' constants
+    assert "pggan_core.measures.swd:sliced_wasserstein" in ran
+    assert "pggan_core.measures.swd" in ran
+    assert len([n for n in ran if n.startswith("pggan_core.measures.swd:")]) > 1
+    assert not any(n.startswith(("numpy", "torch", "pggan_core.provenance")) for n in ran)
+    assert sys.gettrace() is None  # the watch ends with the block
+
+
+def test_a_code_hash_ignores_docstrings_comments_and_layout(tmp_path, monkeypatch):
+    module = tmp_path / "watched_module.py"
+    module.write_text('LIMIT = 3\n\ndef f(x):\n    """Doc."""\n    return x + LIMIT\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    importlib.import_module("watched_module")
+    with code_that_ran() as ran:
+        sys.modules["watched_module"].f(1)
+    assert ran == {"watched_module", "watched_module:f"}
+    before = code_hashes(ran)
+    provenance._module_units.cache_clear()
+    module.write_text('LIMIT = 3  # why\n\ndef f(x):\n    """Other words."""\n\n'
+                      '    return x + LIMIT\n')
+    assert code_hashes(ran) == before
+    provenance._module_units.cache_clear()
+    module.write_text('LIMIT = 4\n\ndef f(x):\n    return x + LIMIT\n')
+    after = code_hashes(ran)
+    assert after["watched_module:f"] == before["watched_module:f"]
+    assert after["watched_module"] != before["watched_module"]  # the constant it reads
+    provenance._module_units.cache_clear()
+
+
+def test_a_watch_hands_events_on_to_a_debugger_or_coverage():
+    seen = []
+
+    def outer_tracer(frame, event, arg):
+        seen.append(frame.f_code.co_name)
+
+    sys.settrace(outer_tracer)
+    try:
+        with code_that_ran():
+            load_config("smoke", "rop")
+        assert sys.gettrace() is outer_tracer
+    finally:
+        sys.settrace(None)
+    assert "load_config" in seen
 
 
 @pytest.mark.slow

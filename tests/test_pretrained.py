@@ -104,7 +104,8 @@ def test_ship_results_adds_current_encoders_keeps_shipped_records_refuses_stale(
 
     # the same weights re-derived by changed code: what is shipped still names the old code
     shipped = json.loads((folder / "inversion.json").read_text())
-    shipped["derivation"]["code_sha256"] = "the code before"
+    name = next(iter(shipped["derivation"]["code"]))
+    shipped["derivation"]["code"][name] = "the code before"
     (folder / "inversion.json").write_text(json.dumps(shipped))
     assert sorted(pretrained.ship_current_results("smoke", ("rop",), root)) == [
         "rop-seg/indomain_encoder.pt", "rop-seg/inversion.json"]

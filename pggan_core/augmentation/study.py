@@ -40,7 +40,7 @@ from pggan_core.device import pick_device
 from pggan_core.errors import ConfigError, DataError
 from pggan_core.generate import sample_images
 from pggan_core.progress import Progress
-from pggan_core.provenance import derivation, provenance
+from pggan_core.provenance import code_that_ran, derivation, provenance
 from pggan_core.runs.folder import (
     RunSpec,
     open_run,
@@ -226,13 +226,17 @@ def _init_worker(data: StudyData, cfg: Config, threads: int) -> None:
     _WORKER.update(data=data, cfg=cfg)
 
 
-def _run_in_worker(job: Job) -> dict[str, Any]:
-    return run_job(_WORKER["data"], _WORKER["cfg"], job)
+def _run_in_worker(job: Job) -> tuple[dict[str, Any], list[str]]:
+    """A job's row and the code that ran for it (``provenance.code_that_ran``)."""
+    with code_that_ran() as ran:
+        row = run_job(_WORKER["data"], _WORKER["cfg"], job)
+    return row, sorted(ran)
 
 
 def run_jobs(data: StudyData, cfg: Config, jobs: list[Job], lanes: int | None = None,
-             progress: bool = True) -> tuple[list[dict[str, Any]], int, int]:
-    """Every job's row (in ``jobs``' order), the lanes and the threads per lane used.
+             progress: bool = True) -> tuple[list[dict[str, Any]], set[str], int, int]:
+    """Every job's row (in ``jobs``' order), the code that ran for them, the lanes and the
+    threads per lane used.
 
     Independent single-threaded trainings use the cores better than one at a time on all
     of them (``lanes_and_threads``); ``lanes=1`` runs them here, one after another, as it
@@ -247,17 +251,21 @@ def run_jobs(data: StudyData, cfg: Config, jobs: list[Job], lanes: int | None = 
     bar = Progress(len(jobs), f"augmentation study {data.dataset}", unit="segmenter",
                    enabled=progress)
     rows: list[dict[str, Any]] = []
+    code: set[str] = set()
     if lanes == 1:
         for job in jobs:
-            rows.append(run_job(data, cfg, job))
+            with code_that_ran() as ran:
+                rows.append(run_job(data, cfg, job))
+            code |= ran
             bar.update(1, detail=f"{job.arm}, k={job.k}, seed {job.seed}")
     else:
         with mp.get_context("spawn").Pool(lanes, _init_worker, (data, cfg, threads)) as pool:
-            for row in pool.imap(_run_in_worker, jobs):
+            for row, names in pool.imap(_run_in_worker, jobs):
                 rows.append(row)
+                code.update(names)
                 bar.update(1, detail=f"{row['arm']}, k={row['k']}, seed {row['seed']}")
     bar.close()
-    return rows, lanes, threads
+    return rows, code, lanes, threads
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,26 +299,27 @@ def augmentation_study(run: str | Path, cfg: Config, lanes: int | None = None,
     if min(a.seeds, a.iterations, a.n_synthetic, a.batch_size, *a.label_counts) < 1:
         raise ConfigError("augment.seeds, iterations, n_synthetic, batch_size and every "
                           f"label_counts entry must be at least 1 (got {a})")
-    data, record = study_data(run, cfg)
-    dataset = data.dataset
-    task = segmentation_task(dataset)
-    jobs = study_jobs(a.label_counts, data.n_items, a.seeds)
-    rows, lanes, threads = run_jobs(data, cfg, jobs, lanes, progress)
-    result = {
-        "dataset": dataset, "profile": cfg.profile, "seed": cfg.train.seed,
-        "settings": asdict(a),
-        "segmenter": task.describe(cfg),
-        **record,
-        "arms": list(ARMS), "metrics": list(task.metrics),
-        "rows": rows, "summary": summarise(rows, task.metrics),
-        "lanes": lanes, "threads_per_lane": threads,
-        "seconds": round(time.perf_counter() - start, 1),
-    }
-    result |= claim_values(result)
+    with code_that_ran() as ran:  # with the workers' code, what the study derives from
+        data, record = study_data(run, cfg)
+        dataset = data.dataset
+        task = segmentation_task(dataset)
+        jobs = study_jobs(a.label_counts, data.n_items, a.seeds)
+        rows, code, lanes, threads = run_jobs(data, cfg, jobs, lanes, progress)
+        result = {
+            "dataset": dataset, "profile": cfg.profile, "seed": cfg.train.seed,
+            "settings": asdict(a),
+            "segmenter": task.describe(cfg),
+            **record,
+            "arms": list(ARMS), "metrics": list(task.metrics),
+            "rows": rows, "summary": summarise(rows, task.metrics),
+            "lanes": lanes, "threads_per_lane": threads,
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        result |= claim_values(result)
     facts = provenance(cfg.profile, cfg.train.seed)
     result |= {"written": facts["built"], "commit": facts["commit"],
                "derivation": derivation("augmentation", record["gan"]["generator_sha256"],
-                                        load_generator(run)[1]["config"])}
+                                        load_generator(run)[1]["config"], ran | code)}
     write_text_atomic(run / RESULT_FILE, json.dumps(result, indent=1))
     return result
 

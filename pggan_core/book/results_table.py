@@ -29,7 +29,7 @@ VERDICTS = ("yes", "partly", "no", NOT_MEASURED)
 
 INDOMAIN = "indomain_"  # the in-domain encoder's results: every key prefixed with this
 
-# Result files a run folder gains: (kind in provenance.DERIVED_RESULTS, key renames or a
+# Result files a run folder gains: (kind in provenance.SECTIONS, key renames or a
 # prefix for every key, the command that writes it again).
 RESULT_FILES: dict[str, tuple[str, dict[str, str] | str, str]] = {
     "metrics.json": ("metrics", {}, "pggan evaluate --run {run}"),

@@ -42,7 +42,7 @@ from pggan_core.evaluation.vessel_agreement import VESSEL_LABEL_THRESHOLD
 from pggan_core.generate import sample_images
 from pggan_core.measures import domain_stats, global_structure
 from pggan_core.measures.swd import sliced_wasserstein, swd_floor, swd_options
-from pggan_core.provenance import derivation
+from pggan_core.provenance import code_hashes, code_that_ran, derivation
 from pggan_core.runs.folder import RunSpec, open_run
 from pggan_core.segmentation.vessels import enlarge_fundus, ensure_vessel_unet
 from pggan_core.training.checkpoint import load_generator, weights_fingerprint
@@ -341,72 +341,74 @@ def compare_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0,
     runs = {SEG: seg_run, NOSEG: noseg_run}
     generators = {SEG: (seg.G, seg.facts), NOSEG: load_generator(noseg_run)}
     config, resolution = seg.config, seg.resolution
-    train_idx = data.split_indices("train")
-    n = min(config.eval.n_generated, len(train_idx) // 2)
-    drawn = np.random.default_rng(seed).choice(train_idx, 2 * n, replace=False)
-    real_all = data.batch(drawn, resolution)  # real[:n] is the reference, real[n:] the floor's
-    real, floor_real = real_all[:n, :n_image], real_all[n:, :n_image]
-    fakes = {name: sample_images(G, n, resolution, config.model.latent_dim, seed)
-             for name, (G, _) in generators.items()}
-    swd_settings = swd_options(config.eval)
+    with code_that_ran() as ran:  # what the numbers derive from, recorded below
+        train_idx = data.split_indices("train")
+        n = min(config.eval.n_generated, len(train_idx) // 2)
+        drawn = np.random.default_rng(seed).choice(train_idx, 2 * n, replace=False)
+        real_all = data.batch(drawn, resolution)  # real[:n] is the reference, real[n:] the floor's
+        real, floor_real = real_all[:n, :n_image], real_all[n:, :n_image]
+        fakes = {name: sample_images(G, n, resolution, config.model.latent_dim, seed)
+                 for name, (G, _) in generators.items()}
+        swd_settings = swd_options(config.eval)
 
-    reader = hook(dataset_spec(dataset).structure)(config)
-    k = n if reader.max_images is None else min(reader.max_images, n)
-    stats = {"real": reader(real[:k])}
-    for name, fake in fakes.items():
-        stats[name] = reader(fake[:k, :n_image])
+        reader = hook(dataset_spec(dataset).structure)(config)
+        k = n if reader.max_images is None else min(reader.max_images, n)
+        stats = {"real": reader(real[:k])}
+        for name, fake in fakes.items():
+            stats[name] = reader(fake[:k, :n_image])
 
-    swd_record = swd_verdict(real, fakes[SEG][:, :n_image], fakes[NOSEG][:, :n_image],
-                             floor_real, swd_settings, seed, swd_repeats)
-    runs_out: dict[str, Any] = {}
-    for name, fake in fakes.items():
-        swd_image = swd_record["seg" if name == SEG else "noseg"]
-        channels = fake.shape[1]
-        runs_out[name] = {
-            "run": str(runs[name]),
-            "n_channels": channels,
-            "swd_mean": swd_image,  # image channels only, as before
-            "swd_image_channels_mean": swd_image,
-            # every channel the model draws (without segmentation: the image channels again)
-            "swd_all_channels_mean": swd_image if channels == n_image else sliced_wasserstein(
-                real_all[:n, :channels], fake, seed=seed, **swd_settings)["swd_mean"],
-            "structure": domain_stats.compare_distributions(stats["real"], stats[name])
-            .reset_index().to_dict(orient="records"),
+        swd_record = swd_verdict(real, fakes[SEG][:, :n_image], fakes[NOSEG][:, :n_image],
+                                 floor_real, swd_settings, seed, swd_repeats)
+        runs_out: dict[str, Any] = {}
+        for name, fake in fakes.items():
+            swd_image = swd_record["seg" if name == SEG else "noseg"]
+            channels = fake.shape[1]
+            runs_out[name] = {
+                "run": str(runs[name]),
+                "n_channels": channels,
+                "swd_mean": swd_image,  # image channels only, as before
+                "swd_image_channels_mean": swd_image,
+                # every channel the model draws (without segmentation: the image channels again)
+                "swd_all_channels_mean": swd_image if channels == n_image else sliced_wasserstein(
+                    real_all[:n, :channels], fake, seed=seed, **swd_settings)["swd_mean"],
+                "structure": domain_stats.compare_distributions(stats["real"], stats[name])
+                .reset_index().to_dict(orient="records"),
+            }
+        channels_seg = fakes[SEG].shape[1]
+        verdicts = [{"measure": "swd_image_channels", "label": SWD_IMAGE_LABEL,
+                     "method": f"SWD x1e3, normal interval from {swd_repeats} bootstrap/seed "
+                               "repeats; real = the real-vs-real floor; ratio = SWD / floor",
+                     **swd_record}]
+        for measure in stats["real"]:
+            record = bootstrap_verdict(stats["real"][measure], stats[SEG][measure],
+                                       stats[NOSEG][measure], n_resamples, seed)
+            verdicts.append({"measure": measure, "label": measure,
+                             "method": f"{DISTANCE}, {n_resamples} bootstrap resamples", **record})
+        result: dict[str, Any] = {
+            "dataset": dataset, "resolution": resolution, "n": n, "n_structure": k, "seed": seed,
+            "image_channels": n_image, "distance": DISTANCE,
+            "vessel_reading": reader.description(resolution),
+            "bootstrap": {"n_resamples": n_resamples, "seed": seed, "confidence": CONFIDENCE,
+                          "swd_repeats": swd_repeats,
+                          "structure": "real, with- and without-segmentation images resampled "
+                                       "independently with replacement",
+                          "swd": "normal interval: difference ± t quantile x standard deviation "
+                                 "over the repeats, each a bootstrap resample of the three sets "
+                                 "and an SWD seed of its own (patches, projections), shared by "
+                                 "both models"},
+            "swd_floor_image_channels_mean": swd_record["real"],
+            "swd_floor_all_channels_mean": swd_floor(
+                real_all[:n, :channels_seg], real_all[n:, :channels_seg], seed=seed,
+                **swd_settings)["swd_mean"],
+            "runs": runs_out,
         }
-    channels_seg = fakes[SEG].shape[1]
-    verdicts = [{"measure": "swd_image_channels", "label": SWD_IMAGE_LABEL,
-                 "method": f"SWD x1e3, normal interval from {swd_repeats} bootstrap/seed "
-                           "repeats; real = the real-vs-real floor; ratio = SWD / floor",
-                 **swd_record}]
-    for measure in stats["real"]:
-        record = bootstrap_verdict(stats["real"][measure], stats[SEG][measure],
-                                   stats[NOSEG][measure], n_resamples, seed)
-        verdicts.append({"measure": measure, "label": measure,
-                         "method": f"{DISTANCE}, {n_resamples} bootstrap resamples", **record})
-    result: dict[str, Any] = {
-        "dataset": dataset, "resolution": resolution, "n": n, "n_structure": k, "seed": seed,
-        "image_channels": n_image, "distance": DISTANCE,
-        "vessel_reading": reader.description(resolution),
-        "bootstrap": {"n_resamples": n_resamples, "seed": seed, "confidence": CONFIDENCE,
-                      "swd_repeats": swd_repeats,
-                      "structure": "real, with- and without-segmentation images resampled "
-                                   "independently with replacement",
-                      "swd": "normal interval: difference ± t quantile x standard deviation "
-                             "over the repeats, each a bootstrap resample of the three sets "
-                             "and an SWD seed of its own (patches, projections), shared by "
-                             "both models"},
-        "swd_floor_image_channels_mean": swd_record["real"],
-        "swd_floor_all_channels_mean": swd_floor(
-            real_all[:n, :channels_seg], real_all[n:, :channels_seg], seed=seed,
-            **swd_settings)["swd_mean"],
-        "runs": runs_out,
-        # what the book checks it against (the run with segmentation's generator, the code,
-        # the config); the other generator's weights are recorded beside it
-        "derivation": derivation("ablation", weights_fingerprint(generators[SEG][0]), config),
-        "noseg_generator_sha256": weights_fingerprint(generators[NOSEG][0]),
-    }
-    result["verdicts"] = verdicts
-    result["conclusion"] = ablation_conclusion(result)
+        result["verdicts"] = verdicts
+        result["conclusion"] = ablation_conclusion(result)
+    # what the book checks it against (the run with segmentation's generator, the code, the
+    # config); the other generator's weights are recorded beside it
+    result["derivation"] = derivation("ablation", weights_fingerprint(generators[SEG][0]),
+                                      config, ran)
+    result["noseg_generator_sha256"] = weights_fingerprint(generators[NOSEG][0])
     write_text_atomic(seg_run / "ablation.json", json.dumps(result, indent=2, default=float))
     return result
 
@@ -464,14 +466,19 @@ def replicated_ablation(dataset: str, profile: str, seeds: Sequence[int] = (0, 1
         results.append(result)
         generators[str(seed)] = {"with": result["derivation"]["generator_sha256"],
                                  "without": result["noseg_generator_sha256"]}
+    with code_that_ran() as ran:
+        verdicts = seed_verdicts(results)
+    # every seed's comparison ran the same code as seed 0's; the verdicts over seeds add theirs
+    code = {name: digest for result in results for name, digest in
+            result["derivation"]["code"].items()} | code_hashes(ran)
     out = {"dataset": dataset, "profile": profile, "seeds": list(seeds),
-           "confidence": CONFIDENCE, "verdicts": seed_verdicts(results),
+           "confidence": CONFIDENCE, "verdicts": verdicts,
            "per_seed": [{"seed": seed, "verdicts": [
                {k: v for k, v in record.items() if k != "repeat_differences"}
                for record in result["verdicts"]]} for seed, result in zip(seeds, results,
                                                                           strict=True)],
            "generators": generators,
-           "derivation": results[0]["derivation"],
+           "derivation": {**results[0]["derivation"], "code": code},
            "noseg_generator_sha256": results[0]["noseg_generator_sha256"]}
     out["conclusion"] = seeds_conclusion(out)
     target = RunSpec(dataset, profile, True, seeds[0]).folder() / SEEDS_FILE

@@ -30,7 +30,7 @@ from pggan_core.measures.neighbours import nearest_neighbour_distances
 from pggan_core.measures.swd import sliced_wasserstein, swd_floor, swd_options
 from pggan_core.precision import autocast, resolve
 from pggan_core.progress import Progress
-from pggan_core.provenance import derivation, stale_reason
+from pggan_core.provenance import code_that_ran, derivation, stale_reason
 from pggan_core.runs.folder import open_run
 from pggan_core.segmentation.vessels import ensure_vessel_unet
 from pggan_core.training.checkpoint import load_generator, weights_fingerprint
@@ -172,32 +172,34 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, progress: bool = True,
     resolution, dataset = run.resolution, run.info.dataset
     keep = len(run.channels)  # without segmentation only the image channels were trained
     train_idx, heldout_idx = data.split_indices("train"), data.split_indices("heldout")
-    rng = np.random.default_rng(seed)
-    n = min(config.eval.n_generated, len(train_idx))
-    with autocast(precision or config.train.precision, next(G.parameters()).device):
-        fake = sample_images(G, n, resolution, config.model.latent_dim, seed)
-    real = data.batch(rng.choice(train_idx, n, replace=False), resolution)[:, :keep]
-    samples = Samples(config=config, dataset=dataset, data=data, fake=fake, real=real,
-                      heldout_idx=heldout_idx,
-                      # read a block at a time: at 512 px the training set would not fit
-                      heldout=data.view(heldout_idx, resolution, keep),
-                      train_all=data.view(train_idx, resolution, keep), seed=seed,
-                      with_segmentation=keep > dataset_spec(dataset).image_channels,
-                      draw=lambda count: _draw(G, count, resolution, config, seed, precision))
-    metrics = metrics_for(dataset, samples.with_segmentation)
-    stages = Progress(len(metrics), f"evaluate {run_dir.name}", unit="stage",
-                      enabled=progress, every=0)
-    result: dict[str, Any] = {
-        "run": str(run_dir), "dataset": dataset, "profile": config.profile,
-        "with_segmentation": run.info.with_segmentation, "resolution": resolution,
-        "n_generated": n, "seed": seed,
-        "precision": resolve(precision or config.train.precision, next(G.parameters()).device),
-        "metrics": [m.name for m in metrics],
-    }
-    for metric in metrics:
-        result |= metric.compute(samples)
-        stages.update(1, status=metric.status or metric.name)
-    result["derivation"] = derivation("metrics", weights_fingerprint(G), config)
+    # every piece of code that runs from here on is part of what the numbers derive from
+    with code_that_ran() as ran:
+        rng = np.random.default_rng(seed)
+        n = min(config.eval.n_generated, len(train_idx))
+        with autocast(precision or config.train.precision, next(G.parameters()).device):
+            fake = sample_images(G, n, resolution, config.model.latent_dim, seed)
+        real = data.batch(rng.choice(train_idx, n, replace=False), resolution)[:, :keep]
+        samples = Samples(config=config, dataset=dataset, data=data, fake=fake, real=real,
+                          heldout_idx=heldout_idx,
+                          # read a block at a time: at 512 px the training set would not fit
+                          heldout=data.view(heldout_idx, resolution, keep),
+                          train_all=data.view(train_idx, resolution, keep), seed=seed,
+                          with_segmentation=keep > dataset_spec(dataset).image_channels,
+                          draw=lambda count: _draw(G, count, resolution, config, seed, precision))
+        metrics = metrics_for(dataset, samples.with_segmentation)
+        stages = Progress(len(metrics), f"evaluate {run_dir.name}", unit="stage",
+                          enabled=progress, every=0)
+        result: dict[str, Any] = {
+            "run": str(run_dir), "dataset": dataset, "profile": config.profile,
+            "with_segmentation": run.info.with_segmentation, "resolution": resolution,
+            "n_generated": n, "seed": seed,
+            "precision": resolve(precision or config.train.precision, next(G.parameters()).device),
+            "metrics": [m.name for m in metrics],
+        }
+        for metric in metrics:
+            result |= metric.compute(samples)
+            stages.update(1, status=metric.status or metric.name)
+    result["derivation"] = derivation("metrics", weights_fingerprint(G), config, ran)
     write_text_atomic(run_dir / "metrics.json", json.dumps(result, indent=2, default=float))
     if progress:
         print(metrics_table(result).to_string(index=False))
@@ -247,6 +249,9 @@ def ensure_evaluated(run_dir: str | Path, seed: int = 0, progress: bool = True
                               info["config"])
         if reason is None and result.get("seed") != seed:
             reason = f"it was computed with seed {result.get('seed')}, not {seed}"
+        registered = [m.name for m in metrics_for(result["dataset"], result["with_segmentation"])]
+        if reason is None and result.get("metrics") != registered:
+            reason = f"the registered metrics are now {', '.join(registered)}"
         if reason is None:
             return result
         if progress:

@@ -5,9 +5,8 @@ After stylegan2-ada-pytorch's ``metric_main.register_metric``. A ``Metric`` says
 numbers the metrics table shows and, optionally, the claim of the paper it judges. Everything
 that lists metrics reads this registry: ``evaluate.evaluate_run`` (what ``metrics.json``
 holds, and its progress total), ``evaluate.metrics_table`` and the book's results table
-(``book.results_table.all_claims``). A metric registered from outside the package also enters
-the ``metrics`` derivation (``provenance.add_code``), so ``metrics.json`` is computed again
-when its code changes.
+(``book.results_table.all_claims``). Its code joins ``metrics.json``'s derivation when it runs
+(``provenance.code_that_ran``), so the file is computed again when that code changes.
 
     def mean_brightness(samples):
         return {"mean_brightness": float(samples.fake.mean())}
@@ -18,7 +17,6 @@ when its code changes.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +26,6 @@ import numpy as np
 from pggan_core.config import Config
 from pggan_core.data.store import PreparedDataset
 from pggan_core.errors import ConfigError
-from pggan_core.provenance import add_code
 
 
 @dataclass(frozen=True)
@@ -90,19 +87,7 @@ def register_metric(metric: Metric) -> Metric:
     if not metric.name.isidentifier():
         raise ConfigError(f"metric name {metric.name!r}: use letters, digits and underscores")
     METRICS[metric.name] = metric
-    add_code("metrics", f"{metric.compute.__module__}:{metric.compute.__qualname__}",
-             _source(metric.compute))
     return metric
-
-
-def _source(function: Callable[..., Any]) -> str:
-    """``function``'s source (a lambda or a nested function too); for one typed at a prompt,
-    which has no source file, its compiled code, which changes when the code does."""
-    try:
-        return inspect.getsource(function)
-    except (OSError, TypeError):
-        code = function.__code__
-        return repr((code.co_code, code.co_consts, code.co_names))
 
 
 def metrics_for(dataset: str, with_segmentation: bool) -> list[Metric]:

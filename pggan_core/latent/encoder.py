@@ -48,7 +48,7 @@ from pggan_core.latent.reconstruction import (
 )
 from pggan_core.precision import autocast, resolve
 from pggan_core.progress import Progress
-from pggan_core.provenance import derivation, derivation_differs
+from pggan_core.provenance import code_that_ran, derivation, reusable
 from pggan_core.runs.folder import open_run
 from pggan_core.training.architectures import EncoderNet, build_network
 from pggan_core.training.checkpoint import load_generator, weights_fingerprint
@@ -282,85 +282,90 @@ def _encode(run_dir: Path, G: nn.Module, info: dict[str, Any], data: PreparedDat
     settings = {**dataclasses.asdict(config.encoder), "generator_step": int(info["step"])}
     if iterations is not None:
         settings["iterations"] = iterations
-    # what the encoder's weights are derived from: reused only when all of it is unchanged
-    derived_from = derivation("encoder", weights_fingerprint(G), config)
-    previous = _trained_encoder(run_dir, settings, derived_from) if reuse else None
-    if previous is not None:
-        encoder, losses = load_encoder(run_dir, device), previous["losses"]
-    else:
-        encoder, losses = train_encoder(G, config, resolution, alpha, iterations, progress)
-        with atomic_file(run_dir / "encoder.pt") as fh:
-            torch.save(encoder.state_dict(), fh)
-    r2 = latent_r2(encoder, G, resolution, alpha)
-    inversion = inversion_r2(G, encoder, resolution, alpha)
+    # saved weights are reused only when what they were derived from is unchanged
+    sha = weights_fingerprint(G)
+    previous = (reusable(run_dir / "encoder.json", run_dir / "encoder.pt", settings, "encoder",
+                         sha, config) if reuse else None)
+    with code_that_ran() as ran:
+        if previous is not None:
+            encoder, losses = load_encoder(run_dir, device), previous["losses"]
+        else:
+            encoder, losses = train_encoder(G, config, resolution, alpha, iterations, progress)
+            with atomic_file(run_dir / "encoder.pt") as fh:
+                torch.save(encoder.state_dict(), fh)
+        r2 = latent_r2(encoder, G, resolution, alpha)
+        inversion = inversion_r2(G, encoder, resolution, alpha)
 
-    heldout = data.split_indices("heldout")
-    steps = config.encoder.refine_steps
-    errors: dict[str, list[np.ndarray]] = {"encoder": [], "refined": []}
-    # Figure 4's "global vessel structure": the reconstructions' label channels at the layout's
-    # scale, against inputs of the same class (latent.reconstruction.coarse_label_retrieval)
-    spec = dataset_spec(config.data.dataset)
-    label, n_image = spec.latent_label, spec.image_channels
-    classes = (data.manifest[label.column].to_numpy()[heldout]
-               if label is not None and label.column in data.manifest else
-               np.zeros(len(heldout)))
-    coarse: dict[str, list[np.ndarray]] = {"inputs": [], "encoder": [], "refined": []}
-    heldout_view = data.view(heldout, resolution, n_channels)
-    # Figure 4 as numbers, over every held-out image rather than the few the figure shows
-    scores = ReconstructionScores(heldout_view, config.data)
-    for start in range(0, len(heldout), BATCH):  # a batch at a time: bounded memory at 512 px
-        reals = heldout_view[start:start + BATCH]
-        z_encoded = encode(encoder, reals)
-        from_encoder = images_from_latents(G, z_encoded, resolution, alpha)
-        errors["encoder"].append(reconstruction_mse(reals, from_encoder))
-        scores.add("encoder", start, from_encoder)
-        coarse["inputs"].append(coarse_label_maps(reals, n_image))
-        coarse["encoder"].append(coarse_label_maps(from_encoder, n_image))
-        from_refined = None
-        if steps > 0:
-            refined = refine_latents(G, z_encoded, reals, resolution, alpha, steps)
-            from_refined = images_from_latents(G, refined, resolution, alpha)
-            errors["refined"].append(reconstruction_mse(reals, from_refined))
-            scores.add("refined", start, from_refined)
-            coarse["refined"].append(coarse_label_maps(from_refined, n_image))
-        if start == 0:
-            _save_figure4(run_dir, config, reals, from_encoder, from_refined, heldout)
-    mse = {name: _mean(np.concatenate(values)) if values else None
-           for name, values in errors.items()}
-    maps = {name: np.concatenate(values) for name, values in coarse.items() if values}
-    layout = {name: coarse_label_retrieval(maps["inputs"], maps[name], classes)
-              for name in ("encoder", "refined") if name in maps}
+        heldout = data.split_indices("heldout")
+        steps = config.encoder.refine_steps
+        errors: dict[str, list[np.ndarray]] = {"encoder": [], "refined": []}
+        # Figure 4's "global vessel structure": the reconstructions' label channels at the layout's
+        # scale, against inputs of the same class (latent.reconstruction.coarse_label_retrieval)
+        spec = dataset_spec(config.data.dataset)
+        label, n_image = spec.latent_label, spec.image_channels
+        classes = (data.manifest[label.column].to_numpy()[heldout]
+                   if label is not None and label.column in data.manifest else
+                   np.zeros(len(heldout)))
+        coarse: dict[str, list[np.ndarray]] = {"inputs": [], "encoder": [], "refined": []}
+        heldout_view = data.view(heldout, resolution, n_channels)
+        # Figure 4 as numbers, over every held-out image rather than the few the figure shows
+        scores = ReconstructionScores(heldout_view, config.data)
+        for start in range(0, len(heldout), BATCH):  # a batch at a time: bounded memory at 512 px
+            reals = heldout_view[start:start + BATCH]
+            z_encoded = encode(encoder, reals)
+            from_encoder = images_from_latents(G, z_encoded, resolution, alpha)
+            errors["encoder"].append(reconstruction_mse(reals, from_encoder))
+            scores.add("encoder", start, from_encoder)
+            coarse["inputs"].append(coarse_label_maps(reals, n_image))
+            coarse["encoder"].append(coarse_label_maps(from_encoder, n_image))
+            from_refined = None
+            if steps > 0:
+                refined = refine_latents(G, z_encoded, reals, resolution, alpha, steps)
+                from_refined = images_from_latents(G, refined, resolution, alpha)
+                errors["refined"].append(reconstruction_mse(reals, from_refined))
+                scores.add("refined", start, from_refined)
+                coarse["refined"].append(coarse_label_maps(from_refined, n_image))
+            if start == 0:
+                _save_figure4(run_dir, config, reals, from_encoder, from_refined, heldout)
+        mse = {name: _mean(np.concatenate(values)) if values else None
+               for name, values in errors.items()}
+        maps = {name: np.concatenate(values) for name, values in coarse.items() if values}
+        layout = {name: coarse_label_retrieval(maps["inputs"], maps[name], classes)
+                  for name in ("encoder", "refined") if name in maps}
 
-    train_idx = data.split_indices("train")
-    train_latents = encode(encoder, data.view(train_idx, resolution, n_channels))
-    save_latents(run_dir / LATENTS_FILE, train_latents, data.manifest.iloc[train_idx])
+        train_idx = data.split_indices("train")
+        train_latents = encode(encoder, data.view(train_idx, resolution, n_channels))
+        save_latents(run_dir / LATENTS_FILE, train_latents, data.manifest.iloc[train_idx])
 
-    summary = {
-        "r2": r2, "r2_multioutput": "uniform_average", "r2_samples": R2_SAMPLES,
-        # the same latents recovered by optimisation from the encoder's guess: how much of z
-        # the images hold, whatever the encoder makes of it
-        "r2_optimised": inversion["r2_optimised"], "inversion": inversion,
-        "settings": settings, "reused": previous is not None, "derivation": derived_from,
-        "iterations": settings["iterations"], "batch_size": config.encoder.batch_size,
-        "lr": config.encoder.lr, "loss_first": losses[0] if losses else None,
-        "loss_last": float(np.mean(losses[-10:])) if losses else None,
-        "losses": thin(losses, 200),
-        "heldout_images": len(heldout),
-        "heldout_mse_encoder": mse["encoder"],
-        "refine_steps": steps if mse["refined"] is not None else 0,
-        "heldout_mse_refined": mse["refined"],
-        # does a regeneration resemble its own input more than the others? (reconstruction.py)
-        **scores.summary(),
-        # the paper's words, "approximate the global vessel structure", at the layout's scale
-        "coarse_label_retrieval": layout,
-        "generated_recovery": generated_recovery(G, encoder, resolution, alpha,
-                                                 config.model.latent_dim),
-        # how many directions of z move the generator's image: what any encoder can recover
-        "latent_spectrum": latent_usage(G, resolution, alpha),
-        "train_images_encoded": len(train_latents), "resolution": resolution, "alpha": alpha,
-        "generator_step": int(info["step"]), "generator_ema": bool(info["ema"]),
-        "channels": list(info["channels"]), "device": str(device),
-    }
+        summary = {
+            "r2": r2, "r2_multioutput": "uniform_average", "r2_samples": R2_SAMPLES,
+            # the same latents recovered by optimisation from the encoder's guess: how much of z
+            # the images hold, whatever the encoder makes of it
+            "r2_optimised": inversion["r2_optimised"], "inversion": inversion,
+            "settings": settings, "reused": previous is not None,
+            "iterations": settings["iterations"], "batch_size": config.encoder.batch_size,
+            "lr": config.encoder.lr, "loss_first": losses[0] if losses else None,
+            "loss_last": float(np.mean(losses[-10:])) if losses else None,
+            "losses": thin(losses, 200),
+            "heldout_images": len(heldout),
+            "heldout_mse_encoder": mse["encoder"],
+            "refine_steps": steps if mse["refined"] is not None else 0,
+            "heldout_mse_refined": mse["refined"],
+            # does a regeneration resemble its own input more than the others? (reconstruction.py)
+            **scores.summary(),
+            # the paper's words, "approximate the global vessel structure", at the layout's scale
+            "coarse_label_retrieval": layout,
+            "generated_recovery": generated_recovery(G, encoder, resolution, alpha,
+                                                     config.model.latent_dim),
+            # how many directions of z move the generator's image: what any encoder can recover
+            "latent_spectrum": latent_usage(G, resolution, alpha),
+            "train_images_encoded": len(train_latents), "resolution": resolution, "alpha": alpha,
+            "generator_step": int(info["step"]), "generator_ema": bool(info["ema"]),
+            "channels": list(info["channels"]), "device": str(device),
+        }
+    # the code that trained reused weights is part of what they derive from
+    trained_by = previous["derivation"]["code"] if previous is not None else {}
+    summary["derivation"] = derivation("encoder", sha, config, ran | set(trained_by))
     return summary
 
 
@@ -382,19 +387,6 @@ def generated_recovery(G: Any, encoder: Any, resolution: int, alpha: float, late
     pairs = float(((images - images[fixed_derangement(n, seed)]) ** 2).mean())
     return {"recovery": 1.0 - own / pairs, "mse": own, "mse_random_pairs": pairs, "n": n,
             "seed": seed}
-
-
-def _trained_encoder(run_dir: Path, settings: dict[str, Any], derived_from: dict[str, Any]
-                     ) -> dict[str, Any] | None:
-    """The saved ``encoder.json`` when ``encoder.pt`` was trained with ``settings`` from what
-    ``derived_from`` records (the generator's weights, the training code, the config)."""
-    summary_path = run_dir / "encoder.json"
-    if not (run_dir / "encoder.pt").is_file() or not summary_path.is_file():
-        return None
-    summary = json.loads(summary_path.read_text())
-    if summary.get("settings") != json.loads(json.dumps(settings)):
-        return None
-    return summary if derivation_differs(summary.get("derivation"), derived_from) is None else None
 
 
 def load_encoder(run_dir: str | Path, map_location: str | torch.device = "cpu") -> EncoderNet:

@@ -58,7 +58,7 @@ from pggan_core.latent.encoder import (
 )
 from pggan_core.latent.reconstruction import ReconstructionScores
 from pggan_core.progress import Progress
-from pggan_core.provenance import derivation, derivation_differs
+from pggan_core.provenance import code_that_ran, derivation, reusable
 from pggan_core.runs.folder import require_generator, run_data_dir
 from pggan_core.training.architectures import EncoderNet, build_network
 from pggan_core.training.checkpoint import load_generator, weights_fingerprint
@@ -136,74 +136,66 @@ def invert_run(run_dir: str | Path, progress: bool = True, reuse: bool = True
     inv = config.inversion
     settings = {**{k: (list(v) if isinstance(v, tuple) else v)
                    for k, v in vars(inv).items()}, "generator_step": int(info["step"])}
-    derived_from = derivation("inversion", weights_fingerprint(G), config,
-                              {"encoder.pt": sha256_of(run_dir / "encoder.pt")})
-    previous = _trained(run_dir, settings, derived_from) if reuse else None
-    train_view = data.view(data.split_indices("train"), resolution, n_channels)
-    if previous is not None:
-        encoder = _load(run_dir, config, n_channels, resolution, device)
-        losses = previous["losses"]
-    else:
-        encoder, losses = train_indomain_encoder(G, paper_encoder, train_view, config,
-                                                 resolution, alpha, progress)
-        with atomic_file(run_dir / WEIGHTS_FILE) as fh:
-            torch.save(encoder.state_dict(), fh)
+    # the paper's encoder it starts from is an input, by SHA-256
+    sha, inputs = weights_fingerprint(G), {"encoder.pt": sha256_of(run_dir / "encoder.pt")}
+    previous = (reusable(run_dir / INVERSION_FILE, run_dir / WEIGHTS_FILE, settings,
+                         "inversion", sha, config, inputs) if reuse else None)
+    with code_that_ran() as ran:
+        train_view = data.view(data.split_indices("train"), resolution, n_channels)
+        if previous is not None:
+            encoder = _load(run_dir, config, n_channels, resolution, device)
+            losses = previous["losses"]
+        else:
+            encoder, losses = train_indomain_encoder(G, paper_encoder, train_view, config,
+                                                     resolution, alpha, progress)
+            with atomic_file(run_dir / WEIGHTS_FILE) as fh:
+                torch.save(encoder.state_dict(), fh)
 
-    heldout = data.split_indices("heldout")
-    heldout_view = data.view(heldout, resolution, n_channels)
-    scores = ReconstructionScores(heldout_view, config.data)
-    errors: dict[str, list[np.ndarray]] = {v: [] for v in VARIANTS}
-    for start in range(0, len(heldout), BATCH):
-        reals = heldout_view[start:start + BATCH]
-        z = encode(encoder, reals)
-        refined = refine_latents(G, z, reals, resolution, alpha, inv.refine_steps,
-                                 inv.refine_lr, encoder, inv.domain_weight)
-        drawn = {VARIANTS[0]: images_from_latents(G, z, resolution, alpha),
-                 VARIANTS[1]: images_from_latents(G, refined, resolution, alpha)}
-        for variant, images in drawn.items():
-            scores.add(variant, start, images)
-            errors[variant].append(reconstruction_mse(reals, images))
-        if start == 0:
-            shown = slice(0, 8)
-            with atomic_file(run_dir / "figures" / "indomain_reconstructions.npz") as fh:
-                np.savez_compressed(fh, reals=reals[shown],
-                                    **{v: images[shown] for v, images in drawn.items()},
-                                    manifest_index=heldout[shown])
-    train_latents = encode(encoder, train_view)
-    save_latents(run_dir / INDOMAIN_LATENTS_FILE, train_latents,
-                 data.manifest.iloc[data.split_indices("train")])
-    summary = {
-        "method": "in-domain inversion after Zhu et al. (2020): the paper's encoder "
-                  "fine-tuned to reconstruct real training images (pixel error, every "
-                  f"channel) plus {inv.latent_weight} x its latent error on generated images; "
-                  f"then {inv.refine_steps} Adam steps per image on the pixel error plus "
-                  f"{inv.domain_weight} x the encoder's latent error of the redrawn image",
-        "r2": latent_r2(encoder, G, resolution, alpha),
-        **scores.summary(VARIANTS),
-        "heldout_images": len(heldout),
-        **{f"heldout_mse_{v}": float(np.concatenate(e).mean()) if e else None
-           for v, e in errors.items()},
-        "settings": settings, "reused": previous is not None, "derivation": derived_from,
-        "losses": {k: thin(v, 200) for k, v in losses.items()},
-        "loss_last": {k: float(np.mean(v[-20:])) if v else None for k, v in losses.items()},
-        "train_images_encoded": len(train_latents), "resolution": resolution,
-    }
+        heldout = data.split_indices("heldout")
+        heldout_view = data.view(heldout, resolution, n_channels)
+        scores = ReconstructionScores(heldout_view, config.data)
+        errors: dict[str, list[np.ndarray]] = {v: [] for v in VARIANTS}
+        for start in range(0, len(heldout), BATCH):
+            reals = heldout_view[start:start + BATCH]
+            z = encode(encoder, reals)
+            refined = refine_latents(G, z, reals, resolution, alpha, inv.refine_steps,
+                                     inv.refine_lr, encoder, inv.domain_weight)
+            drawn = {VARIANTS[0]: images_from_latents(G, z, resolution, alpha),
+                     VARIANTS[1]: images_from_latents(G, refined, resolution, alpha)}
+            for variant, images in drawn.items():
+                scores.add(variant, start, images)
+                errors[variant].append(reconstruction_mse(reals, images))
+            if start == 0:
+                shown = slice(0, 8)
+                with atomic_file(run_dir / "figures" / "indomain_reconstructions.npz") as fh:
+                    np.savez_compressed(fh, reals=reals[shown],
+                                        **{v: images[shown] for v, images in drawn.items()},
+                                        manifest_index=heldout[shown])
+        train_latents = encode(encoder, train_view)
+        save_latents(run_dir / INDOMAIN_LATENTS_FILE, train_latents,
+                     data.manifest.iloc[data.split_indices("train")])
+        summary = {
+            "method": "in-domain inversion after Zhu et al. (2020): the paper's encoder "
+                      "fine-tuned to reconstruct real training images (pixel error, every "
+                      f"channel) plus {inv.latent_weight} x its latent error on generated images; "
+                      f"then {inv.refine_steps} Adam steps per image on the pixel error plus "
+                      f"{inv.domain_weight} x the encoder's latent error of the redrawn image",
+            "r2": latent_r2(encoder, G, resolution, alpha),
+            **scores.summary(VARIANTS),
+            "heldout_images": len(heldout),
+            **{f"heldout_mse_{v}": float(np.concatenate(e).mean()) if e else None
+               for v, e in errors.items()},
+            "settings": settings, "reused": previous is not None,
+            "losses": {k: thin(v, 200) for k, v in losses.items()},
+            "loss_last": {k: float(np.mean(v[-20:])) if v else None for k, v in losses.items()},
+            "train_images_encoded": len(train_latents), "resolution": resolution,
+        }
+    # the code that trained reused weights is part of what they derive from
+    trained_by = previous["derivation"]["code"] if previous is not None else {}
+    summary["derivation"] = derivation("inversion", sha, config, ran | set(trained_by), inputs)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     write_text_atomic(run_dir / INVERSION_FILE, json.dumps(summary, indent=2))
     return summary
-
-
-def _trained(run_dir: Path, settings: dict[str, Any], derived_from: dict[str, Any]
-             ) -> dict[str, Any] | None:
-    """The saved ``inversion.json`` when its weights were trained with ``settings`` from what
-    ``derived_from`` records, else None."""
-    path = run_dir / INVERSION_FILE
-    if not (run_dir / WEIGHTS_FILE).is_file() or not path.is_file():
-        return None
-    saved = json.loads(path.read_text())
-    if saved.get("settings") != json.loads(json.dumps(settings)):
-        return None
-    return saved if derivation_differs(saved.get("derivation"), derived_from) is None else None
 
 
 def _load(run_dir: Path, config: Config, n_channels: int, resolution: int,

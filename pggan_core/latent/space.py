@@ -50,7 +50,7 @@ from pggan_core.latent.probes import (
     probe_accuracy,
     tsne_embedding,
 )
-from pggan_core.provenance import derivation
+from pggan_core.provenance import code_that_ran, derivation
 from pggan_core.runs.folder import open_run
 from pggan_core.training.checkpoint import weights_fingerprint
 
@@ -288,52 +288,53 @@ def score_latent_space(run_dir: str | Path, seed: int = 0,
     run = open_run(run_dir)
     G, info, config, data = run.G, run.facts, run.config, run.data
     dataset, channels = config.data.dataset, len(run.channels)
-    # the raw-pixel control at <= 64 px: it is about layout (which side the disc is on, the
-    # slice level, whether a label channel is lit), and 512 px images of a whole training set
-    # would not fit in memory
-    resolution = min(int(info["resolution"]), PIXEL_CONTROL_RESOLUTION)
-    images = data.batch(labels["index"].to_numpy(), resolution)[:, :channels]
-    pixels = images.reshape(len(images), -1)
-    groups = fold_groups(dataset, labels)
-    scores = {**knn_scores(dataset, latents, labels, pixels, groups),
-              **probe_scores(dataset, latents, labels, pixels, groups)}
-    tsne = tsne_silhouettes(dataset, latents, pixels, labels, config.eval.tsne_perplexity, seed)
-    G = G.to(pick_device(config.train.device))
-    generated = {**generated_z_probe(G, dataset, int(info["resolution"]),
-                                     config.model.latent_dim, float(info["alpha"]),
-                                     n_generated, seed, label_resolution=resolution),
-                 "label_rule_agreement_on_reals": label_rule_agreement(dataset, images, labels)}
-    label = latent_label(dataset)
-    attributes = None
-    if encoder == "paper" and label.attributes is not None:  # Figure 5: is the label primary?
-        paper_encoder = load_encoder(run_dir, pick_device(config.train.device))
-        views = attribute_views(G, paper_encoder, hook(label.attributes), images, latents,
-                                int(info["resolution"]), float(info["alpha"]),
-                                config.model.latent_dim, n_generated, seed, resolution)
-        table, planes = attribute_scores(views, config.eval.tsne_perplexity, seed,
-                                         {VIEWS[0]: groups})
-        attributes = {"label": label.words, "scores": score_records(table),
-                      # Figure 5's plane on the sphere, coloured by each attribute on its page
-                      "plane": np.round(planes[VIEWS[0]], 3).tolist(),
-                      "values": {name: np.round(values, 4).tolist()
-                                 for name, values in views[VIEWS[0]][1].items()},
-                      "primary": {v: primary_attribute(table, v) for v in VIEWS},
-                      "verdict": attribute_verdict(table, label.words),
-                      "views": "on the unit sphere; E(G(z)) and z: "
-                               f"{n_generated} generated images, seed {seed}"}
-    main_row = scores[rows(dataset)["knn"]]
-    downsampled = (f", box-filtered down from the encoder's {info['resolution']} px"
-                   if resolution < int(info["resolution"]) else ", as the encoder read them")
-    result = {**headline_scores(dataset, scores, tsne, generated),
-              "folds": main_row.get("split", main_row.get("why_not")),
-              "pixels": f"all {channels} channels of the prepared training images at "
-                        f"{resolution} px ({pixels.shape[1]} numbers per image){downsampled}",
-              "details": scores, "tsne": tsne, "generated_z": generated,
-              **({"attributes": attributes,
-                  f"{label.key}_primary": attributes["primary"][VIEWS[0]]["primary"]
-                  == label.words} if attributes is not None else {}),
-              "derivation": derivation("latent_space", weights_fingerprint(G), config,
-                                       {latents_file: sha256_of(run_dir / latents_file)})}
+    with code_that_ran() as ran:  # what the scores derive from, recorded below
+        # the raw-pixel control at <= 64 px: it is about layout (which side the disc is on, the
+        # slice level, whether a label channel is lit), and 512 px images of a whole training set
+        # would not fit in memory
+        resolution = min(int(info["resolution"]), PIXEL_CONTROL_RESOLUTION)
+        images = data.batch(labels["index"].to_numpy(), resolution)[:, :channels]
+        pixels = images.reshape(len(images), -1)
+        groups = fold_groups(dataset, labels)
+        scores = {**knn_scores(dataset, latents, labels, pixels, groups),
+                  **probe_scores(dataset, latents, labels, pixels, groups)}
+        tsne = tsne_silhouettes(dataset, latents, pixels, labels, config.eval.tsne_perplexity, seed)
+        G = G.to(pick_device(config.train.device))
+        generated = {**generated_z_probe(G, dataset, int(info["resolution"]),
+                                         config.model.latent_dim, float(info["alpha"]),
+                                         n_generated, seed, label_resolution=resolution),
+                     "label_rule_agreement_on_reals": label_rule_agreement(dataset, images, labels)}
+        label = latent_label(dataset)
+        attributes = None
+        if encoder == "paper" and label.attributes is not None:  # Figure 5: is the label primary?
+            paper_encoder = load_encoder(run_dir, pick_device(config.train.device))
+            views = attribute_views(G, paper_encoder, hook(label.attributes), images, latents,
+                                    int(info["resolution"]), float(info["alpha"]),
+                                    config.model.latent_dim, n_generated, seed, resolution)
+            table, planes = attribute_scores(views, config.eval.tsne_perplexity, seed,
+                                             {VIEWS[0]: groups})
+            attributes = {"label": label.words, "scores": score_records(table),
+                          # Figure 5's plane on the sphere, coloured by each attribute on its page
+                          "plane": np.round(planes[VIEWS[0]], 3).tolist(),
+                          "values": {name: np.round(values, 4).tolist()
+                                     for name, values in views[VIEWS[0]][1].items()},
+                          "primary": {v: primary_attribute(table, v) for v in VIEWS},
+                          "verdict": attribute_verdict(table, label.words),
+                          "views": "on the unit sphere; E(G(z)) and z: "
+                                   f"{n_generated} generated images, seed {seed}"}
+        main_row = scores[rows(dataset)["knn"]]
+        downsampled = (f", box-filtered down from the encoder's {info['resolution']} px"
+                       if resolution < int(info["resolution"]) else ", as the encoder read them")
+        result = {**headline_scores(dataset, scores, tsne, generated),
+                  "folds": main_row.get("split", main_row.get("why_not")),
+                  "pixels": f"all {channels} channels of the prepared training images at "
+                            f"{resolution} px ({pixels.shape[1]} numbers per image){downsampled}",
+                  "details": scores, "tsne": tsne, "generated_z": generated,
+                  **({"attributes": attributes,
+                      f"{label.key}_primary": attributes["primary"][VIEWS[0]]["primary"]
+                      == label.words} if attributes is not None else {})}
+    result["derivation"] = derivation("latent_space", weights_fingerprint(G), config, ran,
+                                      {latents_file: sha256_of(run_dir / latents_file)})
     write_text_atomic(run_dir / scores_file, json.dumps(result, indent=2))
     return result
 

@@ -205,7 +205,7 @@ def stale_result(run_dir: str | Path, kind: str, saved: dict[str, Any] | None,
                  generator: tuple[str, Config] | None = None) -> str | None:
     """Why a ``kind`` result in ``run_dir`` that records the derivation ``saved`` no longer
     holds for the run as it is now (its generator, the code, the run's config), or None when it
-    does (``provenance.DERIVED_RESULTS``). ``generator`` is ``run_generator(run_dir)`` when the
+    does (``provenance.stale_reason``). ``generator`` is ``run_generator(run_dir)`` when the
     caller checks several results of one run (the weights are then hashed once)."""
     sha, config = generator or run_generator(run_dir)
     inputs = {name: _file_sha256(Path(run_dir) / name) for name in (saved or {}).get("inputs", {})}

@@ -21,7 +21,6 @@ convention and the attributes read from outside.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -30,7 +29,6 @@ from torch import Tensor, nn
 
 from pggan_core.config import ModelConfig
 from pggan_core.errors import ConfigError
-from pggan_core.provenance import add_code
 from pggan_core.training.networks import Discriminator, Encoder, Generator
 
 
@@ -96,15 +94,11 @@ ARCHITECTURES: dict[str, Architecture] = {
 
 def register_architecture(name: str, architecture: Architecture) -> Architecture:
     """Make ``architecture`` the one ``model.architecture: <name>`` builds. Its encoder's code
-    joins the encoder and inversion derivations (``provenance.add_code``), so an encoder
-    trained with it is trained again when that code changes."""
+    joins the derivation of an encoder trained with it when it runs
+    (``provenance.code_that_ran``), so that encoder is trained again when the code changes."""
     if not name.isidentifier():
         raise ConfigError(f"architecture name {name!r}: use letters, digits and underscores")
     ARCHITECTURES[name] = architecture
-    source = inspect.getsource(architecture.encoder)
-    for kind in ("encoder", "inversion"):
-        add_code(kind, f"{architecture.encoder.__module__}:{architecture.encoder.__qualname__}",
-                 source)
     return architecture
 
 
