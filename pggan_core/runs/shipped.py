@@ -228,7 +228,7 @@ def ship_current_results(profile: str, datasets: tuple[str, ...] = ("rop", "brat
             reason = stale_result(out, kind, derived_from)
             if reason is not None:
                 raise CheckpointError(f"{record} does not hold for the run in {out}: {reason}")
-            if not _already_shipped(out, profile, dataset, names, derived_from, root):
+            if not _already_shipped(out, profile, dataset, kind, names, root):
                 to_ship.append((out, dataset, names))
     for out, dataset, names in to_ship:
         ship_results(out, profile, dataset, "seg", names, root)
@@ -236,13 +236,15 @@ def ship_current_results(profile: str, datasets: tuple[str, ...] = ("rop", "brat
             for name in names]
 
 
-def _already_shipped(run: Path, profile: str, dataset: str, names: tuple[str, ...],
-                     derived_from: dict[str, Any] | None, root: Path | None) -> bool:
+def _already_shipped(run: Path, profile: str, dataset: str, kind: str,
+                     names: tuple[str, ...], root: Path | None) -> bool:
     """Whether the weights ``names[0]`` (an encoder's ``.pt``) in ``run`` are the ones already
-    shipped and the record ``names[-1]`` shipped beside them names the same derivation as the
-    installed one (``derived_from``): then the shipped record stays as it is, not replaced by a
-    copy recomputed with the same code. Weights re-derived bit for bit by changed code ship
-    again: the old record names the old code, so a build would no longer take it as holding."""
+    shipped and the record ``names[-1]`` shipped beside them still holds for the run: then it
+    stays as it is, not replaced by a copy written again from the same weights. Weights
+    re-derived bit for bit by changed code ship again: the old record names the old code, so a
+    build would no longer take it as holding."""
+    from pggan_core.runs.folder import stale_result
+
     weights, record = names[0], names[-1]
     if not weights.endswith(".pt"):
         return False
@@ -252,8 +254,8 @@ def _already_shipped(run: Path, profile: str, dataset: str, names: tuple[str, ..
     if shipped is None or not (run / weights).is_file() or sha256_of(run / weights) != shipped:
         return False
     shipped_record = pretrained_dir(profile, root) / key / record
-    return shipped_record.is_file() and \
-        json.loads(shipped_record.read_text()).get("derivation") == derived_from
+    return shipped_record.is_file() and stale_result(
+        run, kind, json.loads(shipped_record.read_text()).get("derivation")) is None
 
 
 NOTE_WIDTH = 76  # what a code cell's output in the book shows without scrolling
