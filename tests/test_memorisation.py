@@ -62,3 +62,20 @@ def test_a_slice_is_never_matched_with_its_own_subject(photographs):
     report = m.memorisation_report(photographs[10:14], train, photographs[14:18], groups)
     assert min(report["reference"]["pixel"]) > 0.5  # not the 0.01-brighter twin
     assert m.share_with_interval(np.array([], bool))["share"] is None
+
+
+def test_unseen_real_images_are_judged_by_thresholds_they_did_not_set():
+    # 100 subjects of 4 slices each, alike within a subject: left out in turn, a subject's
+    # slices must be judged against the other subjects alone
+    rng = np.random.default_rng(0)
+    subjects = rng.normal(0, 1, (100, 1, 3, 16, 16)).astype(np.float32)
+    train = (subjects + rng.normal(0, 0.5, (100, 4, 3, 16, 16))).reshape(400, 3, 16, 16)
+    train = train.astype(np.float32)
+    groups = np.repeat([f"s{i}" for i in range(100)], 4)
+    report = m.memorisation_report(train[:8], train, train[:8], groups)
+    unseen = report["unseen_flagged"]
+    assert unseen["n"] == 400 and unseen["folds"] == m.CV_FOLDS
+    # about 1 % expected (two spaces at 0.5 % each): 3 of 400 here
+    assert unseen["share"] <= 0.02 and unseen["interval"][0] <= 0.01 <= unseen["interval"][1]
+    # the generated images here are training slices: every one is flagged, as a copy
+    assert report["generated_flagged"]["share"] == 1.0

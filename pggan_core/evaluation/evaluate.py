@@ -103,15 +103,17 @@ def _memorisation(s: Samples) -> dict[str, Any]:
         s.seed)
     report["closest"] = memorisation.closest_pairs(report)
     report["resolution"] = int(generated.shape[-1])
-    if groups is not None:  # per subject: which training subjects the flagged images are near
+    if groups is not None:  # per subject: which training subjects flagged slices re-identify
         flagged = np.asarray(report["generated"]["flagged"])
         nearest = np.asarray(report["generated"]["invariant_index"])[flagged]
-        report["flagged_subjects"] = sorted({str(g) for g in groups[nearest]})
+        subjects, counts = np.unique(groups[nearest].astype(str), return_counts=True)
+        report["flagged_subjects"] = dict(zip(subjects.tolist(), counts.tolist(), strict=True))
         report["training_subjects"] = int(len(set(groups)))
     share = report["generated_flagged"]
     return {"memorisation": report, "memorised_share": share["share"],
             "memorised_interval": share["interval"],
-            "memorised_heldout_share": report["heldout_flagged"]["share"]}
+            "memorised_heldout_share": report["heldout_flagged"]["share"],
+            "memorised_unseen_share": report["unseen_flagged"]["share"]}
 
 
 def _anatomy(s: Samples) -> dict[str, Any]:
@@ -151,7 +153,8 @@ for _metric in (
     Metric("memorisation", _memorisation, status="memorisation, image by image", rows=(
         ("generated images flagged as near-copies of a training image (share)",
          "memorised_share"),
-        ("held-out real images flagged the same way (share)", "memorised_heldout_share"))),
+        ("held-out real images flagged the same way (share)", "memorised_heldout_share"),
+        ("training images flagged when left out in turn (share)", "memorised_unseen_share"))),
     # vessel density, branching, tortuosity; tumour area and label composition: the labels
     # are read from the generated segmentation channels
     Metric("domain_stats", _anatomy, needs_segmentation=True, status="domain statistics"),

@@ -15,8 +15,11 @@ another subject), a leave-one-out reference as large as the training set. A gene
 flagged when, in either space, it is closer to a training image than all but the closest
 ``FLAG_QUANTILE`` of that reference (half of 1 %: two spaces, about 1 % in all). The held-out
 real images, which set no threshold, are flagged the same way: the rate a generator that
-copies nothing would show. The flagged share comes with a Clopper-Pearson interval. Images
-are compared at ``COMPARED_RESOLUTION`` px at most.
+copies nothing would show. They are few (60 photographs, 48 slices at the demo profile), too
+few to carry a 1 % rate, so the training images are also judged as unseen ones, in turn:
+their subjects split into ``CV_FOLDS`` folds, each fold against the rest with thresholds set
+by the rest alone. Every flagged share comes with a Clopper-Pearson interval. Images are
+compared at ``COMPARED_RESOLUTION`` px at most.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ MAX_SHIFT = 2  # px at the compared resolution: the shifts a "shifted copy" may 
 # flagged: closer than all but the closest 0.5 % of the reference in either of the two spaces,
 # so that an image copying nothing is flagged about 1 % of the time
 FLAG_QUANTILE = 0.005
+CV_FOLDS = 5  # training subjects left out in turn: unseen real images as many as trained on
 
 
 def standardised(images: np.ndarray) -> np.ndarray:
@@ -49,19 +53,16 @@ def _crop(images: np.ndarray, dy: int, dx: int, margin: int) -> np.ndarray:
     return images[..., margin + dy:size - margin + dy, margin + dx:size - margin + dx]
 
 
-def invariant_distances(query: np.ndarray, reference: np.ndarray,
-                        exclude: np.ndarray | None = None, max_shift: int = MAX_SHIFT,
-                        batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """For each query image (N, C, R, R), 1 - its largest normalised correlation with a
-    reference image over every shift of up to ``max_shift`` px and a left-right mirror, and
-    that reference image's index.
+def invariant_matrix(query: np.ndarray, reference: np.ndarray, max_shift: int = MAX_SHIFT,
+                     batch: int = 256) -> np.ndarray:
+    """(N, M): for each query image (N, C, R, R) and reference image, 1 - their largest
+    normalised correlation over every shift of up to ``max_shift`` px and a left-right mirror.
 
     Each image is compared in its centre (``max_shift`` px off each side, so a shifted view
     never leaves the image), standardised (a brighter or lower-contrast copy is the same
     image), less what every reference image shares (their mean after standardising, such as
     the fundus's round field of view, which would otherwise make any two images alike), and
-    standardised again. ``exclude`` (N, M) bool marks pairs that may not match (an image with
-    itself, a slice with its own subject's). Queries are read ``batch`` at a time."""
+    standardised again. Queries are read ``batch`` at a time."""
     query, reference = np.asarray(query, np.float32), np.asarray(reference, np.float32)
     common = standardised(_crop(reference, 0, 0, max_shift)).mean(axis=0)
 
@@ -70,8 +71,7 @@ def invariant_distances(query: np.ndarray, reference: np.ndarray,
                             ).astype(np.float32)
 
     ref_t = features(reference).T
-    best = np.full(len(query), -np.inf)
-    best_index = np.zeros(len(query), np.int64)
+    best = np.full((len(query), len(reference)), -np.inf)
     shifts = range(-max_shift, max_shift + 1)
     for start in range(0, len(query), batch):
         rows = slice(start, start + batch)
@@ -79,15 +79,33 @@ def invariant_distances(query: np.ndarray, reference: np.ndarray,
         for view in (block, block[..., ::-1]):  # as it is, and mirrored left-right
             for dy in shifts:
                 for dx in shifts:
-                    correlation = features(view, dy, dx) @ ref_t
-                    if exclude is not None:
-                        correlation[exclude[rows]] = -np.inf
-                    top = correlation.max(axis=1)
-                    better = top > best[rows]
-                    best[rows] = np.where(better, top, best[rows])
-                    best_index[rows] = np.where(better, correlation.argmax(axis=1),
-                                                best_index[rows])
-    return 1.0 - best, best_index
+                    np.maximum(best[rows], features(view, dy, dx) @ ref_t, out=best[rows])
+    return 1.0 - best
+
+
+def _pixel_matrix(query: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(N, M) pixel L2 distances between two sets of images."""
+    a = np.asarray(query, np.float64).reshape(len(query), -1)
+    b = np.asarray(reference, np.float64).reshape(len(reference), -1)
+    squared = (a ** 2).sum(axis=1)[:, None] + (b ** 2).sum(axis=1)[None, :] - 2 * a @ b.T
+    return np.sqrt(np.maximum(squared, 0))
+
+
+def _nearest(matrix: np.ndarray, exclude: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's smallest distance and its column, leaving out the ``exclude``d pairs."""
+    if exclude is not None:
+        matrix = np.where(exclude, np.inf, matrix)
+    index = matrix.argmin(axis=1)
+    return matrix[np.arange(len(matrix)), index], index
+
+
+def invariant_distances(query: np.ndarray, reference: np.ndarray,
+                        exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each query image's nearest reference image in ``invariant_matrix``'s distance, and
+    its index; ``exclude`` (N, M) bool marks pairs that may not match (an image with
+    itself, a slice with its own subject's)."""
+    return _nearest(invariant_matrix(query, reference), exclude)
 
 
 def _exclusion(n: int, groups: np.ndarray | None) -> np.ndarray:
@@ -98,12 +116,32 @@ def _exclusion(n: int, groups: np.ndarray | None) -> np.ndarray:
     return groups[:, None] == groups[None, :]
 
 
-def _pixel_leave_one_out(train: np.ndarray, exclude: np.ndarray) -> np.ndarray:
-    """Each training image's pixel L2 to its nearest training image it may match."""
-    flat = np.asarray(train, np.float64).reshape(len(train), -1)
-    squared = (flat ** 2).sum(axis=1)
-    distances = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * flat @ flat.T, 0))
-    return np.where(exclude, np.inf, distances).min(axis=1)
+def unseen_flags(matrices: dict[str, np.ndarray], groups: np.ndarray | None,
+                 quantile: float = FLAG_QUANTILE, folds: int = CV_FOLDS, seed: int = 0
+                 ) -> np.ndarray:
+    """Training images judged as images the generator never saw: their subjects (``groups``;
+    None: each image its own) split into ``folds`` at random, each fold's images against the
+    other folds' with thresholds at ``quantile`` of those folds' own leave-one-out reference,
+    in each space of ``matrices`` (training x training distances). A bool per image; none
+    with fewer than three subjects (the rest of a fold would hold no pair to set a threshold)."""
+    n = len(next(iter(matrices.values())))
+    groups = np.arange(n) if groups is None else np.asarray(groups)
+    subjects = np.unique(groups)
+    if len(subjects) < 3:
+        return np.zeros(0, bool)
+    folds = min(folds, len(subjects))
+    fold_of = dict(zip(np.random.default_rng(seed).permutation(subjects),
+                       np.arange(len(subjects)) % folds, strict=True))
+    fold = np.array([fold_of[g] for g in groups])
+    same = _exclusion(n, groups)
+    flags = np.zeros(n, bool)
+    for f in range(folds):
+        out, rest = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
+        for matrix in matrices.values():
+            reference = _nearest(matrix[np.ix_(rest, rest)], same[np.ix_(rest, rest)])[0]
+            nearest = matrix[np.ix_(out, rest)].min(axis=1)
+            flags[out] |= nearest < np.quantile(reference, quantile)
+    return flags
 
 
 def share_with_interval(flags: np.ndarray, confidence: float = 0.95) -> dict[str, Any]:
@@ -122,12 +160,14 @@ def memorisation_report(generated: np.ndarray, train: np.ndarray, heldout: np.nd
     in pixel and invariant space, with the leave-one-out reference (``train_groups``: each
     training image's subject, so a slice never matches its own subject), the thresholds at
     ``quantile``, the flagged shares of the generated and of the held-out images (which set no
-    threshold) with intervals, and per image its nearest training image and distances."""
+    threshold) with intervals, the same for the training images judged as unseen in turn
+    (``unseen_flags``), and per image its nearest training image and distances."""
     exclude = _exclusion(len(train), train_groups)
-    reference = {"pixel": _pixel_leave_one_out(train, exclude),
-                 "invariant": invariant_distances(train, train, exclude)[0]}
+    matrices = {"pixel": _pixel_matrix(train, train), "invariant": invariant_matrix(train, train)}
+    reference = {space: _nearest(matrix, exclude)[0] for space, matrix in matrices.items()}
     thresholds = {space: float(np.quantile(values, quantile))
                   for space, values in reference.items()}
+    unseen = unseen_flags(matrices, train_groups, quantile)
 
     def read(images: np.ndarray) -> dict[str, Any]:
         pixel, pixel_index = nearest_neighbours(images, train)
@@ -142,7 +182,8 @@ def memorisation_report(generated: np.ndarray, train: np.ndarray, heldout: np.nd
             "generated": {key: value.tolist() for key, value in generated_read.items()},
             "heldout": {key: value.tolist() for key, value in heldout_read.items()},
             "generated_flagged": share_with_interval(generated_read["flagged"]),
-            "heldout_flagged": share_with_interval(heldout_read["flagged"])}
+            "heldout_flagged": share_with_interval(heldout_read["flagged"]),
+            "unseen_flagged": {**share_with_interval(unseen), "folds": CV_FOLDS}}
 
 
 PLANTED = ("exact", "mirrored", "shifted 2 px", "brighter 10 %", "darker 10 %", "noise",
