@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from pggan_core.config import differing_keys
 from pggan_core.paths import checkout_root
 
 
@@ -160,9 +161,7 @@ def derivation_differs(saved: dict[str, Any] | None, now: dict[str, Any]) -> str
         return "the run's generator weights differ from those it was computed from"
     if saved.get("code_sha256") != now["code_sha256"]:
         return f"the code that computes it changed ({', '.join(now['code'])})"
-    changed = sorted(f"{section}.{key}" for section, values in now["config"].items()
-                     for key in values
-                     if saved.get("config", {}).get(section, {}).get(key) != values[key])
+    changed = differing_keys(saved.get("config", {}), now["config"])
     if changed:
         return f"the configuration differs in {', '.join(changed)}"
     other = sorted(name for name, digest in now["inputs"].items()
