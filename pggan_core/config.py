@@ -9,8 +9,8 @@ Unknown keys and values of the wrong type are errors naming the key and where it
 A value is resolved in layers, each overriding the ones before it key by key:
 
 1. the dataclass default below;
-2. the base profile a profile file names with ``extends:`` (a built-in profile name or a path
-   relative to the file), itself resolved by these same layers, recursively;
+2. the built-in profile that a profile file of one's own names with ``extends:``, its
+   ``common`` then its dataset section;
 3. the profile's ``common`` section;
 4. the profile's dataset section (``rop`` or ``brats``);
 5. overlays, in the order given (``overlays=("authors",)``, ``pggan ... --overlay authors``):
@@ -256,7 +256,6 @@ SECTIONS: dict[str, type] = {
 STUDY_SECTIONS = ("augment", "inversion")
 
 
-
 def with_current_study_settings(config: Config) -> Config:
     """``config`` with its ``STUDY_SECTIONS`` as its built-in profile sets them now. A run
     records the study settings of the day it was trained (a shipped run, those of its export),
@@ -268,17 +267,9 @@ def with_current_study_settings(config: Config) -> Config:
     return dataclasses.replace(config, **{name: getattr(current, name)
                                           for name in STUDY_SECTIONS})
 
+
 # a layer: where its values come from (for error messages) and {section: {key: value}}
 Layer = tuple[str, dict[str, Any]]
-
-# keys that older versions wrote: a profile naming one is refused with the fix; a run's saved
-# config (``config_from_dict``) is upgraded instead (``_upgrade_legacy``)
-REMOVED_KEYS = {
-    "model.variant": "the authors' settings are explicit fields now (model.kernel_size, "
-                     "model.equalized_lr, train.lr, train.use_ema); apply them with the "
-                     "'authors' overlay (--overlay authors, or load_config(..., "
-                     "overlays=('authors',)))",
-}
 
 
 def seed_overrides(seed: int) -> dict[str, dict[str, Any]]:
@@ -297,23 +288,19 @@ def load_config(
 ) -> Config:
     """Load a profile for a dataset, apply ``overlays`` and ``overrides``, validate.
 
-    ``profile`` is a built-in profile name or a path to a YAML profile file, which may name a
-    base profile with ``extends:``. ``overlays`` are built-in overlay names (``OVERLAYS``) or
-    paths to partial profile files; ``overrides`` is {section: {key: value}}. The module
-    docstring gives the order in which these layers override each other.
+    ``profile`` is a built-in profile name or a path to a YAML profile file, which may start
+    from a built-in profile with ``extends: NAME``. ``overlays`` are built-in overlay names
+    (``OVERLAYS``) or paths to partial profile files; ``overrides`` is {section: {key: value}}.
+    The module docstring gives the order in which these layers override each other.
 
     Raises ConfigError naming the offending key, and the file or override that set it, for
-    unknown keys or badly typed values, and naming the file for a cycle of ``extends:`` or an
-    unknown base profile.
+    unknown keys or badly typed values, and naming the file for an unknown base profile.
     """
-    if profile not in PROFILES and not Path(profile).is_file():
-        raise ConfigError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)} "
-                          "or give a path to a YAML profile")
+    path = _yaml_file(profile, PROFILES, "profile")
     dataset_spec(dataset)  # a ConfigError naming the registered datasets
-    path = Path(profile) if Path(profile).is_file() else PROFILES_DIR / f"{profile}.yaml"
-    layers = _profile_layers(path, dataset, chain=())
+    layers = _file_layers(path, dataset, may_extend=True)
     for overlay in overlays:
-        layers += _overlay_layers(_overlay_path(overlay), dataset)
+        layers += _file_layers(_yaml_file(overlay, OVERLAYS, "overlay"), dataset)
     layers.append(("overrides", overrides or {}))
     merged = _merge(layers)
     merged.setdefault("data", {})["dataset"] = dataset
@@ -355,9 +342,12 @@ def parse_set_items(items: Iterable[str]) -> dict[str, dict[str, Any]]:
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
-    """Rebuild a Config from ``Config.to_dict()`` output (e.g. a run's ``config.yaml``), also
-    one written by an older version (``_upgrade_legacy``)."""
-    raw = _upgrade_legacy(raw)
+    """Rebuild a Config from ``Config.to_dict()`` output (e.g. a run's ``config.yaml``)."""
+    model = raw.get("model")
+    if isinstance(model, dict) and model.get("variant") == "nvidia":
+        # the shipped MRI runs were saved while ``model.variant`` existed; its default,
+        # "nvidia", is what the fields that replaced it (model.kernel_size, ...) default to
+        raw = {**raw, "model": {k: v for k, v in model.items() if k != "variant"}}
     sections = {name: _build(cls, raw.get(name, {}), name) for name, cls in SECTIONS.items()}
     config = Config(profile=raw.get("profile", "custom"), **sections)
     validate(config)
@@ -368,13 +358,32 @@ def same_config(saved: dict[str, Any], config: Config) -> bool:
     """Whether a saved ``Config.to_dict()`` (a run's ``config.yaml``) describes ``config``.
 
     Compares through ``config_from_dict``, not dict equality: a file written before a field
-    was added (it lacks the key, and the default is what that version did) or before a key
-    was replaced (``model.variant``) still matches the config it was trained with.
+    was added (it lacks the key, and the default is what that version did) still matches the
+    config it was trained with.
     """
     try:
         return config_from_dict(saved).run_dict() == config.run_dict()
     except (ConfigError, TypeError, AttributeError):
         return False
+
+
+def differing_keys(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The dotted keys (``train.lr``) whose value in ``now`` is not the one in ``saved``, sorted.
+
+    Both are ``{section: {key: value}}`` (``Config.run_dict()``, a derivation's sections); a
+    section that is not a mapping (``profile``) is named whole. Only the keys ``now`` holds are
+    compared: a key that ``saved`` alone holds is one that no longer matters.
+    """
+    changed = []
+    for section, values in now.items():
+        old = saved.get(section)
+        if isinstance(values, dict):
+            old = old if isinstance(old, dict) else {}
+            changed += [f"{section}.{key}" for key, value in values.items()
+                        if old.get(key) != value]
+        elif old != values:
+            changed.append(section)
+    return sorted(changed)
 
 
 def validate(config: Config) -> None:
@@ -432,8 +441,21 @@ def resolutions(start: int, stop: int) -> list[int]:
     return out
 
 
-def _read_profile(path: Path) -> dict[str, Any]:
-    """A profile or overlay file's top level: {'extends'?, 'common'?, 'rop'?, 'brats'?}."""
+def _yaml_file(name: str, builtin: tuple[str, ...], kind: str) -> Path:
+    """The YAML file of a profile or overlay: ``name`` itself if it is a file, else the
+    built-in ``kind`` of that name."""
+    if Path(name).is_file():
+        return Path(name)
+    if name in builtin:
+        return PROFILES_DIR / f"{name}.yaml"
+    raise ConfigError(f"unknown {kind} {name!r}: choose one of {', '.join(builtin)} or give a "
+                      f"path to a YAML {kind}")
+
+
+def _file_layers(path: Path, dataset: str, may_extend: bool = False) -> list[Layer]:
+    """The layers of a profile or overlay file: the built-in profile it ``extends:`` (a
+    profile only: an overlay on a base would reset every layer below it), then its own
+    ``common`` and ``dataset`` sections."""
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as err:
@@ -445,56 +467,16 @@ def _read_profile(path: Path) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"{path}: unknown top-level key {sorted(unknown)[0]!r}; expected "
                           f"'extends', 'common' or a dataset ({', '.join(dataset_ids())})")
-    return raw
-
-
-def _profile_layers(path: Path, dataset: str, chain: tuple[Path, ...]) -> list[Layer]:
-    """The layers of the profile file ``path``: its base's (``extends:``), then its own
-    ``common`` and ``dataset`` sections. ``chain`` holds the files that extend this one."""
-    resolved = path.resolve()
-    if resolved in chain:
-        cycle = " -> ".join(p.name for p in (*chain, resolved))
-        raise ConfigError(f"{path}: 'extends' makes a cycle ({cycle}); one of these files "
-                          "must extend a built-in profile instead")
-    raw = _read_profile(path)
     layers: list[Layer] = []
+    if "extends" in raw and not may_extend:
+        raise ConfigError(f"{path}: an overlay cannot use 'extends'; only a profile can")
     base = raw.get("extends")
     if base is not None:
-        layers = _profile_layers(_base_path(base, path), dataset, (*chain, resolved))
+        if base not in PROFILES:
+            raise ConfigError(f"{path}: extends {base!r}, which is not a built-in profile; a "
+                              f"profile file extends one of {', '.join(PROFILES)}")
+        layers = _file_layers(PROFILES_DIR / f"{base}.yaml", dataset)
     return [*layers, (f"{path} (common)", raw.get("common") or {}),
-            (f"{path} ({dataset})", raw.get(dataset) or {})]
-
-
-def _base_path(base: Any, path: Path) -> Path:
-    """The file that ``extends: base`` in ``path`` names: a built-in profile, else a path
-    relative to ``path``'s folder."""
-    if not isinstance(base, str) or not base:
-        raise ConfigError(f"{path}: extends: {base!r} must be a profile name or a path")
-    if base in PROFILES:
-        return PROFILES_DIR / f"{base}.yaml"
-    candidate = path.parent / base
-    if not candidate.is_file():
-        raise ConfigError(f"{path}: extends {base!r}, which is neither a built-in profile "
-                          f"({', '.join(PROFILES)}) nor a file ({candidate} does not exist)")
-    return candidate
-
-
-def _overlay_path(overlay: str) -> Path:
-    """The file of an overlay: a YAML file, else a built-in overlay (like profiles)."""
-    if Path(overlay).is_file():
-        return Path(overlay)
-    if overlay in OVERLAYS:
-        return PROFILES_DIR / f"{overlay}.yaml"
-    raise ConfigError(f"unknown overlay {overlay!r}: choose one of {', '.join(OVERLAYS)} "
-                      "or give a path to a YAML file")
-
-
-def _overlay_layers(path: Path, dataset: str) -> list[Layer]:
-    """The layers of the overlay file ``path``: its ``common`` and ``dataset`` sections."""
-    raw = _read_profile(path)
-    if "extends" in raw:  # it would reset every layer below it to its base's values
-        raise ConfigError(f"{path}: an overlay cannot use 'extends'; only a profile can")
-    return [(f"{path} (common)", raw.get("common") or {}),
             (f"{path} ({dataset})", raw.get(dataset) or {})]
 
 
@@ -506,9 +488,7 @@ def _merge(layers: list[Layer]) -> dict[str, dict[str, Any]]:
         if not isinstance(layer, dict):
             raise ConfigError(f"{origin}: expected a mapping of config sections, got {layer!r}")
         for section, values in layer.items():
-            if section not in SECTIONS:
-                raise ConfigError(f"{origin}: unknown config section {section!r}; expected one "
-                                  f"of {', '.join(SECTIONS)}")
+            _check_key(section, None, origin)
             if not isinstance(values, dict | None):
                 raise ConfigError(f"{origin}: section {section!r} must be a mapping of keys, "
                                   f"got {values!r}")
@@ -518,110 +498,71 @@ def _merge(layers: list[Layer]) -> dict[str, dict[str, Any]]:
     return merged
 
 
-def _check_key(section: str, key: str, origin: str) -> None:
-    """ConfigError naming ``origin`` unless ``section.key`` is a config field."""
+def _check_key(section: str, key: str | None, origin: str) -> None:
+    """ConfigError naming ``origin`` unless ``section`` is a config section and ``key`` (when
+    given) one of its fields."""
     if section not in SECTIONS:
         raise ConfigError(f"{origin}: unknown config section {section!r}; expected one of "
                           f"{', '.join(SECTIONS)}")
-    names = {f.name for f in dataclasses.fields(SECTIONS[section])}
-    if key in names:
+    if key is None:
         return
-    hint = REMOVED_KEYS.get(f"{section}.{key}")
-    if hint:
-        raise ConfigError(f"{origin}: {section}.{key} was removed: {hint}")
-    raise ConfigError(f"{origin}: unknown config key {section}.{key}; known keys: "
-                      f"{', '.join(sorted(names))}")
-
-
-def _upgrade_legacy(raw: dict[str, Any]) -> dict[str, Any]:
-    """A saved config dict in today's keys.
-
-    Run folders and checkpoints written before the authors' settings became explicit fields
-    hold ``model.variant`` (the runs shipped in ``data/pretrained/`` say ``nvidia``), and
-    ``config_from_dict`` must still read them. ``nvidia`` was the default, so it maps to
-    nothing; ``authors`` overrode kernel size, equalized LR, lr and EMA regardless of the
-    other keys, so it maps to the ``authors`` overlay's values, which win over the saved ones.
-    """
-    model = raw.get("model")
-    if not isinstance(model, dict) or "variant" not in model:
-        return raw
-    model = dict(model)
-    variant = model.pop("variant")
-    upgraded = {**raw, "model": model}
-    if variant == "nvidia":
-        return upgraded
-    if variant != "authors":
-        raise ConfigError(f"model.variant={variant!r}: a config from an older version may only "
-                          "say nvidia or authors")
-    data = raw.get("data")
-    dataset = data.get("dataset", "rop") if isinstance(data, dict) else "rop"
-    for _, layer in _overlay_layers(PROFILES_DIR / "authors.yaml", dataset):
-        for section, values in layer.items():
-            upgraded[section] = {**(upgraded.get(section) or {}), **(values or {})}
-    return upgraded
+    names = typing.get_type_hints(SECTIONS[section])
+    if key not in names:
+        raise ConfigError(f"{origin}: unknown config key {section}.{key}; known keys: "
+                          f"{', '.join(sorted(names))}")
 
 
 def _build(cls: type, values: dict[str, Any], section: str) -> Any:
+    """The ``section`` dataclass ``cls`` from ``values``, each checked against its type."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{section}: expected a mapping of keys, got {values!r}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        if key not in names:
+    for key in values:
+        if key not in hints:
             raise ConfigError(f"unknown config key {section}.{key}; known keys: "
-                              f"{', '.join(sorted(names))}")
-        kwargs[key] = _coerce(value, hints[key], f"{section}.{key}")
-    return cls(**kwargs)
+                              f"{', '.join(sorted(hints))}")
+    return cls(**{key: _coerce(value, hints[key], f"{section}.{key}")
+                  for key, value in values.items()})
+
+
+# the words for a scalar field's type in the error for a value of another
+_EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Check ``value`` against a type hint, with the few conversions YAML needs."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key)
+    """Check ``value`` against a field's type hint, with the few conversions YAML and JSON
+    need."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is types.UnionType:  # str | None
+        return None if value is None else _coerce(value, args[0], key)
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        kt, vt = args
-        return {_coerce(k, kt, f"{key}[{k}]"): _coerce(v, vt, f"{key}[{k}]")
+        return {_coerce(k, args[0], f"{key}[{k}]"): _coerce(v, args[1], f"{key}[{k}]")
                 for k, v in value.items()}
-    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:  # tuple[int, ...]
-        if not isinstance(value, list | tuple) or not value:
-            raise ConfigError(f"{key}: expected a list of values, got {value!r}")
-        return tuple(_coerce(v, args[0], key) for v in value)
     if origin is tuple:
-        if not isinstance(value, list | tuple) or len(value) != len(args):
+        if args[-1] is Ellipsis:  # tuple[int, ...]: any length but none
+            if not isinstance(value, list | tuple) or not value:
+                raise ConfigError(f"{key}: expected a list of values, got {value!r}")
+            args = (args[0],) * len(value)
+        elif not isinstance(value, list | tuple) or len(value) != len(args):
             raise ConfigError(f"{key}: expected {len(args)} values, got {value!r}")
         return tuple(_coerce(v, t, key) for v, t in zip(value, args, strict=True))
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, str) and value.isdigit():
-            return int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
+    if hint is int and isinstance(value, str) and value.isdigit():  # JSON's keys are strings
+        value = int(value)
+    if hint is float and isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    # a bool is an int to Python: only a bool field takes one, and a float field takes ints
+    if isinstance(value, bool) is not (hint is bool) or not isinstance(
+            value, int | float if hint is float else hint):
+        raise ConfigError(f"{key}: expected {_EXPECTED[hint]}, got {value!r}")
     if hint is float:
-        if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                raise ConfigError(f"{key}: expected a number, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
         value = float(value)
         if value != value:  # NaN
             raise ConfigError(f"{key}: NaN is not a valid value")
-        return value
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
     return value
 
 

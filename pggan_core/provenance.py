@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pggan_core.config import differing_keys
 from pggan_core.paths import checkout_root
 
 
@@ -215,11 +216,9 @@ def stale_reason(saved: dict[str, Any] | None, kind: str, generator_sha256: str,
                if digest != saved["code"][name]]
     if changed:
         return f"the code that computes it changed: {', '.join(changed)}"
-    now = _sections(config, kind)
-    keys = [f"{section}.{key}" for section, values in now.items() for key in values
-            if (saved.get("config") or {}).get(section, {}).get(key) != values[key]]
+    keys = differing_keys(saved.get("config") or {}, _sections(config, kind))
     if keys:
-        return f"the configuration differs in {', '.join(sorted(keys))}"
+        return f"the configuration differs in {', '.join(keys)}"
     other = sorted(name for name, digest in (inputs or {}).items()
                    if (saved.get("inputs") or {}).get(name) != digest)
     if other:

@@ -12,6 +12,7 @@ from pggan_core.config import (
     PROFILES,
     PROFILES_DIR,
     config_from_dict,
+    differing_keys,
     load_config,
     parse_set_items,
     same_config,
@@ -130,29 +131,18 @@ def test_a_profile_file_extends_a_builtin_profile(tmp_path):
     assert load_config(str(path), "brats").data.n_images == 30
 
 
-def test_extends_a_file_relative_to_the_profile(tmp_path):
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "base.yaml").write_text("extends: smoke\ncommon:\n  train:\n    seed: 7\n")
-    child = tmp_path / "sub" / "child.yaml"
-    child.write_text("extends: ../base.yaml\ncommon:\n  train:\n    lr: 0.25\n")
-    config = load_config(str(child), "rop", {"train": {"lr": 0.5}})
-    assert (config.profile, config.train.seed, config.train.lr) == ("child", 7, 0.5)
-    assert config.schedule == load_config("smoke", "rop").schedule
-
-
-def test_extends_unknown_base_and_cycles_name_the_file(tmp_path):
+def test_extends_names_a_builtin_profile_or_is_refused_naming_the_file(tmp_path):
+    # a profile of one's own starts from a built-in one (README); another file is no base
+    (tmp_path / "base.yaml").write_text("extends: smoke\n")
     path = tmp_path / "mine.yaml"
-    path.write_text("extends: huge\n")
-    with pytest.raises(ConfigError, match=r"mine\.yaml: extends 'huge'"):
-        load_config(str(path), "rop")
-    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
-    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
-    with pytest.raises(ConfigError, match=r"a\.yaml: 'extends' makes a cycle \(a\.yaml -> "
-                                          r"b\.yaml -> a\.yaml\)"):
-        load_config(str(tmp_path / "a.yaml"), "rop")
-    path.write_text("extends: mine.yaml\n")
-    with pytest.raises(ConfigError, match="cycle"):
-        load_config(str(path), "rop")
+    for base in ("huge", "base.yaml"):
+        path.write_text(f"extends: {base}\n")
+        with pytest.raises(ConfigError, match=rf"mine\.yaml: extends '{base}', which is not a "
+                                              r"built-in profile; .* smoke, demo, paper"):
+            load_config(str(path), "rop")
+    # an overlay on a base would reset every layer below it
+    with pytest.raises(ConfigError, match=r"base\.yaml: an overlay cannot use 'extends'"):
+        load_config("demo", "rop", overlays=(str(tmp_path / "base.yaml"),))
 
 
 def test_the_authors_overlay_sets_the_authors_code_values():
@@ -173,10 +163,24 @@ def test_a_config_from_before_variant_was_removed_still_loads():
         del saved[section][key]  # an old config.yaml has neither key ...
     nvidia = {**saved, "model": {**saved["model"], "variant": "nvidia"}}  # ... but this one
     assert config_from_dict(nvidia) == load_config("smoke", "rop")
-    authors = {**saved, "model": {**saved["model"], "variant": "authors"}}
-    assert config_from_dict(authors) == load_config("smoke", "rop", overlays=("authors",))
-    with pytest.raises(ConfigError, match="model.variant='mine'"):
-        config_from_dict({**saved, "model": {**saved["model"], "variant": "mine"}})
+    # only the default, which the shipped MRI runs record, is read: no run says another
+    for variant in ("authors", "mine"):
+        with pytest.raises(ConfigError, match=r"unknown config key model\.variant"):
+            config_from_dict({**saved, "model": {**saved["model"], "variant": variant}})
+    with pytest.raises(ConfigError, match="model: expected a mapping of keys, got 'junk'"):
+        config_from_dict({**saved, "model": "junk"})
+
+
+def test_differing_keys_names_each_changed_key_sorted():
+    now = load_config("smoke", "rop").run_dict()
+    assert differing_keys(now, now) == []
+    saved = {**now, "profile": "mine", "train": {**now["train"], "lr": 1.0, "seed": 5},
+             "data": {k: v for k, v in now["data"].items() if k != "gamma"}}
+    assert differing_keys(saved, now) == ["data.gamma", "profile", "train.lr", "train.seed"]
+    # a section saved without keys, or not as a mapping, differs in every key it has now
+    assert differing_keys({**now, "eval": None}, now) == [f"eval.{k}" for k in sorted(now["eval"])]
+    # a key only the saved one holds is no longer compared
+    assert differing_keys({**now, "model": {**now["model"], "variant": "nvidia"}}, now) == []
 
 
 @pytest.mark.parametrize("key", ["rop-seg", "rop-noseg", "brats-seg", "brats-noseg"])
@@ -214,7 +218,7 @@ def test_parse_set_items():
     ("train.lrr=0.1", r"--set 'train\.lrr=0\.1': unknown config key train\.lrr; known keys"),
     ("train.lr=fast", r"--set 'train\.lr=fast': expected a number"),
     ("train.lr=[1, 2", r"--set 'train\.lr=\[1, 2': the value is not valid YAML"),
-    ("model.variant=authors", r"model\.variant was removed: .*--overlay authors"),
+    ("model.variant=authors", r"'model\.variant=authors': unknown config key model\.variant"),
     ("data.dataset=brats", "chosen by --dataset"),
 ])
 def test_bad_set_items_are_errors_naming_the_item(item, message):

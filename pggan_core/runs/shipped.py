@@ -42,7 +42,7 @@ import torch
 import yaml
 
 from pggan_core.atomic import atomic_file, write_text_atomic
-from pggan_core.config import Config, config_from_dict, same_config
+from pggan_core.config import Config, config_from_dict, differing_keys, same_config
 from pggan_core.data.store import PreparedDataset, sha256_of
 from pggan_core.errors import CheckpointError, PgganError
 from pggan_core.paths import checkout_root, repo_root, vessel_model_path
@@ -112,12 +112,10 @@ def install_run(profile: str, dataset: str, variant: str, config: Config, out: P
     folder = pretrained_dir(profile, root) / key
     shipped_config = config_from_dict(entry["config"]).run_dict()  # JSON made int keys strings
     if shipped_config != config.run_dict():
-        changed = sorted(f"{section}.{k}" for section, values in config.run_dict().items()
-                         if isinstance(values, dict)
-                         for k in values if shipped_config.get(section, {}).get(k) != values[k])
+        changed = differing_keys(shipped_config, config.run_dict())
         raise CheckpointError(
             f"{folder}: the shipped {key} run was trained with another {profile} profile "
-            f"(differs in {', '.join(changed) or 'its sections'}); build with "
+            f"(differs in {', '.join(changed)}); build with "
             f"`pggan book --profile {profile} --train`, or ship runs of the profile as it is "
             f"with `pggan weights train-and-export --profile {profile}`")
     if data.fingerprint() != entry["data_fingerprint"]:
