@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from pggan_core.config import differing_keys
-from pggan_core.paths import checkout_root
+from pggan_core.paths import repo_root
 
 
 def provenance(profile: str, seed: int, root: Path | None = None) -> dict[str, str]:
     """Profile, seed, git commit (with ``+dirty`` for local changes) and UTC build time."""
-    root = root or checkout_root()
+    root = root or repo_root()
     try:
         commit = _git(root, "rev-parse", "--short", "HEAD")
         if _git(root, "status", "--porcelain", "--untracked-files=no"):

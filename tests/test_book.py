@@ -335,9 +335,10 @@ def test_browser_check_finds_what_a_reader_would_see_broken(tmp_path: Path, monk
 @pytest.mark.e2e
 def test_smoke_book_builds_for_both_datasets_and_reads_well(tmp_path: Path, capfd):
     """CI's book check: every notebook x both datasets on smoke, then every page in chromium.
-    Its runs and data go to the session's scratch PGGAN_HOME; the book's sources are ROOT's."""
+    Its runs and data go to the session's scratch PGGAN_HOME; the book's sources are the
+    checkout's (``paths.repo_root``: ROOT, where the tests run from)."""
     out = tmp_path / "smoke"
-    html = build_book("smoke", ("rop", "brats"), out=out, check=False, root=ROOT)
+    html = build_book("smoke", ("rop", "brats"), out=out, check=False)
     notebooks = discover_notebooks(ROOT)
     assert notebooks, "no notebooks/NN_*.md found"
     # what a user sees with stdout to a file (as here, and in CI logs): progress lines, not bars
@@ -395,8 +396,7 @@ def test_smoke_book_on_your_own_folders_says_which_data_it_shows(
     folder and a BraTS 2017 download: every page names the folder, not the phantom."""
     monkeypatch.setenv("PGGAN_HOME", str(tmp_path / "home"))  # runs and data land there
     sources = parse_sources([f"rop={drive_folder}", f"brats={brats_folder}"])
-    html = build_book("smoke", ("rop", "brats"), out=tmp_path / "out", root=ROOT,
-                           sources=sources)
+    html = build_book("smoke", ("rop", "brats"), out=tmp_path / "out", sources=sources)
     home = tmp_path / "home"
     for dataset, folder in sources.items():
         run = RunSpec(dataset, "smoke", source=folder).folder(home)

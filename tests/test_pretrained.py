@@ -196,11 +196,11 @@ def test_the_shipped_demo_runs_match_the_demo_profile_and_their_hashes():
     """The committed runs are what `pggan book` will install: a demo.yaml edited without
     re-exporting them, or a changed file, fails here rather than in a reader's build."""
     from pggan_core.data.store import sha256_of
-    from pggan_core.paths import checkout_root
+    from pggan_core.paths import repo_root
     from pggan_core.runs.folder import run_config
     from pggan_core.segmentation.vessels import unet_settings
 
-    root = checkout_root()  # where the runs are committed, wherever PGGAN_HOME points
+    root = repo_root()  # where the runs are committed, wherever PGGAN_HOME points
     manifest = pretrained.read_manifest("demo", root)
     # the book's four, and training seeds of Figure 3 (``<dataset>-<variant>-seed<N>``)
     assert {"brats-noseg", "brats-seg", "rop-noseg", "rop-seg"} <= set(manifest["runs"])

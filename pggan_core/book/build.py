@@ -45,7 +45,7 @@ from pggan_core.book.offline_js import HTML_MANAGER_DIST, _require_vendor, vendo
 from pggan_core.config import DATASETS, PROFILES
 from pggan_core.datasets import dataset_spec
 from pggan_core.errors import BookError, ConfigError
-from pggan_core.paths import checkout_root
+from pggan_core.paths import repo_root
 from pggan_core.progress import clock
 from pggan_core.provenance import provenance
 from pggan_core.runs.reuse import pretrain
@@ -127,8 +127,8 @@ def staged_config(root_config: dict[str, Any], profile: str, seed: int,
 
 def build_book(profile: str = "demo", datasets: Sequence[str] = DATASETS,
                out: Path | None = None, check: bool = False, seed: int = 0,
-               root: Path | None = None, train_here: bool = False,
-               sources: dict[str, str] | None = None, augmentation: bool = False) -> Path:
+               train_here: bool = False, sources: dict[str, str] | None = None,
+               augmentation: bool = False) -> Path:
     """Execute every notebook for each dataset, build the HTML, return ``out/html``.
 
     ``sources`` maps a dataset to the user's folder (``parse_sources``): its chapters, banner
@@ -140,16 +140,17 @@ def build_book(profile: str = "demo", datasets: Sequence[str] = DATASETS,
     study is longer than the book's budget (``augment.in_book`` false): its chapter then
     shows numbers written by this build rather than by an earlier ``pggan augment-study``.
 
-    ``out`` defaults to ``_build/<profile>``. With ``check=True`` the site is then opened in
-    headless chromium (see :mod:`pggan_core.book.browser_check`), screenshots go to
-    ``out/screenshots``, and any problem raises BookError.
+    The notebooks and pages are the checkout's (``paths.repo_root``); ``out`` defaults to its
+    ``_build/<profile>``. With ``check=True`` the site is then opened in headless chromium
+    (see :mod:`pggan_core.book.browser_check`), screenshots go to ``out/screenshots``, and any
+    problem raises BookError.
     """
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
     for d in datasets:
         if d not in DATASETS:
             raise ConfigError(f"unknown dataset {d!r}: choose one of {', '.join(DATASETS)}")
-    root = root or checkout_root()  # the notebooks and pages; data and runs go to PGGAN_HOME
+    root = repo_root()  # the notebooks and pages; data and runs go to paths.home()
     out = Path(out or root / "_build" / profile).resolve()
     src, html = out / "src", out / "html"
     _require_vendor(root)

@@ -18,7 +18,7 @@ from pggan_core.config import DATASETS, PROFILES, load_config
 from pggan_core.datasets import dataset_ids, dataset_spec
 from pggan_core.errors import BookError
 from pggan_core.evaluation.evaluate import METRICS  # importing it registers the built-in ones
-from pggan_core.paths import checkout_root
+from pggan_core.paths import repo_root
 from pggan_core.runs.folder import RunSpec
 
 # What the demo profile aims for (the project's goals for a 2-core build; the paper itself
@@ -30,7 +30,7 @@ DEMO_GOALS = {"swd_over_floor": 2.0, "ms_ssim_gap": 0.05, "vessel_agreement_auc"
 
 def quality_study_path(root: Path | None = None) -> Path:
     """The quality study's results (``benchmarks/quality_study.py``), committed."""
-    return (root or checkout_root()) / "benchmarks" / "results" / "quality_study.json"
+    return (root or repo_root()) / "benchmarks" / "results" / "quality_study.json"
 
 
 def quality_study_rows(root: Path | None = None) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ from pggan_core.config import (
 )
 from pggan_core.data.store import PreparedDataset, same_data, sha256_of
 from pggan_core.errors import DataError, PgganError, RunNotFoundError
-from pggan_core.paths import PHANTOM, data_name, prepared_dir, repo_root, seed_suffix
+from pggan_core.paths import PHANTOM, data_name, home, prepared_dir, seed_suffix
 from pggan_core.provenance import stale_reason
 from pggan_core.training.checkpoint import has_generator, load_generator, weights_fingerprint
 from pggan_core.training.run_info import RUN_INFO_FILE, RunInfo, read_run_info
@@ -55,7 +55,7 @@ class RunSpec:
         <data name>/<variant>`` on a real ``source`` folder (``paths.data_name``), with
         ``-seed<N>`` after the variant for a seed other than 0."""
         name = data_name(self.source)
-        folder = (root or repo_root()) / "runs" / self.dataset / self.profile
+        folder = (root or home()) / "runs" / self.dataset / self.profile
         return ((folder if name == PHANTOM else folder / name)
                 / f"{self.variant}{seed_suffix(self.seed)}")
 

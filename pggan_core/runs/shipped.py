@@ -45,7 +45,7 @@ from pggan_core.atomic import atomic_file, write_text_atomic
 from pggan_core.config import Config, config_from_dict, differing_keys, same_config
 from pggan_core.data.store import PreparedDataset, sha256_of
 from pggan_core.errors import CheckpointError, PgganError
-from pggan_core.paths import checkout_root, repo_root, vessel_model_path
+from pggan_core.paths import home, repo_root, vessel_model_path
 from pggan_core.runs.folder import marked_finished
 from pggan_core.training import checkpoint as ckpt
 from pggan_core.training.run_info import RUN_INFO_FILE, read_run_info, write_run_info
@@ -66,7 +66,7 @@ VESSEL_UNET = "vessel_unet"  # the manifest's key and the folder of the shipped 
 def pretrained_dir(profile: str, root: Path | None = None) -> Path:
     """Where the shipped runs of ``profile`` live: ``data/pretrained/<profile>`` of the
     checkout (``PGGAN_HOME`` moves runs, not what the repository ships)."""
-    return (root or checkout_root()) / "data" / "pretrained" / profile
+    return (root or repo_root()) / "data" / "pretrained" / profile
 
 
 def read_manifest(profile: str, root: Path | None = None) -> dict[str, Any] | None:
@@ -427,7 +427,7 @@ def train_and_export(profile: str, datasets: tuple[str, ...] = ("rop", "brats"),
     from pggan_core.data.prepare import ensure_prepared
     from pggan_core.runs.folder import RunSpec
 
-    root = root or repo_root()
+    root = root or home()
     jobs = []
     for dataset in datasets:
         book_run = RunSpec(dataset, profile)
