@@ -1,8 +1,10 @@
 """Shared fixtures.
 
 * Every test runs with ``PGGAN_HOME`` set to a scratch folder of this session
-  (``scratch_home``), so no run, prepared dataset, vessel U-Net or book build lands in the
-  checkout. A test that needs a home of its own sets ``PGGAN_HOME`` again (monkeypatch).
+  (``scratch_home``), so no run, prepared dataset or vessel U-Net lands in the checkout (a
+  book build is given its own ``out``); notebooks, pages and shipped runs are still read from
+  the checkout (``paths.repo_root``). A test that needs a home of its own sets ``PGGAN_HOME``
+  again (monkeypatch).
 * ``tiny_run`` is the session's one trained GAN: the smoke profile's fundus run on its phantom
   data (``tiny_data``), laid out as ``pggan`` lays it out (``tiny_home``), prepared and trained
   once. It is read-only: a test that writes into a run (evaluate, encode, ablation) takes
