@@ -36,10 +36,23 @@ def test_the_fast_subset_the_readme_names_is_a_registered_marker():
     assert 'python -m pytest -m "not slow"' in (ROOT / "README.md").read_text()
 
 
-def test_every_library_function_the_readme_names_exists():
+def test_every_library_function_the_readme_and_the_method_page_name_exists():
+    """The README points to ``book/method.md`` for the paper's steps and the code that runs
+    them (its *Where things live*): every ``module:name`` either names must exist."""
     import importlib
 
-    named = re.findall(r"`(pggan_core[\w.]*):(\w+)`", (ROOT / "README.md").read_text())
+    text = "\n".join((ROOT / page).read_text() for page in ("README.md", "book/method.md"))
+    named = re.findall(r"`(pggan_core[\w.]*):(\w+)`", text)
     assert len(named) >= 10
     for module, name in named:
         assert hasattr(importlib.import_module(module), name), f"{module}:{name}"
+
+
+def test_the_readme_is_short_and_its_first_screen_holds_the_set_up():
+    """What it is, the two commands, what you get and where to start fit one screen; the rest
+    lives in the book (``book/method.md``, ``book/reproduce.md``)."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.encode()) <= 8 * 1024
+    first_screen = "\n".join(readme.splitlines()[:60])
+    assert all(command in first_screen for command in _setup_commands())
+    assert "## Where to start" in first_screen
