@@ -15,6 +15,9 @@ import importlib
 import inspect
 import json
 import marshal
+import os
+import platform
+import re
 import subprocess
 import sys
 import sysconfig
@@ -30,21 +33,37 @@ from pggan_core.paths import repo_root
 
 def provenance(profile: str, seed: int, root: Path | None = None) -> dict[str, str]:
     """Profile, seed, git commit (with ``+dirty`` for local changes) and UTC build time."""
-    root = root or repo_root()
+    built = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return {"profile": profile, "seed": str(seed), "commit": git_commit(root), "built": built}
+
+
+def git_commit(root: Path | None = None, dirty: bool = True) -> str:
+    """The checkout's short commit, with ``+dirty`` when ``dirty`` and tracked files differ
+    from it; "unknown" outside a git checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root or repo_root()), *args],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
     try:
-        commit = _git(root, "rev-parse", "--short", "HEAD")
-        if _git(root, "status", "--porcelain", "--untracked-files=no"):
+        commit = git("rev-parse", "--short", "HEAD")
+        if dirty and git("status", "--porcelain", "--untracked-files=no"):
             commit += "+dirty"
     except (OSError, subprocess.CalledProcessError):
-        commit = "unknown (not a git checkout)"
-    built = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return {"profile": profile, "seed": str(seed), "commit": commit, "built": built}
+        return "unknown"
+    return commit
 
 
-def _git(root: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                          check=True)
-    return done.stdout.strip()
+def hardware() -> str:
+    """The CPU and its widest vector extension, e.g. "AMD EPYC, 2 cores, AVX2 only"."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = re.search(r"model name\s*:\s*(.*)", text)
+    cores = len(set(re.findall(r"^processor\s*:\s*(\d+)", text, re.M))) or 1
+    isa = "AVX-512" if "avx512f" in text else "AVX2 only" if "avx2" in text else "no AVX2"
+    cap = os.environ.get("ATEN_CPU_CAPABILITY")
+    if cap:  # kernels capped below what the CPU has (to time an AVX2-only machine, say)
+        isa += f", torch kernels capped at {cap}"
+    name = model.group(1).strip() if model else platform.processor() or platform.machine()
+    return f"{name}, {cores} cores, {isa}"
 
 
 # ---------------------------------------------------------------------------------------------

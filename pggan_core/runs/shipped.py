@@ -28,9 +28,6 @@ does not match is refused with the command that rebuilds it; nothing is download
 from __future__ import annotations
 
 import json
-import os
-import platform
-import re
 import shutil
 import subprocess
 import textwrap
@@ -46,6 +43,7 @@ from pggan_core.config import Config, config_from_dict, differing_keys, same_con
 from pggan_core.data.store import PreparedDataset, sha256_of
 from pggan_core.errors import CheckpointError, PgganError
 from pggan_core.paths import home, repo_root, vessel_model_path
+from pggan_core.provenance import git_commit, hardware
 from pggan_core.runs.folder import marked_finished
 from pggan_core.training import checkpoint as ckpt
 from pggan_core.training.run_info import RUN_INFO_FILE, read_run_info, write_run_info
@@ -336,7 +334,7 @@ def export_run(run_dir: str | Path, profile: str, dataset: str, variant: str, co
 
 def _made(commit: str | None, root: Path | None) -> dict[str, str]:
     """Where and when something shipped was made: commit, machine, torch, date."""
-    return {"commit": commit or _git_commit(root), "hardware": hardware(),
+    return {"commit": commit or git_commit(root, dirty=False), "hardware": hardware(),
             "torch": torch.__version__, "created": time.strftime("%Y-%m-%d")}
 
 
@@ -390,27 +388,6 @@ def install_vessel_unet(profile: str, config: Config, root: Path | None = None) 
         with atomic_file(target.parent / name) as fh:
             fh.write((folder / name).read_bytes())
     return True
-
-
-def hardware() -> str:
-    """The CPU and its widest vector extension, e.g. "AMD EPYC, 2 cores, AVX2 only"."""
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    model = re.search(r"model name\s*:\s*(.*)", text)
-    cores = len(set(re.findall(r"^processor\s*:\s*(\d+)", text, re.M))) or 1
-    isa = "AVX-512" if "avx512f" in text else "AVX2 only" if "avx2" in text else "no AVX2"
-    cap = os.environ.get("ATEN_CPU_CAPABILITY")
-    if cap:  # kernels capped below what the CPU has (to time an AVX2-only machine, say)
-        isa += f", torch kernels capped at {cap}"
-    name = model.group(1).strip() if model else platform.processor() or platform.machine()
-    return f"{name}, {cores} cores, {isa}"
-
-
-def _git_commit(root: Path | None) -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root or repo_root(),
-                              capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def train_and_export(profile: str, datasets: tuple[str, ...] = ("rop", "brats"),
