@@ -15,24 +15,20 @@ from pggan_core.book import browser_check
 from pggan_core.book.browser_check import check_book, expectations
 from pggan_core.book.build import build_book, parse_sources, run_sphinx, staged_config, staged_toc
 from pggan_core.book.captions import provenance_banner
-from pggan_core.book.claims import (
-    FIGURE_GOALS,
-    METHOD,
-    as_markdown,
-    config_value,
-    figure_trend_lines,
-    figure_trend_table,
-    figure_trends,
-    images_per_resolution,
-    method_table,
-    profile_table,
-    read_phase_curves,
-)
 from pggan_core.book.execute import (
     add_plotly_html,
     discover_notebooks,
     execute_notebook,
     notebook_datasets,
+)
+from pggan_core.book.facts import (
+    METHOD,
+    as_markdown,
+    config_value,
+    images_per_resolution,
+    method_table,
+    profile_table,
+    read_phase_curves,
 )
 from pggan_core.book.results_table import (
     CLAIMS,
@@ -168,58 +164,6 @@ def test_phase_curves_plot_only_what_a_log_axis_can_show(tmp_path: Path):
     # A smoke run whose phases recorded nothing still gives a figure, not a crash.
     empty = plots.phase_curves_figure({"ROP": records[:1]})
     assert "no phase-end SWD" in empty.axes[0].texts[0].get_text()
-
-
-def test_figure_trends_fit_log_compute_with_bands_and_never_read_past_their_reach():
-    from pggan_core.runs.folder import run_config
-
-    config = run_config("rop", "smoke").to_dict()
-
-    def row(candidate, doublings, variant, swd, seed=0):
-        # the study's compute: the smoke schedule at 2^doublings times its images per step
-        schedule = dict(config["schedule"], batch_size={
-            r: b * 2 ** doublings for r, b in config["schedule"]["batch_size"].items()})
-        return {"candidate": candidate, "dataset": "rop", "variant": variant, "seed": seed,
-                "config": dict(config, schedule=schedule), "swd_image_over_floor": swd}
-
-    # image SWD / floor falls 0.5 per doubling of compute, with a little scatter
-    rows = [row("q_base", 0, "seg", 3.5), row("q_wide", 1, "seg", 3.1),
-            row("q_wide", 1, "seg", 2.9, seed=1), row("demo", 2, "seg", 2.5),
-            row("q_lr1", 1, "seg", 9.0), row("q_base", 0, "noseg", 1.4),
-            row("q_wide", 1, "noseg", 1.6)]
-    trends = {(t.key, t.variant): t for t in figure_trends(rows)}
-    swd, image_only = trends[("swd_image_over_floor", "seg")], trends[("swd_image_over_floor",
-                                                                       "noseg")]
-    assert len(swd.points) == 4  # both seeds, not the failed setting
-    computes = [c for c, _ in swd.points]
-    assert computes[1] == pytest.approx(2 * computes[0]) and computes[1] == computes[2]
-    assert swd.slope == pytest.approx(-0.5) and swd.fit.pvalue < 0.05
-    low, high = swd.band(swd.reach)
-    assert low < swd.at(swd.reach) < high and swd.reach == pytest.approx(2 * computes[-1])
-    assert swd.band(computes[-1])[1] - swd.band(computes[-1])[0] < high - low  # widens outward
-    # two runs leave no degree of freedom: no line, no band
-    assert image_only.fit is None and image_only.band(1.0) is None
-    table = figure_trend_table(trends.values()).set_index(["measure", "variant"])
-    label = next(label for key, label, _ in FIGURE_GOALS if key == "swd_image_over_floor")
-    assert table.loc[(label, "with seg."), "per doubling"].startswith("-0.50 ± ")
-    assert table.loc[(label, "image only"), "per doubling"] == "— (fewer than 3 runs)"
-    (swd_line,) = [line for line in figure_trend_lines(trends.values()) if label in line]
-    assert "at 2× that compute a run would land at" in swd_line and "(2 runs: no line)" in swd_line
-
-    import matplotlib
-    matplotlib.use("Agg")
-    from pggan_core.viz import plots
-
-    fig = plots.figure_trends_figure(list(trends.values()), FIGURE_GOALS)
-    (line,) = [ln for ln in fig.axes[0].get_lines() if ln.get_linestyle() == "-"]
-    assert line.get_xdata()[-1] == pytest.approx(swd.reach)  # never drawn past its reach
-    assert len(fig.axes[0].collections) == 1  # one band, for the one line
-    # two lines crossing beyond their reach are not said to cross
-    steep = [row("q_base", 0, "noseg", 0.5), row("q_wide", 1, "noseg", 0.6),
-             row("demo", 2, "noseg", 0.7)]
-    (flat,) = [t for t in figure_trends(steep) if t.key == "swd_image_over_floor"
-               and t.variant == "noseg"]
-    assert swd.crossing(flat) is None  # they meet 3 doublings past the top, beyond 2x
 
 
 def test_staged_toc_has_one_part_per_dataset():

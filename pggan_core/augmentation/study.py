@@ -391,7 +391,7 @@ def label_counts(result: dict[str, Any]) -> list[int]:
 
 
 def claim_values(result: dict[str, Any]) -> dict[str, str]:
-    """The results page's rows (``book.claims``): the lead metric's mean ± sd of the arms at
+    """The results page's rows (``book.results_table``): the lead metric's mean ± sd of the arms at
     the fewest and at all real labels, and of the synthetic arm."""
     metric = result["metrics"][0]
     counts = label_counts(result)

@@ -1,11 +1,11 @@
 """Quality against compute: candidate demo configurations, each trained at its own budget and
 scored with the project's own metrics (not a test; it takes hours).
 
-    python benchmarks/quality_study.py --candidates demo_v1 demo --datasets rop brats
-    python benchmarks/quality_study.py --candidates q_base q_wide --datasets rop \
+    python -m benchmarks.quality.run --candidates demo_v1 demo --datasets rop brats
+    python -m benchmarks.quality.run --candidates q_base q_wide --datasets rop \
         --variants seg noseg --seeds 0 1 --no-encoder
-    python benchmarks/quality_study.py --list
-    python benchmarks/quality_study.py --table        # print what results/ holds
+    python -m benchmarks.quality.run --list
+    python -m benchmarks.quality.run --table        # print what results/ holds
 
 Each (candidate, dataset, variant, seed) trains one run (``seg``: with the segmentation
 channels, ``noseg``: the image channels only, Figure 3's ablation; ``seed``: the training
@@ -25,7 +25,8 @@ seen and training seconds.
 Runs live in ``runs/quality_study/<candidate>/<dataset>[-noseg][-s<seed>]`` (git-ignored; a
 finished run is reused, so an interrupted study resumes). Rows merge into
 ``benchmarks/results/quality_study.json`` (rerunning a job replaces its row), with the
-resolved config of each candidate and the machine it ran on, and a table is printed.
+resolved config of each candidate and the machine it ran on, and a table is printed. The
+candidates are ``candidates.py``'s; ``results.py`` reads and writes the rows.
 """
 
 from __future__ import annotations
@@ -36,126 +37,17 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
-import platform
-import re
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results" / "quality_study.json"
-BASE_PROFILE = "demo"
-
-# The demo profile before this study (commit 77746b3), spelt out so the row stays comparable
-# however demo.yaml changes: 64 px, 8 maps at 64 px, 400 + 400 iterations everywhere.
-DEMO_V1 = {
-    "model": {"latent_dim": 128,
-              "feature_maps": {4: 32, 8: 32, 16: 32, 32: 16, 64: 8, 128: 8, 256: 8, 512: 8}},
-    "schedule": {"fade_iterations": 400, "stable_iterations": 400,
-                 "iterations": {}, "batch_size": {4: 16, 8: 16, 16: 16, 32: 16, 64: 16,
-                                                  128: 8, 256: 8, 512: 8}},
-    "train": {"lr": 0.001, "ema_beta": 0.99},
-    "encoder": {"iterations": 500, "lr": 0.003, "betas": [0.0, 0.99]},
-}
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A demo configuration: what it tries, and its overrides on the demo profile."""
-
-    why: str
-    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def _merge(*layers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for layer in layers:
-        for section, values in layer.items():
-            out.setdefault(section, {}).update(values)
-    return out
-
-
-def budget(factor: int) -> dict[str, dict[str, Any]]:
-    """DEMO_V1's schedule with ``factor`` times its iterations at every resolution."""
-    n = 400 * factor
-    return {"schedule": {"iterations": {4: (0, n), **{r: (n, n) for r in (8, 16, 32, 64)}}}}
-
-
-LR3 = _merge(DEMO_V1, {"train": {"lr": 0.003}})
-
-CANDIDATES: dict[str, Candidate] = {
-    "demo_v1": Candidate("the demo before this study", DEMO_V1),
-    "lr3_x1": Candidate("Adam step 3e-3 instead of 1e-3 (NVIDIA's value is for 40x longer "
-                        "phases)", LR3),
-    "lr3_x2": Candidate("lr3, twice the iterations", _merge(LR3, budget(2))),
-    "lr3_x4": Candidate("lr3, four times the iterations", _merge(LR3, budget(4))),
-    "lr3_z32_x2": Candidate("lr3 x2 with a 32-d latent (does a smaller z help the encoder?)",
-                            _merge(LR3, budget(2), {"model": {"latent_dim": 32}})),
-    "demo": Candidate("the demo profile as it is now (no overrides)"),
-}
-
-# The Figures 3-5 round: what buys quality at a sixth of a 90-minute run, fundus first. Every
-# candidate keeps the demo profile (32-d latent, lr 3e-3, EMA 0.99, batch 16) except what its
-# name changes, on one shortened schedule (7,600 steps; the demo: 16,000). Widths are spelt
-# out: the demo profile's fundus section took q_wide's after this round, so "the demo's" no
-# longer names q_base's.
-STUDY_SCHEDULE = {"schedule": {"iterations": {4: (0, 400), 8: (400, 600), 16: (600, 800),
-                                              32: (800, 800), 64: (1000, 1000)}}}
-BASE = _merge(STUDY_SCHEDULE, {"model": {"feature_maps": {
-    4: 32, 8: 32, 16: 32, 32: 16, 64: 8, 128: 8, 256: 8, 512: 8}}})
-WIDE = _merge(STUDY_SCHEDULE, {"model": {"feature_maps": {
-    4: 32, 8: 32, 16: 32, 32: 32, 64: 16, 128: 8, 256: 8, 512: 8}}})
-CANDIDATES |= {
-    "q_base": Candidate("the demo's widths then (16 maps at 32 px, 8 at 64 px), short schedule",
-                        BASE),
-    "q_wide": Candidate("twice the maps at 32 and 64 px (32, 16): each 64 px step 2x slower",
-                        WIDE),
-    "q_lr1": Candidate("Adam step 1e-3 (NVIDIA's) instead of 3e-3",
-                       _merge(BASE, {"train": {"lr": 0.001}})),
-    "q_ema999": Candidate("generator EMA 0.999 (NVIDIA's) instead of 0.99",
-                          _merge(BASE, {"train": {"ema_beta": 0.999}})),
-}
-# Two more of the issue's levers, on q_wide (the widths the book's fundus runs took from this
-# round, and a configuration with two seeds to read a difference against). Batch per
-# resolution: NVIDIA's code (progressive_growing_of_gans, config.py, one-GPU preset) takes 128
-# images a step at 4-16 px, 64 at 32 px and 32 at 64 px, i.e. 4x / 2x its top batch below the
-# top; q_batch keeps that shape over the demo's 16 and q_wide's steps, so it sees 4x / 2x the
-# images there and pays for them. 128 px at the top: q_wide plus a 128 px phase of the same
-# length (8 maps, the demo's batch of 8 at 128 px), so the vessel U-Net reads its photographs
-# at their own scale.
-CANDIDATES |= {
-    "q_batch": Candidate("q_wide with NVIDIA's batch shape: 64 images a step at 4-16 px, 32 at "
-                         "32 px, 16 at 64 px (same steps, so 4x / 2x the images there)",
-                         _merge(WIDE, {"schedule": {
-                             "batch_size": {4: 64, 8: 64, 16: 64, 32: 32, 64: 16, 128: 8,
-                                            256: 8, 512: 8}}})),
-    "q_128": Candidate("q_wide grown one more step, to 128 px (1,000 + 1,000 steps of 8 "
-                       "images, 8 maps)",
-                       _merge(WIDE, {"schedule": {
-                           "max_resolution": 128,
-                           "iterations": {**STUDY_SCHEDULE["schedule"]["iterations"],
-                                          128: (1000, 1000)}}})),
-}
-VARIANTS = {"seg": True, "noseg": False}  # variant -> with_segmentation
-
+from .candidates import BASE_PROFILE, CANDIDATES, VARIANTS, study_config
+from .results import REPO, RESULTS, Job, load_results, row_job, save_rows
+from .tables import text_table
 
 # ---------------------------------------------------------------------------------------------
 # one job: train, evaluate, encode, score the latent space
-
-
-Job = tuple[str, str, str, int]  # (candidate, dataset, variant, seed)
-
-
-def study_config(candidate: str, dataset: str, seed: int = 0):
-    """The resolved Config of ``candidate`` for ``dataset``, trained with ``seed`` (the data
-    keep seed 0: every seed of a candidate sees the same images)."""
-    from pggan_core.config import load_config
-
-    overrides = _merge(CANDIDATES[candidate].overrides, {"train": {"seed": seed}} if seed else {})
-    return load_config(BASE_PROFILE, dataset, overrides)
 
 
 def data_dir(config) -> Path:
@@ -180,9 +72,9 @@ def run_job(job: Job, with_encoder: bool = True) -> dict[str, Any]:
     import torch
 
     from pggan_core.evaluation.evaluate import evaluate_run
+    from pggan_core.provenance import hardware
     from pggan_core.runs.folder import is_finished
     from pggan_core.runs.reuse import ensure_run
-    from pggan_core.runs.shipped import hardware
     from pggan_core.training.trainer import train
 
     torch.set_num_threads(1)
@@ -293,32 +185,6 @@ def score_generator(run: Path, dataset: str, seed: int = 0) -> dict[str, Any]:
 # the study
 
 
-def machine() -> dict[str, Any]:
-    """What the numbers were measured on: CPU, its vector extensions, the ISA caps in force."""
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    model = re.search(r"model name\s*:\s*(.*)", flags)
-    import torch
-
-    return {
-        "cpu": model.group(1) if model else platform.processor(),
-        "cores": len(os.sched_getaffinity(0)),
-        "avx512": sorted(set(re.findall(r"\b(avx512\w*)", flags))),
-        "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"),
-        "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA"),
-        "torch": torch.__version__, "python": platform.python_version(),
-        "commit": _git("rev-parse", "--short", "HEAD"),
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-    }
-
-
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def prepare(candidates: list[str], datasets: list[str]) -> None:
     """Prepared datasets and the vessel U-Net, made once before the lanes start."""
     from pggan_core.data.prepare import ensure_prepared
@@ -336,59 +202,6 @@ def prepare(candidates: list[str], datasets: list[str]) -> None:
             hook(dataset_spec(dataset).structure)(config)  # the vessel U-Net, trained once
 
 
-def load_results() -> dict[str, Any]:
-    return json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"rows": []}
-
-
-def row_job(row: dict[str, Any]) -> Job:
-    """The job a row measured (rows from before variants and seeds: with segmentation, 0)."""
-    return row["candidate"], row["dataset"], row.get("variant", "seg"), row.get("seed", 0)
-
-
-def save_rows(rows: list[dict[str, Any]]) -> None:
-    """Merge ``rows`` into the results file, replacing rows of the same job; under a lock, so
-    that two studies run side by side do not lose each other's rows."""
-    import fcntl
-
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        results = load_results()
-        done = {row_job(r) for r in rows}
-        kept = [r for r in results["rows"] if row_job(r) not in done]
-        stamp = machine()
-        results["rows"] = kept + [{**r, "machine": stamp} for r in rows]
-        tmp = RESULTS.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=1, default=float))
-        tmp.replace(RESULTS)
-
-
-def table(rows: list[dict[str, Any]]) -> str:
-    """One line per row: budget and every goal of the study."""
-    head = (f"{'candidate':<12} {'data':<5} {'var':<5} {'s':>1} {'train s':>7} "
-            f"{'SWD/fl':>6} {'img/fl':>6} {'MS-SSIM':>7} {'AUC':>6} {'dens':>5} {'soft':>5} "
-            f"{'junc':>5} {'z-probe':>7} {'share':>5} {'PR':>4} {'enc R2':>6} {'k-NN':>6}")
-    lines = [head, "-" * len(head)]
-    for r in sorted(rows, key=lambda r: (r["dataset"], r["candidate"], r.get("variant", "seg"),
-                                         r.get("seed", 0))):
-        knn = r.get("knn_laterality_accuracy", r.get("knn_tumour_accuracy"))
-        image = r.get("swd_image_over_floor")
-        density = r.get("structure_vessel_density_ratio",
-                        r.get("structure_flair_hyperintense_fraction_ratio"))
-        share = r.get("generated_label_share") or {}
-        lines.append(
-            f"{r['candidate']:<12} {r['dataset']:<5} {r.get('variant', 'seg'):<5} "
-            f"{r.get('seed', 0):>1} {r['train_seconds']:>7.0f} {r['swd_over_floor']:>6.2f} "
-            f"{_num(image, 2):>6} {r['ms_ssim_gap']:>+7.3f} {_num(r['vessel_agreement_auc']):>6} "
-            f"{_num(density, 2):>5} {_num(r.get('structure_vessel_density_soft_ratio'), 2):>5} "
-            f"{_num(r.get('structure_branch_points_ratio'), 2):>5} "
-            f"{_num(r.get('generated_z_probe')):>7} "
-            f"{_num(min(share.values()) if len(share) > 1 else 0.0, 2):>5} "
-            f"{_num(r.get('participation_ratio'), 1):>4} {_num(r.get('encoder_r2')):>6} "
-            f"{_num(knn):>6}")
-    return "\n".join(lines)
-
-
 def _cost(job: Job) -> float:
     """Roughly the training work of a job: images x pixels x feature maps squared."""
     from pggan_core.training.schedule import build_phases
@@ -396,10 +209,6 @@ def _cost(job: Job) -> float:
     config = study_config(job[0], job[1], job[3])
     return sum(p.iterations * config.schedule.batch_size[p.resolution] * p.resolution ** 2
                * config.model.feature_maps[p.resolution] ** 2 for p in build_phases(config))
-
-
-def _num(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def main() -> None:
@@ -421,7 +230,7 @@ def main() -> None:
             print(f"{name:<16} {candidate.why}\n{'':<16} {candidate.overrides}")
         return
     if args.table:
-        print(table(load_results()["rows"]))
+        print(text_table(load_results()["rows"]))
         return
     unknown = [c for c in args.candidates if c not in CANDIDATES]
     if unknown:
@@ -448,7 +257,7 @@ def main() -> None:
             save_rows([row])
             print(f"done: {' '.join(map(str, row_job(row)))} "
                   f"({row['train_seconds']:.0f} s training)", flush=True)
-    print(table(rows))
+    print(text_table(rows))
     print(f"-> {RESULTS.relative_to(REPO)}")
 
 

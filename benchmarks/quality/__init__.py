@@ -1,0 +1,13 @@
+"""The quality study: what each training budget of the demo buys, measured with the project's
+own metrics (the book's *Quality against compute* page).
+
+``candidates`` are the configurations, ``run`` trains and scores them (``python -m
+benchmarks.quality.run``, hours), ``results`` reads and writes their rows
+(``benchmarks/results/quality_study.json``), ``trends`` fits the measures against training
+compute, and ``tables`` and ``figures`` show them. The book reads this package from the
+checkout (``pggan_core.book.study.quality_study``); the library never imports it.
+"""
+
+from . import candidates, figures, results, tables, trends
+
+__all__ = ["candidates", "figures", "results", "tables", "trends"]

@@ -1,0 +1,80 @@
+"""The quality study (``benchmarks/quality``), as the book reads it: loaded from the checkout
+by ``pggan_core.book.study.quality_study``, never imported by the library; its lines against
+training compute, their bands and their reach."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from pggan_core.book.study import quality_study
+
+ROOT = Path(__file__).resolve().parents[1]
+study = quality_study()
+
+
+def test_the_book_reads_the_checkouts_study_and_the_library_never_imports_it():
+    assert Path(study.__file__) == ROOT / "benchmarks" / "quality" / "__init__.py"
+    assert quality_study() is study  # imported once
+    assert {r["candidate"] for r in study.results.read_rows()} <= set(study.candidates.CANDIDATES)
+    imports = [f"{path.relative_to(ROOT)}: {name}"
+               for path in (ROOT / "pggan_core").rglob("*.py")
+               for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.Import | ast.ImportFrom)
+               for name in ([a.name for a in node.names] if isinstance(node, ast.Import)
+                            else [node.module or ""])
+               if name.split(".")[0] == "benchmarks"]
+    assert imports == []  # only quality_study loads it, by name, when a page asks
+
+
+def test_figure_trends_fit_log_compute_with_bands_and_never_read_past_their_reach():
+    from pggan_core.runs.folder import run_config
+
+    config = run_config("rop", "smoke").to_dict()
+
+    def row(candidate, doublings, variant, swd, seed=0):
+        # the study's compute: the smoke schedule at 2^doublings times its images per step
+        schedule = dict(config["schedule"], batch_size={
+            r: b * 2 ** doublings for r, b in config["schedule"]["batch_size"].items()})
+        return {"candidate": candidate, "dataset": "rop", "variant": variant, "seed": seed,
+                "config": dict(config, schedule=schedule), "swd_image_over_floor": swd}
+
+    # image SWD / floor falls 0.5 per doubling of compute, with a little scatter
+    rows = [row("q_base", 0, "seg", 3.5), row("q_wide", 1, "seg", 3.1),
+            row("q_wide", 1, "seg", 2.9, seed=1), row("demo", 2, "seg", 2.5),
+            row("q_lr1", 1, "seg", 9.0), row("q_base", 0, "noseg", 1.4),
+            row("q_wide", 1, "noseg", 1.6)]
+    trends = {(t.key, t.variant): t for t in study.trends.figure_trends(rows)}
+    swd, image_only = trends[("swd_image_over_floor", "seg")], trends[("swd_image_over_floor",
+                                                                       "noseg")]
+    assert len(swd.points) == 4  # both seeds, not the failed setting
+    computes = [c for c, _ in swd.points]
+    assert computes[1] == pytest.approx(2 * computes[0]) and computes[1] == computes[2]
+    assert swd.slope == pytest.approx(-0.5) and swd.fit.pvalue < 0.05
+    low, high = swd.band(swd.reach)
+    assert low < swd.at(swd.reach) < high and swd.reach == pytest.approx(2 * computes[-1])
+    assert swd.band(computes[-1])[1] - swd.band(computes[-1])[0] < high - low  # widens outward
+    # two runs leave no degree of freedom: no line, no band
+    assert image_only.fit is None and image_only.band(1.0) is None
+    table = study.tables.figure_trend_table(trends.values()).set_index(["measure", "variant"])
+    label = next(label for key, label, _ in study.trends.FIGURE_GOALS
+                 if key == "swd_image_over_floor")
+    assert table.loc[(label, "with seg."), "per doubling"].startswith("-0.50 ± ")
+    assert table.loc[(label, "image only"), "per doubling"] == "— (fewer than 3 runs)"
+    (swd_line,) = [line for line in study.tables.figure_trend_lines(trends.values())
+                   if label in line]
+    assert "at 2× that compute a run would land at" in swd_line and "(2 runs: no line)" in swd_line
+
+    import matplotlib
+    matplotlib.use("Agg")
+
+    fig = study.figures.figure_trends_figure(list(trends.values()), study.trends.FIGURE_GOALS)
+    (line,) = [ln for ln in fig.axes[0].get_lines() if ln.get_linestyle() == "-"]
+    assert line.get_xdata()[-1] == pytest.approx(swd.reach)  # never drawn past its reach
+    assert len(fig.axes[0].collections) == 1  # one band, for the one line
+    # two lines crossing beyond their reach are not said to cross
+    steep = [row("q_base", 0, "noseg", 0.5), row("q_wide", 1, "noseg", 0.6),
+             row("demo", 2, "noseg", 0.7)]
+    (flat,) = [t for t in study.trends.figure_trends(steep) if t.key == "swd_image_over_floor"
+               and t.variant == "noseg"]
+    assert swd.crossing(flat) is None  # they meet 3 doublings past the top, beyond 2x
