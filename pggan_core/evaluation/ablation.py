@@ -253,21 +253,15 @@ def bootstrap_verdict(real: np.ndarray, seg: np.ndarray, noseg: np.ndarray,
 def swd_verdict(real: np.ndarray, seg: np.ndarray, noseg: np.ndarray, floor_real: np.ndarray,
                 swd_settings: dict[str, int], seed: int = 0, repeats: int = SWD_REPEATS
                 ) -> dict[str, Any]:
-    """SWD (x1e3) of each model's images to ``real``, the real-vs-real floor, and a verdict.
+    """SWD (x1e3) of each model's images to ``real``, the floor (``real`` against the
+    disjoint ``floor_real``), and a verdict, with the keys of ``bootstrap_verdict`` (``real``
+    the floor, ratios SWD / floor, distances the SWD itself) and ``repeat_differences``.
 
-    The values are ``sliced_wasserstein`` of the full sets (seed ``seed``), the floor that of
-    ``real`` against the disjoint ``floor_real``. The interval of (noseg SWD − seg SWD) is the
-    normal ``CONFIDENCE`` interval: the full sets' difference ± Student's t (``repeats`` − 1
-    degrees of freedom) x the standard deviation of the difference over ``repeats`` repeats,
-    each on a bootstrap resample of the real and both generated sets with an SWD seed of its
-    own (patch positions and projection directions), shared by the two models so they are
-    compared on the same real patches and directions. A few repeats cannot give percentiles
-    (the 2.5% and 97.5% of 10 values are their minimum and maximum, which hold only about 82%
-    of the distribution); their spread can.
-
-    Returns ``real`` (the floor), ``seg``, ``noseg``, ``seg_ratio`` and ``noseg_ratio`` (SWD /
-    floor), ``seg_distance`` and ``noseg_distance`` (the SWD itself), ``difference``,
-    ``interval``, ``verdict`` and ``repeat_differences`` (each repeat's noseg − seg SWD).
+    The interval of (noseg SWD − seg SWD) is the normal ``CONFIDENCE`` interval: the full
+    sets' difference ± Student's t x the standard deviation over ``repeats`` repeats, each on
+    a bootstrap resample of the three sets with an SWD seed of its own, shared by both models.
+    A few repeats cannot give percentiles (the 2.5% and 97.5% of 10 values are their minimum
+    and maximum, which hold only about 82% of the distribution); their spread can.
     """
     values = {name: sliced_wasserstein(real, fake, seed=seed, **swd_settings)["swd_mean"]
               for name, fake in (("seg", seg), ("noseg", noseg))}
@@ -301,13 +295,11 @@ def compare_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0,
                      ) -> dict[str, Any]:
     """The paper's Figure 3 as numbers: same budget, with and without segmentation channels.
 
-    Both runs draw ``eval.n_generated`` images (fixed ``seed``); 2 x that many real training
-    images are drawn, the first half the reference, the second the SWD floor's. Measured on
-    the image channels only: SWD (``swd_verdict``; the all-channel SWD and floors beside it)
-    and the anatomy the dataset's ``structure`` reads (fundus: ``FundusStructure``, the U-Net
-    at its training resolution, on ``eval.n_auc_images`` images per set), each with a
-    bootstrap verdict (``bootstrap_verdict``). Writes ``ablation.json`` into ``seg_run`` and
-    returns it; ``ablation_conclusion`` is stored in it as ``conclusion``.
+    Both runs draw ``eval.n_generated`` images (``seed``) against as many real training
+    images, and as many again for the SWD floor. On the image channels only: SWD
+    (``swd_verdict``; the all-channel SWD beside it) and the anatomy the dataset's
+    ``structure`` reads, each measure with ``bootstrap_verdict``. Writes ``ablation.json``
+    into ``seg_run``, with ``ablation_conclusion`` as ``conclusion``, and returns it.
     """
     seg, noseg_run = open_run(seg_run), Path(noseg_run)
     seg_run, dataset, data = seg.path, seg.info.dataset, seg.data
@@ -326,9 +318,8 @@ def compare_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0,
 
     reader = hook(dataset_spec(dataset).structure)(config)
     k = n if reader.max_images is None else min(reader.max_images, n)
-    stats = {"real": reader(real[:k])}
-    for name, fake in fakes.items():
-        stats[name] = reader(fake[:k, :n_image])
+    stats = {"real": reader(real[:k]),
+             **{name: reader(fake[:k, :n_image]) for name, fake in fakes.items()}}
 
     swd_record = swd_verdict(real, fakes[SEG][:, :n_image], fakes[NOSEG][:, :n_image],
                              floor_real, swd_settings, seed, swd_repeats)
@@ -392,12 +383,11 @@ SEEDS_FILE = "ablation_seeds.json"  # beside the seed-0 run with segmentation
 
 
 def seed_verdicts(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Figure 3's verdict per measure over training seeds: ``results`` holds one
-    ``compare_ablation`` result per seed (each a pair of runs trained with that seed). Each
-    seed gives one (distance without − distance with segmentation); their Student-t interval
-    (n − 1 degrees of freedom) decides the verdict (``verdict_from_interval``). The interval
-    holds the spread between trainings as well as between images, which one run cannot show;
-    with a single seed it is undefined and the verdict is "no clear difference"."""
+    """Figure 3's verdict per measure over training seeds, from one ``compare_ablation`` result
+    per seed: the Student-t interval of the seeds' (distance without − distance with
+    segmentation) decides it (``verdict_from_interval``). It holds the spread between
+    trainings, which one run cannot show; with one seed it is undefined ("no clear
+    difference")."""
     verdicts = []
     for first in results[0]["verdicts"]:
         measure = first["measure"]
@@ -446,7 +436,9 @@ def replicated_ablation(dataset: str, profile: str, seeds: Sequence[int] = (0, 1
            "generators": generators,
            "derivation": results[0]["derivation"],
            "noseg_generator_sha256": results[0]["noseg_generator_sha256"]}
-    out["conclusion"] = seeds_conclusion(out)
+    out["conclusion"] = (f"Over {len(seeds)} training seeds per model, with {CONFIDENCE:.0%} "
+                         "Student-t intervals over the seeds: "
+                         f"{_verdict_groups(out['verdicts'])[1]}.")
     target = RunSpec(dataset, profile, True, seeds[0]).folder() / SEEDS_FILE
     write_text_atomic(target, json.dumps(out, indent=2, default=float))
     return out
@@ -468,14 +460,6 @@ def replicated_result(dataset: str, profile: str, seed: int = 0,
             weights_fingerprint(load_generator(noseg)[0]) != result.get("noseg_generator_sha256"):
         return None
     return result
-
-
-def seeds_conclusion(result: dict[str, Any]) -> str:
-    """``replicated_ablation``'s verdicts in words: which measures favour which model over
-    the seeds."""
-    listed = _verdict_groups(result["verdicts"])[1]
-    return (f"Over {len(result['seeds'])} training seeds per model, with "
-            f"{result['confidence']:.0%} Student-t intervals over the seeds: {listed}.")
 
 
 def seeds_table(result: dict[str, Any]) -> pd.DataFrame:

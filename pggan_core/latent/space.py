@@ -394,7 +394,6 @@ def score_reading(result: dict[str, Any], dataset: str) -> str:
     label better (k-NN and probe; differences within ``TIE_MARGIN`` count as a tie), for MRI
     the same for slice position, and whether the generator's z carries the label its images
     show."""
-    margin = TIE_MARGIN
     spec = latent_label(dataset)
     name, position, label = spec.key, spec.position, spec.words
     pairs = [(result.get(f"{kind}_{name}_accuracy"), result.get(f"{kind}_{name}_pixels"))
@@ -405,10 +404,10 @@ def score_reading(result: dict[str, Any], dataset: str) -> str:
         diffs = [latent - pixel for latent, pixel in pairs]
         numbers = (f"k-NN {pairs[0][0]:.2f} vs {pairs[0][1]:.2f} on pixels, probe "
                    f"{pairs[1][0]:.2f} vs {pairs[1][1]:.2f}")
-        if all(d > margin for d in diffs):
+        if all(d > TIE_MARGIN for d in diffs):
             first = (f"The latents carry {label} better than the raw pixels ({numbers}): "
                      "the encoder makes it more accessible than the images themselves do.")
-        elif all(d < -margin for d in diffs):
+        elif all(d < -TIE_MARGIN for d in diffs):
             first = (f"The raw pixels carry {label} better than the latents ({numbers}): the "
                      "latent space loses part of what the images show plainly, so the label "
                      "is not 'primary' in the latents beyond what the pixels already give.")
@@ -419,8 +418,8 @@ def score_reading(result: dict[str, Any], dataset: str) -> str:
     spearman = (result.get(f"knn_{position}_spearman"),
                 result.get(f"knn_{position}_spearman_pixels"))
     if position is not None and None not in spearman:
-        better = ("latent" if spearman[0] - spearman[1] > margin else
-                  "raw-pixel" if spearman[1] - spearman[0] > margin else None)
+        better = ("latent" if spearman[0] - spearman[1] > TIE_MARGIN else
+                  "raw-pixel" if spearman[1] - spearman[0] > TIE_MARGIN else None)
         what = position_rows(position)[0].capitalize()
         first += (f" {what} follows {better} neighbours better" if better else
                   f" {what} follows latent and raw-pixel neighbours about equally") + \
