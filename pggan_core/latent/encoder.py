@@ -220,16 +220,13 @@ def encode_run(run_dir: str | Path, iterations: int | None = None, progress: boo
                reuse: bool = True, precision: str | None = None) -> dict[str, Any]:
     """Train the encoder for a run, measure it, and encode the run's real images.
 
-    With ``reuse``, an ``encoder.pt`` already in the run folder that was trained on this
-    generator with these encoder settings (``encoder.json``; a shipped run carries one) is
-    loaded instead of trained again; everything else is computed afresh. Generator and encoder
-    run in ``precision`` (default: the run's ``train.precision``; see ``precision.py``).
-
-    Writes into ``run_dir``: ``encoder.pt`` (state dict; load with ``weights_only=True``),
-    ``encoder.json`` (the returned summary), ``latents.npz`` (every training image's latent,
-    manifest index and labels; see ``load_latents``) and
-    ``figures/encoder_reconstructions.{png,npz,json}`` (Figure 4: held-out reals, their
-    regeneration from the encoder's latent and, with ``refine_steps``, from the refined one).
+    With ``reuse``, an ``encoder.pt`` trained on this generator with these settings (as its
+    ``encoder.json`` records; a shipped run carries one) is loaded instead of trained again.
+    Generator and encoder run in ``precision`` (default: the run's ``train.precision``).
+    Writes ``encoder.pt``, ``encoder.json`` (the returned summary), ``latents.npz`` (every
+    training image's latent and labels, ``load_latents``) and
+    ``figures/encoder_reconstructions.{png,npz,json}`` (Figure 4: held-out reals, regenerated
+    from the encoder's latent and, with ``refine_steps``, from the refined one).
     """
     started = time.perf_counter()
     run = open_run(run_dir)

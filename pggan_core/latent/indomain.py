@@ -107,14 +107,12 @@ def invert_run(run_dir: str | Path, progress: bool = True, reuse: bool = True
                ) -> dict[str, Any]:
     """The in-domain encoder of a run whose paper encoder is trained (``pggan encode``).
 
-    Trains it (or, with ``reuse``, loads ``indomain_encoder.pt`` when ``inversion.json``
-    records the same derivation and settings), then measures it as ``encode_run`` measures the
-    paper's encoder: R² on held-out generated latents, and Figure 4's retrieval and detail
-    correlation over every held-out image, from its latent (``indomain``) and after
-    ``refine_latents`` with the domain term (``indomain_refined``), with the ``inversion``
-    settings of the run's profile as it is now (``config.with_current_study_settings``).
-    Encodes every training image into ``latents_indomain.npz``; writes ``inversion.json``
-    (returned) and ``figures/indomain_reconstructions.npz`` (the first held-out images, both rows).
+    Trains it with the profile's ``inversion`` settings as they are now
+    (``config.with_current_study_settings``), or with ``reuse`` loads ``indomain_encoder.pt``
+    when ``inversion.json`` records the same derivation and settings, then measures it as
+    ``encode_run`` does the paper's, from its latent (``indomain``) and after the regularised
+    ``refine_latents`` (``indomain_refined``). Writes ``latents_indomain.npz``,
+    ``inversion.json`` (returned) and ``figures/indomain_reconstructions.npz``.
     """
     run_dir = require_generator(run_dir)
     started = time.perf_counter()

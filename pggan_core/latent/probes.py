@@ -170,12 +170,9 @@ def label_silhouette(embedding: np.ndarray, labels: np.ndarray | pd.Series) -> f
 
 def laterality_from_disc(images: np.ndarray) -> np.ndarray:
     """The eye of each fundus image ``(N, C, R, R)`` in [-1, 1] (RGB first): "OD" (right eye)
-    where the optic disc is in the image's right half, "OS" where it is in the left half.
-
-    The disc is ``global_structure.disc_centres``' (the rule ``data.loaders`` applies to a
-    user's photographs): on the prepared phantoms it names every eye right at 16 to 128 px,
-    where the grey image misses about 1 in 40. The phantom draws an OD disc right of the fovea.
-    """
+    where the optic disc (``global_structure.disc_centres``, the loaders' rule for a user's
+    photographs) is in the image's right half, "OS" in the left: on the prepared phantoms,
+    which draw an OD disc right of the fovea, every eye right at 16 to 128 px."""
     disc_x = disc_centres(images)[:, 1]
     return np.where(disc_x < np.shape(images)[-1] / 2, "OS", "OD")
 
