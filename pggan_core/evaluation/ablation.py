@@ -8,14 +8,10 @@ retinal structures in the fundus images, and biologically-plausible tumor struct
 MRI slices". ``compare_ablation`` measures both models against the same real images:
 
 - SWD of the image channels alone (beside the all-channel SWD and the real-vs-real floor): an
-  all-channel SWD can average artefacts of the photograph away behind a well-drawn label map.
-- Fundus: the vessel U-Net's reading of every photograph *at the U-Net's own scale* (the
-  photograph enlarged to ``vessels.train_resolution``, where it learnt vessel calibres, and
-  thresholded there): soft and thresholded vessel density, branch points, tortuosity. Reducing
-  the probability map to the GAN's resolution before thresholding averages thin vessels with
-  the background below the threshold and erases them and their junctions (see
-  ``FundusStructure``), so it is not done.
-- MRI: the FLAIR-hyperintense and T1c-enhancing share of the brain.
+  all-channel SWD can hide artefacts of the photograph behind a well-drawn label map.
+- Fundus: the vessel U-Net's reading of every photograph *at the U-Net's own scale*
+  (``FundusStructure``): vessel density, branch points, tortuosity, the tree's layout.
+- MRI: the FLAIR-hyperintense and T1c-enhancing share of the brain, and the lesions' layout.
 
 Each structure measure is summarised by its ratio to real (mean over generated images / mean
 over real images) and the distance ``|log ratio|`` (0 = as real; 2x and 0.5x are equally far).
@@ -103,15 +99,13 @@ class FundusStructure:
     (a ``DatasetSpec.structure``: built from a config, called on image channels (N, C, R, R)
     in [-1, 1], it returns {statistic: per-image values}).
 
-    The vessel U-Net (trained or reused by ``ensure_vessel_unet``) maps each photograph at
-    the resolution it was trained at (``vessel_maps_at_unet_scale``); ``vessel_density_soft``
-    is the mean probability inside the field of view, and the map thresholded there
-    (probability > ``threshold``) gives vessel density, branch points and tortuosity
-    (``domain_stats.fundus_stats``). The map is not reduced to the images' own size before
-    thresholding: averaging a thin vessel's probability with the background around it drops
-    it below the threshold, which erases thin vessels and breaks the tree at its junctions.
-    At most ``eval.n_auc_images`` images per set are read (``max_images``: the U-Net is the
-    slow part).
+    The vessel U-Net (``ensure_vessel_unet``) maps each photograph at the resolution it was
+    trained at; ``vessel_density_soft`` is the mean probability in the field of view, the map
+    thresholded there gives ``domain_stats.fundus_stats`` and the layout
+    (``measures.global_structure``). Reduced to the images' own size first, a thin vessel's
+    probability would average with the background below the threshold, erasing thin vessels
+    and breaking the tree at its junctions. At most ``eval.n_auc_images`` images per set are
+    read (``max_images``: the U-Net is the slow part).
     """
 
     def __init__(self, config: Any) -> None:
@@ -123,8 +117,10 @@ class FundusStructure:
         return self.reading(images, self.data_cfg, self.segmenter, self.scale)
 
     @staticmethod
-    def reading(images: np.ndarray, data_cfg: DataConfig, segmenter, scale_to: int,
-                threshold: float = VESSEL_LABEL_THRESHOLD) -> dict[str, np.ndarray]:
+    def reading(images: np.ndarray, data_cfg: DataConfig, segmenter, scale_to: int
+                ) -> dict[str, np.ndarray]:
+        """The measures of fundus ``images`` as ``segmenter`` reads them at ``scale_to`` px."""
+        threshold = VESSEL_LABEL_THRESHOLD
         probs, fovs = vessel_maps_at_unet_scale(segmenter, images, data_cfg, scale_to)
         area = np.maximum(fovs.sum(axis=(1, 2)), 1)
         soft = np.where(fovs.any(axis=(1, 2)), (probs * fovs).sum(axis=(1, 2)) / area, np.nan)
@@ -164,13 +160,9 @@ class MriStructure:
     max_images: int | None = None
 
     def __init__(self, config: Any) -> None:
-        pass
+        """Nothing to set up: the contrasts are read as they are."""
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        return self.reading(images)
-
-    @staticmethod
-    def reading(images: np.ndarray) -> dict[str, np.ndarray]:
         brain = brain_mask(images)
         area = np.maximum(brain.sum(axis=(1, 2)), 1)
         oedema, enhancing = (images[:, 3] > BRIGHT) & brain, (images[:, 1] > BRIGHT) & brain
@@ -214,56 +206,38 @@ def ratio_distance(generated_mean: np.ndarray | float, real_mean: np.ndarray | f
         return np.abs(np.log(np.asarray(generated_mean, float) / np.asarray(real_mean, float)))
 
 
-def _resampled_means(values: np.ndarray, n_resamples: int, rng: np.random.Generator
-                     ) -> np.ndarray:
-    """The NaN-ignoring mean of ``n_resamples`` bootstrap resamples of ``values``."""
-    picks = values[rng.integers(0, len(values), size=(n_resamples, len(values)))]
-    with warnings.catch_warnings():  # a resample of NaNs only (no tortuosity) has no mean
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(picks, axis=1)
-
-
-def _interval(differences: np.ndarray, confidence: float) -> list[float]:
-    """The central ``confidence`` percentile interval of the defined ``differences``.
-
-    The bounds are observed values (no interpolation), so an infinite difference (one model
-    found no vessel at all) stays infinite instead of becoming NaN.
-    """
-    defined = differences[~np.isnan(differences)]
-    if len(defined) == 0:
-        return [float("nan"), float("nan")]
-    tail = 50 * (1 - confidence)
-    return [float(v) for v in np.percentile(defined, [tail, 100 - tail],
-                                            method="inverted_cdf")]
-
-
 def bootstrap_verdict(real: np.ndarray, seg: np.ndarray, noseg: np.ndarray,
-                      n_resamples: int = N_BOOTSTRAP, seed: int = 0,
-                      confidence: float = CONFIDENCE) -> dict[str, Any]:
+                      n_resamples: int = N_BOOTSTRAP, seed: int = 0) -> dict[str, Any]:
     """Which model's per-image statistic is closer to real, with a bootstrap interval.
 
     ``real``, ``seg`` and ``noseg`` are one value per image (NaN = undefined, left out). Each
     model's distance to real is ``ratio_distance`` of the means; the three image sets are
     resampled independently with replacement ``n_resamples`` times (fixed ``seed``), and the
-    central ``confidence`` interval of (noseg distance − seg distance) decides the verdict
-    (``verdict_from_interval``).
+    central ``CONFIDENCE`` percentile interval of (noseg distance − seg distance) decides the
+    verdict (``verdict_from_interval``). Its bounds are observed values (no interpolation), so
+    an infinite difference (one model found no vessel at all) stays infinite, not NaN.
 
-    Returns ``real``, ``seg``, ``noseg`` (means), ``seg_ratio``, ``noseg_ratio``,
-    ``seg_distance``, ``noseg_distance``, ``difference`` (noseg − seg distance), ``interval``
+    Returns ``real``, ``seg``, ``noseg`` (means), ``seg_ratio``, ``seg_distance``,
+    ``noseg_ratio``, ``noseg_distance``, ``difference`` (noseg − seg distance), ``interval``
     and ``verdict``.
     """
-    real, seg, noseg = (np.asarray(v, float) for v in (real, seg, noseg))
-    with warnings.catch_warnings():
+    values = {name: np.asarray(v, float) for name, v in (("real", real), ("seg", seg),
+                                                         ("noseg", noseg))}
+    rng = np.random.default_rng(seed)
+    with warnings.catch_warnings():  # a resample of NaNs only (no tortuosity) has no mean
         warnings.simplefilter("ignore", RuntimeWarning)
         means = {name: float(np.nanmean(v)) if len(v) else float("nan")
-                 for name, v in (("real", real), ("seg", seg), ("noseg", noseg))}
-    rng = np.random.default_rng(seed)
-    boot = {name: _resampled_means(v, n_resamples, rng)
-            for name, v in (("real", real), ("seg", seg), ("noseg", noseg))}
+                 for name, v in values.items()}
+        boot = {name: np.nanmean(v[rng.integers(0, len(v), size=(n_resamples, len(v)))], axis=1)
+                for name, v in values.items()}
     with np.errstate(invalid="ignore"):  # both distances infinite: no difference to rank
         differences = (ratio_distance(boot["noseg"], boot["real"]) -
                        ratio_distance(boot["seg"], boot["real"]))
-    interval = _interval(differences, confidence)
+    defined = differences[~np.isnan(differences)]
+    tail = 50 * (1 - CONFIDENCE)
+    interval = ([float(v) for v in np.percentile(defined, [tail, 100 - tail],
+                                                 method="inverted_cdf")]
+                if len(defined) else [float("nan"), float("nan")])
     record: dict[str, Any] = dict(means)
     for name in ("seg", "noseg"):
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -277,23 +251,17 @@ def bootstrap_verdict(real: np.ndarray, seg: np.ndarray, noseg: np.ndarray,
 
 
 def swd_verdict(real: np.ndarray, seg: np.ndarray, noseg: np.ndarray, floor_real: np.ndarray,
-                swd_settings: dict[str, int], seed: int = 0, repeats: int = SWD_REPEATS,
-                confidence: float = CONFIDENCE) -> dict[str, Any]:
-    """SWD (x1e3) of each model's images to ``real``, the real-vs-real floor, and a verdict.
+                swd_settings: dict[str, int], seed: int = 0, repeats: int = SWD_REPEATS
+                ) -> dict[str, Any]:
+    """SWD (x1e3) of each model's images to ``real``, the floor (``real`` against the
+    disjoint ``floor_real``), and a verdict, with the keys of ``bootstrap_verdict`` (``real``
+    the floor, ratios SWD / floor, distances the SWD itself) and ``repeat_differences``.
 
-    The values are ``sliced_wasserstein`` of the full sets (seed ``seed``), the floor that of
-    ``real`` against the disjoint ``floor_real``. The interval of (noseg SWD − seg SWD) is the
-    normal bootstrap interval: the full sets' difference ± Student's t quantile (``repeats`` − 1
-    degrees of freedom) x the standard deviation of the difference over ``repeats`` repeats,
-    each on a bootstrap resample of the real and both generated sets with an SWD seed of its
-    own (patch positions and projection directions), shared by the two models so they are
-    compared on the same real patches and directions. A few repeats cannot give percentiles
-    (the 2.5% and 97.5% of 10 values are their minimum and maximum, which hold only about 82%
-    of the distribution); their spread can.
-
-    Returns ``real`` (the floor), ``seg``, ``noseg``, ``seg_ratio`` and ``noseg_ratio`` (SWD /
-    floor), ``seg_distance`` and ``noseg_distance`` (the SWD itself), ``difference``,
-    ``interval``, ``verdict`` and ``repeat_differences`` (each repeat's noseg − seg SWD).
+    The interval of (noseg SWD − seg SWD) is the normal ``CONFIDENCE`` interval: the full
+    sets' difference ± Student's t x the standard deviation over ``repeats`` repeats, each on
+    a bootstrap resample of the three sets with an SWD seed of its own, shared by both models.
+    A few repeats cannot give percentiles (the 2.5% and 97.5% of 10 values are their minimum
+    and maximum, which hold only about 82% of the distribution); their spread can.
     """
     values = {name: sliced_wasserstein(real, fake, seed=seed, **swd_settings)["swd_mean"]
               for name, fake in (("seg", seg), ("noseg", noseg))}
@@ -309,7 +277,7 @@ def swd_verdict(real: np.ndarray, seg: np.ndarray, noseg: np.ndarray, floor_real
             sliced_wasserstein(real_b, noseg_b, seed=repeat_seed, **swd_settings)["swd_mean"] -
             sliced_wasserstein(real_b, seg_b, seed=repeat_seed, **swd_settings)["swd_mean"])
     difference = values["noseg"] - values["seg"]
-    half_width = student_t.ppf(0.5 + confidence / 2, repeats - 1) * np.std(differences, ddof=1)
+    half_width = student_t.ppf(0.5 + CONFIDENCE / 2, repeats - 1) * np.std(differences, ddof=1)
     interval = [float(difference - half_width), float(difference + half_width)]
     return {"real": floor, "seg": values["seg"], "noseg": values["noseg"],
             "seg_ratio": values["seg"] / floor, "noseg_ratio": values["noseg"] / floor,
@@ -327,13 +295,11 @@ def compare_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0,
                      ) -> dict[str, Any]:
     """The paper's Figure 3 as numbers: same budget, with and without segmentation channels.
 
-    Both runs draw ``eval.n_generated`` images (fixed ``seed``); 2 x that many real training
-    images are drawn, the first half the reference, the second the SWD floor's. Measured on
-    the image channels only: SWD (``swd_verdict``; the all-channel SWD and floors beside it)
-    and the anatomy the dataset's ``structure`` reads (fundus: ``FundusStructure``, the U-Net
-    at its training resolution, on ``eval.n_auc_images`` images per set), each with a
-    bootstrap verdict (``bootstrap_verdict``). Writes ``ablation.json`` into ``seg_run`` and
-    returns it; ``ablation_conclusion`` is stored in it as ``conclusion``.
+    Both runs draw ``eval.n_generated`` images (``seed``) against as many real training
+    images, and as many again for the SWD floor. On the image channels only: SWD
+    (``swd_verdict``; the all-channel SWD beside it) and the anatomy the dataset's
+    ``structure`` reads, each measure with ``bootstrap_verdict``. Writes ``ablation.json``
+    into ``seg_run``, with ``ablation_conclusion`` as ``conclusion``, and returns it.
     """
     seg, noseg_run = open_run(seg_run), Path(noseg_run)
     seg_run, dataset, data = seg.path, seg.info.dataset, seg.data
@@ -353,9 +319,8 @@ def compare_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0,
 
         reader = hook(dataset_spec(dataset).structure)(config)
         k = n if reader.max_images is None else min(reader.max_images, n)
-        stats = {"real": reader(real[:k])}
-        for name, fake in fakes.items():
-            stats[name] = reader(fake[:k, :n_image])
+        stats = {"real": reader(real[:k]),
+                 **{name: reader(fake[:k, :n_image]) for name, fake in fakes.items()}}
 
         swd_record = swd_verdict(real, fakes[SEG][:, :n_image], fakes[NOSEG][:, :n_image],
                                  floor_real, swd_settings, seed, swd_repeats)
@@ -419,14 +384,12 @@ def compare_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0,
 SEEDS_FILE = "ablation_seeds.json"  # beside the seed-0 run with segmentation
 
 
-def seed_verdicts(results: Sequence[dict[str, Any]], confidence: float = CONFIDENCE
-                  ) -> list[dict[str, Any]]:
-    """Figure 3's verdict per measure over training seeds: ``results`` holds one
-    ``compare_ablation`` result per seed (each a pair of runs trained with that seed). Each
-    seed gives one (distance without − distance with segmentation); their Student-t interval
-    (n − 1 degrees of freedom) decides the verdict (``verdict_from_interval``). The interval
-    holds the spread between trainings as well as between images, which one run cannot show;
-    with a single seed it is undefined and the verdict is "no clear difference"."""
+def seed_verdicts(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Figure 3's verdict per measure over training seeds, from one ``compare_ablation`` result
+    per seed: the Student-t interval of the seeds' (distance without − distance with
+    segmentation) decides it (``verdict_from_interval``). It holds the spread between
+    trainings, which one run cannot show; with one seed it is undefined ("no clear
+    difference")."""
     verdicts = []
     for first in results[0]["verdicts"]:
         measure = first["measure"]
@@ -434,7 +397,7 @@ def seed_verdicts(results: Sequence[dict[str, Any]], confidence: float = CONFIDE
         differences = np.array([r["difference"] for r in records], float)
         n, mean = len(differences), float(np.mean(differences))
         if n > 1 and np.isfinite(differences).all():
-            half = float(student_t.ppf(0.5 + confidence / 2, n - 1)
+            half = float(student_t.ppf(0.5 + CONFIDENCE / 2, n - 1)
                          * np.std(differences, ddof=1) / np.sqrt(n))
             interval = [mean - half, mean + half]
         else:
@@ -480,7 +443,9 @@ def replicated_ablation(dataset: str, profile: str, seeds: Sequence[int] = (0, 1
            "generators": generators,
            "derivation": {**results[0]["derivation"], "code": code},
            "noseg_generator_sha256": results[0]["noseg_generator_sha256"]}
-    out["conclusion"] = seeds_conclusion(out)
+    out["conclusion"] = (f"Over {len(seeds)} training seeds per model, with {CONFIDENCE:.0%} "
+                         "Student-t intervals over the seeds: "
+                         f"{_verdict_groups(out['verdicts'])[1]}.")
     target = RunSpec(dataset, profile, True, seeds[0]).folder() / SEEDS_FILE
     write_text_atomic(target, json.dumps(out, indent=2, default=float))
     return out
@@ -502,14 +467,6 @@ def replicated_result(dataset: str, profile: str, seed: int = 0,
             weights_fingerprint(load_generator(noseg)[0]) != result.get("noseg_generator_sha256"):
         return None
     return result
-
-
-def seeds_conclusion(result: dict[str, Any]) -> str:
-    """``replicated_ablation``'s verdicts in words: which measures favour which model over
-    the seeds."""
-    listed = _verdict_groups(result["verdicts"])[1]
-    return (f"Over {len(result['seeds'])} training seeds per model, with "
-            f"{result['confidence']:.0%} Student-t intervals over the seeds: {listed}.")
 
 
 def seeds_table(result: dict[str, Any]) -> pd.DataFrame:

@@ -26,15 +26,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pggan_core.data.store import box_downsample
 from pggan_core.errors import DataError
+from pggan_core.generate import images_from_latents
+from pggan_core.latent.encoder import encode
 from pggan_core.latent.probes import (
+    draw_latents,
     knn_accuracy,
     label_silhouette,
     laterality_from_disc,
     probe_accuracy,
     tsne_embedding,
+    tumour_from_images,
 )
-from pggan_core.latent.probes import tumour_from_images as tumour_present
 from pggan_core.measures.global_structure import disc_centres
 
 VIEWS = ("encoded reals", "E(G(z))", "z")
@@ -78,7 +82,7 @@ def mri_attributes(images: np.ndarray) -> dict[str, np.ndarray]:
            "FLAIR level": _inside_mean(images[:, 3], brain),
            "T1c level": _inside_mean(images[:, 1], brain)}
     if images.shape[1] > 4:
-        out = {"tumour presence": tumour_present(images).astype(np.float32),
+        out = {"tumour presence": tumour_from_images(images).astype(np.float32),
                "tumour size": (images[:, 4:] > 0).any(axis=1).mean(axis=(1, 2)), **out}
     return out
 
@@ -95,13 +99,6 @@ def two_groups(values: np.ndarray) -> np.ndarray:
     return (values > median if median == values.min() else values >= median).astype(int)
 
 
-def on_sphere(latents: np.ndarray) -> np.ndarray:
-    """Latents scaled to unit length: the distances the generator, which pixel-normalises its
-    input, sees."""
-    latents = np.asarray(latents, np.float64)
-    return latents / np.maximum(np.linalg.norm(latents, axis=1, keepdims=True), 1e-12)
-
-
 def attribute_scores(views: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]],
                      perplexity: float = 30.0, seed: int = 0,
                      groups: dict[str, np.ndarray | None] | None = None
@@ -113,7 +110,9 @@ def attribute_scores(views: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]],
     item of each image where folds must keep items whole (a subject's slices)."""
     table, planes = [], {}
     for view, (latents, attributes) in views.items():
-        sphere = on_sphere(latents)
+        # on the unit sphere: the distances the generator, which pixel-normalises z, sees
+        latents = np.asarray(latents, np.float64)
+        sphere = latents / np.maximum(np.linalg.norm(latents, axis=1, keepdims=True), 1e-12)
         plane = planes[view] = tsne_embedding(sphere, perplexity, seed)
         item = (groups or {}).get(view)
         for name, values in attributes.items():
@@ -180,11 +179,6 @@ def attribute_views(G: Any, encoder: Any, attributes: Any, reals: np.ndarray,
     latent_dim, seed)``) seen through ``encoder`` and through their own z. ``attributes``
     reads each image's attributes (``fundus_attributes``...), on generated images box-filtered
     to ``read_at`` px as the reals were."""
-    from pggan_core.data.store import box_downsample
-    from pggan_core.generate import images_from_latents
-    from pggan_core.latent.encoder import encode
-    from pggan_core.latent.probes import draw_latents
-
     z = draw_latents(n, latent_dim, seed)
     generated = np.clip(images_from_latents(G, z, resolution, alpha), -1.0, 1.0)
     encoded = encode(encoder, generated)

@@ -2,19 +2,13 @@
 
 Beers et al. (2018, "Network Architectures") trained "a network for encoding images using the
 same network architecture as the discriminator, with the exception of terminating in a
-128-vector output with a mean-squared error cost function", fed with images the trained PGGAN
+128-vector output with a mean-squared error cost function" on images the trained PGGAN
 generates, "in a non-progressive manner for 20,000 iterations under the same training
-conditions as the primary PGGAN". Encoding held-out real images and regenerating them gives
-Figure 4 ("Image Variety"); encoding the training set and projecting the latents with t-SNE
-gives Figure 5 ("Latent Space Expression"), where left/right eye is the primary distinction.
+conditions as the primary PGGAN". Regenerating encoded held-out images gives Figure 4; the
+t-SNE of the encoded training set, Figure 5 (``latent.space``).
 
-``encode_run`` does the whole step for one run folder and writes ``encoder.pt``,
-``encoder.json``, ``latents.npz`` and ``figures/encoder_reconstructions.{png,npz,json}``.
-What the latents show (t-SNE, k-NN scores, walks) is ``latent.space``.
-
-One subtlety: the generator pixel-normalises its input, so it only sees a latent's direction;
-the length of z cannot be recovered from an image. For a 128-vector that costs the encoder at
-most about 0.5/128 of each dimension's variance, i.e. R² can reach ~0.996, not 1.
+The generator pixel-normalises its input, so an image cannot tell the length of z: for a
+128-vector that costs at most about 0.5/128 of each dimension's variance (R² up to ~0.996).
 """
 
 from __future__ import annotations
@@ -56,28 +50,16 @@ from pggan_core.viz import plots
 
 LATENTS_FILE = "latents.npz"  # every training image's latent (``save_latents``)
 INDOMAIN_LATENTS_FILE = "latents_indomain.npz"  # the same from the in-domain encoder
-
 R2_SAMPLES = 256  # generated images the latent-recovery R² is measured on (never trained on)
-
-
 R2_SEED = 1_000_003  # their latents come from their own stream, apart from the training draws
-
-
 INVERSION_SAMPLES = 32  # generated images inverted by optimisation (``inversion_r2``)
-
-
 INVERSION_STEPS = 300  # Adam steps per latent: enough for R² to level off on the demo's GANs
-
-
+REDRAW_GAIN = 10.0  # an optimised redraw this much closer to its image than the encoder's: exact
+HELD_R2 = 0.6  # R² above which the images are said to hold their latents (the encoder goal)
+RECOVERY_IMAGES = 256  # generated images whose regeneration is scored
 REFINE_LR = 0.05  # Adam step size for per-image latent refinement
-
-
 FIGURE4_COLUMNS = 8  # held-out images shown in the Figure 4 grid
-
-
 BATCH = 64  # images per forward pass when only inferring
-
-
 REFINE_BATCH = 16  # images per forward and backward pass when refining latents
 
 
@@ -96,9 +78,8 @@ def train_encoder(G: nn.Module, config: Config, resolution: int, alpha: float = 
     batch = config.encoder.batch_size
     torch.manual_seed(config.train.seed)
     encoder = build_network("encoder", config.model, G.channels, resolution).to(device)
-    t = config.train
     opt = torch.optim.Adam(encoder.parameters(), lr=config.encoder.lr,
-                           betas=config.encoder.betas, eps=t.eps)
+                           betas=config.encoder.betas, eps=config.train.eps)
     losses = []
     bar = Progress(iterations, "encoder", enabled=progress)
     for _ in range(iterations):
@@ -116,44 +97,43 @@ def train_encoder(G: nn.Module, config: Config, resolution: int, alpha: float = 
 
 
 @torch.no_grad()
-def encode(encoder: EncoderNet, images: np.ndarray, batch: int = BATCH) -> np.ndarray:
+def encode(encoder: EncoderNet, images: np.ndarray) -> np.ndarray:
     """Latents ``(N, latent_dim)`` float32 for images ``(N, C, R, R)`` in [-1, 1]."""
     device = next(encoder.parameters()).device
-    out = [encoder(torch.from_numpy(np.ascontiguousarray(images[i:i + batch])).to(device))
-           .float().cpu() for i in range(0, len(images), batch)]
+    out = [encoder(torch.from_numpy(np.ascontiguousarray(images[i:i + BATCH])).to(device))
+           .float().cpu() for i in range(0, len(images), BATCH)]
     return torch.cat(out).numpy() if out else np.zeros((0, encoder.latent_dim), np.float32)
 
 
-def latent_r2(encoder: EncoderNet, G: nn.Module, resolution: int, alpha: float = 1.0,
-              n: int = R2_SAMPLES, seed: int = R2_SEED) -> float:
-    """R² of predicted vs true latents on ``n`` freshly generated images.
+def latent_r2(encoder: EncoderNet, G: nn.Module, resolution: int, alpha: float = 1.0) -> float:
+    """R² of predicted vs true latents on ``R2_SAMPLES`` freshly generated images.
 
     sklearn's ``r2_score`` with ``multioutput="uniform_average"``: every latent dimension
     counts equally (all have unit variance, so variance weighting would barely differ).
     0 is the score of always predicting the mean latent, i.e. chance.
     """
-    z = torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(seed))
-    # a batch at a time: all n images at once would be 1 GB at 512 px
+    z = torch.randn(R2_SAMPLES, G.latent_dim, generator=torch.Generator().manual_seed(R2_SEED))
+    # a batch at a time: all the images at once would be 1 GB at 512 px
     predicted = np.concatenate([
         encode(encoder, images_from_latents(G, z[i:i + BATCH], resolution, alpha))
-        for i in range(0, n, BATCH)])
+        for i in range(0, R2_SAMPLES, BATCH)])
     return float(r2_score(z.numpy(), predicted, multioutput="uniform_average"))
 
 
-def inversion_r2(G: nn.Module, encoder: EncoderNet, resolution: int, alpha: float = 1.0,
-                 n: int = INVERSION_SAMPLES, steps: int | None = None,
-                 seed: int = R2_SEED) -> dict[str, float]:
-    """Is a weak encoder R² the encoder's fault or the generator's? Invert ``n`` generated
-    images by direct optimisation, starting from the encoder's guess (``refine_latents``).
+def inversion_r2(G: nn.Module, encoder: EncoderNet, resolution: int, alpha: float = 1.0
+                 ) -> dict[str, float]:
+    """Is a weak encoder R² the encoder's fault or the generator's? Invert
+    ``INVERSION_SAMPLES`` generated images by ``INVERSION_STEPS`` of ``refine_latents`` from
+    the encoder's guess.
 
     If the optimised latents match the true ones far better than the encoder's (R² near 1
     while the image error falls to ~0), the images determine their latents and the encoder is
     what falls short; if the image error falls but R² does not rise, different latents draw
     the same image and no encoder could tell them apart. Returns both R² values and both
-    pixel errors. ``steps`` defaults to ``INVERSION_STEPS``.
+    pixel errors.
     """
-    steps = INVERSION_STEPS if steps is None else steps
-    z = torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(seed + 1))
+    n, steps = INVERSION_SAMPLES, INVERSION_STEPS  # read now: a benchmark sets fewer steps
+    z = torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(R2_SEED + 1))
     images = images_from_latents(G, z, resolution, alpha)
     guessed = encode(encoder, images)
     optimised = refine_latents(G, guessed, images, resolution, alpha, steps)
@@ -167,14 +147,6 @@ def inversion_r2(G: nn.Module, encoder: EncoderNet, resolution: int, alpha: floa
             images, images_from_latents(G, optimised, resolution, alpha))),
         "steps": steps, "samples": n,
     }
-
-
-# An optimised redraw this much closer to its image than the encoder's counts as "exact".
-REDRAW_GAIN = 10.0
-
-
-# R² above which the images are said to hold their latents (the issue's encoder goal).
-HELD_R2 = 0.6
 
 
 def inversion_verdict(inversion: dict[str, float]) -> str:
@@ -248,16 +220,13 @@ def encode_run(run_dir: str | Path, iterations: int | None = None, progress: boo
                reuse: bool = True, precision: str | None = None) -> dict[str, Any]:
     """Train the encoder for a run, measure it, and encode the run's real images.
 
-    With ``reuse``, an ``encoder.pt`` already in the run folder that was trained on this
-    generator with these encoder settings (``encoder.json``; a shipped run carries one) is
-    loaded instead of trained again; everything else is computed afresh. Generator and encoder
-    run in ``precision`` (default: the run's ``train.precision``; see ``precision.py``).
-
-    Writes into ``run_dir``: ``encoder.pt`` (state dict; load with ``weights_only=True``),
-    ``encoder.json`` (the returned summary), ``latents.npz`` (every training image's latent,
-    manifest index and labels; see ``load_latents``) and
-    ``figures/encoder_reconstructions.{png,npz,json}`` (Figure 4: held-out reals, their
-    regeneration from the encoder's latent and, with ``refine_steps``, from the refined one).
+    With ``reuse``, an ``encoder.pt`` trained on this generator with these settings (as its
+    ``encoder.json`` records; a shipped run carries one) is loaded instead of trained again.
+    Generator and encoder run in ``precision`` (default: the run's ``train.precision``).
+    Writes ``encoder.pt``, ``encoder.json`` (the returned summary), ``latents.npz`` (every
+    training image's latent and labels, ``load_latents``) and
+    ``figures/encoder_reconstructions.{png,npz,json}`` (Figure 4: held-out reals, regenerated
+    from the encoder's latent and, with ``refine_steps``, from the refined one).
     """
     started = time.perf_counter()
     run = open_run(run_dir)
@@ -296,37 +265,34 @@ def _encode(run_dir: Path, G: nn.Module, info: dict[str, Any], data: PreparedDat
         r2 = latent_r2(encoder, G, resolution, alpha)
         inversion = inversion_r2(G, encoder, resolution, alpha)
 
+        # Figure 4 over every held-out image, a batch at a time (bounded memory at 512 px): the
+        # pixel error, the retrieval and detail scores (``latent.reconstruction``) and, for the
+        # paper's "global vessel structure", the label channels at the layout's scale
         heldout = data.split_indices("heldout")
+        heldout_view = data.view(heldout, resolution, n_channels)
         steps = config.encoder.refine_steps
-        errors: dict[str, list[np.ndarray]] = {"encoder": [], "refined": []}
-        # Figure 4's "global vessel structure": the reconstructions' label channels at the layout's
-        # scale, against inputs of the same class (latent.reconstruction.coarse_label_retrieval)
         spec = dataset_spec(config.data.dataset)
         label, n_image = spec.latent_label, spec.image_channels
         classes = (data.manifest[label.column].to_numpy()[heldout]
                    if label is not None and label.column in data.manifest else
                    np.zeros(len(heldout)))
-        coarse: dict[str, list[np.ndarray]] = {"inputs": [], "encoder": [], "refined": []}
-        heldout_view = data.view(heldout, resolution, n_channels)
-        # Figure 4 as numbers, over every held-out image rather than the few the figure shows
         scores = ReconstructionScores(heldout_view, config.data)
-        for start in range(0, len(heldout), BATCH):  # a batch at a time: bounded memory at 512 px
+        errors: dict[str, list[np.ndarray]] = {"encoder": [], "refined": []}
+        coarse: dict[str, list[np.ndarray]] = {"inputs": [], "encoder": [], "refined": []}
+        for start in range(0, len(heldout), BATCH):
             reals = heldout_view[start:start + BATCH]
             z_encoded = encode(encoder, reals)
-            from_encoder = images_from_latents(G, z_encoded, resolution, alpha)
-            errors["encoder"].append(reconstruction_mse(reals, from_encoder))
-            scores.add("encoder", start, from_encoder)
-            coarse["inputs"].append(coarse_label_maps(reals, n_image))
-            coarse["encoder"].append(coarse_label_maps(from_encoder, n_image))
-            from_refined = None
+            drawn = {"encoder": images_from_latents(G, z_encoded, resolution, alpha)}
             if steps > 0:
                 refined = refine_latents(G, z_encoded, reals, resolution, alpha, steps)
-                from_refined = images_from_latents(G, refined, resolution, alpha)
-                errors["refined"].append(reconstruction_mse(reals, from_refined))
-                scores.add("refined", start, from_refined)
-                coarse["refined"].append(coarse_label_maps(from_refined, n_image))
+                drawn["refined"] = images_from_latents(G, refined, resolution, alpha)
+            coarse["inputs"].append(coarse_label_maps(reals, n_image))
+            for name, images in drawn.items():
+                errors[name].append(reconstruction_mse(reals, images))
+                scores.add(name, start, images)
+                coarse[name].append(coarse_label_maps(images, n_image))
             if start == 0:
-                _save_figure4(run_dir, config, reals, from_encoder, from_refined, heldout)
+                _save_figure4(run_dir, config, reals, drawn, heldout)
         mse = {name: _mean(np.concatenate(values)) if values else None
                for name, values in errors.items()}
         maps = {name: np.concatenate(values) for name, values in coarse.items() if values}
@@ -355,8 +321,7 @@ def _encode(run_dir: Path, G: nn.Module, info: dict[str, Any], data: PreparedDat
             **scores.summary(),
             # the paper's words, "approximate the global vessel structure", at the layout's scale
             "coarse_label_retrieval": layout,
-            "generated_recovery": generated_recovery(G, encoder, resolution, alpha,
-                                                     config.model.latent_dim),
+            "generated_recovery": generated_recovery(G, encoder, resolution, alpha),
             # how many directions of z move the generator's image: what any encoder can recover
             "latent_spectrum": latent_usage(G, resolution, alpha),
             "train_images_encoded": len(train_latents), "resolution": resolution, "alpha": alpha,
@@ -369,17 +334,15 @@ def _encode(run_dir: Path, G: nn.Module, info: dict[str, Any], data: PreparedDat
     return summary
 
 
-RECOVERY_IMAGES = 256  # generated images whose regeneration is scored
-
-
-def generated_recovery(G: Any, encoder: Any, resolution: int, alpha: float, latent_dim: int,
-                       n: int = RECOVERY_IMAGES, seed: int = 0) -> dict[str, Any]:
+def generated_recovery(G: nn.Module, encoder: EncoderNet, resolution: int, alpha: float
+                       ) -> dict[str, Any]:
     """How much of a generated image its encoding redraws, in image space: 1 - MSE(G(E(G(z))),
     G(z)) / MSE between random pairs of the generated images (1: redrawn exactly; 0: no closer
-    than another image). The encoder's own training distribution, so a ceiling for what it
-    does with real images; unlike R² on z it ignores directions of z the generator barely
-    uses."""
-    z = draw_latents(n, latent_dim, seed)
+    than another image), on ``RECOVERY_IMAGES`` images of seed 0. The encoder's own training
+    distribution, so a ceiling for what it does with real images; unlike R² on z it ignores
+    directions of z the generator barely uses."""
+    n, seed = RECOVERY_IMAGES, 0
+    z = draw_latents(n, G.latent_dim, seed)
     images = np.clip(images_from_latents(G, z, resolution, alpha), -1.0, 1.0)
     redrawn = np.clip(images_from_latents(G, encode(encoder, images), resolution, alpha),
                       -1.0, 1.0)
@@ -432,24 +395,20 @@ def load_latents(run_dir: str | Path, name: str = LATENTS_FILE
         return npz["latents"], labels
 
 
-def _save_figure4(run_dir: Path, config: Config, reals: np.ndarray, from_encoder: np.ndarray,
-                  from_refined: np.ndarray | None, heldout: np.ndarray) -> None:
-    """Rows: held-out reals, regenerated from the encoder's latent, [from the refined one]."""
-    if len(reals) == 0:
-        return
+def _save_figure4(run_dir: Path, config: Config, reals: np.ndarray,
+                  drawn: dict[str, np.ndarray], heldout: np.ndarray) -> None:
+    """Rows: held-out reals, regenerated from the encoder's latent, [from the refined one];
+    and the arrays behind the picture, for notebooks that lay it out with titles."""
     shown = slice(0, FIGURE4_COLUMNS)
-    rows = [reals[shown], from_encoder[shown]]
-    rows += [from_refined[shown]] if from_refined is not None else []
+    rows = [reals[shown], *(images[shown] for images in drawn.values())]
     grid = plots.sample_grid(np.concatenate(rows), config.data.dataset, ncols=len(rows[0]),
                              size=max(64, reals.shape[-1]))
     plots.save_figure(grid, run_dir, "encoder_reconstructions", config.profile,
                       config.train.seed, config.data.dataset)
-    # the arrays behind the picture, for notebooks that lay it out with titles
+    refined = drawn["refined"][shown] if "refined" in drawn else np.zeros((0,), np.float32)
     with atomic_file(run_dir / "figures" / "encoder_reconstructions.npz") as fh:
-        np.savez_compressed(fh, reals=reals[shown], from_encoder=from_encoder[shown],
-                            from_refined=(from_refined[shown] if from_refined is not None
-                                          else np.zeros((0,), np.float32)),
-                            manifest_index=heldout[shown])
+        np.savez_compressed(fh, reals=reals[shown], from_encoder=drawn["encoder"][shown],
+                            from_refined=refined, manifest_index=heldout[shown])
 
 
 def thin(values: list[float], keep: int) -> list[float]:

@@ -1,29 +1,21 @@
 """In-domain inversion: an encoder that also learns to reconstruct real images (Figures 4-5).
 
-The paper's encoder (``latent.encoder``) only ever sees the generator's own images: it learns
-``E(G(z)) ≈ z`` and meets real photographs for the first time when Figure 4 asks it to
-reconstruct them. Since then the field has closed that gap by training the encoder on real
-images too, so that ``G(E(x))`` reconstructs ``x``, and by refining each latent afterwards
-with the encoder as a regulariser that keeps the latent where the generator was trained
-(Zhu et al. 2020, "In-Domain GAN Inversion for Real Image Editing", ECCV; arXiv:2004.00049).
+The paper's encoder (``latent.encoder``) learns ``E(G(z)) ≈ z`` on the generator's own images
+and meets real photographs first in Figure 4. The field has since trained the encoder on real
+images too, so that ``G(E(x))`` reconstructs ``x``, and refined each latent with the encoder as
+a regulariser that keeps it where the generator was trained (Zhu et al. 2020, "In-Domain GAN
+Inversion for Real Image Editing", ECCV; arXiv:2004.00049). With what a run folder holds (no
+critic, no perceptual network) two of their three losses remain:
 
-This module does that with what a run folder holds (the generator, the paper's encoder; no
-critic, which shipped runs do not carry, and no perceptual network, whose weights could not be
-downloaded here), so two of Zhu et al.'s three losses remain:
-
-* **training** (``train_indomain_encoder``), starting from the paper's encoder: the pixel
-  error of ``G(E(x))`` on real *training* images, every channel (the vessel map pulls as much
-  as the photograph), plus ``latent_weight`` times the paper's own loss ``|E(G(z)) − z|²`` on
-  freshly generated images, which keeps the encoder an inverse of the generator (Zhu et al.
-  use an adversarial loss on ``G(E(x))`` for that role);
+* **training** (``train_indomain_encoder``), from the paper's encoder: the pixel error of
+  ``G(E(x))`` on real *training* images, every channel, plus ``latent_weight`` times the
+  paper's loss ``|E(G(z)) − z|²`` on generated images, which keeps the encoder an inverse of
+  the generator (Zhu et al. use an adversarial loss on ``G(E(x))`` for that role);
 * **refinement** (``encoder.refine_latents`` given the encoder): per image, Adam steps on
-  ``|G(z) − x|² + domain_weight · |E(G(z)) − z|²`` from ``z = E(x)``: the pixel error alone
-  can drive z where ``G`` draws the image from unlikely latents; the second term pulls it back
-  to latents the encoder would give the picture it draws.
+  ``|G(z) − x|² + domain_weight · |E(G(z)) − z|²`` from ``z = E(x)``: the second term pulls z
+  back from unlikely latents to ones the encoder would give the picture it draws.
 
-Held-out images are never trained on; Figure 4 reconstructs them. ``invert_run`` writes
-``indomain_encoder.pt``, ``inversion.json`` and ``latents_indomain.npz`` (every training
-image's latent, Figure 5's input for the second encoder).
+Held-out images are never trained on; Figure 4 reconstructs them.
 """
 
 from __future__ import annotations
@@ -47,6 +39,7 @@ from pggan_core.device import pick_device
 from pggan_core.generate import images_from_latents
 from pggan_core.latent.encoder import (
     BATCH,
+    FIGURE4_COLUMNS,
     INDOMAIN_LATENTS_FILE,
     encode,
     latent_r2,
@@ -114,14 +107,12 @@ def invert_run(run_dir: str | Path, progress: bool = True, reuse: bool = True
                ) -> dict[str, Any]:
     """The in-domain encoder of a run whose paper encoder is trained (``pggan encode``).
 
-    Trains it (or, with ``reuse``, loads ``indomain_encoder.pt`` when ``inversion.json``
-    records the same derivation and settings), then measures it as ``encode_run`` measures the
-    paper's encoder: R² on held-out generated latents, and Figure 4's retrieval and detail
-    correlation over every held-out image, from its latent (``indomain``) and after
-    ``refine_latents`` with the domain term (``indomain_refined``), with the ``inversion``
-    settings of the run's profile as it is now (``config.with_current_study_settings``).
-    Encodes every training image into ``latents_indomain.npz``; writes ``inversion.json``
-    (returned) and ``figures/indomain_reconstructions.npz`` (the first held-out images, both rows).
+    Trains it with the profile's ``inversion`` settings as they are now
+    (``config.with_current_study_settings``), or with ``reuse`` loads ``indomain_encoder.pt``
+    when ``inversion.json`` records the same derivation and settings, then measures it as
+    ``encode_run`` does the paper's, from its latent (``indomain``) and after the regularised
+    ``refine_latents`` (``indomain_refined``). Writes ``latents_indomain.npz``,
+    ``inversion.json`` (returned) and ``figures/indomain_reconstructions.npz``.
     """
     run_dir = require_generator(run_dir)
     started = time.perf_counter()
@@ -143,8 +134,10 @@ def invert_run(run_dir: str | Path, progress: bool = True, reuse: bool = True
     with code_that_ran() as ran:
         train_view = data.view(data.split_indices("train"), resolution, n_channels)
         if previous is not None:
-            encoder = _load(run_dir, config, n_channels, resolution, device)
-            losses = previous["losses"]
+            encoder = build_network("encoder", config.model, n_channels, resolution)
+            encoder.load_state_dict(torch.load(run_dir / WEIGHTS_FILE, map_location=device,
+                                               weights_only=True))
+            encoder, losses = encoder.to(device).eval().requires_grad_(False), previous["losses"]
         else:
             encoder, losses = train_indomain_encoder(G, paper_encoder, train_view, config,
                                                      resolution, alpha, progress)
@@ -166,7 +159,7 @@ def invert_run(run_dir: str | Path, progress: bool = True, reuse: bool = True
                 scores.add(variant, start, images)
                 errors[variant].append(reconstruction_mse(reals, images))
             if start == 0:
-                shown = slice(0, 8)
+                shown = slice(0, FIGURE4_COLUMNS)
                 with atomic_file(run_dir / "figures" / "indomain_reconstructions.npz") as fh:
                     np.savez_compressed(fh, reals=reals[shown],
                                         **{v: images[shown] for v, images in drawn.items()},
@@ -196,14 +189,6 @@ def invert_run(run_dir: str | Path, progress: bool = True, reuse: bool = True
     summary["seconds"] = round(time.perf_counter() - started, 1)
     write_text_atomic(run_dir / INVERSION_FILE, json.dumps(summary, indent=2))
     return summary
-
-
-def _load(run_dir: Path, config: Config, n_channels: int, resolution: int,
-          device: torch.device) -> EncoderNet:
-    encoder = build_network("encoder", config.model, n_channels, resolution)
-    encoder.load_state_dict(torch.load(run_dir / WEIGHTS_FILE, map_location=device,
-                                       weights_only=True))
-    return encoder.to(device).eval().requires_grad_(False)
 
 
 # ---------------------------------------------------------------------------------------------

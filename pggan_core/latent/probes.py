@@ -37,6 +37,7 @@ from pggan_core.generate import images_from_latents
 from pggan_core.measures.global_structure import disc_centres
 
 FOLDS = 5
+KNN_K = 5  # neighbours per k-NN prediction, capped by the smallest training fold
 PROBE_C = 1.0  # sklearn's default L2 strength; with standardised inputs it is scale-free
 PROBE_MAX_ITER = 2000  # thousands of pixel features converge slower than 32 latents
 GENERATED_IMAGES = 512
@@ -46,36 +47,22 @@ GENERATE_CHUNK = 64  # images drawn and labelled at a time: bounded memory at 51
 TUMOUR_MIN_FRACTION = 0.0005
 TUMOUR_MIN_PIXELS = 2
 
-Splits = list[tuple[np.ndarray, np.ndarray]]
-
-
-def usable_classes(labels: np.ndarray | pd.Series) -> np.ndarray:
-    """A mask of the images whose class has 2+ images (a class seen once cannot be both
-    trained on and tested); raises DataError unless two such classes are left."""
-    labels = np.asarray(labels)
-    classes, counts = np.unique(labels, return_counts=True)
-    keep = np.isin(labels, classes[counts >= 2])
-    if len(np.unique(labels[keep])) < 2:
-        raise DataError(f"cross-validated accuracy needs two classes with 2+ images each, got "
-                        f"{dict(zip(classes.tolist(), counts.tolist(), strict=True))}")
-    return keep
-
 
 def fold_indices(labels: np.ndarray | pd.Series, groups: np.ndarray | pd.Series | None = None,
-                 folds: int = FOLDS, seed: int = 0, stratify: bool = True,
-                 group_name: str = "subject") -> tuple[Splits, str]:
-    """Deterministic cross-validation splits of ``labels`` and a sentence naming them.
+                 seed: int = 0, stratify: bool = True
+                 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
+    """Deterministic ``FOLDS``-fold cross-validation splits of ``labels`` and a sentence naming
+    them.
 
-    With ``groups`` (e.g. the subject of each slice) no group is ever split between training
-    and test (sklearn's StratifiedGroupKFold, or GroupKFold for a continuous label); folds are
-    capped by the number of groups, and for a class label by the number of groups holding the
-    rarest class, so every training fold sees every class (DataError where a class lies in a
-    single group). Without groups, or with a single group (nothing to hold out), it is
-    StratifiedKFold / KFold and the sentence says so. ``stratify`` is for class labels; pass
-    False for a continuous one.
+    With ``groups`` (the subject of each slice) no group is ever split between training and
+    test (StratifiedGroupKFold, or GroupKFold for a continuous label, ``stratify=False``);
+    folds are capped by the number of groups, and for a class label by the number of groups
+    holding the rarest class, so every training fold sees every class (DataError where a class
+    lies in a single group). Without groups, or with a single group, it is StratifiedKFold /
+    KFold and the sentence says so.
     """
     labels = np.asarray(labels)
-    n = len(labels)
+    n, folds = len(labels), FOLDS
     placeholder = np.zeros((n, 1))  # sklearn splitters read only the length of X
     n_groups = len(np.unique(groups)) if groups is not None else 0
     if groups is not None and n_groups >= 2:
@@ -83,7 +70,7 @@ def fold_indices(labels: np.ndarray | pd.Series, groups: np.ndarray | pd.Series 
         if stratify:
             per_class = {c: len(np.unique(groups[labels == c])) for c in np.unique(labels)}
             if min(per_class.values()) < 2:  # its one group's fold would train without it
-                raise DataError(f"grouped folds need every class in 2+ {group_name}s, got "
+                raise DataError(f"grouped folds need every class in 2+ subjects, got "
                                 f"{ {str(c): k for c, k in per_class.items()} }")
             folds = min(folds, n_groups, *per_class.values())
             splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
@@ -91,7 +78,7 @@ def fold_indices(labels: np.ndarray | pd.Series, groups: np.ndarray | pd.Series 
             folds = min(folds, n_groups)
             splitter = GroupKFold(folds)
         splits = list(splitter.split(placeholder, labels, groups))
-        return splits, f"{folds}-fold, grouped by {group_name}"
+        return splits, f"{folds}-fold, grouped by subject"
     if stratify:
         folds = int(min(folds, np.unique(labels, return_counts=True)[1].min()))
         splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
@@ -99,34 +86,61 @@ def fold_indices(labels: np.ndarray | pd.Series, groups: np.ndarray | pd.Series 
         folds = int(min(folds, n // 2))
         splitter = KFold(folds, shuffle=True, random_state=seed)
     splits = list(splitter.split(placeholder, labels))
-    why = (f"; ungrouped: only one {group_name}, so neighbouring images share folds"
+    why = ("; ungrouped: only one subject, so neighbouring images share folds"
            if groups is not None else "")
     return splits, f"{folds}-fold{', stratified' if stratify else ''}{why}"
 
 
-def probe_accuracy(features: np.ndarray, labels: np.ndarray | pd.Series,
-                   groups: np.ndarray | pd.Series | None = None, folds: int = FOLDS,
-                   seed: int = 0) -> dict[str, Any]:
-    """Cross-validated accuracy of a linear probe: logistic regression on standardised
-    ``features`` (scaler fitted on each training fold only) predicting ``labels``.
-
-    Returns ``accuracy`` (mean over folds), ``std``, ``chance`` (the majority class's share),
-    ``n``, ``folds`` and ``split`` (which folds, see ``fold_indices``). Classes of one image
-    are left out. A label that a linear map of the features carries scores near 1; one the
-    features do not carry scores near chance.
-    """
-    keep = usable_classes(labels)
-    features, labels = np.asarray(features)[keep], np.asarray(labels)[keep]
+def _usable_folds(features: np.ndarray, labels: np.ndarray | pd.Series,
+                  groups: np.ndarray | pd.Series | None, seed: int
+                  ) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]], str]:
+    """``features`` and ``labels`` of the images whose class has 2+ images (a class seen once
+    cannot be both trained on and tested), their folds and the folds' sentence; DataError
+    unless two such classes are left."""
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    keep = np.isin(labels, classes[counts >= 2])
+    if len(np.unique(labels[keep])) < 2:
+        raise DataError(f"cross-validated accuracy needs two classes with 2+ images each, got "
+                        f"{dict(zip(classes.tolist(), counts.tolist(), strict=True))}")
     groups = np.asarray(groups)[keep] if groups is not None else None
-    splits, split = fold_indices(labels, groups, folds, seed)
+    splits, split = fold_indices(labels[keep], groups, seed)
+    return np.asarray(features)[keep], labels[keep], splits, split
+
+
+def _accuracy(scores: Any, labels: np.ndarray, splits: list, split: str, **extra: int
+              ) -> dict[str, Any]:
+    """The fold ``scores`` as ``accuracy`` (mean), ``std``, ``chance`` (the majority class's
+    share: what always guessing it scores), ``n``, ``extra``, ``folds`` and ``split``."""
+    counts = np.unique(labels, return_counts=True)[1]
+    return {"accuracy": float(np.mean(scores)), "std": float(np.std(scores)),
+            "chance": float(counts.max() / counts.sum()), "n": len(labels), **extra,
+            "folds": len(splits), "split": split}
+
+
+def probe_accuracy(features: np.ndarray, labels: np.ndarray | pd.Series,
+                   groups: np.ndarray | pd.Series | None = None, seed: int = 0
+                   ) -> dict[str, Any]:
+    """Cross-validated accuracy of a linear probe: logistic regression on standardised
+    ``features`` (scaler fitted on each training fold only) predicting ``labels``, with the
+    folds of ``fold_indices`` (``_accuracy``'s keys). Classes of one image are left out. A
+    label a linear map of the features carries scores near 1; one they lack, near chance."""
+    features, labels, splits, split = _usable_folds(features, labels, groups, seed)
     model = make_pipeline(StandardScaler(),
                           LogisticRegression(C=PROBE_C, max_iter=PROBE_MAX_ITER))
     scores = [model.fit(features[train], labels[train]).score(features[test], labels[test])
               for train, test in splits]
-    counts = np.unique(labels, return_counts=True)[1]
-    return {"accuracy": float(np.mean(scores)), "std": float(np.std(scores)),
-            "chance": float(counts.max() / counts.sum()), "n": len(labels),
-            "folds": len(splits), "split": split}
+    return _accuracy(scores, labels, splits, split)
+
+
+def knn_accuracy(latents: np.ndarray, labels: np.ndarray | pd.Series, seed: int = 0,
+                 groups: np.ndarray | pd.Series | None = None) -> dict[str, Any]:
+    """Cross-validated ``KNN_K``-nearest-neighbour accuracy of predicting ``labels`` from
+    latents, as ``probe_accuracy`` (the same folds and keys, plus ``k``)."""
+    latents, labels, splits, split = _usable_folds(latents, labels, groups, seed)
+    k = int(min(KNN_K, *(len(train) - 1 for train, _ in splits)))
+    scores = cross_val_score(KNeighborsClassifier(k), latents, labels, cv=splits)
+    return _accuracy(scores, labels, splits, split, k=k)
 
 
 def tsne_embedding(latents: np.ndarray, perplexity: float = 30.0, seed: int = 0) -> np.ndarray:
@@ -144,29 +158,6 @@ def tsne_embedding(latents: np.ndarray, perplexity: float = 30.0, seed: int = 0)
     return tsne.fit_transform(np.asarray(latents, dtype=np.float64)).astype(np.float32)
 
 
-def knn_accuracy(latents: np.ndarray, labels: np.ndarray | pd.Series, k: int = 5,
-                 folds: int = FOLDS, seed: int = 0,
-                 groups: np.ndarray | pd.Series | None = None) -> dict[str, Any]:
-    """Cross-validated k-nearest-neighbour accuracy of predicting ``labels`` from latents.
-
-    Returns ``accuracy`` (mean over stratified folds), ``std``, ``chance`` (the majority
-    class's share: what always guessing it scores), ``n``, ``k``, ``folds`` and ``split``
-    (which folds; ``probes.fold_indices``). With ``groups`` (the subject of each slice) no
-    group is split between training and test folds. Images of a class seen only once are left
-    out (``n`` counts the rest); k is capped by the smallest training fold.
-    """
-    keep = usable_classes(labels)
-    latents, labels = np.asarray(latents)[keep], np.asarray(labels)[keep]
-    groups = np.asarray(groups)[keep] if groups is not None else None
-    splits, split = fold_indices(labels, groups, folds, seed)
-    k = int(min(k, *(len(train) - 1 for train, _ in splits)))
-    scores = cross_val_score(KNeighborsClassifier(k), latents, labels, cv=splits)
-    counts = np.unique(labels, return_counts=True)[1]
-    return {"accuracy": float(scores.mean()), "std": float(scores.std()),
-            "chance": float(counts.max() / counts.sum()), "n": len(labels), "k": k,
-            "folds": len(splits), "split": split}
-
-
 def label_silhouette(embedding: np.ndarray, labels: np.ndarray | pd.Series) -> float:
     """How well the classes of ``labels`` separate in a (t-SNE) plane: sklearn's silhouette,
     from -1 (mixed up) through 0 (overlapping) to 1 (tight, far-apart clusters)."""
@@ -179,29 +170,21 @@ def label_silhouette(embedding: np.ndarray, labels: np.ndarray | pd.Series) -> f
 
 def laterality_from_disc(images: np.ndarray) -> np.ndarray:
     """The eye of each fundus image ``(N, C, R, R)`` in [-1, 1] (RGB first): "OD" (right eye)
-    where the optic disc is in the image's right half, "OS" where it is in the left half.
-
-    The disc is the brightest spot after a blur of R/40 (the rule ``data.loaders`` applies to
-    a user's photographs), measured on the darkest of the three colour channels: the disc is
-    pale in all three, while the orange-red retina and the choroid are bright only in red, so
-    the minimum leaves the disc alone (on the prepared phantoms it names every eye right at
-    16 to 128 px, where the grey image misses about 1 in 40). The phantom draws an OD disc
-    right of the fovea, in the image's right half.
-    """
+    where the optic disc (``global_structure.disc_centres``, the loaders' rule for a user's
+    photographs) is in the image's right half, "OS" in the left: on the prepared phantoms,
+    which draw an OD disc right of the fovea, every eye right at 16 to 128 px."""
     disc_x = disc_centres(images)[:, 1]
     return np.where(disc_x < np.shape(images)[-1] / 2, "OS", "OD")
 
 
-def tumour_from_label_channels(label_channels: np.ndarray,
-                               min_fraction: float = TUMOUR_MIN_FRACTION) -> np.ndarray:
+def tumour_from_label_channels(label_channels: np.ndarray) -> np.ndarray:
     """Tumour presence of each MRI slice from its label channels ``(N, 3, R, R)`` in [-1, 1]:
     some label drawn (value > 0, the midpoint of the channel's range) on at least
-    ``min_fraction`` of the image and at least ``TUMOUR_MIN_PIXELS`` pixels, so a few stray
-    positive pixels of a generated channel do not count."""
+    ``TUMOUR_MIN_FRACTION`` of the image and ``TUMOUR_MIN_PIXELS`` pixels."""
     label_channels = np.asarray(label_channels)
     size = label_channels.shape[-1] * label_channels.shape[-2]
     tumour_pixels = (label_channels > 0).any(axis=1).sum(axis=(1, 2))
-    return tumour_pixels >= max(TUMOUR_MIN_PIXELS, math.ceil(min_fraction * size))
+    return tumour_pixels >= max(TUMOUR_MIN_PIXELS, math.ceil(TUMOUR_MIN_FRACTION * size))
 
 
 def tumour_from_images(images: np.ndarray) -> np.ndarray:
@@ -221,8 +204,7 @@ def latent_label(dataset: str) -> LatentLabel:
 
 def labels_from_images(dataset: str, images: np.ndarray) -> np.ndarray:
     """The label Figure 5 is about, read off images themselves (generated or real) by the
-    dataset's rule (``LatentLabel.from_images``; in words, ``LatentLabel.rule``): laterality
-    from the disc side (fundus), tumour presence from the label channels (MRI)."""
+    dataset's rule (``LatentLabel.from_images``; in words, ``LatentLabel.rule``)."""
     return hook(latent_label(dataset).from_images)(images)
 
 

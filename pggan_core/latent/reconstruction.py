@@ -2,31 +2,23 @@
 
 The paper judges its encoder's reconstructions by eye ("the neural network was able to
 qualitatively approximate the global vessel structure of each real image in the held-out
-set"). Two measures put that judgement into numbers, over every held-out image the encoder
-reconstructs:
+set"). Two measures, over every held-out image the encoder reconstructs, put that in numbers:
 
-* **nearest-input retrieval**: is a reconstruction closer (pixel MSE over the image channels)
-  to its own input than to every other held-out input? The fraction of reconstructions for
-  which it is, against chance 1/n. A reconstruction that keeps what sets its image apart from
-  the others (eye side, disc position, brightness; slice level, head shape) is retrieved.
+* **nearest-input retrieval**: the share of reconstructions closer (pixel MSE over the image
+  channels) to their own input than to every other held-out input, against chance 1/n. A
+  reconstruction that keeps what sets its image apart (eye side, disc position, brightness;
+  slice level, head shape) is retrieved.
 * **detail correlation**: "fine detail" is the grey level (mean of the image channels) minus a
-  Gaussian blur of sigma R/21 (R the image side). The Pearson correlation of input and
-  reconstruction detail maps, averaged over images, beside the same correlation between
-  unrelated pairs (input i against the reconstruction of another image, a fixed derangement):
-  the level two images of this kind share without being the same image.
+  Gaussian blur of sigma R/21. The mean Pearson correlation of input and reconstruction detail
+  maps, beside the same between unrelated pairs (input i against the reconstruction of another
+  image, a fixed derangement): what two images of this kind share without being the same.
 
-Both compare inside a region: the field of view for fundus photographs (the black surround
-carries no content, ``preprocess.fields_of_view``); for MR slices the detail is taken inside
-the brain (``preprocess.brain_mask``), while retrieval uses the whole slice, as the head's
-outline is part of what a reconstruction should keep. The region is always the *input's*, so
-both images of a pair are compared on the same pixels. Detail is correlated only more than
-two blur sigmas inside the region's edge: nearer, the rim of the field of view (or the edge of
-the brain) is the same in every image and would pass for shared detail (on the fundus demo
-run it lifts the unrelated pairs' correlation from about 0.04 to 0.18).
-
-``encode_run`` scores every held-out image's regeneration from the encoder's latent and from
-the refined one with ``ReconstructionScores`` and writes ``ReconstructionScores.summary`` into
-``encoder.json``.
+Both compare inside the *input's* region (``DatasetSpec.regions``): the field of view of a
+fundus photograph (its black surround carries nothing); for MR slices retrieval takes the whole
+slice (the head's outline is part of what a reconstruction should keep) and detail the brain.
+Detail is correlated only more than two blur sigmas inside the region's edge: nearer, the rim
+is the same in every image and would pass for shared detail (on the fundus demo run it lifts
+the unrelated pairs' correlation from about 0.04 to 0.18).
 """
 
 from __future__ import annotations
@@ -41,26 +33,12 @@ from pggan_core.data.preprocess import brain_mask, fields_of_view
 from pggan_core.datasets import dataset_spec, hook
 
 DETAIL_SIGMA_DIVISOR = 21  # detail blur sigma = image side / 21 (3 px at 64 px, 24 at 512)
-
-
 DETAIL_RIM_SIGMAS = 2.0  # detail is scored this many sigmas or more inside the region's edge
-
-
-DERANGEMENT_SEED = 0  # the unrelated pairs are the same in every run with the same n
-
-
 READ_BATCH = 64  # held-out inputs read (and converted) at a time
-
-
-def detail_sigma(resolution: int) -> float:
-    """Sigma in pixels of the blur that ``detail_maps`` subtracts, for images ``resolution`` px
-    wide."""
-    return resolution / DETAIL_SIGMA_DIVISOR
-
-
-def grey_levels(images: np.ndarray, n_image_channels: int) -> np.ndarray:
-    """Mean of the first ``n_image_channels`` channels: (N, C, R, R) -> float32 (N, R, R)."""
-    return np.asarray(images[:, :n_image_channels], np.float32).mean(axis=1)
+RETRIEVAL_ABOVE_CHANCE = 2.0  # retrieval at less than this many times chance reads as chance
+DETAIL_MOSTLY_KEPT = 0.5  # own-input detail correlation from which most detail reads as kept
+DETAIL_GAP_NOISE = 0.02  # own minus unrelated correlation below this reads as no difference
+COARSE_SIGMA_DIVISOR = 10  # the arcades' scale: a blur of sigma R / 10 (6.4 px at 64 px)
 
 
 def detail_maps(grey: np.ndarray, regions: np.ndarray, sigma: float) -> np.ndarray:
@@ -81,15 +59,14 @@ def detail_maps(grey: np.ndarray, regions: np.ndarray, sigma: float) -> np.ndarr
     return np.where(weight > 0, grey - smooth, 0.0).astype(np.float32)
 
 
-def detail_cores(regions: np.ndarray, sigma: float,
-                 rim_sigmas: float = DETAIL_RIM_SIGMAS) -> np.ndarray:
-    """The pixels of ``regions`` (N, R, R) bool farther than ``rim_sigmas`` blur sigmas from
-    the region's edge (the image border counts as an edge): where detail is scored."""
+def detail_cores(regions: np.ndarray, sigma: float) -> np.ndarray:
+    """The pixels of ``regions`` (N, R, R) bool farther than ``DETAIL_RIM_SIGMAS`` blur sigmas
+    from the region's edge (the image border counts as an edge): where detail is scored."""
     cores = np.zeros(np.shape(regions), bool)
     for i, region in enumerate(regions):
         # padded with background so a region touching the border is eroded there too
         distance = distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
-        cores[i] = distance > rim_sigmas * sigma
+        cores[i] = distance > DETAIL_RIM_SIGMAS * sigma
     return cores
 
 
@@ -111,13 +88,13 @@ def region_correlations(first: np.ndarray, second: np.ndarray, regions: np.ndarr
     return out
 
 
-def fixed_derangement(n: int, seed: int = DERANGEMENT_SEED) -> np.ndarray:
+def fixed_derangement(n: int, seed: int = 0) -> np.ndarray:
     """A permutation of ``range(n)`` with no fixed point (``p[i] != i``), the same for every
-    call with the same ``n`` and ``seed``.
+    call with the same ``n`` and ``seed``; needs ``n >= 2``.
 
-    Sattolo's algorithm draws a single cycle through all ``n``, so no index maps to itself; it
-    is random rather than a shift by one so that neighbours in the manifest (slices of one
-    volume, the two eyes of a patient) are not systematically paired. Needs ``n >= 2``.
+    Sattolo's algorithm draws a single cycle through all ``n``; random rather than a shift by
+    one, so that neighbours in the manifest (slices of one volume, the two eyes of a patient)
+    are not systematically paired.
     """
     if n < 2:
         raise ValueError(f"a derangement needs at least 2 items, got {n}")
@@ -148,11 +125,12 @@ def region_mse_to_inputs(reconstructions: np.ndarray, masked_inputs: np.ndarray,
     return np.maximum(squared, 0.0) / pixels[None, :]
 
 
+# ``DatasetSpec.regions``: (retrieval region, detail region) of input images (B, C, R, R)
+
 
 def whole_image_regions(image_channels: np.ndarray, data_cfg: DataConfig
                         ) -> tuple[np.ndarray, np.ndarray]:
-    """(retrieval region, detail region) of input images (B, C, R, R): the whole image for
-    both, where a dataset names nothing better (``DatasetSpec.regions``)."""
+    """The whole image for both, where a dataset names nothing better."""
     whole = np.ones((len(image_channels), *image_channels.shape[2:]), bool)
     return whole, whole
 
@@ -168,8 +146,8 @@ def brain_regions(image_channels: np.ndarray, data_cfg: DataConfig
                   ) -> tuple[np.ndarray, np.ndarray]:
     """The whole slice for retrieval (the brain's outline is part of what identifies it),
     the brain for detail."""
-    whole = np.ones((len(image_channels), *image_channels.shape[2:]), bool)
-    return whole, brain_mask(image_channels)
+    return whole_image_regions(image_channels, data_cfg)[0], brain_mask(image_channels)
+
 
 class ReconstructionScores:
     """Retrieval and detail correlation of held-out reconstructions, fed a batch at a time.
@@ -181,20 +159,15 @@ class ReconstructionScores:
     by ``variant``.
     """
 
-    def __init__(self, inputs: Any, data_cfg: DataConfig,
-                 derangement_seed: int = DERANGEMENT_SEED) -> None:
+    def __init__(self, inputs: Any, data_cfg: DataConfig) -> None:
         """``inputs``: the held-out images (N, C, R, R) in [-1, 1], an array or a
         ``PreparedDataset.view`` (read ``READ_BATCH`` at a time)."""
-        self.dataset = data_cfg.dataset
-        spec = dataset_spec(self.dataset)
-        self.n_image_channels = spec.image_channels
-        regions = hook(spec.regions)
-        self.n = len(inputs)
-        self.resolution = int(inputs.shape[-1])
-        self.sigma = detail_sigma(self.resolution)
-        parts: dict[str, list[np.ndarray]] = {"masked": [], "energy": [], "retrieval": [],
-                                              "detail": [], "detail_regions": [],
-                                              "detail_cores": []}
+        spec = dataset_spec(data_cfg.dataset)
+        self.n_image_channels, regions = spec.image_channels, hook(spec.regions)
+        self.n, side = len(inputs), int(inputs.shape[-1])
+        self.sigma = side / DETAIL_SIGMA_DIVISOR
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in (
+            "masked", "energy", "retrieval", "detail", "detail_regions", "detail_cores")}
         for start in range(0, self.n, READ_BATCH):
             images = np.asarray(inputs[start:start + READ_BATCH], np.float32)
             image_channels = images[:, :self.n_image_channels]
@@ -207,21 +180,21 @@ class ReconstructionScores:
                                       .astype(np.float32))
             parts["detail_regions"].append(detail_region)
             parts["detail_cores"].append(detail_cores(detail_region, self.sigma))
-            parts["detail"].append(detail_maps(grey_levels(image_channels,
-                                                           self.n_image_channels),
-                                               detail_region, self.sigma))
-        side = (0, self.resolution, self.resolution)
-        self._masked_inputs = _stack(parts["masked"], (0, self.n_image_channels * side[1] ** 2))
-        self._retrieval_regions = _stack(parts["retrieval"], (0, side[1] ** 2))
-        self._input_energy = np.concatenate(parts["energy"]) if parts["energy"] else \
-            np.zeros(0)
-        self._detail_regions = _stack(parts["detail_regions"], side).astype(bool)
-        self._detail_cores = _stack(parts["detail_cores"], side).astype(bool)
-        self._input_details = _stack(parts["detail"], side)
-        self.derangement = fixed_derangement(self.n, derangement_seed) if self.n >= 2 else None
+            parts["detail"].append(detail_maps(image_channels.mean(axis=1), detail_region,
+                                               self.sigma))
+
+        def joined(name: str, empty_shape: tuple[int, ...]) -> np.ndarray:
+            return np.concatenate(parts[name]) if parts[name] else np.zeros(empty_shape,
+                                                                            np.float32)
+
+        self._masked_inputs = joined("masked", (0, self.n_image_channels * side ** 2))
+        self._retrieval_regions = joined("retrieval", (0, side ** 2))
+        self._input_energy = joined("energy", (0,))
+        self._detail_regions = joined("detail_regions", (0, side, side)).astype(bool)
+        self._detail_cores = joined("detail_cores", (0, side, side)).astype(bool)
+        self._input_details = joined("detail", (0, side, side))
         # reconstruction j is the unrelated partner of input partner[j]
-        self._partner = (np.argsort(self.derangement) if self.derangement is not None
-                         else None)
+        self._partner = np.argsort(fixed_derangement(self.n)) if self.n >= 2 else None
         self._scores: dict[str, dict[str, np.ndarray]] = {}
 
     def add(self, variant: str, start: int, reconstructions: np.ndarray) -> None:
@@ -235,7 +208,7 @@ class ReconstructionScores:
         distances = region_mse_to_inputs(image_channels, self._masked_inputs,
                                          self._retrieval_regions, self._input_energy)
         scores["retrieved"][own] = distances.argmin(axis=1) == own
-        grey = grey_levels(image_channels, self.n_image_channels)
+        grey = image_channels.mean(axis=1)
         scores["related"][own] = self._detail_correlations(own, grey)
         if self._partner is not None:
             scores["unrelated"][own] = self._detail_correlations(self._partner[own], grey)
@@ -257,9 +230,14 @@ class ReconstructionScores:
                     "detail_correlation_unrelated": None}
         if np.isnan(scores["retrieved"]).any():
             raise ValueError(f"{variant}: not every held-out image was reconstructed")
+
+        def mean_of_defined(values: np.ndarray) -> float | None:
+            defined = values[~np.isnan(values)]
+            return float(defined.mean()) if defined.size else None
+
         return {"retrieval": float(scores["retrieved"].mean()),
-                "detail_correlation": _mean_of_defined(scores["related"]),
-                "detail_correlation_unrelated": _mean_of_defined(scores["unrelated"])}
+                "detail_correlation": mean_of_defined(scores["related"]),
+                "detail_correlation_unrelated": mean_of_defined(scores["unrelated"])}
 
     def summary(self, variants: tuple[str, ...] = ("encoder", "refined")) -> dict[str, Any]:
         """The ``encoder.json`` fields: each measure as {variant: value}, with chance, the
@@ -277,13 +255,13 @@ class ReconstructionScores:
         }
 
 
-RETRIEVAL_ABOVE_CHANCE = 2.0  # retrieval at less than this many times chance reads as chance
-
-
-DETAIL_MOSTLY_KEPT = 0.5  # own-input detail correlation from which most detail reads as kept
-
-
-DETAIL_GAP_NOISE = 0.02  # own minus unrelated correlation below this reads as no difference
+def reconstruction_scores(inputs: np.ndarray, reconstructions: np.ndarray,
+                          data_cfg: DataConfig) -> dict[str, float | None]:
+    """``ReconstructionScores.results`` of one set of reconstructions (N, C, R, R) of
+    ``inputs`` (N, C, R, R), both in [-1, 1]."""
+    scores = ReconstructionScores(inputs, data_cfg)
+    scores.add("reconstruction", 0, reconstructions)
+    return scores.results("reconstruction")
 
 
 def reconstruction_verdict(summary: dict[str, Any]) -> str:
@@ -297,7 +275,6 @@ def reconstruction_verdict(summary: dict[str, Any]) -> str:
         return "Too few held-out images to measure the reconstructions."
     refined = (f"; {retrieval['refined']:.0%} after refinement"
                if retrieval.get("refined") is not None else "")
-    found = (f"{retrieval['encoder']:.0%} of the time (chance {chance:.0%}{refined})")
     identity = ("so it keeps part of what tells the images apart"
                 if retrieval["encoder"] >= RETRIEVAL_ABOVE_CHANCE * chance
                 else "no better than chance")
@@ -308,58 +285,36 @@ def reconstruction_verdict(summary: dict[str, Any]) -> str:
     else:
         detail = "none of the fine detail comes back beyond what any two such images share"
     return (f"Regenerated from the encoder's latent, an image is closer to its own input than "
-            f"to every other held-out image {found}, {identity}; its fine detail correlates "
-            f"with its input's at {own:.2f}, against {unrelated:.2f} for an unrelated image: "
-            f"{detail}.")
-
-
-def reconstruction_scores(inputs: np.ndarray, reconstructions: np.ndarray,
-                          data_cfg: DataConfig) -> dict[str, float | None]:
-    """Retrieval fraction and detail correlations (own, unrelated) of one set of
-    reconstructions (N, C, R, R) of ``inputs`` (N, C, R, R), both in [-1, 1]."""
-    scores = ReconstructionScores(inputs, data_cfg)
-    scores.add("reconstruction", 0, reconstructions)
-    return scores.results("reconstruction")
-
-
-def _mean_of_defined(values: np.ndarray) -> float | None:
-    """Mean of the values that are not NaN; None when none is."""
-    defined = values[~np.isnan(values)]
-    return float(defined.mean()) if defined.size else None
-
-
-def _stack(parts: list[np.ndarray], empty_shape: tuple[int, ...]) -> np.ndarray:
-    """``parts`` joined along the first axis; float32 zeros of ``empty_shape`` when none."""
-    return np.concatenate(parts) if parts else np.zeros(empty_shape, np.float32)
+            f"to every other held-out image {retrieval['encoder']:.0%} of the time (chance "
+            f"{chance:.0%}{refined}), {identity}; its fine detail correlates with its input's "
+            f"at {own:.2f}, against {unrelated:.2f} for an unrelated image: {detail}.")
 
 
 # ---------------------------------------------------------------------------------------------
-# "qualitatively approximate the global vessel structure": two measures at the layout's scale
+# "qualitatively approximate the global vessel structure": the label channels at the layout's
+# scale
 
-COARSE_SIGMA_DIVISOR = 10  # the arcades' scale: a blur of sigma R / 10 (6.4 px at 64 px)
 
-
-def coarse_label_maps(images: np.ndarray, n_image_channels: int,
-                      divisor: int = COARSE_SIGMA_DIVISOR) -> np.ndarray:
+def coarse_label_maps(images: np.ndarray, n_image_channels: int) -> np.ndarray:
     """The label channels (the vessel map; the tumour labels) of images (N, C, R, R) in
-    [-1, 1], averaged into one map and blurred to the layout's scale (sigma R / ``divisor``);
-    (N, 0, 0) for images without label channels."""
+    [-1, 1], averaged into one map and blurred to the layout's scale (sigma R /
+    ``COARSE_SIGMA_DIVISOR``); (N, 0, 0) for images without label channels."""
     images = np.asarray(images, np.float32)
     if images.shape[1] <= n_image_channels:
         return np.zeros((len(images), 0, 0), np.float32)
     labels = (images[:, n_image_channels:].mean(axis=1) + 1.0) / 2.0
-    sigma = images.shape[-1] / divisor
+    sigma = images.shape[-1] / COARSE_SIGMA_DIVISOR
     return np.stack([gaussian_filter(m, sigma) for m in labels]) if len(labels) else labels
 
 
 def coarse_label_retrieval(input_maps: np.ndarray, reconstruction_maps: np.ndarray,
                            classes: np.ndarray) -> dict[str, Any]:
     """Does a reconstruction's label channel keep its input's layout? From the coarse label
-    maps (``coarse_label_maps``: the vessel tree at the arcades' scale) of held-out inputs and
-    of their reconstructions, each (N, R, R): for each reconstruction, the Pearson correlation
-    with every input of the same class (``classes``: the eye, say, so the disc's side alone
-    does not decide). ``own_first`` is the share whose own input correlates best, against
-    ``chance`` (the mean of 1 / class size); None without label channels or with flat maps."""
+    maps (``coarse_label_maps``) of held-out inputs and of their reconstructions, each
+    (N, R, R): for each reconstruction, the Pearson correlation with every input of the same
+    class (``classes``: the eye, say, so the disc's side alone does not decide). ``own_first``
+    is the share whose own input correlates best, against ``chance`` (the mean of 1 / class
+    size); None without label channels or with flat maps."""
     n = len(input_maps)
     if n == 0 or input_maps.size == 0:
         return {"own_first": None, "chance": None, "n": 0}

@@ -39,8 +39,8 @@ from pggan_core.latent.encoder import (
     load_latents,
 )
 from pggan_core.latent.probes import (
-    FOLDS,
     GENERATED_IMAGES,
+    KNN_K,
     fold_indices,
     generated_z_probe,
     knn_accuracy,
@@ -55,22 +55,26 @@ from pggan_core.runs.folder import open_run
 from pggan_core.training.checkpoint import weights_fingerprint
 
 PIXEL_CONTROL_RESOLUTION = 64  # the raw-pixel controls never read larger images
+TIE_MARGIN = 0.02  # latents and pixels scoring within this of each other carry a label equally
+# which encoder's latents -> (their file, the scores' file)
+LATENT_SOURCES = {"paper": (LATENTS_FILE, "latent_space.json"),
+                  "indomain": (INDOMAIN_LATENTS_FILE, "latent_space_indomain.json")}
 
 
-def knn_correlation(latents: np.ndarray, values: np.ndarray | pd.Series, k: int = 5,
-                    folds: int = FOLDS, seed: int = 0,
+def knn_correlation(latents: np.ndarray, values: np.ndarray | pd.Series,
                     groups: np.ndarray | pd.Series | None = None) -> dict[str, Any]:
     """How well a continuous label (e.g. slice position) follows from latent neighbours.
 
-    Each image's value is predicted as the mean of its k nearest latents in the other folds
-    (grouped by ``groups`` when given, as ``knn_accuracy``); returns the Spearman correlation
-    and R² of prediction vs truth (0 is chance for both), ``n``, ``k``, ``folds``, ``split``.
+    Each image's value is predicted as the mean of its ``KNN_K`` nearest latents in the other
+    folds (grouped by ``groups`` when given, as ``knn_accuracy``); returns the Spearman
+    correlation and R² of prediction vs truth (0 is chance for both), ``n``, ``k``, ``folds``
+    and ``split``.
     """
     values = np.asarray(values, dtype=np.float64)
     if len(values) < 4:
         raise DataError(f"k-NN correlation needs at least 4 latents, got {len(values)}")
-    splits, split = fold_indices(values, groups, folds, seed, stratify=False)
-    k = int(min(k, *(len(train) - 1 for train, _ in splits)))
+    splits, split = fold_indices(values, groups, stratify=False)
+    k = int(min(KNN_K, *(len(train) - 1 for train, _ in splits)))
     predicted = cross_val_predict(KNeighborsRegressor(k), latents, values, cv=splits)
     return {"spearman": float(spearmanr(values, predicted).statistic),
             "r2": float(r2_score(values, predicted)), "n": len(values), "k": k,
@@ -147,15 +151,12 @@ def fold_groups(dataset: str, labels: pd.DataFrame) -> np.ndarray | None:
 
 def knn_scores(dataset: str, latents: np.ndarray, labels: pd.DataFrame, pixels: np.ndarray,
                groups: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
-    """Each label predicted from its 5 nearest latents, and the control on raw pixels.
-
-    ROP: laterality and (where labelled) plus severity (accuracy vs chance). BraTS: tumour
-    presence (accuracy) and slice position (Spearman). A label of one class only gets the
-    reason instead of an accuracy. The control rows predict the label Figure 5 is about from
-    the nearest raw images (``pixels``, one row per image) instead: a latent space where that
-    label is "primary" should do at least as well as the pixels, with 32-128 numbers instead of
-    thousands. ``groups`` (``fold_groups``): folds keep each group whole, latents and pixels
-    alike.
+    """Each label of ``LatentLabel`` (``knn_row``, ``more_knn``, ``position``) predicted from
+    its nearest latents, and the control: the main label and the position predicted from the
+    nearest raw images (``pixels``, one row per image), which a latent space where the label
+    is "primary" should match with 32-128 numbers instead of thousands. A label of one class
+    gets the reason instead of an accuracy; ``groups`` (``fold_groups``) keeps each group in
+    one fold, latents and pixels alike.
     """
     label, names = latent_label(dataset), rows(dataset)
     scores = {names["knn"]: _or_why_not(knn_accuracy, latents, labels[label.column], groups)}
@@ -175,10 +176,9 @@ def knn_scores(dataset: str, latents: np.ndarray, labels: pd.DataFrame, pixels: 
 
 def probe_scores(dataset: str, latents: np.ndarray, labels: pd.DataFrame, pixels: np.ndarray,
                  groups: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
-    """The linear probe (``probes.probe_accuracy``: logistic regression on standardised
-    inputs) of laterality (ROP) or tumour presence (BraTS), on the latents and on the raw
-    pixels, with the folds of ``knn_scores``. Where k-NN asks whether neighbours share the
-    label, the probe asks whether one direction of the space separates it."""
+    """The linear probe (``probes.probe_accuracy``) of the main label on the latents and on
+    the raw pixels, with the folds of ``knn_scores``. Where k-NN asks whether neighbours share
+    the label, the probe asks whether one direction of the space separates it."""
     names = rows(dataset)
     column = names["column"]
     return {names["probe"]: _or_why_not(probe_accuracy, latents, labels[column], groups),
@@ -188,8 +188,7 @@ def probe_scores(dataset: str, latents: np.ndarray, labels: pd.DataFrame, pixels
 def _or_why_not(score: Callable[..., dict[str, Any]], features: np.ndarray,
                 labels: pd.Series, groups: np.ndarray | None) -> dict[str, Any]:
     """``score(features, labels, groups=groups)``, or None with the reason when the images
-    carry a single class (a user's folder of one eye only, or of slices that all show
-    tumour)."""
+    carry a single class (a folder of one eye only, slices that all show tumour)."""
     try:
         return score(features, labels, groups=groups)
     except DataError as err:
@@ -197,14 +196,10 @@ def _or_why_not(score: Callable[..., dict[str, Any]], features: np.ndarray,
 
 
 def tsne_silhouettes(dataset: str, latents: np.ndarray, pixels: np.ndarray,
-                     labels: pd.DataFrame, perplexity: float = 30.0, seed: int = 0
-                     ) -> dict[str, Any]:
-    """The silhouette of laterality (ROP) or tumour presence (BraTS) in the 2-D t-SNE plane
-    of the latents (``tsne_embedding`` with Figure 5's perplexity and seed: the plane the
-    page shows) and, as the control, in the t-SNE plane of the raw pixels.
-
-    Returns ``latents``, ``pixels`` (silhouettes, None with ``why_not`` for a single class),
-    ``label``, ``perplexity`` (as used, after tsne_embedding's cap) and ``seed``.
+                     labels: pd.DataFrame, perplexity: float, seed: int) -> dict[str, Any]:
+    """The silhouette of the main label in the t-SNE plane of the latents (Figure 5's) and,
+    as the control, of the raw pixels: ``latents``, ``pixels`` (None with ``why_not`` for a
+    single class), ``label``, ``perplexity`` (after ``tsne_embedding``'s cap) and ``seed``.
     """
     column = latent_label(dataset).column
     out: dict[str, Any] = {"label": column, "seed": seed,
@@ -221,15 +216,12 @@ def tsne_silhouettes(dataset: str, latents: np.ndarray, pixels: np.ndarray,
 def headline_scores(dataset: str, scores: dict[str, dict[str, Any]],
                     tsne: dict[str, Any] | None = None,
                     generated: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The numbers behind Figure 5, flat, for ``latent_space.json`` and the claims table.
-
-    From ``knn_scores`` (and ``probe_scores`` where its rows are in ``scores``): ROP:
-    laterality k-NN accuracy (the paper's "right eye / left eye distinction is primary") and
-    its chance level; BraTS: tumour-presence accuracy and the Spearman correlation of the slice
-    position predicted from latent neighbours (the "traverse through the axial slices"). Beside
-    each, its raw-pixel control (``*_pixels``), the linear probe (``probe_*``), the t-SNE
-    silhouette (``tsne_*_silhouette``, from ``tsne_silhouettes``) and the probe on generated
-    images' true z (``probe_*_generated_z``, from ``probes.generated_z_probe``).
+    """The numbers behind Figure 5, flat, for ``latent_space.json`` and the claims table:
+    the main label's k-NN accuracy and chance (fundus laterality, the paper's "right eye / left
+    eye distinction is primary"; MRI tumour presence) and the position's Spearman (the MRI's
+    "traverse through the axial slices"), from ``scores`` (``knn_scores``, ``probe_scores``),
+    each beside its raw-pixel control (``*_pixels``); the probe (``probe_*``), the t-SNE
+    silhouettes (``tsne``) and the probe on generated images' true z (``generated``).
     """
     names = rows(dataset)
     name, position = names["name"], latent_label(dataset).position
@@ -259,58 +251,50 @@ def headline_scores(dataset: str, scores: dict[str, dict[str, Any]],
     return out
 
 
-# which encoder's latents -> (their file, the scores' file)
-LATENT_SOURCES = {"paper": (LATENTS_FILE, "latent_space.json"),
-                  "indomain": (INDOMAIN_LATENTS_FILE, "latent_space_indomain.json")}
-
-
 def score_latent_space(run_dir: str | Path, seed: int = 0,
                        n_generated: int = GENERATED_IMAGES, encoder: str = "paper"
                        ) -> dict[str, Any]:
     """The numbers behind Figure 5 for a run whose latents are encoded (``pggan encode``; with
-    ``encoder="indomain"``, ``pggan invert``'s latents), written to ``latent_space.json``
-    (``latent_space_indomain.json``) and returned.
+    ``encoder="indomain"``, ``pggan invert``'s), written to ``LATENT_SOURCES``' file and
+    returned.
 
-    On the encoded training images and, as the control, on their raw pixels (the prepared
-    images the encoder read, all channels, at most ``PIXEL_CONTROL_RESOLUTION`` px), with the
-    same folds (grouped by subject for BraTS, see ``fold_groups``): ``knn_scores``,
-    ``probe_scores`` and ``tsne_silhouettes`` (the t-SNE of Figure 5: the profile's
-    ``eval.tsne_perplexity`` and ``seed``). Then ``probes.generated_z_probe``: a probe from
-    the true z of ``n_generated`` images (seed ``seed``) to the label read off each image, and
-    how often that reading agrees with the recorded labels of the training images.
-
-    Flat keys from ``headline_scores``; ``folds`` and ``pixels`` say which folds and pixels;
-    ``details`` holds every k-NN and probe row, ``tsne`` and ``generated_z`` the rest.
+    On the encoded training images and, as the control, their raw pixels (all channels, at
+    most ``PIXEL_CONTROL_RESOLUTION`` px), with the same folds (``fold_groups``):
+    ``knn_scores``, ``probe_scores`` and ``tsne_silhouettes`` (the profile's
+    ``eval.tsne_perplexity``, ``seed``). Then ``probes.generated_z_probe`` on ``n_generated``
+    images, with how often its label rule agrees with the training images' labels, and, for
+    the paper's encoder, the attribute table (``latent.attributes``). Flat keys from
+    ``headline_scores``; ``details`` holds every k-NN and probe row.
     """
     run_dir = Path(run_dir)
     latents_file, scores_file = LATENT_SOURCES[encoder]
     latents, labels = load_latents(run_dir, latents_file)
     run = open_run(run_dir)
-    G, info, config, data = run.G, run.facts, run.config, run.data
+    info, config, data = run.facts, run.config, run.data
     dataset, channels = config.data.dataset, len(run.channels)
+    device = pick_device(config.train.device)
+    G, drawn_at, alpha = run.G.to(device), int(info["resolution"]), float(info["alpha"])
     with code_that_ran() as ran:  # what the scores derive from, recorded below
         # the raw-pixel control at <= 64 px: it is about layout (which side the disc is on, the
         # slice level, whether a label channel is lit), and 512 px images of a whole training set
         # would not fit in memory
-        resolution = min(int(info["resolution"]), PIXEL_CONTROL_RESOLUTION)
+        resolution = min(drawn_at, PIXEL_CONTROL_RESOLUTION)
         images = data.batch(labels["index"].to_numpy(), resolution)[:, :channels]
         pixels = images.reshape(len(images), -1)
         groups = fold_groups(dataset, labels)
         scores = {**knn_scores(dataset, latents, labels, pixels, groups),
                   **probe_scores(dataset, latents, labels, pixels, groups)}
         tsne = tsne_silhouettes(dataset, latents, pixels, labels, config.eval.tsne_perplexity, seed)
-        G = G.to(pick_device(config.train.device))
-        generated = {**generated_z_probe(G, dataset, int(info["resolution"]),
-                                         config.model.latent_dim, float(info["alpha"]),
+        generated = {**generated_z_probe(G, dataset, drawn_at, config.model.latent_dim, alpha,
                                          n_generated, seed, label_resolution=resolution),
                      "label_rule_agreement_on_reals": label_rule_agreement(dataset, images, labels)}
         label = latent_label(dataset)
         attributes = None
         if encoder == "paper" and label.attributes is not None:  # Figure 5: is the label primary?
-            paper_encoder = load_encoder(run_dir, pick_device(config.train.device))
+            paper_encoder = load_encoder(run_dir, device)
             views = attribute_views(G, paper_encoder, hook(label.attributes), images, latents,
-                                    int(info["resolution"]), float(info["alpha"]),
-                                    config.model.latent_dim, n_generated, seed, resolution)
+                                    drawn_at, alpha, config.model.latent_dim, n_generated, seed,
+                                    resolution)
             table, planes = attribute_scores(views, config.eval.tsne_perplexity, seed,
                                              {VIEWS[0]: groups})
             attributes = {"label": label.words, "scores": score_records(table),
@@ -324,7 +308,7 @@ def score_latent_space(run_dir: str | Path, seed: int = 0,
                                    f"{n_generated} generated images, seed {seed}"}
         main_row = scores[rows(dataset)["knn"]]
         downsampled = (f", box-filtered down from the encoder's {info['resolution']} px"
-                       if resolution < int(info["resolution"]) else ", as the encoder read them")
+                       if resolution < drawn_at else ", as the encoder read them")
         result = {**headline_scores(dataset, scores, tsne, generated),
                   "folds": main_row.get("split", main_row.get("why_not")),
                   "pixels": f"all {channels} channels of the prepared training images at "
@@ -406,10 +390,10 @@ def encoders_reading(paper: dict[str, Any], indomain: dict[str, Any], dataset: s
             "separate is the question of the attribute table below.")
 
 
-def score_reading(result: dict[str, Any], dataset: str, margin: float = 0.02) -> str:
+def score_reading(result: dict[str, Any], dataset: str) -> str:
     """Sentences reading ``score_table``: whether the latents or the raw pixels carry the
-    label better (k-NN and probe; differences within ``margin`` count as a tie), for MRI the
-    same for slice position, and whether the generator's z carries the label its images
+    label better (k-NN and probe; differences within ``TIE_MARGIN`` count as a tie), for MRI
+    the same for slice position, and whether the generator's z carries the label its images
     show."""
     spec = latent_label(dataset)
     name, position, label = spec.key, spec.position, spec.words
@@ -421,10 +405,10 @@ def score_reading(result: dict[str, Any], dataset: str, margin: float = 0.02) ->
         diffs = [latent - pixel for latent, pixel in pairs]
         numbers = (f"k-NN {pairs[0][0]:.2f} vs {pairs[0][1]:.2f} on pixels, probe "
                    f"{pairs[1][0]:.2f} vs {pairs[1][1]:.2f}")
-        if all(d > margin for d in diffs):
+        if all(d > TIE_MARGIN for d in diffs):
             first = (f"The latents carry {label} better than the raw pixels ({numbers}): "
                      "the encoder makes it more accessible than the images themselves do.")
-        elif all(d < -margin for d in diffs):
+        elif all(d < -TIE_MARGIN for d in diffs):
             first = (f"The raw pixels carry {label} better than the latents ({numbers}): the "
                      "latent space loses part of what the images show plainly, so the label "
                      "is not 'primary' in the latents beyond what the pixels already give.")
@@ -435,8 +419,8 @@ def score_reading(result: dict[str, Any], dataset: str, margin: float = 0.02) ->
     spearman = (result.get(f"knn_{position}_spearman"),
                 result.get(f"knn_{position}_spearman_pixels"))
     if position is not None and None not in spearman:
-        better = ("latent" if spearman[0] - spearman[1] > margin else
-                  "raw-pixel" if spearman[1] - spearman[0] > margin else None)
+        better = ("latent" if spearman[0] - spearman[1] > TIE_MARGIN else
+                  "raw-pixel" if spearman[1] - spearman[0] > TIE_MARGIN else None)
         what = position_rows(position)[0].capitalize()
         first += (f" {what} follows {better} neighbours better" if better else
                   f" {what} follows latent and raw-pixel neighbours about equally") + \

@@ -24,6 +24,9 @@ from pggan_core.errors import DataError
 _EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity structuring element
 # The 8 neighbours in circular order (N, NE, E, SE, S, SW, W, NW) as (dy, dx).
 _RING = ((-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1))
+MIN_SEGMENT_LENGTH = 10.0  # px along the vessel: shorter spurs have meaningless arc / chord
+MIN_TUMOUR_FRACTION = 0.001  # of the brain: a few stray positive pixels are no tumour
+MRI_LABELS = ("ncr", "ed", "et")  # label channels for BraTS labels 1, 2 and 4, in store order
 
 
 def _binary(maps: np.ndarray, name: str, ndim: int) -> np.ndarray:
@@ -50,26 +53,21 @@ def _mask(mask: np.ndarray | None, shape: tuple[int, ...], name: str) -> np.ndar
 # Fundus: vessel skeleton
 
 
-def _ring(skeleton: np.ndarray) -> list[np.ndarray]:
-    """The 8 neighbour values of every pixel, in circular order."""
-    padded = np.pad(skeleton, 1)
-    h, w = skeleton.shape
-    return [padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in _RING]
-
-
 def junctions(skeleton: np.ndarray) -> np.ndarray:
     """Skeleton pixels where >= 3 branches meet: >= 3 skeleton neighbours forming >= 3 separate
     runs around the pixel (crossing number), so the staircase corners a digital skeleton makes
     on a bend are not mistaken for branchings."""
-    ring = _ring(skeleton)
+    padded = np.pad(skeleton, 1)
+    h, w = skeleton.shape
+    ring = [padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in _RING]
     neighbours = np.sum(ring, axis=0)
     runs = sum(~ring[k] & ring[(k + 1) % 8] for k in range(8))
     return skeleton & (neighbours >= 3) & (runs >= 3)
 
 
-def _segment_tortuosities(skeleton: np.ndarray, junction_mask: np.ndarray,
-                          min_length: float) -> np.ndarray:
-    """Arc / chord of every skeleton segment between junctions or ends, arc >= ``min_length``.
+def _segment_tortuosities(skeleton: np.ndarray, junction_mask: np.ndarray) -> np.ndarray:
+    """Arc / chord of every skeleton segment between junctions or ends, arc >=
+    ``MIN_SEGMENT_LENGTH``.
 
     Segments are the skeleton minus the 3x3 neighbourhood of each junction (so branches that touch
     diagonally at a junction separate). The arc is the geodesic length along the segment (steps of
@@ -110,32 +108,25 @@ def _segment_tortuosities(skeleton: np.ndarray, junction_mask: np.ndarray,
     end_b, arc = farthest(end_a)
     # end_b and end_a are both in label order, so they pair up component by component.
     chord = np.hypot(ys[end_a] - ys[end_b], xs[end_a] - xs[end_b])
-    keep = (arc >= min_length) & (chord > 0)
+    keep = (arc >= MIN_SEGMENT_LENGTH) & (chord > 0)
     return arc[keep] / chord[keep]
 
 
-def fundus_stats(vessels: np.ndarray, fov: np.ndarray | None = None,
-                 min_segment_length: float = 10.0) -> dict[str, np.ndarray]:
-    """Vessel-tree statistics per image.
+def fundus_stats(vessels: np.ndarray, fov: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Vessel-tree statistics per image, NaN for an image with an empty ``fov``.
 
-    Args:
-        vessels: (N, H, W) bool vessel maps, or the vessel channel in [-1, 1] (vessel where > 0).
-        fov: (N, H, W) or (H, W) bool field of view; None = the whole image.
-        min_segment_length: shorter skeleton segments (px, along the vessel) are ignored for
-            tortuosity: short spurs and stubs have meaningless arc/chord.
+    ``vessels``: (N, H, W) bool vessel maps, or the vessel channel in [-1, 1] (vessel where
+    > 0); ``fov``: (N, H, W) or (H, W) bool field of view, None for the whole image. Returns:
 
-    Returns:
-        ``vessel_density``: vessel fraction of the FOV.
-        ``branch_points``: junctions of the skeleton (``skimage`` skeletonize; junction pixels
-        within 2 px of each other count once), divided by the FOV's fraction of the frame, i.e.
-        junctions per full frame. Comparable across images with different FOV sizes; across
-        resolutions only roughly (fewer thin vessels are resolved at low resolution; per-pixel
-        rates would be off by 4x per octave). An artery crossing a vein looks like a junction in
-        2-D and is counted too.
-        ``tortuosity``: mean arc/chord of the skeleton segments between junctions and ends
-        (1 = straight); NaN for an image without a segment of ``min_segment_length``. Short
-        segments between crossings dilute the trunks' tortuosity, but it still ranks images:
-        Spearman 0.7 against the phantom's plus-disease score on 14 phantoms at 256 px.
+    - ``vessel_density``: vessel fraction of the FOV.
+    - ``branch_points``: junctions of the skeleton (``skimage`` skeletonize; junction pixels
+      within 2 px of each other count once) per full frame (divided by the FOV's share of it),
+      so images with different FOVs compare; resolutions only roughly (fewer thin vessels are
+      resolved at low resolution). An artery crossing a vein counts too.
+    - ``tortuosity``: mean arc/chord of the skeleton segments between junctions and ends
+      (1 = straight); NaN without a segment of ``MIN_SEGMENT_LENGTH``. Short segments between
+      crossings dilute the trunks' tortuosity, but it still ranks images: Spearman 0.7 against
+      the phantom's plus-disease score on 14 phantoms at 256 px.
     """
     vessels = _binary(vessels, "fundus_stats vessels", 3)
     fov = _mask(fov, vessels.shape, "fundus_stats fov")
@@ -153,7 +144,7 @@ def fundus_stats(vessels: np.ndarray, fov: np.ndarray | None = None,
         # two Y's side by side).
         nodes = ndimage.label(ndimage.binary_dilation(junction_mask, _EIGHT), _EIGHT)[1]
         out["branch_points"][i] = nodes / (fov_pixels / (h * w))
-        ratios = _segment_tortuosities(skeleton, junction_mask, min_segment_length)
+        ratios = _segment_tortuosities(skeleton, junction_mask)
         if len(ratios):
             out["tortuosity"][i] = ratios.mean()
     return out
@@ -162,27 +153,21 @@ def fundus_stats(vessels: np.ndarray, fov: np.ndarray | None = None,
 # ----------------------------------------------------------------------------------------------
 # Brain MRI: tumour labels
 
-MRI_LABELS = ("ncr", "ed", "et")  # label channels for BraTS labels 1, 2 and 4, in store order
 
+def mri_stats(labels: np.ndarray, brain_mask: np.ndarray | None = None
+              ) -> dict[str, np.ndarray]:
+    """Tumour statistics per slice from the three label channels, NaN everywhere for a slice
+    with an empty brain mask.
 
-def mri_stats(labels: np.ndarray, brain_mask: np.ndarray | None = None,
-              min_tumour_fraction: float = 0.001) -> dict[str, np.ndarray]:
-    """Tumour statistics per slice from the three label channels.
+    ``labels``: (N, 3, H, W) label channels (NCR/NET = 1, ED = 2, ET = 4) in [-1, 1] (present
+    where > 0), or bool; generated channels may overlap, each counted as drawn. ``brain_mask``:
+    (N, H, W) or (H, W) bool, None for the whole image. Returns:
 
-    Args:
-        labels: (N, 3, H, W) label channels (NCR/NET = 1, ED = 2, ET = 4) in [-1, 1] (present
-            where > 0), or bool. Generated channels may overlap; each is counted as drawn.
-        brain_mask: (N, H, W) or (H, W) bool brain pixels; None = the whole image.
-        min_tumour_fraction: a slice "has a tumour" when the whole tumour (any label) covers at
-            least this fraction of the brain, so a few stray positive pixels in a generated label
-            channel do not count.
-
-    Returns:
-        ``tumour_area``: whole-tumour (any label) fraction of the brain.
-        ``ncr_fraction``, ``ed_fraction``, ``et_fraction``: each label's share of the whole
-        tumour (NaN without a tumour; may sum above 1 where generated labels overlap).
-        ``tumour_present``: 1.0 or 0.0; its mean is the tumour presence rate.
-        NaN everywhere for a slice with an empty brain mask.
+    - ``tumour_area``: whole-tumour (any label) fraction of the brain.
+    - ``ncr_fraction``, ``ed_fraction``, ``et_fraction``: each label's share of the whole
+      tumour (NaN without a tumour; may sum above 1 where generated labels overlap).
+    - ``tumour_present``: 1.0 where the tumour covers ``MIN_TUMOUR_FRACTION`` of the brain or
+      more, else 0.0; its mean is the tumour presence rate.
     """
     labels = _binary(labels, "mri_stats labels", 4)
     if labels.shape[1] != len(MRI_LABELS):
@@ -196,7 +181,7 @@ def mri_stats(labels: np.ndarray, brain_mask: np.ndarray | None = None,
     tumour_pixels = labels.any(axis=1).sum(axis=(1, 2)).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         area = tumour_pixels / brain_pixels
-        present = area >= min_tumour_fraction
+        present = area >= MIN_TUMOUR_FRACTION
         out = {"tumour_area": area,
                "tumour_present": np.where(np.isnan(area), np.nan, present.astype(float))}
         for k, name in enumerate(MRI_LABELS):
@@ -226,7 +211,6 @@ def compare_distributions(real_stats: dict[str, np.ndarray],
         real = np.asarray(real_stats[name], dtype=float)
         fake = np.asarray(fake_stats[name], dtype=float)
         real, fake = real[np.isfinite(real)], fake[np.isfinite(fake)]
-        both = len(real) > 0 and len(fake) > 0
         rows.append({
             "statistic": name,
             "n_real": len(real),
@@ -235,6 +219,7 @@ def compare_distributions(real_stats: dict[str, np.ndarray],
             "n_fake": len(fake),
             "fake_mean": fake.mean() if len(fake) else np.nan,
             "fake_std": fake.std() if len(fake) else np.nan,
-            "wasserstein": wasserstein_distance(real, fake) if both else np.nan,
+            "wasserstein": wasserstein_distance(real, fake) if len(real) and len(fake)
+            else np.nan,
         })
     return pd.DataFrame(rows).set_index("statistic")

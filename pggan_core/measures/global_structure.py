@@ -22,6 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 DISC_BLUR = 40  # the disc is found after a blur of R / 40 (the loaders' rule for photographs)
+MIN_LESION_PIXELS = 4  # a FLAIR-bright region smaller than this is noise, not a lesion
 
 
 def _whiteness(images: np.ndarray) -> np.ndarray:
@@ -116,13 +117,13 @@ def lesion_nesting(flair_bright: np.ndarray, enhancing: np.ndarray) -> np.ndarra
     return out
 
 
-def lesion_components(flair_bright: np.ndarray, min_pixels: int = 4) -> np.ndarray:
-    """How many separate FLAIR-hyperintense regions of at least ``min_pixels`` pixels each
-    slice (N, R, R) bool shows (8-connected)."""
+def lesion_components(flair_bright: np.ndarray) -> np.ndarray:
+    """How many separate FLAIR-hyperintense regions of at least ``MIN_LESION_PIXELS`` pixels
+    each slice (N, R, R) bool shows (8-connected)."""
     out = np.zeros(len(flair_bright))
     for i, mask in enumerate(flair_bright):
         labelled, count = ndimage.label(mask, np.ones((3, 3)))
         if count:
             sizes = np.bincount(labelled.ravel())[1:]
-            out[i] = float((sizes >= min_pixels).sum())
+            out[i] = float((sizes >= MIN_LESION_PIXELS).sum())
     return out

@@ -10,35 +10,26 @@ import numpy as np
 from scipy import ndimage
 
 from pggan_core.errors import DataError
-from pggan_core.measures.arrays import check_images
+from pggan_core.measures import check_images
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003
-
-
-MS_SSIM_WIN = 11
-
-
-MS_SSIM_SIGMA = 1.5
+MS_SSIM_WIN, MS_SSIM_SIGMA = 11, 1.5
 _SSIM_K1, _SSIM_K2 = 0.01, 0.03
+LOW, DATA_RANGE = -1.0, 2.0  # images in [-1, 1] are shifted into [0, 2]
+BATCH = 64  # pairs compared at a time
 
 
-def ms_ssim_num_scales(size: int, win_size: int = MS_SSIM_WIN) -> int:
+def ms_ssim_num_scales(size: int) -> int:
     """How many of the 5 MS-SSIM scales fit an image whose smaller side is ``size`` px.
 
-    Scale k sees the image at about size / 2^k and needs at least ``win_size`` px there: 5 scales
+    Scale k sees the image at about size / 2^k and needs the 11 px window there: 5 scales
     from 161 px (256), 4 from 81 px (128), 3 from 41 px (64), 2 from 21 px (32), 1 from 11 px.
     """
     scales = 0
-    while scales < len(MS_SSIM_WEIGHTS) and size >= win_size:
+    while scales < len(MS_SSIM_WEIGHTS) and size >= MS_SSIM_WIN:
         scales += 1
         size = (size + 1) // 2
     return scales
-
-
-def _gaussian_window(size: int, sigma: float) -> np.ndarray:
-    coords = np.arange(size) - size // 2
-    g = np.exp(-(coords**2) / (2 * sigma**2))
-    return (g / g.sum()).astype(np.float32)
 
 
 def _filter_valid(x: np.ndarray, win: np.ndarray) -> np.ndarray:
@@ -56,10 +47,10 @@ def _halve(x: np.ndarray) -> np.ndarray:
     return x.reshape(*lead, h // 2, 2, w // 2, 2).mean(axis=(-3, -1))
 
 
-def _ssim_and_cs(x: np.ndarray, y: np.ndarray, data_range: float,
-                 win: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _ssim_and_cs(x: np.ndarray, y: np.ndarray, win: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean SSIM and mean contrast-structure term per (image, channel)."""
-    c1, c2 = (_SSIM_K1 * data_range) ** 2, (_SSIM_K2 * data_range) ** 2
+    c1, c2 = (_SSIM_K1 * DATA_RANGE) ** 2, (_SSIM_K2 * DATA_RANGE) ** 2
     mu_x, mu_y, e_xx, e_yy, e_xy = _filter_valid(np.stack([x, y, x * x, y * y, x * y]), win)
     var_x, var_y, cov = e_xx - mu_x**2, e_yy - mu_y**2, e_xy - mu_x * mu_y
     cs_map = (2 * cov + c2) / (var_x + var_y + c2)
@@ -67,21 +58,17 @@ def _ssim_and_cs(x: np.ndarray, y: np.ndarray, data_range: float,
     return ssim_map.mean(axis=(-2, -1)), cs_map.mean(axis=(-2, -1))
 
 
-def ms_ssim(a: np.ndarray, b: np.ndarray, data_range: float = 2.0, low: float = -1.0,
-            batch: int = 64) -> np.ndarray:
-    """MS-SSIM of each pair (a[i], b[i]), averaged over channels: shape (N,), 1 = identical.
+def ms_ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """MS-SSIM of each pair (a[i], b[i]) in [-1, 1], averaged over channels: (N,), 1 = identical.
 
-    Standard MS-SSIM (Wang et al. 2003; as ``pytorch_msssim.ms_ssim``, which it matches to
-    ~1e-5): Gaussian window 11, sigma 1.5, K = (0.01, 0.03), 2x2 average pooling between scales,
-    terms clamped at 0, weights (0.0448, 0.2856, 0.3001, 0.2363, 0.1333). float32 throughout.
+    Standard MS-SSIM (as ``pytorch_msssim.ms_ssim``, which it matches to ~1e-5): Gaussian
+    window 11, sigma 1.5, K = (0.01, 0.03), 2x2 average pooling between scales, terms clamped
+    at 0, Wang et al.'s weights, float32 throughout, on images shifted into [0, 2] (SSIM's
+    luminance term assumes non-negative intensities).
 
-    Inputs are shifted by ``-low`` into [0, data_range] first, because SSIM's luminance term
-    assumes non-negative intensities ([-1, 1] images -> [0, 2]).
-
-    Small images: the 5 scales need > 160 px (11 px at the coarsest). Below that only the
-    ``ms_ssim_num_scales(size)`` scales that fit are used and their weights are renormalised to
-    sum to 1 (64 px -> 3 scales, 128 px -> 4). Values are then comparable only between image
-    sets of the same size; record ``ms_ssim_num_scales`` next to the value.
+    The 5 scales need > 160 px. Smaller images use the ``ms_ssim_num_scales(size)`` scales that
+    fit, weights renormalised to sum to 1 (64 px -> 3, 128 px -> 4): values then compare only
+    between sets of the same size; record ``ms_ssim_num_scales`` beside them.
     """
     a, b = check_images(a, "ms_ssim a"), check_images(b, "ms_ssim b")
     if a.shape != b.shape:
@@ -92,15 +79,17 @@ def ms_ssim(a: np.ndarray, b: np.ndarray, data_range: float = 2.0, low: float = 
                         f"{MS_SSIM_WIN} px window; evaluate at a higher resolution")
     weights = np.array(MS_SSIM_WEIGHTS[:scales])
     weights /= weights.sum()
-    win = _gaussian_window(MS_SSIM_WIN, MS_SSIM_SIGMA)
+    coords = np.arange(MS_SSIM_WIN) - MS_SSIM_WIN // 2
+    gauss = np.exp(-(coords**2) / (2 * MS_SSIM_SIGMA**2))
+    win = (gauss / gauss.sum()).astype(np.float32)
 
     out = []
-    for start in range(0, len(a), batch):
-        x = np.asarray(a[start:start + batch], dtype=np.float32) - np.float32(low)
-        y = np.asarray(b[start:start + batch], dtype=np.float32) - np.float32(low)
+    for start in range(0, len(a), BATCH):
+        x = np.asarray(a[start:start + BATCH], dtype=np.float32) - np.float32(LOW)
+        y = np.asarray(b[start:start + BATCH], dtype=np.float32) - np.float32(LOW)
         terms = []
         for scale in range(scales):
-            ssim, cs = _ssim_and_cs(x, y, data_range, win)
+            ssim, cs = _ssim_and_cs(x, y, win)
             if scale < scales - 1:
                 terms.append(np.maximum(cs, 0))
                 x, y = _halve(x), _halve(y)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from pggan_core.errors import DataError
-from pggan_core.measures.arrays import check_images
+from pggan_core.measures import check_images
 
 # bytes of one block of images in ``nearest_neighbours`` (float64): 32 images of 4 x 256^2,
 # 8 of 4 x 512^2. The loop re-reads the query once per reference block, which costs a
@@ -34,7 +34,7 @@ def nearest_neighbours(query: np.ndarray, reference: np.ndarray,
     if batch is None:
         batch = max(1, min(256, NN_BLOCK_BYTES // (8 * int(np.prod(query.shape[1:])))))
 
-    def flat(images, start: int) -> torch.Tensor:
+    def flat(images: np.ndarray, start: int) -> torch.Tensor:
         block = np.asarray(images[start:start + batch], dtype=np.float64)
         return torch.from_numpy(block.reshape(len(block), -1))
 
@@ -59,12 +59,7 @@ def nearest_neighbours(query: np.ndarray, reference: np.ndarray,
     return distances, best_idx
 
 
-def nearest_neighbour_distances(query: np.ndarray, reference: np.ndarray,
-                                batch: int | None = None) -> np.ndarray:
-    """L2 distance of each query image to its closest reference image, shape (N_query,).
-
-    For memorisation: compare ``nearest_neighbour_distances(generated, train)`` with
-    ``nearest_neighbour_distances(heldout, train)``; generated images sitting much closer to the
-    training set than held-out real images do are copies.
-    """
-    return nearest_neighbours(query, reference, batch)[0]
+def nearest_neighbour_distances(query: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``nearest_neighbours``' distances alone, shape (N_query,): compare generated->train
+    with held-out->train; generated images much closer to the training set are copies."""
+    return nearest_neighbours(query, reference)[0]

@@ -11,33 +11,20 @@ from scipy import ndimage
 
 from pggan_core.config import EvalConfig
 from pggan_core.errors import DataError
-from pggan_core.measures.arrays import check_images
+from pggan_core.measures import check_images
 
 SWD_PATCH = 7  # descriptor size (NVIDIA's nhood_size)
-
-
 SWD_DIRS_PER_REPEAT = 128  # projections are drawn and evaluated in groups of this size
-
-
 SWD_IMAGE_CHUNK = 64  # images per pyramid pass; bounds memory at high resolution
-
-
 # cv2.pyrDown's 5-tap binomial kernel; the 2-D filter NVIDIA uses is its outer product.
 _BINOMIAL_5 = np.array([1.0, 4.0, 6.0, 4.0, 1.0], dtype=np.float32) / 16.0
 
 
 def _blur(x: np.ndarray) -> np.ndarray:
     """Separable 5x5 binomial blur with mirror borders, as NVIDIA's scipy.ndimage.convolve.
-
-    Two 1-D passes of scipy, not torch's conv2d with one input channel: much faster on CPU
-    (benchmarks/README.md).
-    """
+    Two 1-D passes of scipy, not torch's conv2d: much faster on CPU (benchmarks/README.md)."""
     x = ndimage.correlate1d(x, _BINOMIAL_5, axis=-1, mode="mirror")
     return ndimage.correlate1d(x, _BINOMIAL_5, axis=-2, mode="mirror")
-
-
-def _pyr_down(x: np.ndarray) -> np.ndarray:
-    return _blur(x)[:, :, ::2, ::2]
 
 
 def _pyr_up(x: np.ndarray) -> np.ndarray:
@@ -51,18 +38,9 @@ def laplacian_pyramid(images: np.ndarray, num_levels: int) -> list[np.ndarray]:
     """Band-pass levels, finest first; the last level is the low-pass residual (as NVIDIA)."""
     gaussians = [np.asarray(images, dtype=np.float32)]
     for _ in range(1, num_levels):
-        gaussians.append(_pyr_down(gaussians[-1]))
+        gaussians.append(_blur(gaussians[-1])[:, :, ::2, ::2])
     bands = [g - _pyr_up(g_next) for g, g_next in zip(gaussians[:-1], gaussians[1:], strict=True)]
     return bands + [gaussians[-1]]
-
-
-def swd_resolutions(size: int, min_resolution: int = 16) -> list[int]:
-    """The pyramid levels SWD reports for square images of ``size`` px: size, size/2, ... >= min."""
-    out = []
-    while size >= min_resolution:
-        out.append(size)
-        size //= 2
-    return out
 
 
 def _descriptors(level: np.ndarray, per_image: int, rng: np.random.Generator) -> np.ndarray:
@@ -80,35 +58,33 @@ def _descriptors(level: np.ndarray, per_image: int, rng: np.random.Generator) ->
     return patches.reshape(n * per_image, SWD_PATCH, SWD_PATCH, -1).transpose(0, 3, 1, 2)
 
 
-def _normalise(desc: np.ndarray) -> np.ndarray:
-    """Per-channel zero mean, unit std over one set's patches, then flatten (NVIDIA's finalize)."""
-    desc = desc - desc.mean(axis=(0, 2, 3), keepdims=True)
-    std = desc.std(axis=(0, 2, 3), keepdims=True)
-    # A channel that is constant in a set (an empty label map) would give 0/0 in NVIDIA's code;
-    # it stays all-zero here instead.
-    desc /= np.where(std > 0, std, 1.0)
-    return desc.reshape(desc.shape[0], -1)
-
-
 def _set_descriptors(images: np.ndarray, num_levels: int, per_image: int,
                      rng: np.random.Generator) -> list[np.ndarray]:
-    """Normalised descriptors of one image set, one (N * per_image, C * 49) array per level."""
+    """Descriptors of one image set, one (N * per_image, C * 49) array per level, normalised
+    per channel to zero mean and unit std over the set's patches (NVIDIA's finalize)."""
     per_level: list[list[np.ndarray]] = [[] for _ in range(num_levels)]
     for start in range(0, len(images), SWD_IMAGE_CHUNK):
         chunk = images[start:start + SWD_IMAGE_CHUNK]
         for lod, level in enumerate(laplacian_pyramid(chunk, num_levels)):
             per_level[lod].append(_descriptors(level, per_image, rng))
-    return [_normalise(np.concatenate(d)) for d in per_level]
+    out = []
+    for descriptors in per_level:
+        desc = np.concatenate(descriptors)
+        desc = desc - desc.mean(axis=(0, 2, 3), keepdims=True)
+        std = desc.std(axis=(0, 2, 3), keepdims=True)
+        # a channel constant over the set (an empty label map) is 0/0 in NVIDIA's code; 0 here
+        desc /= np.where(std > 0, std, 1.0)
+        out.append(desc.reshape(desc.shape[0], -1))
+    return out
 
 
 def _sliced_wasserstein_1(a: np.ndarray, b: np.ndarray, n_projections: int,
                           rng: np.random.Generator) -> float:
     """Mean over random unit directions of the 1-D Wasserstein-1 distance of the projections."""
-    dims = a.shape[1]
     total = 0.0
     for start in range(0, n_projections, SWD_DIRS_PER_REPEAT):
         count = min(SWD_DIRS_PER_REPEAT, n_projections - start)
-        dirs = rng.standard_normal((dims, count))
+        dirs = rng.standard_normal((a.shape[1], count))
         dirs /= np.sqrt(np.sum(np.square(dirs), axis=0, keepdims=True))
         dirs_t = dirs.T.astype(np.float32)
         # Equal counts, so sorted projections are matched quantiles. (direction, patch) layout:
@@ -124,29 +100,20 @@ def sliced_wasserstein(real: np.ndarray, fake: np.ndarray, seed: int = 0,
                        min_resolution: int = 16) -> dict[str, float]:
     """Multi-scale sliced Wasserstein distance between two image sets, x10^3 (NVIDIA's SWD).
 
-    Follows PGGAN's ``metrics/sliced_wasserstein.py``: each image is decomposed into a Laplacian
-    pyramid (cv2.pyrDown/pyrUp binomial filter, mirror borders) down to ``min_resolution`` px; at
-    every level ``n_descriptors`` random 7x7 patches (all channels) are taken per image; each
-    set's patches are normalised per channel (zero mean, unit std, over that set alone); the
-    distance is the mean over ``n_projections`` random unit directions (NVIDIA: 4 x 128) of the
-    mean absolute difference between the sorted projections of the two sets.
+    As PGGAN's ``metrics/sliced_wasserstein.py``: a Laplacian pyramid of each image (binomial
+    filter, mirror borders) down to ``min_resolution`` px; ``n_descriptors`` random 7x7 patches
+    (all channels) per image and level, normalised per channel over their own set; the mean
+    over ``n_projections`` random unit directions (NVIDIA: 4 x 128) of the mean absolute
+    difference of the sorted projections.
 
-    Args:
-        real, fake: (N, C, H, W) square images, any C; H must halve evenly down to the last level.
-            Sets of different sizes are compared on a random subset of the larger one (NVIDIA
-            compares equal counts).
-        seed: fixes patch positions (independent streams for ``real`` and ``fake``, so
-            ``sliced_wasserstein(x, x)`` is a small sampling-noise value, not exactly 0) and
-            projection directions (shared by both sets).
+    ``real`` and ``fake`` are (N, C, H, W) square images, H halving evenly to the last level;
+    sets of different sizes are compared on a random subset of the larger (NVIDIA compares
+    equal counts). ``seed`` fixes the patches (a stream per set, so ``sliced_wasserstein(x,
+    x)`` is small sampling noise, not 0) and the directions (shared). Returns ``swd_<res>``
+    per level (the finest measures texture, the coarsest layout) and ``swd_mean``.
 
-    Returns:
-        ``{"swd_<res>": ...}`` for every level (e.g. ``swd_64``, ``swd_32``, ``swd_16``; the
-        finest level measures fine texture, the coarsest overall layout) and ``swd_mean``.
-
-    Notes:
-        Because each set is normalised on its own, SWD ignores a global per-channel brightness or
-        contrast change of a whole set (NVIDIA's design); compare channel means separately if
-        that matters. Inputs are not quantised to 8 bits as NVIDIA's fakes were.
+    Each set is normalised on its own, so SWD ignores a global per-channel brightness or
+    contrast change of a whole set (NVIDIA's design). Inputs are not quantised to 8 bits.
     """
     real = check_images(real, "sliced_wasserstein real")
     fake = check_images(fake, "sliced_wasserstein fake")
@@ -154,7 +121,10 @@ def sliced_wasserstein(real: np.ndarray, fake: np.ndarray, seed: int = 0,
         raise DataError(f"sliced_wasserstein: real images are {real.shape[1:]} but fakes are "
                         f"{fake.shape[1:]}; compare sets with the same channels and resolution")
     _, _, h, w = real.shape
-    resolutions = swd_resolutions(h, min_resolution)
+    resolutions, size = [], h  # the levels reported: h, h/2, ... >= min_resolution
+    while size >= min_resolution:
+        resolutions.append(size)
+        size //= 2
     if h != w or not resolutions or h % resolutions[-1] or min_resolution < SWD_PATCH:
         raise DataError(f"sliced_wasserstein: images of {h}x{w} px cannot be reduced to "
                         f"{min_resolution} px by halving; use square power-of-two images of at "
@@ -180,11 +150,10 @@ def sliced_wasserstein(real: np.ndarray, fake: np.ndarray, seed: int = 0,
 
 def swd_floor(real_a: np.ndarray, real_b: np.ndarray, seed: int = 0,
               **kwargs: int) -> dict[str, float]:
-    """SWD between two disjoint halves of the *real* set: the value a perfect generator would get.
+    """SWD between two disjoint halves of the *real* set: what a perfect generator would get.
 
-    SWD is never 0 for finite samples (different images, random patches), so a fake-vs-real SWD
-    is only meaningful next to this floor computed with the same set size and settings. Split the
-    real images in two halves of equal size, and compare fakes with one half of that size.
+    SWD is never 0 for finite samples, so a fake-vs-real SWD means something only beside this
+    floor, with the same set size and settings (compare fakes with one half).
     """
     return sliced_wasserstein(real_a, real_b, seed=seed, **kwargs)
 
