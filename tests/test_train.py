@@ -21,10 +21,11 @@ from pggan_core.errors import ConfigError, PgganError
 from pggan_core.runs.folder import is_finished, run_config
 from pggan_core.training import checkpoint as ckpt
 from pggan_core.training import trainer as train_module
+from pggan_core.training.guards import TrainingDiverged
 from pggan_core.training.losses import discriminator_loss
 from pggan_core.training.networks import Discriminator
 from pggan_core.training.schedule import build_phases
-from pggan_core.training.trainer import TrainingDiverged, train
+from pggan_core.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -286,7 +287,7 @@ from torch.nn.parallel import DistributedDataParallel
 from pggan_core.config import load_config
 from pggan_core.training.losses import discriminator_loss
 from pggan_core.training.networks import Discriminator
-from pggan_core.training.trainer import PhaseNetwork
+from pggan_core.training.guards import PhaseNetwork
 torch.set_num_threads(1)
 dist.init_process_group("gloo")
 rank = dist.get_rank()
@@ -362,7 +363,8 @@ def test_the_papers_widths_train_every_phase_from_4_to_512_px(tmp_path):
     # one step of every fade and stable phase at batch 2 (the paper's 512 px phase at batch 8
     # peaked at 13.9 GB resident on a 24 GiB machine)
     from pggan_core.data.prepare import prepare_dataset
-    from pggan_core.training.trainer import Runtime, Trainer
+    from pggan_core.training.guards import Runtime
+    from pggan_core.training.trainer import Trainer
 
     config = load_config("paper", "rop", {
         "data": {"n_images": 4, "heldout_fraction": 0.25, "vessel_channel": "mask"},
