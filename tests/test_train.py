@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import select
@@ -21,7 +22,7 @@ from pggan_core.errors import ConfigError, PgganError
 from pggan_core.runs.folder import is_finished, run_config
 from pggan_core.training import checkpoint as ckpt
 from pggan_core.training import trainer as train_module
-from pggan_core.training.guards import TrainingDiverged
+from pggan_core.training.guards import TrainingDiverged, check_same_config
 from pggan_core.training.losses import discriminator_loss
 from pggan_core.training.networks import Discriminator
 from pggan_core.training.schedule import build_phases
@@ -166,6 +167,18 @@ def test_resume_mid_fade_is_bit_identical(tiny_data, tiny_run, tmp_path, monkeyp
            for lines in ((run / "phase_metrics.jsonl").read_text().splitlines()
                          for run in (straight, resumed))]
     assert swd[0] == swd[1]
+
+
+def test_a_resume_with_other_settings_is_refused_naming_every_key_that_differs(tmp_path):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(smoke().run_dict(), sort_keys=False))
+    check_same_config(tmp_path, smoke())  # the run's own settings resume
+    other = dataclasses.replace(smoke(seed=3, lr=0.002), profile="custom")
+    with pytest.raises(ConfigError) as refused:
+        check_same_config(tmp_path, other)
+    assert str(refused.value) == (
+        f"{tmp_path / 'config.yaml'}: profile was 'smoke', now 'custom'; train.lr was 0.001, "
+        "now 0.002; train.seed was 0, now 3; resume with the original settings or train into "
+        "a new --out")
 
 
 KILL_OVERRIDES = {"schedule": {"max_resolution": 4}, "train": {"checkpoint_every": 1}}
