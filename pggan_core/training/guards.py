@@ -1,4 +1,4 @@
-"""What keeps a training run safe around its loop (``trainer.py``); none of it trains.
+"""What keeps a training run safe around its loop (``trainer.py``), and spreads it over ranks.
 
 * one process per run folder: ``run_lock``;
 * a run resumes only as it was, on its own data: ``check_data``, ``resuming``,
@@ -6,10 +6,12 @@
 * a loss that turns NaN stops the run before it spoils the weights: ``finite_mean``;
 * SIGINT and SIGTERM stop it after its step, with a checkpoint: ``StopSignals``,
   ``agreed_stop``, ``resume_command``;
-* several processes (``torchrun --nproc_per_node N``) train data-parallel: ``process_group``,
-  ``PhaseNetwork``, ``gather_ranks``; every rank reads its own shard of the training images,
-  G and D are wrapped in DistributedDataParallel for each phase, which averages their gradients
-  over ranks during the backward pass, and rank 0 alone writes files;
+* several processes (``torchrun --nproc_per_node N``) train data-parallel (``process_group``):
+  every rank reads its own shard of the training images (``rank_shard``, ``ShardSampler``)
+  and takes its share of the batch (``rank_batch``); G and D are wrapped in
+  DistributedDataParallel for each phase (``PhaseNetwork``), which averages their gradients
+  over ranks during the backward pass; every checkpoint holds every rank's random and data
+  streams (``gather_ranks``, ``restore_rank``); rank 0 alone writes files;
 * ``train.compile``: ``compiled_or_eager``, applied per phase with the wrappers above by
   ``phase_networks``.
 """
@@ -323,30 +325,6 @@ def process_group(device: str = "auto") -> Iterator[Runtime]:
             dist.destroy_process_group()
 
 
-class PhaseNetwork(nn.Module):
-    """A network as one phase trains it: its own forward, but only the layers that phase uses
-    as parameters. This is what DistributedDataParallel wraps.
-
-    DDP averages the gradient of every parameter of the module it wraps and waits for each one;
-    G and D hold every resolution's layers, most of them idle in any phase, so wrapping them
-    whole would need ``find_unused_parameters`` and its graph search on every step.
-    """
-
-    def __init__(self, network: nn.Module, resolution: int,
-                 fading: bool) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList(network.active_layers(resolution, fading))
-        self._network = (network,)  # in a tuple, so its idle layers are not registered here
-
-    @property
-    def mbstd_group(self) -> int | None:
-        """The critic's minibatch-stddev group size (``losses`` joins batches by it)."""
-        return getattr(self._network[0], "mbstd_group", None)
-
-    def forward(self, x: Tensor, resolution: int, alpha: float) -> Tensor:
-        return self._network[0](x, resolution, alpha)
-
-
 def rank_shard(indices: np.ndarray, runtime: Runtime, data_dir: Path) -> np.ndarray:
     """This rank's shard of the training images ``indices`` (every world_size-th one);
     DataError when it is empty."""
@@ -386,17 +364,6 @@ class ShardSampler:
         self.perm, self.cursor = state["perm"].numpy(), int(state["cursor"])
 
 
-def restore_rank(ranks: list[dict[str, Any]], sampler: ShardSampler, runtime: Runtime,
-                 seed: int) -> None:
-    """This rank's RNG and data order as ``gather_ranks`` saved them in a checkpoint; on
-    another process count, fresh streams, distinct per rank, from ``seed``."""
-    if len(ranks) == runtime.world_size:
-        ckpt.restore_rng(ranks[runtime.rank]["rng"])
-        sampler.load_state_dict(ranks[runtime.rank]["sampler"])
-    else:
-        torch.manual_seed(seed + runtime.rank)
-
-
 def rank_batch(batch_size: dict[int, int], resolution: int, runtime: Runtime) -> int:
     """This rank's share of ``batch_size[resolution]``; ConfigError unless it splits evenly."""
     batch, world = batch_size[resolution], runtime.world_size
@@ -418,6 +385,41 @@ def gather_ranks(mine: dict[str, Any], fingerprint: str, runtime: Runtime,
     if len(set(fingerprints)) != 1:
         raise RuntimeError(f"ranks hold different weights at step {step}: {fingerprints}")
     return ranks, fingerprints
+
+
+def restore_rank(ranks: list[dict[str, Any]], sampler: ShardSampler, runtime: Runtime,
+                 seed: int) -> None:
+    """This rank's RNG and data order as ``gather_ranks`` saved them in a checkpoint; on
+    another process count, fresh streams, distinct per rank, from ``seed``."""
+    if len(ranks) == runtime.world_size:
+        ckpt.restore_rng(ranks[runtime.rank]["rng"])
+        sampler.load_state_dict(ranks[runtime.rank]["sampler"])
+    else:
+        torch.manual_seed(seed + runtime.rank)
+
+
+class PhaseNetwork(nn.Module):
+    """A network as one phase trains it: its own forward, but only the layers that phase uses
+    as parameters. This is what DistributedDataParallel wraps.
+
+    DDP averages the gradient of every parameter of the module it wraps and waits for each one;
+    G and D hold every resolution's layers, most of them idle in any phase, so wrapping them
+    whole would need ``find_unused_parameters`` and its graph search on every step.
+    """
+
+    def __init__(self, network: nn.Module, resolution: int,
+                 fading: bool) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(network.active_layers(resolution, fading))
+        self._network = (network,)  # in a tuple, so its idle layers are not registered here
+
+    @property
+    def mbstd_group(self) -> int | None:
+        """The critic's minibatch-stddev group size (``losses`` joins batches by it)."""
+        return getattr(self._network[0], "mbstd_group", None)
+
+    def forward(self, x: Tensor, resolution: int, alpha: float) -> Tensor:
+        return self._network[0](x, resolution, alpha)
 
 
 def phase_networks(G: nn.Module, D: nn.Module, phase: Phase, runtime: Runtime,

@@ -1,5 +1,6 @@
-"""What a run writes into its folder as it trains, besides its checkpoints (checkpoint.py).
+"""What a run writes into its folder as it trains.
 
+    checkpoints/          the latest two checkpoints (checkpoint.py for the format)
     config.yaml           the configuration it trains with (a resume must match it)
     run.json              what it trains on, how far it got, whether it finished (run_info.py)
     metrics.jsonl         the losses every ``train.log_every`` steps
