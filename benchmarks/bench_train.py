@@ -45,16 +45,17 @@ from pggan_core.config import load_config
 from pggan_core.data.prepare import prepare_dataset
 from pggan_core.data.store import PreparedDataset
 from pggan_core.training.allocator import keep_freed_memory
+from pggan_core.training.guards import Runtime
 from pggan_core.training.networks import Conv2d
 from pggan_core.training.schedule import Phase
-from pggan_core.training.trainer import Runtime, Trainer
+from pggan_core.training.trainer import Trainer
 
 RESULTS = Path(__file__).parent / "results" / "bench_train.json"
 # What each option turns back to measure what the default gains from it: ``nchw`` plain
 # memory format (the default is channels_last, faster in oneDNN), ``stock_conv`` PyTorch's own
 # conv2d in the critic (no ``conv.conv2d``), ``loop_adam`` Adam's default per-tensor loop (not
 # the fused kernel); ``compile`` turns on ``train.compile`` (the generator and the critic's
-# first-order scoring path compiled, ``pggan_core/training/compiled.py``).
+# first-order scoring path compiled, ``pggan_core/training/guards.py``).
 OPTIONS = ("nchw", "stock_conv", "loop_adam", "compile")
 
 

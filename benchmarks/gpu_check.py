@@ -38,8 +38,9 @@ from torch.utils.flop_counter import FlopCounterMode, _FlopCounterMode
 from pggan_core.atomic import write_text_atomic
 from pggan_core.config import load_config
 from pggan_core.data.prepare import prepare_dataset
+from pggan_core.training.guards import Runtime
 from pggan_core.training.schedule import build_phases
-from pggan_core.training.trainer import Runtime, Trainer
+from pggan_core.training.trainer import Trainer
 from pggan_core.viz import plots
 
 REPO = Path(__file__).resolve().parents[1]
@@ -137,7 +138,7 @@ def short_training(config, data: Path, out: Path, device: torch.device, minutes:
         reached = phase.resolution
     G = trainer.G_ema if trainer.G_ema is not None else trainer.G
     with torch.no_grad():
-        images = G(trainer.fixed_z.to(device), reached, 1.0).float().cpu().numpy()
+        images = G(trainer.outputs.fixed_z.to(device), reached, 1.0).float().cpu().numpy()
     grid = plots.sample_grid(images, config.data.dataset, ncols=4, size=max(reached, 64))
     return {"reached_resolution": reached, "iterations_per_phase": iterations,
             "seconds": round(time.perf_counter() - started, 1),

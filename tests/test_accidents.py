@@ -226,7 +226,7 @@ def test_training_stops_on_a_full_disk_and_resumes_once_freed(tiny_data, tmp_pat
 
 HOLD_LOCK = """
 import sys, time
-from pggan_core.training.runlock import run_lock
+from pggan_core.training.guards import run_lock
 with run_lock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(600)

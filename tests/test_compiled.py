@@ -1,5 +1,5 @@
 """``train.compile``: the compiled paths give the eager numbers, and a failing compiler is
-survived (``pggan_core/training/compiled.py``)."""
+survived (``pggan_core/training/guards.py``)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from pggan_core.config import load_config
-from pggan_core.training import compiled
-from pggan_core.training.compiled import (
+from pggan_core.training import guards
+from pggan_core.training.guards import (
     CACHE_ENV,
     compiled_or_eager,
     inductor_cache_dir,
@@ -69,7 +69,7 @@ def test_a_failing_compiler_warns_once_and_trains_on_eager(monkeypatch):
             raise RuntimeError("no C++ compiler found")
         return call
 
-    monkeypatch.setattr(compiled.torch, "compile", broken)
+    monkeypatch.setattr(guards.torch, "compile", broken)
     G, D = _nets()
     wrapped = compiled_or_eager(D)
     x = torch.randn(4, 4, RES, RES)
@@ -92,7 +92,7 @@ def test_each_choice_of_cpu_kernels_gets_its_own_compiled_graph_cache(monkeypatc
     assert avx2 != native and avx2.parent == native.parent == Path("/tmp/t")
     assert (avx2.name, native.name) == ("aten-avx2_onednn-avx2", "aten-avx512_onednn-any")
 
-    monkeypatch.setattr(compiled, "default_cache_dir", lambda: str(tmp_path / "torch"))
+    monkeypatch.setattr(guards, "default_cache_dir", lambda: str(tmp_path / "torch"))
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     for unset_or_default in (None, str(tmp_path / "torch")):
         if unset_or_default is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import select
@@ -21,10 +22,11 @@ from pggan_core.errors import ConfigError, PgganError
 from pggan_core.runs.folder import is_finished, run_config
 from pggan_core.training import checkpoint as ckpt
 from pggan_core.training import trainer as train_module
+from pggan_core.training.guards import TrainingDiverged, check_same_config
 from pggan_core.training.losses import discriminator_loss
 from pggan_core.training.networks import Discriminator
 from pggan_core.training.schedule import build_phases
-from pggan_core.training.trainer import TrainingDiverged, train
+from pggan_core.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -167,6 +169,18 @@ def test_resume_mid_fade_is_bit_identical(tiny_data, tiny_run, tmp_path, monkeyp
     assert swd[0] == swd[1]
 
 
+def test_a_resume_with_other_settings_is_refused_naming_every_key_that_differs(tmp_path):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(smoke().run_dict(), sort_keys=False))
+    check_same_config(tmp_path, smoke())  # the run's own settings resume
+    other = dataclasses.replace(smoke(seed=3, lr=0.002), profile="custom")
+    with pytest.raises(ConfigError) as refused:
+        check_same_config(tmp_path, other)
+    assert str(refused.value) == (
+        f"{tmp_path / 'config.yaml'}: profile was 'smoke', now 'custom'; train.lr was 0.001, "
+        "now 0.002; train.seed was 0, now 3; resume with the original settings or train into "
+        "a new --out")
+
+
 KILL_OVERRIDES = {"schedule": {"max_resolution": 4}, "train": {"checkpoint_every": 1}}
 
 # A training that stops at a chosen point of its checkpoint writing, says so on stdout and
@@ -286,7 +300,7 @@ from torch.nn.parallel import DistributedDataParallel
 from pggan_core.config import load_config
 from pggan_core.training.losses import discriminator_loss
 from pggan_core.training.networks import Discriminator
-from pggan_core.training.trainer import PhaseNetwork
+from pggan_core.training.guards import PhaseNetwork
 torch.set_num_threads(1)
 dist.init_process_group("gloo")
 rank = dist.get_rank()
@@ -362,7 +376,8 @@ def test_the_papers_widths_train_every_phase_from_4_to_512_px(tmp_path):
     # one step of every fade and stable phase at batch 2 (the paper's 512 px phase at batch 8
     # peaked at 13.9 GB resident on a 24 GiB machine)
     from pggan_core.data.prepare import prepare_dataset
-    from pggan_core.training.trainer import Runtime, Trainer
+    from pggan_core.training.guards import Runtime
+    from pggan_core.training.trainer import Trainer
 
     config = load_config("paper", "rop", {
         "data": {"n_images": 4, "heldout_fraction": 0.25, "vessel_channel": "mask"},

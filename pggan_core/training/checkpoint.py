@@ -65,7 +65,7 @@ def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         # a writer killed mid-save leaves its temporary file; one process writes a run's
-        # checkpoints (``runlock``), so any temporary found now is such a leftover
+        # checkpoints (``guards.run_lock``), so any temporary found now is such a leftover
         for stale in folder.glob(".*.tmp"):
             stale.unlink(missing_ok=True)
         if had_latest:

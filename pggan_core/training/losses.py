@@ -64,7 +64,8 @@ def discriminator_loss(D: Critic, reals: Tensor, fakes: Tensor, resolution: int,
     """The critic's loss E[D(fake)] - E[D(real)] + lambda * GP + drift * E[D(real)^2].
 
     ``scorer`` (default ``D``) scores the reals and fakes: the same critic, compiled where
-    ``train.compile`` asks (``compiled.py``); the penalty, a double backward, always runs ``D``.
+    ``train.compile`` asks (``guards.compiled_or_eager``); the penalty, a double backward,
+    always runs ``D``.
     ``fakes`` are detached here, so the generator gets no gradient from this loss. Returns the
     loss and plain-float stats: ``d_loss``, ``gp`` (unweighted), ``wasserstein`` (mean real
     score minus mean fake score: the critic's estimate of the distance) and ``drift``
