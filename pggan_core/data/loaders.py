@@ -44,26 +44,6 @@ def _unreadable(path: Path, what: str, exc: BaseException, fix: str) -> DataErro
     return DataError(f"{path}: cannot read {what} ({reason}); {fix}")
 
 
-def _check_folder(folder: str | Path, what: str) -> Path:
-    """Return ``folder`` as a Path, or raise if it is missing, not a folder, or empty."""
-    root = Path(folder).expanduser()
-    if not root.exists():
-        raise DataError(f"{root}: folder does not exist; check the path to your {what}")
-    if not root.is_dir():
-        raise DataError(f"{root}: is a file, not a folder; pass the folder that holds your {what}")
-    if not any(root.iterdir()):
-        raise DataError(f"{root}: folder is empty; copy your {what} into it")
-    return root
-
-
-def _files_under(root: Path) -> list[Path]:
-    """All regular files under ``root``, skipping hidden and macOS resource-fork files."""
-    return sorted(
-        p for p in root.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
-
-
 def _is_nifti(path: Path) -> bool:
     return path.name.lower().endswith((".nii", ".nii.gz"))
 
@@ -72,15 +52,27 @@ def _is_image_file(path: Path) -> bool:
     return path.name.lower().endswith(IMAGE_SUFFIXES)
 
 
-def _refuse_mixed_layouts(root: Path, files: list[Path]) -> None:
-    """Refuse a folder holding both fundus photographs and NIfTI volumes: a ``--source`` one
-    folder too high would otherwise be prepared from one half, the other silently ignored."""
+def _files_of(folder: str | Path, what: str) -> tuple[Path, list[Path]]:
+    """``folder`` as a Path and its regular files (sorted; hidden and macOS resource-fork
+    files skipped), or a DataError if it is missing, not a folder, empty, or mixes fundus
+    photographs with NIfTI volumes (a ``--source`` one folder too high would otherwise be
+    prepared from one half, the other silently ignored)."""
+    root = Path(folder).expanduser()
+    if not root.exists():
+        raise DataError(f"{root}: folder does not exist; check the path to your {what}")
+    if not root.is_dir():
+        raise DataError(f"{root}: is a file, not a folder; pass the folder that holds your {what}")
+    if not any(root.iterdir()):
+        raise DataError(f"{root}: folder is empty; copy your {what} into it")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not any(
+        part.startswith(".") for part in p.relative_to(root).parts))
     image = next((p for p in files if _is_image_file(p)), None)
     volume = next((p for p in files if _is_nifti(p)), None)
     if image is not None and volume is not None:
         raise DataError(f"{root}: mixes two datasets' layouts, fundus images (first: {image}) "
                         f"and BraTS NIfTI volumes (first: {volume}); point --source at the "
                         "folder of one dataset only")
+    return root, files
 
 
 # ----------------------------------------------------------------------------------------------
@@ -158,20 +150,6 @@ def _pairing_key(path: Path) -> str:
             return key
 
 
-def _layout(path: Path) -> str:
-    name = path.name.lower()
-    for layout, pattern in LAYOUT_PATTERNS:
-        if pattern.match(name) and (layout != "FIVES" or path.parent.name.lower() == "original"):
-            return layout
-    return "folder"
-
-
-def _laterality_from_name(path: Path) -> str | None:
-    name = path.name.lower()
-    match = CHASE_EYE.match(name) or EYE_WORD.search(_bare_stem(path))
-    return EYE_FROM_WORD[match.group(1)] if match else None
-
-
 def _match_mask(mask: Path, images: dict[tuple[str, Path, str], list[Path]]) -> Path | None:
     """The image a mask belongs to: same folder (CHASE_DB1), else a sibling folder (DRIVE,
     HRF, FIVES, STARE: ``images/`` next to ``1st_manual/``), else the parent folder (a plain
@@ -190,8 +168,12 @@ def _match_mask(mask: Path, images: dict[tuple[str, Path, str], list[Path]]) -> 
 
 
 def _record(image: Path, vessel: Path | None, fov: Path | None) -> FundusRecord:
-    return FundusRecord(image_path=image, vessel_path=vessel, fov_path=fov, layout=_layout(image),
-                        laterality_from_name=_laterality_from_name(image))
+    """The record of ``image``, with its layout and the eye its name says, if it says."""
+    name = image.name.lower()
+    layout = next((layout for layout, pattern in LAYOUT_PATTERNS if pattern.match(name) and (
+        layout != "FIVES" or image.parent.name.lower() == "original")), "folder")
+    eye = CHASE_EYE.match(name) or EYE_WORD.search(_bare_stem(image))
+    return FundusRecord(image, vessel, fov, layout, EYE_FROM_WORD[eye.group(1)] if eye else None)
 
 
 def find_fundus_images(folder: str | Path) -> list[FundusRecord]:
@@ -211,9 +193,7 @@ def find_fundus_images(folder: str | Path) -> list[FundusRecord]:
             raise DataError(f"{single}: not a fundus image (expected {', '.join(IMAGE_SUFFIXES)});"
                             " pass an image or the folder that holds them")
         return [_record(single, None, None)]
-    root = _check_folder(folder, "fundus images")
-    every_file = _files_under(root)
-    _refuse_mixed_layouts(root, every_file)
+    root, every_file = _files_of(folder, "fundus images")
     files = [p for p in every_file if _is_image_file(p)]
     roles = {p: _role(p) for p in files}
     image_paths = [p for p in files if roles[p] == "image"]
@@ -460,9 +440,7 @@ def find_brats_cases(folder: str | Path) -> list[BratsCase]:
     on labelled cases, so folders without a segmentation are not cases. A folder that also
     holds fundus images is refused. Returns cases sorted by folder.
     """
-    root = _check_folder(folder, "BraTS case folders")
-    files = _files_under(root)
-    _refuse_mixed_layouts(root, files)
+    root, files = _files_of(folder, "BraTS case folders")
     segs = [p for p in files if SEG_SUFFIX.search(p.name.lower())]
     if not segs:
         has_nifti = any(_is_nifti(p) for p in files)

@@ -224,21 +224,18 @@ class PreparedDataset:
               transient: bool = False) -> np.ndarray:
         """Images ``indices`` at ``resolution`` as float32 (B, C, R, R) in [-1, 1].
 
-        ``transient``: read through a mapping of its own that is closed afterwards. A pass
-        over the whole set (evaluation, encoding) then leaves no page of it mapped into the
-        process, whose resident memory stays that of one block; training's many small reads
-        keep the shared mapping of ``images``.
+        ``transient``: read through a mapping of its own, closed afterwards, so a pass over
+        the whole set (evaluation, encoding) leaves no page of it mapped into the process;
+        training's many small reads keep the shared mapping of ``images``.
         """
         idx = np.asarray(indices)
         order = np.argsort(idx)  # sorted reads are kinder to the page cache
         out = np.empty((len(idx), len(self.channels), resolution, resolution), np.float32)
-        if not transient:
-            out[order] = to_float(self.images(resolution)[idx[order]])
-            return out
-        self.images(resolution)  # the same checks, and the array's shape, as a shared read
-        mapped = np.load(self.path / f"res_{resolution:03d}.npy", mmap_mode="r")
+        mapped = self.images(resolution)  # checks the level exists
+        if transient:
+            mapped = np.load(self.path / f"res_{resolution:03d}.npy", mmap_mode="r")
         out[order] = to_float(mapped[idx[order]])
-        handle = getattr(mapped, "_mmap", None)  # numpy's mmap object, where it exposes it
+        handle = getattr(mapped, "_mmap", None) if transient else None  # numpy's mmap object
         del mapped
         if handle is not None:
             handle.close()  # unmapped now, not whenever the garbage collector gets to it
@@ -286,12 +283,10 @@ class PreparedDataset:
                              resolution)
 
     def view(self, indices: Sequence[int] | np.ndarray, resolution: int,
-             channels: int | None = None) -> ImageView:
+             channels: int) -> ImageView:
         """Images ``indices`` at ``resolution`` (their first ``channels``) as an array-like
-        that reads and converts only the slice taken: memory bounded by the slice, however
-        many images there are."""
-        return ImageView(self, np.asarray(indices), resolution,
-                         len(self.channels) if channels is None else channels)
+        that reads only the slice taken: memory bounded by the slice, not the set."""
+        return ImageView(self, np.asarray(indices), resolution, channels)
 
     def split_indices(self, split: str) -> np.ndarray:
         """Row indices of ``split`` ("train" or "heldout")."""
@@ -319,7 +314,5 @@ class ImageView:
 
     def __getitem__(self, key: slice | np.ndarray | int) -> np.ndarray:
         rows = self.indices[key]
-        if np.ndim(rows) == 0:
-            return self.data.batch([int(rows)], self.resolution, transient=True
-                                   )[0, :self.channels]
-        return self.data.batch(rows, self.resolution, transient=True)[:, :self.channels]
+        images = self.data.batch(np.atleast_1d(rows), self.resolution, transient=True)
+        return images[0, :self.channels] if np.ndim(rows) == 0 else images[:, :self.channels]
