@@ -110,6 +110,8 @@ def fundus_channels(rgb: np.ndarray, vessel_map: np.ndarray) -> np.ndarray:
     """The GAN's four channels: float32 (4, S, S) in [-1, 1], R, G, B then the vessel map
     (a probability or a boolean mask)."""
     rgb = as_unit_float(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[:2] != vessel_map.shape:
+        raise ValueError(f"rgb {rgb.shape} and vessel map {vessel_map.shape} do not match")
     vessel = np.clip(vessel_map.astype(np.float32), 0.0, 1.0)
     channels = np.concatenate([rgb.transpose(2, 0, 1), vessel[None]], axis=0)
     return (channels * 2.0 - 1.0).astype(np.float32)
