@@ -124,12 +124,10 @@ def windows_per_image(shape: tuple[int, ...], patch: int, stride: int) -> int:
 class VesselSegmenter:
     """A trained vessel U-Net with the preprocessing it was trained with."""
 
-    def __init__(self, net: VesselUNet, data_cfg: DataConfig, vessel_cfg: VesselConfig,
-                 device: str | torch.device = "cpu") -> None:
-        self.net = net.to(device).eval()
+    def __init__(self, net: VesselUNet, data_cfg: DataConfig, vessel_cfg: VesselConfig) -> None:
+        self.net = net.eval()  # on the device it was trained or loaded on
         self.data_cfg = data_cfg
         self.vessel_cfg = vessel_cfg
-        self.device = torch.device(device)
 
     def default_fov(self, rgb: np.ndarray) -> np.ndarray:
         """The field of view the U-Net was trained in (``preprocess.field_of_view``)."""
@@ -334,7 +332,7 @@ def train_vessel_unet(
         F.binary_cross_entropy_with_logits, v.iterations, v.lr, "vessel U-Net", progress)
     train_seconds = time.perf_counter() - start - data_seconds
 
-    segmenter = VesselSegmenter(net, cfg.data, v, device)
+    segmenter = VesselSegmenter(net, cfg.data, v)
     metrics = {
         "profile": cfg.profile,
         "source": source or "phantom",
