@@ -16,8 +16,8 @@ from pggan_core.segmentation.tasks import Augment, segmentation_task
 def rotate(x: torch.Tensor, y: torch.Tensor, degrees: torch.Tensor
            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rotate inputs ``x`` (B, C, H, W) bilinearly and targets ``y`` (B, H, W) by nearest
-    neighbour about the centre, each by its own angle ``degrees`` (B,). Pixels that come from
-    outside are mirrored in (a small rotation's corners), so no artificial border appears."""
+    neighbour about the centre, each by its angle ``degrees`` (B,); the corners are mirrored
+    in, so no artificial border appears."""
     angle = degrees * (math.pi / 180.0)
     cos, sin, zero = torch.cos(angle), torch.sin(angle), torch.zeros_like(angle)
     theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)

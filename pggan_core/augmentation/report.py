@@ -99,18 +99,19 @@ def study_verdicts(result: dict[str, Any]) -> list[str]:
         return (f"{what}: {name} {mean:+.3f} ± {sd:.3f} (paired over {n} seeds; higher in "
                 f"{better} of {n}): {verdict}.")
 
+    def where(k: int) -> str:
+        return f"all {k} {items}" if k == counts[-1] else f"k = {count_of(result, k)}"
+
     for k in counts:
-        where = f"all {k} {items}" if k == counts[-1] else f"k = {count_of(result, k)}"
-        lines.append(sentence(f"Adding {m} synthetic pairs to {where}", "real + synthetic",
+        lines.append(sentence(f"Adding {m} synthetic pairs to {where(k)}", "real + synthetic",
                               "real", k))
         if k != counts[-1]:
-            lines.append(sentence(f"Classic augmentation of {where}", "real + classic",
+            lines.append(sentence(f"Classic augmentation of {where(k)}", "real + classic",
                                   "real", k))
-            lines.append(sentence(f"Synthetic pairs against classic augmentation at {where}",
+            lines.append(sentence(f"Synthetic pairs against classic augmentation at {where(k)}",
                                   "real + synthetic", "real + classic", k))
     for k in (counts[0], counts[-1]):
-        where = f"all {k} {items}" if k == counts[-1] else f"k = {count_of(result, k)}"
-        lines.append(sentence(f"{m} synthetic pairs alone against {where}", "synthetic",
+        lines.append(sentence(f"{m} synthetic pairs alone against {where(k)}", "synthetic",
                               "real", 0, baseline_k=k))
     return lines
 

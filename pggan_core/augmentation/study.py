@@ -414,11 +414,3 @@ def claim_values(result: dict[str, Any]) -> dict[str, str]:
         "augmentation_real_synthetic_all": value("real + synthetic", every,
                                                  f"all {every} {items}"),
     }
-
-
-def load_study(run: str | Path) -> dict[str, Any]:
-    """The ``augmentation.json`` of ``run``, or DataError naming the command that writes it."""
-    path = Path(run) / RESULT_FILE
-    if not path.is_file():
-        raise DataError(f"{path} is missing: run `pggan augment-study` for this run first")
-    return json.loads(path.read_text())

@@ -390,14 +390,6 @@ def _warp_z(plan: SubjectPlan, templates: Templates, zs: np.ndarray) -> np.ndarr
     return out
 
 
-def _inplane_maps(plan: SubjectPlan) -> tuple[np.ndarray, np.ndarray]:
-    """Pass B's affine part: template (x, y) of every output (x, y), float32 (240, 240)."""
-    x, y = np.meshgrid(np.arange(BRATS_SHAPE[0]), np.arange(BRATS_SHAPE[1]), indexing="ij")
-    m = plan.inplane
-    return ((m[0, 0] * x + m[0, 1] * y + m[0, 2]).astype(np.float32),
-            (m[1, 0] * x + m[1, 1] * y + m[1, 2]).astype(np.float32))
-
-
 def _add_mass_effect(plan: SubjectPlan, z: int, map_x: np.ndarray, map_y: np.ndarray) -> None:
     """Push tissue away from the tumour in-plane (edits the pass-B maps in place).
 
@@ -492,18 +484,20 @@ def _draw_tumour(t: Tumour, z: int, warped_box: np.ndarray) -> tuple[np.ndarray,
 def render(plan: SubjectPlan, templates: Templates, noise_bank: np.ndarray,
            z_range: tuple[int, int], with_tissue: bool = False
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Render output slices z_range[0] .. z_range[1]-1 of a planned subject.
-
-    Returns modalities float32 (4, nz, X, Y), seg uint8 (nz, X, Y), brain bool (nz, X, Y) and,
-    if asked, the CSF, GM, WM fractions float32 (3, nz, X, Y) left beside the tumour:
-    slice-major, so every step works on contiguous axial slices. Work is done only on brain
-    voxels, gathered slice by slice into flat (N, ...) arrays.
+    """Render output slices z_range[0] .. z_range[1]-1 of a planned subject, slice-major:
+    modalities float32 (4, nz, X, Y), seg uint8 (nz, X, Y), brain bool (nz, X, Y) and, if
+    asked, the CSF, GM, WM fractions float32 (3, nz, X, Y) left beside the tumour. Work is done
+    only on brain voxels, gathered slice by slice into flat (N, ...) arrays.
     """
     zs = np.arange(*z_range)
     nx, ny = BRATS_SHAPE[:2]
     t = plan.tumour
     resampled = _warp_z(plan, templates, zs)
-    affine_x, affine_y = _inplane_maps(plan)
+    # pass B's affine part: the template (x, y) of every output (x, y)
+    x, y = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
+    m = plan.inplane
+    affine_x = (m[0, 0] * x + m[0, 1] * y + m[0, 2]).astype(np.float32)
+    affine_y = (m[1, 0] * x + m[1, 1] * y + m[1, 2]).astype(np.float32)
     seg = np.zeros((len(zs), nx, ny), np.uint8)
     brain = np.zeros((len(zs), nx, ny), bool)
     warped_maps, appearance, noise, voxel_index = [], [], [], []
@@ -572,18 +566,15 @@ class BrainPhantom:
 
     def subject(self, seed: int, z_range: tuple[int, int] | None = None,
                 tissue: bool = False) -> BrainVolume:
-        """One glioma subject, deterministic in ``seed``.
+        """One glioma subject, deterministic in ``seed``: a BrainVolume of modalities float32
+        (4, 240, 240, nz) in MODALITIES order (scanner-like values, 0 outside the brain), seg
+        uint8 in {0, 1, 2, 4} and brain_mask, views of slice-major buffers (``vol[..., z]`` is
+        cheap); meta["affine"] (voxel -> mm) is what ``write_brats_case`` writes.
 
-        z_range: (first, stop) axial slices to render (default all 155). The volume then has
-        stop - first slices along z, identical to those slices of the whole subject, and
-        ``meta["z_range"]`` says where they sit. Skipping slices saves most of the time.
-
-        Returns a BrainVolume: modalities float32 (4, 240, 240, nz) in T1, T1c, T2, FLAIR
-        order (raw scanner-like values, 0 outside the brain), seg uint8 in {0, 1, 2, 4},
-        brain_mask bool. Arrays are views of slice-major buffers, so ``vol[..., z]`` is cheap.
-        meta["affine"] (voxel -> mm, a nested list) is what ``write_brats_case`` writes.
-        tissue: also put the true CSF, GM, WM fractions, float32 (3, 240, 240, nz), in
-        meta["tissue"] (for tests and evaluation; not JSON-friendly, so off by default).
+        z_range: (first, stop) axial slices to render (default all 155), identical to those
+        slices of the whole subject (``meta["z_range"]``); skipping slices saves most of the
+        time. tissue: also the true CSF, GM, WM fractions, float32 (3, 240, 240, nz), in
+        meta["tissue"] (not JSON-friendly, so off by default).
         """
         first, stop = (0, BRATS_SHAPE[2]) if z_range is None else (int(v) for v in z_range)
         if not 0 <= first < stop <= BRATS_SHAPE[2]:
@@ -625,13 +616,10 @@ BRATS_NAMING = {
 
 def write_brats_case(volume: BrainVolume, folder: Path, case_id: str,
                      naming: str = "2017") -> Path:
-    """Write a volume as a BraTS case folder ``folder/case_id/`` of five .nii.gz files.
-
-    naming "2017": ``<case>_{t1,t1ce,t2,flair,seg}.nii.gz`` (labels 1, 2, 4);
-    naming "2023" (GLI): ``<case>-{t1n,t1c,t2w,t2f,seg}.nii.gz`` with label 4 written as 3.
-    Uses ``volume.meta["affine"]`` when present, else the identity (1 mm RAS). Returns the
-    case folder.
-    """
+    """Write a volume as the BraTS case folder ``folder/case_id/`` (returned) of five .nii.gz
+    files: naming "2017" ``<case>_{t1,t1ce,t2,flair,seg}`` (labels 1, 2, 4), "2023" (GLI)
+    ``<case>-{t1n,t1c,t2w,t2f,seg}`` with label 4 written as 3. The affine is
+    ``volume.meta["affine"]``, else the identity (1 mm RAS)."""
     if naming not in BRATS_NAMING:
         raise ValueError(f"naming {naming!r} is not one of {sorted(BRATS_NAMING)}")
     sep, suffixes, seg_suffix = BRATS_NAMING[naming]

@@ -67,23 +67,18 @@ def sample_fundus_labels(seed: int, severity: str | None = None) -> dict[str, An
     exactly these. `severity` forces the class (the score is then drawn inside that class's range).
     """
     if severity is not None and severity not in SEVERITIES:
-        raise ConfigError(
-            f"fundus phantom: unknown severity {severity!r}; use one of {', '.join(SEVERITIES)}"
-        )
-    rng = np.random.default_rng([_check_seed(seed), 0])
+        raise ConfigError(f"fundus phantom: unknown severity {severity!r}; use one of "
+                          f"{', '.join(SEVERITIES)}")
+    # seeds index phantoms, so they must be non-negative integers
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ConfigError(f"fundus phantom: seed {seed!r} must be a non-negative integer")
+    rng = np.random.default_rng([int(seed), 0])
     laterality = "OD" if rng.random() < 0.5 else "OS"
     drawn = SEVERITIES[int(rng.choice(3, p=SEVERITY_PROBS))]
     plus_severity = severity or drawn
     low, high = SCORE_RANGES[plus_severity]
     plus_score = float(rng.uniform(low, high))
     return {"laterality": laterality, "plus_severity": plus_severity, "plus_score": plus_score}
-
-
-def _check_seed(seed: int) -> int:
-    """Seeds index phantoms, so they must be non-negative integers."""
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ConfigError(f"fundus phantom: seed {seed!r} must be a non-negative integer")
-    return int(seed)
 
 
 @dataclass
@@ -127,14 +122,8 @@ def _smooth_noise_1d(rng: np.random.Generator, n: int, taps: int) -> np.ndarray:
     return np.convolve(raw, np.full(taps, 1 / math.sqrt(taps)), mode="valid")[:n]
 
 
-def _walk(
-    rng: np.random.Generator,
-    start: np.ndarray,
-    heading: float,
-    length: float,
-    wiggle: float,
-    target: float | None = None,
-) -> np.ndarray:
+def _walk(rng: np.random.Generator, start: np.ndarray, heading: float, length: float,
+          wiggle: float, target: float | None = None) -> np.ndarray:
     """A gently meandering path: the heading relaxes from `heading` toward `target` (retinal
     vessels run away from the disc) plus a slow bend and smoothed random turns."""
     n = max(2, int(length / STEP))
@@ -171,20 +160,13 @@ def _arcade(rng: np.random.Generator, eye: _Eye, superior: bool, spread: float) 
     tangent = spiral[-1] - spiral[-2]
     temporal = math.pi if eye.side > 0 else 0.0
     away_from_raphe = math.radians(rng.uniform(20, 40)) * eye.side * (1 if superior else -1)
-    tail = _walk(
-        rng,
-        spiral[-1],
-        math.atan2(tangent[1], tangent[0]),
-        0.35,
-        0.4,
-        target=temporal + away_from_raphe,
-    )
+    tail = _walk(rng, spiral[-1], math.atan2(tangent[1], tangent[0]), 0.35, 0.4,
+                 target=temporal + away_from_raphe)
     return np.concatenate([spiral, tail[1:]])
 
 
-def _tortuosity_displace(
-    rng: np.random.Generator, path: np.ndarray, width: float, eye: _Eye, amount: float
-) -> np.ndarray:
+def _tortuosity_displace(rng: np.random.Generator, path: np.ndarray, width: float, eye: _Eye,
+                         amount: float) -> np.ndarray:
     """Plus-disease tortuosity: a sideways sine of wavelength 7-11 widths and amplitude
     `amount` widths, modulated along the vessel and fading with distance from the disc."""
     if amount <= 0 or len(path) < 4:
@@ -219,16 +201,8 @@ def _murray_angles(w0: float, w1: float, w2: float) -> tuple[float, float]:
     return angle(w1, w2), angle(w2, w1)
 
 
-def _grow(
-    rng: np.random.Generator,
-    path: np.ndarray,
-    width: float,
-    kind: int,
-    depth: int,
-    eye: _Eye,
-    twist: float,
-    out: list[_Vessel],
-) -> None:
+def _grow(rng: np.random.Generator, path: np.ndarray, width: float, kind: int, depth: int,
+          eye: _Eye, twist: float, out: list[_Vessel]) -> None:
     """Split a centreline into pieces at side branches, thinning it by Murray's law, and grow
     each side branch recursively until vessels are thinner than MIN_WIDTH."""
     path = _clip_path(path, eye)
@@ -248,14 +222,8 @@ def _grow(
         heading = math.atan2(tangent[1], tangent[0])
         side = -side if rng.random() < 0.75 else side
         daughter_heading = heading + side * (daughter_angle + rng.normal(0, 0.12))
-        daughter = _walk(
-            rng,
-            path[k],
-            daughter_heading,
-            daughter_w * rng.uniform(50, 90),
-            0.5,
-            target=_branch_target(path[k], daughter_heading, eye),
-        )
+        daughter = _walk(rng, path[k], daughter_heading, daughter_w * rng.uniform(50, 90), 0.5,
+                         target=_branch_target(path[k], daughter_heading, eye))
         if depth == 0:  # plus disease reaches the first branches of the trunks, half as much
             daughter = _tortuosity_displace(rng, daughter, daughter_w, eye, 0.5 * twist)
         _grow(rng, daughter, daughter_w, kind, depth + 1, eye, twist, out)
@@ -286,9 +254,8 @@ def _branch_target(start: np.ndarray, heading: float, eye: _Eye) -> float:
     return math.atan2(from_disc[1], from_disc[0])
 
 
-def _vessel_tree(
-    rng: np.random.Generator, eye: _Eye, plus_score: float
-) -> tuple[list[_Vessel], list[np.ndarray], list[float]]:
+def _vessel_tree(rng: np.random.Generator, eye: _Eye, plus_score: float
+                 ) -> tuple[list[_Vessel], list[np.ndarray], list[float]]:
     """All vessel pieces, the posterior-pole trunk centrelines, and the vein trunk widths."""
     disc_diameter = 2 * eye.disc_radius
     vein_w0 = 0.12 * disc_diameter * (1 + 0.8 * plus_score) * rng.uniform(0.9, 1.1)
@@ -312,9 +279,8 @@ def _vessel_tree(
         for _ in range(rng.integers(0, 3)):  # papillomacular twigs toward the fovea
             towards = eye.fovea - eye.disc
             heading = math.atan2(towards[1], towards[0]) + rng.normal(0, 0.3)
-            start = eye.disc + eye.disc_radius * 0.8 * np.array(
-                [math.cos(heading), math.sin(heading)]
-            )
+            start = eye.disc + eye.disc_radius * 0.8 * np.array([math.cos(heading),
+                                                                 math.sin(heading)])
             trunks.append((_walk(rng, start, heading, 0.09, 1.5), w0 * 0.2, kind))
     pieces: list[_Vessel] = []
     posterior_trunks: list[np.ndarray] = []
@@ -377,23 +343,13 @@ def _rasterise(pieces: list[_Vessel], size: int) -> tuple[np.ndarray, np.ndarray
         outline = np.concatenate([points + side, (points - side)[::-1]])
         cv2.fillPoly(layers[piece.kind], [_fixed(outline)], shade, cv2.LINE_AA, SHIFT)
         # a round joint where the piece leaves its parent covers the kink at the branch point
-        cv2.circle(
-            layers[piece.kind],
-            tuple(_fixed(points[0])),
-            round(drawn / 2 * (1 << SHIFT)),
-            shade,
-            -1,
-            cv2.LINE_AA,
-            SHIFT,
-        )
+        cv2.circle(layers[piece.kind], tuple(_fixed(points[0])), round(drawn / 2 * (1 << SHIFT)),
+                   shade, -1, cv2.LINE_AA, SHIFT)
         if piece.width * size >= MASK_MIN_PX:
-            cv2.polylines(
-                centrelines, [_fixed(piece.points * size - 0.5)], False, 1, 1, cv2.LINE_8, SHIFT
-            )
-    artery, vein = (
-        cv2.resize(layer, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
-        for layer in layers
-    )
+            cv2.polylines(centrelines, [_fixed(piece.points * size - 0.5)], False, 1, 1,
+                          cv2.LINE_8, SHIFT)
+    artery, vein = (cv2.resize(layer, (size, size), interpolation=cv2.INTER_AREA)
+                    .astype(np.float32) / 255 for layer in layers)
     return artery, vein, (np.maximum(artery, vein) > 0.5) | (centrelines > 0)
 
 
@@ -408,14 +364,8 @@ def _noise_field(rng: np.random.Generator, grid: int, size: int) -> np.ndarray:
     return cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
 
 
-def _paint(
-    rng: np.random.Generator,
-    eye: _Eye,
-    artery: np.ndarray,
-    vein: np.ndarray,
-    rim: np.ndarray,
-    pixel_noise: np.random.Generator,
-) -> np.ndarray:
+def _paint(rng: np.random.Generator, eye: _Eye, artery: np.ndarray, vein: np.ndarray,
+           rim: np.ndarray, pixel_noise: np.random.Generator) -> np.ndarray:
     """The photograph: fundus reflectance, disc, vessels, then camera illumination and noise.
 
     Speed: everything stays float32 in planar (3, H, W) layout (numpy broadcasting over a last
@@ -431,10 +381,8 @@ def _paint(
     choroid = np.exp(-np.square(_noise_field(rng, 14, size) / 0.18))  # bright wavy ridges
     shade += float(rng.uniform(0.0, 0.04)) * (choroid - 0.3)
     macula_sigma = 2 * float(rng.uniform(0.045, 0.065)) ** 2
-    macula = np.outer(
-        np.exp(-np.square(coords - float(eye.fovea[1])) / macula_sigma),
-        np.exp(-np.square(coords - float(eye.fovea[0])) / macula_sigma),
-    )
+    macula = np.outer(np.exp(-np.square(coords - float(eye.fovea[1])) / macula_sigma),
+                      np.exp(-np.square(coords - float(eye.fovea[0])) / macula_sigma))
     depth = np.array([0.25, 0.4, 0.45]) * rng.uniform(0.6, 1.0)
     rgb = shade * _planar(base)
     rgb *= 1 - _planar(depth) * macula
@@ -499,28 +447,21 @@ def render_fundus(seed: int, size: int = 512, severity: str | None = None) -> Fu
     disc, fraction of image width), disc_x, disc_y (fractions of width / height) and
     vessel_fraction (vessel pixels / field-of-view pixels). `severity` forces the plus class.
     """
-    if (
-        isinstance(size, bool)
-        or not isinstance(size, int | np.integer)
-        or not (MIN_SIZE <= size <= MAX_SIZE)
-    ):
-        raise ConfigError(
-            f"fundus phantom: size {size!r} is not an integer in {MIN_SIZE}..{MAX_SIZE}; "
-            "use a power of two such as 512"
-        )
+    if (isinstance(size, bool) or not isinstance(size, int | np.integer)
+            or not MIN_SIZE <= size <= MAX_SIZE):
+        raise ConfigError(f"fundus phantom: size {size!r} is not an integer in "
+                          f"{MIN_SIZE}..{MAX_SIZE}; use a power of two such as 512")
     size = int(size)
     labels = sample_fundus_labels(seed, severity)
     eye = _eye(np.random.default_rng([seed, 1]), labels["laterality"])
-    pieces, posterior_trunks, vein_widths = _vessel_tree(
-        np.random.default_rng([seed, 2]), eye, labels["plus_score"]
-    )
+    pieces, posterior_trunks, vein_widths = _vessel_tree(np.random.default_rng([seed, 2]), eye,
+                                                         labels["plus_score"])
     artery, vein, vessels = _rasterise(pieces, size)
     coords = (np.arange(size, dtype=np.float32) + 0.5) / size
     from_centre = np.sqrt(np.square(coords[:, None] - 0.5) + np.square(coords[None, :] - 0.5))
     rim = np.clip((FOV_RADIUS - from_centre) * size, 0, 1)  # antialiased just inside the FOV
-    rgb = _paint(
-        np.random.default_rng([seed, 3]), eye, artery, vein, rim, np.random.default_rng([seed, 4])
-    )
+    rgb = _paint(np.random.default_rng([seed, 3]), eye, artery, vein, rim,
+                 np.random.default_rng([seed, 4]))
     fov = from_centre < FOV_RADIUS
     vessels &= fov
     labels |= {
@@ -530,6 +471,5 @@ def render_fundus(seed: int, size: int = 512, severity: str | None = None) -> Fu
         "disc_y": float(eye.disc[1]),
         "vessel_fraction": float(vessels.sum() / fov.sum()),
     }
-    return FundusImage(
-        rgb=rgb, vessels=vessels, fov=fov, labels=labels, source_file=f"phantom:{seed}"
-    )
+    return FundusImage(rgb=rgb, vessels=vessels, fov=fov, labels=labels,
+                       source_file=f"phantom:{seed}")

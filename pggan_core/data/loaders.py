@@ -22,6 +22,7 @@ import numpy as np
 from nibabel.filebasedimages import ImageFileError
 from PIL import Image, UnidentifiedImageError
 
+from pggan_core.data.preprocess import as_unit_float
 from pggan_core.data.types import MODALITIES, BrainVolume, FundusImage
 from pggan_core.errors import DataError
 
@@ -31,26 +32,31 @@ from pggan_core.errors import DataError
 IMAGE_SUFFIXES = (".tif", ".tiff", ".gif", ".ppm", ".ppm.gz", ".png", ".jpg", ".jpeg", ".bmp")
 
 
-def _first_line(exc: BaseException) -> str:
-    """The first line of an exception message, so our errors stay one line."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
 def _unreadable(path: Path, what: str, exc: BaseException, fix: str) -> DataError:
-    """The one-line error for a file that cannot be read.
-
-    A permission problem gets its own fix: re-exporting or re-downloading a file the user
-    simply may not read would not help.
+    """The one-line error for a file that cannot be read (the exception's first line only).
+    A permission problem gets its own fix: re-exporting a file one may not read would not help.
     """
     if isinstance(exc, PermissionError):
         return DataError(f"{path}: permission denied reading this {what}; make it readable "
                          "(chmod a+r) or remove it from the folder")
-    return DataError(f"{path}: cannot read {what} ({_first_line(exc)}); {fix}")
+    lines = str(exc).strip().splitlines()
+    reason = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return DataError(f"{path}: cannot read {what} ({reason}); {fix}")
 
 
-def _check_folder(folder: str | Path, what: str) -> Path:
-    """Return ``folder`` as a Path, or raise if it is missing, not a folder, or empty."""
+def _is_nifti(path: Path) -> bool:
+    return path.name.lower().endswith((".nii", ".nii.gz"))
+
+
+def _is_image_file(path: Path) -> bool:
+    return path.name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def _files_of(folder: str | Path, what: str) -> tuple[Path, list[Path]]:
+    """``folder`` as a Path and its regular files (sorted; hidden and macOS resource-fork
+    files skipped), or a DataError if it is missing, not a folder, empty, or mixes fundus
+    photographs with NIfTI volumes (a ``--source`` one folder too high would otherwise be
+    prepared from one half, the other silently ignored)."""
     root = Path(folder).expanduser()
     if not root.exists():
         raise DataError(f"{root}: folder does not exist; check the path to your {what}")
@@ -58,34 +64,15 @@ def _check_folder(folder: str | Path, what: str) -> Path:
         raise DataError(f"{root}: is a file, not a folder; pass the folder that holds your {what}")
     if not any(root.iterdir()):
         raise DataError(f"{root}: folder is empty; copy your {what} into it")
-    return root
-
-
-def _files_under(root: Path) -> list[Path]:
-    """All regular files under ``root``, skipping hidden and macOS resource-fork files."""
-    return sorted(
-        p for p in root.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
-
-
-def _is_nifti(path: Path) -> bool:
-    return path.name.lower().endswith((".nii", ".nii.gz"))
-
-
-def _refuse_mixed_layouts(root: Path, files: list[Path]) -> None:
-    """Refuse a folder that holds both fundus photographs and NIfTI volumes.
-
-    Each loader reads only its own kind of file, so without this a ``--source`` one folder
-    too high (over both a fundus set and a BraTS set) would be prepared from whichever half
-    the dataset asks for, with the other half silently ignored.
-    """
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not any(
+        part.startswith(".") for part in p.relative_to(root).parts))
     image = next((p for p in files if _is_image_file(p)), None)
     volume = next((p for p in files if _is_nifti(p)), None)
     if image is not None and volume is not None:
         raise DataError(f"{root}: mixes two datasets' layouts, fundus images (first: {image}) "
                         f"and BraTS NIfTI volumes (first: {volume}); point --source at the "
                         "folder of one dataset only")
+    return root, files
 
 
 # ----------------------------------------------------------------------------------------------
@@ -133,10 +120,6 @@ class FundusRecord:
     laterality_from_name: str | None
 
 
-def _is_image_file(path: Path) -> bool:
-    return path.name.lower().endswith(IMAGE_SUFFIXES)
-
-
 def _bare_stem(path: Path) -> str:
     """Lower-case name without its extension(s): ``im0001.ah.ppm.gz`` -> ``im0001.ah``."""
     name = path.name.lower().removesuffix(".gz")
@@ -167,28 +150,10 @@ def _pairing_key(path: Path) -> str:
             return key
 
 
-def _layout(path: Path) -> str:
-    name = path.name.lower()
-    for layout, pattern in LAYOUT_PATTERNS:
-        if pattern.match(name) and (layout != "FIVES" or path.parent.name.lower() == "original"):
-            return layout
-    return "folder"
-
-
-def _laterality_from_name(path: Path) -> str | None:
-    name = path.name.lower()
-    match = CHASE_EYE.match(name) or EYE_WORD.search(_bare_stem(path))
-    return EYE_FROM_WORD[match.group(1)] if match else None
-
-
 def _match_mask(mask: Path, images: dict[tuple[str, Path, str], list[Path]]) -> Path | None:
-    """The image a mask belongs to: same folder, else a sibling folder, else the parent folder.
-
-    DRIVE, HRF, FIVES and STARE keep masks in a sibling folder (``images/`` next to
-    ``1st_manual/``); CHASE_DB1 keeps them beside the image; a plain folder may keep them in
-    ``vessels/`` inside the image folder. Scoping to these three places keeps FIVES's
-    ``train/`` and ``test/`` (which reuse the same names) apart.
-    """
+    """The image a mask belongs to: same folder (CHASE_DB1), else a sibling folder (DRIVE,
+    HRF, FIVES, STARE: ``images/`` next to ``1st_manual/``), else the parent folder (a plain
+    folder's ``vessels/``). These three scopes keep FIVES's ``train/`` and ``test/`` apart."""
     key = _pairing_key(mask)
     for scope in (("in", mask.parent, key), ("under", mask.parent.parent, key),
                   ("in", mask.parent.parent, key)):
@@ -203,8 +168,12 @@ def _match_mask(mask: Path, images: dict[tuple[str, Path, str], list[Path]]) -> 
 
 
 def _record(image: Path, vessel: Path | None, fov: Path | None) -> FundusRecord:
-    return FundusRecord(image_path=image, vessel_path=vessel, fov_path=fov, layout=_layout(image),
-                        laterality_from_name=_laterality_from_name(image))
+    """The record of ``image``, with its layout and the eye its name says, if it says."""
+    name = image.name.lower()
+    layout = next((layout for layout, pattern in LAYOUT_PATTERNS if pattern.match(name) and (
+        layout != "FIVES" or image.parent.name.lower() == "original")), "folder")
+    eye = CHASE_EYE.match(name) or EYE_WORD.search(_bare_stem(image))
+    return FundusRecord(image, vessel, fov, layout, EYE_FROM_WORD[eye.group(1)] if eye else None)
 
 
 def find_fundus_images(folder: str | Path) -> list[FundusRecord]:
@@ -224,9 +193,7 @@ def find_fundus_images(folder: str | Path) -> list[FundusRecord]:
             raise DataError(f"{single}: not a fundus image (expected {', '.join(IMAGE_SUFFIXES)});"
                             " pass an image or the folder that holds them")
         return [_record(single, None, None)]
-    root = _check_folder(folder, "fundus images")
-    every_file = _files_under(root)
-    _refuse_mixed_layouts(root, every_file)
+    root, every_file = _files_of(folder, "fundus images")
     files = [p for p in every_file if _is_image_file(p)]
     roles = {p: _role(p) for p in files}
     image_paths = [p for p in files if roles[p] == "image"]
@@ -264,9 +231,8 @@ def find_fundus_images(folder: str | Path) -> list[FundusRecord]:
 def _read_pixels(path: Path) -> np.ndarray:
     """Raw pixels as (H, W) or (H, W, 3) in RGB order, original dtype (uint8, uint16, ...).
 
-    OpenCV reads TIF/PNG/JPG/PPM at full bit depth but not GIF (DRIVE's masks), so GIF goes
-    through PIL; ``.ppm.gz`` (STARE) is decompressed in memory. An alpha channel is
-    composited over black (``_over_black``) and dropped.
+    OpenCV reads TIF/PNG/JPG/PPM at full bit depth but not GIF (DRIVE's masks): GIF goes
+    through PIL; ``.ppm.gz`` (STARE) is decompressed in memory; alpha is ``_over_black``.
     """
     fix = "re-export it as PNG or TIF, or remove it from the folder"
     try:
@@ -297,9 +263,8 @@ def _read_pixels(path: Path) -> np.ndarray:
 def _over_black(pixels: np.ndarray) -> np.ndarray:
     """Composite an image with a trailing alpha channel over black and drop the alpha.
 
-    Black because a fundus photograph's surround is black (and a mask's background is 0):
-    the colour under a transparent surround is arbitrary (often white), and keeping it would
-    put it inside the red-threshold field of view. An opaque alpha changes nothing.
+    Black as a fundus surround (and a mask's background): the colour under a transparent
+    surround is arbitrary (often white) and would fall inside the red-threshold field of view.
     """
     colour, alpha = pixels[:, :, :-1], pixels[:, :, -1:]
     opaque = np.iinfo(pixels.dtype).max if np.issubdtype(pixels.dtype, np.integer) else 1.0
@@ -310,17 +275,8 @@ def _over_black(pixels: np.ndarray) -> np.ndarray:
             ).astype(pixels.dtype)
 
 
-def _to_unit_float(pixels: np.ndarray) -> np.ndarray:
-    """Scale by the dtype's full range (so 16-bit images land in [0, 1] too), as float32."""
-    if pixels.dtype == bool:
-        return pixels.astype(np.float32)
-    if np.issubdtype(pixels.dtype, np.integer):
-        return pixels.astype(np.float32) / np.float32(np.iinfo(pixels.dtype).max)
-    return np.clip(pixels.astype(np.float32), 0.0, 1.0)
-
-
 def _read_mask(path: Path, image_shape: tuple[int, int], image_path: Path) -> np.ndarray:
-    """A binary mask at full resolution; its size must equal the image's (checked here,
+    """A binary mask at full resolution, refused unless its size equals the image's (checked
     before any resizing could hide a mismatch)."""
     pixels = _read_pixels(path)
     if pixels.shape[:2] != image_shape:
@@ -330,20 +286,16 @@ def _read_mask(path: Path, image_shape: tuple[int, int], image_path: Path) -> np
     grey = pixels.max(axis=2) if pixels.ndim == 3 else pixels
     if np.issubdtype(grey.dtype, np.integer) and grey.max() <= 1:
         return grey > 0  # masks stored as 0/1 rather than 0/255
-    return _to_unit_float(grey) > 0.5
+    return as_unit_float(grey) > 0.5
 
 
-def _pad_square(array: np.ndarray) -> np.ndarray:
-    """Pad with zeros (black / outside) to a centred square."""
+def _square_resize(array: np.ndarray, size: int) -> np.ndarray:
+    """Pad with zeros (black / outside) to a centred square, then area-resize to ``size``."""
     h, w = array.shape[:2]
     side = max(h, w)
     top, left = (side - h) // 2, (side - w) // 2
     pad = [(top, side - h - top), (left, side - w - left)] + [(0, 0)] * (array.ndim - 2)
-    return np.pad(array, pad)
-
-
-def _square_resize(array: np.ndarray, size: int) -> np.ndarray:
-    return cv2.resize(_pad_square(array), (size, size), interpolation=cv2.INTER_AREA)
+    return cv2.resize(np.pad(array, pad), (size, size), interpolation=cv2.INTER_AREA)
 
 
 def _square_resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
@@ -366,62 +318,40 @@ def laterality_from_disc(rgb: np.ndarray) -> str:
     return "OS" if disc_x < width / 2 else "OD"
 
 
-def _check_colour(pixels: np.ndarray, path: Path) -> None:
-    """Refuse a photograph without colour: one channel, or R = G = B everywhere.
+def load_fundus(record: FundusRecord, size: int, min_side: int = 0) -> FundusImage:
+    """Read one fundus photograph, padded to a centred square and resized to ``size``.
 
-    The paper's ROP photographs are colour and the GAN learns their R, G and B. A grey fundus
-    image is usually a red-free (green-filter) photograph or an angiogram (vessels bright,
-    not dark): replicating it into three channels would silently mix another modality into
-    the colour training set, so it is refused rather than converted.
+    rgb is float32 in [0, 1], integer images scaled by their bit depth (a 16-bit PNG by
+    65535). The vessel mask and the field of view (from the FOV mask, else red > 20/255) are
+    resized the same way and re-binarised. Laterality comes from the file name when it says,
+    else from the disc.
     """
+    path = record.image_path
+    pixels = _read_pixels(path)
+    # A grey fundus image is usually a red-free photograph or an angiogram (vessels bright):
+    # three copies of it would silently mix another modality into the colour training set.
     if pixels.ndim == 2 or (np.array_equal(pixels[:, :, 0], pixels[:, :, 1])
                             and np.array_equal(pixels[:, :, 1], pixels[:, :, 2])):
         raise DataError(f"{path}: grayscale (one channel, or R = G = B everywhere), likely a "
                         "red-free photograph or an angiogram, but the model learns colour "
                         "fundus photographs; use the colour original or remove it from the "
                         "folder")
-
-
-def _check_size(shape: tuple[int, int], min_side: int, path: Path) -> None:
-    """Refuse a photograph whose padded square is smaller than ``min_side`` px.
-
-    Upsampling adds no detail, so the GAN would learn interpolation blur at its top
-    resolution. The longer side counts, as the square is padded to it: a 640 x 480 RetCam
-    frame is fine at 512 px.
-    """
+    # Upsampling adds no detail: the GAN would learn interpolation blur. The longer side
+    # counts, as the square is padded to it (a 640 x 480 RetCam frame is fine at 512 px).
+    shape = pixels.shape[:2]
     if max(shape) < min_side:
         raise DataError(f"{path}: image is {shape[1]}x{shape[0]} px, smaller than the "
                         f"{min_side} px being prepared (upsampling would only add blur); use "
-                        f"the full-size photograph, --resolution {_pow2_floor(max(shape))} or "
-                        "less, or remove it from the folder")
-
-
-def _pow2_floor(n: int) -> int:
-    """The largest power of two <= n (resolutions are powers of two)."""
-    return 1 << (max(n, 1).bit_length() - 1)
-
-
-def load_fundus(record: FundusRecord, size: int, min_side: int = 0) -> FundusImage:
-    """Read one fundus photograph, padded to a centred square and resized to ``size``.
-
-    rgb is float32 in [0, 1], integer images scaled by their bit depth (a 16-bit PNG by
-    65535). Grey photographs, and ones whose longer side is below ``min_side`` px (the
-    resolution being prepared), are refused: see ``_check_colour`` and ``_check_size``. The
-    vessel mask and the field of view (from the FOV mask, else red > 20/255) are resized the
-    same way and re-binarised. Laterality comes from the file name when it says, else from
-    the disc.
-    """
-    pixels = _read_pixels(record.image_path)
-    _check_colour(pixels, record.image_path)
-    shape = pixels.shape[:2]
-    _check_size(shape, min_side, record.image_path)
-    rgb = _to_unit_float(pixels)
+                        f"the full-size photograph, --resolution "
+                        f"{1 << (max(shape).bit_length() - 1)} or less, or remove it from the "
+                        "folder")
+    rgb = as_unit_float(pixels)
 
     vessels = None
     if record.vessel_path is not None:
-        vessels = _read_mask(record.vessel_path, shape, record.image_path)
+        vessels = _read_mask(record.vessel_path, shape, path)
     if record.fov_path is not None:
-        fov = _read_mask(record.fov_path, shape, record.image_path)
+        fov = _read_mask(record.fov_path, shape, path)
     else:
         fov = rgb[:, :, 0] > 20 / 255  # the dark surround of a fundus photo has almost no red
 
@@ -435,7 +365,7 @@ def load_fundus(record: FundusRecord, size: int, min_side: int = 0) -> FundusIma
         vessels=None if vessels is None else _square_resize_mask(vessels, size),
         fov=_square_resize_mask(fov, size),
         labels={"laterality": laterality, "laterality_source": source, "layout": record.layout},
-        source_file=str(record.image_path),
+        source_file=str(path),
     )
 
 
@@ -449,14 +379,9 @@ MODALITY_OF_SUFFIX = {"t1": "T1", "t1n": "T1", "t1ce": "T1c", "t1c": "T1c",
 SUFFIXES_2023 = {"t1n", "t2w", "t2f"}
 # "segm" too: BraTS 2020 case 355 ships its labels as W39_1998.09.19_Segm.nii.
 SEG_SUFFIX = re.compile(r"segm?\.nii(\.gz)?$")
-NAMING_PATTERNS = (  # case-folder prefix -> challenge year, which fixes the label meaning
-    (re.compile(r"^brats17_"), "2017"),
-    (re.compile(r"^brats18_"), "2018"),
-    (re.compile(r"^brats19_"), "2019"),
-    (re.compile(r"^brats20_"), "2020"),
-    (re.compile(r"^brats2021_"), "2021"),
-    (re.compile(r"^brats-"), "2023"),
-)
+NAMING_PREFIXES = {  # case-folder prefix -> challenge year, which fixes the label meaning
+    "brats17_": "2017", "brats18_": "2018", "brats19_": "2019", "brats20_": "2020",
+    "brats2021_": "2021", "brats-": "2023"}
 
 
 @dataclass(frozen=True)
@@ -474,23 +399,6 @@ class BratsCase:
     seg_path: Path
     grade: str
     naming: str
-
-
-def _grade(case_dir: Path, root: Path) -> str:
-    for folder in (case_dir, *case_dir.parents):
-        if folder.name.upper() in ("HGG", "LGG"):
-            return folder.name.upper()
-        if folder == root:
-            break
-    return "unknown"
-
-
-def _naming(case_dir: Path, suffixes: set[str]) -> str:
-    name = case_dir.name.lower()
-    for pattern, year in NAMING_PATTERNS:
-        if pattern.match(name):
-            return year
-    return "2023" if suffixes & SUFFIXES_2023 else "unknown"
 
 
 def _brats_case(case_dir: Path, seg_path: Path, root: Path) -> BratsCase:
@@ -511,13 +419,18 @@ def _brats_case(case_dir: Path, seg_path: Path, root: Path) -> BratsCase:
         raise DataError(f"{case_dir}: missing {', '.join(missing)} (expected files ending in "
                         "_t1/_t1ce/_t2/_flair or -t1n/-t1c/-t2w/-t2f .nii.gz); add the missing "
                         "modality or remove the case folder")
-    return BratsCase(
-        case_dir=case_dir,
-        modality_paths={m: modality_paths[m] for m in MODALITIES},
-        seg_path=seg_path,
-        grade=_grade(case_dir, root),
-        naming=_naming(case_dir, suffixes),
-    )
+    grade = "unknown"
+    for folder in (case_dir, *case_dir.parents):
+        if folder.name.upper() in ("HGG", "LGG"):
+            grade = folder.name.upper()
+            break
+        if folder == root:
+            break
+    name = case_dir.name.lower()
+    naming = next((year for prefix, year in NAMING_PREFIXES.items() if name.startswith(prefix)),
+                  "2023" if suffixes & SUFFIXES_2023 else "unknown")
+    return BratsCase(case_dir=case_dir, modality_paths={m: modality_paths[m] for m in MODALITIES},
+                     seg_path=seg_path, grade=grade, naming=naming)
 
 
 def find_brats_cases(folder: str | Path) -> list[BratsCase]:
@@ -527,9 +440,7 @@ def find_brats_cases(folder: str | Path) -> list[BratsCase]:
     on labelled cases, so folders without a segmentation are not cases. A folder that also
     holds fundus images is refused. Returns cases sorted by folder.
     """
-    root = _check_folder(folder, "BraTS case folders")
-    files = _files_under(root)
-    _refuse_mixed_layouts(root, files)
+    root, files = _files_of(folder, "BraTS case folders")
     segs = [p for p in files if SEG_SUFFIX.search(p.name.lower())]
     if not segs:
         has_nifti = any(_is_nifti(p) for p in files)
@@ -549,9 +460,8 @@ def find_brats_cases(folder: str | Path) -> list[BratsCase]:
 def _read_volume(path: Path) -> np.ndarray:
     """A 3-D float32 array in canonical (RAS) orientation, every voxel finite.
 
-    nibabel reads lazily, so a truncated ``.nii.gz`` only fails when the data are read; the full
-    read is inside the ``try`` for that reason. Trailing singleton axes (a 4-D file holding one
-    3-D volume, as some converters write) are dropped; any other shape is refused.
+    nibabel reads lazily (a truncated ``.nii.gz`` fails only when read), hence the full read
+    inside the ``try``. Trailing singleton axes (a 4-D file of one volume) are dropped.
     """
     fix = "the file is damaged; download or re-export it, or remove the case"
     try:
@@ -593,9 +503,8 @@ def _unify_labels(seg: np.ndarray, path: Path, naming: str) -> np.ndarray:
 
 
 def load_brats_case(case: BratsCase) -> BrainVolume:
-    """Read one case: modalities float32 (4, X, Y, Z) in T1, T1c, T2, FLAIR order, all in
-    canonical RAS orientation, the segmentation in {0, 1, 2, 4} and brain_mask = any modality > 0.
-    """
+    """Read one case: modalities float32 (4, X, Y, Z) in MODALITIES order, canonical RAS, the
+    segmentation in {0, 1, 2, 4} and brain_mask = any modality > 0."""
     volumes = []
     for modality in MODALITIES:
         path = case.modality_paths[modality]

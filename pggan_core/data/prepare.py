@@ -17,7 +17,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,8 @@ from pggan_core.data.store import (
     PREPROCESSING_VERSION,
     DatasetWriter,
     PreparedDataset,
-    box_downsample,
     sha256_of,
+    to_resolution,
 )
 from pggan_core.datasets import dataset_spec, hook
 from pggan_core.errors import ConfigError, DataError
@@ -41,14 +40,8 @@ from pggan_core.progress import Progress
 ROP_NATIVE = 512  # the paper resizes every fundus photograph to 512 x 512
 
 
-def prepare_dataset(
-    config: Config,
-    out_dir: str | Path,
-    source: str | Path | None = None,
-    n_images: int | None = None,
-    progress: bool = True,
-    workers: int = 2,
-) -> Path:
+def prepare_dataset(config: Config, out_dir: str | Path, source: str | Path | None = None,
+                    n_images: int | None = None, progress: bool = True, workers: int = 2) -> Path:
     """Prepare ``config.data.dataset`` from the phantom (``source=None``) or a real folder.
 
     ``n_images`` overrides ``config.data.n_images``; with a real ``source`` and no
@@ -68,9 +61,9 @@ def prepare_dataset(
                        vessel_truth=keep_truth) as writer:
         bar = Progress(n, f"prepare {data.dataset}", unit="image", enabled=progress)
         for index, (image, row, *truth) in enumerate(samples):
-            truth_at_resolution = (_to_resolution(truth[0].astype(np.float32), data.resolution)
+            truth_at_resolution = (to_resolution(truth[0].astype(np.float32), data.resolution)
                                    if keep_truth else None)
-            writer.add(index, _to_resolution(image, data.resolution), row, truth_at_resolution)
+            writer.add(index, to_resolution(image, data.resolution), row, truth_at_resolution)
             bar.update(1)
         bar.close()
     return out_dir
@@ -86,15 +79,11 @@ def ensure_prepared(config: Config, out_dir: str | Path, source: str | Path | No
     out_dir = Path(out_dir)
     if (out_dir / "dataset.json").is_file():
         existing = PreparedDataset(out_dir)
-        wanted = {"config": config.to_dict()["data"], "version": PREPROCESSING_VERSION,
-                  "source": source_label(source)}
-        found = {"config": existing.meta.get("config"),
-                 "version": existing.meta.get("preprocessing_version"),
-                 "source": existing.meta.get("source")}
+        wanted = {"config": config.to_dict()["data"], "source": source_label(source),
+                  "preprocessing_version": PREPROCESSING_VERSION}
         if "vessel_map_resolution" in existing.meta:  # a U-Net's channel: drawn at this size
             wanted["vessel_map_resolution"] = vessel_map_resolution(config)
-            found["vessel_map_resolution"] = existing.meta["vessel_map_resolution"]
-        if found == wanted:
+        if all(existing.meta.get(key) == value for key, value in wanted.items()):
             return existing
         print(f"{out_dir} was prepared with other settings; preparing it again")
     prepare_dataset(config, out_dir, source=source, progress=progress)
@@ -107,18 +96,9 @@ def source_label(source: str | Path | None) -> str:
     return "phantom" if source is None else str(Path(source).expanduser().resolve())
 
 
-def _to_resolution(image: np.ndarray, resolution: int) -> np.ndarray:
-    while image.shape[-1] > resolution:
-        image = box_downsample(image)
-    return image
-
-
 def _n_heldout(n: int, heldout_fraction: float) -> int:
-    """How many of ``n`` items to hold out: the fraction, but at least one when n >= 2.
-
-    Evaluation compares generated images with held-out real ones, so a small dataset must
-    not round its held-out set away.
-    """
+    """How many of ``n`` items to hold out: the fraction, but at least one when n >= 2 (a
+    small dataset must not round away the held-out images evaluation compares against)."""
     if heldout_fraction <= 0 or n < 2:
         return 0
     return min(max(round(n * heldout_fraction), 1), n - 1)
@@ -151,7 +131,7 @@ def rop_samples(config: Config, source: str | Path | None, n_images: int | None,
 
         n = n_images or data.n_images
         items = [data.seed * 1_000_000 + i for i in range(n)]
-        load: Callable = _PhantomFundus(render_fundus)
+        load: Callable = partial(render_fundus, size=ROP_NATIVE)
         has_masks = True
     else:
         from pggan_core.data.loaders import find_fundus_images, load_fundus
@@ -160,7 +140,7 @@ def rop_samples(config: Config, source: str | Path | None, n_images: int | None,
         n = min(n_images or len(records), len(records))
         items = records[:n]
         # refuse photographs smaller than the output: upsampling would only add blur
-        load = _RealFundus(partial(load_fundus, min_side=data.resolution))
+        load = partial(load_fundus, size=ROP_NATIVE, min_side=data.resolution)
         has_masks = all(r.vessel_path is not None for r in items)
     if mode == "mask" and not has_masks:
         raise DataError(f"{source}: data.vessel_channel=mask but some images have no vessel "
@@ -196,9 +176,10 @@ def rop_samples(config: Config, source: str | Path | None, n_images: int | None,
                    **fundus.labels}
             yield preprocess.fundus_channels(fundus.rgb, vessel_map), row, fundus.vessels
 
+    model = vessel_model_path(config.profile)
     vessels = {"vessel_channel": "unet" if segmenter is not None else "mask",
                **({"vessel_map_resolution": vessel_map_resolution(config),
-                   "vessel_model_sha256": _sha256_or_none(vessel_model_path(config.profile))}
+                   "vessel_model_sha256": sha256_of(model) if model.is_file() else None}
                   if segmenter is not None else {}),
                "vessel_truth": (None if not has_masks else "phantom" if source is None
                                 else "manual masks")}
@@ -213,26 +194,19 @@ def vessel_map_resolution(config: Config) -> int:
 def gan_scale_vessel_map(segmenter, rgb: np.ndarray, config: Config) -> np.ndarray:
     """The vessel U-Net's map of a photograph as the GAN sees it, at ``rgb``'s size.
 
-    The paper's fourth channel is the U-Net's segmentation of each photograph at the
-    resolution the GAN learns (512 px there): a map of the vessels that photograph shows, not
-    of vessels too fine for it. So the photograph is box-filtered to the top of the GAN's
-    schedule (``vessel_map_resolution``), exactly as the prepared pyramid filters it,
-    segmented there (enlarged to the U-Net's training scale and reduced back, as generated
-    photographs are segmented), and each pixel of the map repeated up to ``rgb``'s size: the
-    pyramid's box filter then gives back this map at the GAN's top resolution, and lower
-    levels filter it as they filter the photograph.
+    The paper's fourth channel maps the vessels the photograph shows at the resolution the GAN
+    learns, not vessels too fine for it. So the photograph is box-filtered to the top of the
+    GAN's schedule as the pyramid filters it, segmented there (as generated photographs are),
+    and each pixel of the map repeated up to ``rgb``'s size: the pyramid's box filter then
+    gives this map back at the GAN's top resolution and filters it below as the photograph.
     """
     top = vessel_map_resolution(config)
-    photograph = _to_resolution(preprocess.fundus_channels(
+    photograph = to_resolution(preprocess.fundus_channels(
         rgb, np.zeros(rgb.shape[:2], np.float32)), top)[None]
     fov = preprocess.fields_of_view(photograph, config.data)
     vessel_map = segmenter.segment_images(photograph, config.vessels.train_resolution, fov)[0]
     repeat = rgb.shape[0] // top
     return np.repeat(np.repeat(vessel_map, repeat, axis=0), repeat, axis=1)
-
-
-def _sha256_or_none(path: Path) -> str | None:
-    return sha256_of(path) if path.is_file() else None
 
 
 def _relative_id(source_file: str, source: str | Path) -> str:
@@ -243,26 +217,6 @@ def _relative_id(source_file: str, source: str | Path) -> str:
     path, root = Path(source_file), Path(source)
     rel = path.relative_to(root) if root.is_dir() and path.is_relative_to(root) else path
     return rel.with_suffix("").as_posix()
-
-
-class _PhantomFundus:
-    """Picklable "render this seed at 512 px" for the process pool."""
-
-    def __init__(self, render: Callable) -> None:
-        self.render = render
-
-    def __call__(self, seed: int):
-        return self.render(seed, ROP_NATIVE)
-
-
-class _RealFundus:
-    """Picklable "load this record at 512 px" for the process pool."""
-
-    def __init__(self, load: Callable) -> None:
-        self.load = load
-
-    def __call__(self, record):
-        return self.load(record, ROP_NATIVE)
 
 
 # ---------------------------------------------------------------- BraTS
@@ -279,21 +233,18 @@ def brats_samples(config: Config, source: str | Path | None, n_images: int | Non
         n = n_images or data.n_images
         n_subjects = -(-n // per_subject)
         items: list = [data.seed * 1_000_000 + i for i in range(n_subjects)]
-        load: Callable = _phantom_brain_slices
     else:
         from pggan_core.data.loaders import find_brats_cases
 
         items = find_brats_cases(source)
         n_subjects = len(items)
         n = min(n_images or n_subjects * per_subject, n_subjects * per_subject)
-        load = _real_brain_slices
     n_heldout_subjects = _n_heldout(n_subjects, data.heldout_fraction)
-    jobs = [(item, replace(data), k >= n_subjects - n_heldout_subjects)
-            for k, item in enumerate(items)]
+    jobs = [(item, data, k >= n_subjects - n_heldout_subjects) for k, item in enumerate(items)]
 
     def generate() -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
         written = 0
-        for slices in _ordered_map(load, jobs, workers):
+        for slices in _ordered_map(_brain_slices, jobs, workers):
             for image, row in slices:
                 if written == n:
                     return
@@ -306,22 +257,17 @@ def brats_samples(config: Config, source: str | Path | None, n_images: int | Non
     return generate(), n, {}
 
 
-def _phantom_brain_slices(job: tuple) -> list[tuple[np.ndarray, dict[str, Any]]]:
+def _brain_slices(job: tuple) -> list[tuple[np.ndarray, dict[str, Any]]]:
+    """One subject (a phantom seed or a BraTS case), z-scored, its slices picked and each
+    turned into 7 channels at 256 px, with their manifest rows."""
     from pggan_core.data.brain_phantom import BrainPhantom
-
-    seed, data, heldout = job
-    return _volume_slices(BrainPhantom().subject(seed), data, heldout, seed)
-
-
-def _real_brain_slices(job: tuple) -> list[tuple[np.ndarray, dict[str, Any]]]:
     from pggan_core.data.loaders import load_brats_case
 
-    case, data, heldout = job
-    return _volume_slices(load_brats_case(case), data, heldout, -1)
-
-
-def _volume_slices(volume, data, heldout: bool, seed: int) -> list[tuple[np.ndarray, dict]]:
-    """z-score one volume, pick its slices, and turn each into 7 channels at 256 px."""
+    item, data, heldout = job
+    if isinstance(item, int):
+        volume, seed = BrainPhantom().subject(item), item
+    else:
+        volume, seed = load_brats_case(item), -1
     zvol = preprocess.zscore_volume(volume.modalities, volume.brain_mask, volume.source_file)
     # real cases have no seed: derive a stable one from the subject id (not hash(): salted)
     subject = str(volume.meta.get("subject", seed))
@@ -334,7 +280,7 @@ def _volume_slices(volume, data, heldout: bool, seed: int) -> list[tuple[np.ndar
                                                 data.pad_to, data.z_clip)
         labels = volume.seg[:, :, z]
         out.append((image, {
-            "id": f"{volume.meta.get('subject', seed)}_z{z:03d}",
+            "id": f"{subject}_z{z:03d}",
             "split": "heldout" if heldout else "train",
             "source_file": volume.source_file,
             "seed": seed,

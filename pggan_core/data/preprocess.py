@@ -1,16 +1,11 @@
-"""Preprocessing for both domains, as Beers et al. (2018) describe it.
+"""Preprocessing for both domains, as Beers et al. (2018) describe it, in plain numpy / OpenCV.
 
-Fundus ("Retinopathy of Prematurity Dataset"): images are converted to grayscale, gamma-adjusted
-and CLAHE-equalised before the vessel U-Net segments them; the GAN then sees RGB plus the vessel
-map as a fourth channel. The exact order and constants follow the authors' retina-unet
-``my_PreProc`` (grayscale -> per-image standardisation -> CLAHE(2.0, 8x8) -> gamma 1.2).
+Fundus: grayscale, gamma-adjusted and CLAHE-equalised before the vessel U-Net segments it (the
+order and constants of the authors' retina-unet ``my_PreProc``: grayscale -> per-image
+standardisation -> CLAHE(2.0, 8x8) -> gamma 1.2); the GAN sees RGB plus the vessel map.
 
-BraTS ("Brain Tumor Magnetic Resonance Imaging Dataset"): "We preprocessed each MR volume to have
-zero mean and unit variance"; 2D axial slices are then taken, and the segmentation labels become
-extra channels ("Effect of Segmentation Channels").
-
-Everything here is plain numpy / OpenCV on one image or volume, so loaders, phantoms and the
-prepared-dataset writer can share it.
+BraTS: "We preprocessed each MR volume to have zero mean and unit variance"; 2D axial slices
+are then taken, and the segmentation labels become extra channels.
 """
 
 from __future__ import annotations
@@ -26,40 +21,33 @@ from pggan_core.errors import DataError
 # Fundus photographs
 
 
-def _as_unit_float(rgb: np.ndarray) -> np.ndarray:
-    """uint8 (0..255) or float (0..1) -> float32 in [0, 1]."""
-    if rgb.dtype == np.uint8:
-        return rgb.astype(np.float32) / 255.0
-    return np.clip(rgb.astype(np.float32), 0.0, 1.0)
+def as_unit_float(pixels: np.ndarray) -> np.ndarray:
+    """float32 in [0, 1]: integers scaled by their dtype's full range (a 16-bit image by
+    65535), floats clipped."""
+    if pixels.dtype == bool:
+        return pixels.astype(np.float32)
+    if np.issubdtype(pixels.dtype, np.integer):
+        return pixels.astype(np.float32) / np.float32(np.iinfo(pixels.dtype).max)
+    return np.clip(pixels.astype(np.float32), 0.0, 1.0)
 
 
 def to_gray(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) RGB (uint8 or float in [0, 1]) -> float32 (H, W) luma in [0, 1].
-
-    The ITU-R 601 weights (0.299, 0.587, 0.114), as retina-unet's ``rgb2gray``.
-    """
-    rgb = _as_unit_float(rgb)
+    """(H, W, 3) RGB -> float32 (H, W) luma in [0, 1], with retina-unet's ``rgb2gray`` weights
+    (ITU-R 601)."""
+    rgb = as_unit_float(rgb)
     return (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114).astype(np.float32)
 
 
 def gamma_correct(gray: np.ndarray, gamma: float) -> np.ndarray:
-    """Gamma adjustment of a [0, 1] image: out = in ** (1 / gamma).
-
-    As retina-unet's ``adjust_gamma`` (which builds a LUT with ``invGamma = 1 / gamma``), so
-    gamma > 1 brightens the mid-tones. The paper names the step ("gamma adjustment"); the value
-    1.2 is the authors' code's.
-    """
+    """Gamma adjustment of a [0, 1] image: out = in ** (1 / gamma), as retina-unet's
+    ``adjust_gamma``, so gamma > 1 brightens the mid-tones."""
     if gamma <= 0:
         raise ValueError(f"gamma must be positive, got {gamma}")
     return np.power(np.clip(gray, 0.0, 1.0), 1.0 / gamma).astype(np.float32)
 
 
 def clahe(gray: np.ndarray, clip: float, tiles: int) -> np.ndarray:
-    """Contrast-limited adaptive histogram equalisation of a [0, 1] image (OpenCV, 8-bit).
-
-    The paper applies "contrast-limited adaptive histogram equalization (CLAHE)"; the authors'
-    code uses clipLimit 2.0 on an 8x8 tile grid of a uint8 image, as done here.
-    """
+    """CLAHE of a [0, 1] image on 8 bits, as the authors' code (clipLimit 2.0, 8x8 tiles)."""
     as_u8 = np.clip(np.rint(gray * 255.0), 0, 255).astype(np.uint8)
     equalised = cv2.createCLAHE(clipLimit=clip, tileGridSize=(tiles, tiles)).apply(as_u8)
     return equalised.astype(np.float32) / 255.0
@@ -70,13 +58,10 @@ FOV_EROSION_REFERENCE = 512  # DataConfig.fov_erosion_px is given for 512 px pho
 
 
 def fov_mask(rgb: np.ndarray, erosion_px: int) -> np.ndarray:
-    """The illuminated disc of a fundus photograph: red > 20/255, eroded by ``erosion_px``.
-
-    The red channel is the brightest in a fundus photograph, so a low threshold on it separates
-    the disc from the black surround. The authors' ``segment_unet.py`` erodes the field of view
-    by 10 px (at 512 px) so the bright rim is not mistaken for a vessel wall.
-    """
-    fov = _as_unit_float(rgb)[..., 0] > FOV_RED_THRESHOLD
+    """The illuminated disc of a fundus photograph: red (its brightest channel) > 20/255,
+    eroded by ``erosion_px`` (the authors erode 10 px at 512 so the bright rim is not taken
+    for a vessel wall)."""
+    fov = as_unit_float(rgb)[..., 0] > FOV_RED_THRESHOLD
     if erosion_px > 0:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * erosion_px + 1,) * 2)
         fov = cv2.erode(fov.astype(np.uint8), kernel, borderValue=0).astype(bool)
@@ -84,13 +69,9 @@ def fov_mask(rgb: np.ndarray, erosion_px: int) -> np.ndarray:
 
 
 def field_of_view(rgb: np.ndarray, data_cfg: DataConfig) -> np.ndarray:
-    """The one field of view every vessel step uses: where the U-Net is trained, where it
-    segments (data preparation, evaluation) and where vessel AUCs and statistics are counted.
-
-    It is computed from the photograph alone (red threshold, ``fov_mask``), so a generated
-    image gets exactly the same definition as a real one, with the erosion scaled from
-    ``data_cfg.fov_erosion_px`` at 512 px to this image's size.
-    """
+    """The one field of view of every vessel step (U-Net training and segmenting, vessel
+    AUCs and statistics), from the photograph alone so a generated image gets the same
+    definition as a real one; ``data_cfg.fov_erosion_px`` is scaled from 512 px."""
     erosion = round(data_cfg.fov_erosion_px * min(rgb.shape[:2]) / FOV_EROSION_REFERENCE)
     return fov_mask(rgb, erosion)
 
@@ -99,17 +80,17 @@ def fields_of_view(images: np.ndarray, data_cfg: DataConfig) -> np.ndarray:
     """``field_of_view`` of each fundus image (N, >=3, H, W) in [-1, 1]: bool (N, H, W)."""
     rgb = np.clip((np.asarray(images[:, :3], np.float32).transpose(0, 2, 3, 1) + 1.0) / 2.0,
                   0.0, 1.0)
-    return np.stack([field_of_view(image, data_cfg) for image in rgb]) if len(rgb) else \
-        np.zeros((0, *images.shape[2:]), bool)
+    if not len(rgb):
+        return np.zeros((0, *images.shape[2:]), bool)
+    return np.stack([field_of_view(image, data_cfg) for image in rgb])
 
 
 def vessel_input(rgb: np.ndarray, fov: np.ndarray, data_cfg: DataConfig) -> np.ndarray:
     """The vessel U-Net's input: float32 (H, W) in [0, 1], zero outside the field of view.
 
-    retina-unet ``my_PreProc``: grayscale, standardise and rescale to the full 0..255 range,
-    CLAHE, then gamma. The statistics are taken inside ``fov`` only, so the black surround does
-    not decide the contrast; retina-unet z-scores over the whole data set first, which a
-    per-image min-max rescale makes irrelevant.
+    retina-unet ``my_PreProc``: grayscale, standardise and rescale to the full range, CLAHE,
+    then gamma, with statistics inside ``fov`` only (the black surround must not decide the
+    contrast); retina-unet's data-set-wide z-score is irrelevant after a per-image rescale.
     """
     gray = to_gray(rgb)
     fov = fov.astype(bool)
@@ -126,12 +107,9 @@ def vessel_input(rgb: np.ndarray, fov: np.ndarray, data_cfg: DataConfig) -> np.n
 
 
 def fundus_channels(rgb: np.ndarray, vessel_map: np.ndarray) -> np.ndarray:
-    """The GAN's four channels: float32 (4, S, S) in [-1, 1], R, G, B then vessel.
-
-    ``vessel_map`` is a probability map or a boolean mask (0..1); like the RGB channels it is
-    mapped 0..1 -> -1..1. The paper feeds "segmentation maps ... as additional channels".
-    """
-    rgb = _as_unit_float(rgb)
+    """The GAN's four channels: float32 (4, S, S) in [-1, 1], R, G, B then the vessel map
+    (a probability or a boolean mask)."""
+    rgb = as_unit_float(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[:2] != vessel_map.shape:
         raise ValueError(f"rgb {rgb.shape} and vessel map {vessel_map.shape} do not match")
     vessel = np.clip(vessel_map.astype(np.float32), 0.0, 1.0)
@@ -144,12 +122,8 @@ def fundus_channels(rgb: np.ndarray, vessel_map: np.ndarray) -> np.ndarray:
 
 
 def zscore_volume(modalities: np.ndarray, brain_mask: np.ndarray, source: str) -> np.ndarray:
-    """Per modality zero mean / unit variance over brain voxels; 0 outside the brain.
-
-    modalities: (4, X, Y, Z); brain_mask: bool (X, Y, Z). The paper: "We preprocessed each MR
-    volume to have zero mean and unit variance". Raises DataError naming ``source`` for an
-    empty brain mask, NaNs, or a constant (zero-variance) modality.
-    """
+    """Each modality (4, X, Y, Z) to zero mean / unit variance over ``brain_mask``, 0 outside
+    it; a DataError naming ``source`` for an empty brain, NaNs or a constant modality."""
     mask = brain_mask.astype(bool)
     if not mask.any():
         raise DataError(f"{source}: the brain mask is empty; check the case's images "
@@ -168,20 +142,13 @@ def zscore_volume(modalities: np.ndarray, brain_mask: np.ndarray, source: str) -
     return out
 
 
-def select_slices(
-    brain_mask: np.ndarray,
-    seg: np.ndarray,
-    min_brain_fraction: float,
-    n: int,
-    rng: np.random.Generator,
-) -> list[int]:
-    """Choose up to ``n`` axial slices (z indices, sorted) worth training on.
+def select_slices(brain_mask: np.ndarray, seg: np.ndarray, min_brain_fraction: float, n: int,
+                  rng: np.random.Generator) -> list[int]:
+    """Up to ``n`` axial slices (sorted z) with at least ``min_brain_fraction`` brain.
 
-    Near-empty slices (brain area below ``min_brain_fraction`` of the slice) are skipped. The
-    rest are split into tumour and non-tumour slices, which share ``n`` in proportion (each
-    kind gets at least one when both exist and n >= 2), so the GAN sees both the "presence and
-    absence of tumor" the paper shows. Within a kind, one slice is drawn from each of equal
-    z-ranges, which spreads the choice over the brain. Empty when no slice has enough brain.
+    Tumour and non-tumour slices share ``n`` in proportion (each kind at least one when both
+    exist and n >= 2), so the GAN sees the "presence and absence of tumor"; within a kind, one
+    slice is drawn from each of equal z-ranges, spreading the choice over the brain.
     """
     area = brain_mask.reshape(-1, brain_mask.shape[2]).mean(axis=0)
     valid = np.flatnonzero(area >= min_brain_fraction)
@@ -192,46 +159,29 @@ def select_slices(
     n_tumour = round(n * len(tumour) / len(valid))
     if n >= 2 and len(tumour) and len(healthy):
         n_tumour = min(max(n_tumour, 1), n - 1)
-    chosen = [*_spread(tumour, n_tumour, rng), *_spread(healthy, n - n_tumour, rng)]
+    chosen = []
+    for candidates, k in ((tumour, n_tumour), (healthy, n - n_tumour)):
+        edges = np.linspace(0, len(candidates), k + 1).astype(int)
+        chosen += [candidates[rng.integers(lo, hi)]
+                   for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
     return sorted(int(z) for z in chosen)
 
 
-def _spread(candidates: np.ndarray, k: int, rng: np.random.Generator) -> list[int]:
-    """One random element from each of ``k`` equal consecutive chunks of ``candidates``."""
-    if k <= 0:
-        return []
-    edges = np.linspace(0, len(candidates), k + 1).astype(int)
-    return [int(candidates[rng.integers(lo, hi)]) for lo, hi in zip(edges[:-1], edges[1:],
-                                                                     strict=True)]
-
-
-def brats_slice_channels(
-    zvol: np.ndarray,
-    seg: np.ndarray,
-    brain_mask: np.ndarray,
-    z: int,
-    pad_to: int,
-    z_clip: float,
-) -> np.ndarray:
+def brats_slice_channels(zvol: np.ndarray, seg: np.ndarray, brain_mask: np.ndarray, z: int,
+                         pad_to: int, z_clip: float) -> np.ndarray:
     """One axial slice as the GAN's seven channels: float32 (7, pad_to, pad_to) in [-1, 1].
 
-    Channels 0-3: the z-scored modalities clipped to +-``z_clip`` and divided by it, with -1
-    (black) outside the brain. Channels 4-6: one-hot masks of labels 1, 2 and 4 as -1 / +1.
-    The slice is shown as radiologists read an axial image from a canonical (RAS) volume,
-    anterior at the top (``slice.T[::-1]``), and padded (or centre-cropped) to ``pad_to`` with
-    -1: BraTS's 240 x 240 becomes 256 x 256 so the resolution pyramid halves evenly.
+    Channels 0-3: the z-scored modalities clipped to +-``z_clip`` and divided by it, -1
+    outside the brain; channels 4-6: labels 1, 2 and 4 as -1 / +1. The RAS slice is shown as
+    radiologists read it (``.T[::-1]``: anterior at the top, the patient's right on the
+    right), padded (or centre-cropped) with -1 to ``pad_to`` (240 -> 256 halves evenly).
     """
-    brain = _display(brain_mask[:, :, z].astype(bool))
-    images = [np.where(brain, np.clip(_display(zvol[i, :, :, z]), -z_clip, z_clip) / z_clip, -1.0)
+    brain = brain_mask[:, :, z].astype(bool).T[::-1]
+    images = [np.where(brain, np.clip(zvol[i, :, :, z].T[::-1], -z_clip, z_clip) / z_clip, -1.0)
               for i in range(zvol.shape[0])]
-    labels = _display(seg[:, :, z])
+    labels = seg[:, :, z].T[::-1]
     masks = [np.where(labels == label, 1.0, -1.0) for label in BRATS_LABELS]
     return np.stack([_pad_centre(c, pad_to) for c in images + masks]).astype(np.float32)
-
-
-def _display(plane: np.ndarray) -> np.ndarray:
-    """An (X, Y) RAS plane as an image: anterior at the top, the patient's right on the right."""
-    return plane.T[::-1]
 
 
 def _pad_centre(plane: np.ndarray, size: int) -> np.ndarray:
@@ -255,6 +205,6 @@ def tumour_slice(volume, data_cfg) -> tuple[np.ndarray, int, np.ndarray]:
     seven GAN channels."""
     zvol = zscore_volume(volume.modalities, volume.brain_mask, volume.source_file)
     z = int(np.argmax((volume.seg > 0).sum(axis=(0, 1))))
-    channels = brats_slice_channels(zvol, volume.seg, volume.brain_mask, z,
-                                               data_cfg.pad_to, data_cfg.z_clip)
+    channels = brats_slice_channels(zvol, volume.seg, volume.brain_mask, z, data_cfg.pad_to,
+                                    data_cfg.z_clip)
     return zvol, z, channels

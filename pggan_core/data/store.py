@@ -40,8 +40,6 @@ from pggan_core.errors import DataError, DataMismatchError
 PREPROCESSING_VERSION = "3"
 VESSEL_TRUTH_FILE = "vessel_truth.npy"
 
-
-
 # the fields of ``PreparedDataset.data_record`` that say which data a run learnt from
 DATA_IDENTITY = ("dataset", "source", "preprocessing_version", "manifest_sha256")
 
@@ -86,6 +84,13 @@ def box_downsample(images: np.ndarray) -> np.ndarray:
     return images.reshape(*lead, h // 2, 2, w // 2, 2).mean(axis=(-3, -1))
 
 
+def to_resolution(images: np.ndarray, resolution: int) -> np.ndarray:
+    """``box_downsample`` until the last axis is ``resolution``, as the pyramid is filtered."""
+    while images.shape[-1] > resolution:
+        images = box_downsample(images)
+    return images
+
+
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """[-1, 1] float -> uint8 (0..255), rounding to nearest."""
     return np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
@@ -97,9 +102,7 @@ def to_float(images: np.ndarray) -> np.ndarray:
 
 
 class DatasetWriter:
-    """Write a prepared dataset image by image; the folder appears only when complete.
-
-    Use as a context manager::
+    """Write a prepared dataset image by image; the folder appears only when complete::
 
         with DatasetWriter(out, "rop", n_images=100, resolution=512) as w:
             for i, (image, row) in enumerate(samples):
@@ -109,21 +112,13 @@ class DatasetWriter:
     and leaves an existing dataset at ``out`` untouched.
     """
 
-    def __init__(
-        self,
-        out_dir: str | Path,
-        dataset: str,
-        n_images: int,
-        resolution: int,
-        channels: Sequence[str] | None = None,
-        info: dict[str, Any] | None = None,
-        vessel_truth: bool = False,
-    ) -> None:
+    def __init__(self, out_dir: str | Path, dataset: str, n_images: int, resolution: int,
+                 info: dict[str, Any] | None = None, vessel_truth: bool = False) -> None:
         self.out_dir = Path(out_dir)
         self.dataset = dataset
         self.n_images = n_images
         self.resolution = resolution
-        self.channels = tuple(channels or dataset_spec(dataset).channels)
+        self.channels = dataset_spec(dataset).channels
         self.info = info or {}
         self.rows: list[dict[str, Any] | None] = [None] * n_images
         self._ctx = atomic_dir(self.out_dir)
@@ -133,11 +128,10 @@ class DatasetWriter:
 
     def __enter__(self) -> DatasetWriter:
         self._tmp = self._ctx.__enter__()
-        shape = (self.n_images, len(self.channels))
         for res in resolutions(4, self.resolution):
             self._arrays[res] = np.lib.format.open_memmap(
                 self._tmp / f"res_{res:03d}.npy", mode="w+", dtype=np.uint8,
-                shape=(*shape, res, res))
+                shape=(self.n_images, len(self.channels), res, res))
         if self.vessel_truth:
             self._truth = np.lib.format.open_memmap(
                 self._tmp / VESSEL_TRUTH_FILE, mode="w+", dtype=np.uint8,
@@ -170,37 +164,29 @@ class DatasetWriter:
                             "preprocessing_version": PREPROCESSING_VERSION}
 
     def __exit__(self, exc_type, exc, tb) -> bool | None:
+        error = None
         try:
             if exc_type is None:
                 missing = [i for i, r in enumerate(self.rows) if r is None]
                 if missing:
                     raise DataError(f"{self.out_dir}: images {missing[:5]} were never written")
-                for array in self._arrays.values():
-                    array.flush()
-                if self._truth is not None:
-                    self._truth.flush()
-                self._arrays.clear()
-                self._truth = None
+                for array in [*self._arrays.values(), self._truth]:
+                    if array is not None:
+                        array.flush()
                 pd.DataFrame(self.rows).to_csv(self._tmp / "manifest.csv", index=False)
-                meta = {
-                    "dataset": self.dataset,
-                    "channels": list(self.channels),
-                    "n_images": self.n_images,
-                    "resolution": self.resolution,
-                    "resolutions": resolutions(4, self.resolution),
-                    "dtype": "uint8",
-                    "value_range": [-1.0, 1.0],
-                    "preprocessing_version": PREPROCESSING_VERSION,
-                    **self.info,
-                }
+                meta = {"dataset": self.dataset, "channels": list(self.channels),
+                        "n_images": self.n_images, "resolution": self.resolution,
+                        "resolutions": resolutions(4, self.resolution), "dtype": "uint8",
+                        "value_range": [-1.0, 1.0],
+                        "preprocessing_version": PREPROCESSING_VERSION, **self.info}
                 write_text_atomic(self._tmp / "dataset.json", json.dumps(meta, indent=2))
         except BaseException as err:
-            self._arrays.clear()
-            self._truth = None
-            self._ctx.__exit__(type(err), err, err.__traceback__)
-            raise
-        self._arrays.clear()
+            error = err
+        self._arrays.clear()  # the memory maps are closed before the folder moves or goes
         self._truth = None
+        if error is not None:
+            self._ctx.__exit__(type(error), error, error.__traceback__)
+            raise error
         return self._ctx.__exit__(exc_type, exc, tb)
 
 
@@ -238,21 +224,18 @@ class PreparedDataset:
               transient: bool = False) -> np.ndarray:
         """Images ``indices`` at ``resolution`` as float32 (B, C, R, R) in [-1, 1].
 
-        ``transient``: read through a mapping of its own that is closed afterwards. A pass
-        over the whole set (evaluation, encoding) then leaves no page of it mapped into the
-        process, whose resident memory stays that of one block; training's many small reads
-        keep the shared mapping of ``images``.
+        ``transient``: read through a mapping of its own, closed afterwards, so a pass over
+        the whole set (evaluation, encoding) leaves no page of it mapped into the process;
+        training's many small reads keep the shared mapping of ``images``.
         """
         idx = np.asarray(indices)
         order = np.argsort(idx)  # sorted reads are kinder to the page cache
         out = np.empty((len(idx), len(self.channels), resolution, resolution), np.float32)
-        if not transient:
-            out[order] = to_float(self.images(resolution)[idx[order]])
-            return out
-        self.images(resolution)  # the same checks, and the array's shape, as a shared read
-        mapped = np.load(self.path / f"res_{resolution:03d}.npy", mmap_mode="r")
+        mapped = self.images(resolution)  # checks the level exists
+        if transient:
+            mapped = np.load(self.path / f"res_{resolution:03d}.npy", mmap_mode="r")
         out[order] = to_float(mapped[idx[order]])
-        handle = getattr(mapped, "_mmap", None)  # numpy's mmap object, where it exposes it
+        handle = getattr(mapped, "_mmap", None) if transient else None  # numpy's mmap object
         del mapped
         if handle is not None:
             handle.close()  # unmapped now, not whenever the garbage collector gets to it
@@ -296,18 +279,14 @@ class PreparedDataset:
         path = self.path / VESSEL_TRUTH_FILE
         if not path.is_file():
             return None
-        truth = np.load(path, mmap_mode="r")[idx].astype(np.float32) / 255.0
-        while truth.shape[-1] > resolution:
-            truth = box_downsample(truth)
-        return truth
+        return to_resolution(np.load(path, mmap_mode="r")[idx].astype(np.float32) / 255.0,
+                             resolution)
 
     def view(self, indices: Sequence[int] | np.ndarray, resolution: int,
-             channels: int | None = None) -> ImageView:
+             channels: int) -> ImageView:
         """Images ``indices`` at ``resolution`` (their first ``channels``) as an array-like
-        that reads and converts only the slice taken: memory bounded by the slice, however
-        many images there are."""
-        return ImageView(self, np.asarray(indices), resolution,
-                         len(self.channels) if channels is None else channels)
+        that reads only the slice taken: memory bounded by the slice, not the set."""
+        return ImageView(self, np.asarray(indices), resolution, channels)
 
     def split_indices(self, split: str) -> np.ndarray:
         """Row indices of ``split`` ("train" or "heldout")."""
@@ -335,7 +314,5 @@ class ImageView:
 
     def __getitem__(self, key: slice | np.ndarray | int) -> np.ndarray:
         rows = self.indices[key]
-        if np.ndim(rows) == 0:
-            return self.data.batch([int(rows)], self.resolution, transient=True
-                                   )[0, :self.channels]
-        return self.data.batch(rows, self.resolution, transient=True)[:, :self.channels]
+        images = self.data.batch(np.atleast_1d(rows), self.resolution, transient=True)
+        return images[0, :self.channels] if np.ndim(rows) == 0 else images[:, :self.channels]

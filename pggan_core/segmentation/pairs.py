@@ -29,7 +29,7 @@ from pggan_core.segmentation.vessels import enlarge_fundus
 # a target pixel is foreground where its map, as a fraction in [0, 1], exceeds this
 TARGET_THRESHOLD = 0.5
 # the glioma segmenter's classes: background, then the BraTS labels 1, 2 and 4 in the order of
-# the prepared channels 4-6 (store.CHANNELS)
+# the prepared channels 4-6
 TUMOUR_CLASSES = ("background", "NCR/NET (1)", "ED (2)", "ET (4)")
 
 
@@ -70,9 +70,6 @@ def fundus_pairs(images: np.ndarray, vessel_maps: np.ndarray, data_cfg: DataConf
     The photograph and its field of view are enlarged as the U-Net segments small images
     (``vessels.enlarge_fundus``), the map bicubically, then binarised (``binary_target``).
     """
-    if len(images) != len(vessel_maps) or images.shape[-2:] != vessel_maps.shape[-2:]:
-        raise DataError(f"fundus_pairs: {len(images)} images {images.shape[-2:]} and "
-                        f"{len(vessel_maps)} vessel maps {vessel_maps.shape[-2:]} must match")
     fovs = fields_of_view(images, data_cfg)
     x = np.empty((len(images), 1, scale_to, scale_to), np.float32)
     y = np.empty((len(images), scale_to, scale_to), np.float32)

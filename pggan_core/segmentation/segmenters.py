@@ -1,10 +1,9 @@
 """The study's segmenters, trained and scored the same way in every arm.
 
-What differs between datasets (the network, its batches and loss, its scores) is the
-dataset's ``SegmentationTask`` (``segmentation.tasks``). Only the training pairs and, for the
-augmentation study's classic arm, the on-the-fly augmentation differ between arms: the network, its
-initialisation (by seed), the number of updates, the batch size and the learning rate are
-the same.
+What differs between datasets is the dataset's ``SegmentationTask`` (``segmentation.tasks``).
+Between arms only the training pairs and, in the classic arm, the on-the-fly augmentation
+differ: the network, its initialisation (by seed), the updates, batch size and learning rate
+are the same.
 """
 
 from __future__ import annotations
@@ -35,24 +34,19 @@ def train_segmenter(dataset: str, pairs: LabelledSet, cfg: Config, seed: int,
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = task.network(pairs, cfg)  # initialised from the seed set above
-    draw = task.batches(pairs, cfg, rng, augment or _as_drawn)
+    draw = task.batches(pairs, cfg, rng, augment or (lambda x, y: (x, y)))
     net.to(pick_device(cfg.train.device))
     fit_unet(net, draw, task.loss, a.iterations, a.lr, "segmenter", progress=False)
     return net
-
-
-def _as_drawn(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return x, y
 
 
 def score_segmenter(dataset: str, net: nn.Module, test: LabelledSet) -> dict[str, float]:
     """The task's scores (``SegmentationTask.metrics``) of ``net`` on the held-out real pairs
     ``test``, pooled over every pixel that counts (fundus: inside the field of view).
 
-    Each image goes through the network whole, in one pass: the U-Net is fully
-    convolutional, and on the demo vessel U-Net's held-out phantoms this gave the same AUC and
-    Dice as sliding the 48 px patch at stride 8 (0.9792 / 0.855 against 0.9798 / 0.853) at a
-    twentieth of the cost, which matters when dozens of segmenters are scored.
+    Each image goes through the fully convolutional U-Net whole: on the demo vessel U-Net's
+    held-out phantoms this scored as sliding the 48 px patch at stride 8 (AUC / Dice 0.9792 /
+    0.855 against 0.9798 / 0.853) at a twentieth of the cost, for dozens of segmenters.
     """
     net.eval()
     device = next(net.parameters()).device

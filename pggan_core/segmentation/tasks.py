@@ -1,11 +1,8 @@
-"""What the augmentation study's segmenter learns on each dataset: one ``SegmentationTask``.
+"""What the augmentation study's segmenter learns on each dataset: one ``SegmentationTask``,
+named by the dataset's spec (``DatasetSpec.segmentation``), says everything that differs
+between datasets: the pairs, the network, its batches, loss and scores, the words for it.
 
-A dataset names its task in its spec (``DatasetSpec.segmentation``); the study
-(``augmentation.study``) and its segmenters (``segmentation.segmenters``) ask the task for
-everything that differs between datasets: the pairs, the network, its batches and loss, its
-scores, the words for it.
-
-* Fundus: the project's vessel U-Net (``segmentation.vessels``), on the paper's 48 x 48 patches with
+* Fundus: the vessel U-Net (``segmentation.vessels``) on the paper's 48 x 48 patches with
   random flips, binary cross-entropy, scored by vessel Dice and AUC inside the field of view.
 * Glioma: the same U-Net with the four modalities in and four classes out (background and
   the three BraTS labels) on whole slices, cross-entropy plus soft Dice (the usual remedy for

@@ -95,12 +95,10 @@ def segment_by_patches(net: nn.Module, images: torch.Tensor, patch: int, stride:
                        batch_size: int = 256) -> torch.Tensor:
     """Vessel probability (N, 1, H, W) of preprocessed images (N, 1, H, W), patch by patch.
 
-    Every ``patch`` x ``patch`` window at ``stride`` (the last row and column of windows
-    aligned with the image's edge, so every pixel is covered; an image smaller than a patch is
-    padded) goes through ``net`` in batches of ``batch_size``; each pixel's probability is the
-    mean over the windows that contain it. MONAI's ``sliding_window_inference`` does the
-    windowing: the same output as the project's own unfold/fold version and no slower
-    (``benchmarks/bench_monai.py``).
+    Every ``patch`` x ``patch`` window at ``stride`` (the last ones aligned with the image's
+    edge; an image smaller than a patch is padded) goes through ``net`` in batches of
+    ``batch_size``; a pixel's probability is the mean over its windows. MONAI's
+    ``sliding_window_inference`` windows (as fast as our own unfold/fold: bench_monai.py).
     """
     from monai.inferers import sliding_window_inference
 
@@ -126,41 +124,10 @@ def windows_per_image(shape: tuple[int, ...], patch: int, stride: int) -> int:
 class VesselSegmenter:
     """A trained vessel U-Net with the preprocessing it was trained with."""
 
-    def __init__(
-        self,
-        net: VesselUNet,
-        data_cfg: DataConfig,
-        vessel_cfg: VesselConfig,
-        device: str | torch.device = "cpu",
-        batch_size: int = 256,
-    ) -> None:
-        self.net = net.to(device).eval()
+    def __init__(self, net: VesselUNet, data_cfg: DataConfig, vessel_cfg: VesselConfig) -> None:
+        self.net = net.eval()  # on the device it was trained or loaded on
         self.data_cfg = data_cfg
         self.vessel_cfg = vessel_cfg
-        self.device = torch.device(device)
-        self.batch_size = batch_size
-
-    def probability(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        """Vessel probability of preprocessed (H, W) U-Net inputs, by patches at the stride.
-
-        Each pixel's probability is the mean over the patches that contain it
-        (``segment_by_patches``). Consecutive inputs of one size share network batches, in
-        groups of at most ``MAX_PATCHES`` windows so memory stays bounded for long lists.
-        """
-        p, s = self.vessel_cfg.patch, self.vessel_cfg.stride
-        out: list[np.ndarray] = []
-        group: list[np.ndarray] = []
-        for x in [*inputs, None]:
-            full = group and (x is None or x.shape != group[0].shape or
-                              (len(group) + 1) * windows_per_image(x.shape, p, s) > MAX_PATCHES)
-            if full:
-                batch = torch.from_numpy(np.stack(group))[:, None]
-                probs = segment_by_patches(self.net, batch, p, s, self.batch_size)
-                out += list(probs[:, 0].numpy())
-                group = []
-            if x is not None:
-                group.append(np.asarray(x, np.float32))
-        return out
 
     def default_fov(self, rgb: np.ndarray) -> np.ndarray:
         """The field of view the U-Net was trained in (``preprocess.field_of_view``)."""
@@ -178,19 +145,28 @@ class VesselSegmenter:
         ``scale_to`` px and reduced back to R."""
         return segment_vessels(self, images, scale_to, fov)
 
-    def segment_batch(
-        self, rgbs: list[np.ndarray], fovs: list[np.ndarray] | None = None
-    ) -> list[np.ndarray]:
-        """``segment`` for a list of images (any sizes), sharing network batches."""
+    def segment_batch(self, rgbs: list[np.ndarray], fovs: list[np.ndarray] | None = None
+                      ) -> list[np.ndarray]:
+        """``segment`` for a list of images (any sizes): consecutive images of one size share
+        network batches, in groups of at most ``MAX_PATCHES`` windows (bounded memory)."""
         fovs = fovs if fovs is not None else [self.default_fov(rgb) for rgb in rgbs]
-        inputs = [vessel_input(rgb, fov, self.data_cfg) for rgb, fov in zip(rgbs, fovs,
-                                                                           strict=True)]
-        probs = self.probability(inputs)
-        return [np.where(fov, prob, 0.0).astype(np.float32) for prob, fov in zip(probs, fovs,
-                                                                                strict=True)]
+        p, s = self.vessel_cfg.patch, self.vessel_cfg.stride
+        probs: list[np.ndarray] = []
+        group: list[np.ndarray] = []
+        for rgb, fov in [*zip(rgbs, fovs, strict=True), (None, None)]:
+            x = None if rgb is None else vessel_input(rgb, fov, self.data_cfg)
+            if group and (x is None or x.shape != group[0].shape or
+                          (len(group) + 1) * windows_per_image(x.shape, p, s) > MAX_PATCHES):
+                batch = torch.from_numpy(np.stack(group))[:, None]
+                probs += list(segment_by_patches(self.net, batch, p, s)[:, 0].numpy())
+                group = []
+            if x is not None:
+                group.append(x)
+        return [np.where(fov, prob, 0.0).astype(np.float32)
+                for prob, fov in zip(probs, fovs, strict=True)]
 
 
-def load_vessel_unet(path: str | Path, device: str | torch.device = "cpu") -> VesselSegmenter:
+def load_vessel_unet(path: str | Path) -> VesselSegmenter:
     """Load a U-Net saved by ``train_vessel_unet``; CheckpointError if missing or unreadable."""
     path = Path(path)
     profile = path.parent.name or "demo"
@@ -207,7 +183,7 @@ def load_vessel_unet(path: str | Path, device: str | torch.device = "cpu") -> Ve
         raise CheckpointError(f"{path}: unreadable vessel U-Net ({type(err).__name__}); "
                               f"delete it and run `pggan vessels train --profile {profile}`"
                               ) from err
-    return VesselSegmenter(net, data_cfg, vessel_cfg, device)
+    return VesselSegmenter(net, data_cfg, vessel_cfg)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,12 +200,10 @@ def phantom_seeds(v: VesselConfig) -> tuple[list[int], list[int]]:
 def vessel_images(cfg: Config, source: str | None = None,
                   exclude: Collection[str | Path] = ()) -> tuple[list[FundusImage],
                                                                  list[FundusImage]]:
-    """The U-Net's (training, held-out) images at ``vessels.train_resolution``.
-
-    Phantoms by default (exact vessel masks; held-out seeds disjoint from training ones), or
-    the images of ``source`` that come with manual vessel masks, shuffled by ``vessels.seed``,
-    never one of the photographs ``exclude`` (the GAN dataset's held-out split, which the
-    U-Net later scores: a U-Net that had learnt them would inflate every number it gives).
+    """The U-Net's (training, held-out) images at ``vessels.train_resolution``: phantoms
+    (``phantom_seeds``), or the images of ``source`` with manual vessel masks, shuffled by
+    ``vessels.seed``, never one of ``exclude`` (the GAN dataset's held-out split, which the
+    U-Net later scores: having learnt them would inflate every number it gives).
     """
     v = cfg.vessels
     size = v.train_resolution
@@ -324,18 +298,11 @@ def train_vessel_unet(
     cfg: Config, out_path: str | Path, source: str | None = None, progress: bool = True,
     network: nn.Module | None = None, exclude: Collection[str | Path] = (),
 ) -> dict[str, Any]:
-    """Train the vessel U-Net, evaluate it on held-out images, save model and metrics.
-
-    On a ``source`` folder the photographs ``exclude`` are neither trained nor scored on
-    (``vessel_images``); their number is recorded in the metrics.
-
-    ``network`` defaults to ``VesselUNet(vessels.base_channels)``, the paper's retina-unet;
-    another (1 channel in, 1 logit out) is trained the same way, e.g. by
-    ``benchmarks/bench_monai.py`` to compare MONAI's UNet on equal terms.
-
-    Writes ``out_path`` (a state_dict plus a plain config dict; ``torch.load(...,
-    weights_only=True)`` reads it) and ``out_path`` with suffix ``.json`` (loss curve, held-out
-    AUC and ROC points), both atomically. Returns the metrics dict.
+    """Train the vessel U-Net on ``vessel_images`` (never ``exclude``), evaluate it on the
+    held-out ones, and write ``out_path`` (a state_dict and a plain config dict, readable
+    ``weights_only``) and its ``metrics_path`` (loss curve, held-out AUC and ROC points),
+    both atomically; returns the metrics. ``network`` (1 channel in, 1 logit out) replaces
+    ``VesselUNet(vessels.base_channels)``, e.g. MONAI's UNet in ``benchmarks/bench_monai.py``.
     """
     v = cfg.vessels
     if v.train_resolution < v.patch:
@@ -365,7 +332,7 @@ def train_vessel_unet(
         F.binary_cross_entropy_with_logits, v.iterations, v.lr, "vessel U-Net", progress)
     train_seconds = time.perf_counter() - start - data_seconds
 
-    segmenter = VesselSegmenter(net, cfg.data, v, device)
+    segmenter = VesselSegmenter(net, cfg.data, v)
     metrics = {
         "profile": cfg.profile,
         "source": source or "phantom",
@@ -421,9 +388,7 @@ def resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
 def ensure_vessel_unet(cfg: Config, source: str | None = None, progress: bool = True,
                        exclude: Collection[str | Path] = ()) -> VesselSegmenter:
     """The profile's saved vessel U-Net (``paths.vessel_model_path``), trained first if missing
-    (on ``source``'s photographs with masks other than ``exclude``, see ``vessel_images``).
-
-    Data preparation, evaluation and the vessel chapter all share this one model.
+    (see ``train_vessel_unet``): data preparation, evaluation and the vessel chapter share it.
     """
     from pggan_core.paths import vessel_model_path
 
@@ -435,13 +400,9 @@ def ensure_vessel_unet(cfg: Config, source: str | None = None, progress: bool = 
 
 def segment_vessels(segmenter, images: np.ndarray, scale_to: int, fov: np.ndarray
                     ) -> np.ndarray:
-    """The U-Net's vessel probability for fundus images (N, >=3, R, R) in [-1, 1].
-
-    ``fov`` (N, R, R) is the field of view at the images' own size
-    (``preprocess.fields_of_view``); the probability is 0 outside it. The U-Net learnt vessel
-    calibres at ``scale_to`` px (its training resolution), so smaller images are enlarged to it
-    (the field of view by nearest neighbour, so it stays the same pixels) before segmenting,
-    and the map is reduced back afterwards.
+    """The U-Net's vessel probability for fundus images (N, >=3, R, R) in [-1, 1], 0 outside
+    their fields of view ``fov`` (N, R, R): each is segmented at ``scale_to`` px, the vessel
+    calibre the U-Net learnt (``enlarge_fundus``), and the map reduced back to R.
     """
     size = images.shape[-1]
     out = np.empty((len(images), size, size), np.float32)
