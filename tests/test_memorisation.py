@@ -79,3 +79,14 @@ def test_unseen_real_images_are_judged_by_thresholds_they_did_not_set():
     assert unseen["share"] <= 0.02 and unseen["interval"][0] <= 0.01 <= unseen["interval"][1]
     # the generated images here are training slices: every one is flagged, as a copy
     assert report["generated_flagged"]["share"] == 1.0
+
+
+def test_the_flagged_lines_say_what_was_not_measured():
+    report = {"generated_flagged": m.share_with_interval(np.array([True, False, False, False])),
+              "heldout_flagged": m.share_with_interval(np.array([], bool)),
+              "unseen_flagged": {**m.share_with_interval(np.zeros(0, bool)), "folds": 5},
+              "flagged_subjects": {"s1": 1}, "training_subjects": 2}
+    lines = m.flagged_lines(report)
+    assert "1 of    4 flagged (25.0%" in lines[0]
+    assert "not measured" in lines[1] and "not measured" in lines[2]
+    assert "re-identified by a flagged slice: 1 of 2" in lines[3]
