@@ -96,7 +96,7 @@ _PACKAGE = str(Path(__file__).parent)  # pggan_core, wherever it is installed
 _PROMPTS = ("<stdin>", "<ipython-input")  # a notebook kernel's cells are files in /tmp
 _recorders: list[set[str]] = []  # the ``code_that_ran`` blocks open now, innermost last
 _unit_of: dict[Any, str | None] = {}  # code object -> "module:TopLevelName" (None: not ours)
-_module_at: dict[str, str] = {}  # a module's file -> its name
+_module_at: dict[str, str | None] = {}  # a file -> its module's name (None: no module's)
 _prompt_code: dict[str, str] = {}  # code typed at a prompt or in a notebook cell -> its hash
 
 
@@ -112,6 +112,7 @@ def _unit(code: Any) -> str | None:
     if filename not in _module_at:  # a module imported since: look again
         _module_at.update({module.__file__: name for name, module in list(sys.modules.items())
                            if isinstance(getattr(module, "__file__", None), str)})
+        _module_at.setdefault(filename, None)  # a notebook cell's file: not looked for again
     module = _module_at.get(filename)
     top = code.co_qualname.split(".")[0]
     if module is None:
