@@ -71,6 +71,29 @@ def test_encoder_inverts_a_generator_better_than_chance():
     assert r2 > 0.2, f"latent R² {r2:.3f} is no better than predicting the mean (0)"
 
 
+def test_after_step_sees_every_update_and_leaves_the_training_as_it_was():
+    # benchmarks/encoder_sweep.py scores the encoder along the way through after_step; an
+    # encoder scored (the RNG put back) ends where an unscored one does
+    config = load_config("smoke", "rop", {"model": {"latent_dim": 8},
+                                          "encoder": {"iterations": 6, "batch_size": 4}})
+    torch.manual_seed(0)
+    G = Generator(config.model, 4, 4).eval().requires_grad_(False)
+    plain, plain_losses = train_encoder(G, config, 4, progress=False)
+    seen = []
+
+    def score(step, encoder):
+        seen.append(step)
+        rng = torch.get_rng_state()
+        torch.randn(100)  # scoring draws random numbers too
+        torch.set_rng_state(rng)
+
+    scored, losses = train_encoder(G, config, 4, progress=False, after_step=score)
+    assert seen == [1, 2, 3, 4, 5, 6]
+    assert losses == plain_losses
+    for a, b in zip(plain.state_dict().values(), scored.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.slow
 def test_encode_run_writes_encoder_latents_and_figure(encoded_run):
     run, _ = encoded_run

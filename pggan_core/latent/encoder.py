@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,13 +65,16 @@ REFINE_BATCH = 16  # images per forward and backward pass when refining latents
 
 
 def train_encoder(G: nn.Module, config: Config, resolution: int, alpha: float = 1.0,
-                  iterations: int | None = None, progress: bool = True
+                  iterations: int | None = None, progress: bool = True,
+                  after_step: Callable[[int, EncoderNet], None] | None = None
                   ) -> tuple[EncoderNet, list[float]]:
     """Train an encoder (``model.architecture``'s) to map ``G``'s images back to the latents
     that made them.
 
     Every iteration draws fresh latents z ~ N(0, I), generates a batch and takes one Adam step
-    on MSE(E(G(z)), z) (lr and betas ``config.encoder``, eps the GAN's).
+    on MSE(E(G(z)), z) (lr and betas ``config.encoder``, eps the GAN's). ``after_step(i,
+    encoder)`` is called after update i (1-based), e.g. to score the encoder along the way
+    (``benchmarks/encoder_sweep.py``); it must leave the encoder in train mode.
     Returns the encoder (eval mode) and the loss of every iteration.
     """
     device = next(G.parameters()).device
@@ -82,7 +86,7 @@ def train_encoder(G: nn.Module, config: Config, resolution: int, alpha: float = 
                            betas=config.encoder.betas, eps=config.train.eps)
     losses = []
     bar = Progress(iterations, "encoder", enabled=progress)
-    for _ in range(iterations):
+    for step in range(1, iterations + 1):
         z = torch.randn(batch, G.latent_dim, device=device)
         with torch.no_grad():
             images = G(z, resolution, alpha)
@@ -92,6 +96,8 @@ def train_encoder(G: nn.Module, config: Config, resolution: int, alpha: float = 
         opt.step()
         losses.append(loss.item())
         bar.update(1, detail=f"MSE {losses[-1]:.3f}")
+        if after_step is not None:
+            after_step(step, encoder)
     bar.close()
     return encoder.eval().requires_grad_(False), losses
 
