@@ -1,4 +1,4 @@
-"""One configuration system: ``Config``, a dataclass per concern (``pggan_core.settings``),
+"""One configuration system: a ``Config`` (``pggan_core.settings``: a dataclass per concern)
 loaded from YAML profiles.
 
 A profile (``smoke``, ``demo``, ``paper``) is a YAML file in ``pggan_core/profiles/`` with a
@@ -27,7 +27,6 @@ import dataclasses
 import types
 import typing
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +34,7 @@ import yaml
 
 from pggan_core.datasets import dataset_ids, dataset_spec
 from pggan_core.errors import ConfigError
-from pggan_core.settings import (
-    AugmentConfig,
-    DataConfig,
-    EncoderConfig,
-    EvalConfig,
-    InversionConfig,
-    ModelConfig,
-    ScheduleConfig,
-    TrainConfig,
-    VesselConfig,
-)
+from pggan_core.settings import SECTIONS, STUDY_SECTIONS, Config, resolutions
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 PROFILES = ("smoke", "demo", "paper")
@@ -53,48 +42,6 @@ OVERLAYS = ("authors",)  # partial profiles applied on top of a profile (layer 5
 # the paper's two datasets: the book's chapters (every registered one trains: ``datasets``)
 DATASETS = ("rop", "brats")
 MAX_RESOLUTION = 512
-
-
-@dataclass(frozen=True)
-class Config:
-    """Everything a run needs, resolved for one (profile, dataset)."""
-
-    profile: str
-    data: DataConfig = field(default_factory=DataConfig)
-    vessels: VesselConfig = field(default_factory=VesselConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    inversion: InversionConfig = field(default_factory=InversionConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A plain, YAML-serialisable dict of every section."""
-        return _plain(dataclasses.asdict(self))
-
-    def run_dict(self) -> dict[str, Any]:
-        """``to_dict`` without ``STUDY_SECTIONS``: what a trained run is (``config.yaml`` in
-        its folder, its checkpoints, a shipped run's manifest), compared to tell whether a
-        run was trained with this configuration."""
-        return {k: v for k, v in self.to_dict().items() if k not in STUDY_SECTIONS}
-
-
-SECTIONS: dict[str, type] = {
-    "data": DataConfig,
-    "vessels": VesselConfig,
-    "model": ModelConfig,
-    "schedule": ScheduleConfig,
-    "train": TrainConfig,
-    "encoder": EncoderConfig,
-    "inversion": InversionConfig,
-    "eval": EvalConfig,
-    "augment": AugmentConfig,
-}
-# Sections that configure studies made with a finished GAN, not the GAN: changing them must
-# not make a trained (or shipped) run look stale, so a run's identity leaves them out.
-STUDY_SECTIONS = ("augment", "inversion")
 
 
 def with_current_study_settings(config: Config) -> Config:
@@ -272,16 +219,6 @@ def check_resolution(value: int, name: str = "resolution") -> int:
     return value
 
 
-def resolutions(start: int, stop: int) -> list[int]:
-    """``start``, 2·``start``, ... up to ``stop`` (px): the one list of resolutions that the
-    schedule, the networks and the prepared pyramid all use."""
-    out, r = [], start
-    while r <= stop:
-        out.append(r)
-        r *= 2
-    return out
-
-
 def _yaml_file(name: str, builtin: tuple[str, ...], kind: str) -> Path:
     """The YAML file of a profile or overlay: ``name`` itself if it is a file, else the
     built-in ``kind`` of that name."""
@@ -405,11 +342,3 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if value != value:  # NaN
             raise ConfigError(f"{key}: NaN is not a valid value")
     return value
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    return obj

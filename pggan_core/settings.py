@@ -1,5 +1,6 @@
-"""What a run is made of: one frozen dataclass per concern (data, vessels, model, schedule,
-train, encoder, inversion, eval, augment); ``config.Config`` holds one of each.
+"""What a run is made of: ``Config``, which holds one frozen dataclass per concern (data,
+vessels, model, schedule, train, encoder, inversion, eval, augment: ``SECTIONS``), and
+``resolutions``, the one resolution ladder of a run.
 
 The defaults here are a starting point, not the paper: the paper's numbers live in
 ``profiles/paper.yaml``, each cited to the section of Beers et al. (2018) it comes from, and
@@ -9,7 +10,9 @@ dataclasses. The comments below cite the paper where a field is one of its choic
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -181,3 +184,63 @@ class AugmentConfig:
     # time budget); otherwise the book shows the results of `pggan augment-study` when they
     # are present and current, and runs the study only when built with --augmentation
     in_book: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a run needs, resolved for one (profile, dataset)."""
+
+    profile: str
+    data: DataConfig = field(default_factory=DataConfig)
+    vessels: VesselConfig = field(default_factory=VesselConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    inversion: InversionConfig = field(default_factory=InversionConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, YAML-serialisable dict of every section."""
+        return _plain(dataclasses.asdict(self))
+
+    def run_dict(self) -> dict[str, Any]:
+        """``to_dict`` without ``STUDY_SECTIONS``: what a trained run is (``config.yaml`` in
+        its folder, its checkpoints, a shipped run's manifest), compared to tell whether a
+        run was trained with this configuration."""
+        return {k: v for k, v in self.to_dict().items() if k not in STUDY_SECTIONS}
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "vessels": VesselConfig,
+    "model": ModelConfig,
+    "schedule": ScheduleConfig,
+    "train": TrainConfig,
+    "encoder": EncoderConfig,
+    "inversion": InversionConfig,
+    "eval": EvalConfig,
+    "augment": AugmentConfig,
+}
+# Sections that configure studies made with a finished GAN, not the GAN: changing them must
+# not make a trained (or shipped) run look stale, so a run's identity leaves them out.
+STUDY_SECTIONS = ("augment", "inversion")
+
+
+def resolutions(start: int, stop: int) -> list[int]:
+    """``start``, 2·``start``, ... up to ``stop`` (px): the one list of resolutions that the
+    schedule, the networks and the prepared pyramid all use."""
+    out, r = [], start
+    while r <= stop:
+        out.append(r)
+        r *= 2
+    return out
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
