@@ -39,13 +39,13 @@ from pggan_core.config import (
     DATASETS,
     OVERLAYS,
     PROFILES,
-    Config,
     check_resolution,
     load_config,
     parse_set_items,
     seed_overrides,
 )
 from pggan_core.errors import ConfigError, PgganError, TrainingInterrupted
+from pggan_core.settings import Config
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,6 @@ import torch
 from torch import nn
 
 from pggan_core.atomic import atomic_file, write_text_atomic
-from pggan_core.config import Config
 from pggan_core.data.preprocess import brain_mask
 from pggan_core.data.store import to_uint8
 from pggan_core.data.types import BRATS_LABELS
@@ -39,6 +38,7 @@ from pggan_core.datasets import dataset_spec
 from pggan_core.errors import ConfigError
 from pggan_core.generate import images_from_latents
 from pggan_core.provenance import provenance
+from pggan_core.settings import Config
 from pggan_core.viz import plots
 
 FORMATS = ("png", "nifti", "npy")

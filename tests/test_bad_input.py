@@ -29,7 +29,7 @@ from test_loaders import (
     write_volume,
 )
 
-from pggan_core.config import Config, load_config
+from pggan_core.config import load_config
 from pggan_core.data.loaders import (
     find_brats_cases,
     find_fundus_images,
@@ -40,6 +40,7 @@ from pggan_core.data.prepare import prepare_dataset
 from pggan_core.data.store import DatasetWriter, PreparedDataset
 from pggan_core.datasets import dataset_spec
 from pggan_core.errors import DataError
+from pggan_core.settings import Config
 
 RESOLUTION = 32
 

@@ -251,7 +251,8 @@ def test_cli_refuses_bad_settings_in_one_line(capsys, argv, message):
 
 
 def test_study_settings_come_from_the_profile_as_it_is_now():
-    from pggan_core.config import InversionConfig, with_current_study_settings
+    from pggan_core.config import with_current_study_settings
+    from pggan_core.settings import InversionConfig
 
     demo = load_config("demo", "rop")
     recorded = dataclasses.replace(demo, inversion=InversionConfig(iterations=7),

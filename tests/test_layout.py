@@ -100,7 +100,7 @@ def test_folders_import_each_other_one_way():
     assert cycles(graph) == []
     # the pure measures sit below training (its SWD log) and the run-level evaluation: they
     # read arrays, not runs
-    below = {"pggan_core.config", "pggan_core.errors"}
+    below = {"pggan_core.settings", "pggan_core.errors"}
     assert graph["pggan_core.measures"] <= below, graph["pggan_core.measures"] - below
     # the segmentation models learn from the data and serve evaluation and the augmentation
     # study: data reaches its U-Net only through the dataset's spec (``label_model``)

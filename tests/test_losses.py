@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from pggan_core.config import ModelConfig
+from pggan_core.settings import ModelConfig
 from pggan_core.training.losses import _scores, discriminator_loss, generator_loss, gradient_penalty
 from pggan_core.training.networks import Discriminator, Generator
 

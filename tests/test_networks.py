@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from pggan_core.config import ModelConfig
 from pggan_core.errors import ConfigError
+from pggan_core.settings import ModelConfig
 from pggan_core.training.networks import (
     Conv2d,
     Discriminator,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pggan_core.config import DataConfig
 from pggan_core.data.preprocess import (
     brats_slice_channels,
     clahe,
@@ -18,6 +17,7 @@ from pggan_core.data.preprocess import (
     zscore_volume,
 )
 from pggan_core.errors import DataError
+from pggan_core.settings import DataConfig
 
 
 def disc_photo(size: int = 64, radius: float = 0.4) -> np.ndarray:

@@ -39,7 +39,7 @@ def _forward_multiply_adds(model_json: str, channels: int, resolution: int) -> f
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from pggan_core.config import ModelConfig
+    from pggan_core.settings import ModelConfig
     from pggan_core.training.architectures import build_network
 
     model = ModelConfig(**{**json.loads(model_json), "feature_maps": {

@@ -9,8 +9,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from pggan_core.config import Config
 from pggan_core.segmentation.tasks import Augment, segmentation_task
+from pggan_core.settings import Config
 
 
 def rotate(x: torch.Tensor, y: torch.Tensor, degrees: torch.Tensor

@@ -33,7 +33,6 @@ import numpy as np
 
 from pggan_core.atomic import write_text_atomic
 from pggan_core.augmentation.classic import classic_augmenter
-from pggan_core.config import Config
 from pggan_core.data.store import PreparedDataset, describe_data
 from pggan_core.datasets import dataset_spec, hook
 from pggan_core.device import pick_device
@@ -52,6 +51,7 @@ from pggan_core.runs.reuse import lanes_and_threads
 from pggan_core.segmentation.pairs import TARGET_THRESHOLD, LabelledSet
 from pggan_core.segmentation.segmenters import METRIC_NAMES, score_segmenter, train_segmenter
 from pggan_core.segmentation.tasks import segmentation_task
+from pggan_core.settings import Config
 from pggan_core.training.checkpoint import load_generator, weights_fingerprint
 from pggan_core.training.run_info import read_run_info
 

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from pggan_core.book.facts import per_resolution_text, phase_iterations
-from pggan_core.config import DATASETS, PROFILES_DIR, SECTIONS, Config, load_config
+from pggan_core.config import DATASETS, PROFILES_DIR, load_config
 from pggan_core.datasets import dataset_spec
+from pggan_core.settings import SECTIONS, Config
 
 # keys the schedule's phases replace: the scalars are defaults that ``schedule.iterations``
 # overrides per resolution, so the table shows what the phases train instead

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pggan_core.config import Config, check_resolution
+from pggan_core.config import check_resolution
 from pggan_core.data import preprocess
 from pggan_core.data.store import (
     PREPROCESSING_VERSION,
@@ -36,6 +36,7 @@ from pggan_core.datasets import dataset_spec, hook
 from pggan_core.errors import ConfigError, DataError
 from pggan_core.paths import vessel_model_path
 from pggan_core.progress import Progress
+from pggan_core.settings import Config
 
 ROP_NATIVE = 512  # the paper resizes every fundus photograph to 512 x 512
 

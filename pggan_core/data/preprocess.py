@@ -13,9 +13,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pggan_core.config import DataConfig
 from pggan_core.data.types import BRATS_LABELS
 from pggan_core.errors import DataError
+from pggan_core.settings import DataConfig
 
 # ---------------------------------------------------------------------------------------------
 # Fundus photographs

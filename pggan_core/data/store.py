@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 
 from pggan_core.atomic import atomic_dir, write_text_atomic
-from pggan_core.config import resolutions
 from pggan_core.datasets import dataset_spec
 from pggan_core.errors import DataError, DataMismatchError
+from pggan_core.settings import resolutions
 
 # Bump when preprocessing changes what ends up in the arrays; stored in every manifest row.
 # 2: small datasets always hold out at least one item; 3: one field of view for every vessel

@@ -31,7 +31,6 @@ import pandas as pd
 from scipy.stats import t as student_t
 
 from pggan_core.atomic import write_text_atomic
-from pggan_core.config import DataConfig
 from pggan_core.data.preprocess import brain_mask, fields_of_view
 from pggan_core.datasets import dataset_spec, hook
 from pggan_core.evaluation.vessel_agreement import VESSEL_LABEL_THRESHOLD
@@ -41,6 +40,7 @@ from pggan_core.measures.swd import sliced_wasserstein, swd_floor, swd_options
 from pggan_core.provenance import code_hashes, code_that_ran, derivation
 from pggan_core.runs.folder import RunSpec, open_run
 from pggan_core.segmentation.vessels import enlarge_fundus, ensure_vessel_unet
+from pggan_core.settings import DataConfig
 from pggan_core.training.checkpoint import load_generator, weights_fingerprint
 
 SEG, NOSEG = "with segmentation", "without segmentation"  # the two runs, as ``runs`` keys

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from pggan_core.atomic import write_text_atomic
-from pggan_core.config import DataConfig
 from pggan_core.data.preprocess import brain_mask, fields_of_view
 from pggan_core.datasets import dataset_spec, hook
 from pggan_core.evaluation.registry import METRICS, Metric, Samples, metrics_for, register_metric
@@ -33,6 +32,7 @@ from pggan_core.progress import Progress
 from pggan_core.provenance import code_that_ran, derivation, stale_reason
 from pggan_core.runs.folder import open_run
 from pggan_core.segmentation.vessels import ensure_vessel_unet
+from pggan_core.settings import DataConfig
 from pggan_core.training.checkpoint import load_generator, weights_fingerprint
 
 

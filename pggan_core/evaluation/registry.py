@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from pggan_core.config import Config
 from pggan_core.data.store import PreparedDataset
 from pggan_core.errors import ConfigError
+from pggan_core.settings import Config
 
 
 @dataclass(frozen=True)

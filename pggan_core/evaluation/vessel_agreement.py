@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from pggan_core.config import Config, DataConfig
 from pggan_core.data.preprocess import fields_of_view
 from pggan_core.data.store import PreparedDataset
 from pggan_core.errors import DataError
 from pggan_core.segmentation.vessels import segment_vessels
+from pggan_core.settings import Config, DataConfig
 
 # The U-Net's probability above which a pixel is labelled vessel. The authors' scripts binarise
 # the U-Net's output at 0.4-0.5; 0.5 is the usual cut of a sigmoid trained with cross-entropy.

@@ -28,7 +28,6 @@ from sklearn.metrics import r2_score
 from torch import nn
 
 from pggan_core.atomic import atomic_file, write_text_atomic
-from pggan_core.config import Config
 from pggan_core.data.store import PreparedDataset
 from pggan_core.datasets import dataset_spec
 from pggan_core.device import pick_device
@@ -45,6 +44,7 @@ from pggan_core.precision import autocast, resolve
 from pggan_core.progress import Progress
 from pggan_core.provenance import code_that_ran, derivation, reusable
 from pggan_core.runs.folder import open_run
+from pggan_core.settings import Config
 from pggan_core.training.architectures import EncoderNet, build_network
 from pggan_core.training.checkpoint import load_generator, weights_fingerprint
 from pggan_core.viz import plots

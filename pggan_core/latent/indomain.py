@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pggan_core.atomic import atomic_file, write_text_atomic
-from pggan_core.config import Config, InversionConfig, with_current_study_settings
+from pggan_core.config import with_current_study_settings
 from pggan_core.data.store import PreparedDataset, sha256_of
 from pggan_core.device import pick_device
 from pggan_core.generate import images_from_latents
@@ -53,6 +53,7 @@ from pggan_core.latent.reconstruction import ReconstructionScores
 from pggan_core.progress import Progress
 from pggan_core.provenance import code_that_ran, derivation, reusable
 from pggan_core.runs.folder import require_generator, run_data_dir
+from pggan_core.settings import Config, InversionConfig
 from pggan_core.training.architectures import EncoderNet, build_network
 from pggan_core.training.checkpoint import load_generator, weights_fingerprint
 

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import distance_transform_edt, gaussian_filter
 
-from pggan_core.config import DataConfig
 from pggan_core.data.preprocess import brain_mask, fields_of_view
 from pggan_core.datasets import dataset_spec, hook
+from pggan_core.settings import DataConfig
 
 DETAIL_SIGMA_DIVISOR = 21  # detail blur sigma = image side / 21 (3 px at 64 px, 24 at 512)
 DETAIL_RIM_SIGMAS = 2.0  # detail is scored this many sigmas or more inside the region's edge

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from pggan_core.config import EvalConfig
 from pggan_core.errors import DataError
 from pggan_core.measures import check_images
+from pggan_core.settings import EvalConfig
 
 SWD_PATCH = 7  # descriptor size (NVIDIA's nhood_size)
 SWD_DIRS_PER_REPEAT = 128  # projections are drawn and evaluated in groups of this size

@@ -16,17 +16,12 @@ from typing import Any
 import yaml
 from torch import nn
 
-from pggan_core.config import (
-    Config,
-    load_config,
-    same_config,
-    seed_overrides,
-    with_current_study_settings,
-)
+from pggan_core.config import load_config, same_config, seed_overrides, with_current_study_settings
 from pggan_core.data.store import PreparedDataset, same_data, sha256_of
 from pggan_core.errors import DataError, PgganError, RunNotFoundError
 from pggan_core.paths import PHANTOM, data_name, home, prepared_dir, seed_suffix
 from pggan_core.provenance import stale_reason
+from pggan_core.settings import Config
 from pggan_core.training.checkpoint import has_generator, load_generator, weights_fingerprint
 from pggan_core.training.run_info import RUN_INFO_FILE, RunInfo, read_run_info
 
@@ -72,7 +67,7 @@ def run_config(dataset: str, profile: str, seed: int = 0,
                augment: dict[str, Any] | None = None) -> Config:
     """The configuration of a book run: the profile, with ``seed`` as ``pggan train --seed``
     sets it (``config.seed_overrides``), and ``augment`` overriding keys of the augmentation
-    study's section (which a trained run does not depend on, ``config.STUDY_SECTIONS``)."""
+    study's section (which a trained run does not depend on, ``settings.STUDY_SECTIONS``)."""
     return load_config(profile, dataset, {**seed_overrides(seed), "augment": augment or {}})
 
 

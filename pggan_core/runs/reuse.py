@@ -10,11 +10,12 @@ from pathlib import Path
 
 import yaml
 
-from pggan_core.config import Config, same_config
+from pggan_core.config import same_config
 from pggan_core.data.prepare import ensure_prepared
 from pggan_core.data.store import require_same_data
 from pggan_core.runs import shipped
 from pggan_core.runs.folder import RunSpec, is_finished, recorded_data
+from pggan_core.settings import Config
 from pggan_core.training.trainer import train
 
 

@@ -39,12 +39,13 @@ import torch
 import yaml
 
 from pggan_core.atomic import atomic_file, write_text_atomic
-from pggan_core.config import Config, config_from_dict, differing_keys, same_config
+from pggan_core.config import config_from_dict, differing_keys, same_config
 from pggan_core.data.store import PreparedDataset, sha256_of
 from pggan_core.errors import CheckpointError, PgganError
 from pggan_core.paths import home, repo_root, vessel_model_path
 from pggan_core.provenance import git_commit, hardware
 from pggan_core.runs.folder import marked_finished
+from pggan_core.settings import Config
 from pggan_core.training import checkpoint as ckpt
 from pggan_core.training.run_info import RUN_INFO_FILE, read_run_info, write_run_info
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pggan_core.config import DataConfig
 from pggan_core.data.preprocess import fields_of_view, vessel_input
 from pggan_core.errors import DataError
 from pggan_core.segmentation.vessels import enlarge_fundus
+from pggan_core.settings import DataConfig
 
 # a target pixel is foreground where its map, as a fraction in [0, 1], exceeds this
 TARGET_THRESHOLD = 0.5

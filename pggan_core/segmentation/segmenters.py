@@ -12,11 +12,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from pggan_core.config import Config
 from pggan_core.device import pick_device
 from pggan_core.segmentation.pairs import LabelledSet
 from pggan_core.segmentation.tasks import Augment, segmentation_task
 from pggan_core.segmentation.vessels import fit_unet
+from pggan_core.settings import Config
 
 METRIC_NAMES = {"dice": "vessel Dice", "auc": "vessel AUC", "dice_wt": "whole-tumour Dice",
                 "dice_ncr": "NCR/NET Dice", "dice_ed": "oedema Dice",

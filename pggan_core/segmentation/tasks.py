@@ -20,12 +20,12 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 
-from pggan_core.config import Config
 from pggan_core.data.store import PreparedDataset
 from pggan_core.datasets import dataset_spec, hook
 from pggan_core.errors import ConfigError, DataError
 from pggan_core.segmentation.pairs import TUMOUR_CLASSES, LabelledSet, fundus_pairs, tumour_pairs
 from pggan_core.segmentation.vessels import VesselUNet, sample_patches
+from pggan_core.settings import Config
 
 Augment = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 Draw = Callable[[], tuple[Tensor, Tensor]]

@@ -30,13 +30,13 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from torch import nn
 
 from pggan_core.atomic import atomic_file, write_text_atomic
-from pggan_core.config import Config, DataConfig, VesselConfig
 from pggan_core.data.fundus_phantom import render_fundus
 from pggan_core.data.preprocess import field_of_view, vessel_input
 from pggan_core.data.types import FundusImage
 from pggan_core.device import pick_device
 from pggan_core.errors import CheckpointError, ConfigError, DataError
 from pggan_core.progress import Progress
+from pggan_core.settings import Config, DataConfig, VesselConfig
 
 # Seeds of the U-Net's own phantoms, far from those of prepared GAN datasets; the held-out
 # images use a second, disjoint block so they never overlap the training ones.

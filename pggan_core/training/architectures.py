@@ -27,8 +27,8 @@ from typing import Literal, Protocol
 
 from torch import Tensor, nn
 
-from pggan_core.config import ModelConfig
 from pggan_core.errors import ConfigError
+from pggan_core.settings import ModelConfig
 from pggan_core.training.networks import Discriminator, Encoder, Generator
 
 

@@ -36,8 +36,9 @@ from torch import nn
 
 from pggan_core import __version__
 from pggan_core.atomic import atomic_file
-from pggan_core.config import Config, config_from_dict
+from pggan_core.config import config_from_dict
 from pggan_core.errors import CheckpointError, RunNotFoundError, StorageError
+from pggan_core.settings import Config
 
 FORMAT = "pggan-medsynth/checkpoint/1"
 LATEST = "latest.pt"

@@ -41,10 +41,11 @@ from torch import Tensor, nn
 from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 from torch.nn.parallel import DistributedDataParallel
 
-from pggan_core.config import Config, TrainConfig, config_from_dict, differing_keys
+from pggan_core.config import config_from_dict, differing_keys
 from pggan_core.data.store import PreparedDataset, require_same_data
 from pggan_core.device import pick_device
 from pggan_core.errors import ConfigError, DataError, PgganError, RunInUseError
+from pggan_core.settings import Config, TrainConfig
 from pggan_core.training import checkpoint as ckpt
 from pggan_core.training.allocator import keep_freed_memory
 from pggan_core.training.schedule import Phase

@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pggan_core.config import ModelConfig, check_resolution, resolutions
+from pggan_core.config import check_resolution
 from pggan_core.errors import ConfigError
+from pggan_core.settings import ModelConfig, resolutions
 from pggan_core.training import conv
 
 LEAKY_SLOPE = 0.2

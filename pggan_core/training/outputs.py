@@ -28,10 +28,10 @@ import yaml
 from torch import Tensor, nn
 
 from pggan_core.atomic import atomic_file, write_text_atomic
-from pggan_core.config import Config
 from pggan_core.data.store import PreparedDataset
 from pggan_core.generate import latent_usage
 from pggan_core.measures.swd import SWD_PATCH, sliced_wasserstein
+from pggan_core.settings import Config
 from pggan_core.training import checkpoint as ckpt
 from pggan_core.training.schedule import Phase
 from pggan_core.viz import plots

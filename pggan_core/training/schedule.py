@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pggan_core.config import Config, resolutions
 from pggan_core.errors import (
     ConfigError,
 )
+from pggan_core.settings import Config, resolutions
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,11 @@ import torch
 from torch import Tensor, nn
 
 from pggan_core import precision
-from pggan_core.config import Config
 from pggan_core.data.store import PreparedDataset
 from pggan_core.datasets import dataset_spec
 from pggan_core.errors import TrainingInterrupted
 from pggan_core.progress import Progress
+from pggan_core.settings import Config
 from pggan_core.training import checkpoint as ckpt
 from pggan_core.training import guards
 from pggan_core.training.architectures import build_network

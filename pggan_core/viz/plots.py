@@ -408,9 +408,9 @@ def phantom_overview(n: int = 4, size: int = 192, seed: int = 0) -> np.ndarray:
 
     Every sample goes through the same preprocessing as the training data.
     """
-    from pggan_core.config import DataConfig
     from pggan_core.data.brain_phantom import BrainPhantom
     from pggan_core.data.fundus_phantom import render_fundus
+    from pggan_core.settings import DataConfig
 
     fundus = []
     for i in range(n):
