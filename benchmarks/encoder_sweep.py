@@ -44,7 +44,6 @@ import numpy as np
 import torch
 
 from pggan_core.atomic import write_text_atomic
-from pggan_core.config import Config
 from pggan_core.datasets import dataset_spec, hook
 from pggan_core.generate import images_from_latents
 from pggan_core.latent.attributes import (
@@ -65,6 +64,7 @@ from pggan_core.latent.reconstruction import coarse_label_maps, coarse_label_ret
 from pggan_core.latent.space import PIXEL_CONTROL_RESOLUTION, fold_groups
 from pggan_core.provenance import hardware
 from pggan_core.runs.folder import open_run
+from pggan_core.settings import Config
 
 RESULTS = Path(__file__).parent / "results" / "encoder_sweep.json"
 
