@@ -72,7 +72,7 @@ def test_encoder_inverts_a_generator_better_than_chance():
 
 
 def test_after_step_sees_every_update_and_leaves_the_training_as_it_was():
-    # benchmarks/encoder_sweep.py scores the encoder along the way through after_step; an
+    # benchmarks/quality/encoder_sweep.py scores the encoder along the way through after_step; an
     # encoder scored (the RNG put back) ends where an unscored one does
     config = load_config("smoke", "rop", {"model": {"latent_dim": 8},
                                           "encoder": {"iterations": 6, "batch_size": 4}})

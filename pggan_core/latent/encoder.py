@@ -74,7 +74,7 @@ def train_encoder(G: nn.Module, config: Config, resolution: int, alpha: float = 
     Every iteration draws fresh latents z ~ N(0, I), generates a batch and takes one Adam step
     on MSE(E(G(z)), z) (lr and betas ``config.encoder``, eps the GAN's). ``after_step(i,
     encoder)`` is called after update i (1-based), e.g. to score the encoder along the way
-    (``benchmarks/encoder_sweep.py``); it must leave the encoder in train mode.
+    (``benchmarks/quality/encoder_sweep.py``); it must leave the encoder in train mode.
     Returns the encoder (eval mode) and the loss of every iteration.
     """
     device = next(G.parameters()).device

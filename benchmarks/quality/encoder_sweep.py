@@ -23,7 +23,7 @@ Each encoder is scored as ``pggan encode`` scores the run's own (``latent.encode
   chance, on the unit sphere), and laterality's silhouette and gain: does a wider or longer
   trained encoder make laterality primary?
 
-    python benchmarks/encoder_sweep.py --run runs/rop/demo/seg --widths 1 2 4 \\
+    python -m benchmarks.quality.encoder_sweep --run runs/rop/demo/seg --widths 1 2 4 \\
         --iterations 1000 2000 4000 --threads 2
 
 Prints a table and writes ``benchmarks/results/encoder_sweep.json`` after every row, so a
@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from pggan_core.atomic import write_text_atomic
@@ -62,11 +63,12 @@ from pggan_core.latent.encoder import (
 from pggan_core.latent.probes import GENERATED_IMAGES
 from pggan_core.latent.reconstruction import coarse_label_maps, coarse_label_retrieval
 from pggan_core.latent.space import PIXEL_CONTROL_RESOLUTION, fold_groups
-from pggan_core.provenance import hardware
 from pggan_core.runs.folder import open_run
 from pggan_core.settings import Config
 
-RESULTS = Path(__file__).parent / "results" / "encoder_sweep.json"
+from .results import machine
+
+RESULTS = Path(__file__).parents[1] / "results" / "encoder_sweep.json"
 
 
 def widened(config: Config, width: float) -> Config:
@@ -182,7 +184,74 @@ class Sweep:
             "resolution": self.resolution, "heldout_images": len(self.reals),
             "adam": {"lr": config.train.lr, "betas": list(config.train.betas),
                      "eps": config.train.eps, "batch_size": config.encoder.batch_size},
-            "threads": self.threads, "hardware": hardware(), "rows": self.rows}, indent=2))
+            "threads": self.threads, "machine": machine(),
+            "run_encoder": self.run_encoder(), "rows": self.rows}, indent=2))
+
+    def run_encoder(self) -> dict[str, Any] | None:
+        """The run's own encoder (``pggan encode``, the profile's settings) as the sweep's
+        baseline: its measures from ``encoder.json`` and its primary attribute from
+        ``latent_space.json``, where the run has them."""
+        path = self.run / "encoder.json"
+        if not path.is_file():
+            return None
+        record = json.loads(path.read_text())
+        latent = self.run / "latent_space.json"
+        primary = (json.loads(latent.read_text()).get("attributes", {}).get("primary", {})
+                   .get(VIEWS[0], {}).get("primary") if latent.is_file() else None)
+        return {"iterations": record["iterations"], "lr": record["lr"],
+                "betas": record["settings"]["betas"],
+                "recovery": record["generated_recovery"]["recovery"],
+                "own_first": record["coarse_label_retrieval"]["encoder"]["own_first"],
+                "r2": record["r2"], "heldout_mse": record["heldout_mse_encoder"],
+                "primary": primary}
+
+
+def read_sweep(path: Path = RESULTS) -> dict[str, Any] | None:
+    """The sweep's record (``benchmarks/results/encoder_sweep.json``), None before it ran."""
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def sweep_table(sweep: dict[str, Any]) -> pd.DataFrame:
+    """One row per (width, iterations): the Figure 4 measures and Figure 5's primary
+    attribute of the encoded reals, with laterality's and brightness's silhouettes there."""
+    table = []
+    for row in sorted(sweep["rows"], key=lambda r: (r["width"], r["iterations"])):
+        reals = row.get("figure5", {}).get(VIEWS[0], {})
+        table.append({
+            "maps at 64 px": row["feature_maps_at_top"], "iterations": row["iterations"],
+            "recovery (goal ≥ 0.85)": row["recovery"],
+            "own input first (goal ≥ 0.5)": row["own_first"], "R² on z": row["r2"],
+            "held-out MSE": row["heldout_mse"],
+            "primary (encoded reals)": reals.get("primary") or "none",
+            "laterality silhouette": reals.get("silhouette", {}).get("laterality"),
+            "brightness silhouette": reals.get("silhouette", {}).get("brightness")})
+    return pd.DataFrame(table).set_index(["maps at 64 px", "iterations"]).round(3)
+
+
+def sweep_reading(sweep: dict[str, Any]) -> str:
+    """What the sweep shows, from its rows: the best recovery and own-input share against
+    their goals, and whether any encoder made laterality primary."""
+    rows = sweep["rows"]
+    best = max(rows, key=lambda r: r["recovery"])
+    own = max(rows, key=lambda r: r["own_first"] or 0.0)
+    lateral = [r for r in rows
+               if r.get("figure5", {}).get(VIEWS[0], {}).get("primary") == "laterality"]
+    chance = own["own_first_chance"]
+    base = sweep.get("run_encoder")
+    baseline = ("" if base is None else
+                f" The run's own encoder ({base['iterations']:,} updates, lr {base['lr']:g}, "
+                f"betas {tuple(base['betas'])}, the critic's widths): recovery "
+                f"{base['recovery']:.2f}, own input first {base['own_first']:.2f}, primary "
+                f"in the encoded reals: {base['primary'] or 'none'}.")
+    return (
+        f"Best image-space recovery {best['recovery']:.2f} (goal 0.85) with "
+        f"{best['feature_maps_at_top']} maps after {best['iterations']:,} updates; best "
+        f"own-input share {own['own_first']:.2f} (goal 0.5, chance {chance:.2f}) with "
+        f"{own['feature_maps_at_top']} maps after {own['iterations']:,}. "
+        + (f"Laterality is primary in the encoded reals for {len(lateral)} of {len(rows)} "
+           "encoders." if lateral else
+           f"No encoder of the {len(rows)} made laterality primary in the encoded reals.")
+        + baseline)
 
 
 def main() -> None:
@@ -205,6 +274,7 @@ def main() -> None:
         counts = sorted(set(args.iterations) - done)
         if counts:
             sweep.width(width, counts)
+    sweep.write()  # also after a sweep with nothing left to train: the baseline and machine
 
     print(f"\n{'width':>5} {'maps':>5} {'its':>6} {'s':>7} {'recovery':>9} {'own first':>10}"
           f" {'R²':>6} {'MSE':>7}  primary (encoded reals / E(G(z)))")
