@@ -78,3 +78,27 @@ def test_figure_trends_fit_log_compute_with_bands_and_never_read_past_their_reac
     (flat,) = [t for t in study.trends.figure_trends(steep) if t.key == "swd_image_over_floor"
                and t.variant == "noseg"]
     assert swd.crossing(flat) is None  # they meet 3 doublings past the top, beyond 2x
+
+
+def test_the_encoder_sweep_reads_every_row_and_names_the_primary_attribute_as_it_trains():
+    def row(maps, iterations, recovery, own, primary):
+        return {"width": maps / 16, "feature_maps_at_top": maps, "iterations": iterations,
+                "recovery": recovery, "own_first": own, "own_first_chance": 0.05, "r2": 0.2,
+                "heldout_mse": 0.05,
+                "figure5": {"encoded reals": {"primary": primary,
+                                              "silhouette": {"laterality": 0.3,
+                                                             "brightness": 0.1}}}}
+
+    sweep = {"rows": [row(32, 1000, 0.7, 0.2, None), row(16, 1000, 0.5, 0.1, "laterality"),
+                      row(16, 500, 0.4, 0.3, "brightness")],
+             "run_encoder": {"iterations": 4000, "lr": 0.001, "betas": [0.9, 0.99],
+                             "recovery": 0.54, "own_first": 0.07, "primary": None}}
+    table = study.encoder_sweep.sweep_table(sweep)
+    assert list(table.index) == [(16, 500), (16, 1000), (32, 1000)]
+    assert table.loc[(32, 1000), "primary (encoded reals)"] == "none"
+    reading = study.encoder_sweep.sweep_reading(sweep)
+    assert "recovery 0.70 (goal 0.85) with 32 maps after 1,000" in reading
+    assert "own-input share 0.30 (goal 0.5, chance 0.05) with 16 maps after 500" in reading
+    assert "Laterality is primary in the encoded reals for 1 of 3 encoders" in reading
+    assert "16 maps: brightness (500), laterality (1,000); 32 maps: none (1,000)" in reading
+    assert "The run's own encoder (4,000 updates, lr 0.001" in reading

@@ -243,6 +243,12 @@ def sweep_reading(sweep: dict[str, Any]) -> str:
                 f"betas {tuple(base['betas'])}, the critic's widths): recovery "
                 f"{base['recovery']:.2f}, own input first {base['own_first']:.2f}, primary "
                 f"in the encoded reals: {base['primary'] or 'none'}.")
+    course = "; ".join(
+        f"{maps} maps: " + ", ".join(
+            f"{r['figure5'][VIEWS[0]]['primary'] or 'none'} ({r['iterations']:,})"
+            for r in sorted(rows, key=lambda r: r["iterations"])
+            if r["feature_maps_at_top"] == maps and "figure5" in r)
+        for maps in sorted({r["feature_maps_at_top"] for r in rows}))
     return (
         f"Best image-space recovery {best['recovery']:.2f} (goal 0.85) with "
         f"{best['feature_maps_at_top']} maps after {best['iterations']:,} updates; best "
@@ -251,6 +257,7 @@ def sweep_reading(sweep: dict[str, Any]) -> str:
         + (f"Laterality is primary in the encoded reals for {len(lateral)} of {len(rows)} "
            "encoders." if lateral else
            f"No encoder of the {len(rows)} made laterality primary in the encoded reals.")
+        + f" Primary in the encoded reals as each encoder trains (updates): {course}."
         + baseline)
 
 
