@@ -195,15 +195,16 @@ class Sweep:
         if not path.is_file():
             return None
         record = json.loads(path.read_text())
-        latent = self.run / "latent_space.json"
-        primary = (json.loads(latent.read_text()).get("attributes", {}).get("primary", {})
-                   .get(VIEWS[0], {}).get("primary") if latent.is_file() else None)
-        return {"iterations": record["iterations"], "lr": record["lr"],
-                "betas": record["settings"]["betas"],
-                "recovery": record["generated_recovery"]["recovery"],
-                "own_first": record["coarse_label_retrieval"]["encoder"]["own_first"],
-                "r2": record["r2"], "heldout_mse": record["heldout_mse_encoder"],
-                "primary": primary}
+        baseline = {"iterations": record["iterations"], "lr": record["lr"],
+                    "betas": record["settings"]["betas"],
+                    "recovery": record["generated_recovery"]["recovery"],
+                    "own_first": record["coarse_label_retrieval"]["encoder"]["own_first"],
+                    "r2": record["r2"], "heldout_mse": record["heldout_mse_encoder"]}
+        latent = self.run / "latent_space.json"  # where `pggan latent` has scored it
+        if latent.is_file():
+            baseline["primary"] = (json.loads(latent.read_text())["attributes"]["primary"]
+                                   [VIEWS[0]]["primary"])
+        return baseline
 
 
 def read_sweep(path: Path = RESULTS) -> dict[str, Any] | None:
@@ -241,8 +242,9 @@ def sweep_reading(sweep: dict[str, Any]) -> str:
     baseline = ("" if base is None else
                 f" The run's own encoder ({base['iterations']:,} updates, lr {base['lr']:g}, "
                 f"betas {tuple(base['betas'])}, the critic's widths): recovery "
-                f"{base['recovery']:.2f}, own input first {base['own_first']:.2f}, primary "
-                f"in the encoded reals: {base['primary'] or 'none'}.")
+                f"{base['recovery']:.2f}, own input first {base['own_first']:.2f}"
+                + (f", primary in the encoded reals: {base['primary'] or 'none'}."
+                   if "primary" in base else "."))
     course = "; ".join(
         f"{maps} maps: " + ", ".join(
             f"{r['figure5'][VIEWS[0]]['primary'] or 'none'} ({r['iterations']:,})"
