@@ -93,10 +93,12 @@ def test_the_encoder_sweep_reads_every_row_and_names_the_primary_attribute_as_it
                       row(16, 500, 0.4, 0.3, "brightness")],
              "run_encoder": {"iterations": 4000, "lr": 0.001, "betas": [0.9, 0.99],
                              "recovery": 0.54, "own_first": 0.07, "primary": None}}
-    table = study.encoder_sweep.sweep_table(sweep)
+    from benchmarks.quality import encoder_sweep
+
+    table = encoder_sweep.sweep_table(sweep)
     assert list(table.index) == [(16, 500), (16, 1000), (32, 1000)]
     assert table.loc[(32, 1000), "primary (encoded reals)"] == "none"
-    reading = study.encoder_sweep.sweep_reading(sweep)
+    reading = encoder_sweep.sweep_reading(sweep)
     assert "recovery 0.70 (goal 0.85) with 32 maps after 1,000" in reading
     assert "own-input share 0.30 (goal 0.5, chance 0.05) with 16 maps after 500" in reading
     assert "Laterality is primary in the encoded reals for 1 of 3 encoders" in reading

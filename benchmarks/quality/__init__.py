@@ -4,12 +4,12 @@ own metrics (the book's *Quality against compute* page).
 ``candidates`` are the configurations, ``run`` trains and scores them (``python -m
 benchmarks.quality.run``, hours), ``results`` reads and writes their rows
 (``benchmarks/results/quality_study.json``), ``trends`` fits the measures against training
-compute, and ``tables`` and ``figures`` show them. ``encoder_sweep`` trains wider and longer
-encoders on a fixed generator (Figure 4's encoder as the paper trained it). The book reads
-this package from the checkout (``pggan_core.book.study.quality_study``); the library never
-imports it.
+compute, and ``tables`` and ``figures`` show them. ``encoder_sweep`` (a script; the page that
+shows it imports it) trains wider and longer encoders on a fixed generator: Figure 4's encoder
+as the paper trained it. The book reads this package from the checkout
+(``pggan_core.book.study.quality_study``); the library never imports it.
 """
 
-from . import candidates, encoder_sweep, figures, results, tables, trends
+from . import candidates, figures, results, tables, trends
 
-__all__ = ["candidates", "encoder_sweep", "figures", "results", "tables", "trends"]
+__all__ = ["candidates", "figures", "results", "tables", "trends"]
