@@ -229,6 +229,50 @@ def sweep_table(sweep: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(table).set_index(["maps at 64 px", "iterations"]).round(3)
 
 
+def sweep_figure(sweep: dict[str, Any]):
+    """Recovery, own input first and laterality's silhouette in the encoded reals against
+    updates, one line per width joining its measured points (nothing fitted or drawn past
+    them), the run's own encoder as a star, goals and chance dashed."""
+    import matplotlib.pyplot as plt
+
+    panels = (("recovery", "image-space recovery", 0.85),
+              ("own_first", "own input first (same eye)", 0.5),
+              ("laterality", "laterality silhouette, encoded reals", None))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    widths = sorted({r["feature_maps_at_top"] for r in sweep["rows"]})
+    colours = dict(zip(widths, ("#4c72b0", "#dd8452", "#55a868", "#c44e52"), strict=False))
+
+    def value(row: dict[str, Any], key: str) -> float | None:
+        if key == "laterality":
+            return row.get("figure5", {}).get(VIEWS[0], {}).get("silhouette", {}).get(key)
+        return row[key]
+
+    for ax, (key, title, goal) in zip(axes, panels, strict=True):
+        for maps in widths:
+            rows = sorted((r for r in sweep["rows"] if r["feature_maps_at_top"] == maps),
+                          key=lambda r: r["iterations"])
+            ax.plot([r["iterations"] for r in rows], [value(r, key) for r in rows], "o-",
+                    color=colours[maps], label=f"{maps} maps at 64 px, the GAN's Adam")
+        base = sweep.get("run_encoder")
+        if base is not None and key in base:
+            ax.plot([base["iterations"]], [base[key]], "*", ms=12, color="black",
+                    label="the run's own encoder (16 maps, β₁ 0.9, lr 1e-3)")
+        if goal is not None:
+            ax.axhline(goal, color="black", ls="--", lw=1)
+        if key == "own_first":
+            chance = sweep["rows"][0]["own_first_chance"]
+            ax.axhline(chance, color="grey", ls=":", lw=1)
+        ax.set_xscale("log")
+        counts = sorted({r["iterations"] for r in sweep["rows"]})
+        ax.set_xticks(counts, [f"{n:,}" for n in counts])
+        ax.minorticks_off()
+        ax.set(title=title, xlabel="encoder updates (batches of 16)", ylim=(0, 1))
+        ax.title.set_fontsize(10)
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def sweep_reading(sweep: dict[str, Any]) -> str:
     """What the sweep shows, from its rows: the best recovery and own-input share against
     their goals, and whether any encoder made laterality primary."""
