@@ -318,12 +318,22 @@ dist.destroy_process_group()
 """
 
 
+RANK_STACKS_AFTER_S = 240  # seconds; the job takes about 10 on 2 idle cores
+
+
 def run_two_ranks(script: Path, *args: str) -> None:
+    """``script`` as a two-process torchrun job on gloo. A job that hangs fails with every
+    rank's Python stack (faulthandler, after RANK_STACKS_AFTER_S), so a deadlock says where
+    each rank waits instead of timing out in silence."""
+    script.write_text("import faulthandler\n"
+                      f"faulthandler.dump_traceback_later({RANK_STACKS_AFTER_S}, exit=True)\n"
+                      + script.read_text())
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(script), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
+         str(script), *args], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=RANK_STACKS_AFTER_S + 60)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
 
 
 @pytest.mark.slow
