@@ -356,14 +356,18 @@ def attribute_planes_figure(attributes: dict):
     plane = np.asarray(attributes["plane"])
     scores = {r["attribute"]: r for r in attributes["scores"] if r["view"] == "encoded reals"}
     names = list(attributes["values"])
-    fig, axes = plt.subplots(1, len(names), figsize=(3.1 * len(names), 3.4), squeeze=False)
-    for ax, name in zip(axes[0], names, strict=True):
-        ax.scatter(plane[:, 0], plane[:, 1], c=attributes["values"][name], s=6,
+    ncols = min(3, len(names))  # three planes a row: each wide enough to see its points
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 4.4 * nrows), squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    for ax, name in zip(axes.flat, names, strict=False):
+        ax.scatter(plane[:, 0], plane[:, 1], c=attributes["values"][name], s=9,
                    cmap="viridis", linewidths=0)
         row = scores.get(name, {})
         silhouette, gain = row.get("silhouette"), row.get("knn_gain")
         ax.set_title(name + ("" if silhouette is None else
-                             f"\nsilhouette {silhouette:.2f}, 5-NN +{gain:.2f}"), fontsize=9)
+                             f"\nsilhouette {silhouette:.2f}, 5-NN {gain:+.2f}"), fontsize=11)
         ax.set(xticks=[], yticks=[])
     fig.tight_layout()
     return fig
