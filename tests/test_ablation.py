@@ -247,6 +247,36 @@ def test_ablation_json_has_the_keys_the_page_reads(dataset, tmp_path, monkeypatc
     assert "threshold" in ablation.ablation_method(result) or dataset == "brats"
 
 
+def test_a_record_that_holds_is_reused_and_any_change_measures_again(tmp_path, monkeypatch):
+    """ensure_ablation returns ablation.json as it is only when it was drawn with this seed and
+    the default resampling, from the image-only run's generator as it is now, and its
+    derivation holds; otherwise compare_ablation measures again."""
+    noseg = torch.nn.Linear(1, 1)
+    record = {"seed": 0, "conclusion": "saved",
+              "bootstrap": {"n_resamples": ablation.N_BOOTSTRAP,
+                            "swd_repeats": ablation.SWD_REPEATS},
+              "noseg_generator_sha256": ablation.weights_fingerprint(noseg),
+              "derivation": {"kind": "ablation"}}
+    (tmp_path / "ablation.json").write_text(json.dumps(record))
+    stale = {"reason": None}
+    monkeypatch.setattr(ablation, "load_generator", lambda path: (noseg, {}))
+    monkeypatch.setattr(ablation, "stale_result", lambda *args: stale["reason"])
+    monkeypatch.setattr(ablation, "compare_ablation",
+                        lambda *args, **kwargs: {"conclusion": "measured again"})
+
+    assert ablation.ensure_ablation(tmp_path, tmp_path / "noseg")["conclusion"] == "saved"
+    assert ablation.ensure_ablation(tmp_path, tmp_path / "noseg", seed=1)["conclusion"] \
+        == "measured again"
+    stale["reason"] = "the code that computes it changed"
+    assert ablation.ensure_ablation(tmp_path, tmp_path / "noseg")["conclusion"] \
+        == "measured again"
+    stale["reason"] = None
+    with torch.no_grad():
+        noseg.weight.add_(1.0)  # the image-only run was trained again
+    assert ablation.ensure_ablation(tmp_path, tmp_path / "noseg")["conclusion"] \
+        == "measured again"
+
+
 def test_seed_verdicts_take_the_spread_between_trainings():
     def result(*differences):
         return {"verdicts": [{"measure": f"m{i}", "label": f"m{i}", "difference": d,

@@ -38,7 +38,7 @@ from pggan_core.generate import sample_images
 from pggan_core.measures import domain_stats, global_structure
 from pggan_core.measures.swd import sliced_wasserstein, swd_floor, swd_options
 from pggan_core.provenance import code_hashes, code_that_ran, derivation
-from pggan_core.runs.folder import RunSpec, open_run
+from pggan_core.runs.folder import RunSpec, open_run, stale_result
 from pggan_core.segmentation.vessels import enlarge_fundus, ensure_vessel_unet
 from pggan_core.settings import DataConfig
 from pggan_core.training.checkpoint import load_generator, weights_fingerprint
@@ -378,6 +378,26 @@ def compare_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0,
     return result
 
 
+def ensure_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0
+                    ) -> dict[str, Any]:
+    """``ablation.json`` of ``seg_run`` when it still holds: drawn with ``seed`` and the
+    default resampling, from the generators both runs hold now, by the code and settings as
+    they are now (``runs.folder.stale_result``); else ``compare_ablation`` again. A shipped
+    run carries its record, so a book build need not measure Figure 3 again."""
+    saved = Path(seg_run) / "ablation.json"
+    if saved.is_file():
+        result = json.loads(saved.read_text())
+        drawn = result.get("bootstrap") or {}
+        same_draw = (result.get("seed") == seed and drawn.get("n_resamples") == N_BOOTSTRAP
+                     and drawn.get("swd_repeats") == SWD_REPEATS)
+        same_noseg = (result.get("noseg_generator_sha256")
+                      == weights_fingerprint(load_generator(noseg_run)[0]))
+        if same_draw and same_noseg and \
+                stale_result(seg_run, "ablation", result.get("derivation")) is None:
+            return result
+    return compare_ablation(seg_run, noseg_run, seed=seed)
+
+
 # ---------------------------------------------------------------------------------------------
 # Over training seeds
 
@@ -414,7 +434,7 @@ def seed_verdicts(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def replicated_ablation(dataset: str, profile: str, seeds: Sequence[int] = (0, 1, 2)
                         ) -> dict[str, Any]:
-    """``compare_ablation`` for each seed's pair of runs (``runs.reuse.ensure_run``: the shipped
+    """``ensure_ablation`` for each seed's pair of runs (``runs.reuse.ensure_run``: the shipped
     ones installed, others trained), with and without segmentation, the same images drawn for
     each, and ``seed_verdicts`` over them; written as ``SEEDS_FILE`` into the seed-0 run with
     segmentation and returned. Every generator is recorded by its SHA-256: the seed-0 pair's
@@ -425,7 +445,7 @@ def replicated_ablation(dataset: str, profile: str, seeds: Sequence[int] = (0, 1
     for seed in seeds:  # shipped seeds are installed, missing ones trained (hours each)
         seg, noseg = (ensure_run(dataset, profile, variant, seed, progress=False)
                       for variant in (True, False))
-        result = compare_ablation(seg, noseg)
+        result = ensure_ablation(seg, noseg)
         results.append(result)
         generators[str(seed)] = {"with": result["derivation"]["generator_sha256"],
                                  "without": result["noseg_generator_sha256"]}

@@ -55,10 +55,12 @@ RUN_FILES = ("config.yaml", RUN_INFO_FILE, "metrics.jsonl", "phase_metrics.jsonl
              "figures/progression.npz", "figures/progression.png")
 ENCODER_FILES = ("encoder.pt", "encoder.json")  # shipped too when the run was encoded
 INVERSION_FILES = ("indomain_encoder.pt", "inversion.json")  # and its in-domain encoder
-# results too slow for a book build, shipped beside the run they were made from; like the
-# encoder, each records its derivation and is checked against the run before it is quoted
-RESULT_FILES = ("augmentation.json", "ablation_seeds.json")
-RESULT_KINDS = {"augmentation.json": "augmentation", "ablation_seeds.json": "ablation"}
+# results shipped beside the run they were made from: the evaluation and Figure 3's comparison
+# (a minute or more each, which the book's time budget cannot spare) and the studies (hours);
+# like the encoder, each records its derivation and is checked against the run before use
+RESULT_FILES = ("metrics.json", "ablation.json", "augmentation.json", "ablation_seeds.json")
+RESULT_KINDS = {"metrics.json": "metrics", "ablation.json": "ablation",
+                "augmentation.json": "augmentation", "ablation_seeds.json": "ablation"}
 VESSEL_UNET = "vessel_unet"  # the manifest's key and the folder of the shipped vessel U-Net
 
 
@@ -208,7 +210,7 @@ def ship_results(run_dir: Path, profile: str, dataset: str, variant: str,
 def ship_current_results(profile: str, datasets: tuple[str, ...] = ("rop", "brats"),
                          root: Path | None = None) -> list[str]:
     """``pggan weights ship-results``: for each dataset's installed shipped run with
-    segmentation, ship its encoders and its augmentation study when they hold for it
+    segmentation, ship its encoders and its results (``RESULT_FILES``) when they hold for it
     (``runs.folder.stale_result``); return what was shipped, refuse what no longer holds."""
     from pggan_core.runs.folder import RunSpec, stale_result
 
