@@ -313,9 +313,21 @@ def memorisation_figure(report: dict, generated: np.ndarray, train: np.ndarray,
     order of ``report["closest"]``."""
     import matplotlib.pyplot as plt
 
-    pairs = report["closest"]
-    fig = plt.figure(figsize=(12, 4.2 + 1.5 * len(pairs) / 2))
-    grid = fig.add_gridspec(2, 2, height_ratios=[1.0, 0.55 * len(pairs) / 2])
+    # two pairs a row, each image 128 px, the picture as wide as the figure: an MR mosaic's
+    # four sequences stay large enough to tell a copy from a look-alike
+    size, gap = 128, 6
+    pairs = []
+    for g, t in zip(generated, train, strict=True):
+        a, b = (_resize(sample_panels(x, dataset)[0], size) for x in (g, t))
+        pairs.append(np.pad(np.concatenate([a, b, np.clip(0.5 + (a - b), 0, 1)], axis=1),
+                            ((gap // 2, gap // 2), (gap, gap), (0, 0)), constant_values=1.0))
+    pairs += [np.ones_like(pairs[0])] * (len(pairs) % 2)
+    closest = np.concatenate([np.concatenate(pairs[i:i + 2], axis=1)
+                              for i in range(0, len(pairs), 2)], axis=0)
+    width, histograms = 12.0, 3.4  # inches
+    picture_height = width * closest.shape[0] / closest.shape[1]
+    fig = plt.figure(figsize=(width, histograms + picture_height + 0.4))
+    grid = fig.add_gridspec(2, 2, height_ratios=[histograms, picture_height])
     for column, space in enumerate(("pixel", "invariant")):
         ax = fig.add_subplot(grid[0, column])
         values = [report["reference"][space], report["heldout"][space],
@@ -332,15 +344,7 @@ def memorisation_figure(report: dict, generated: np.ndarray, train: np.ndarray,
         if column == 0:
             ax.legend(fontsize=8)
     picture = fig.add_subplot(grid[1, :])
-    rows = []
-    for g, t in zip(generated, train, strict=True):
-        a, b = (_resize(sample_panels(x, dataset)[0], 96) for x in (g, t))
-        rows.append(np.concatenate([a, b, np.clip(0.5 + (a - b), 0, 1)], axis=1))
-    half = -(-len(rows) // 2)
-    left, right = rows[:half], rows[half:] + [np.ones_like(rows[0])] * (half - len(rows[half:]))
-    picture.imshow(np.concatenate([np.concatenate(left, axis=0),
-                                   np.ones((96 * half, 12, 3)),
-                                   np.concatenate(right, axis=0)], axis=1))
+    picture.imshow(closest)
     picture.set(xticks=[], yticks=[], title="the closest pairs: generated, its nearest training "
                 "image as stored (the match may be mirrored or shifted), difference (grey = none)")
     fig.tight_layout()
