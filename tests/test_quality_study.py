@@ -104,3 +104,5 @@ def test_the_encoder_sweep_reads_every_row_and_names_the_primary_attribute_as_it
     assert "Laterality is primary in the encoded reals for 1 of 3 encoders" in reading
     assert "16 maps: brightness (500), laterality (1,000); 32 maps: none (1,000)" in reading
     assert "The run's own encoder (4,000 updates, lr 0.001" in reading
+    figure = encoder_sweep.sweep_figure(sweep)
+    assert [len(ax.lines) for ax in figure.axes] == [4, 5, 2]  # widths, star, goal, chance

@@ -164,6 +164,16 @@ def show_panels(panels: Sequence[np.ndarray], titles: Sequence[str], ncols: int 
     return fig
 
 
+def source_columns_figure(rows: Sequence[tuple[str, np.ndarray]], dataset: str, size: int,
+                          width: float = 14):
+    """Images of several sources side by side: one titled column per ``(title, images)`` of
+    ``rows`` and one input per row, so each input sits beside what was made from it (Figure
+    4's held-out images beside their regenerations)."""
+    pictures = [sample_grid(images, dataset, ncols=1, size=size) for _, images in rows]
+    return show_panels(pictures, [title for title, _ in rows], ncols=len(rows),
+                       width=width / len(rows))
+
+
 def show_picture(picture: np.ndarray, width: float = 14, title: str | None = None):
     """One picture (a grid or a strip) as a matplotlib figure ``width`` inches wide at its own
     aspect ratio, without axes; returns the figure (a notebook shows it)."""
