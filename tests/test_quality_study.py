@@ -106,3 +106,54 @@ def test_the_encoder_sweep_reads_every_row_and_names_the_primary_attribute_as_it
     assert "The run's own encoder (4,000 updates, lr 0.001" in reading
     figure = encoder_sweep.sweep_figure(sweep)
     assert [len(ax.lines) for ax in figure.axes] == [4, 5, 2]  # widths, star, goal, chance
+
+
+def test_one_brightness_evens_the_photographs_brightness_and_leaves_the_rest(tmp_path):
+    import numpy as np
+
+    from pggan_core.data.store import DatasetWriter, PreparedDataset
+
+    rng = np.random.default_rng(0)
+    with DatasetWriter(tmp_path / "ds", "rop", 6, 16) as writer:
+        for i in range(6):  # a field of view of differing brightness, a vessel channel
+            image = np.full((4, 16, 16), -1.0, np.float32)
+            image[:3, 2:14, 2:14] = rng.uniform(-0.6, 0.4) + rng.uniform(-0.05, 0.05, (3, 12, 12))
+            image[3] = rng.uniform(-1, 1, (16, 16))
+            writer.add(i, image, {"split": "train" if i < 5 else "heldout", "laterality": "OD"})
+    study.levers.one_brightness(tmp_path / "ds", tmp_path / "flat")
+    before, after = PreparedDataset(tmp_path / "ds"), PreparedDataset(tmp_path / "flat")
+    for resolution in (16, 8):
+        old, new = before.images(resolution), after.images(resolution)
+        spread = [np.ptp(study.levers.field_brightness(x)) for x in (old, new)]
+        assert spread[1] < 0.05 * spread[0]  # one brightness, at every level
+        assert np.array_equal(old[:, 3], new[:, 3])  # the vessel channel as it was
+    target = np.median(study.levers.field_brightness(before.images(16))[:5])
+    assert study.levers.field_brightness(after.images(16)) == pytest.approx(target, abs=1.0)
+    # a run trained on it records other data than the book's
+    assert before.data_record()["manifest_sha256"] != after.data_record()["manifest_sha256"]
+    assert after.manifest["study_lever"].str.startswith("one brightness").all()
+
+
+def test_figure5_lever_table_names_each_views_leaders_and_reads_laterality_beside_them():
+    def row(candidate, seed, leaders):
+        scores = [{"view": view, "attribute": a, "silhouette": s, "knn_gain": g}
+                  for view, by in leaders.items() for a, (s, g) in by.items()]
+        primary = {view: {"by_silhouette": max(by, key=lambda a: by[a][0]),
+                          "by_knn_gain": max(by, key=lambda a: by[a][1])} for view, by in
+                   leaders.items()}
+        for lead in primary.values():
+            lead["primary"] = lead["by_silhouette"] if lead["by_silhouette"] == \
+                lead["by_knn_gain"] else None
+        return {"candidate": candidate, "seed": seed,
+                "attributes": {"scores": scores, "primary": primary}}
+
+    rows = [row("q_f5_z128", 0, {"encoded reals": {"laterality": (0.2, 0.3),
+                                                   "brightness": (0.1, 0.1)}}),
+            row("q_f5", 0, {"encoded reals": {"laterality": (0.05, 0.3),
+                                              "brightness": (0.1, 0.2)}}),
+            {"candidate": "q_wide", "seed": 0}]  # not a lever: left out
+    table = study.tables.figure5_lever_table(rows)
+    assert list(table["run"]) == ["q_f5, seed 0", "q_f5_z128, seed 0"]
+    assert list(table["primary"]) == ["none", "laterality"]
+    assert list(table["first by silhouette"]) == ["brightness", "laterality"]
+    assert table["laterality silh."].tolist() == [0.05, 0.2]

@@ -27,6 +27,8 @@ class Candidate:
 
     why: str
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # a change to the prepared images no config key makes (``levers.DATA_LEVERS``' names)
+    data_lever: str | None = None
 
 
 def _merge(*layers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -98,6 +100,21 @@ CANDIDATES |= {
                            "max_resolution": 128,
                            "iterations": {**STUDY_SCHEDULE["schedule"]["iterations"],
                                           128: (1000, 1000)}}})),
+}
+# Figure 5's levers: is laterality primary in the latent space when the generator's latent is
+# the paper's 128 (its 4 px feature maps; the demo keeps the ratio with 32), or when the
+# photographs' brightness, which the shipped fundus run's latents separate first, no longer
+# varies? q_base's widths and schedule, the only way three runs with encoders fit one lane of
+# one session; its data as the book's fundus runs are now (the U-Net's vessel channel, where
+# the round's first rows took the phantom's exact mask), hence a baseline of its own.
+CANDIDATES |= {
+    "q_f5": Candidate("q_base on the book's data (the U-Net's vessel channel): the baseline of "
+                      "Figure 5's levers", BASE),
+    "q_f5_z128": Candidate("q_f5 with the paper's 128-d latent instead of 32",
+                           _merge(BASE, {"model": {"latent_dim": 128}})),
+    "q_f5_flat": Candidate("q_f5 on photographs of one brightness (each scaled to the "
+                           "training set's median brightness in its field of view)", BASE,
+                           data_lever="one_brightness"),
 }
 VARIANTS = {"seg": True, "noseg": False}  # variant -> with_segmentation
 

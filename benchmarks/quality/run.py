@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from .candidates import BASE_PROFILE, CANDIDATES, VARIANTS, study_config
+from .levers import DATA_LEVERS
 from .results import REPO, RESULTS, Job, load_results, row_job, save_rows
 from .tables import text_table
 
@@ -50,11 +51,13 @@ from .tables import text_table
 # one job: train, evaluate, encode, score the latent space
 
 
-def data_dir(config) -> Path:
-    """A prepared dataset per distinct data configuration, shared by candidates."""
+def data_dir(config, data_lever: str | None = None) -> Path:
+    """A prepared dataset per distinct data configuration, shared by candidates; a candidate's
+    ``data_lever`` (``levers.DATA_LEVERS``) gets its own copy of it, changed."""
     data = json.dumps(config.to_dict()["data"], sort_keys=True)
     digest = hashlib.sha1(data.encode()).hexdigest()[:8]
-    return REPO / "data" / "prepared" / f"study-{config.data.dataset}-{digest}"
+    lever = f"-{data_lever}" if data_lever else ""
+    return REPO / "data" / "prepared" / f"study-{config.data.dataset}-{digest}{lever}"
 
 
 def run_folder(candidate: str, dataset: str, variant: str = "seg", seed: int = 0) -> Path:
@@ -85,7 +88,7 @@ def run_job(job: Job, with_encoder: bool = True) -> dict[str, Any]:
     if candidate == "demo":  # the book's run: installed from the shipped one when there is one
         ensure_run(dataset, BASE_PROFILE, with_segmentation, progress=False)
     elif not is_finished(out, config, with_segmentation):
-        train(config, data_dir(config), out, with_segmentation,
+        train(config, data_dir(config, CANDIDATES[candidate].data_lever), out, with_segmentation,
               resume=(out / "checkpoints").is_dir(), progress=False)
     seconds: dict[str, float] = {}
     started = time.perf_counter()
@@ -133,7 +136,10 @@ def run_job(job: Job, with_encoder: bool = True) -> dict[str, Any]:
                 "heldout_mse_refined": encoder["heldout_mse_refined"],
                 # Figure 4 as numbers, for the encoder's own reconstructions and refined ones
                 **figure4_scores(encoder),
-                **{k: v for k, v in latent_space.items() if k != "details"}}
+                **{k: v for k, v in latent_space.items() if k not in ("details", "attributes")}}
+        if latent_space.get("attributes"):  # Figure 5's table; its plane is the run's own
+            row["attributes"] = {k: v for k, v in latent_space["attributes"].items()
+                                 if k not in ("plane", "values")}
     row["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
     return row
 
@@ -196,6 +202,9 @@ def prepare(candidates: list[str], datasets: list[str]) -> None:
         for dataset in datasets:
             config = study_config(candidate, dataset)
             ensure_prepared(config, data_dir(config), progress=False)
+            lever = CANDIDATES[candidate].data_lever
+            if lever and not (data_dir(config, lever) / "dataset.json").is_file():
+                DATA_LEVERS[lever](data_dir(config), data_dir(config, lever))
             if candidate == "demo":  # the book's own data, which its runs are checked against
                 ensure_prepared(run_config(dataset, BASE_PROFILE),
                                 prepared_dir(dataset, BASE_PROFILE, REPO), progress=False)

@@ -81,6 +81,32 @@ def figures_round_table(rows: Sequence[dict[str, Any]]):
     return table.round(2).astype(object).fillna("—")
 
 
+LEVERS = "q_f5"  # the names of Figure 5's levers start so (candidates.py)
+
+
+def figure5_lever_table(rows: Sequence[dict[str, Any]]):
+    """Figure 5's levers: per run and view of the latent space (``latent.attributes.VIEWS``),
+    the attribute first by t-SNE silhouette and by 5-NN gain over chance (primary where they
+    agree), with laterality's and brightness's own silhouette and gain beside them."""
+    import pandas as pd
+
+    table = []
+    for r in sorted((r for r in rows if r["candidate"].startswith(LEVERS)
+                     and r.get("attributes")), key=lambda r: (r["candidate"], r["seed"])):
+        scores = {(s["view"], s["attribute"]): s for s in r["attributes"]["scores"]}
+        for view, lead in r["attributes"]["primary"].items():
+            line = {"run": f"{r['candidate']}, seed {r['seed']}", "view": view,
+                    "primary": lead["primary"] or "none",
+                    "first by silhouette": lead["by_silhouette"],
+                    "first by 5-NN gain": lead["by_knn_gain"]}
+            for attribute in ("laterality", "brightness"):
+                score = scores.get((view, attribute), {})
+                line[f"{attribute} silh."] = score.get("silhouette")
+                line[f"{attribute} 5-NN gain"] = score.get("knn_gain")
+            table.append(line)
+    return pd.DataFrame(table).round(3).astype(object).fillna("—")
+
+
 ROUND_MEASURES = (  # (key in a study row, what it is: lower SWD, ratios nearer 1, higher rest)
     ("swd_image_over_floor", "image-channel SWD / floor"),
     ("structure_vessel_density_ratio", "vessel density vs real"),
