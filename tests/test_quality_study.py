@@ -157,3 +157,7 @@ def test_figure5_lever_table_names_each_views_leaders_and_reads_laterality_besid
     assert list(table["primary"]) == ["none", "laterality"]
     assert list(table["first by silhouette"]) == ["brightness", "laterality"]
     assert table["laterality silh."].tolist() == [0.05, 0.2]
+    reading = study.tables.figure5_lever_reading(rows)
+    assert reading.startswith("Laterality is primary in the encoded reals of 1 of the 2 runs")
+    assert "`q_f5` (seed 0) — encoded reals: none (brightness by silhouette, laterality by " \
+        "5-NN gain)" in reading

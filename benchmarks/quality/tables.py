@@ -107,6 +107,26 @@ def figure5_lever_table(rows: Sequence[dict[str, Any]]):
     return pd.DataFrame(table).round(3).astype(object).fillna("—")
 
 
+def figure5_lever_reading(rows: Sequence[dict[str, Any]]) -> str:
+    """Figure 5's levers in a sentence per run, from the rows: which attribute the encoded
+    reals (the paper's view) and the generated images' own z (a perfect encoder's) separate
+    first, and whether that is laterality."""
+    parts = []
+    for r in sorted((r for r in rows if r["candidate"].startswith(LEVERS)
+                     and r.get("attributes")), key=lambda r: (r["candidate"], r["seed"])):
+        leads = r["attributes"]["primary"]
+        views = "; ".join(
+            f"{view}: " + (lead["primary"] or f"none ({lead['by_silhouette']} by silhouette, "
+                                              f"{lead['by_knn_gain']} by 5-NN gain)")
+            for view, lead in leads.items() if view != "E(G(z))")
+        parts.append(f"`{r['candidate']}` (seed {r['seed']}) — {views}")
+    if not parts:
+        return "The levers have not been run in this checkout."
+    lateral = [p for p in parts if "encoded reals: laterality" in p]
+    return (f"Laterality is primary in the encoded reals of {len(lateral)} of the {len(parts)} "
+            "runs. " + ". ".join(parts) + ".")
+
+
 ROUND_MEASURES = (  # (key in a study row, what it is: lower SWD, ratios nearer 1, higher rest)
     ("swd_image_over_floor", "image-channel SWD / floor"),
     ("structure_vessel_density_ratio", "vessel density vs real"),
