@@ -87,24 +87,28 @@ LEVERS = "q_f5"  # the names of Figure 5's levers start so (candidates.py)
 def figure5_lever_table(rows: Sequence[dict[str, Any]]):
     """Figure 5's levers: per run and view of the latent space (``latent.attributes.VIEWS``),
     the attribute first by t-SNE silhouette and by 5-NN gain over chance (primary where they
-    agree), with laterality's and brightness's own silhouette and gain beside them."""
+    agree), with laterality's and brightness's own silhouette and gain beside them; six
+    columns, to fit the page's content column."""
     import pandas as pd
+
+    def pair(score: dict[str, Any]) -> str:
+        if score.get("silhouette") is None:
+            return "—"
+        return f"{score['silhouette']:.3f} / {score['knn_gain']:+.2f}"
 
     table = []
     for r in sorted((r for r in rows if r["candidate"].startswith(LEVERS)
                      and r.get("attributes")), key=lambda r: (r["candidate"], r["seed"])):
         scores = {(s["view"], s["attribute"]): s for s in r["attributes"]["scores"]}
         for view, lead in r["attributes"]["primary"].items():
-            line = {"run": f"{r['candidate']}, seed {r['seed']}", "view": view,
-                    "primary": lead["primary"] or "none",
-                    "first by silhouette": lead["by_silhouette"],
-                    "first by 5-NN gain": lead["by_knn_gain"]}
-            for attribute in ("laterality", "brightness"):
-                score = scores.get((view, attribute), {})
-                line[f"{attribute} silh."] = score.get("silhouette")
-                line[f"{attribute} 5-NN gain"] = score.get("knn_gain")
-            table.append(line)
-    return pd.DataFrame(table).round(3).astype(object).fillna("—")
+            table.append({
+                "run": r["candidate"] + (f" (seed {r['seed']})" if r["seed"] else ""),
+                "view": view, "primary": lead["primary"] or "none",
+                "first by silhouette / 5-NN gain": f"{lead['by_silhouette']} / "
+                                                   f"{lead['by_knn_gain']}",
+                **{f"{attribute}: silhouette / gain": pair(scores.get((view, attribute), {}))
+                   for attribute in ("laterality", "brightness")}})
+    return pd.DataFrame(table)
 
 
 def figure5_lever_reading(rows: Sequence[dict[str, Any]]) -> str:
