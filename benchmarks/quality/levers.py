@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from pggan_core.atomic import atomic_dir
-from pggan_core.data.store import PreparedDataset
+from pggan_core.data.store import VESSEL_TRUTH_FILE, PreparedDataset
 
 FIELD_RED = 20  # uint8 red above which a pixel is in the field of view (latent.attributes' rule)
 
@@ -41,9 +41,8 @@ def one_brightness(source: Path, out: Path) -> None:
             images = np.array(data.images(resolution))
             images[:, :3] = np.clip(np.rint(images[:, :3] * scale), 0, 255).astype(np.uint8)
             np.save(tmp / f"res_{resolution:03d}.npy", images)
-        for name in ("vessel_truth.npy",):
-            if (data.path / name).is_file():
-                shutil.copy2(data.path / name, tmp / name)
+        if (data.path / VESSEL_TRUTH_FILE).is_file():
+            shutil.copy2(data.path / VESSEL_TRUTH_FILE, tmp / VESSEL_TRUTH_FILE)
         lever = f"one brightness: {target:.1f} of 255 in the field of view"
         (tmp / "dataset.json").write_text(json.dumps({**data.meta, "study_lever": lever},
                                                      indent=2))

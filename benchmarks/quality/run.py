@@ -203,7 +203,10 @@ def prepare(candidates: list[str], datasets: list[str]) -> None:
             config = study_config(candidate, dataset)
             ensure_prepared(config, data_dir(config), progress=False)
             lever = CANDIDATES[candidate].data_lever
-            if lever and not (data_dir(config, lever) / "dataset.json").is_file():
+            made = data_dir(config, lever) / "dataset.json"
+            # made again when the data it changes were prepared again since
+            if lever and (not made.is_file() or made.stat().st_mtime
+                          < (data_dir(config) / "dataset.json").stat().st_mtime):
                 DATA_LEVERS[lever](data_dir(config), data_dir(config, lever))
             if candidate == "demo":  # the book's own data, which its runs are checked against
                 ensure_prepared(run_config(dataset, BASE_PROFILE),
