@@ -12,18 +12,14 @@ import numpy as np
 import pandas as pd
 
 from pggan_core.atomic import atomic_dir
-from pggan_core.data.store import VESSEL_TRUTH_FILE, PreparedDataset
-
-FIELD_RED = 20  # uint8 red above which a pixel is in the field of view (latent.attributes' rule)
+from pggan_core.data.store import VESSEL_TRUTH_FILE, PreparedDataset, to_float
+from pggan_core.latent.attributes import fundus_attributes
 
 
 def field_brightness(images: np.ndarray) -> np.ndarray:
     """Mean grey level (0-255) of each uint8 fundus image (N, >=3, R, R) inside its field of
-    view: what ``latent.attributes.fundus_attributes`` calls brightness, times 255."""
-    rgb = np.asarray(images[:, :3], np.float32)
-    field = rgb[:, 0] > FIELD_RED
-    grey = rgb.mean(axis=1)
-    return (grey * field).sum(axis=(1, 2)) / np.maximum(field.sum(axis=(1, 2)), 1)
+    view: Figure 5's brightness attribute (``latent.attributes.fundus_attributes``), times 255."""
+    return fundus_attributes(to_float(np.asarray(images)))["brightness"] * 255.0
 
 
 def one_brightness(source: Path, out: Path) -> None:

@@ -97,8 +97,7 @@ def figure5_lever_table(rows: Sequence[dict[str, Any]]):
         return f"{score['silhouette']:.3f} / {score['knn_gain']:+.2f}"
 
     table = []
-    for r in sorted((r for r in rows if r["candidate"].startswith(LEVERS)
-                     and r.get("attributes")), key=lambda r: (r["candidate"], r["seed"])):
+    for r in _lever_rows(rows):
         scores = {(s["view"], s["attribute"]): s for s in r["attributes"]["scores"]}
         for view, lead in r["attributes"]["primary"].items():
             table.append({
@@ -115,20 +114,26 @@ def figure5_lever_reading(rows: Sequence[dict[str, Any]]) -> str:
     """Figure 5's levers in a sentence per run, from the rows: which attribute the encoded
     reals (the paper's view) and the generated images' own z (a perfect encoder's) separate
     first, and whether that is laterality."""
+    levers = _lever_rows(rows)
+    if not levers:
+        return "The levers have not been run in this checkout."
     parts = []
-    for r in sorted((r for r in rows if r["candidate"].startswith(LEVERS)
-                     and r.get("attributes")), key=lambda r: (r["candidate"], r["seed"])):
-        leads = r["attributes"]["primary"]
+    for r in levers:
         views = "; ".join(
             f"{view}: " + (lead["primary"] or f"none ({lead['by_silhouette']} by silhouette, "
                                               f"{lead['by_knn_gain']} by 5-NN gain)")
-            for view, lead in leads.items() if view != "E(G(z))")
+            for view, lead in r["attributes"]["primary"].items() if view != "E(G(z))")
         parts.append(f"`{r['candidate']}` (seed {r['seed']}) — {views}")
-    if not parts:
-        return "The levers have not been run in this checkout."
-    lateral = [p for p in parts if "encoded reals: laterality" in p]
-    return (f"Laterality is primary in the encoded reals of {len(lateral)} of the {len(parts)} "
+    lateral = sum(r["attributes"]["primary"]["encoded reals"]["primary"] == "laterality"
+                  for r in levers)
+    return (f"Laterality is primary in the encoded reals of {lateral} of the {len(levers)} "
             "runs. " + ". ".join(parts) + ".")
+
+
+def _lever_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of Figure 5's levers that carry an attribute table, by candidate and seed."""
+    return sorted((r for r in rows if r["candidate"].startswith(LEVERS) and r.get("attributes")),
+                  key=lambda r: (r["candidate"], r["seed"]))
 
 
 ROUND_MEASURES = (  # (key in a study row, what it is: lower SWD, ratios nearer 1, higher rest)
