@@ -222,6 +222,18 @@ def _ablation_seeds(args: argparse.Namespace) -> None:
     print(f"-> {SEEDS_FILE} beside the seed-{args.seeds[0]} run with segmentation")
 
 
+def _install_shipped_run(dataset: str, profile: str, seed: int) -> None:
+    """Install the run with segmentation that ``profile`` ships for (dataset, seed), if it
+    ships one for its current settings; a run trained here is left as it is."""
+    from pggan_core.runs import shipped
+    from pggan_core.runs.folder import RunSpec
+    from pggan_core.runs.reuse import ensure_run
+
+    spec = RunSpec(dataset, profile, seed=seed)
+    if shipped.ships(profile, dataset, spec.folder().name, spec.config()):
+        ensure_run(dataset, profile, seed=seed)
+
+
 def _augment_study(args: argparse.Namespace) -> None:
     from pggan_core.augmentation.study import RESULT_FILE, run_augmentation_study
     from pggan_core.segmentation.segmenters import METRIC_NAMES
@@ -235,6 +247,8 @@ def _augment_study(args: argparse.Namespace) -> None:
         raise ConfigError("pggan augment-study takes --set for the augment section only (e.g. "
                           "--set augment.iterations=1000): the other sections describe the "
                           "trained run it reads")
+    if args.source is None:  # the profile's shipped run, installed when there is one
+        _install_shipped_run(args.dataset, args.profile, args.seed)
     result = run_augmentation_study(args.dataset, args.profile, seed=args.seed,
                                     source=args.source, augment=settings.get("augment"),
                                     lanes=args.lanes)

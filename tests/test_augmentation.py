@@ -306,6 +306,31 @@ def test_the_command_names_the_missing_run(capsys):
     assert "03_train.md" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("ships", [True, False])
+def test_the_command_installs_the_shipped_run_it_studies(ships, monkeypatch, capsys):
+    """A fresh clone holds no run: the study installs the one its profile ships (as the book
+    and `pggan ablation-seeds` do) and, where none is shipped, names the command that trains."""
+    from pggan_core.augmentation import study
+    from pggan_core.runs import reuse, shipped
+
+    calls = []
+    monkeypatch.setattr(shipped, "ships", lambda profile, dataset, variant, config: ships
+                        and (profile, dataset, variant) == ("smoke", "rop", "seg"))
+    monkeypatch.setattr(reuse, "ensure_run",
+                        lambda dataset, profile, **kw: calls.append(("install", dataset, profile)))
+
+    def study_stops_here(dataset, profile, **kw):
+        calls.append(("study", dataset, profile))
+        raise ConfigError("stopped after the wiring")
+
+    monkeypatch.setattr(study, "run_augmentation_study", study_stops_here)
+    assert main(["augment-study", "--dataset", "rop", "--profile", "smoke"]) == 2
+    assert calls == [("install", "rop", "smoke")] * ships + [("study", "rop", "smoke")]
+    assert main(["augment-study", "--dataset", "rop", "--profile", "smoke",
+                 "--source", "somewhere"]) == 2  # the user's own data: nothing shipped for it
+    assert calls.count(("install", "rop", "smoke")) == ships and calls[-1][0] == "study"
+
+
 # ---------------------------------------------------------------------------- end to end
 
 
