@@ -262,7 +262,7 @@ def _augment_study(args: argparse.Namespace) -> None:
 
 
 def _book(args: argparse.Namespace) -> None:
-    from pggan_core.book.build import build_book, parse_sources
+    from pggan_book.build import build_book, parse_sources
 
     _named_profile_only(args, "pggan book")
     html = build_book(profile=args.profile, check=args.check, train_here=args.train,

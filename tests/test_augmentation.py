@@ -261,7 +261,7 @@ def test_the_claim_values_quote_the_fewest_and_all_labels():
 
 
 def test_the_claims_table_reads_the_augmentation_rows(tmp_path, monkeypatch):
-    from pggan_core.book.results_table import claims_table
+    from pggan_book.results_table import claims_table
     from pggan_core.runs import folder
     from pggan_core.training import checkpoint
 

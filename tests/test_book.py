@@ -11,17 +11,17 @@ import nbformat
 import pytest
 import yaml
 
-from pggan_core.book import browser_check
-from pggan_core.book.browser_check import check_book, expectations
-from pggan_core.book.build import build_book, parse_sources, run_sphinx, staged_config, staged_toc
-from pggan_core.book.captions import provenance_banner
-from pggan_core.book.execute import (
+from pggan_book import browser_check
+from pggan_book.browser_check import check_book, expectations
+from pggan_book.build import build_book, parse_sources, run_sphinx, staged_config, staged_toc
+from pggan_book.captions import provenance_banner
+from pggan_book.execute import (
     add_plotly_html,
     discover_notebooks,
     execute_notebook,
     notebook_datasets,
 )
-from pggan_core.book.facts import (
+from pggan_book.facts import (
     METHOD,
     as_markdown,
     config_value,
@@ -30,7 +30,7 @@ from pggan_core.book.facts import (
     profile_table,
     read_phase_curves,
 )
-from pggan_core.book.results_table import (
+from pggan_book.results_table import (
     CLAIMS,
     NOT_COMPUTED,
     NOT_MEASURED,
@@ -189,7 +189,7 @@ def test_staged_config_runs_nothing_and_loads_nothing_from_the_internet():
     assert "profile <b>smoke</b> · seed 7 · commit " in config["html"]["announcement"]
     sphinx = config["sphinx"]["config"]
     assert "sphinx_thebe" not in sphinx["extensions"]
-    assert {"pggan_core.book.offline_js", "sphinxcontrib.bibtex"} <= set(sphinx["extensions"])
+    assert {"pggan_book.offline_js", "sphinxcontrib.bibtex"} <= set(sphinx["extensions"])
     urls = [*sphinx["nb_ipywidgets_js"], sphinx["mathjax_path"]]
     assert not any("://" in url for url in urls)
 

@@ -130,7 +130,7 @@ def test_the_results_table_names_a_stale_file_instead_of_quoting_it(tiny_home, t
                                                                     monkeypatch):
     import shutil
 
-    from pggan_core.book.results_table import NOT_COMPUTED, claims_table, read_results
+    from pggan_book.results_table import NOT_COMPUTED, claims_table, read_results
     from pggan_core.runs.folder import RunSpec
 
     home = Path(shutil.copytree(tiny_home, tmp_path / "home"))

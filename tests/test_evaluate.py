@@ -148,7 +148,7 @@ def test_a_registered_metric_reaches_metrics_json_and_the_results_table(
     import shutil
     from pathlib import Path
 
-    from pggan_core.book.results_table import claims_table, rules_table
+    from pggan_book.results_table import claims_table, rules_table
     from pggan_core.evaluation.registry import Metric, MetricClaim, register_metric
     from pggan_core.runs.folder import RunSpec
 

@@ -1,4 +1,4 @@
-"""Latent-space figures that must work in the static book (pggan_core/book/interactive.py)."""
+"""Latent-space figures that must work in the static book (pggan_book/interactive.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from pggan_core.book.interactive import (
+from pggan_book.interactive import (
     data_uri,
     direction_pictures,
     hover_text,

@@ -409,7 +409,7 @@ def test_every_allowance_is_still_needed(facts: DemoFacts):
 
 
 def test_the_method_table_shows_the_iterations_each_phase_trains():
-    from pggan_core.book.facts import config_value, method_table
+    from pggan_book.facts import config_value, method_table
 
     demo = load_config("demo", "rop")
     for kind in ("fade", "stable"):
@@ -428,7 +428,7 @@ def test_the_method_table_shows_the_iterations_each_phase_trains():
 
 
 def test_the_deviation_table_lists_every_setting_the_demo_changes():
-    from pggan_core.book.deviations import REPLACED_BY_PHASES, deviation_table
+    from pggan_book.deviations import REPLACED_BY_PHASES, deviation_table
 
     table = deviation_table("paper", "demo")
     listed = set(zip(table["section"], table["setting"], strict=True))
@@ -459,7 +459,7 @@ def test_the_deviation_table_lists_every_setting_the_demo_changes():
 
 
 def test_run_times_and_findings_are_read_not_typed(tmp_path: Path):
-    from pggan_core.book.facts import findings_markdown, run_time_text, shipped_run_minutes
+    from pggan_book.facts import findings_markdown, run_time_text, shipped_run_minutes
 
     runs = json.loads(MANIFEST.read_text())["runs"]
     minutes = shipped_run_minutes("demo")

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from pggan_core.book.papermill_io import JupytextHandler
+from pggan_book.papermill_io import JupytextHandler
 
 NOTEBOOK = '''---
 jupytext:

@@ -87,7 +87,7 @@ def test_the_book_refuses_a_second_clone_before_touching_the_firsts_build(
     """The issue's case: ``pggan book`` in a second clone while the package is installed from
     the first used to take the first's notebooks and rebuild the first's ``_build/``."""
     pytest.importorskip("jupyter_book")
-    from pggan_core.book.build import build_book
+    from pggan_book.build import build_book
     from pggan_core.cli import main
 
     first, second = checkout(tmp_path / "first"), checkout(tmp_path / "second")

@@ -1,5 +1,5 @@
 """The quality study (``benchmarks/quality``), as the book reads it: loaded from the checkout
-by ``pggan_core.book.study.quality_study``, never imported by the library; its lines against
+by ``pggan_book.study.quality_study``, never imported by the library; its lines against
 training compute, their bands and their reach."""
 
 import ast
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pggan_core.book.study import quality_study
+from pggan_book.study import quality_study
 
 ROOT = Path(__file__).resolve().parents[1]
 study = quality_study()

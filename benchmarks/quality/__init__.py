@@ -8,7 +8,7 @@ benchmarks.quality.run``, hours), ``results`` reads and writes their rows
 compute, and ``tables`` and ``figures`` show them. ``encoder_sweep`` (a script; the page that
 shows it imports it) trains wider and longer encoders on a fixed generator: Figure 4's encoder
 as the paper trained it. The book reads this package from the checkout
-(``pggan_core.book.study.quality_study``); the library never imports it.
+(``pggan_book.study.quality_study``); the library never imports it.
 """
 
 from . import candidates, figures, levers, results, tables, trends

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pggan_core.book.results_table import NOT_COMPUTED
+from pggan_book.results_table import NOT_COMPUTED
 from pggan_core.config import DATASETS
 from pggan_core.datasets import dataset_ids, dataset_spec
 

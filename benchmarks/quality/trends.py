@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Any
 
-from pggan_core.book.facts import images_per_resolution
+from pggan_book.facts import images_per_resolution
 from pggan_core.datasets import dataset_spec
 
 # What Figures 3-5 ask of the demo's fundus GAN, drawn against its training compute (the

@@ -33,15 +33,15 @@ import nbformat
 import yaml
 from jupyter_book.config import get_default_sphinx_config
 
-from pggan_core.book.captions import data_summary
-from pggan_core.book.execute import (
+from pggan_book.captions import data_summary
+from pggan_book.execute import (
     _is_notebook,
     _title_for_dataset,
     discover_notebooks,
     execute_notebook,
     notebook_datasets,
 )
-from pggan_core.book.offline_js import HTML_MANAGER_DIST, _require_vendor, vendor_dir
+from pggan_book.offline_js import HTML_MANAGER_DIST, _require_vendor, vendor_dir
 from pggan_core.config import DATASETS, PROFILES
 from pggan_core.datasets import dataset_spec
 from pggan_core.errors import BookError, ConfigError
@@ -112,7 +112,7 @@ def staged_config(root_config: dict[str, Any], profile: str, seed: int,
     # (live code needs a kernel server anyway, which a static offline site does not have).
     sphinx_config["extensions"] = [
         *[e for e in get_default_sphinx_config()["extensions"] if e != "sphinx_thebe"],
-        *sphinx.pop("extra_extensions", []), "pggan_core.book.offline_js"]
+        *sphinx.pop("extra_extensions", []), "pggan_book.offline_js"]
     sphinx_config["pggan_vendor_dir"] = str(vendor_dir(root))
     sphinx_config["nb_ipywidgets_js"] = {
         "offline-js/require-2.3.4.js": {},
@@ -142,7 +142,7 @@ def build_book(profile: str = "demo", datasets: Sequence[str] = DATASETS,
 
     The notebooks and pages are the checkout's (``paths.repo_root``); ``out`` defaults to its
     ``_build/<profile>``. With ``check=True`` the site is then opened in headless chromium
-    (see :mod:`pggan_core.book.browser_check`), screenshots go to ``out/screenshots``, and any
+    (see :mod:`pggan_book.browser_check`), screenshots go to ``out/screenshots``, and any
     problem raises BookError.
     """
     if profile not in PROFILES:
@@ -216,7 +216,7 @@ def build_book(profile: str = "demo", datasets: Sequence[str] = DATASETS,
           f"{html / 'index.html'}")
 
     if check:
-        from pggan_core.book.browser_check import check_book
+        from pggan_book.browser_check import check_book
 
         with _timer("checking every page in headless Chromium", []):
             problems = check_book(html, screenshots=out / "screenshots")

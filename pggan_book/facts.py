@@ -312,7 +312,7 @@ def findings_markdown(profile: str, datasets: Sequence[str] = DATASETS,
     caveat, and the ablation's verdicts counted; "not computed in this build" where a result
     file is missing or no longer holds. Read from the runs' current results, as the results
     page reads them, so the two pages cannot disagree."""
-    from pggan_core.book.results_table import NOT_COMPUTED, ablation_summary, number, read_results
+    from pggan_book.results_table import NOT_COMPUTED, ablation_summary, number, read_results
 
     sources = sources or {}
     lines = []

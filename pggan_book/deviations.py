@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pggan_core.book.facts import per_resolution_text, phase_iterations
+from pggan_book.facts import per_resolution_text, phase_iterations
 from pggan_core.config import DATASETS, PROFILES_DIR, load_config
 from pggan_core.datasets import dataset_spec
 from pggan_core.settings import SECTIONS, Config

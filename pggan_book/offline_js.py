@@ -4,7 +4,7 @@ The site needs no internet: plotly outputs get an HTML rendering that calls the 
 ``plotly.min.js`` (copied from the installed plotly package); the widget manager (require.js +
 @jupyter-widgets/html-manager) and MathJax are served from ``_build/vendor/``, filled once by
 :func:`fetch_offline_js` (fetched by the first ``pggan book``; needs npm).
-This module is also the Sphinx extension that serves those files (``pggan_core.book.offline_js``).
+This module is also the Sphinx extension that serves those files (``pggan_book.offline_js``).
 """
 
 from __future__ import annotations
