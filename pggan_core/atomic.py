@@ -1,8 +1,6 @@
-"""Write files and folders so that a crash or Ctrl-C never leaves half of one.
-
-Everything is first written beside its destination under a temporary name, flushed to disk,
-and then renamed into place: ``os.replace`` is atomic on POSIX file systems.
-"""
+"""Write files and folders so that a crash or Ctrl-C never leaves half of one: each is written
+beside its destination under a temporary name, flushed to disk, then renamed into place
+(``os.replace``, atomic on POSIX file systems)."""
 
 from __future__ import annotations
 
@@ -46,12 +44,9 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``path``; on success it replaces ``path`` whole.
-
-    On any exception (Ctrl-C included) the temporary folder is removed and an existing
-    ``path`` is left untouched. An old ``path`` is moved aside before the new one is renamed
-    in, so a crash between the two renames leaves no dataset rather than half of one.
-    """
+    """Yield a temporary folder beside ``path``: on success it replaces ``path`` whole; on any
+    exception (Ctrl-C included) it is removed, ``path`` untouched. An old ``path`` is moved
+    aside first, so a crash between the two renames leaves none rather than half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))

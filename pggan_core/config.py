@@ -1,24 +1,20 @@
-"""One configuration system: a ``Config`` (``pggan_core.settings``: a dataclass per concern)
-loaded from YAML profiles.
+"""One configuration system: a ``Config`` (``pggan_core.settings``) loaded from YAML profiles.
 
 A profile (``smoke``, ``demo``, ``paper``) is a YAML file in ``pggan_core/profiles/`` with a
-``common`` section and optional per-dataset sections (``rop``, ``brats``) that override it.
-The paper's numbers live in ``paper.yaml`` only, each cited to the section of Beers et al.
-(2018) it comes from, or to NVIDIA's PGGAN (Karras et al. 2018) where the paper defers to it.
-Unknown keys and values of the wrong type are errors naming the key and where it was set.
+``common`` section and optional per-dataset sections (``rop``, ``brats``) that override it. The
+paper's numbers live in ``paper.yaml`` only, each cited to the section of Beers et al. (2018) it
+comes from, or to NVIDIA's PGGAN (Karras et al. 2018) where the paper defers to it.
 
-A value is resolved in layers, each overriding the ones before it key by key:
+Layers, each overriding those before it key by key (a file: its ``common``, then dataset section):
 
-1. the dataclass default (``pggan_core.settings``);
-2. the built-in profile that a profile file of one's own names with ``extends:``, its
-   ``common`` then its dataset section;
+1. the dataclass default;
+2. the built-in profile that a profile file of one's own ``extends:``;
 3. the profile's ``common`` section;
-4. the profile's dataset section (``rop`` or ``brats``);
-5. overlays, in the order given (``overlays=("authors",)``, ``pggan ... --overlay authors``):
-   partial profiles such as ``profiles/authors.yaml``, each its ``common`` then its dataset
-   section;
+4. its dataset section;
+5. overlays in the order given (``overlays=("authors",)``, ``--overlay authors``), partial
+   profiles such as ``profiles/authors.yaml``;
 6. ``overrides`` ({section: {key: value}}): the CLI's ``--set section.key=value`` items
-   (``parse_set_items``) and its dedicated flags (``--seed``, ``--precision``, ...).
+   (``parse_set_items``) and flags (``--seed``, ``--precision``, ...).
 """
 
 from __future__ import annotations
@@ -45,10 +41,9 @@ MAX_RESOLUTION = 512
 
 
 def with_current_study_settings(config: Config) -> Config:
-    """``config`` with its ``STUDY_SECTIONS`` as its built-in profile sets them now. A run
-    records the study settings of the day it was trained (a shipped run, those of its export),
-    but they say how a finished run is studied, not what it is, so the profile's current
-    values apply; a run of a custom profile keeps its own."""
+    """``config`` with its ``STUDY_SECTIONS`` as its built-in profile sets them now: they say
+    how a finished run is studied, not what it is, so the current values apply rather than
+    those recorded when it was trained (or exported). A custom profile's run keeps its own."""
     if config.profile not in PROFILES:
         return config
     current = load_config(config.profile, config.data.dataset)
@@ -61,10 +56,9 @@ Layer = tuple[str, dict[str, Any]]
 
 
 def seed_overrides(seed: int) -> dict[str, dict[str, Any]]:
-    """The one seed policy, shared by ``pggan data prepare|train --seed`` and the book's
-    ``seed`` parameter (``runs.folder.run_config``): a run's seed draws its phantom data
-    (``data.seed``) and seeds its training (``train.seed``). The vessel U-Net, shared by a
-    profile's runs, keeps its own (``vessels.seed``: ``pggan vessels train --seed``)."""
+    """The one seed policy (``pggan data prepare|train --seed``, the book's ``seed``): a run's
+    seed draws its phantom data (``data.seed``) and seeds its training (``train.seed``). The
+    vessel U-Net, shared by a profile's runs, keeps ``vessels.seed`` (``pggan vessels train``)."""
     return {"data": {"seed": seed}, "train": {"seed": seed}}
 
 
@@ -76,13 +70,10 @@ def load_config(
 ) -> Config:
     """Load a profile for a dataset, apply ``overlays`` and ``overrides``, validate.
 
-    ``profile`` is a built-in profile name or a path to a YAML profile file, which may start
-    from a built-in profile with ``extends: NAME``. ``overlays`` are built-in overlay names
-    (``OVERLAYS``) or paths to partial profile files; ``overrides`` is {section: {key: value}}.
-    The module docstring gives the order in which these layers override each other.
-
-    Raises ConfigError naming the offending key, and the file or override that set it, for
-    unknown keys or badly typed values, and naming the file for an unknown base profile.
+    ``profile`` and ``overlays``: built-in names (``PROFILES``, ``OVERLAYS``) or YAML files; a
+    profile file may start from a built-in one with ``extends: NAME``. ConfigError naming the
+    key and the file or override that set it for unknown keys or badly typed values, and naming
+    the file for an unknown base profile.
     """
     path = _yaml_file(profile, PROFILES, "profile")
     dataset_spec(dataset)  # a ConfigError naming the registered datasets
@@ -101,11 +92,9 @@ def load_config(
 def parse_set_items(items: Iterable[str]) -> dict[str, dict[str, Any]]:
     """``["train.lr=3e-4", "schedule.batch_size={4: 8}"]`` -> {section: {key: value}}.
 
-    Each value is read as YAML (numbers, true/false, lists, mappings) and replaces the
-    profile's value whole, as every layer does (a mapping such as ``schedule.batch_size`` is
-    not merged entry by entry); a later item for the same key wins. A malformed item, an
-    unknown section or key, or a value of the wrong type is a ConfigError naming the item and
-    the fix.
+    Each value is read as YAML and replaces the profile's whole (a mapping is not merged entry by
+    entry); a later item for the same key wins. ConfigError naming the item and the fix for a
+    malformed item, an unknown section or key, or a value of the wrong type.
     """
     parsed: dict[str, dict[str, Any]] = {}
     for item in items:
@@ -133,8 +122,7 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
     """Rebuild a Config from ``Config.to_dict()`` output (e.g. a run's ``config.yaml``)."""
     model = raw.get("model")
     if isinstance(model, dict) and model.get("variant") == "nvidia":
-        # the shipped MRI runs were saved while ``model.variant`` existed; its default,
-        # "nvidia", is what the fields that replaced it (model.kernel_size, ...) default to
+        # the shipped MRI runs' ``model.variant``: "nvidia", which its replacements default to
         raw = {**raw, "model": {k: v for k, v in model.items() if k != "variant"}}
     sections = {name: _build(cls, raw.get(name, {}), name) for name, cls in SECTIONS.items()}
     config = Config(profile=raw.get("profile", "custom"), **sections)
@@ -143,12 +131,9 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
 
 
 def same_config(saved: dict[str, Any], config: Config) -> bool:
-    """Whether a saved ``Config.to_dict()`` (a run's ``config.yaml``) describes ``config``.
-
-    Compares through ``config_from_dict``, not dict equality: a file written before a field
-    was added (it lacks the key, and the default is what that version did) still matches the
-    config it was trained with.
-    """
+    """Whether a saved ``Config.to_dict()`` (a run's ``config.yaml``) describes ``config``;
+    through ``config_from_dict``, so a file lacking a field added since (its default being what
+    that version did) still matches."""
     try:
         return config_from_dict(saved).run_dict() == config.run_dict()
     except (ConfigError, TypeError, AttributeError):
@@ -158,9 +143,8 @@ def same_config(saved: dict[str, Any], config: Config) -> bool:
 def differing_keys(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """The dotted keys (``train.lr``) whose value in ``now`` is not the one in ``saved``, sorted.
 
-    Both are ``{section: {key: value}}`` (``Config.run_dict()``, a derivation's sections); a
-    section that is not a mapping (``profile``) is named whole. Only the keys ``now`` holds are
-    compared: a key that ``saved`` alone holds is one that no longer matters.
+    Both are ``{section: {key: value}}``; a section that is not a mapping (``profile``) is named
+    whole. Only keys ``now`` holds count: one ``saved`` alone holds no longer matters.
     """
     changed = []
     for section, values in now.items():
@@ -220,8 +204,7 @@ def check_resolution(value: int, name: str = "resolution") -> int:
 
 
 def _yaml_file(name: str, builtin: tuple[str, ...], kind: str) -> Path:
-    """The YAML file of a profile or overlay: ``name`` itself if it is a file, else the
-    built-in ``kind`` of that name."""
+    """``name`` if it is a file, else the built-in ``kind`` (profile, overlay) of that name."""
     if Path(name).is_file():
         return Path(name)
     if name in builtin:
@@ -231,9 +214,8 @@ def _yaml_file(name: str, builtin: tuple[str, ...], kind: str) -> Path:
 
 
 def _file_layers(path: Path, dataset: str, may_extend: bool = False) -> list[Layer]:
-    """The layers of a profile or overlay file: the built-in profile it ``extends:`` (a
-    profile only: an overlay on a base would reset every layer below it), then its own
-    ``common`` and ``dataset`` sections."""
+    """A file's layers: the built-in profile it ``extends:`` (a profile only: an overlay on a
+    base would reset every layer below it), then its ``common`` and ``dataset`` sections."""
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as err:
@@ -259,8 +241,7 @@ def _file_layers(path: Path, dataset: str, may_extend: bool = False) -> list[Lay
 
 
 def _merge(layers: list[Layer]) -> dict[str, dict[str, Any]]:
-    """The layers merged key by key, later ones winning; keys are checked per layer so an
-    error names where the bad key was set."""
+    """The layers merged key by key, later ones winning; keys checked per layer, naming origins."""
     merged: dict[str, dict[str, Any]] = {}
     for origin, layer in layers:
         if not isinstance(layer, dict):
@@ -277,8 +258,7 @@ def _merge(layers: list[Layer]) -> dict[str, dict[str, Any]]:
 
 
 def _check_key(section: str, key: str | None, origin: str) -> None:
-    """ConfigError naming ``origin`` unless ``section`` is a config section and ``key`` (when
-    given) one of its fields."""
+    """ConfigError naming ``origin`` unless ``section`` exists and has ``key`` (if given)."""
     if section not in SECTIONS:
         raise ConfigError(f"{origin}: unknown config section {section!r}; expected one of "
                           f"{', '.join(SECTIONS)}")
@@ -308,8 +288,7 @@ _EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Check ``value`` against a field's type hint, with the few conversions YAML and JSON
-    need."""
+    """``value`` checked against a field's type hint, with the conversions YAML and JSON need."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is types.UnionType:  # str | None
         return None if value is None else _coerce(value, args[0], key)

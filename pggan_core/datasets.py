@@ -1,13 +1,9 @@
-"""The dataset registry: what the package knows about each dataset, asked in one place.
+"""The dataset registry (after stylegan2-ada-pytorch's): one ``DatasetSpec`` per dataset.
 
-After stylegan2-ada-pytorch's registries: one ``DatasetSpec`` per dataset, added with
-``register_dataset`` and read with ``dataset_spec``, so that a module asks the spec ("how many
-image channels?", "what is the page title?") instead of comparing dataset ids. It sits below
-every other module (it imports only the errors), so the config, the data layer and the book
-can all read it.
-
-The two datasets of Beers et al. (2018) are registered here; no other module compares
-dataset ids.
+Added with ``register_dataset`` and read with ``dataset_spec``, so a module asks the spec ("how
+many image channels?", "what is the page title?") instead of comparing dataset ids: the two
+datasets of Beers et al. (2018) are registered here and no other module compares ids. It imports
+only the errors, so every other module can read it.
 """
 
 from __future__ import annotations
@@ -34,20 +30,19 @@ class LatentLabel:
     words: str  # in sentences: "laterality"
     rows: str  # the stem of its rows in latent_space.json's details: "<rows>, linear probe"
     knn_row: str  # the k-NN row itself (the fundus names its classes: "laterality (OD/OS)")
-    # (images (N, C, R, R) in [-1, 1]) -> the label each shows, and that rule in words: how
+    # (images (N, C, R, R) in [-1, 1]) -> each one's label, and that rule in words: how
     # generated images are labelled for the probe on their true z
     from_images: Hook
     rule: str
-    # k-NN accuracy from which the label reads as "primary" in the latents; None: at least
-    # as good as k-NN on the raw pixels
+    # k-NN accuracy from which the label reads as "primary"; None: that of k-NN on raw pixels
     goal: float | None = None
     more_knn: tuple[tuple[str, str], ...] = ()  # further (row, column) k-NN rows, if labelled
     position: str | None = None  # an ordered column to walk along (slice position)
     walk_between: tuple[str, str] | None = None  # else: walk between the means of two classes
     group: str | None = None  # items whose images share a fold (a subject's slices)
     colour_by: tuple[str, ...] = ()  # Figure 5's colourings (default: the label column)
-    # (images (N, C, R, R) in [-1, 1]) -> {attribute: per-image values}, the label first: what
-    # Figure 5's "is it primary?" weighs the label against (``latent.attributes``); None: none
+    # (images (N, C, R, R) in [-1, 1]) -> {attribute: per-image values}, the label first:
+    # what Figure 5's "is it primary?" weighs it against (``latent.attributes``); None: none
     attributes: Hook | None = None
     hover: tuple[str, ...] = ("index",)  # manifest columns a t-SNE point's hover names
     walk_caption: str = "t = "  # before each step's value on the latent walk's slider
@@ -67,8 +62,8 @@ class DatasetSpec:
     unit: str = "images"  # what one stored image is, plural ("slices" of a volume)
     phantom: str = "phantom"  # the built-in data in a figure title: "the built-in <phantom>"
     # (config, source, n_images, workers, progress) -> (iterator of (image (C, R, R) in
-    # [-1, 1], manifest row[, ground-truth vessel mask]), how many, facts for dataset.json):
-    # the images `pggan data prepare` stores, from the phantom (source None) or a folder
+    # [-1, 1], manifest row[, true vessel mask]), how many, facts for dataset.json): what
+    # `pggan data prepare` stores, from the phantom (source None) or a folder
     samples: Hook = ""
     # (image (C, R, R) in [-1, 1]) -> panels (H, W, 3) in [0, 1]: how pictures show a sample
     panels: Hook = "pggan_core.viz.plots:channel_panels"
@@ -77,15 +72,14 @@ class DatasetSpec:
     # (vessel density, tumour area...), compared generated against real; None: none
     domain_stats: Hook | None = None
     latent_label: LatentLabel | None = None  # None: `pggan latent` has nothing to score
-    # (seed, source) -> one raw sample to look at (the data chapter's walk through the
-    # preprocessing): the phantom for ``seed``, or the first image/case of the folder;
-    # None: the data chapter shows the prepared images only
+    # (seed, source) -> one raw sample for the data chapter's walk through the preprocessing
+    # (the phantom for ``seed``, or the folder's first image/case); None: prepared images only
     example: Hook | None = None
-    # (dataset.json's facts) -> where the label channels come from, in words
-    # ("vessel channel from the phantom's exact vessels"): captions and the augmentation study
+    # (dataset.json's facts) -> where the label channels come from, in words, for captions
+    # and the augmentation study ("vessel channel from the phantom's exact vessels")
     label_origin: Hook = "pggan_core.data.prepare:stored_label_origin"
-    # the manifest column naming the item several images share (a subject's slices), kept
-    # whole in a split; None: every image is its own item
+    # the manifest column naming the item images share (a subject), kept whole in a split;
+    # None: every image is its own item
     item_column: str | None = None
     # manifest columns the data chapter charts: (column, category order | "hist" | None)
     label_columns: tuple[tuple[str, Any], ...] = ()
@@ -95,10 +89,9 @@ class DatasetSpec:
     # (Config) -> a StructureReader (``evaluation.ablation``): the anatomy Figure 3 reads from
     # the image channels alone, so runs without segmentation compare; None: none
     structure: Hook | None = None
-    # (config, source, progress, exclude) -> a model with ``segment(rgb) -> (H, W) map``,
-    # trained first if missing on ``source``'s masked images other than ``exclude``: what
-    # fills the label channel of images that bring no mask (``data.vessel_channel`` unet);
-    # None: every image brings its labels
+    # (config, source, progress, exclude) -> a model with ``segment(rgb) -> (H, W) map``
+    # (trained first if missing, on ``source``'s masked images but ``exclude``) that fills the
+    # label channel of maskless images (``data.vessel_channel`` unet); None: all bring labels
     label_model: Hook | None = None
     # () -> the augmentation study's SegmentationTask (``segmentation.tasks``); None: no study
     segmentation: Hook | None = None

@@ -1,8 +1,7 @@
 """User-facing errors: one line that names the file (or key) and the fix.
 
-The CLI prints ``error: <message>`` for these and exits with status 2 (a TrainingInterrupted
-prints its message alone and exits with 128 + the signal number, as a shell reports a process
-killed by it); anything else is a bug and keeps its traceback.
+The CLI prints ``error: <message>`` and exits with status 2 (TrainingInterrupted: its message
+alone, exit status 128 + the signal number); anything else is a bug and keeps its traceback.
 """
 
 
@@ -39,8 +38,7 @@ class RunInUseError(PgganError):
 
 
 class TrainingInterrupted(PgganError):
-    """SIGINT or SIGTERM stopped training after a checkpoint; the message names the resume
-    command."""
+    """SIGINT or SIGTERM stopped training after a checkpoint; the message names how to resume."""
 
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)

@@ -1,21 +1,18 @@
-"""Synthetic samples as files the field's tools read (``pggan generate --format ...``).
+"""Synthetic samples as files the field's tools (nnU-Net, MONAI, a vessel segmenter) read, for
+``pggan generate --format``:
 
-A researcher who wants the GAN's cases in their own pipeline (nnU-Net, MONAI, a vessel
-segmenter) needs the domain's formats, not an array:
-
-- ``png`` (fundus default): per sample ``sample_NNNN_image.png`` (8-bit RGB photograph) and,
-  when the run generates them, ``sample_NNNN_vessels.png`` (8-bit grey vessel probability,
-  0-255 for 0-1);
+- ``png`` (fundus default): ``sample_NNNN_image.png`` (8-bit RGB) and, when the run generates
+  them, ``sample_NNNN_vessels.png`` (8-bit grey vessel probability, 0-255 for 0-1);
 - ``nifti`` (BraTS default): per sample a folder named as BraTS names a case,
   ``synth_NNNN/synth_NNNN_{t1,t1ce,t2,flair}.nii.gz`` (float32 z-scores, 0 outside the brain)
   and ``synth_NNNN_seg.nii.gz`` (uint8 labels 0, 1, 2, 4 with BraTS 2017's meaning), one axial
-  slice each (shape R x R x 1) in RAS orientation with an affine of ``pad_to / R`` mm voxels;
+  slice each (R x R x 1) in RAS orientation with ``pad_to / R`` mm voxels;
 - ``npy``: ``generated.npy``, the raw (N, C, R, R) float32 array in [-1, 1].
 
-Every format also writes ``manifest.csv`` (one row per sample: its latent seed, its files,
-resolution, run and commit), and ``png`` and ``npy`` a preview ``grid.png`` (not ``nifti``:
-the folder stays a pure BraTS layout that ``pggan data prepare --source`` reads). Sample i is
-drawn from the latent seeded with ``seed + i``, so any single sample can be regenerated alone.
+Every format writes ``manifest.csv`` (per sample: latent seed, files, resolution, run, commit);
+``png`` and ``npy`` also a preview ``grid.png`` (``nifti`` stays a pure BraTS layout that ``pggan
+data prepare --source`` reads). Sample i comes from the latent seeded ``seed + i``, so any sample
+can be regenerated alone.
 """
 
 from __future__ import annotations
@@ -61,7 +58,7 @@ def fundus_files(image: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def brats_volumes(image: np.ndarray, z_clip: float) -> dict[str, np.ndarray]:
-    """One BraTS sample (C, R, R) in [-1, 1] (display orientation, ``preprocess``'s) as RAS
+    """One BraTS sample (C, R, R) in [-1, 1] (``preprocess``'s display orientation) as RAS
     volumes (R, R, 1): float32 z-scores per sequence, 0 outside the brain (where every sequence
     is at its floor), and with label channels a uint8 ``seg`` of 0, 1, 2 and 4."""
     ras = lambda plane: np.ascontiguousarray(plane[::-1].T)[:, :, None]  # noqa: E731
@@ -85,7 +82,8 @@ def voxel_affine(resolution: int, pad_to: int) -> np.ndarray:
 def write_samples(G: nn.Module, info: dict[str, Any], run: Path, out: Path, n: int,
                   seed: int = 0, fmt: str | None = None) -> Path:
     """Generate ``n`` samples from ``G`` (``checkpoint.load_generator``'s generator and info)
-    and write them to ``out`` in ``fmt`` (default by dataset); returns ``manifest.csv``."""
+    and write them to ``out`` in ``fmt`` (default by dataset); returns ``manifest.csv``.
+    ConfigError for a format the run's dataset is not written in."""
     config: Config = info["config"]
     dataset, resolution = config.data.dataset, int(info["resolution"])
     formats = dataset_spec(dataset).export_formats

@@ -43,18 +43,14 @@ def latent_usage(G: nn.Module, resolution: int, alpha: float = 1.0,
                  seed: int = LATENT_USAGE_SEED, step: float = LATENT_USAGE_STEP) -> dict[str, Any]:
     """How many latent directions the generator's image actually moves along.
 
-    The Jacobian of the image (every pixel of every channel) with respect to z, by central
-    differences of ``step`` along each of the ``latent_dim`` axes (default ``G.latent_dim``),
-    at ``n`` random latents; its singular values say how strongly each direction of z changes
-    the picture. Returns the mean spectrum with each latent's largest value scaled to 1
-    (``spectrum``), its participation ratio ``(sum s²)² / sum s⁴`` (``participation_ratio``:
-    the effective number of directions, ``latent_dim`` for a generator that uses every
-    direction equally, 1 for one that moves along a single direction) and the share of the
-    squared singular values in the top tenth of directions (``top_decile_share``).
-
-    An encoder can only recover what changes the image, so a low ratio bounds its R² from the
-    generator's side. Runs in fp32 whatever the caller's autocast: a difference of two bf16
-    images at this step would be mostly rounding.
+    The singular values of the image's Jacobian with respect to z (central differences of
+    ``step`` along each of ``latent_dim`` axes, default ``G.latent_dim``, at ``n`` random
+    latents). Returns ``spectrum`` (their mean, each latent's largest scaled to 1), its
+    ``participation_ratio`` ``(sum s²)² / sum s⁴`` (the effective number of directions:
+    ``latent_dim`` if all are used equally, 1 for a single one) and ``top_decile_share`` (of the
+    squared values, in the top tenth of directions). An encoder can only recover what changes
+    the image, so a low ratio bounds its R² from the generator's side. Runs in fp32 whatever the
+    caller's autocast: a difference of two bf16 images at this step would be mostly rounding.
     """
     dim = G.latent_dim if latent_dim is None else latent_dim
     device = next(G.parameters()).device

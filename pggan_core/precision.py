@@ -1,17 +1,15 @@
 """Numeric precision: fp32 everywhere, or bf16 autocast for the convolutions.
 
-``train.precision`` is ``auto`` (bf16 on CUDA, fp32 on CPU, where bf16 is slower on most
-CPUs), ``fp32`` or ``bf16``. ``bf16`` on a CPU runs CPU autocast: slower there, but every place
-where bf16 and fp32 tensors meet on a GPU (generator output, critic scores, the gradient
-penalty, fade-in blends, the encoder, evaluation) meets them the same way, so the test suite
-checks the GPU path on a machine without one.
+``train.precision`` is ``auto`` (bf16 on CUDA, fp32 on CPU, where bf16 is slower on most CPUs),
+``fp32`` or ``bf16``. ``bf16`` on a CPU is slower, but bf16 and fp32 tensors meet there as on a
+GPU (generator output, critic scores, gradient penalty, fade-in blends, encoder, evaluation), so
+the tests check the GPU path on a machine without one.
 
-Autocast runs convolutions and matrix products in bf16 and leaves the rest to the code; what
-must stay fp32 is kept there explicitly at the seams: the generator's images are cast to the
-reals' fp32 before they are mixed or compared, critic scores and losses are reduced in fp32,
-the gradient penalty's norm is taken in fp32, and pixel norm's mean of squares is fp32. The
-weights, their gradients, Adam's state and the EMA generator are fp32 throughout (autocast
-never changes a parameter's dtype), and so is every checkpoint.
+Autocast runs convolutions and matrix products in bf16; what must stay fp32 is kept there at the
+seams: the generator's images are cast to the reals' fp32 before they are mixed or compared, and
+critic scores and losses are reduced, the gradient penalty's norm and pixel norm's mean of
+squares taken, in fp32. Weights, gradients, Adam's state, the EMA generator and checkpoints are
+fp32 throughout (autocast never changes a parameter's dtype).
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
-"""Progress a person can see on every long step: a tqdm bar in a terminal, a plain line every
-~30 s when stdout is a file or a CI log (where a bar's carriage returns would be one endless
-line), so a reader can always tell working from hung, and how long is left.
-"""
+"""Progress on every long step, so a reader can tell working from hung, and how long is left: a
+tqdm bar in a terminal, else a plain line every ~30 s (a bar's carriage returns would make a file
+or CI log one endless line)."""
 
 from __future__ import annotations
 
@@ -26,13 +25,11 @@ def clock(seconds: float) -> str:
 
 
 class Progress:
-    """``total`` steps of one job named ``label``.
-
-    ``update`` after each step, with a short ``status`` (e.g. "32 px fade") and ``detail``
-    (e.g. "41 img/s"). In a terminal this is a tqdm bar (at ``position`` when several processes
-    share the screen); otherwise a line at most every ``every`` seconds and at the end:
-    ``label: status, step 1200/8000 (15 %), detail, ETA 3:10``. Silent when not ``enabled``.
-    """
+    """``total`` steps of one job named ``label``; ``update`` after each, with a short
+    ``status`` ("32 px fade") and ``detail`` ("41 img/s"). In a terminal a tqdm bar (at
+    ``position`` when several processes share the screen); otherwise a line at most every
+    ``every`` seconds and at the end: ``label: status, step 1200/8000 (15 %), detail, ETA 3:10``.
+    Silent when not ``enabled``."""
 
     def __init__(self, total: int, label: str, unit: str = "step", initial: int = 0,
                  enabled: bool = True, position: int | None = None,

@@ -1,8 +1,6 @@
-"""Where a result came from: profile, seed, git commit and build time.
-
-Every page, figure and shipped run carries these facts, so a number can be traced to the code
-that made it.
-"""
+"""Where a result came from: profile, seed, git commit and build time, carried by every page,
+figure and shipped run so a number can be traced to the code that made it; and whether a result
+derived from a run still holds (``derivation``, ``stale_reason``)."""
 
 from __future__ import annotations
 
@@ -67,16 +65,12 @@ def hardware() -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Derived results: what a number in a run folder was computed from, and whether it still holds
-#
-# A run folder gains results computed from its generator (metrics.json, encoder.pt/.json,
-# latent_space.json, ablation.json, augmentation.json). Each records a *derivation*: the
-# generator's weights (SHA-256 of its tensors), the config sections it read, the other files
-# it read, and a hash of every piece of the project's code that ran while it was computed
-# (found by watching the computation run, so a helper a function starts calling, a registered
-# metric or a registered architecture is covered without anyone listing it). A result whose
-# derivation no longer matches is computed again by whoever needs it, or refused with the
-# command that writes it again; a file's modification time says nothing.
+# Results computed from a run's generator (metrics.json, encoder.pt/.json, latent_space.json,
+# ablation.json, augmentation.json) each record a *derivation*: the generator's weights (SHA-256
+# of its tensors), the config sections and other files read, and a hash of every piece of the
+# project's code that ran (found by watching it run, so a new helper, a registered metric or
+# architecture is covered unlisted). A result whose derivation no longer matches is computed
+# again by whoever needs it, or refused with the command that rewrites it; mtimes say nothing.
 
 # The config sections each kind of result reads.
 SECTIONS: dict[str, tuple[str, ...]] = {
@@ -85,8 +79,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "inversion": ("model", "inversion"),
     "latent_space": ("eval",),
     "ablation": ("data", "vessels", "eval"),
-    # the study's augment settings are its own (``--set augment.KEY=V``), recorded and shown
-    # with it, not a property of the run it reads
+    # the augment settings are the study's own (``--set augment.KEY=V``), not the run's
     "augmentation": ("data", "vessels"),
 }
 
@@ -210,10 +203,9 @@ def _sections(config: Any, kind: str) -> dict[str, Any]:
 
 def derivation(kind: str, generator_sha256: str, config: Any, code: Iterable[str],
                inputs: dict[str, str] | None = None) -> dict[str, Any]:
-    """What a ``kind`` result (a key of ``SECTIONS``) computed from the generator with
-    ``generator_sha256`` under ``config`` by ``code`` (what ``code_that_ran`` saw) is derived
-    from: store it in the result. ``inputs`` names other files of the run folder it read, with
-    their SHA-256 (the latents the latent-space scores are computed from, say)."""
+    """The derivation to store in a ``kind`` result (a key of ``SECTIONS``) computed from the
+    generator ``generator_sha256`` under ``config`` by ``code`` (what ``code_that_ran`` saw);
+    ``inputs``: other files of the run folder it read, with their SHA-256."""
     from pggan_core import __version__
 
     return {"kind": kind, "generator_sha256": generator_sha256, "code": code_hashes(code),
@@ -223,9 +215,8 @@ def derivation(kind: str, generator_sha256: str, config: Any, code: Iterable[str
 
 def stale_reason(saved: dict[str, Any] | None, kind: str, generator_sha256: str,
                  config: Any, inputs: dict[str, str] | None = None) -> str | None:
-    """Why a result recording ``saved`` (its ``derivation``) does not hold for the generator,
-    config and ``inputs`` now, or None when it does. A result that records no derivation, or
-    none naming the code that ran, is stale."""
+    """Why a result's ``saved`` derivation does not hold for the generator, config and
+    ``inputs`` now (one without a derivation, or naming no code, never does); None if it does."""
     if not saved:
         return "it records no derivation (written before results recorded one)"
     if saved.get("generator_sha256") != generator_sha256:
@@ -249,9 +240,8 @@ def stale_reason(saved: dict[str, Any] | None, kind: str, generator_sha256: str,
 def reusable(record: Path, weights: Path, settings: dict[str, Any], kind: str,
              generator_sha256: str, config: Any, inputs: dict[str, str] | None = None
              ) -> dict[str, Any] | None:
-    """The saved ``record`` (a JSON file) when the ``weights`` beside it were trained with
-    ``settings`` and its derivation still holds for the generator, config and ``inputs`` now:
-    then the weights are loaded instead of trained again. None otherwise."""
+    """The saved ``record`` (JSON) when the ``weights`` beside it were trained with ``settings``
+    and its derivation still holds, so they are loaded instead of trained again; else None."""
     if not weights.is_file() or not record.is_file():
         return None
     saved = json.loads(record.read_text())

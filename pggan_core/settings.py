@@ -1,11 +1,9 @@
-"""What a run is made of: ``Config``, which holds one frozen dataclass per concern (data,
-vessels, model, schedule, train, encoder, inversion, eval, augment: ``SECTIONS``), and
+"""What a run is made of: ``Config``, one frozen dataclass per concern (``SECTIONS``), and
 ``resolutions``, the one resolution ladder of a run.
 
-The defaults here are a starting point, not the paper: the paper's numbers live in
-``profiles/paper.yaml``, each cited to the section of Beers et al. (2018) it comes from, and
-``pggan_core.config`` resolves a profile, its overlays and ``--set`` overrides into these
-dataclasses. The comments below cite the paper where a field is one of its choices.
+The defaults are a starting point, not the paper (Beers et al. 2018), whose numbers live in
+``profiles/paper.yaml`` (``pggan_core.config`` resolves profiles into these dataclasses); comments
+cite the paper where a field is one of its choices.
 """
 
 from __future__ import annotations
@@ -61,19 +59,16 @@ class ModelConfig:
     """Generator / discriminator architecture (paper, "Network Architectures")."""
 
     latent_dim: int = 128
-    # feature maps per resolution: a table, not a formula (paper: 128 below 256, 64 at 256,
-    # 16 at 512)
+    # feature maps per resolution, a table (paper: 128 below 256 px, 64 at 256, 16 at 512)
     feature_maps: dict[int, int] = field(
         default_factory=lambda: {4: 128, 8: 128, 16: 128, 32: 128, 64: 128, 128: 128,
                                  256: 64, 512: 16}
     )
     mbstd_group: int = 4  # minibatch-stddev group size (0: no minibatch-stddev layer)
     kernel_size: int = 3  # odd: convolutions pad "same" with kernel_size // 2
-    # Karras et al.'s run-time weight scaling; False: plain He-initialised weights, as in the
-    # authors' code (the "authors" overlay)
+    # Karras et al.'s run-time weight scaling; False: plain He init (the "authors" overlay)
     equalized_lr: bool = True
-    # which generator, critic and encoder a run is made of (training/architectures.py:
-    # "pggan", the paper's, or one added with register_architecture)
+    # the run's networks (training/architectures.py: "pggan", the paper's, or one registered)
     architecture: str = "pggan"
 
 
@@ -85,8 +80,8 @@ class ScheduleConfig:
     max_resolution: int = 16
     fade_iterations: int = 20  # paper: 20,000 (interpolation phase)
     stable_iterations: int = 20  # paper: 20,000 (without interpolation)
-    # per-resolution [fade, stable] iterations where they differ from the two above (a short
-    # run spends its budget at the top resolutions: 4-16 px are learnt in a few hundred steps)
+    # per-resolution [fade, stable] overriding the two above (a short run spends its budget
+    # at the top resolutions: 4-16 px are learnt in a few hundred steps)
     iterations: dict[int, tuple[int, int]] = field(default_factory=dict)
     batch_size: dict[int, int] = field(default_factory=lambda: {4: 16, 8: 16, 16: 16})
 
@@ -104,8 +99,7 @@ class TrainConfig:
     eps: float = 1e-8
     gp_lambda: float = 10.0
     drift: float = 0.001
-    # an exponential moving average of G's weights is what samples and evaluation use; False
-    # samples the trained G itself, as the authors' code did (the "authors" overlay)
+    # samples and evaluation use an EMA of G's weights; False: G itself (the "authors" overlay)
     use_ema: bool = True
     ema_beta: float = 0.999
     d_steps_per_g_step: int = 1
@@ -132,9 +126,8 @@ class EncoderConfig:
 
 @dataclass(frozen=True)
 class InversionConfig:
-    """The in-domain encoder beside the paper's (``latent.indomain``; after Zhu et al. 2020,
-    not in the paper): fine-tuned to reconstruct real training images, then per-image
-    refinement regularised by the encoder."""
+    """The in-domain encoder (``latent.indomain``; Zhu et al. 2020, not in the paper): the
+    paper's, fine-tuned on real training images, then per-image refinement it regularises."""
 
     iterations: int = 50
     batch_size: int = 16
@@ -152,8 +145,8 @@ class EvalConfig:
 
     n_generated: int = 64
     n_auc_images: int = 32  # U-Net inference at stride 8 is the slow part of evaluation
-    # generated images each checked for a copy of a training image (measures.memorisation):
-    # a 1 % flag rate needs hundreds to be told from 0
+    # generated images checked for copies of training images (measures.memorisation): a 1 %
+    # flag rate needs hundreds to be told from 0
     n_memorisation: int = 1024
     n_msssim_pairs: int = 32
     swd_descriptors: int = 128
@@ -163,10 +156,10 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """The augmentation study (``pggan augment-study``, ``notebooks/08_augmentation.md``):
-    segmenters trained on real labelled images, on real plus the GAN's synthetic (image,
-    mask) pairs, on synthetic pairs only, and with classic augmentation, scored on held-out
-    real images. Not in the paper, which argues for this use without measuring it."""
+    """The augmentation study (``pggan augment-study``, ``notebooks/08_augmentation.md``; not
+    in the paper, which argues for this use without measuring it): segmenters trained on real
+    labelled images, on those plus the GAN's (image, mask) pairs, on the pairs only, and with
+    classic augmentation; all scored on held-out real images."""
 
     label_counts: tuple[int, ...] = (2, 5, 10)  # the scarce regimes: k real labelled items
     n_synthetic: int = 256  # M synthetic pairs added to the real ones (and the synthetic arm)
@@ -180,9 +173,8 @@ class AugmentConfig:
     # and a random contrast / brightness change of up to this fraction
     rotation_degrees: float = 15.0
     intensity_jitter: float = 0.1
-    # whether every `pggan book` build runs the study (a profile whose study fits the book's
-    # time budget); otherwise the book shows the results of `pggan augment-study` when they
-    # are present and current, and runs the study only when built with --augmentation
+    # True: every `pggan book` build runs the study (it fits the book's time budget); else the
+    # book shows current `pggan augment-study` results and runs it only with --augmentation
     in_book: bool = False
 
 
@@ -206,9 +198,8 @@ class Config:
         return _plain(dataclasses.asdict(self))
 
     def run_dict(self) -> dict[str, Any]:
-        """``to_dict`` without ``STUDY_SECTIONS``: what a trained run is (``config.yaml`` in
-        its folder, its checkpoints, a shipped run's manifest), compared to tell whether a
-        run was trained with this configuration."""
+        """``to_dict`` without ``STUDY_SECTIONS``: what a trained run is (its ``config.yaml``,
+        checkpoints, a shipped run's manifest), compared to tell if it was trained with this."""
         return {k: v for k, v in self.to_dict().items() if k not in STUDY_SECTIONS}
 
 

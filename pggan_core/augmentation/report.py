@@ -1,5 +1,5 @@
-"""The augmentation study in words and tables, written from ``augmentation.json`` at build
-time so the chapter states what this build measured, whichever way it came out."""
+"""The augmentation study in words and tables, written from ``augmentation.json`` at build time so
+the chapter states what this build measured, whichever way it came out."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ def count_of(result: dict[str, Any], k: int) -> str:
 
 
 def protocol_table(result: dict[str, Any]) -> pd.DataFrame:
-    """One line per arm: what its segmenters learn from, and what the GAN behind its
-    synthetic pairs was trained on, so "more labels" can be told from "more images"."""
+    """One line per arm: what its segmenters learn from and what the GAN behind its synthetic pairs
+    was trained on, so "more labels" can be told from "more images"."""
     s, real, gan = result["settings"], result["real"], result["gan"]
     counts = label_counts(result)
     ks = ", ".join(str(k) for k in counts[:-1]) + f" or all {counts[-1]}"
@@ -57,9 +57,9 @@ def study_table(result: dict[str, Any]) -> pd.DataFrame:
 
 def paired_difference(result: dict[str, Any], arm: str, baseline: str, k: int, metric: str,
                       baseline_k: int | None = None) -> tuple[float, float, int, int]:
-    """``arm`` minus ``baseline`` at ``k`` (the baseline at ``baseline_k`` if given), seed by
-    seed (same real items, same initialisation): mean and sd of the differences, in how many
-    seeds ``arm`` was better, and the number of seeds."""
+    """``arm`` minus ``baseline`` (at ``baseline_k`` if given, else ``k``), seed by seed (same real
+    items, same initialisation): the mean and sd of the differences, the seeds where ``arm`` was
+    better, the number of seeds."""
     def by_seed(name: str, kk: int) -> dict[int, float]:
         return {r["seed"]: r[metric] for r in result["rows"] if r["arm"] == name
                 and r["k"] == kk}
@@ -71,18 +71,16 @@ def paired_difference(result: dict[str, Any], arm: str, baseline: str, k: int, m
 
 
 def paired_verdict(mean: float, sd: float, better: int, n: int) -> str:
-    """The chapter's rule for a paired difference over ``n`` seeds (``paired_difference``):
-    "better" or "worse" only when every seed agrees and the mean exceeds the spread, else "no
-    consistent difference"."""
+    """The chapter's rule: "better" or "worse" only when every seed agrees and the mean exceeds the
+    spread, else "no consistent difference"."""
     if abs(mean) <= sd or better not in (0, n):
         return "no consistent difference"
     return "better" if mean > 0 else "worse"
 
 
 def study_verdicts(result: dict[str, Any]) -> list[str]:
-    """One sentence per comparison the chapter is about, in the lead metric, with the paired
-    difference over seeds and how many seeds agree: a difference smaller than its spread is
-    called what it is, no difference."""
+    """One sentence per comparison the chapter is about, in the lead metric: the paired difference
+    over seeds, how many seeds agree, and the verdict (``paired_verdict``)."""
     metric = result["metrics"][0]
     name = METRIC_NAMES[metric]
     items = result["real"]["items"]
@@ -133,9 +131,9 @@ def headline(result: dict[str, Any]) -> str:
 
 def origin_text(result: dict[str, Any] | None, origin: str, dataset: str, profile: str
                 ) -> str:
-    """Where the chapter's numbers come from (this build, or an earlier ``pggan
-    augment-study`` of the same generator), with the settings they were made with; or, with
-    no study, the two commands that make one."""
+    """Where the chapter's numbers come from (this build, or an earlier ``pggan augment-study`` of
+    the same generator) and the settings they were made with; with no study, the two commands that
+    make one."""
     if result is None:
         return (f"The augmentation study was not run for this page ({origin}). Run `pggan "
                 f"augment-study --dataset {dataset} --profile {profile}` and build again, or "

@@ -1,23 +1,17 @@
 """The augmentation study's protocol: which segmenters are trained on what, and how they are
 compared (``pggan augment-study``, ``notebooks/08_augmentation.md``).
 
-The paper's case for generating the segmentation maps with the images is that synthetic,
-labelled images can "amplify" a small dataset (Beers et al. 2018, Introduction). Here that is
-measured. Per seed, segmenters are trained in four arms:
-
-* ``real``: k real labelled items (fundus: photographs; glioma: subjects, all their slices)
-  from the GAN's own training split, or all of them;
-* ``real + classic``: the same items under classic augmentation (rotations, flips, contrast);
-* ``real + synthetic``: the same items plus ``augment.n_synthetic`` (M) pairs from the GAN
-  trained with segmentation channels;
-* ``synthetic``: the M synthetic pairs alone (no real label at all).
-
-Every arm gets the same segmenter, initialisation, number of updates and batch size; all are
-scored on the held-out split of the prepared data, which the GAN never saw (for glioma whole
-subjects are held out). The GAN itself was trained on every item of the training split with
-its masks: the synthetic arms therefore measure whether a GAN trained where labels are
-plentiful can carry them to a segmenter that has only k (synthetic pairs can be handed on
-where patients' images cannot), not labels made from nothing.
+The paper's case for generating the segmentation maps with the images is that synthetic, labelled
+images can "amplify" a small dataset (Beers et al. 2018, Introduction). Per seed, segmenters are
+trained in four ``ARMS``: ``real``, on k real labelled items (fundus: photographs; glioma: subjects,
+all their slices) of the GAN's own training split, or all of them; ``real + classic``, the same
+items under classic augmentation; ``real + synthetic``, the same items plus ``augment.n_synthetic``
+(M) pairs from the GAN trained with segmentation channels; ``synthetic``, the M pairs alone. Every
+arm gets the same segmenter, initialisation, updates and batch size, and all are scored on the
+held-out split, which the GAN never saw (for glioma, whole subjects). The GAN learnt every training
+item with its masks, so the synthetic arms measure whether a GAN trained where labels are plentiful
+can carry them to a segmenter that has only k (synthetic pairs can be handed on where patients'
+images cannot), not labels made from nothing.
 """
 
 from __future__ import annotations
@@ -58,19 +52,15 @@ from pggan_core.training.run_info import read_run_info
 ARMS = ("real", "real + classic", "real + synthetic", "synthetic")
 RESULT_FILE = "augmentation.json"
 STALE_FILE = "augmentation.stale.json"
-# latents of the synthetic pairs: seed SYNTHETIC_SEED_BASE + study seed, far from the seeds
-# the book's other pages sample with
+# latents of the synthetic pairs: seed SYNTHETIC_SEED_BASE + study seed, far from other pages'
 SYNTHETIC_SEED_BASE = 5_000
 
 
 @dataclass(frozen=True)
 class StudyData:
-    """Everything the segmenters learn from and are scored on.
-
-    ``real`` holds the training split's pairs, ``real_items`` the item (photograph or
-    subject) each pair belongs to, ``test`` the held-out pairs and ``synthetic[s]`` the M
-    generated pairs of seed ``s``.
-    """
+    """Everything the segmenters learn from and are scored on: the training split's pairs ``real``,
+    the item (photograph or subject) of each in ``real_items``, the held-out pairs ``test`` and
+    ``synthetic[s]``, the M generated pairs of seed ``s``."""
 
     dataset: str
     real: LabelledSet
@@ -80,13 +70,13 @@ class StudyData:
 
     @property
     def n_items(self) -> int:
+        """The number of distinct items (photographs or subjects) in ``real``."""
         return len(np.unique(self.real_items))
 
 
 @dataclass(frozen=True)
 class Job:
-    """One segmenter: its arm, the number of real labelled items k (0 for ``synthetic``)
-    and the seed."""
+    """One segmenter: arm, number k of real labelled items (0 for ``synthetic``) and seed."""
 
     arm: str
     k: int
@@ -102,8 +92,8 @@ def study_jobs(label_counts: tuple[int, ...], n_items: int, seeds: int) -> list[
 
 
 def chosen_items(real_items: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """The first ``k`` items of a seed's random order: nested, so each seed's k = 5 items
-    include its k = 2 ones and score differences between k are not new draws of luck."""
+    """The first ``k`` items of a seed's random order: nested, so each seed's k = 5 items include
+    its k = 2 ones and score differences between k are not new draws of luck."""
     items = np.unique(real_items)
     return np.random.default_rng(seed).permutation(items)[:k]
 
@@ -187,16 +177,14 @@ def example_pairs(run: Path, cfg: Config, n: int = 4) -> tuple[LabelledSet, Labe
 
 
 def _open_run(run: Path) -> tuple[dict[str, Any], PreparedDataset, Any, int, int]:
-    """``run.json``, the prepared data the run learnt from, its (EMA) generator, the
-    generator's resolution and latent size: what every part of the study starts from."""
+    """The run's ``run.json``, prepared data, (EMA) generator, resolution and latent size."""
     opened = open_run(run)
     return (opened.info.to_dict(), opened.data, opened.G, opened.resolution,
             opened.config.model.latent_dim)
 
 
 def _items(data: PreparedDataset, idx: np.ndarray) -> np.ndarray:
-    """The item of each row ``idx``: its ``DatasetSpec.item_column`` (a subject), else the
-    row itself."""
+    """The item of each row ``idx``: its ``DatasetSpec.item_column`` (a subject), else the row."""
     column = dataset_spec(data.dataset).item_column
     return idx if column is None else data.manifest[column].to_numpy()[idx]
 
@@ -213,8 +201,7 @@ def _whole_items(data: PreparedDataset, idx: np.ndarray, n: int) -> np.ndarray:
     return np.asarray(keep)
 
 
-# ---------------------------------------------------------------------------------------------
-# Running the jobs, in parallel lanes
+# --------------------------------------------------------- Running the jobs, in parallel lanes
 
 _WORKER: dict[str, Any] = {}
 
@@ -235,13 +222,10 @@ def _run_in_worker(job: Job) -> tuple[dict[str, Any], list[str]]:
 
 def run_jobs(data: StudyData, cfg: Config, jobs: list[Job], lanes: int | None = None,
              progress: bool = True) -> tuple[list[dict[str, Any]], set[str], int, int]:
-    """Every job's row (in ``jobs``' order), the code that ran for them, the lanes and the
-    threads per lane used.
-
-    Independent single-threaded trainings use the cores better than one at a time on all
-    of them (``lanes_and_threads``); ``lanes=1`` runs them here, one after another, as it
-    does by default on a GPU, which one segmenter at a time keeps busy.
-    """
+    """Every job's row (in ``jobs``' order), the code that ran for them, the lanes and the threads
+    per lane. Independent single-threaded trainings use the cores better than one on all of them
+    (``lanes_and_threads``); ``lanes=1`` runs them here in turn, the default on a GPU, which one
+    segmenter keeps busy."""
     import torch
 
     if lanes is None and pick_device(cfg.train.device).type == "cuda":
@@ -268,22 +252,18 @@ def run_jobs(data: StudyData, cfg: Config, jobs: list[Job], lanes: int | None = 
     return rows, code, lanes, threads
 
 
-# ---------------------------------------------------------------------------------------------
-# The study end to end, and its summary
+# ------------------------------------------------------- The study end to end, and its summary
 
 
 def run_augmentation_study(dataset: str, profile: str, seed: int = 0,
                            source: str | Path | None = None,
                            augment: dict[str, Any] | None = None, lanes: int | None = None,
                            progress: bool = True) -> dict[str, Any]:
-    """The whole study for the (dataset, profile) run with segmentation channels on
-    ``source`` (None: the phantom); writes ``augmentation.json`` into that run folder
-    (atomically) and returns it.
-
-    ``seed`` picks the profile's data and training seed, as for every book run; the study's
-    own seeds are 0 .. ``augment.seeds`` - 1. ``augment`` overrides keys of the profile's
-    ``augment`` section (e.g. ``{"iterations": 1000}`` for a longer study).
-    """
+    """The whole study for the (dataset, profile) run with segmentation on ``source``
+    (None: the phantom), written into the run folder as ``augmentation.json`` and returned. ``seed``
+    picks the run's data and training seed, as for every book run; the study's own seeds are 0 ..
+    ``augment.seeds`` - 1. ``augment`` overrides keys of the profile's ``augment`` section (e.g.
+    ``{"iterations": 1000}``)."""
     cfg = run_config(dataset, profile, seed, augment)
     run = require_trained_run(RunSpec(dataset, profile, seed=seed, source=source))
     return augmentation_study(run, cfg, lanes, progress)
@@ -291,8 +271,9 @@ def run_augmentation_study(dataset: str, profile: str, seed: int = 0,
 
 def augmentation_study(run: str | Path, cfg: Config, lanes: int | None = None,
                        progress: bool = True) -> dict[str, Any]:
-    """The study on the trained run in ``run`` with ``cfg``'s ``augment`` settings (its
-    vessel and data sections for the fundus segmenter); writes ``run/augmentation.json``."""
+    """The study on the trained run in ``run`` with ``cfg``'s ``augment`` settings (its vessel and
+    data sections for the fundus segmenter), written atomically to ``run/augmentation.json``;
+    ConfigError for a count below 1."""
     start = time.perf_counter()
     run = Path(run)
     a = cfg.augment
@@ -328,8 +309,8 @@ def study_for_book(dataset: str, profile: str, seed: int = 0,
                    source: str | Path | None = None, run_study: bool = False
                    ) -> tuple[dict[str, Any] | None, str]:
     """The chapter's study and where it comes from: run here when asked (``pggan book
-    --augmentation``) or when the profile's study fits the book (``augment.in_book``), else
-    the one already in the run folder if it is current (``current_study``)."""
+    --augmentation``) or when the profile's study fits the book (``augment.in_book``), else the
+    current one in the run folder (``current_study``)."""
     cfg = run_config(dataset, profile, seed)
     if run_study or cfg.augment.in_book:
         return (run_augmentation_study(dataset, profile, seed=seed, source=source),
@@ -339,11 +320,10 @@ def study_for_book(dataset: str, profile: str, seed: int = 0,
 
 
 def current_study(run: str | Path) -> tuple[dict[str, Any] | None, str]:
-    """The study already in ``run`` if it was made from the generator now in ``run``, by the
-    study's code as it is now, with the run's data and vessel settings (its ``derivation``;
-    whatever ``augment`` settings it records), and a sentence saying where it comes from; else
-    None and why. A study that no longer holds is moved aside (``augmentation.stale.json``),
-    so no page, the results table included, quotes it."""
+    """The study in ``run`` and where it comes from, in a sentence, while it holds (its
+    ``derivation``: the generator now in ``run``, the study's code, the run's data and vessel
+    settings, whatever ``augment`` settings it records); else None and why, the study moved aside to
+    ``STALE_FILE`` so that no page, the results table included, quotes it."""
     path = Path(run) / RESULT_FILE
     if not path.is_file():
         return None, f"no {RESULT_FILE} in {run}"
@@ -391,8 +371,8 @@ def label_counts(result: dict[str, Any]) -> list[int]:
 
 
 def claim_values(result: dict[str, Any]) -> dict[str, str]:
-    """The results page's rows (``book.results_table``): the lead metric's mean ± sd of the arms at
-    the fewest and at all real labels, and of the synthetic arm."""
+    """The results page's rows (``pggan_book.results_table``): the lead metric's mean ± sd of the
+    arms at the fewest and at all real labels, and of the synthetic arm."""
     metric = result["metrics"][0]
     counts = label_counts(result)
     fewest, every = counts[0], counts[-1]

@@ -1,25 +1,20 @@
 """Built-in BraTS-like glioma MR phantom: four co-registered modalities and BraTS labels.
 
-Each subject is the MNI152 (ICBM 2009a) grey/white-matter anatomy that ships with nilearn,
-warped by a random affine + elastic deformation into a 240 x 240 x 155 BraTS grid at 1 mm,
-with a glioma drawn into it, rendered with MR signal equations and given scanner artefacts.
+A subject is nilearn's bundled MNI152 (ICBM 2009a) GM/WM anatomy, warped (random affine +
+elastic) into the 240 x 240 x 155 BraTS grid at 1 mm, with a glioma drawn in. All random numbers
+are drawn from the seed first, so a ``z_range`` gives exactly those slices of the whole volume.
 
-How one subject is made (every random number is drawn from the seed first, so asking for a
-few slices with ``z_range`` gives exactly those slices of the whole volume):
-
-1. Anatomy. The template's GM, WM and brain-mask maps are warped in two cheap passes:
-   pass A resamples each sagittal plane along z (z scale, small pitch/roll, elastic dz);
-   pass B resamples each axial slice in-plane (rotation, scale, elastic dx/dy and the tumour's
-   mass effect). Both are ``cv2.remap`` calls, which is what makes a subject fast.
-   CSF is what is left of the brain mask: clip(1 - GM - WM).
-2. Glioma. A noise-perturbed ellipsoidal distance field gives the necrotic core, the
-   enhancing rim (HGG) or a non-enhancing mass (LGG), and vasogenic oedema whose reach grows
-   with the local white-matter fraction, so it fingers along WM and spares cortex and CSF.
-3. Signal. Each voxel mixes the tissue signals by partial volume, using spin-echo and
-   inversion-recovery equations with BrainWeb-like PD/T1/T2 (Cocosco et al. 1997); T1c shortens T1
-   by gadolinium in the tumour; FLAIR's inversion time nulls CSF.
-4. Scanner. Per-modality smooth texture, a multiplicative bias field, a random gain, and
-   Rician noise inside the brain; outside it is exactly 0, as in skull-stripped BraTS.
+1. Anatomy: two cheap ``cv2.remap`` passes (what makes a subject fast): A along z per sagittal
+   plane (z scale, pitch/roll, elastic dz), B in-plane per axial slice (rotation, scale,
+   elastic dx/dy, mass effect). CSF is the rest of the brain mask: clip(1 - GM - WM).
+2. Glioma: a noise-perturbed ellipsoidal distance field gives the necrotic core and enhancing
+   rim (HGG) or a non-enhancing mass (LGG), and vasogenic oedema whose reach grows with the
+   local WM fraction, so it fingers along WM and spares cortex and CSF.
+3. Signal: tissue signals mixed by partial volume, from spin-echo and inversion-recovery
+   equations with BrainWeb-like PD/T1/T2 (Cocosco et al. 1997); gadolinium shortens T1 on T1c;
+   FLAIR's inversion time nulls CSF.
+4. Scanner: per-modality texture, a multiplicative bias field, a random gain and Rician noise in
+   the brain; exactly 0 outside, as in skull-stripped BraTS.
 """
 
 from __future__ import annotations
@@ -38,11 +33,10 @@ from pggan_core.atomic import atomic_dir
 from pggan_core.data.types import BrainVolume
 
 BRATS_SHAPE = (240, 240, 155)
-# Where the template's brain centre lands in the BraTS grid before the random shift: centred
-# in-plane, and low enough in z that the vertex has a few empty slices above it, as in BraTS.
+# The template's brain centre in the BraTS grid before the random shift: centred in-plane, low
+# enough in z to leave a few empty slices above the vertex, as in BraTS.
 OUT_CENTRE = np.array([119.5, 119.5, 75.0])
-# MNI152 space is larger than an average head (its brain mask holds 1.9 l); BraTS brains,
-# in the smaller SRI24 space, hold about 1.2-1.6 l.
+# MNI152 brains are large (mask 1.9 l); BraTS brains, in the smaller SRI24 space, hold 1.2-1.6 l.
 TEMPLATE_SCALE = 0.93
 
 # Tissue order of every fraction array and of the signal table rows.
@@ -62,18 +56,15 @@ RELAXATION = np.array([
 GADOLINIUM_MM = np.array([0.0, 0.0, 0.0, 0.02, 0.05, 0.5, 0.0])
 R1_RELAXIVITY = 4.0e-3  # per ms per mM (4 /s/mM)
 
-# The CSF-nulling inversion time for FLAIR at TR 9000 ms:
-# TI = T1_CSF (ln 2 - ln(1 + exp(-TR/T1_CSF))) = 1705 ms.
+# FLAIR TI nulling CSF at TR 9000 ms: T1_CSF (ln 2 - ln(1 + exp(-TR/T1_CSF))) = 1705 ms.
 FLAIR_TI = RELAXATION[0, 1] * (math.log(2.0) - math.log1p(math.exp(-9000.0 / RELAXATION[0, 1])))
 
 
 @dataclasses.dataclass(frozen=True)
 class Protocol:
-    """Sequence timings (ms) and contrast dose of one scan session.
-
-    T1 is a short-TR spin echo (CSF/WM ~0.38, near the template's 0.33); T2 a long-TR spin
-    echo; FLAIR an inversion recovery whose TI nulls CSF; gd_dose scales GADOLINIUM_MM.
-    """
+    """Sequence timings (ms) and contrast dose of a session: T1 a short-TR spin echo (CSF/WM
+    ~0.38, near the template's 0.33), T2 a long-TR one, FLAIR an inversion recovery whose TI
+    nulls CSF; gd_dose scales GADOLINIUM_MM."""
 
     t1_tr: float = 400.0
     t1_te: float = 10.0
@@ -114,20 +105,18 @@ def tissue_signals(protocol: Protocol = Protocol()) -> np.ndarray:
     ], axis=1).astype(np.float32)
 
 
-# --------------------------------------------------------------------------------------------
-# The MNI152 template and a noise bank, loaded once per process
+# ------------------------------------------ The MNI152 template and a noise bank, loaded once
 
 
 @dataclasses.dataclass(frozen=True)
 class Templates:
     """The MNI152 maps cropped to the brain, laid out for ``cv2.remap``.
 
-    maps: float32 (X, Z, Y, 3): GM probability, WM probability, brain mask (0/1); each
-        maps[x] is a sagittal plane with z as rows, which is what the z pass resamples.
-    centre: brain bounding-box centre, (x, y, z) voxel coordinates of ``maps``.
-    world_of_voxel: the MNI affine of the cropped grid, (x, y, z) voxel -> mm.
-    tumour_sites: int (K, 3) deep supratentorial WM voxels (WM > 0.9), where gliomas start.
-    composition: mean CSF, GM, WM fraction in the brain, to express noise relative to signal.
+    maps: float32 (X, Z, Y, 3) GM and WM probability, brain mask (0/1); maps[x] is a sagittal
+    plane, z as rows, as the z pass resamples it. centre: brain bounding-box centre, (x, y, z)
+    voxels. world_of_voxel: the cropped grid's MNI affine (voxel -> mm). tumour_sites: int
+    (K, 3) deep supratentorial WM voxels (WM > 0.9) where gliomas start. composition: mean CSF,
+    GM, WM fractions of the brain, to express noise relative to signal.
     """
 
     maps: np.ndarray
@@ -158,8 +147,7 @@ def load_templates() -> Templates:
     hi = np.array([xs.max() + 13, ys.max() + 13, mask.shape[2]])
     crop = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     mask = mask[crop]
-    # The template is an average of 152 brains, blurrier than any one of them: an unsharp
-    # mask brings back crisp gyri and a thin cortical ribbon.
+    # An average of 152 brains is blurrier than any one: unsharp masking restores crisp gyri.
     gm, wm = (np.clip(2.0 * p[crop] - ndimage.gaussian_filter(p[crop], 1.5), 0.0, 1.0) * mask
               for p in (gm, wm))
     maps = np.stack([gm, wm, mask.astype(np.float32)], axis=-1).transpose(0, 2, 1, 3)
@@ -184,19 +172,17 @@ NOISE_BANK_SIZE = 1 << 23
 
 @functools.cache
 def load_noise_bank() -> np.ndarray:
-    """8 M fixed standard normals. Each slice reads a window at a seeded random offset:
-    drawing 15 M fresh normals per subject would take a third of the time budget."""
+    """8 M fixed standard normals; each slice reads a window at a seeded offset (drawing 15 M
+    fresh normals per subject would take a third of the time budget)."""
     return np.random.default_rng(20180413).standard_normal(NOISE_BANK_SIZE, dtype=np.float32)
 
 
-# --------------------------------------------------------------------------------------------
-# Random smooth fields
+# ------------------------------------------------------------------------ Random smooth fields
 
 
 class SmoothField:
-    """A smooth field over a (X, Y, Z) box from values on a coarse grid, interpolated
-    in-plane by ``cv2.resize`` (cubic) and linearly between grid slices, one axial slice at
-    a time."""
+    """A smooth field over an (X, Y, Z) box from a coarse grid, read one axial slice at a time:
+    cubic in-plane (``cv2.resize``), linear between grid slices."""
 
     def __init__(self, grid: np.ndarray, shape: tuple[int, int, int]) -> None:
         self.grid = grid  # float32 (Zc, Xc, Yc, channels)
@@ -235,16 +221,14 @@ def ramp(distance: np.ndarray, width: float) -> np.ndarray:
 
 
 def tissue_fractions(gm: np.ndarray, wm: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """CSF, GM, WM fractions of brain voxels (stacked on the last axis, summing to 1) from the
-    warped GM, WM and brain-mask maps: CSF is whatever of the brain is neither GM nor WM."""
+    """CSF, GM, WM fractions (last axis, summing to 1) from warped GM, WM, brain-mask maps."""
     inside = 1.0 / np.maximum(mask, 1e-6)
     g = np.clip(gm * inside, 0.0, 1.0)
     w = np.clip(wm * inside, 0.0, 1.0 - g)
     return np.stack([1.0 - g - w, g, w], axis=-1)
 
 
-# --------------------------------------------------------------------------------------------
-# One subject's random draws
+# ------------------------------------------------------------------ One subject's random draws
 
 
 @dataclasses.dataclass
@@ -261,8 +245,7 @@ class Tumour:
     mass_effect: float  # fraction of the radius by which tissue at the edge is pushed out
     lo: np.ndarray  # (3,) int, box holding the whole lesion
     hi: np.ndarray
-    boundary: SmoothField  # over the box, 5 channels: core edge, necrosis edge, oedema edge,
-    # rim gaps, core texture
+    boundary: SmoothField  # over the box: core, necrosis, oedema edges, rim gaps, core texture
 
 
 @dataclasses.dataclass
@@ -367,15 +350,12 @@ def _plan_tumour(rng: np.random.Generator, centre: np.ndarray) -> Tumour:
                   mass_effect, lo, hi, boundary)
 
 
-# --------------------------------------------------------------------------------------------
-# Rendering
+# ----------------------------------------------------------------------------------- Rendering
 
 
 def _warp_z(plan: SubjectPlan, templates: Templates, zs: np.ndarray) -> np.ndarray:
-    """Pass A: resample each sagittal plane of the template along z for output slices ``zs``.
-
-    Returns float32 (X, len(zs), Y, 3) on the template's in-plane grid.
-    """
+    """Pass A: the template's sagittal planes resampled along z for output slices ``zs``,
+    float32 (X, len(zs), Y, 3) on the template's in-plane grid."""
     nx, ny = templates.plane_shape
     source_z = np.empty((nx, len(zs), ny), np.float32)
     for k, z in enumerate(zs):
@@ -391,11 +371,9 @@ def _warp_z(plan: SubjectPlan, templates: Templates, zs: np.ndarray) -> np.ndarr
 
 
 def _add_mass_effect(plan: SubjectPlan, z: int, map_x: np.ndarray, map_y: np.ndarray) -> None:
-    """Push tissue away from the tumour in-plane (edits the pass-B maps in place).
-
-    Output point p shows the tissue from c + (p - c)(1 - a exp(-(r/L)^2)); the radial map's
-    slope 1 - a e^(-s^2)(1 - 2 s^2) stays positive for a < 1, so it never folds.
-    """
+    """Pass B's mass effect, in place on its maps: point p shows the tissue from c + (p - c)
+    (1 - a exp(-(r/L)^2)), whose radial slope 1 - a e^(-s^2)(1 - 2 s^2) stays positive for
+    a < 1, so the map never folds."""
     t = plan.tumour
     length = 1.5 * t.radius
     dz = z - t.centre[2]
@@ -415,11 +393,8 @@ def _add_mass_effect(plan: SubjectPlan, z: int, map_x: np.ndarray, map_y: np.nda
 
 
 def _draw_tumour(t: Tumour, z: int, warped_box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The glioma in the tumour box of output slice ``z``.
-
-    warped_box: (bx, by, 3) warped GM, WM, brain mask inside the box.
-    Returns fractions (bx, by, 7) in TISSUES order and BraTS labels uint8 (bx, by).
-    """
+    """The glioma in the tumour box of slice ``z``, given the box's warped GM, WM, mask
+    (bx, by, 3): fractions (bx, by, 7) in TISSUES order and BraTS labels uint8 (bx, by)."""
     px, py = np.meshgrid(np.arange(t.lo[0], t.hi[0]) - t.centre[0],
                          np.arange(t.lo[1], t.hi[1]) - t.centre[1], indexing="ij")
     pz = z - t.centre[2]
@@ -430,8 +405,7 @@ def _draw_tumour(t: Tumour, z: int, warped_box: np.ndarray) -> tuple[np.ndarray,
     base = tissue_fractions(warped_box[..., 0], warped_box[..., 1], warped_box[..., 2])
     csf, gm, wm = base[..., 0], base[..., 1], base[..., 2]
 
-    # Irregular edges: the normalised radius is scaled by smooth noise, so bumps grow with
-    # the radius and no islands appear far from the lesion.
+    # Noise scales the normalised radius: bumps grow with the radius, no islands appear afar.
     core = ramp((1.0 - rho * (1.0 + 0.15 * noise[..., 0])) * r, 1.5)
     if t.grade == "HGG":
         inner = rho * (1.0 + 0.25 * noise[..., 1])
@@ -452,8 +426,7 @@ def _draw_tumour(t: Tumour, z: int, warped_box: np.ndarray) -> tuple[np.ndarray,
             enhancing = core * ramp(4.0 - d, 1.5)
         non_enhancing = core - enhancing
 
-    # Vasogenic oedema spreads along white matter: its reach grows with the WM fraction
-    # (blurred over ~2 mm, so thin strands of cortex do not break it into specks).
+    # WM fraction blurred ~2 mm, so thin strands of cortex do not break the oedema into specks.
     white = cv2.GaussianBlur((wm + 0.25 * gm).astype(np.float32), (0, 0), 2.0)
     reach = 1.0 + (t.oedema_reach - 1.0) * white
     bumps = 1.0 + 0.2 * np.maximum(noise[..., 2], -1.25)  # >= 0.75: stays inside the box
@@ -484,11 +457,10 @@ def _draw_tumour(t: Tumour, z: int, warped_box: np.ndarray) -> tuple[np.ndarray,
 def render(plan: SubjectPlan, templates: Templates, noise_bank: np.ndarray,
            z_range: tuple[int, int], with_tissue: bool = False
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Render output slices z_range[0] .. z_range[1]-1 of a planned subject, slice-major:
-    modalities float32 (4, nz, X, Y), seg uint8 (nz, X, Y), brain bool (nz, X, Y) and, if
-    asked, the CSF, GM, WM fractions float32 (3, nz, X, Y) left beside the tumour. Work is done
-    only on brain voxels, gathered slice by slice into flat (N, ...) arrays.
-    """
+    """Output slices z_range[0] .. z_range[1]-1 of a planned subject, slice-major: modalities
+    float32 (4, nz, X, Y), seg uint8 (nz, X, Y), brain bool (nz, X, Y) and, if asked (else
+    None), the CSF, GM, WM fractions float32 (3, nz, X, Y) left beside the tumour. Only brain
+    voxels are worked on, gathered slice by slice into flat (N, ...) arrays."""
     zs = np.arange(*z_range)
     nx, ny = BRATS_SHAPE[:2]
     t = plan.tumour
@@ -553,8 +525,7 @@ def render(plan: SubjectPlan, templates: Templates, noise_bank: np.ndarray,
     return modalities.reshape(4, len(zs), nx, ny), seg, brain, tissue
 
 
-# --------------------------------------------------------------------------------------------
-# Public API
+# ---------------------------------------------------------------------------------- Public API
 
 
 class BrainPhantom:
@@ -566,14 +537,14 @@ class BrainPhantom:
 
     def subject(self, seed: int, z_range: tuple[int, int] | None = None,
                 tissue: bool = False) -> BrainVolume:
-        """One glioma subject, deterministic in ``seed``: a BrainVolume of modalities float32
-        (4, 240, 240, nz) in MODALITIES order (scanner-like values, 0 outside the brain), seg
-        uint8 in {0, 1, 2, 4} and brain_mask, views of slice-major buffers (``vol[..., z]`` is
-        cheap); meta["affine"] (voxel -> mm) is what ``write_brats_case`` writes.
+        """One glioma subject, deterministic in ``seed``: modalities float32 (4, 240, 240, nz) in
+        MODALITIES order (scanner-like, 0 outside the brain), seg uint8 in {0, 1, 2, 4} and
+        brain_mask, views of slice-major buffers (``vol[..., z]`` is cheap); meta["affine"]
+        (voxel -> mm) is what ``write_brats_case`` writes.
 
-        z_range: (first, stop) axial slices to render (default all 155), identical to those
-        slices of the whole subject (``meta["z_range"]``); skipping slices saves most of the
-        time. tissue: also the true CSF, GM, WM fractions, float32 (3, 240, 240, nz), in
+        z_range: (first, stop) axial slices (default all 155; ValueError outside 0..155),
+        identical to those of the whole subject (meta["z_range"]); skipping slices saves most
+        of the time. tissue: also the true CSF, GM, WM fractions, float32 (3, 240, 240, nz), in
         meta["tissue"] (not JSON-friendly, so off by default).
         """
         first, stop = (0, BRATS_SHAPE[2]) if z_range is None else (int(v) for v in z_range)
@@ -584,8 +555,8 @@ class BrainPhantom:
         modalities, seg, brain, fractions = render(plan, self.templates, self.noise_bank,
                                                    (first, stop), with_tissue=tissue)
         t = plan.tumour
-        # Voxel -> mm: RAS, 1 mm, MNI-like world coordinates (origin near the anterior
-        # commissure) up to the subject's random warp, so viewers show it the right way round.
+        # RAS, 1 mm, MNI-like (origin near the anterior commissure) up to the subject's warp,
+        # so viewers show it the right way round.
         affine = self.templates.world_of_voxel.copy()
         affine[:3, 3] += self.templates.centre - OUT_CENTRE + np.array([0, 0, first])
         meta = {
@@ -616,9 +587,9 @@ BRATS_NAMING = {
 
 def write_brats_case(volume: BrainVolume, folder: Path, case_id: str,
                      naming: str = "2017") -> Path:
-    """Write a volume as the BraTS case folder ``folder/case_id/`` (returned) of five .nii.gz
+    """Write the BraTS case folder ``folder/case_id/`` (returned; atomically) of five .nii.gz
     files: naming "2017" ``<case>_{t1,t1ce,t2,flair,seg}`` (labels 1, 2, 4), "2023" (GLI)
-    ``<case>-{t1n,t1c,t2w,t2f,seg}`` with label 4 written as 3. The affine is
+    ``<case>-{t1n,t1c,t2w,t2f,seg}`` with label 4 written as 3, else ValueError. The affine is
     ``volume.meta["affine"]``, else the identity (1 mm RAS)."""
     if naming not in BRATS_NAMING:
         raise ValueError(f"naming {naming!r} is not one of {sorted(BRATS_NAMING)}")

@@ -1,28 +1,23 @@
 """Built-in ROP fundus phantom: a RetCam-like posterior-pole photograph with its exact vessel mask.
 
-One seed fixes one premature infant's eye. The picture is built in three steps, each with its own
-random stream so that the labels can be drawn without rendering and the geometry does not depend
-on the output size:
+One seed fixes one premature infant's eye, built in three steps, each with its own random stream
+(so labels are drawn without rendering and geometry does not depend on the output size):
 
-1. labels   - laterality and plus-disease severity (about 82% normal, 15% pre-plus, 3% plus,
-              the i-ROP class balance), and a continuous severity knob `plus_score` in [0, 1].
-2. geometry - disc, fovea and a vessel tree in image-width units: temporal arcades that spiral
-              around the macula, nasal trunks, papillomacular twigs, side branches that split by
-              Murray's law (w^3 = w1^3 + w2^3, with Murray's optimal branching angles). Plus
-              disease dilates the veins (and a little the arteries) and adds a sinusoidal
-              tortuosity to the posterior-pole trunks, fading away from the disc.
-3. pixels   - the vessels are filled as exact-width polygons, antialiased at twice the
-              resolution and area-downsampled, which gives both the image's vessel opacity and
-              the exact mask (coverage > 0.5, plus the centrelines of visible thin vessels);
-              then background texture, faint choroid, dark macula, disc with cup, vignetting,
-              haze, colour and gamma variation, noise, and black outside a circular field of view.
-
-Its cost per image is measured by ``benchmarks/bench_data.py``.
+1. labels: laterality and plus-disease severity (about 82% normal, 15% pre-plus, 3% plus, the
+   i-ROP class balance), and a continuous severity knob `plus_score` in [0, 1].
+2. geometry, in image widths: disc, fovea and a vessel tree of temporal arcades spiralling round
+   the macula, nasal trunks, papillomacular twigs and side branches split by Murray's law
+   (w^3 = w1^3 + w2^3, at Murray's optimal angles). Plus disease dilates the veins (the
+   arteries a little) and adds a sinusoidal tortuosity to the posterior-pole trunks, fading
+   away from the disc.
+3. pixels: vessels as exact-width antialiased polygons, giving both their opacity and the exact
+   mask (``_rasterise``); then texture, faint choroid, dark macula, disc with cup, vignetting,
+   haze, colour and gamma variation, noise, black outside a circular field of view.
 
 Numbers follow jannessm/RetinaSynthesis and the vessel-synthesis literature (Fiorini et al.
 2014, Menti et al. 2016, Costa et al. 2017) for the tree, textbook calibres (CRVE about 220,
-CRAE about 150 micrometres on a 1.8 mm disc) for the widths, and were tuned by eye against
-skimage.data.retina().
+CRAE about 150 micrometres on a 1.8 mm disc) for the widths, tuned by eye against
+skimage.data.retina(). ``benchmarks/bench_data.py`` measures the cost per image.
 """
 
 from __future__ import annotations
@@ -53,23 +48,21 @@ MASK_MIN_PX = 0.3  # vessels this wide (output pixels) darken green by ~15%: vis
 
 # Base reflectance of an infant fundus and vessel colours as fractions of it.
 BASE_RGB = np.array([0.82, 0.36, 0.18], np.float32)
-# Vessels barely darken the red channel (it is near saturation in fundus photographs) and show
-# mostly in green; textbook vessel colours looked brown here, so these were matched by eye to the
-# vessel/background ratios of skimage.data.retina() (vein ~0.8/0.4/0.55 once drawn at opacity).
+# Vessels barely darken red (near saturation in fundus photographs) and show mostly in green.
+# Textbook colours looked brown, so these match skimage.data.retina()'s vessel/background ratios
+# by eye (vein ~0.8/0.4/0.55 once drawn at opacity).
 VEIN_REL = np.array([0.76, 0.3, 0.47], np.float32)
 ARTERY_REL = np.array([0.87, 0.5, 0.6], np.float32)
 
 
 def sample_fundus_labels(seed: int, severity: str | None = None) -> dict[str, Any]:
-    """Draw the labels of phantom `seed` without rendering it.
-
-    Returns laterality ("OD" / "OS"), plus_severity and plus_score; render_fundus(seed) uses
-    exactly these. `severity` forces the class (the score is then drawn inside that class's range).
+    """Phantom `seed`'s labels, exactly as render_fundus(seed) uses them, without rendering:
+    laterality ("OD" / "OS"), plus_severity, plus_score. `severity` forces the class (the score
+    is drawn in its range). ConfigError for an unknown severity or a non-integer or negative seed.
     """
     if severity is not None and severity not in SEVERITIES:
         raise ConfigError(f"fundus phantom: unknown severity {severity!r}; use one of "
                           f"{', '.join(SEVERITIES)}")
-    # seeds index phantoms, so they must be non-negative integers
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ConfigError(f"fundus phantom: seed {seed!r} must be a non-negative integer")
     rng = np.random.default_rng([int(seed), 0])
@@ -101,8 +94,7 @@ class _Eye:
     faz_radius: float
 
 
-# ---------------------------------------------------------------------------------------------
-# geometry
+# ---------------------------------------------------------------------------------- geometry
 
 
 def _eye(rng: np.random.Generator, laterality: str) -> _Eye:
@@ -139,12 +131,8 @@ def _walk(rng: np.random.Generator, start: np.ndarray, heading: float, length: f
 
 
 def _arcade(rng: np.random.Generator, eye: _Eye, superior: bool, spread: float) -> np.ndarray:
-    """A temporal arcade: a spiral around the fovea starting at the disc, then a temporal run.
-
-    The polar angle about the fovea sweeps 95-125 degrees while the radius grows x1.1-1.3, so
-    the vessel leaves the disc vertically and arches over the macula; then it runs temporally,
-    turning away from the horizontal raphe, so the two arcades diverge instead of meeting.
-    """
+    """A temporal arcade: a spiral round the fovea from the disc (leaving it vertically, arching
+    over the macula), then a temporal run turning from the raphe so the arcades diverge."""
     start = eye.disc + [rng.normal(0, 0.25) * eye.disc_radius, 0.0]
     offset = start - eye.fovea
     phi0, radius0 = math.atan2(offset[1], offset[0]), float(np.hypot(*offset))
@@ -227,8 +215,7 @@ def _grow(rng: np.random.Generator, path: np.ndarray, width: float, kind: int, d
         if depth == 0:  # plus disease reaches the first branches of the trunks, half as much
             daughter = _tortuosity_displace(rng, daughter, daughter_w, eye, 0.5 * twist)
         _grow(rng, daughter, daughter_w, kind, depth + 1, eye, twist, out)
-        if depth > 0:  # a branch swings away from its daughter (Murray's angle); trunks keep
-            # their anatomical course
+        if depth > 0:  # a branch swings from its daughter (Murray); trunks keep their course
             path = path.copy()
             rotation = -side * parent_angle * 0.7
             c, s = math.cos(rotation), math.sin(rotation)
@@ -260,8 +247,8 @@ def _vessel_tree(rng: np.random.Generator, eye: _Eye, plus_score: float
     disc_diameter = 2 * eye.disc_radius
     vein_w0 = 0.12 * disc_diameter * (1 + 0.8 * plus_score) * rng.uniform(0.9, 1.1)
     artery_w0 = 0.08 * disc_diameter * (1 + 0.3 * plus_score) * rng.uniform(0.9, 1.1)
-    # sine amplitude in vessel widths: 1-1.5 looked mild; 2 reads as plus at a glance
-    # and keeps the vessel fraction of plus eyes near 0.2 (normal eyes: ~0.12)
+    # sine amplitude in vessel widths: 1-1.5 looked mild; 2 reads as plus at a glance and keeps
+    # the vessel fraction of plus eyes near 0.2 (normal eyes: ~0.12)
     twist = 2.0 * plus_score
     nasal = 0.0 if eye.side > 0 else math.pi  # heading from the disc away from the fovea
     trunks: list[tuple[np.ndarray, float, int]] = []
@@ -312,21 +299,18 @@ def _arc_over_chord(path: np.ndarray) -> float:
     return arc / chord if chord > 0 else 1.0
 
 
-# ---------------------------------------------------------------------------------------------
-# pixels
+# ------------------------------------------------------------------------------------ pixels
 
 
 def _rasterise(pieces: list[_Vessel], size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Artery and vein coverage (float32 0..1, size x size) and the vessel mask (bool).
 
-    Each piece is filled as its outline polygon (exact sub-pixel width, unlike cv2's odd-only
-    line thickness) with antialiasing on a grid at least twice as fine, then area-downsampled.
-    cv2's antialiased edge widens a fill by about AA_SPREAD fine pixels, so outlines are drawn
-    that much narrower; vessels too thin for that are drawn at a minimum width, fainter.
-
-    Mask: pixels at least half covered, plus the pixels crossed by the centreline of every
-    vessel wide enough to show (MASK_MIN_PX), so that thin vessels stay connected as in manual
-    annotations (DRIVE) instead of breaking into dashes at small sizes.
+    Pieces are filled as outline polygons (exact sub-pixel width; cv2 lines have odd widths
+    only), antialiased on a grid at least twice as fine, then area-downsampled; outlines are
+    drawn AA_SPREAD narrower to undo cv2's antialiased widening, too-thin ones at MIN_DRAWN,
+    fainter. Mask: pixels at least half covered plus the centreline pixels of every vessel
+    MASK_MIN_PX wide, so thin vessels stay connected as in manual annotations (DRIVE) instead
+    of breaking into dashes at small sizes.
     """
     fine = max(2 * size, 256)
     layers = [np.zeros((fine, fine), np.uint8) for _ in (ARTERY, VEIN)]
@@ -366,12 +350,9 @@ def _noise_field(rng: np.random.Generator, grid: int, size: int) -> np.ndarray:
 
 def _paint(rng: np.random.Generator, eye: _Eye, artery: np.ndarray, vein: np.ndarray,
            rim: np.ndarray, pixel_noise: np.random.Generator) -> np.ndarray:
-    """The photograph: fundus reflectance, disc, vessels, then camera illumination and noise.
-
-    Speed: everything stays float32 in planar (3, H, W) layout (numpy broadcasting over a last
-    axis of length 3 is several times slower), the macula is a separable Gaussian and the disc
-    is painted in its own small window.
-    """
+    """The photograph: reflectance, disc, vessels, camera illumination and noise. For speed all
+    is float32 planar (3, H, W) (broadcasting over a last axis of 3 is several times slower),
+    the macula a separable Gaussian, the disc painted in its own window."""
     size = rim.shape[0]
     coords = (np.arange(size, dtype=np.float32) + 0.5) / size
 
@@ -434,18 +415,17 @@ def _planar(colour: np.ndarray) -> np.ndarray:
     return np.asarray(colour, np.float32).reshape(3, 1, 1)
 
 
-# ---------------------------------------------------------------------------------------------
-# public
+# ------------------------------------------------------------------------------------ public
 
 
 def render_fundus(seed: int, size: int = 512, severity: str | None = None) -> FundusImage:
     """Render phantom fundus `seed` at size x size pixels (deterministic by seed).
 
     rgb float32 (size, size, 3) in [0, 1]; vessels and fov bool (size, size), vessels inside fov.
-    labels: laterality, plus_severity, plus_score (from sample_fundus_labels), tortuosity
-    (mean arc/chord of the posterior-pole trunks), vein_width (mean major vein trunk width at the
-    disc, fraction of image width), disc_x, disc_y (fractions of width / height) and
-    vessel_fraction (vessel pixels / field-of-view pixels). `severity` forces the plus class.
+    labels: sample_fundus_labels's, tortuosity (mean arc/chord of the posterior-pole trunks),
+    vein_width (mean major vein trunk width at the disc, image widths), disc_x, disc_y (fractions
+    of width / height), vessel_fraction (vessel / FOV pixels). `severity` forces the plus class.
+    ConfigError unless size is an integer in MIN_SIZE..MAX_SIZE (64..1024).
     """
     if (isinstance(size, bool) or not isinstance(size, int | np.integer)
             or not MIN_SIZE <= size <= MAX_SIZE):

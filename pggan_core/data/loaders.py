@@ -1,10 +1,9 @@
 """Real-data loaders: fundus folders (DRIVE, STARE, CHASE_DB1, HRF, FIVES, plain) and BraTS.
 
-Each source has two steps. ``find_*`` walks a folder once and returns small records (which files
-belong together), so a bad layout fails before any pixels are read. ``load_*`` reads one record
-into the same raw-sample types the phantoms produce (``FundusImage``, ``BrainVolume``).
-
-Every problem with the user's files becomes a one-line ``DataError`` naming the file and the fix.
+``find_*`` walks a folder once into small records (which files belong together), so a bad layout
+fails before any pixels are read; ``load_*`` reads one record into the phantoms' raw-sample types
+(``FundusImage``, ``BrainVolume``). Every problem with the user's files becomes a one-line
+``DataError`` naming the file and the fix.
 """
 
 from __future__ import annotations
@@ -26,16 +25,14 @@ from pggan_core.data.preprocess import as_unit_float
 from pggan_core.data.types import MODALITIES, BrainVolume, FundusImage
 from pggan_core.errors import DataError
 
-# ----------------------------------------------------------------------------------------------
-# Shared helpers
+# ---------------------------------------------------------------------------- Shared helpers
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".gif", ".ppm", ".ppm.gz", ".png", ".jpg", ".jpeg", ".bmp")
 
 
 def _unreadable(path: Path, what: str, exc: BaseException, fix: str) -> DataError:
-    """The one-line error for a file that cannot be read (the exception's first line only).
-    A permission problem gets its own fix: re-exporting a file one may not read would not help.
-    """
+    """The one-line error for an unreadable file (the exception's first line only); a permission
+    problem gets its own fix, as re-exporting a file one may not read would not help."""
     if isinstance(exc, PermissionError):
         return DataError(f"{path}: permission denied reading this {what}; make it readable "
                          "(chmod a+r) or remove it from the folder")
@@ -53,10 +50,10 @@ def _is_image_file(path: Path) -> bool:
 
 
 def _files_of(folder: str | Path, what: str) -> tuple[Path, list[Path]]:
-    """``folder`` as a Path and its regular files (sorted; hidden and macOS resource-fork
-    files skipped), or a DataError if it is missing, not a folder, empty, or mixes fundus
-    photographs with NIfTI volumes (a ``--source`` one folder too high would otherwise be
-    prepared from one half, the other silently ignored)."""
+    """``folder`` as a Path and its files, sorted, skipping hidden files and folders (macOS
+    ``._`` forks too). DataError if it is missing, not a folder, empty, or mixes fundus
+    photographs with NIfTI volumes (a ``--source`` one folder too high would be prepared from
+    one half, silently)."""
     root = Path(folder).expanduser()
     if not root.exists():
         raise DataError(f"{root}: folder does not exist; check the path to your {what}")
@@ -75,12 +72,10 @@ def _files_of(folder: str | Path, what: str) -> tuple[Path, list[Path]]:
     return root, files
 
 
-# ----------------------------------------------------------------------------------------------
-# Fundus: discovery
+# ------------------------------------------------------------------------- Fundus: discovery
 
-# A file's role comes from its folder or its name suffix. The folder names and suffixes are the
-# ones the public sets use (DRIVE, STARE, CHASE_DB1, HRF, FIVES) plus a few obvious ones for
-# plain folders.
+# A file's role comes from its folder or name suffix: those the public sets use (DRIVE, STARE,
+# CHASE_DB1, HRF, FIVES) plus a few obvious ones for plain folders.
 VESSEL_FOLDERS = {"1st_manual", "manual1", "labels-ah", "ground truth", "groundtruth",
                   "vessels", "vessel", "masks", "labels", "manual", "gt"}
 FOV_FOLDERS = {"mask", "fov"}
@@ -107,10 +102,9 @@ EYE_FROM_WORD = {"od": "OD", "right": "OD", "r": "OD", "os": "OS", "left": "OS",
 class FundusRecord:
     """One fundus photograph and the files that belong to it.
 
-    layout: the public set its name matches ("DRIVE", "STARE", "CHASE_DB1", "HRF", "FIVES"),
-        or "folder" for anything else.
-    laterality_from_name: "OD" / "OS" where the file name says which eye (CHASE_DB1's L/R,
-        or a word such as "left", "right", "OD", "OS"), else None.
+    layout: the public set its name matches ("DRIVE", "STARE", "CHASE_DB1", "HRF", "FIVES"), else
+    "folder". laterality_from_name: "OD" / "OS" where the name says which eye (CHASE_DB1's L/R,
+    or a word such as "left", "right", "OD", "OS"), else None.
     """
 
     image_path: Path
@@ -151,9 +145,10 @@ def _pairing_key(path: Path) -> str:
 
 
 def _match_mask(mask: Path, images: dict[tuple[str, Path, str], list[Path]]) -> Path | None:
-    """The image a mask belongs to: same folder (CHASE_DB1), else a sibling folder (DRIVE,
-    HRF, FIVES, STARE: ``images/`` next to ``1st_manual/``), else the parent folder (a plain
-    folder's ``vessels/``). These three scopes keep FIVES's ``train/`` and ``test/`` apart."""
+    """The image a mask belongs to: in its folder (CHASE_DB1), else a sibling folder (DRIVE, HRF,
+    FIVES, STARE: ``images/`` beside ``1st_manual/``), else the parent (a plain folder's
+    ``vessels/``); these scopes keep FIVES's ``train/`` and ``test/`` apart. DataError if a
+    scope holds several."""
     key = _pairing_key(mask)
     for scope in (("in", mask.parent, key), ("under", mask.parent.parent, key),
                   ("in", mask.parent.parent, key)):
@@ -177,15 +172,14 @@ def _record(image: Path, vessel: Path | None, fov: Path | None) -> FundusRecord:
 
 
 def find_fundus_images(folder: str | Path) -> list[FundusRecord]:
-    """Find every fundus photograph under ``folder`` and pair it with its masks.
+    """Every fundus photograph under ``folder`` with its masks, sorted by image path.
 
     Understands the DRIVE, STARE (incl. ``.ppm.gz``; the ``ah`` labels are the reference),
-    CHASE_DB1, HRF and FIVES layouts, and a plain folder of images (TIF, GIF, PPM, PNG, JPG).
-    In a plain folder, vessel masks go in a ``vessels/`` (or ``masks/``) folder or end in
-    ``_vessels``; field-of-view masks go in ``mask/`` or end in ``_mask``. Second-observer
-    annotations (DRIVE ``2nd_manual``, STARE ``vk``, CHASE_DB1 ``2ndHO``) are ignored.
-    A single image file is accepted too (one record, no masks); a folder that also holds NIfTI
-    volumes is refused. Returns records sorted by image path.
+    CHASE_DB1, HRF and FIVES layouts and a plain folder of images (TIF, GIF, PPM, PNG, JPG),
+    whose vessel masks are in ``vessels/`` (or ``masks/``) or end in ``_vessels``, FOV masks in
+    ``mask/`` or end in ``_mask``. Second-observer annotations (DRIVE ``2nd_manual``, STARE
+    ``vk``, CHASE_DB1 ``2ndHO``) are ignored. A single image file gives one record without
+    masks. DataError for a bad folder (``_files_of``), no images, or ambiguous masks.
     """
     single = Path(folder).expanduser()
     if single.is_file():
@@ -225,15 +219,12 @@ def find_fundus_images(folder: str | Path) -> list[FundusRecord]:
             for path in sorted(image_paths, key=str)]
 
 
-# ----------------------------------------------------------------------------------------------
-# Fundus: reading pixels
+# -------------------------------------------------------------------- Fundus: reading pixels
 
 def _read_pixels(path: Path) -> np.ndarray:
-    """Raw pixels as (H, W) or (H, W, 3) in RGB order, original dtype (uint8, uint16, ...).
-
-    OpenCV reads TIF/PNG/JPG/PPM at full bit depth but not GIF (DRIVE's masks): GIF goes
-    through PIL; ``.ppm.gz`` (STARE) is decompressed in memory; alpha is ``_over_black``.
-    """
+    """Raw pixels (H, W) or RGB (H, W, 3) in the file's dtype. OpenCV reads TIF/PNG/JPG/PPM at
+    full bit depth but not GIF (DRIVE's masks), which goes through PIL; ``.ppm.gz`` (STARE) is
+    decompressed in memory; alpha is composited ``_over_black``."""
     fix = "re-export it as PNG or TIF, or remove it from the folder"
     try:
         data = path.read_bytes()
@@ -261,11 +252,8 @@ def _read_pixels(path: Path) -> np.ndarray:
 
 
 def _over_black(pixels: np.ndarray) -> np.ndarray:
-    """Composite an image with a trailing alpha channel over black and drop the alpha.
-
-    Black as a fundus surround (and a mask's background): the colour under a transparent
-    surround is arbitrary (often white) and would fall inside the red-threshold field of view.
-    """
+    """Composite a trailing alpha channel over black (the colour under a transparent surround is
+    arbitrary, often white, and would fall inside the red-threshold field of view)."""
     colour, alpha = pixels[:, :, :-1], pixels[:, :, -1:]
     opaque = np.iinfo(pixels.dtype).max if np.issubdtype(pixels.dtype, np.integer) else 1.0
     if np.all(alpha >= opaque):
@@ -276,7 +264,7 @@ def _over_black(pixels: np.ndarray) -> np.ndarray:
 
 
 def _read_mask(path: Path, image_shape: tuple[int, int], image_path: Path) -> np.ndarray:
-    """A binary mask at full resolution, refused unless its size equals the image's (checked
+    """A binary mask at full resolution; DataError unless its size is the image's (checked
     before any resizing could hide a mismatch)."""
     pixels = _read_pixels(path)
     if pixels.shape[:2] != image_shape:
@@ -303,11 +291,8 @@ def _square_resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
 
 
 def laterality_from_disc(rgb: np.ndarray) -> str:
-    """Guess the eye from the optic disc: the brightest blob after a wide blur.
-
-    Gaussian blur of the grey image with sigma = W/40, argmax = disc; disc in the image's left
-    half -> "OS" (left eye), right half -> "OD" (right eye). Works at 256 px width for speed.
-    """
+    """Guess the eye from the optic disc, the brightest point of the grey image blurred with
+    sigma W/40 (at 256 px width, for speed): in the left half "OS" (left eye), else "OD"."""
     h, w = rgb.shape[:2]
     width = min(w, 256)
     height = max(1, round(h * width / w))
@@ -321,10 +306,10 @@ def laterality_from_disc(rgb: np.ndarray) -> str:
 def load_fundus(record: FundusRecord, size: int, min_side: int = 0) -> FundusImage:
     """Read one fundus photograph, padded to a centred square and resized to ``size``.
 
-    rgb is float32 in [0, 1], integer images scaled by their bit depth (a 16-bit PNG by
-    65535). The vessel mask and the field of view (from the FOV mask, else red > 20/255) are
-    resized the same way and re-binarised. Laterality comes from the file name when it says,
-    else from the disc.
+    rgb float32 in [0, 1] (integers scaled by their bit depth: 16-bit by 65535); the vessel mask
+    and the field of view (FOV mask, else red > 20/255) resized alike and re-binarised;
+    laterality from the file name when it says, else from the disc. DataError for a grey image
+    or one whose longer side is below ``min_side``.
     """
     path = record.image_path
     pixels = _read_pixels(path)
@@ -369,8 +354,7 @@ def load_fundus(record: FundusRecord, size: int, min_side: int = 0) -> FundusIma
     )
 
 
-# ----------------------------------------------------------------------------------------------
-# BraTS
+# ------------------------------------------------------------------------------------- BraTS
 
 # Every BraTS year's suffix for each modality; 2023 (GLI) renamed them t1n/t1c/t2w/t2f.
 MODALITY_SUFFIX = re.compile(r"[_-](t1|t1ce|t1n|t1c|t2|t2w|flair|t2f)\.nii(\.gz)?$")
@@ -388,10 +372,9 @@ NAMING_PREFIXES = {  # case-folder prefix -> challenge year, which fixes the lab
 class BratsCase:
     """One BraTS case folder: four modality files and a segmentation.
 
-    modality_paths: {"T1", "T1c", "T2", "FLAIR"} -> file.
-    grade: "HGG" / "LGG" from an enclosing folder of that name (2017-2019), else "unknown".
-    naming: the challenge year guessed from the folder name ("2017" ... "2021", "2023" for the
-        BraTS-GLI naming, "unknown"); it decides how the labels are unified.
+    modality_paths: {"T1", "T1c", "T2", "FLAIR"} -> file. grade: "HGG" / "LGG" from an enclosing
+    folder of that name (2017-2019), else "unknown". naming: the challenge year guessed from the
+    names ("2017" ... "2021", "2023" for BraTS-GLI, "unknown"); it decides how labels unify.
     """
 
     case_dir: Path
@@ -434,11 +417,11 @@ def _brats_case(case_dir: Path, seg_path: Path, root: Path) -> BratsCase:
 
 
 def find_brats_cases(folder: str | Path) -> list[BratsCase]:
-    """Find every labelled BraTS case under ``folder`` (any year, 2017 to 2023 GLI naming).
+    """Every labelled BraTS case under ``folder`` (2017 to 2023 GLI naming), sorted by folder.
 
-    A case folder is the parent of a ``*seg.nii(.gz)`` (or ``*Segm.nii``) file; the paper trains
-    on labelled cases, so folders without a segmentation are not cases. A folder that also
-    holds fundus images is refused. Returns cases sorted by folder.
+    A case folder is the parent of a ``*seg.nii(.gz)`` (or ``*Segm.nii``) file: the paper trains
+    on labelled cases. DataError for no segmentations, two in one folder, a case missing a
+    modality, or fundus images beside the cases.
     """
     root, files = _files_of(folder, "BraTS case folders")
     segs = [p for p in files if SEG_SUFFIX.search(p.name.lower())]
@@ -458,11 +441,9 @@ def find_brats_cases(folder: str | Path) -> list[BratsCase]:
 
 
 def _read_volume(path: Path) -> np.ndarray:
-    """A 3-D float32 array in canonical (RAS) orientation, every voxel finite.
-
-    nibabel reads lazily (a truncated ``.nii.gz`` fails only when read), hence the full read
-    inside the ``try``. Trailing singleton axes (a 4-D file of one volume) are dropped.
-    """
+    """A finite 3-D float32 array in canonical (RAS) orientation, trailing singleton axes
+    dropped. The full read is inside the ``try``: nibabel reads lazily, so a truncated
+    ``.nii.gz`` fails only then."""
     fix = "the file is damaged; download or re-export it, or remove the case"
     try:
         with path.open("rb"):  # nibabel turns a PermissionError into "Could not read file"
@@ -485,11 +466,8 @@ def _read_volume(path: Path) -> np.ndarray:
 
 
 def _unify_labels(seg: np.ndarray, path: Path, naming: str) -> np.ndarray:
-    """Labels in the BraTS 2017 meaning {0, 1, 2, 4}.
-
-    2023 (GLI) uses 3 for enhancing tumour -> 4. In older naming a 3 can only be the 2012-2016
-    non-enhancing tumour, which 2017 merged into 1.
-    """
+    """Labels in the BraTS 2017 meaning {0, 1, 2, 4}: 3 is enhancing tumour (-> 4) in 2023
+    (GLI); in older naming only the 2012-2016 non-enhancing tumour, which 2017 merged into 1."""
     if not np.array_equal(seg, np.round(seg)):  # finite: _read_volume checked
         raise DataError(f"{path}: segmentation has non-integer values; use the original label "
                         "map (values 0, 1, 2, 3 or 4)")
@@ -503,8 +481,9 @@ def _unify_labels(seg: np.ndarray, path: Path, naming: str) -> np.ndarray:
 
 
 def load_brats_case(case: BratsCase) -> BrainVolume:
-    """Read one case: modalities float32 (4, X, Y, Z) in MODALITIES order, canonical RAS, the
-    segmentation in {0, 1, 2, 4} and brain_mask = any modality > 0."""
+    """Read one case: modalities float32 (4, X, Y, Z) in MODALITIES order, canonical RAS, seg in
+    {0, 1, 2, 4}, brain_mask = any modality > 0. DataError for unreadable, constant or
+    mismatched volumes or bad labels."""
     volumes = []
     for modality in MODALITIES:
         path = case.modality_paths[modality]

@@ -1,15 +1,10 @@
-"""From a source (built-in phantom or a real-data folder) to a prepared dataset on disk.
+"""The paper's preprocessing end to end: a source (phantom or real folder) to a prepared dataset.
 
-This is the paper's preprocessing pipeline end to end:
-
-* ROP: every photograph at 512 x 512 ("All images were resized to 512 x 512 pixels"), a vessel
-  map (the phantom's exact vessels, the folder's manual masks, or the vessel U-Net run on the
-  grayscale / gamma / CLAHE image), then RGB + vessel as four channels in [-1, 1].
-* BraTS: each volume z-scored over its brain voxels ("zero mean and unit variance"),
-  near-empty slices skipped, slices padded to 256, labels 1/2/4 as three extra channels.
-
-Both end in ``DatasetWriter``, which box-filters the pyramid down to 4 px and renames the
-folder into place only when every image is written.
+ROP: every photograph at 512 x 512 ("All images were resized to 512 x 512 pixels") with a vessel
+map (the phantom's exact vessels, the folder's manual masks, or the vessel U-Net's), as RGB +
+vessel in [-1, 1]. BraTS: volumes z-scored over the brain, near-empty slices skipped, slices
+padded to 256, labels 1/2/4 as three more channels (steps in ``preprocess``). Both end in
+``DatasetWriter``: the pyramid down to 4 px, the folder renamed into place only when complete.
 """
 
 from __future__ import annotations
@@ -43,11 +38,9 @@ ROP_NATIVE = 512  # the paper resizes every fundus photograph to 512 x 512
 
 def prepare_dataset(config: Config, out_dir: str | Path, source: str | Path | None = None,
                     n_images: int | None = None, progress: bool = True, workers: int = 2) -> Path:
-    """Prepare ``config.data.dataset`` from the phantom (``source=None``) or a real folder.
-
-    ``n_images`` overrides ``config.data.n_images``; with a real ``source`` and no
-    ``n_images`` every image (ROP) or every case (BraTS) found is used. Returns ``out_dir``.
-    """
+    """Prepare ``config.data.dataset`` in ``out_dir`` (returned) from ``source``, by default
+    ``config.data.source`` (None: the phantom). ``n_images`` overrides ``config.data.n_images``;
+    a real source without it uses every image (ROP) or case (BraTS) found."""
     data = config.data
     check_resolution(data.resolution, "--resolution")
     source = source if source is not None else data.source
@@ -72,11 +65,8 @@ def prepare_dataset(config: Config, out_dir: str | Path, source: str | Path | No
 
 def ensure_prepared(config: Config, out_dir: str | Path, source: str | Path | None = None,
                     progress: bool = True) -> PreparedDataset:
-    """Open the prepared dataset at ``out_dir``, preparing it first if it is missing or stale.
-
-    Stale means prepared with other data settings or an older preprocessing version; the new
-    dataset replaces it atomically.
-    """
+    """Open the prepared dataset at ``out_dir``, first preparing it if missing or stale (other
+    data settings or source, older PREPROCESSING_VERSION): the new one replaces it atomically."""
     out_dir = Path(out_dir)
     if (out_dir / "dataset.json").is_file():
         existing = PreparedDataset(out_dir)
@@ -140,7 +130,7 @@ def rop_samples(config: Config, source: str | Path | None, n_images: int | None,
         records = find_fundus_images(source)
         n = min(n_images or len(records), len(records))
         items = records[:n]
-        # refuse photographs smaller than the output: upsampling would only add blur
+        # refuse photographs smaller than the output (upsampling adds only blur)
         load = partial(load_fundus, size=ROP_NATIVE, min_side=data.resolution)
         has_masks = all(r.vessel_path is not None for r in items)
     if mode == "mask" and not has_masks:
@@ -155,8 +145,7 @@ def rop_samples(config: Config, source: str | Path | None, n_images: int | None,
                               "(DatasetSpec.label_model) to draw its vessel channel; give "
                               "images with masks and data.vessel_channel mask")
         ensure_vessel_unet = hook(label_model)
-        # the photographs this dataset holds out are scored by the U-Net later: never train
-        # it on them
+        # the U-Net later scores this dataset's held-out photographs: never train it on them
         heldout = [r.image_path for i, r in enumerate(items)
                    if source is not None and _split(i, n, data.heldout_fraction) == "heldout"]
         segmenter = ensure_vessel_unet(config, str(source) if source and has_masks else None,
@@ -195,11 +184,10 @@ def vessel_map_resolution(config: Config) -> int:
 def gan_scale_vessel_map(segmenter, rgb: np.ndarray, config: Config) -> np.ndarray:
     """The vessel U-Net's map of a photograph as the GAN sees it, at ``rgb``'s size.
 
-    The paper's fourth channel maps the vessels the photograph shows at the resolution the GAN
-    learns, not vessels too fine for it. So the photograph is box-filtered to the top of the
-    GAN's schedule as the pyramid filters it, segmented there (as generated photographs are),
-    and each pixel of the map repeated up to ``rgb``'s size: the pyramid's box filter then
-    gives this map back at the GAN's top resolution and filters it below as the photograph.
+    The paper's fourth channel maps the vessels visible at the resolution the GAN learns, not
+    finer ones: the photograph is box-filtered to the schedule's top as the pyramid filters it,
+    segmented there (as generated photographs are), and each map pixel repeated up to ``rgb``'s
+    size, so the pyramid gives this map back at the top and filters it below like the photograph.
     """
     top = vessel_map_resolution(config)
     photograph = to_resolution(preprocess.fundus_channels(
@@ -211,10 +199,8 @@ def gan_scale_vessel_map(segmenter, rgb: np.ndarray, config: Config) -> np.ndarr
 
 
 def _relative_id(source_file: str, source: str | Path) -> str:
-    """A unique id for a real image: its path below ``source`` without the suffix.
-
-    File stems alone collide (FIVES has ``train/Original/1_A.png`` and ``test/.../1_A.png``).
-    """
+    """A real image's unique id: its path below ``source`` without suffix (stems alone collide:
+    FIVES has ``train/Original/1_A.png`` and ``test/.../1_A.png``)."""
     path, root = Path(source_file), Path(source)
     rel = path.relative_to(root) if root.is_dir() and path.is_relative_to(root) else path
     return rel.with_suffix("").as_posix()
@@ -223,8 +209,8 @@ def _relative_id(source_file: str, source: str | Path) -> str:
 # ---------------------------------------------------------------- BraTS
 def brats_samples(config: Config, source: str | Path | None, n_images: int | None,
                   workers: int, progress: bool) -> tuple[Iterator, int, dict[str, Any]]:
-    """(slice, manifest row) per axial slice of the phantom's subjects or a BraTS folder's
-    cases, and their count (a subject's slices are consecutive and share a split)."""
+    """(slice, manifest row) per axial slice of the phantom's subjects or a BraTS folder's cases,
+    and their count (a subject's slices are consecutive and share a split)."""
     data = config.data
     if data.resolution > data.pad_to:
         raise ConfigError(f"--resolution {data.resolution}: BraTS slices are {data.pad_to} px "
@@ -259,8 +245,7 @@ def brats_samples(config: Config, source: str | Path | None, n_images: int | Non
 
 
 def _brain_slices(job: tuple) -> list[tuple[np.ndarray, dict[str, Any]]]:
-    """One subject (a phantom seed or a BraTS case), z-scored, its slices picked and each
-    turned into 7 channels at 256 px, with their manifest rows."""
+    """One subject's (phantom seed or BraTS case) picked slices as 7 channels, with their rows."""
     from pggan_core.data.brain_phantom import BrainPhantom
     from pggan_core.data.loaders import load_brats_case
 
@@ -295,8 +280,8 @@ def _brain_slices(job: tuple) -> list[tuple[np.ndarray, dict[str, Any]]]:
 
 
 def example(dataset: str, seed: int = 0, source: str | Path | None = None):
-    """One raw sample to look at: the phantom for ``seed``, or the first image/case of
-    ``source`` (the spec's ``example``: a FundusImage at 512 px, a BrainVolume...)."""
+    """One raw sample to look at (the spec's ``example``): phantom ``seed``, or the first image
+    or case of ``source``."""
     spec = dataset_spec(dataset)
     if spec.example is None:
         raise ConfigError(f"dataset {dataset!r} names no raw example (DatasetSpec.example)")
@@ -335,8 +320,8 @@ def _is_phantom(facts: dict[str, Any]) -> bool:
 
 
 def vessel_origin(facts: dict[str, Any]) -> str:
-    """Where a prepared fundus set's vessel channel comes from (``facts``: its dataset.json
-    or data record)."""
+    """Where a prepared fundus set's vessel channel comes from (``facts``: dataset.json or a
+    data record)."""
     origins = {"mask": "the phantom's exact vessels" if _is_phantom(facts) else
                "its manual vessel masks", "unet": "the vessel U-Net (not ground truth)"}
     return f"vessel channel from {origins.get(facts.get('vessel_channel'), 'unknown')}"

@@ -1,11 +1,10 @@
 """Preprocessing for both domains, as Beers et al. (2018) describe it, in plain numpy / OpenCV.
 
-Fundus: grayscale, gamma-adjusted and CLAHE-equalised before the vessel U-Net segments it (the
-order and constants of the authors' retina-unet ``my_PreProc``: grayscale -> per-image
-standardisation -> CLAHE(2.0, 8x8) -> gamma 1.2); the GAN sees RGB plus the vessel map.
-
-BraTS: "We preprocessed each MR volume to have zero mean and unit variance"; 2D axial slices
-are then taken, and the segmentation labels become extra channels.
+Fundus: the vessel U-Net segments the image after grayscale -> per-image standardisation ->
+CLAHE(2.0, 8x8) -> gamma 1.2 (the order and constants of the authors' retina-unet
+``my_PreProc``); the GAN sees RGB plus the vessel map. BraTS: "We preprocessed each MR volume
+to have zero mean and unit variance"; 2D axial slices are then taken, the segmentation labels
+as extra channels.
 """
 
 from __future__ import annotations
@@ -17,13 +16,12 @@ from pggan_core.data.types import BRATS_LABELS
 from pggan_core.errors import DataError
 from pggan_core.settings import DataConfig
 
-# ---------------------------------------------------------------------------------------------
-# Fundus photographs
+# ------------------------------------------------------------------------ Fundus photographs
 
 
 def as_unit_float(pixels: np.ndarray) -> np.ndarray:
-    """float32 in [0, 1]: integers scaled by their dtype's full range (a 16-bit image by
-    65535), floats clipped."""
+    """float32 in [0, 1]: integers divided by their dtype's maximum (16-bit by 65535), floats
+    clipped."""
     if pixels.dtype == bool:
         return pixels.astype(np.float32)
     if np.issubdtype(pixels.dtype, np.integer):
@@ -32,15 +30,14 @@ def as_unit_float(pixels: np.ndarray) -> np.ndarray:
 
 
 def to_gray(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) RGB -> float32 (H, W) luma in [0, 1], with retina-unet's ``rgb2gray`` weights
-    (ITU-R 601)."""
+    """RGB (H, W, 3) -> float32 luma (H, W) in [0, 1], retina-unet's ``rgb2gray`` (ITU-R 601)."""
     rgb = as_unit_float(rgb)
     return (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114).astype(np.float32)
 
 
 def gamma_correct(gray: np.ndarray, gamma: float) -> np.ndarray:
-    """Gamma adjustment of a [0, 1] image: out = in ** (1 / gamma), as retina-unet's
-    ``adjust_gamma``, so gamma > 1 brightens the mid-tones."""
+    """out = in ** (1 / gamma) on [0, 1], as retina-unet's ``adjust_gamma``: gamma > 1 brightens
+    the mid-tones; ValueError for gamma <= 0."""
     if gamma <= 0:
         raise ValueError(f"gamma must be positive, got {gamma}")
     return np.power(np.clip(gray, 0.0, 1.0), 1.0 / gamma).astype(np.float32)
@@ -58,9 +55,8 @@ FOV_EROSION_REFERENCE = 512  # DataConfig.fov_erosion_px is given for 512 px pho
 
 
 def fov_mask(rgb: np.ndarray, erosion_px: int) -> np.ndarray:
-    """The illuminated disc of a fundus photograph: red (its brightest channel) > 20/255,
-    eroded by ``erosion_px`` (the authors erode 10 px at 512 so the bright rim is not taken
-    for a vessel wall)."""
+    """The illuminated disc: red (the brightest channel) > 20/255, eroded by ``erosion_px`` (the
+    authors erode 10 px at 512 so the bright rim is not taken for a vessel wall)."""
     fov = as_unit_float(rgb)[..., 0] > FOV_RED_THRESHOLD
     if erosion_px > 0:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * erosion_px + 1,) * 2)
@@ -69,9 +65,9 @@ def fov_mask(rgb: np.ndarray, erosion_px: int) -> np.ndarray:
 
 
 def field_of_view(rgb: np.ndarray, data_cfg: DataConfig) -> np.ndarray:
-    """The one field of view of every vessel step (U-Net training and segmenting, vessel
-    AUCs and statistics), from the photograph alone so a generated image gets the same
-    definition as a real one; ``data_cfg.fov_erosion_px`` is scaled from 512 px."""
+    """The one field of view of every vessel step (U-Net training and segmenting, AUCs,
+    statistics), from the photograph alone so generated and real images get the same one;
+    ``data_cfg.fov_erosion_px`` is scaled from 512 px."""
     erosion = round(data_cfg.fov_erosion_px * min(rgb.shape[:2]) / FOV_EROSION_REFERENCE)
     return fov_mask(rgb, erosion)
 
@@ -86,12 +82,9 @@ def fields_of_view(images: np.ndarray, data_cfg: DataConfig) -> np.ndarray:
 
 
 def vessel_input(rgb: np.ndarray, fov: np.ndarray, data_cfg: DataConfig) -> np.ndarray:
-    """The vessel U-Net's input: float32 (H, W) in [0, 1], zero outside the field of view.
-
-    retina-unet ``my_PreProc``: grayscale, standardise and rescale to the full range, CLAHE,
-    then gamma, with statistics inside ``fov`` only (the black surround must not decide the
-    contrast); retina-unet's data-set-wide z-score is irrelevant after a per-image rescale.
-    """
+    """The vessel U-Net's input, float32 (H, W) in [0, 1], 0 outside ``fov``: ``my_PreProc``
+    with statistics inside ``fov`` only (the black surround must not decide the contrast);
+    retina-unet's data-set-wide z-score is irrelevant after the per-image rescale."""
     gray = to_gray(rgb)
     fov = fov.astype(bool)
     inside = gray[fov]
@@ -107,8 +100,8 @@ def vessel_input(rgb: np.ndarray, fov: np.ndarray, data_cfg: DataConfig) -> np.n
 
 
 def fundus_channels(rgb: np.ndarray, vessel_map: np.ndarray) -> np.ndarray:
-    """The GAN's four channels: float32 (4, S, S) in [-1, 1], R, G, B then the vessel map
-    (a probability or a boolean mask)."""
+    """The GAN's four channels, float32 (4, S, S) in [-1, 1]: R, G, B and the vessel map (a
+    probability or a boolean mask). ValueError if the shapes do not match."""
     rgb = as_unit_float(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[:2] != vessel_map.shape:
         raise ValueError(f"rgb {rgb.shape} and vessel map {vessel_map.shape} do not match")
@@ -117,8 +110,7 @@ def fundus_channels(rgb: np.ndarray, vessel_map: np.ndarray) -> np.ndarray:
     return (channels * 2.0 - 1.0).astype(np.float32)
 
 
-# ---------------------------------------------------------------------------------------------
-# BraTS multi-modal MR volumes
+# -------------------------------------------------------------- BraTS multi-modal MR volumes
 
 
 def zscore_volume(modalities: np.ndarray, brain_mask: np.ndarray, source: str) -> np.ndarray:
@@ -146,10 +138,9 @@ def select_slices(brain_mask: np.ndarray, seg: np.ndarray, min_brain_fraction: f
                   rng: np.random.Generator) -> list[int]:
     """Up to ``n`` axial slices (sorted z) with at least ``min_brain_fraction`` brain.
 
-    Tumour and non-tumour slices share ``n`` in proportion (each kind at least one when both
-    exist and n >= 2), so the GAN sees the "presence and absence of tumor"; within a kind, one
-    slice is drawn from each of equal z-ranges, spreading the choice over the brain.
-    """
+    Tumour and non-tumour slices share ``n`` in proportion (at least one each when both exist
+    and n >= 2), so the GAN sees the "presence and absence of tumor"; within a kind, one slice
+    from each of equal z-ranges spreads the choice over the brain."""
     area = brain_mask.reshape(-1, brain_mask.shape[2]).mean(axis=0)
     valid = np.flatnonzero(area >= min_brain_fraction)
     if n >= len(valid):
@@ -171,11 +162,10 @@ def brats_slice_channels(zvol: np.ndarray, seg: np.ndarray, brain_mask: np.ndarr
                          pad_to: int, z_clip: float) -> np.ndarray:
     """One axial slice as the GAN's seven channels: float32 (7, pad_to, pad_to) in [-1, 1].
 
-    Channels 0-3: the z-scored modalities clipped to +-``z_clip`` and divided by it, -1
-    outside the brain; channels 4-6: labels 1, 2 and 4 as -1 / +1. The RAS slice is shown as
-    radiologists read it (``.T[::-1]``: anterior at the top, the patient's right on the
-    right), padded (or centre-cropped) with -1 to ``pad_to`` (240 -> 256 halves evenly).
-    """
+    0-3: z-scored modalities clipped to +-``z_clip`` and divided by it, -1 outside the brain;
+    4-6: labels 1, 2, 4 as -1 / +1. Oriented as radiologists read it (``.T[::-1]`` of RAS:
+    anterior up, patient's right on the right), padded (or centre-cropped) with -1 to
+    ``pad_to`` (240 -> 256 halves evenly)."""
     brain = brain_mask[:, :, z].astype(bool).T[::-1]
     images = [np.where(brain, np.clip(zvol[i, :, :, z].T[::-1], -z_clip, z_clip) / z_clip, -1.0)
               for i in range(zvol.shape[0])]
@@ -201,8 +191,8 @@ def brain_mask(images: np.ndarray) -> np.ndarray:
 
 
 def tumour_slice(volume, data_cfg) -> tuple[np.ndarray, int, np.ndarray]:
-    """z-score a BrainVolume; return it, its slice with the most tumour, and that slice's
-    seven GAN channels."""
+    """A BrainVolume's z-scored modalities, its slice with most tumour and that slice's seven
+    GAN channels."""
     zvol = zscore_volume(volume.modalities, volume.brain_mask, volume.source_file)
     z = int(np.argmax((volume.seg > 0).sum(axis=(0, 1))))
     channels = brats_slice_channels(zvol, volume.seg, volume.brain_mask, z, data_cfg.pad_to,

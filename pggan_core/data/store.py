@@ -1,21 +1,17 @@
-"""A prepared dataset on disk: a manifest table and a memory-mapped pyramid per resolution.
-
-Layout of one prepared dataset folder::
+"""A prepared dataset on disk: a manifest table and a memory-mapped pyramid per resolution::
 
     DIR/
-      dataset.json     what it is: dataset, channel names, resolutions, config, versions
+      dataset.json     dataset, channel names, resolutions, config, versions
       manifest.csv     one row per image: labels, split, source file, seed, preprocessing
-      res_004.npy      uint8 (N, C, 4, 4)   box-filtered from the full resolution
-      ...
-      res_512.npy      uint8 (N, C, 512, 512)
-      vessel_truth.npy uint8 (N, R, R), fundus only: ground-truth vessel masks (0..255 =
-                       fraction of the pixel), kept when the vessel *channel* is the U-Net's
-                       map but masks exist (phantoms, folders with manual masks)
+      res_004.npy ... res_512.npy  uint8 (N, C, R, R), one per resolution from 4 px up
+      vessel_truth.npy uint8 (N, R, R), fundus only: ground-truth vessel masks (0..255 = pixel
+                       fraction), kept when the vessel *channel* is the U-Net's map but masks
+                       exist (phantoms, folders with manual masks)
 
-Images are stored as uint8 (like NVIDIA's PGGAN TFRecords) so 2,000 RGB+vessel images at
-512 px take 2 GB rather than 8; they are read back as float32 in [-1, 1]. Each level of the
-pyramid is box-filtered from the full-resolution float image, so rounding never compounds.
-The folder is written under a temporary name and renamed when complete (``atomic_dir``).
+uint8 storage (like NVIDIA's PGGAN TFRecords) puts 2,000 RGB+vessel images at 512 px in 2 GB
+rather than 8; they read back as float32 in [-1, 1]. Every level is box-filtered from the
+full-resolution float image, so rounding never compounds. The folder is written under a
+temporary name and renamed when complete (``atomic_dir``).
 """
 
 from __future__ import annotations
@@ -35,8 +31,6 @@ from pggan_core.errors import DataError, DataMismatchError
 from pggan_core.settings import resolutions
 
 # Bump when preprocessing changes what ends up in the arrays; stored in every manifest row.
-# 2: small datasets always hold out at least one item; 3: one field of view for every vessel
-# step, ground-truth vessel masks kept beside a U-Net vessel channel
 PREPROCESSING_VERSION = "3"
 VESSEL_TRUTH_FILE = "vessel_truth.npy"
 
@@ -51,15 +45,15 @@ def same_data(recorded: dict[str, Any] | None, current: dict[str, Any]) -> bool:
 
 def require_same_data(recorded: dict[str, Any] | None, current: dict[str, Any], run: Path,
                       fix: str) -> None:
-    """DataMismatchError, naming both datasets and ``fix``, unless the run in ``run`` was
-    trained on ``current`` (a run that records no data never matches)."""
+    """DataMismatchError, naming both datasets and ``fix``, unless the run in ``run`` trained
+    on ``current`` (a run that records no data never matches)."""
     if not same_data(recorded, current):
         raise DataMismatchError(f"{run} was trained on {describe_data(recorded)}, not on "
                                 f"{describe_data(current)}; {fix}")
 
 
 def describe_data(record: dict[str, Any] | None) -> str:
-    """One phrase for messages and captions: name, image count, where vessels come from."""
+    """One phrase for messages and captions: name, image count, source folder if real."""
     if not record:
         return "data not recorded (a run made before runs recorded their data)"
     text = f"{record['name']} ({record.get('n_images', '?')} images"
@@ -102,14 +96,9 @@ def to_float(images: np.ndarray) -> np.ndarray:
 
 
 class DatasetWriter:
-    """Write a prepared dataset image by image; the folder appears only when complete::
-
-        with DatasetWriter(out, "rop", n_images=100, resolution=512) as w:
-            for i, (image, row) in enumerate(samples):
-                w.add(i, image, row)     # image: float (C, R, R) in [-1, 1]
-
-    Leaving the block by an exception (Ctrl-C included) discards everything written so far
-    and leaves an existing dataset at ``out`` untouched.
+    """Write a prepared dataset inside ``with``, ``add``-ing each index once; the folder appears
+    only when complete (DataError on exit if an image was never added). Leaving the block by an
+    exception (Ctrl-C included) discards it all and leaves a dataset at ``out_dir`` untouched.
     """
 
     def __init__(self, out_dir: str | Path, dataset: str, n_images: int, resolution: int,
@@ -140,8 +129,9 @@ class DatasetWriter:
 
     def add(self, index: int, image: np.ndarray, row: dict[str, Any],
             vessel_truth: np.ndarray | None = None) -> None:
-        """Store image ``index`` (float (C, R, R) in [-1, 1]) and its manifest row; with
-        ``vessel_truth=True`` also its ground-truth vessel mask ((R, R), 0..1)."""
+        """Store image ``index`` (float (C, R, R) in [-1, 1]), its manifest row and, for a writer
+        made with ``vessel_truth=True``, its ground-truth vessel mask ((R, R), 0..1). DataError
+        for a wrong shape, a missing mask or non-finite values."""
         if self._truth is not None:
             if vessel_truth is None or vessel_truth.shape != image.shape[-2:]:
                 raise DataError(f"image {index} ({row.get('source_file', '?')}): expected a "
@@ -191,7 +181,8 @@ class DatasetWriter:
 
 
 class PreparedDataset:
-    """Read a prepared dataset: ``.manifest`` (pandas) and ``.images(res)`` (memory-mapped)."""
+    """Read a prepared dataset: ``.manifest`` (pandas) and ``.images(res)`` (memory-mapped);
+    DataError if ``path`` has no dataset.json."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).resolve()  # runs record it; it must not depend on the cwd
@@ -211,7 +202,7 @@ class PreparedDataset:
         return len(self.manifest)
 
     def images(self, resolution: int) -> np.ndarray:
-        """The uint8 array (N, C, R, R) at ``resolution``, memory-mapped read-only."""
+        """The uint8 (N, C, R, R) level, memory-mapped read-only; DataError if not prepared."""
         if resolution not in self.resolutions:
             raise DataError(f"{self.path} has no {resolution} px level (it has "
                             f"{self.resolutions}); prepare it with --resolution {resolution}")
@@ -224,10 +215,9 @@ class PreparedDataset:
               transient: bool = False) -> np.ndarray:
         """Images ``indices`` at ``resolution`` as float32 (B, C, R, R) in [-1, 1].
 
-        ``transient``: read through a mapping of its own, closed afterwards, so a pass over
-        the whole set (evaluation, encoding) leaves no page of it mapped into the process;
-        training's many small reads keep the shared mapping of ``images``.
-        """
+        ``transient``: through a mapping of its own, closed afterwards, so a pass over the whole
+        set (evaluation, encoding) leaves none of it mapped; training's many small reads keep
+        the shared mapping of ``images``."""
         idx = np.asarray(indices)
         order = np.argsort(idx)  # sorted reads are kinder to the page cache
         out = np.empty((len(idx), len(self.channels), resolution, resolution), np.float32)
@@ -242,19 +232,16 @@ class PreparedDataset:
         return out
 
     def fingerprint(self) -> str:
-        """SHA-256 of what a GAN learns from: the manifest table and the full-resolution
-        array (every lower level is filtered from it). Equal fingerprints, equal training data.
-        """
+        """SHA-256 of what a GAN learns from: the manifest and the full-resolution array (every
+        lower level is filtered from it). Equal fingerprints, equal training data."""
         return sha256_of(self.path / "manifest.csv",
                          self.path / f"res_{self.max_resolution:03d}.npy")
 
     def data_record(self) -> dict[str, Any]:
-        """What a run records of the data it trains on: ``name`` (``phantom`` or the source
-        folder's data name, see ``paths.data_name``), ``source``, ``preprocessing_version``
-        and ``manifest_sha256`` (the manifest lists every image's file, labels, split and
-        seed) identify it (``same_data``); ``n_images`` and ``vessel_channel`` are for
-        captions.
-        """
+        """What a run records of the data it trains on: ``dataset``, ``source``,
+        ``preprocessing_version`` and ``manifest_sha256`` (the manifest lists every image's
+        file, labels, split and seed) identify it (DATA_IDENTITY); ``name`` (``phantom`` or the
+        folder's ``paths.data_name``), ``n_images`` and ``vessel_channel`` are for captions."""
         from pggan_core.paths import data_name  # here: paths imports nothing of data
 
         source = self.meta.get("source", "phantom")
@@ -265,13 +252,11 @@ class PreparedDataset:
 
     def vessel_truth(self, indices: Sequence[int] | np.ndarray, resolution: int
                      ) -> np.ndarray | None:
-        """Ground-truth vessel maps of fundus images ``indices`` at ``resolution``: float32
-        (B, R, R) in [0, 1] (the fraction of each pixel that is vessel), or None when this
-        dataset has none (a real folder without manual masks).
+        """Ground-truth vessel maps of fundus images ``indices``: float32 (B, R, R), the vessel
+        fraction of each pixel, or None without any (a real folder without manual masks).
 
-        They are the vessel channel itself when it was made from masks, else the masks kept
-        beside the U-Net's channel (``vessel_truth.npy``), box-filtered like the pyramid.
-        """
+        The vessel channel itself when made from masks, else the masks kept beside the U-Net's
+        channel (``vessel_truth.npy``), box-filtered like the pyramid."""
         idx = np.asarray(indices)
         if self.meta.get("vessel_channel") == "mask":
             channel = self.channels.index("vessel")
@@ -284,8 +269,8 @@ class PreparedDataset:
 
     def view(self, indices: Sequence[int] | np.ndarray, resolution: int,
              channels: int) -> ImageView:
-        """Images ``indices`` at ``resolution`` (their first ``channels``) as an array-like
-        that reads only the slice taken: memory bounded by the slice, not the set."""
+        """Images ``indices`` (first ``channels``) as an ``ImageView``: memory bounded by the
+        slice taken, not the set."""
         return ImageView(self, np.asarray(indices), resolution, channels)
 
     def split_indices(self, split: str) -> np.ndarray:
@@ -294,12 +279,11 @@ class PreparedDataset:
 
 
 class ImageView:
-    """A prepared dataset's images (N, C, R, R) read as float32 in [-1, 1] only when sliced.
+    """A prepared dataset's images (N, C, R, R), read as float32 in [-1, 1] only when sliced.
 
-    ``view[a:b]`` and ``view[index_array]`` return arrays; ``len``, ``shape`` and ``ndim``
-    behave as an array's, so chunked consumers (nearest neighbours, encoding) take a view
-    where they would take an array, and evaluation at 512 px never holds the whole set.
-    """
+    Slicing and index arrays return arrays; ``len``, ``shape``, ``ndim`` behave as an array's,
+    so chunked consumers (nearest neighbours, encoding) take a view for an array and
+    evaluation at 512 px never holds the whole set."""
 
     def __init__(self, data: PreparedDataset, indices: np.ndarray, resolution: int,
                  channels: int) -> None:

@@ -1,8 +1,5 @@
-"""The two raw-sample types every source (phantom or real loader) produces.
-
-Phantoms and real loaders return the same types, so preprocessing and the prepared-dataset
-writer never need to know where an image came from.
-"""
+"""The two raw-sample types that phantoms and real loaders alike produce, so preprocessing and
+the prepared-dataset writer never need to know where an image came from."""
 
 from __future__ import annotations
 
@@ -19,12 +16,10 @@ BRATS_LABELS = (1, 2, 4)  # 1 NCR/NET, 2 ED (oedema), 4 ET (enhancing), BraTS 20
 class FundusImage:
     """One colour fundus photograph.
 
-    rgb: float32 (H, W, 3) in [0, 1].
-    vessels: bool (H, W) vessel mask (exact for phantoms, manual for real sets), or None.
-    fov: bool (H, W) field-of-view mask (the illuminated disc of the photograph).
-    labels: laterality ("OD" right eye / "OS" left eye), and where known plus_severity
-        ("normal" / "pre-plus" / "plus"), tortuosity, disc_x, disc_y (fractions of width/height).
-    source_file: the file it was read from, or "phantom:<seed>".
+    rgb float32 (H, W, 3) in [0, 1]; vessels bool (H, W), exact (phantom) or manual, or None;
+    fov bool (H, W), the illuminated disc. labels: laterality ("OD" right / "OS" left eye) and,
+    where known, plus_severity ("normal" / "pre-plus" / "plus"), tortuosity, disc_x, disc_y
+    (fractions of width / height). source_file: the file read, or "phantom:<seed>".
     """
 
     rgb: np.ndarray
@@ -42,11 +37,9 @@ class FundusImage:
 class BrainVolume:
     """One multi-modal MR case in BraTS geometry (canonical RAS orientation, 1 mm).
 
-    modalities: float32 (4, X, Y, Z) in MODALITIES order, raw scanner-like intensities.
-    seg: uint8 (X, Y, Z) with values in {0, 1, 2, 4} (BraTS 2017 meaning).
-    brain_mask: bool (X, Y, Z).
-    meta: subject id, grade ("HGG" / "LGG" / "unknown"), and anything else worth keeping.
-    source_file: the case folder it was read from, or "phantom:<seed>".
+    modalities float32 (4, X, Y, Z) in MODALITIES order, raw scanner-like intensities; seg uint8
+    (X, Y, Z) in {0, 1, 2, 4} (BraTS 2017 meaning); brain_mask bool (X, Y, Z). meta: subject,
+    grade ("HGG" / "LGG" / "unknown") and more. source_file: the case folder, or "phantom:<seed>".
     """
 
     modalities: np.ndarray
@@ -61,8 +54,8 @@ class BrainVolume:
                 if k in self.meta}
 
     def zscore_summary(self, zvol: np.ndarray) -> str:
-        """Each contrast's mean inside the brain before and after z-scoring (``zvol``, the
-        z-scored modalities): what the data chapter prints."""
+        """Each contrast's brain mean raw, and mean and std z-scored (``zvol``): the data
+        chapter's printout."""
         inside = self.brain_mask
         return "\n".join(
             f"{name:6s} raw mean {raw[inside].mean():8.2f}  z-scored mean "

@@ -1,21 +1,12 @@
-"""The paper's Figure 3 as numbers: the same budget trained with and without segmentation
-channels, both judged on their image channels only, with a verdict and its uncertainty per
-measure.
+"""The paper's Figure 3 as numbers: the same budget trained with and without segmentation channels,
+both judged on their image channels only, with a verdict and its uncertainty per measure.
 
 Beers et al. (2018, "Effect of Segmentation Channels") say that images trained without the
 segmentation maps "often obscured details important to pathological diagnosis, such as global
-retinal structures in the fundus images, and biologically-plausible tumor structures in the
-MRI slices". ``compare_ablation`` measures both models against the same real images:
-
-- SWD of the image channels alone (beside the all-channel SWD and the real-vs-real floor): an
-  all-channel SWD can hide artefacts of the photograph behind a well-drawn label map.
-- Fundus: the vessel U-Net's reading of every photograph *at the U-Net's own scale*
-  (``FundusStructure``): vessel density, branch points, tortuosity, the tree's layout.
-- MRI: the FLAIR-hyperintense and T1c-enhancing share of the brain, and the lesions' layout.
-
-Each structure measure is summarised by its ratio to real (mean over generated images / mean
-over real images) and the distance ``|log ratio|`` (0 = as real; 2x and 0.5x are equally far).
-The verdict compares the two models' distances with a bootstrap over images.
+retinal structures in the fundus images, and biologically-plausible tumor structures in the MRI
+slices". Both models are measured against the same real images by the SWD of the image channels
+alone (an all-channel SWD can hide artefacts of the photograph behind a well-drawn label map) and by
+the anatomy the images show (``FundusStructure``, ``MriStructure``).
 """
 
 from __future__ import annotations
@@ -52,7 +43,7 @@ DISTANCE = "|log(mean generated / mean real)|"
 SWD_IMAGE_LABEL = "SWD x1e3 to real (image channels)"
 BRIGHT = 0.5  # channels are z / z_clip with z_clip 4 by default: 0.5 means z > 2
 
-# what each measure is, for the sentences and the conclusion
+# names for the sentences and the conclusion
 MEASURE_NAMES = {
     "swd_image_channels": "SWD of the image channels",
     "vessel_density_soft": "soft vessel density (mean U-Net probability)",
@@ -70,19 +61,15 @@ MEASURE_NAMES = {
 }
 
 
-# ---------------------------------------------------------------------------------------------
-# Structure in the image channels
+# ------------------------------------------------------------- Structure in the image channels
 
 
 def vessel_maps_at_unet_scale(segmenter, images: np.ndarray, data_cfg: DataConfig,
                               scale_to: int) -> tuple[np.ndarray, np.ndarray]:
-    """The U-Net's vessel probability of fundus images (N, >=3, R, R) in [-1, 1], at
-    ``scale_to`` px, and the field of view at that size: two (N, S, S) arrays.
-
-    Each photograph is enlarged bicubically to ``scale_to`` (its field of view, computed at
-    its own size, by nearest neighbour: ``vessels.enlarge_fundus``) and segmented there; the
-    map stays at that size. Real and generated images go through exactly this path.
-    """
+    """The U-Net's vessel probability of fundus images (N, >=3, R, R) in [-1, 1] and the field of
+    view, two (N, S, S) arrays at S = ``scale_to`` px: each photograph enlarged bicubically (its
+    field of view by nearest neighbour, ``vessels.enlarge_fundus``) and segmented there, real and
+    generated alike."""
     fovs = fields_of_view(images, data_cfg)
     enlarged = [enlarge_fundus(image, fov, scale_to) for image, fov in zip(images, fovs,
                                                                            strict=True)]
@@ -95,18 +82,12 @@ def vessel_maps_at_unet_scale(segmenter, images: np.ndarray, data_cfg: DataConfi
 
 
 class FundusStructure:
-    """Vessel anatomy read from photographs alone, so runs without segmentation compare
-    (a ``DatasetSpec.structure``: built from a config, called on image channels (N, C, R, R)
-    in [-1, 1], it returns {statistic: per-image values}).
-
-    The vessel U-Net (``ensure_vessel_unet``) maps each photograph at the resolution it was
-    trained at; ``vessel_density_soft`` is the mean probability in the field of view, the map
-    thresholded there gives ``domain_stats.fundus_stats`` and the layout
-    (``measures.global_structure``). Reduced to the images' own size first, a thin vessel's
-    probability would average with the background below the threshold, erasing thin vessels
-    and breaking the tree at its junctions. At most ``eval.n_auc_images`` images per set are
-    read (``max_images``: the U-Net is the slow part).
-    """
+    """Vessel anatomy read from photographs alone, so runs without segmentation compare: a
+    ``DatasetSpec.structure`` (built from a config; called on image channels (N, C, R, R) in
+    [-1, 1], returns {statistic: per-image values}). The U-Net reads each photograph at its training
+    resolution: at the images' own size a thin vessel's probability would average with the
+    background below the threshold, breaking the tree at its junctions. At most
+    ``eval.n_auc_images`` images per set are read (``max_images``: the U-Net is the slow part)."""
 
     def __init__(self, config: Any) -> None:
         self.data_cfg, self.scale = config.data, config.vessels.train_resolution
@@ -124,8 +105,7 @@ class FundusStructure:
         probs, fovs = vessel_maps_at_unet_scale(segmenter, images, data_cfg, scale_to)
         area = np.maximum(fovs.sum(axis=(1, 2)), 1)
         soft = np.where(fovs.any(axis=(1, 2)), (probs * fovs).sum(axis=(1, 2)) / area, np.nan)
-        # the global layout: the disc found in the photograph, its pixel centres at the maps'
-        # scale
+        # the disc found in the photograph, its pixel centres moved to the maps' scale
         scale = scale_to / images.shape[-1]
         centres = (global_structure.disc_centres(images) + 0.5) * scale - 0.5
         return {"vessel_density_soft": soft,
@@ -138,8 +118,7 @@ class FundusStructure:
                     images, fields_of_view(images, data_cfg))}
 
     def maps(self, images: np.ndarray) -> np.ndarray:
-        """What the measures read in each photograph: the U-Net's vessel probability at its
-        own scale (N, S, S)."""
+        """The U-Net's vessel probability at its own scale (N, S, S): what the measures read."""
         return vessel_maps_at_unet_scale(self.segmenter, images, self.data_cfg, self.scale)[0]
 
     def description(self, resolution: int) -> dict[str, Any]:
@@ -153,9 +132,9 @@ class FundusStructure:
 
 
 class MriStructure:
-    """Tumour-like anatomy read from the four MR contrasts alone (``FundusStructure``'s
-    counterpart): the share of the brain that is FLAIR-hyperintense (z > 2, oedema-like) and
-    T1c-enhancing (z > 2, enhancing-tumour-like), on every image."""
+    """Tumour-like anatomy read from the four MR contrasts alone: the share of the brain that is
+    FLAIR-hyperintense (z > 2, oedema-like) and T1c-enhancing (z > 2, enhancing-tumour-like), and
+    the lesions' layout."""
 
     max_images: int | None = None
 
@@ -176,6 +155,7 @@ class MriStructure:
         return None
 
     def description(self, resolution: int) -> None:
+        """None: the contrasts are read as they are."""
         return None
 
 
@@ -184,14 +164,13 @@ def structure_reader(dataset: str, run: str | Path):
     return hook(dataset_spec(dataset).structure)(open_run(run).config)
 
 
-# ---------------------------------------------------------------------------------------------
-# Verdicts
+# ------------------------------------------------------------------------------------ Verdicts
 
 
 def verdict_from_interval(low: float, high: float) -> str:
-    """The verdict of an interval of (distance without − distance with segmentation): the
-    paper's direction when it lies above 0 (the channel brings the model closer to real),
-    against when below 0, no clear difference when it holds 0 or is undefined (NaN)."""
+    """The verdict of an interval of (distance without − with segmentation): above 0 the paper's
+    direction (the channel brings the model closer to real), below 0 against, else no clear
+    difference."""
     if low > 0:  # False for NaN; an infinite bound (one model found nothing) still counts
         return PAPER
     if high < 0:
@@ -201,26 +180,19 @@ def verdict_from_interval(low: float, high: float) -> str:
 
 def ratio_distance(generated_mean: np.ndarray | float, real_mean: np.ndarray | float
                    ) -> np.ndarray:
-    """``|log(generated / real)|``: 0 when the means agree, infinite when one side is 0."""
+    """``|log(generated / real)|``: 0 as real, 2x and 0.5x equally far, infinite when one is 0."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.abs(np.log(np.asarray(generated_mean, float) / np.asarray(real_mean, float)))
 
 
 def bootstrap_verdict(real: np.ndarray, seg: np.ndarray, noseg: np.ndarray,
                       n_resamples: int = N_BOOTSTRAP, seed: int = 0) -> dict[str, Any]:
-    """Which model's per-image statistic is closer to real, with a bootstrap interval.
-
-    ``real``, ``seg`` and ``noseg`` are one value per image (NaN = undefined, left out). Each
-    model's distance to real is ``ratio_distance`` of the means; the three image sets are
-    resampled independently with replacement ``n_resamples`` times (fixed ``seed``), and the
-    central ``CONFIDENCE`` percentile interval of (noseg distance − seg distance) decides the
-    verdict (``verdict_from_interval``). Its bounds are observed values (no interpolation), so
-    an infinite difference (one model found no vessel at all) stays infinite, not NaN.
-
-    Returns ``real``, ``seg``, ``noseg`` (means), ``seg_ratio``, ``seg_distance``,
-    ``noseg_ratio``, ``noseg_distance``, ``difference`` (noseg − seg distance), ``interval``
-    and ``verdict``.
-    """
+    """Which model's per-image statistic (NaN = undefined, left out) is closer to real: distances
+    are ``ratio_distance`` of the means; the three sets are resampled independently ``n_resamples``
+    times (``seed``) and the central ``CONFIDENCE`` percentile interval of (noseg − seg distance)
+    decides (``verdict_from_interval``), its bounds observed values so that an infinite difference
+    (one model found no vessel) stays infinite, not NaN. Returns the means, each model's ``*_ratio``
+    and ``*_distance``, ``difference``, ``interval``, ``verdict``."""
     values = {name: np.asarray(v, float) for name, v in (("real", real), ("seg", seg),
                                                          ("noseg", noseg))}
     rng = np.random.default_rng(seed)
@@ -253,16 +225,13 @@ def bootstrap_verdict(real: np.ndarray, seg: np.ndarray, noseg: np.ndarray,
 def swd_verdict(real: np.ndarray, seg: np.ndarray, noseg: np.ndarray, floor_real: np.ndarray,
                 swd_settings: dict[str, int], seed: int = 0, repeats: int = SWD_REPEATS
                 ) -> dict[str, Any]:
-    """SWD (x1e3) of each model's images to ``real``, the floor (``real`` against the
-    disjoint ``floor_real``), and a verdict, with the keys of ``bootstrap_verdict`` (``real``
-    the floor, ratios SWD / floor, distances the SWD itself) and ``repeat_differences``.
-
-    The interval of (noseg SWD − seg SWD) is the normal ``CONFIDENCE`` interval: the full
-    sets' difference ± Student's t x the standard deviation over ``repeats`` repeats, each on
-    a bootstrap resample of the three sets with an SWD seed of its own, shared by both models.
-    A few repeats cannot give percentiles (the 2.5% and 97.5% of 10 values are their minimum
-    and maximum, which hold only about 82% of the distribution); their spread can.
-    """
+    """SWD (x1e3) of each model's images to ``real``, with ``bootstrap_verdict``'s keys (``real``
+    the floor: ``real`` against the disjoint ``floor_real``; ratios SWD / floor; distances the SWD)
+    and ``repeat_differences``. The interval of (noseg − seg SWD) is the normal ``CONFIDENCE`` one:
+    the full sets' difference ± Student's t x the standard deviation over ``repeats`` bootstrap
+    resamples, each with an SWD seed of its own shared by both models. Few repeats cannot give
+    percentiles (the 2.5% and 97.5% of 10 values are their minimum and maximum, which hold only
+    about 82% of the distribution); their spread can."""
     values = {name: sliced_wasserstein(real, fake, seed=seed, **swd_settings)["swd_mean"]
               for name, fake in (("seg", seg), ("noseg", noseg))}
     floor = swd_floor(real, floor_real, seed=seed, **swd_settings)["swd_mean"]
@@ -286,21 +255,16 @@ def swd_verdict(real: np.ndarray, seg: np.ndarray, noseg: np.ndarray, floor_real
             "verdict": verdict_from_interval(*interval), "repeat_differences": differences}
 
 
-# ---------------------------------------------------------------------------------------------
-# The comparison
+# ------------------------------------------------------------------------------ The comparison
 
 
 def compare_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0,
                      n_resamples: int = N_BOOTSTRAP, swd_repeats: int = SWD_REPEATS
                      ) -> dict[str, Any]:
-    """The paper's Figure 3 as numbers: same budget, with and without segmentation channels.
-
-    Both runs draw ``eval.n_generated`` images (``seed``) against as many real training
-    images, and as many again for the SWD floor. On the image channels only: SWD
-    (``swd_verdict``; the all-channel SWD beside it) and the anatomy the dataset's
-    ``structure`` reads, each measure with ``bootstrap_verdict``. Writes ``ablation.json``
-    into ``seg_run``, with ``ablation_conclusion`` as ``conclusion``, and returns it.
-    """
+    """Figure 3's comparison, written into ``seg_run`` as ``ablation.json`` and returned: both runs
+    draw ``eval.n_generated`` images (``seed``) against as many real training images, and as many
+    again for the SWD floor; ``swd_verdict`` of the image channels (the all-channel SWD beside it)
+    and ``bootstrap_verdict`` of each measure the dataset's ``structure`` reads."""
     seg, noseg_run = open_run(seg_run), Path(noseg_run)
     seg_run, dataset, data = seg.path, seg.info.dataset, seg.data
     n_image = dataset_spec(dataset).image_channels
@@ -331,7 +295,7 @@ def compare_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0,
             runs_out[name] = {
                 "run": str(runs[name]),
                 "n_channels": channels,
-                "swd_mean": swd_image,  # image channels only, as before
+                "swd_mean": swd_image,  # image channels only
                 "swd_image_channels_mean": swd_image,
                 # every channel the model draws (without segmentation: the image channels again)
                 "swd_all_channels_mean": swd_image if channels == n_image else sliced_wasserstein(
@@ -369,8 +333,7 @@ def compare_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0,
         }
         result["verdicts"] = verdicts
         result["conclusion"] = ablation_conclusion(result)
-    # what the book checks it against (the run with segmentation's generator, the code, the
-    # config); the other generator's weights are recorded beside it
+    # what the book checks (seg generator, code, config); the other generator's weights beside it
     result["derivation"] = derivation("ablation", weights_fingerprint(generators[SEG][0]),
                                       config, ran)
     result["noseg_generator_sha256"] = weights_fingerprint(generators[NOSEG][0])
@@ -380,10 +343,9 @@ def compare_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0,
 
 def ensure_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0
                     ) -> dict[str, Any]:
-    """``ablation.json`` of ``seg_run`` when it still holds: drawn with ``seed`` and the
-    default resampling, from the generators both runs hold now, by the code and settings as
-    they are now (``runs.folder.stale_result``); else ``compare_ablation`` again. A shipped
-    run carries its record, so a book build need not measure Figure 3 again."""
+    """``seg_run``'s ``ablation.json`` while it holds (``seed``, the default resampling, both runs'
+    current generators, code and settings: ``runs.folder.stale_result``), else ``compare_ablation``
+    again. A shipped run carries it, so a book build need not measure Figure 3."""
     saved = Path(seg_run) / "ablation.json"
     if saved.is_file():
         result = json.loads(saved.read_text())
@@ -398,18 +360,15 @@ def ensure_ablation(seg_run: str | Path, noseg_run: str | Path, seed: int = 0
     return compare_ablation(seg_run, noseg_run, seed=seed)
 
 
-# ---------------------------------------------------------------------------------------------
-# Over training seeds
+# ------------------------------------------------------------------------- Over training seeds
 
 SEEDS_FILE = "ablation_seeds.json"  # beside the seed-0 run with segmentation
 
 
 def seed_verdicts(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Figure 3's verdict per measure over training seeds, from one ``compare_ablation`` result
-    per seed: the Student-t interval of the seeds' (distance without − distance with
-    segmentation) decides it (``verdict_from_interval``). It holds the spread between
-    trainings, which one run cannot show; with one seed it is undefined ("no clear
-    difference")."""
+    """Figure 3's verdict per measure over training seeds (one ``compare_ablation`` result each):
+    the Student-t interval of the seeds' (distance without − with segmentation), which holds the
+    spread between trainings that one run cannot show; undefined with one seed."""
     verdicts = []
     for first in results[0]["verdicts"]:
         measure = first["measure"]
@@ -434,11 +393,9 @@ def seed_verdicts(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def replicated_ablation(dataset: str, profile: str, seeds: Sequence[int] = (0, 1, 2)
                         ) -> dict[str, Any]:
-    """``ensure_ablation`` for each seed's pair of runs (``runs.reuse.ensure_run``: the shipped
-    ones installed, others trained), with and without segmentation, the same images drawn for
-    each, and ``seed_verdicts`` over them; written as ``SEEDS_FILE`` into the seed-0 run with
-    segmentation and returned. Every generator is recorded by its SHA-256: the seed-0 pair's
-    are checked against the book's runs before the result is quoted."""
+    """``ensure_ablation`` of each seed's pair of runs (``runs.reuse.ensure_run``), the same images
+    drawn for each, and ``seed_verdicts``; written as ``SEEDS_FILE`` into the seed-0 run with
+    segmentation. Every generator is recorded by its SHA-256 (the book checks the seed-0 pair's)."""
     from pggan_core.runs.reuse import ensure_run
 
     results, generators = [], {}
@@ -503,8 +460,7 @@ def seeds_table(result: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-# ---------------------------------------------------------------------------------------------
-# What the page shows
+# ------------------------------------------------------------------------- What the page shows
 
 
 def ablation_method(result: dict[str, Any]) -> str:
@@ -561,9 +517,8 @@ def swd_table(result: dict[str, Any]) -> pd.DataFrame:
 
 
 def ablation_verdicts(result: dict[str, Any]) -> list[str]:
-    """One sentence per measure of ``compare_ablation`` (the rows of ``ablation_table``):
-    which model is closer to the real images, with the numbers, and the verdict with its
-    interval, so the page states the direction the data show, either way."""
+    """One sentence per measure (``ablation_table``'s rows): which model is closer to real, with the
+    numbers, and the verdict with its interval, either way."""
     lines = []
     for record in result["verdicts"]:
         closer = "with" if record["seg_distance"] < record["noseg_distance"] else "without"

@@ -1,11 +1,10 @@
 """``pggan evaluate``: every offline metric of a trained run, written to ``metrics.json``.
 
-The paper reports one number, the vessel-agreement AUC (0.97): a vessel segmenter trained only
-on real(istic) images is run on the GAN's synthetic photographs and compared with the GAN's own
-vessel channel. Beside it this module measures what the paper shows as pictures: distance to
-the real distribution (SWD, with its real-vs-real floor), diversity (MS-SSIM of pairs),
-memorisation (nearest-neighbour distances), and domain statistics (vessel density, branching
-and tortuosity; tumour area and label composition), generated against real.
+The paper reports one number, the vessel-agreement AUC (0.97): a vessel segmenter trained only on
+real(istic) images is run on the GAN's synthetic photographs and compared with the GAN's own vessel
+channel. Beside it, generated against real, the metrics measure what the paper shows as pictures:
+distance to the real distribution (SWD), diversity (MS-SSIM), memorisation and anatomy
+(domain statistics).
 """
 
 from __future__ import annotations
@@ -46,8 +45,7 @@ def mri_domain_stats(images: np.ndarray, data_cfg: DataConfig) -> dict[str, np.n
     return domain_stats.mri_stats(images[:, 4:7], brain_mask(images))
 
 
-# ---------------------------------------------------------------------------------------------
-# the built-in metrics (``registry``), computed and shown in the order they are registered
+# --------------- the built-in metrics (``registry``), computed and shown in registration order
 
 
 def _swd(s: Samples) -> dict[str, Any]:
@@ -55,8 +53,7 @@ def _swd(s: Samples) -> dict[str, Any]:
     real, fake = s.real, s.fake
     swd = sliced_wasserstein(real[:half], fake[:half], seed=s.seed, **settings)
     floor = swd_floor(real[:half], real[half:2 * half], seed=s.seed, **settings)
-    # the image channels alone: an all-channel SWD can average away artefacts of the photograph
-    # (or the MR slice) behind a well-drawn label channel
+    # the image channels alone: an all-channel SWD can hide the image's artefacts behind good labels
     image = slice(0, dataset_spec(s.dataset).image_channels)
     swd_image = sliced_wasserstein(real[:half, image], fake[:half, image], seed=s.seed,
                                    **settings)
@@ -82,8 +79,7 @@ def _neighbours(s: Samples) -> dict[str, Any]:
 
 
 def _memorisation(s: Samples) -> dict[str, Any]:
-    """Every one of ``eval.n_memorisation`` generated images checked for a copy of a training
-    image (``measures.memorisation``), the detector checked on planted copies."""
+    """``eval.n_memorisation`` generated images checked for copies, the detector on planted ones."""
     spec = dataset_spec(s.dataset)
     image = spec.image_channels
     n = s.config.eval.n_memorisation
@@ -155,8 +151,7 @@ for _metric in (
          "memorised_share"),
         ("held-out real images flagged the same way (share)", "memorised_heldout_share"),
         ("training images flagged when left out in turn (share)", "memorised_unseen_share"))),
-    # vessel density, branching, tortuosity; tumour area and label composition: the labels
-    # are read from the generated segmentation channels
+    # the anatomy, read from the generated label channels
     Metric("domain_stats", _anatomy, needs_segmentation=True, status="domain statistics"),
 ):
     register_metric(_metric)
@@ -164,12 +159,9 @@ for _metric in (
 
 def evaluate_run(run_dir: str | Path, seed: int = 0, progress: bool = True,
                  precision: str | None = None) -> dict[str, Any]:
-    """Compute every registered metric (``registry.metrics_for``) for the run in ``run_dir``;
-    write ``metrics.json`` and return it.
-
-    The generator draws in ``precision`` (default: the run's ``train.precision``; see
-    ``precision.py``); every metric is computed in fp32 on its images.
-    """
+    """Every registered metric (``registry.metrics_for``) of the run in ``run_dir``, written to
+    ``metrics.json`` and returned. The generator draws in ``precision`` (default: the run's
+    ``train.precision``; see ``precision.py``); every metric is computed in fp32 on its images."""
     run = open_run(run_dir)
     run_dir, G, config, data = run.path, run.G, run.config, run.data
     resolution, dataset = run.resolution, run.info.dataset
@@ -211,8 +203,8 @@ def evaluate_run(run_dir: str | Path, seed: int = 0, progress: bool = True,
 
 def memorisation_pairs(result: dict[str, Any], run: Any) -> tuple[np.ndarray, np.ndarray]:
     """The images of the memorisation report's closest pairs (``metrics.json``'s
-    ``memorisation["closest"]``) of the opened run: generated (drawn again, same seed) and
-    their nearest training images, image channels at the generator's size."""
+    ``memorisation["closest"]``) of the opened run: generated (drawn again, same seed) and their
+    nearest training images, image channels at the generator's size."""
     closest = result["memorisation"]["closest"]
     image = dataset_spec(run.info.dataset).image_channels
     n = max(p["generated"] for p in closest) + 1
@@ -224,15 +216,15 @@ def memorisation_pairs(result: dict[str, Any], run: Any) -> tuple[np.ndarray, np
 
 def _draw(G: Any, n: int, resolution: int, config: Any, seed: int, precision: str | None
           ) -> np.ndarray:
-    """``n`` generated images of seed ``seed`` (the first ``eval.n_generated`` are the ones
-    every other metric reads), drawn in the run's precision."""
+    """``n`` images of seed ``seed`` in the run's precision (the first ``eval.n_generated`` are the
+    ones every other metric reads)."""
     with autocast(precision or config.train.precision, next(G.parameters()).device):
         return sample_images(G, n, resolution, config.model.latent_dim, seed)
 
 
 def metrics_table(result: dict[str, Any]) -> pd.DataFrame:
-    """The headline numbers of ``metrics.json`` as a two-column table: every registered
-    metric's rows, in registration order."""
+    """The headline numbers of ``metrics.json`` as a two-column table: every registered metric's
+    rows, in registration order."""
     rows = [row for metric in METRICS.values() for row in metric.rows]
     return pd.DataFrame([(label, result[key]) for label, key in rows
                          if result.get(key) is not None], columns=["metric", "value"])
@@ -240,9 +232,9 @@ def metrics_table(result: dict[str, Any]) -> pd.DataFrame:
 
 def ensure_evaluated(run_dir: str | Path, seed: int = 0, progress: bool = True
                      ) -> dict[str, Any]:
-    """``metrics.json`` of the run if it was computed from the generator now in the run, by
-    the evaluation code as it is now, with the run's settings and ``seed``
-    (``provenance.stale_reason``); else evaluate again (saying why when ``progress``)."""
+    """``metrics.json`` of the run while it holds (the generator now in the run, the evaluation code
+    and the run's settings as they are now: ``provenance.stale_reason``; the same ``seed`` and
+    registered metrics), else evaluate again, saying why when ``progress``."""
     run_dir = Path(run_dir)
     saved = run_dir / "metrics.json"
     if saved.is_file():

@@ -1,19 +1,9 @@
-"""The metric registry: a metric is added in one place, ``register_metric``.
-
-After stylegan2-ada-pytorch's ``metric_main.register_metric``. A ``Metric`` says what it needs
-(segmentation channels, a dataset), how it is computed from the run's ``Samples``, which of its
-numbers the metrics table shows and, optionally, the claim of the paper it judges. Everything
-that lists metrics reads this registry: ``evaluate.evaluate_run`` (what ``metrics.json``
-holds, and its progress total), ``evaluate.metrics_table`` and the book's results table
-(``book.results_table.all_claims``). Its code joins ``metrics.json``'s derivation when it runs
-(``provenance.code_that_ran``), so the file is computed again when that code changes.
-
-    def mean_brightness(samples):
-        return {"mean_brightness": float(samples.fake.mean())}
-
-    register_metric(Metric("mean_brightness", mean_brightness,
-                           rows=(("mean grey level, generated", "mean_brightness"),)))
-"""
+"""The metric registry (after stylegan2-ada-pytorch's ``metric_main.register_metric``): a metric is
+added in one place, ``register_metric``, and everything that lists metrics reads it:
+``evaluate.evaluate_run`` (``metrics.json`` and its progress total), ``evaluate.metrics_table`` and
+the book's results table (``pggan_book.results_table.all_claims``). A metric's code joins
+``metrics.json``'s derivation when it runs (``provenance.code_that_ran``), so the file is computed
+again when that code changes."""
 
 from __future__ import annotations
 
@@ -30,9 +20,9 @@ from pggan_core.settings import Config
 
 @dataclass(frozen=True)
 class Samples:
-    """What a metric reads: ``n`` generated and ``n`` real training images (N, C, R, R) in
-    [-1, 1], with the same channels (the image channels alone for a run without segmentation);
-    the held-out and whole training sets as lazy views; the run's config and the seed."""
+    """What a metric reads: ``n`` generated and ``n`` real training images (N, C, R, R) in [-1, 1]
+    with the same channels (the image channels alone for a run without segmentation); the held-out
+    and whole training sets as lazy views; the run's config and the seed."""
 
     config: Config
     dataset: str
@@ -72,8 +62,7 @@ class Metric:
     claim: MetricClaim | None = None
 
     def applies_to(self, dataset: str, with_segmentation: bool) -> bool:
-        """Whether this metric is computed for a run of ``dataset`` (with or without its
-        segmentation channels)."""
+        """Whether this metric is computed for a run of ``dataset`` with or without segmentation."""
         return ((self.datasets is None or dataset in self.datasets)
                 and (with_segmentation or not self.needs_segmentation))
 
@@ -82,8 +71,8 @@ METRICS: dict[str, Metric] = {}
 
 
 def register_metric(metric: Metric) -> Metric:
-    """Add ``metric`` (or replace the one of its name) to every list of metrics: computed
-    by ``pggan evaluate`` in registration order, shown by the tables."""
+    """Add ``metric`` (or replace the one of its name): computed by ``pggan evaluate`` in
+    registration order, shown by the tables. ConfigError unless its name is an identifier."""
     if not metric.name.isidentifier():
         raise ConfigError(f"metric name {metric.name!r}: use letters, digits and underscores")
     METRICS[metric.name] = metric

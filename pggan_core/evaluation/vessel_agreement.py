@@ -1,6 +1,5 @@
-"""The paper's one number: does the generator's own vessel channel predict what a vessel
-segmenter finds in the synthetic photograph (AUC; Beers et al. report 0.97)?
-"""
+"""The paper's one number: does the generator's own vessel channel predict what a vessel segmenter
+finds in the synthetic photograph (AUC; Beers et al. report 0.97)?"""
 
 from __future__ import annotations
 
@@ -35,23 +34,15 @@ def _vessel_inputs(vessel_score: np.ndarray, segmentation: np.ndarray, fov: np.n
 def vessel_agreement_auc(vessel_score: np.ndarray, segmentation: np.ndarray,
                          fov: np.ndarray | None = None,
                          threshold: float = VESSEL_LABEL_THRESHOLD) -> float:
-    """The paper's AUC: how well a vessel map *predicts* the U-Net's segmentation.
+    """The paper's AUC: how well a vessel map *predicts* the U-Net's segmentation, over the pixels
+    of all images pooled.
 
     Beers et al. (2018, "Image Quality"): the GAN's vessel maps "predict the segmentation maps
-    generated from the segmentation algorithm" at AUC 0.97. So the label of each pixel is the
-    U-Net's segmentation of the photograph, binarised at ``threshold``, and the score is the
-    continuous vessel map (the GAN's own vessel channel; ground truth for the reference).
-    Swapping the two (the U-Net's probability scored against a binarised vessel map) is a
-    different number.
-
-    Args:
-        vessel_score: (N, H, W) continuous vessel map (any monotone scale, e.g. [-1, 1]).
-        segmentation: (N, H, W) the U-Net's vessel probability on the same photographs.
-        fov: (N, H, W) or (H, W) bool field of view; only pixels inside count. None = all.
-        threshold: the probability above which the U-Net's pixel is a vessel.
-
-    Returns:
-        AUC over the pixels of all images pooled.
+    generated from the segmentation algorithm" at AUC 0.97. So each pixel's label is the U-Net's
+    vessel probability (``segmentation``, (N, H, W)) above ``threshold``, and its score the
+    continuous ``vessel_score`` (N, H, W), on any monotone scale (the GAN's own vessel channel;
+    ground truth for the reference). Swapping the two is a different number. Only pixels inside
+    ``fov`` ((N, H, W) or (H, W) bool; None = all) count; DataError if their labels hold one class.
     """
     score, vessel, mask = _vessel_inputs(vessel_score, segmentation, fov, threshold)
     labels = vessel[mask]
@@ -65,11 +56,9 @@ def vessel_agreement_auc(vessel_score: np.ndarray, segmentation: np.ndarray,
 def per_image_vessel_auc(vessel_score: np.ndarray, segmentation: np.ndarray,
                          fov: np.ndarray | None = None,
                          threshold: float = VESSEL_LABEL_THRESHOLD) -> np.ndarray:
-    """AUC of each image on its own (same arguments as ``vessel_agreement_auc``), shape (N,).
-
-    NaN for an image whose segmentation has only one class inside the FOV; summarise with
-    ``np.nanmean``. The spread shows whether a pooled AUC hides some badly inconsistent samples.
-    """
+    """AUC of each image on its own (arguments as ``vessel_agreement_auc``), shape (N,): NaN for an
+    image whose segmentation has one class inside the FOV (summarise with ``np.nanmean``). The
+    spread shows whether a pooled AUC hides some badly inconsistent samples."""
     score, vessel, mask = _vessel_inputs(vessel_score, segmentation, fov, threshold)
     out = np.full(len(score), np.nan)
     for i in range(len(score)):
@@ -81,13 +70,11 @@ def per_image_vessel_auc(vessel_score: np.ndarray, segmentation: np.ndarray,
 
 def vessel_agreement(segmenter, images: np.ndarray, vessel_maps: np.ndarray,
                      data_cfg: DataConfig, scale_to: int) -> float | None:
-    """The paper's AUC for fundus images (N, >=3, R, R) in [-1, 1] and their vessel maps.
-
-    The label is the U-Net's segmentation of each photograph (probability >
-    ``metrics.VESSEL_LABEL_THRESHOLD``), the score the continuous ``vessel_maps`` (N, R, R),
-    counted inside the one field of view (``preprocess.fields_of_view``). None when the
-    segmentation has one class only (no vessel found at all, or nothing but vessel).
-    """
+    """The paper's AUC for fundus images (N, >=3, R, R) in [-1, 1] and their continuous
+    ``vessel_maps`` (N, R, R): labels from the U-Net's segmentation of each photograph
+    (``segment_vessels``, probability > ``VESSEL_LABEL_THRESHOLD``), inside the field of view
+    (``preprocess.fields_of_view``). None when the segmentation has one class only (no vessel at
+    all, or nothing but vessel)."""
     fov = fields_of_view(images, data_cfg)
     segmentation = segment_vessels(segmenter, images, scale_to, fov)
     labels = segmentation[fov] > VESSEL_LABEL_THRESHOLD

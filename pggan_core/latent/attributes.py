@@ -1,22 +1,16 @@
 """Is laterality primary? Figure 5's question asked of several attributes at once.
 
-The paper says of its t-SNE that "a right eye / left eye distinction is primary" in the
-fundus latent space. Primary among what? Here each attribute an image shows is read off the
-image by one rule (the dataset's ``LatentLabel.attributes``: laterality, brightness, colour
-balance, disc height and vessel density for the fundus; tumour presence, tumour size, brain
-area as the slice level's proxy and two contrasts for MRI), split at its median where it is
-continuous, and scored in three views of the latent space:
+The paper says of its t-SNE that "a right eye / left eye distinction is primary" in the fundus
+latent space. Primary among what? Each attribute (``LatentLabel.attributes``, e.g.
+``fundus_attributes``) is read off each image by one rule, split at its median where continuous,
+and scored in three views: ``encoded reals`` (the paper's encoder on the real training images:
+Figure 5), ``E(G(z))`` (the encoder on generated images, its own training distribution) and ``z``
+(those images' own latents: what a perfect encoder would return).
 
-* ``encoded reals``: the paper's encoder on the real training images (the paper's Figure 5);
-* ``E(G(z))``: the same encoder on generated images, its own training distribution;
-* ``z``: the generated images' own latents, what a perfect encoder would return.
-
-Every view is put on the unit sphere first: the generator's first layer normalises its latent
-(pixel norm), so directions, not lengths, are what it sees. Each (view, attribute) gets the
-5-NN accuracy against chance (the majority class's share), a linear probe and the silhouette
-of the attribute's two groups in the view's t-SNE plane. The primary attribute of a view is
-the one first both by silhouette and by 5-NN gain over chance; when the two disagree, no
-attribute is primary.
+Every view is put on the unit sphere: the generator pixel-normalises its latent, so directions,
+not lengths, are what it sees. Each (view, attribute) gets 5-NN accuracy against chance (the
+majority class's share), a linear probe and the two groups' silhouette in the view's t-SNE plane.
+A view's primary attribute leads both by silhouette and by 5-NN gain; if they disagree, none is.
 """
 
 from __future__ import annotations
@@ -51,11 +45,10 @@ def _inside_mean(values: np.ndarray, region: np.ndarray) -> np.ndarray:
 
 
 def fundus_attributes(images: np.ndarray) -> dict[str, np.ndarray]:
-    """Per fundus image (N, >=3, R, R) in [-1, 1]: laterality (1 for a right eye, the disc in
-    the right half: ``probes.laterality_from_disc``), brightness (mean grey level in the field
-    of view), colour balance (mean red over mean green there), disc height (the disc's row as
-    a share of the height, the brightest blurred spot of the darkest colour channel) and vessel
-    density (the share of the field of view where the vessel channel is above its midpoint)."""
+    """Per fundus image (N, >=3, R, R) in [-1, 1]: laterality (1 for a right eye, disc in the
+    right half: ``probes.laterality_from_disc``), brightness (mean grey in the field of view),
+    colour balance (mean red / mean green there), disc height (``disc_centres``' row / height)
+    and, with a vessel channel, vessel density (share of the field of view above its midpoint)."""
     unit = (np.asarray(images, np.float32) + 1.0) / 2.0
     red, green, blue = unit[:, 0], unit[:, 1], unit[:, 2]
     field = red > 20 / 255  # the red rule loaders apply to a photograph without a FOV mask
@@ -71,10 +64,9 @@ def fundus_attributes(images: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def mri_attributes(images: np.ndarray) -> dict[str, np.ndarray]:
-    """Per MR slice (N, >=4, R, R) in [-1, 1] (T1, T1c, T2, FLAIR, then the label channels):
-    tumour presence (``probes.tumour_from_images``) and size (the share of the slice any label
-    covers), brain area (the share of the slice inside the head, the slice level's proxy: it
-    grows towards the middle of the brain), and the mean FLAIR and T1c levels in the brain."""
+    """Per MR slice (N, >=4, R, R) in [-1, 1] (T1, T1c, T2, FLAIR, labels): brain area (share in
+    the head: the slice level's proxy, largest mid-brain), mean FLAIR and T1c in the brain and,
+    with labels, tumour presence (``probes.tumour_from_images``) and size (share labelled)."""
     images = np.asarray(images, np.float32)
     background = images[:, :4].min(axis=(2, 3), keepdims=True)  # zero signal outside the head
     brain = (images[:, :4] > background + 0.02).any(axis=1)
@@ -88,10 +80,9 @@ def mri_attributes(images: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def two_groups(values: np.ndarray) -> np.ndarray:
-    """An attribute as two groups: as it is when it takes two values, else split at its
-    median (ties to the upper group, or to the lower when the median is also the minimum, as
-    for tumour size where most slices have none), so a continuous attribute is asked the same
-    yes/no question as laterality."""
+    """An attribute as groups 0/1: as is when it takes two values, else split at its median (ties
+    up, or down when the median is the minimum, as for tumour size: most slices have none), so a
+    continuous attribute is asked laterality's yes/no question."""
     values = np.asarray(values, np.float64)
     if len(np.unique(values)) <= 2:
         return (values == values.max()).astype(int)
@@ -103,14 +94,12 @@ def attribute_scores(views: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]],
                      perplexity: float = 30.0, seed: int = 0,
                      groups: dict[str, np.ndarray | None] | None = None
                      ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """One row per (view, attribute): ``knn`` (5-NN accuracy), ``chance``, ``knn_gain``
-    (accuracy minus chance), ``probe`` (linear probe accuracy) and ``silhouette`` (the two
-    groups in the view's t-SNE plane); and each view's plane. ``views`` maps a view's name to
-    its latents and the attributes of its images (``fundus_attributes``...); ``groups`` to the
-    item of each image where folds must keep items whole (a subject's slices)."""
+    """A row per (view, attribute): ``knn`` (5-NN accuracy), ``chance``, ``knn_gain``, ``probe``,
+    ``silhouette`` (in the t-SNE plane), all None with ``why_not`` for one group; and each view's
+    plane. ``views``: name -> (latents, attributes); ``groups``: name -> each image's item, kept
+    whole by the folds (a slice's subject)."""
     table, planes = [], {}
     for view, (latents, attributes) in views.items():
-        # on the unit sphere: the distances the generator, which pixel-normalises z, sees
         latents = np.asarray(latents, np.float64)
         sphere = latents / np.maximum(np.linalg.norm(latents, axis=1, keepdims=True), 1e-12)
         plane = planes[view] = tsne_embedding(sphere, perplexity, seed)
@@ -174,11 +163,9 @@ def attribute_views(G: Any, encoder: Any, attributes: Any, reals: np.ndarray,
                     real_latents: np.ndarray, resolution: int, alpha: float, latent_dim: int,
                     n: int, seed: int, read_at: int
                     ) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """The three views of ``VIEWS``: the encoded reals (``real_latents`` of images ``reals``,
-    already at ``read_at`` px), and ``n`` generated images (latents ``probes.draw_latents(n,
-    latent_dim, seed)``) seen through ``encoder`` and through their own z. ``attributes``
-    reads each image's attributes (``fundus_attributes``...), on generated images box-filtered
-    to ``read_at`` px as the reals were."""
+    """The ``VIEWS``: ``real_latents`` of ``reals`` (at ``read_at`` px), and ``n`` images drawn from
+    ``probes.draw_latents(n, latent_dim, seed)`` through ``encoder`` and their own z;
+    ``attributes`` (``fundus_attributes``...) reads those box-filtered to ``read_at`` px too."""
     z = draw_latents(n, latent_dim, seed)
     generated = np.clip(images_from_latents(G, z, resolution, alpha), -1.0, 1.0)
     encoded = encode(encoder, generated)
@@ -190,9 +177,8 @@ def attribute_views(G: Any, encoder: Any, attributes: Any, reals: np.ndarray,
 
 
 def attribute_table(attributes: dict[str, Any]) -> pd.DataFrame:
-    """``latent_space.json``'s ``attributes`` as a page table narrow enough for a page: one row
-    per (view, attribute), the paper's view first, with its silhouette, 5-NN gain over chance
-    and linear probe."""
+    """``latent_space.json``'s ``attributes`` narrow enough for a page: one row per (view,
+    attribute), the paper's view first; silhouette, 5-NN gain over chance, linear probe."""
     scores = pd.DataFrame(attributes["scores"])
     names = {"silhouette": "silhouette", "knn_gain": "5-NN − chance", "probe": "probe"}
     order = list(dict.fromkeys(scores["attribute"]))

@@ -5,10 +5,9 @@ same network architecture as the discriminator, with the exception of terminatin
 128-vector output with a mean-squared error cost function" on images the trained PGGAN
 generates, "in a non-progressive manner for 20,000 iterations under the same training
 conditions as the primary PGGAN". Regenerating encoded held-out images gives Figure 4; the
-t-SNE of the encoded training set, Figure 5 (``latent.space``).
-
-The generator pixel-normalises its input, so an image cannot tell the length of z: for a
-128-vector that costs at most about 0.5/128 of each dimension's variance (R² up to ~0.996).
+t-SNE of the encoded training set, Figure 5 (``latent.space``). The generator pixel-normalises
+z, so an image cannot tell its length: for a 128-vector that costs at most about 0.5/128 of each
+dimension's variance (R² up to ~0.996).
 """
 
 from __future__ import annotations
@@ -68,15 +67,11 @@ def train_encoder(G: nn.Module, config: Config, resolution: int, alpha: float = 
                   iterations: int | None = None, progress: bool = True,
                   after_step: Callable[[int, EncoderNet], None] | None = None
                   ) -> tuple[EncoderNet, list[float]]:
-    """Train an encoder (``model.architecture``'s) to map ``G``'s images back to the latents
-    that made them.
-
-    Every iteration draws fresh latents z ~ N(0, I), generates a batch and takes one Adam step
-    on MSE(E(G(z)), z) (lr and betas ``config.encoder``, eps the GAN's). ``after_step(i,
-    encoder)`` is called after update i (1-based), e.g. to score the encoder along the way
-    (``benchmarks/quality/encoder_sweep.py``); it must leave the encoder in train mode.
-    Returns the encoder (eval mode) and the loss of every iteration.
-    """
+    """Train an encoder (``model.architecture``'s) to map ``G``'s images back to their latents:
+    seeds torch with ``train.seed``, then per iteration one Adam step on MSE(E(G(z)), z) for fresh
+    z ~ N(0, I) (lr, betas ``config.encoder``; eps the GAN's). ``after_step(i, encoder)`` runs
+    after update i (1-based), e.g. to score it (``benchmarks/quality/encoder_sweep.py``), and must
+    leave it in train mode. Returns the encoder (eval mode) and every iteration's loss."""
     device = next(G.parameters()).device
     iterations = config.encoder.iterations if iterations is None else iterations
     batch = config.encoder.batch_size
@@ -112,12 +107,8 @@ def encode(encoder: EncoderNet, images: np.ndarray) -> np.ndarray:
 
 
 def latent_r2(encoder: EncoderNet, G: nn.Module, resolution: int, alpha: float = 1.0) -> float:
-    """R² of predicted vs true latents on ``R2_SAMPLES`` freshly generated images.
-
-    sklearn's ``r2_score`` with ``multioutput="uniform_average"``: every latent dimension
-    counts equally (all have unit variance, so variance weighting would barely differ).
-    0 is the score of always predicting the mean latent, i.e. chance.
-    """
+    """R² of predicted vs true latents on ``R2_SAMPLES`` fresh generated images, every dimension
+    weighted equally (all have unit variance); 0 is always predicting the mean latent: chance."""
     z = torch.randn(R2_SAMPLES, G.latent_dim, generator=torch.Generator().manual_seed(R2_SEED))
     # a batch at a time: all the images at once would be 1 GB at 512 px
     predicted = np.concatenate([
@@ -128,16 +119,11 @@ def latent_r2(encoder: EncoderNet, G: nn.Module, resolution: int, alpha: float =
 
 def inversion_r2(G: nn.Module, encoder: EncoderNet, resolution: int, alpha: float = 1.0
                  ) -> dict[str, float]:
-    """Is a weak encoder R² the encoder's fault or the generator's? Invert
-    ``INVERSION_SAMPLES`` generated images by ``INVERSION_STEPS`` of ``refine_latents`` from
-    the encoder's guess.
-
-    If the optimised latents match the true ones far better than the encoder's (R² near 1
-    while the image error falls to ~0), the images determine their latents and the encoder is
-    what falls short; if the image error falls but R² does not rise, different latents draw
-    the same image and no encoder could tell them apart. Returns both R² values and both
-    pixel errors.
-    """
+    """Is a weak encoder R² the encoder's fault or the generator's? ``INVERSION_SAMPLES``
+    generated images inverted by ``INVERSION_STEPS`` of ``refine_latents`` from its guess: if the
+    optimised latents match far better (R² near 1, image error ~0), the encoder falls short; if
+    the image error falls but R² does not rise, different latents draw the same image and no
+    encoder could tell them apart. Both R² values, both pixel errors, ``steps``, ``samples``."""
     n, steps = INVERSION_SAMPLES, INVERSION_STEPS  # read now: a benchmark sets fewer steps
     z = torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(R2_SEED + 1))
     images = images_from_latents(G, z, resolution, alpha)
@@ -178,17 +164,12 @@ def inversion_verdict(inversion: dict[str, float]) -> str:
 def refine_latents(G: nn.Module, z: np.ndarray, images: np.ndarray, resolution: int,
                    alpha: float = 1.0, steps: int = 50, lr: float = REFINE_LR,
                    encoder: nn.Module | None = None, domain_weight: float = 0.0) -> np.ndarray:
-    """Improve each latent by ``steps`` Adam steps on the MSE between G(z) and its image.
-
-    The error covers every channel the generator makes, segmentation maps included, so the
-    vessel tree (or tumour labels) pulls the latent as much as the photograph does. With an
+    """Each latent after ``steps`` Adam steps on the MSE between G(z) and its image, over every
+    channel (the vessel tree or tumour labels pull as much as the photograph). With an
     ``encoder`` the loss adds ``domain_weight · |E(G(z)) − z|²``, in-domain inversion's
-    regulariser (``latent.indomain``): it pulls each latent back towards the one the encoder
-    would give the picture it draws.
-    """
-    # REFINE_BATCH images at a time: G's activations with gradients bound memory at 512 px.
-    # Each latent's steps depend on its own image only (Adam is element-wise, the loss a sum
-    # over images, G has no batch statistics), so the chunks change no result.
+    regulariser (``latent.indomain``), pulling z towards the encoder's latent for its picture."""
+    # REFINE_BATCH at a time bounds memory at 512 px. Chunks change no result: a latent's steps
+    # depend on its own image only (element-wise Adam, loss summed, no batch statistics in G).
     if not len(z):
         return z.astype(np.float32)
     return np.concatenate([_refine_chunk(G, z[i:i + REFINE_BATCH], images[i:i + REFINE_BATCH],
@@ -224,16 +205,11 @@ def reconstruction_mse(images: np.ndarray, reconstructions: np.ndarray) -> np.nd
 
 def encode_run(run_dir: str | Path, iterations: int | None = None, progress: bool = True,
                reuse: bool = True, precision: str | None = None) -> dict[str, Any]:
-    """Train the encoder for a run, measure it, and encode the run's real images.
-
-    With ``reuse``, an ``encoder.pt`` trained on this generator with these settings (as its
-    ``encoder.json`` records; a shipped run carries one) is loaded instead of trained again.
-    Generator and encoder run in ``precision`` (default: the run's ``train.precision``).
-    Writes ``encoder.pt``, ``encoder.json`` (the returned summary), ``latents.npz`` (every
-    training image's latent and labels, ``load_latents``) and
-    ``figures/encoder_reconstructions.{png,npz,json}`` (Figure 4: held-out reals, regenerated
-    from the encoder's latent and, with ``refine_steps``, from the refined one).
-    """
+    """Train (with ``reuse``, load where ``encoder.json`` records this generator and settings, as
+    shipped runs do) a run's encoder in ``precision`` (default ``train.precision``), measure it and
+    encode the training images. Writes ``encoder.pt``, ``encoder.json`` (returned), ``latents.npz``
+    and ``figures/encoder_reconstructions.{png,npz,json}`` (Figure 4: held-out reals redrawn from
+    the encoder's latent and, with ``encoder.refine_steps``, the refined one)."""
     started = time.perf_counter()
     run = open_run(run_dir)
     run_dir, info, config, data = run.path, run.facts, run.config, run.data
@@ -257,7 +233,6 @@ def _encode(run_dir: Path, G: nn.Module, info: dict[str, Any], data: PreparedDat
     settings = {**dataclasses.asdict(config.encoder), "generator_step": int(info["step"])}
     if iterations is not None:
         settings["iterations"] = iterations
-    # saved weights are reused only when what they were derived from is unchanged
     sha = weights_fingerprint(G)
     previous = (reusable(run_dir / "encoder.json", run_dir / "encoder.pt", settings, "encoder",
                          sha, config) if reuse else None)
@@ -271,9 +246,7 @@ def _encode(run_dir: Path, G: nn.Module, info: dict[str, Any], data: PreparedDat
         r2 = latent_r2(encoder, G, resolution, alpha)
         inversion = inversion_r2(G, encoder, resolution, alpha)
 
-        # Figure 4 over every held-out image, a batch at a time (bounded memory at 512 px): the
-        # pixel error, the retrieval and detail scores (``latent.reconstruction``) and, for the
-        # paper's "global vessel structure", the label channels at the layout's scale
+        # Figure 4 over every held-out image, a batch at a time: bounded memory at 512 px
         heldout = data.split_indices("heldout")
         heldout_view = data.view(heldout, resolution, n_channels)
         steps = config.encoder.refine_steps
@@ -311,8 +284,7 @@ def _encode(run_dir: Path, G: nn.Module, info: dict[str, Any], data: PreparedDat
 
         summary = {
             "r2": r2, "r2_multioutput": "uniform_average", "r2_samples": R2_SAMPLES,
-            # the same latents recovered by optimisation from the encoder's guess: how much of z
-            # the images hold, whatever the encoder makes of it
+            # z recovered by optimisation from the encoder's guess: how much of z the images hold
             "r2_optimised": inversion["r2_optimised"], "inversion": inversion,
             "settings": settings, "reused": previous is not None,
             "iterations": settings["iterations"], "batch_size": config.encoder.batch_size,
@@ -342,11 +314,10 @@ def _encode(run_dir: Path, G: nn.Module, info: dict[str, Any], data: PreparedDat
 
 def generated_recovery(G: nn.Module, encoder: EncoderNet, resolution: int, alpha: float
                        ) -> dict[str, Any]:
-    """How much of a generated image its encoding redraws, in image space: 1 - MSE(G(E(G(z))),
-    G(z)) / MSE between random pairs of the generated images (1: redrawn exactly; 0: no closer
-    than another image), on ``RECOVERY_IMAGES`` images of seed 0. The encoder's own training
-    distribution, so a ceiling for what it does with real images; unlike R² on z it ignores
-    directions of z the generator barely uses."""
+    """How much of a generated image its encoding redraws: 1 - MSE(G(E(G(z))), G(z)) / MSE of
+    random pairs (1: exactly; 0: no closer than another image), ``RECOVERY_IMAGES`` images of seed
+    0. The encoder's training distribution, so a ceiling for real images; unlike R² on z it
+    ignores directions of z the generator barely uses."""
     n, seed = RECOVERY_IMAGES, 0
     z = draw_latents(n, G.latent_dim, seed)
     images = np.clip(images_from_latents(G, z, resolution, alpha), -1.0, 1.0)
@@ -359,7 +330,7 @@ def generated_recovery(G: nn.Module, encoder: EncoderNet, resolution: int, alpha
 
 
 def load_encoder(run_dir: str | Path, map_location: str | torch.device = "cpu") -> EncoderNet:
-    """The run's trained encoder (read with ``weights_only=True``, so the file runs no code)."""
+    """The run's encoder (``weights_only``: the file runs no code); RunNotFoundError if absent."""
     run_dir = Path(run_dir)
     path = run_dir / "encoder.pt"
     if not path.is_file():
@@ -373,8 +344,8 @@ def load_encoder(run_dir: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def save_latents(path: str | Path, latents: np.ndarray, manifest: pd.DataFrame) -> None:
-    """Write ``latents.npz``: ``latents`` (N, D), ``index`` (manifest row index) and one array
-    per manifest column, named ``label_<column>`` (strings stored as unicode, no pickles)."""
+    """Write ``latents.npz`` atomically: ``latents`` (N, D), ``index`` (manifest row) and each
+    manifest column as ``label_<column>`` (strings as unicode, no pickles)."""
     arrays = {"latents": latents.astype(np.float32),
               "index": manifest["index"].to_numpy() if "index" in manifest else
               manifest.index.to_numpy()}
@@ -387,8 +358,8 @@ def save_latents(path: str | Path, latents: np.ndarray, manifest: pd.DataFrame) 
 
 def load_latents(run_dir: str | Path, name: str = LATENTS_FILE
                  ) -> tuple[np.ndarray, pd.DataFrame]:
-    """``latents.npz`` of a run (or ``name``: ``INDOMAIN_LATENTS_FILE``) as (latents (N, D),
-    labels table with an ``index`` column)."""
+    """A run's ``latents.npz`` (or ``INDOMAIN_LATENTS_FILE``) as (latents (N, D), labels with an
+    ``index`` column); RunNotFoundError if absent."""
     path = Path(run_dir) / name
     if not path.is_file():
         command = "pggan invert" if name == INDOMAIN_LATENTS_FILE else "pggan encode"
@@ -403,8 +374,7 @@ def load_latents(run_dir: str | Path, name: str = LATENTS_FILE
 
 def _save_figure4(run_dir: Path, config: Config, reals: np.ndarray,
                   drawn: dict[str, np.ndarray], heldout: np.ndarray) -> None:
-    """Rows: held-out reals, regenerated from the encoder's latent, [from the refined one];
-    and the arrays behind the picture, for notebooks that lay it out with titles."""
+    """Figure 4's grid (reals, from the encoder[, refined]) and its arrays for notebooks."""
     shown = slice(0, FIGURE4_COLUMNS)
     rows = [reals[shown], *(images[shown] for images in drawn.values())]
     grid = plots.sample_grid(np.concatenate(rows), config.data.dataset, ncols=len(rows[0]),

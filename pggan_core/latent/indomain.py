@@ -1,21 +1,18 @@
 """In-domain inversion: an encoder that also learns to reconstruct real images (Figures 4-5).
 
-The paper's encoder (``latent.encoder``) learns ``E(G(z)) ≈ z`` on the generator's own images
-and meets real photographs first in Figure 4. The field has since trained the encoder on real
-images too, so that ``G(E(x))`` reconstructs ``x``, and refined each latent with the encoder as
-a regulariser that keeps it where the generator was trained (Zhu et al. 2020, "In-Domain GAN
-Inversion for Real Image Editing", ECCV; arXiv:2004.00049). With what a run folder holds (no
-critic, no perceptual network) two of their three losses remain:
+The paper's encoder (``latent.encoder``) learns ``E(G(z)) ≈ z`` on generated images and meets
+real photographs first in Figure 4. The field has since trained the encoder on real images too,
+so that ``G(E(x))`` reconstructs ``x``, and refined each latent with the encoder as a regulariser
+that keeps it where the generator was trained (Zhu et al. 2020, "In-Domain GAN Inversion for Real
+Image Editing", ECCV; arXiv:2004.00049). A run folder has no critic or perceptual network, so two
+of their three losses remain (held-out images, which Figure 4 reconstructs, are never trained on):
 
-* **training** (``train_indomain_encoder``), from the paper's encoder: the pixel error of
-  ``G(E(x))`` on real *training* images, every channel, plus ``latent_weight`` times the
-  paper's loss ``|E(G(z)) − z|²`` on generated images, which keeps the encoder an inverse of
-  the generator (Zhu et al. use an adversarial loss on ``G(E(x))`` for that role);
-* **refinement** (``encoder.refine_latents`` given the encoder): per image, Adam steps on
-  ``|G(z) − x|² + domain_weight · |E(G(z)) − z|²`` from ``z = E(x)``: the second term pulls z
-  back from unlikely latents to ones the encoder would give the picture it draws.
-
-Held-out images are never trained on; Figure 4 reconstructs them.
+* **training** (``train_indomain_encoder``): pixel error of ``G(E(x))`` on real *training* images
+  plus ``latent_weight`` times the paper's ``|E(G(z)) − z|²``, which keeps the encoder an inverse
+  of the generator (Zhu et al. use an adversarial loss on ``G(E(x))`` for that role);
+* **refinement** (``encoder.refine_latents`` given the encoder): from ``z = E(x)``, Adam steps on
+  ``|G(z) − x|² + domain_weight · |E(G(z)) − z|²``, the second term pulling z back from unlikely
+  latents to ones the encoder would give the picture it draws.
 """
 
 from __future__ import annotations
@@ -65,14 +62,10 @@ VARIANTS = ("indomain", "indomain_refined")  # Figure 4's two new rows, as in in
 def train_indomain_encoder(G: nn.Module, start: EncoderNet, images: Any, config: Config,
                            resolution: int, alpha: float = 1.0, progress: bool = True
                            ) -> tuple[EncoderNet, dict[str, list[float]]]:
-    """Fine-tune a copy of ``start`` (the paper's encoder) to reconstruct real ``images``.
-
-    ``images``: the training images (N, C, R, R) in [-1, 1], an array or a
-    ``PreparedDataset.view``. Each iteration takes ``inversion.batch_size`` of them (drawn with
-    ``train.seed``) and as many fresh latents, and one Adam step on
-    ``MSE(G(E(x)), x) + latent_weight · MSE(E(G(z)), z)``; ``G`` stays fixed. Returns the
-    encoder (eval mode) and both losses per iteration.
-    """
+    """Fine-tune a copy of ``start`` (the paper's encoder) on real ``images`` (N, C, R, R) in
+    [-1, 1] (array or ``PreparedDataset.view``) by the module's training loss, one Adam step per
+    ``inversion.batch_size`` images (drawn with ``train.seed``); freezes ``G``. Returns the encoder
+    (eval mode) and both losses per iteration."""
     inv: InversionConfig = config.inversion
     device = next(G.parameters()).device
     G.requires_grad_(False)
@@ -106,15 +99,12 @@ def train_indomain_encoder(G: nn.Module, start: EncoderNet, images: Any, config:
 
 def invert_run(run_dir: str | Path, progress: bool = True, reuse: bool = True
                ) -> dict[str, Any]:
-    """The in-domain encoder of a run whose paper encoder is trained (``pggan encode``).
-
-    Trains it with the profile's ``inversion`` settings as they are now
-    (``config.with_current_study_settings``), or with ``reuse`` loads ``indomain_encoder.pt``
-    when ``inversion.json`` records the same derivation and settings, then measures it as
-    ``encode_run`` does the paper's, from its latent (``indomain``) and after the regularised
-    ``refine_latents`` (``indomain_refined``). Writes ``latents_indomain.npz``,
-    ``inversion.json`` (returned) and ``figures/indomain_reconstructions.npz``.
-    """
+    """Train (with ``reuse``, load where ``inversion.json`` records the same derivation and
+    settings) the in-domain encoder of a run with a paper encoder, by the profile's current
+    ``inversion`` settings (``config.with_current_study_settings``); measure it as ``encode_run``
+    does, from its latent (``indomain``) and after regularised refinement (``indomain_refined``).
+    Writes ``indomain_encoder.pt``, ``latents_indomain.npz``, ``inversion.json`` (returned) and
+    ``figures/indomain_reconstructions.npz``."""
     run_dir = require_generator(run_dir)
     started = time.perf_counter()
     G, info = load_generator(run_dir)

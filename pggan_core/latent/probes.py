@@ -1,10 +1,9 @@
-"""Cross-validation folds, linear probes, t-SNE silhouettes and labels read off generated
-images: the numbers that check Figure 5's picture against chance and against raw pixels.
+"""Cross-validation folds, linear probes, t-SNE silhouettes and labels read off generated images:
+the numbers that check Figure 5's picture against chance and against raw pixels.
 
-Folds are grouped by subject where a subject has many images (BraTS: neighbouring slices of
-one brain look alike, so a slice in the test fold must not have its neighbours in the training
-folds), and fixed by a seed, so the k-NN and the probe of latents and of pixels are scored on
-exactly the same splits.
+Folds are grouped by subject where a subject has many images (neighbouring BraTS slices look
+alike: a test slice must not have its neighbours in training) and fixed by a seed, so k-NN and
+probe, on latents and on pixels, are scored on the same splits.
 """
 
 from __future__ import annotations
@@ -42,8 +41,7 @@ PROBE_C = 1.0  # sklearn's default L2 strength; with standardised inputs it is s
 PROBE_MAX_ITER = 2000  # thousands of pixel features converge slower than 32 latents
 GENERATED_IMAGES = 512
 GENERATE_CHUNK = 64  # images drawn and labelled at a time: bounded memory at 512 px
-# a slice shows tumour where some label covers this much of the image (3 px at 64 px): a few
-# stray positive pixels of a generated channel are no tumour
+# tumour: a label on this share of the image (3 px at 64 px); a few stray pixels are none
 TUMOUR_MIN_FRACTION = 0.0005
 TUMOUR_MIN_PIXELS = 2
 
@@ -51,16 +49,12 @@ TUMOUR_MIN_PIXELS = 2
 def fold_indices(labels: np.ndarray | pd.Series, groups: np.ndarray | pd.Series | None = None,
                  seed: int = 0, stratify: bool = True
                  ) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
-    """Deterministic ``FOLDS``-fold cross-validation splits of ``labels`` and a sentence naming
-    them.
-
-    With ``groups`` (the subject of each slice) no group is ever split between training and
-    test (StratifiedGroupKFold, or GroupKFold for a continuous label, ``stratify=False``);
-    folds are capped by the number of groups, and for a class label by the number of groups
-    holding the rarest class, so every training fold sees every class (DataError where a class
-    lies in a single group). Without groups, or with a single group, it is StratifiedKFold /
-    KFold and the sentence says so.
-    """
+    """Deterministic ``FOLDS``-fold splits of ``labels`` and a sentence naming them. With
+    ``groups`` (each slice's subject) no group is split between training and test
+    (StratifiedGroupKFold; GroupKFold for a continuous label, ``stratify=False``); folds are
+    capped by the number of groups and, for a class label, of groups holding the rarest class, so
+    every training fold sees every class (DataError where a class lies in one group). Without
+    groups: StratifiedKFold / KFold; with a single group the same, and the sentence says so."""
     labels = np.asarray(labels)
     n, folds = len(labels), FOLDS
     placeholder = np.zeros((n, 1))  # sklearn splitters read only the length of X
@@ -94,9 +88,8 @@ def fold_indices(labels: np.ndarray | pd.Series, groups: np.ndarray | pd.Series 
 def _usable_folds(features: np.ndarray, labels: np.ndarray | pd.Series,
                   groups: np.ndarray | pd.Series | None, seed: int
                   ) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]], str]:
-    """``features`` and ``labels`` of the images whose class has 2+ images (a class seen once
-    cannot be both trained on and tested), their folds and the folds' sentence; DataError
-    unless two such classes are left."""
+    """The images of classes with 2+ images (one alone cannot be trained on and tested), their
+    folds and sentence; DataError unless two such classes are left."""
     labels = np.asarray(labels)
     classes, counts = np.unique(labels, return_counts=True)
     keep = np.isin(labels, classes[counts >= 2])
@@ -121,10 +114,9 @@ def _accuracy(scores: Any, labels: np.ndarray, splits: list, split: str, **extra
 def probe_accuracy(features: np.ndarray, labels: np.ndarray | pd.Series,
                    groups: np.ndarray | pd.Series | None = None, seed: int = 0
                    ) -> dict[str, Any]:
-    """Cross-validated accuracy of a linear probe: logistic regression on standardised
-    ``features`` (scaler fitted on each training fold only) predicting ``labels``, with the
-    folds of ``fold_indices`` (``_accuracy``'s keys). Classes of one image are left out. A
-    label a linear map of the features carries scores near 1; one they lack, near chance."""
+    """Cross-validated accuracy of logistic regression on standardised ``features`` (scaler fitted
+    per training fold) predicting ``labels`` on ``fold_indices``' folds, as ``_accuracy``'s keys.
+    Classes of one image are left out; DataError unless two classes remain."""
     features, labels, splits, split = _usable_folds(features, labels, groups, seed)
     model = make_pipeline(StandardScaler(),
                           LogisticRegression(C=PROBE_C, max_iter=PROBE_MAX_ITER))
@@ -144,11 +136,9 @@ def knn_accuracy(latents: np.ndarray, labels: np.ndarray | pd.Series, seed: int 
 
 
 def tsne_embedding(latents: np.ndarray, perplexity: float = 30.0, seed: int = 0) -> np.ndarray:
-    """A 2-D t-SNE of ``latents`` (sklearn; PCA initialisation, automatic learning rate).
-
-    The perplexity is clipped to (n - 1) / 3 so small sets still embed (sklearn requires it
-    below n; a third keeps each point's neighbourhood smaller than the whole set).
-    """
+    """A 2-D t-SNE (PCA init, automatic learning rate); DataError below 4 latents. Perplexity is
+    clipped to (n - 1) / 3 so small sets embed (sklearn needs it below n; a third keeps each
+    neighbourhood smaller than the set)."""
     n = len(latents)
     if n < 4:
         raise DataError(f"t-SNE needs at least 4 latents, got {n}: encode more images")
@@ -159,8 +149,8 @@ def tsne_embedding(latents: np.ndarray, perplexity: float = 30.0, seed: int = 0)
 
 
 def label_silhouette(embedding: np.ndarray, labels: np.ndarray | pd.Series) -> float:
-    """How well the classes of ``labels`` separate in a (t-SNE) plane: sklearn's silhouette,
-    from -1 (mixed up) through 0 (overlapping) to 1 (tight, far-apart clusters)."""
+    """sklearn's silhouette of ``labels``' classes in a (t-SNE) plane: -1 mixed up, 0 overlapping,
+    1 tight, far-apart clusters; DataError unless 2 to n - 1 classes."""
     labels = np.asarray(labels)
     n_classes = len(np.unique(labels))
     if not 2 <= n_classes < len(labels):
@@ -169,18 +159,16 @@ def label_silhouette(embedding: np.ndarray, labels: np.ndarray | pd.Series) -> f
 
 
 def laterality_from_disc(images: np.ndarray) -> np.ndarray:
-    """The eye of each fundus image ``(N, C, R, R)`` in [-1, 1] (RGB first): "OD" (right eye)
-    where the optic disc (``global_structure.disc_centres``, the loaders' rule for a user's
-    photographs) is in the image's right half, "OS" in the left: on the prepared phantoms,
-    which draw an OD disc right of the fovea, every eye right at 16 to 128 px."""
+    """Per fundus image (N, C, R, R) in [-1, 1], RGB first: "OD" (right eye) where the optic disc
+    (``global_structure.disc_centres``, the loaders' rule for user photographs) is in the right
+    half, else "OS": correct on every prepared phantom (OD disc right of the fovea), 16-128 px."""
     disc_x = disc_centres(images)[:, 1]
     return np.where(disc_x < np.shape(images)[-1] / 2, "OS", "OD")
 
 
 def tumour_from_label_channels(label_channels: np.ndarray) -> np.ndarray:
-    """Tumour presence of each MRI slice from its label channels ``(N, 3, R, R)`` in [-1, 1]:
-    some label drawn (value > 0, the midpoint of the channel's range) on at least
-    ``TUMOUR_MIN_FRACTION`` of the image and ``TUMOUR_MIN_PIXELS`` pixels."""
+    """Tumour presence per MRI slice from its label channels (N, 3, R, R) in [-1, 1]: labels > 0
+    (the midpoint) on ``TUMOUR_MIN_FRACTION`` of the image and ``TUMOUR_MIN_PIXELS`` at least."""
     label_channels = np.asarray(label_channels)
     size = label_channels.shape[-1] * label_channels.shape[-2]
     tumour_pixels = (label_channels > 0).any(axis=1).sum(axis=(1, 2))
@@ -193,8 +181,7 @@ def tumour_from_images(images: np.ndarray) -> np.ndarray:
 
 
 def latent_label(dataset: str) -> LatentLabel:
-    """The label ``dataset``'s latent space is scored by (its spec's ``latent_label``), or a
-    DataError when its spec names none."""
+    """``dataset``'s ``DatasetSpec.latent_label``, its latent space's label; DataError if none."""
     label = dataset_spec(dataset).latent_label
     if label is None:
         raise DataError(f"dataset {dataset!r} names no label to score its latent space by "
@@ -203,8 +190,7 @@ def latent_label(dataset: str) -> LatentLabel:
 
 
 def labels_from_images(dataset: str, images: np.ndarray) -> np.ndarray:
-    """The label Figure 5 is about, read off images themselves (generated or real) by the
-    dataset's rule (``LatentLabel.from_images``; in words, ``LatentLabel.rule``)."""
+    """Figure 5's label read off (generated or real) images by ``LatentLabel.from_images``."""
     return hook(latent_label(dataset).from_images)(images)
 
 
@@ -216,11 +202,9 @@ def draw_latents(n: int, latent_dim: int, seed: int) -> torch.Tensor:
 def labels_of_generated(G: nn.Module, z: torch.Tensor | np.ndarray, resolution: int,
                         alpha: float, dataset: str, label_resolution: int | None = None
                         ) -> np.ndarray:
-    """The label each latent's generated image shows (``labels_from_images``; images clipped
-    to [-1, 1] as ``sample_images`` does), read at ``label_resolution`` (box-filtered down to
-    it as the prepared pyramid is; default: as generated), so a rule checked on real images
-    at that size reads generated ones the same way. Made and labelled ``GENERATE_CHUNK`` at a
-    time, so only labels are kept: bounded memory at 512 px."""
+    """The label each latent's image shows (``labels_from_images``, clipped as ``sample_images``
+    does), box-filtered down to ``label_resolution`` (default: as drawn) as reals are, so a rule
+    checked on them reads alike; ``GENERATE_CHUNK`` at a time, so memory is bounded at 512 px."""
     labels = []
     for start in range(0, len(z), GENERATE_CHUNK):
         images = np.clip(images_from_latents(G, z[start:start + GENERATE_CHUNK], resolution,
@@ -234,14 +218,9 @@ def labels_of_generated(G: nn.Module, z: torch.Tensor | np.ndarray, resolution: 
 def generated_z_probe(G: nn.Module, dataset: str, resolution: int, latent_dim: int,
                       alpha: float = 1.0, n: int = GENERATED_IMAGES, seed: int = 0,
                       label_resolution: int | None = None) -> dict[str, Any]:
-    """What the generator encodes at all: the linear probe (``probe_accuracy``, stratified
-    folds) of the label each generated image shows, from the true z it was drawn from.
-
-    Returns the probe's numbers (or ``accuracy`` None and ``why_not`` when the images show a
-    single class), ``generated_images`` (n), ``seed``, ``resolution`` (the labels were read
-    at; see ``labels_of_generated``), ``label_rule`` and ``label_share`` (how often each label
-    was read).
-    """
+    """What the generator encodes at all: ``probe_accuracy`` (stratified folds; ``accuracy`` None
+    with ``why_not`` for one class) of the label each generated image shows, from its z, plus
+    ``generated_images``, ``seed``, ``resolution`` (read at), ``label_rule``, ``label_share``."""
     z = draw_latents(n, latent_dim, seed)
     labels = labels_of_generated(G, z, resolution, alpha, dataset,
                                  label_resolution).astype(str)
@@ -258,9 +237,8 @@ def generated_z_probe(G: nn.Module, dataset: str, resolution: int, latent_dim: i
 
 
 def label_rule_agreement(dataset: str, images: np.ndarray, labels: pd.DataFrame) -> float:
-    """How often ``labels_from_images`` on real training images agrees with their recorded
-    label (laterality, or tumour presence): how far the labels read off generated images can
-    be trusted."""
+    """Share of real training images whose ``labels_from_images`` matches their recorded label:
+    how far labels read off generated images can be trusted."""
     read = labels_from_images(dataset, images).astype(str)
     truth = labels[latent_label(dataset).column].to_numpy()
     return float(np.mean(read == truth.astype(str)))

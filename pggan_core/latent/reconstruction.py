@@ -1,24 +1,20 @@
 """Figure 4 as numbers: does a held-out image's regeneration resemble *that* image?
 
 The paper judges its encoder's reconstructions by eye ("the neural network was able to
-qualitatively approximate the global vessel structure of each real image in the held-out
-set"). Two measures, over every held-out image the encoder reconstructs, put that in numbers:
+qualitatively approximate the global vessel structure of each real image in the held-out set").
+Two measures over every reconstructed held-out image put that in numbers:
 
-* **nearest-input retrieval**: the share of reconstructions closer (pixel MSE over the image
-  channels) to their own input than to every other held-out input, against chance 1/n. A
-  reconstruction that keeps what sets its image apart (eye side, disc position, brightness;
-  slice level, head shape) is retrieved.
-* **detail correlation**: "fine detail" is the grey level (mean of the image channels) minus a
-  Gaussian blur of sigma R/21. The mean Pearson correlation of input and reconstruction detail
-  maps, beside the same between unrelated pairs (input i against the reconstruction of another
-  image, a fixed derangement): what two images of this kind share without being the same.
+* **nearest-input retrieval**: the share of reconstructions closer (pixel MSE, image channels) to
+  their own input than to every other held-out input, against chance 1/n; retrieved are those
+  that keep what sets their image apart (eye side, disc position, brightness; slice level, head).
+* **detail correlation**: the mean Pearson correlation of input and reconstruction fine detail
+  (grey level, the image channels' mean, minus a Gaussian blur of sigma R/21), beside that of
+  unrelated pairs (a fixed derangement): what two images of this kind share anyway.
 
-Both compare inside the *input's* region (``DatasetSpec.regions``): the field of view of a
-fundus photograph (its black surround carries nothing); for MR slices retrieval takes the whole
-slice (the head's outline is part of what a reconstruction should keep) and detail the brain.
-Detail is correlated only more than two blur sigmas inside the region's edge: nearer, the rim
-is the same in every image and would pass for shared detail (on the fundus demo run it lifts
-the unrelated pairs' correlation from about 0.04 to 0.18).
+Both compare inside the *input's* region (``DatasetSpec.regions``, e.g. ``brain_regions``).
+Detail is scored only more than two blur sigmas inside the region's edge: nearer, the rim is
+alike in every image and passes for shared detail (on the fundus demo run it lifts unrelated
+pairs' correlation from about 0.04 to 0.18).
 """
 
 from __future__ import annotations
@@ -42,13 +38,9 @@ COARSE_SIGMA_DIVISOR = 10  # the arcades' scale: a blur of sigma R / 10 (6.4 px 
 
 
 def detail_maps(grey: np.ndarray, regions: np.ndarray, sigma: float) -> np.ndarray:
-    """Fine detail of grey images (N, R, R) inside ``regions`` (N, R, R) bool: the grey level
-    minus its Gaussian blur, 0 outside the region.
-
-    The blur is taken over the region only (normalised convolution: the blur of the grey
-    level times the region, divided by the blur of the region), so the dark surround of a
-    fundus photograph or the background around a brain does not make its rim look like detail.
-    """
+    """Fine detail of grey images (N, R, R) inside ``regions`` (N, R, R) bool, 0 outside: grey
+    minus its Gaussian blur over the region only (normalised convolution: blur of grey × region
+    / blur of region), so a dark surround does not make the region's rim look like detail."""
     weight = np.asarray(regions, np.float32)
     only_image_axes = (0, sigma, sigma)
     blurred_grey = gaussian_filter(np.asarray(grey, np.float32) * weight, only_image_axes,
@@ -72,11 +64,8 @@ def detail_cores(regions: np.ndarray, sigma: float) -> np.ndarray:
 
 def region_correlations(first: np.ndarray, second: np.ndarray, regions: np.ndarray
                         ) -> np.ndarray:
-    """Pearson correlation of each pair of maps (N, R, R) over the pixels of its region.
-
-    A map without variance in the region (a flat reconstruction has no detail to match)
-    scores 0; a region of fewer than two pixels has no correlation (NaN).
-    """
+    """Pearson correlation of each pair of maps (N, R, R) over its region's pixels: 0 for a map
+    flat there (a flat reconstruction has no detail to match), NaN for a region under 2 pixels."""
     out = np.full(len(first), np.nan)
     for i, (a, b, region) in enumerate(zip(first, second, regions, strict=True)):
         a, b = a[region].astype(np.float64), b[region].astype(np.float64)
@@ -89,13 +78,9 @@ def region_correlations(first: np.ndarray, second: np.ndarray, regions: np.ndarr
 
 
 def fixed_derangement(n: int, seed: int = 0) -> np.ndarray:
-    """A permutation of ``range(n)`` with no fixed point (``p[i] != i``), the same for every
-    call with the same ``n`` and ``seed``; needs ``n >= 2``.
-
-    Sattolo's algorithm draws a single cycle through all ``n``; random rather than a shift by
-    one, so that neighbours in the manifest (slices of one volume, the two eyes of a patient)
-    are not systematically paired.
-    """
+    """A permutation of ``range(n)`` with no ``p[i] == i``, fixed by ``n`` and ``seed``;
+    ValueError below 2. Sattolo's algorithm (one cycle through all ``n``): random, not a shift by
+    one, so manifest neighbours (a volume's slices, a patient's eyes) are not paired by rule."""
     if n < 2:
         raise ValueError(f"a derangement needs at least 2 items, got {n}")
     rng = np.random.default_rng(seed)
@@ -108,14 +93,10 @@ def fixed_derangement(n: int, seed: int = 0) -> np.ndarray:
 
 def region_mse_to_inputs(reconstructions: np.ndarray, masked_inputs: np.ndarray,
                          regions: np.ndarray, input_energy: np.ndarray) -> np.ndarray:
-    """Mean squared error of every reconstruction against every input, inside each input's
-    region: (B, C, R, R) reconstructions -> float64 (B, N).
-
-    ``masked_inputs`` (N, C·R·R) are the inputs times their region, ``regions`` (N, R·R) the
-    regions as 0/1 floats, ``input_energy`` (N,) the sum of the masked inputs' squares. Written
-    as ``sum M r² - 2 sum M x r + sum M x²`` so it is two matrix products instead of an
-    (B, N, C, R, R) array of differences.
-    """
+    """MSE of each reconstruction (B, C, R, R) against each input in the input's region, float64
+    (B, N). ``masked_inputs`` (N, C·R·R): inputs × region; ``regions`` (N, R·R): 0/1 floats;
+    ``input_energy`` (N,): their squares' sums. As ``sum M r² - 2 sum M x r + sum M x²``: two
+    matrix products, not a (B, N, C, R, R) array of differences."""
     batch, channels = reconstructions.shape[:2]
     flat = np.asarray(reconstructions, np.float32).reshape(batch, channels, -1)
     recon_energy = (flat * flat).sum(axis=1) @ regions.T  # sum over each input's region
@@ -150,14 +131,10 @@ def brain_regions(image_channels: np.ndarray, data_cfg: DataConfig
 
 
 class ReconstructionScores:
-    """Retrieval and detail correlation of held-out reconstructions, fed a batch at a time.
-
-    Holds the held-out inputs' image channels (inside their region), their regions and their
-    detail maps: about one copy of the held-out images' image channels. Reconstructions are
-    scored as they arrive (``add``) and then dropped, so encoding keeps its bounded memory.
-    Several reconstructions of the same inputs (the encoder's, the refined one) are kept apart
-    by ``variant``.
-    """
+    """Retrieval and detail correlation of held-out reconstructions, fed a batch at a time: holds
+    the inputs' masked image channels, regions and detail maps (about one copy of the held-out
+    image channels); reconstructions are scored on ``add`` and dropped, so memory stays bounded.
+    ``variant`` keeps reconstructions of the same inputs (encoder's, refined) apart."""
 
     def __init__(self, inputs: Any, data_cfg: DataConfig) -> None:
         """``inputs``: the held-out images (N, C, R, R) in [-1, 1], an array or a
@@ -214,16 +191,15 @@ class ReconstructionScores:
             scores["unrelated"][own] = self._detail_correlations(self._partner[own], grey)
 
     def _detail_correlations(self, inputs: np.ndarray, grey: np.ndarray) -> np.ndarray:
-        """Detail correlation of grey reconstructions (B, R, R) with held-out inputs
-        ``inputs`` (B indices), each pair in that input's region."""
+        """Detail correlation of grey reconstructions (B, R, R) with inputs ``inputs`` (B)."""
         reconstructed = detail_maps(grey, self._detail_regions[inputs], self.sigma)
         return region_correlations(self._input_details[inputs], reconstructed,
                                    self._detail_cores[inputs])
 
     def results(self, variant: str) -> dict[str, float | None]:
-        """Retrieval fraction and mean detail correlations (own and unrelated) of ``variant``;
-        None where it scored no image (or, for the unrelated pairs, fewer than two). Images
-        whose region has no core to score detail in are left out of the detail means."""
+        """Retrieval share and mean detail correlations (own, unrelated; images without a core
+        left out) of ``variant``: None where it scored no image (unrelated: fewer than two);
+        ValueError where only some held-out images were scored."""
         scores = self._scores.get(variant)
         if scores is None or np.isnan(scores["retrieved"]).all():
             return {"retrieval": None, "detail_correlation": None,
@@ -291,14 +267,12 @@ def reconstruction_verdict(summary: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# "qualitatively approximate the global vessel structure": the label channels at the layout's
-# scale
+# "qualitatively approximate the global vessel structure": label channels at the layout's scale
 
 
 def coarse_label_maps(images: np.ndarray, n_image_channels: int) -> np.ndarray:
-    """The label channels (the vessel map; the tumour labels) of images (N, C, R, R) in
-    [-1, 1], averaged into one map and blurred to the layout's scale (sigma R /
-    ``COARSE_SIGMA_DIVISOR``); (N, 0, 0) for images without label channels."""
+    """Label channels (vessels; tumour labels) of (N, C, R, R) images in [-1, 1] as one [0, 1] map
+    blurred to sigma R / ``COARSE_SIGMA_DIVISOR``; (N, 0, 0) without label channels."""
     images = np.asarray(images, np.float32)
     if images.shape[1] <= n_image_channels:
         return np.zeros((len(images), 0, 0), np.float32)
@@ -309,12 +283,10 @@ def coarse_label_maps(images: np.ndarray, n_image_channels: int) -> np.ndarray:
 
 def coarse_label_retrieval(input_maps: np.ndarray, reconstruction_maps: np.ndarray,
                            classes: np.ndarray) -> dict[str, Any]:
-    """Does a reconstruction's label channel keep its input's layout? From the coarse label
-    maps (``coarse_label_maps``) of held-out inputs and of their reconstructions, each
-    (N, R, R): for each reconstruction, the Pearson correlation with every input of the same
-    class (``classes``: the eye, say, so the disc's side alone does not decide). ``own_first``
-    is the share whose own input correlates best, against ``chance`` (the mean of 1 / class
-    size); None without label channels or with flat maps."""
+    """Does a reconstruction's label channel keep its input's layout? ``own_first``: the share of
+    reconstructions whose ``coarse_label_maps`` correlate best (Pearson) with their own input's
+    among inputs of their class (``classes``, e.g. the eye: the disc's side alone must not
+    decide), against ``chance`` (mean 1 / class size); None without label channels or flat maps."""
     n = len(input_maps)
     if n == 0 or input_maps.size == 0:
         return {"own_first": None, "chance": None, "n": 0}

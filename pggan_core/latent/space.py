@@ -1,7 +1,6 @@
-"""What the encoded latents show (Figure 5): t-SNE, cross-validated k-nearest-neighbour
-and linear-probe scores that put numbers on what the t-SNE shows (each beside the same score
-on raw pixels), spherical interpolation, principal directions and walks through the latent
-space.
+"""What the encoded latents show (Figure 5): t-SNE, cross-validated k-NN and linear-probe scores
+that put numbers on it (each beside the same score on raw pixels), spherical interpolation,
+principal directions and walks through the latent space.
 """
 
 from __future__ import annotations
@@ -63,13 +62,10 @@ LATENT_SOURCES = {"paper": (LATENTS_FILE, "latent_space.json"),
 
 def knn_correlation(latents: np.ndarray, values: np.ndarray | pd.Series,
                     groups: np.ndarray | pd.Series | None = None) -> dict[str, Any]:
-    """How well a continuous label (e.g. slice position) follows from latent neighbours.
-
-    Each image's value is predicted as the mean of its ``KNN_K`` nearest latents in the other
-    folds (grouped by ``groups`` when given, as ``knn_accuracy``); returns the Spearman
-    correlation and R² of prediction vs truth (0 is chance for both), ``n``, ``k``, ``folds``
-    and ``split``.
-    """
+    """How well a continuous label (e.g. slice position) follows from latent neighbours: each
+    value predicted as the mean of its ``KNN_K`` nearest latents in other folds (grouped by
+    ``groups``); Spearman and R² of prediction vs truth (0: chance), ``n``, ``k``, ``folds``,
+    ``split``. DataError below 4 latents."""
     values = np.asarray(values, dtype=np.float64)
     if len(values) < 4:
         raise DataError(f"k-NN correlation needs at least 4 latents, got {len(values)}")
@@ -82,12 +78,9 @@ def knn_correlation(latents: np.ndarray, values: np.ndarray | pd.Series,
 
 
 def slerp(z0: np.ndarray, z1: np.ndarray, t: np.ndarray | float) -> np.ndarray:
-    """Spherical interpolation from ``z0`` (t = 0) to ``z1`` (t = 1); ``(len(t), D)``.
-
-    The great circle keeps latents at a typical length, where a straight line would pass
-    through the low-norm middle that Gaussian latents rarely visit (White 2016). Lengths are
-    interpolated linearly; nearly parallel endpoints fall back to a straight line.
-    """
+    """Spherical interpolation from ``z0`` (t = 0) to ``z1`` (t = 1), (len(t), D). The great
+    circle keeps latents at a typical length, where a line would cross the low-norm middle that
+    Gaussian latents rarely visit (White 2016). Lengths go linearly; near-parallel ends: a line."""
     t = np.atleast_1d(np.asarray(t, dtype=np.float64))[:, None]
     z0, z1 = np.asarray(z0, np.float64), np.asarray(z1, np.float64)
     n0, n1 = np.linalg.norm(z0), np.linalg.norm(z1)
@@ -110,12 +103,9 @@ def principal_directions(latents: np.ndarray, n: int = 3) -> tuple[np.ndarray, n
 
 def path_by_value(latents: np.ndarray, values: np.ndarray, n_steps: int = 8
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Latents along a label's range: the mean latent of each of ``n_steps`` quantile bins.
-
-    E.g. BraTS slice position, low to high: generating these walks through the brain. A mean
-    of latents is shorter than its members, which does not matter to a generator that
-    pixel-normalises its input. Returns (bin centre values, latents (n_steps, D)).
-    """
+    """(bin centre values, latents (n_steps, D)): the mean latent of each of ``n_steps`` quantile
+    bins of ``values``, e.g. BraTS slice position, low to high: a walk through the brain. A mean is
+    shorter than its members, which a generator that pixel-normalises z ignores."""
     values = np.asarray(values, dtype=np.float64)
     order = np.argsort(values, kind="stable")
     bins = [b for b in np.array_split(order, min(n_steps, len(values))) if len(b)]
@@ -124,9 +114,8 @@ def path_by_value(latents: np.ndarray, values: np.ndarray, n_steps: int = 8
 
 
 def rows(dataset: str) -> dict[str, str]:
-    """The rows of ``details`` behind each flat score of ``latent_space.json`` (k-NN on
-    latents, k-NN on pixels, probe on latents, probe on pixels), the label's key stem
-    (``name``) and the column they predict, from the dataset's ``LatentLabel``."""
+    """``latent_space.json``'s ``details`` rows (``knn``, ``knn_pixels``, ``probe``,
+    ``probe_pixels``), the label's key stem (``name``) and ``column``, from its ``LatentLabel``."""
     label = latent_label(dataset)
     return {"name": label.key, "column": label.column, "knn": label.knn_row,
             "knn_pixels": f"{label.rows}, on raw pixels (control)",
@@ -135,29 +124,23 @@ def rows(dataset: str) -> dict[str, str]:
 
 
 def position_rows(position: str) -> tuple[str, str]:
-    """The k-NN Spearman rows of an ordered column (``LatentLabel.position``): on the latents,
-    and on the raw pixels (control)."""
+    """The k-NN Spearman rows of ``LatentLabel.position``: on latents, on raw pixels (control)."""
     words = position.replace("_", " ")
     return words, f"{words}, on raw pixels (control)"
 
 
 def fold_groups(dataset: str, labels: pd.DataFrame) -> np.ndarray | None:
-    """The item each image belongs to, for grouped folds (``LatentLabel.group``: a BraTS
-    slice's subject, whose slices are neighbours); None where each image is its own item or
-    the table lacks the column."""
+    """Each image's item for grouped folds (``LatentLabel.group``: a BraTS slice's subject); None
+    where each image is its own item or the table lacks the column."""
     column = latent_label(dataset).group
     return labels[column].to_numpy() if column is not None and column in labels else None
 
 
 def knn_scores(dataset: str, latents: np.ndarray, labels: pd.DataFrame, pixels: np.ndarray,
                groups: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
-    """Each label of ``LatentLabel`` (``knn_row``, ``more_knn``, ``position``) predicted from
-    its nearest latents, and the control: the main label and the position predicted from the
-    nearest raw images (``pixels``, one row per image), which a latent space where the label
-    is "primary" should match with 32-128 numbers instead of thousands. A label of one class
-    gets the reason instead of an accuracy; ``groups`` (``fold_groups``) keeps each group in
-    one fold, latents and pixels alike.
-    """
+    """``LatentLabel``'s labels (``knn_row``, ``more_knn``, ``position``) from the nearest latents;
+    control: main label and position from the nearest raw ``pixels`` (a row per image), which a
+    space where the label is "primary" should match with 32-128 numbers. One class: ``why_not``."""
     label, names = latent_label(dataset), rows(dataset)
     scores = {names["knn"]: _or_why_not(knn_accuracy, latents, labels[label.column], groups)}
     for row, column in label.more_knn:
@@ -176,9 +159,8 @@ def knn_scores(dataset: str, latents: np.ndarray, labels: pd.DataFrame, pixels: 
 
 def probe_scores(dataset: str, latents: np.ndarray, labels: pd.DataFrame, pixels: np.ndarray,
                  groups: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
-    """The linear probe (``probes.probe_accuracy``) of the main label on the latents and on
-    the raw pixels, with the folds of ``knn_scores``. Where k-NN asks whether neighbours share
-    the label, the probe asks whether one direction of the space separates it."""
+    """``probe_accuracy`` of the main label on latents and raw pixels, ``knn_scores``' folds: k-NN
+    asks whether neighbours share the label, the probe whether one direction separates it."""
     names = rows(dataset)
     column = names["column"]
     return {names["probe"]: _or_why_not(probe_accuracy, latents, labels[column], groups),
@@ -187,8 +169,7 @@ def probe_scores(dataset: str, latents: np.ndarray, labels: pd.DataFrame, pixels
 
 def _or_why_not(score: Callable[..., dict[str, Any]], features: np.ndarray,
                 labels: pd.Series, groups: np.ndarray | None) -> dict[str, Any]:
-    """``score(features, labels, groups=groups)``, or None with the reason when the images
-    carry a single class (a folder of one eye only, slices that all show tumour)."""
+    """``score``, or None with ``why_not`` for a single class (one eye only, all tumour)."""
     try:
         return score(features, labels, groups=groups)
     except DataError as err:
@@ -197,10 +178,9 @@ def _or_why_not(score: Callable[..., dict[str, Any]], features: np.ndarray,
 
 def tsne_silhouettes(dataset: str, latents: np.ndarray, pixels: np.ndarray,
                      labels: pd.DataFrame, perplexity: float, seed: int) -> dict[str, Any]:
-    """The silhouette of the main label in the t-SNE plane of the latents (Figure 5's) and,
-    as the control, of the raw pixels: ``latents``, ``pixels`` (None with ``why_not`` for a
-    single class), ``label``, ``perplexity`` (after ``tsne_embedding``'s cap) and ``seed``.
-    """
+    """The main label's silhouette in the t-SNE plane of ``latents`` (Figure 5's) and of raw
+    ``pixels`` (control; both None with ``why_not`` for one class), ``label``, ``perplexity``
+    (after ``tsne_embedding``'s cap) and ``seed``."""
     column = latent_label(dataset).column
     out: dict[str, Any] = {"label": column, "seed": seed,
                            "perplexity": float(min(perplexity, (len(latents) - 1) / 3))}
@@ -216,13 +196,11 @@ def tsne_silhouettes(dataset: str, latents: np.ndarray, pixels: np.ndarray,
 def headline_scores(dataset: str, scores: dict[str, dict[str, Any]],
                     tsne: dict[str, Any] | None = None,
                     generated: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The numbers behind Figure 5, flat, for ``latent_space.json`` and the claims table:
-    the main label's k-NN accuracy and chance (fundus laterality, the paper's "right eye / left
-    eye distinction is primary"; MRI tumour presence) and the position's Spearman (the MRI's
-    "traverse through the axial slices"), from ``scores`` (``knn_scores``, ``probe_scores``),
-    each beside its raw-pixel control (``*_pixels``); the probe (``probe_*``), the t-SNE
-    silhouettes (``tsne``) and the probe on generated images' true z (``generated``).
-    """
+    """Figure 5's numbers, flat, for ``latent_space.json`` and the claims table: the main label's
+    k-NN accuracy and chance (fundus laterality, the paper's "right eye / left eye distinction is
+    primary"; MRI tumour presence) and the position's Spearman (MRI's "traverse through the axial
+    slices"), each beside its raw-pixel control (``*_pixels``); the probe (``probe_*``), the t-SNE
+    silhouettes (``tsne``) and the probe on generated images' true z (``generated``)."""
     names = rows(dataset)
     name, position = names["name"], latent_label(dataset).position
     knn = scores[names["knn"]]
@@ -254,18 +232,14 @@ def headline_scores(dataset: str, scores: dict[str, dict[str, Any]],
 def score_latent_space(run_dir: str | Path, seed: int = 0,
                        n_generated: int = GENERATED_IMAGES, encoder: str = "paper"
                        ) -> dict[str, Any]:
-    """The numbers behind Figure 5 for a run whose latents are encoded (``pggan encode``; with
-    ``encoder="indomain"``, ``pggan invert``'s), written to ``LATENT_SOURCES``' file and
-    returned.
-
-    On the encoded training images and, as the control, their raw pixels (all channels, at
-    most ``PIXEL_CONTROL_RESOLUTION`` px), with the same folds (``fold_groups``):
-    ``knn_scores``, ``probe_scores`` and ``tsne_silhouettes`` (the profile's
-    ``eval.tsne_perplexity``, ``seed``). Then ``probes.generated_z_probe`` on ``n_generated``
-    images, with how often its label rule agrees with the training images' labels, and, for
-    the paper's encoder, the attribute table (``latent.attributes``). Flat keys from
-    ``headline_scores``; ``details`` holds every k-NN and probe row.
-    """
+    """Figure 5's numbers for a run whose latents are encoded (``pggan encode``; with
+    ``encoder="indomain"``, ``pggan invert``), written to ``LATENT_SOURCES``' file and returned:
+    on the encoded training images and, as control, their raw pixels (all channels, at most
+    ``PIXEL_CONTROL_RESOLUTION`` px), same folds (``fold_groups``): ``knn_scores``,
+    ``probe_scores``, ``tsne_silhouettes`` (``eval.tsne_perplexity``). Then
+    ``probes.generated_z_probe`` on ``n_generated`` images with its label rule's agreement on the
+    training images and, for the paper's encoder, the attribute table (``latent.attributes``).
+    Flat keys from ``headline_scores``; ``details`` holds every k-NN and probe row."""
     run_dir = Path(run_dir)
     latents_file, scores_file = LATENT_SOURCES[encoder]
     latents, labels = load_latents(run_dir, latents_file)
@@ -275,9 +249,8 @@ def score_latent_space(run_dir: str | Path, seed: int = 0,
     device = pick_device(config.train.device)
     G, drawn_at, alpha = run.G.to(device), int(info["resolution"]), float(info["alpha"])
     with code_that_ran() as ran:  # what the scores derive from, recorded below
-        # the raw-pixel control at <= 64 px: it is about layout (which side the disc is on, the
-        # slice level, whether a label channel is lit), and 512 px images of a whole training set
-        # would not fit in memory
+        # pixels at <= 64 px: the control is about layout (disc side, slice level, a lit label
+        # channel), and a whole training set at 512 px would not fit in memory
         resolution = min(drawn_at, PIXEL_CONTROL_RESOLUTION)
         images = data.batch(labels["index"].to_numpy(), resolution)[:, :channels]
         pixels = images.reshape(len(images), -1)
@@ -324,9 +297,8 @@ def score_latent_space(run_dir: str | Path, seed: int = 0,
 
 
 def score_table(result: dict[str, Any], dataset: str) -> pd.DataFrame:
-    """``latent_space.json``'s scores side by side: one row per score, columns ``latents``,
-    ``raw pixels`` and ``chance`` (what guessing scores; 0 for a silhouette or a Spearman
-    correlation). A score without a pixel control has None there."""
+    """``latent_space.json``'s scores, a row each: ``latents``, ``raw pixels`` (None without a
+    control) and ``chance`` (what guessing scores; 0 for a silhouette or a Spearman)."""
     label = latent_label(dataset)
     name, position, words = label.key, label.position, label.words
     chance = result.get(f"knn_{name}_chance")
@@ -361,9 +333,8 @@ def encoders_table(paper: dict[str, Any], indomain: dict[str, Any], dataset: str
 
 
 def encoders_reading(paper: dict[str, Any], indomain: dict[str, Any], dataset: str) -> str:
-    """Which encoder's latents make Figure 5's claim hold (k-NN accuracy of the label at
-    least its ``LatentLabel.goal``, fundus laterality 0.90; without a goal, MRI's tumour
-    presence, at least as well as on raw pixels), in words."""
+    """In words, which encoder's latents make Figure 5's claim hold: label k-NN accuracy at least
+    ``LatentLabel.goal`` (fundus laterality 0.90) or, without one (MRI), the raw pixels'."""
     label = latent_label(dataset)
     key = f"knn_{label.key}_accuracy"
     scores = {"the paper's encoder": paper.get(key), "the in-domain encoder": indomain.get(key)}
@@ -391,10 +362,9 @@ def encoders_reading(paper: dict[str, Any], indomain: dict[str, Any], dataset: s
 
 
 def score_reading(result: dict[str, Any], dataset: str) -> str:
-    """Sentences reading ``score_table``: whether the latents or the raw pixels carry the
-    label better (k-NN and probe; differences within ``TIE_MARGIN`` count as a tie), for MRI
-    the same for slice position, and whether the generator's z carries the label its images
-    show."""
+    """``score_table`` in sentences: do latents or raw pixels carry the label better (k-NN and
+    probe; within ``TIE_MARGIN``, a tie; MRI also slice position), and does the generator's z
+    carry the label its images show."""
     spec = latent_label(dataset)
     name, position, label = spec.key, spec.position, spec.words
     pairs = [(result.get(f"{kind}_{name}_accuracy"), result.get(f"{kind}_{name}_pixels"))
@@ -442,12 +412,9 @@ def score_reading(result: dict[str, Any], dataset: str) -> str:
 
 def walk_path(dataset: str, latents: np.ndarray, labels: pd.DataFrame, n_steps: int = 8
               ) -> tuple[np.ndarray, list[str]]:
-    """Latents to generate for a walk through the latent space, and a caption per step.
-
-    BraTS: the mean latent of each of ``n_steps`` slice-position groups, bottom to top (the
-    paper's "traverse through the axial slices"). ROP: the great circle from the mean right-eye
-    latent to the mean left-eye latent.
-    """
+    """Latents and captions of a walk: BraTS, the mean latents of ``n_steps`` slice-position groups
+    bottom to top (the paper's "traverse through the axial slices"); ROP, the great circle from the
+    mean right-eye to the mean left-eye latent; DataError if ``LatentLabel`` names neither."""
     label = latent_label(dataset)
     if label.position is not None:
         centres, path = path_by_value(latents, labels[label.position], n_steps)

@@ -1,12 +1,10 @@
 """Clinically meaningful statistics of real and generated images, and their comparison.
 
 Generic metrics (SWD, MS-SSIM) say whether images look alike; these say whether the anatomy is
-right. Each function returns one value per image, as ``dict[name, array (N,)]``, so real and
-generated sets are compared as distributions with ``compare_distributions``.
-
-- Fundus (from the vessel channel): vessel density, branch points, tortuosity (arc / chord, the
-  quantity ROPtool measures for plus disease).
-- Brain MRI (from the three label channels): tumour area, label composition, tumour presence.
+right: the vessel tree of fundus images (``fundus_stats``, tortuosity as the arc / chord ROPtool
+measures for plus disease), the tumour of MR slices (``mri_stats``). Each returns one value per
+image, ``dict[name, array (N,)]``, so real and generated sets compare as distributions
+(``compare_distributions``).
 """
 
 from __future__ import annotations
@@ -49,8 +47,7 @@ def _mask(mask: np.ndarray | None, shape: tuple[int, ...], name: str) -> np.ndar
                         f"{shape}; pass (H, W) or (N, H, W)") from None
 
 
-# ----------------------------------------------------------------------------------------------
-# Fundus: vessel skeleton
+# ---------------------------------------------------------------------- Fundus: vessel skeleton
 
 
 def junctions(skeleton: np.ndarray) -> np.ndarray:
@@ -66,15 +63,12 @@ def junctions(skeleton: np.ndarray) -> np.ndarray:
 
 
 def _segment_tortuosities(skeleton: np.ndarray, junction_mask: np.ndarray) -> np.ndarray:
-    """Arc / chord of every skeleton segment between junctions or ends, arc >=
-    ``MIN_SEGMENT_LENGTH``.
-
-    Segments are the skeleton minus the 3x3 neighbourhood of each junction (so branches that touch
-    diagonally at a junction separate). The arc is the geodesic length along the segment (steps of
-    1 and sqrt 2) between its two farthest-apart pixels, found by a double Dijkstra sweep; the
-    chord is the straight distance between those pixels. 8-step arcs overestimate oblique straight
-    lines by up to about 9% (near 22.5 deg), so a straight vessel scores 1.0-1.09.
-    """
+    """Arc / chord of every skeleton segment between junctions or ends with arc >=
+    ``MIN_SEGMENT_LENGTH``: segments are the skeleton less each junction's 3x3 neighbourhood (so
+    branches touching diagonally at a junction separate); the arc is the geodesic length (steps of 1
+    and sqrt 2) between a segment's two farthest-apart pixels (a double Dijkstra sweep), the chord
+    the straight distance between them. 8-step arcs overestimate oblique straight lines by up to
+    about 9% (near 22.5 deg), so a straight vessel scores 1.0-1.09."""
     segments = skeleton & ~ndimage.binary_dilation(junction_mask, _EIGHT)
     labels, count = ndimage.label(segments, structure=_EIGHT)
     if count == 0:
@@ -113,20 +107,19 @@ def _segment_tortuosities(skeleton: np.ndarray, junction_mask: np.ndarray) -> np
 
 
 def fundus_stats(vessels: np.ndarray, fov: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Vessel-tree statistics per image, NaN for an image with an empty ``fov``.
-
-    ``vessels``: (N, H, W) bool vessel maps, or the vessel channel in [-1, 1] (vessel where
-    > 0); ``fov``: (N, H, W) or (H, W) bool field of view, None for the whole image. Returns:
+    """Vessel-tree statistics per image of ``vessels`` ((N, H, W) bool, or the vessel channel in
+    [-1, 1], vessel where > 0) inside ``fov`` ((N, H, W) or (H, W) bool; None: the whole image); NaN
+    for an empty ``fov``.
 
     - ``vessel_density``: vessel fraction of the FOV.
-    - ``branch_points``: junctions of the skeleton (``skimage`` skeletonize; junction pixels
-      within 2 px of each other count once) per full frame (divided by the FOV's share of it),
-      so images with different FOVs compare; resolutions only roughly (fewer thin vessels are
-      resolved at low resolution). An artery crossing a vein counts too.
+    - ``branch_points``: junctions of the skeleton (``skimage`` skeletonize; junction pixels within
+      2 px of each other count once) per full frame (divided by the FOV's share of it), so images
+      with different FOVs compare; resolutions only roughly (fewer thin vessels are resolved at low
+      resolution). An artery crossing a vein counts too.
     - ``tortuosity``: mean arc/chord of the skeleton segments between junctions and ends
       (1 = straight); NaN without a segment of ``MIN_SEGMENT_LENGTH``. Short segments between
-      crossings dilute the trunks' tortuosity, but it still ranks images: Spearman 0.7 against
-      the phantom's plus-disease score on 14 phantoms at 256 px.
+      crossings dilute the trunks' tortuosity, but it still ranks images: Spearman 0.7 against the
+      phantom's plus-disease score on 14 phantoms at 256 px.
     """
     vessels = _binary(vessels, "fundus_stats vessels", 3)
     fov = _mask(fov, vessels.shape, "fundus_stats fov")
@@ -140,8 +133,7 @@ def fundus_stats(vessels: np.ndarray, fov: np.ndarray | None = None) -> dict[str
         skeleton = skeletonize(inside)
         junction_mask = junctions(skeleton)
         out["vessel_density"][i] = inside.sum() / fov_pixels
-        # Junction pixels within 2 px of each other are one node (an X crossing often thins to
-        # two Y's side by side).
+        # Junction pixels within 2 px are one node (an X crossing often thins to two Y's).
         nodes = ndimage.label(ndimage.binary_dilation(junction_mask, _EIGHT), _EIGHT)[1]
         out["branch_points"][i] = nodes / (fov_pixels / (h * w))
         ratios = _segment_tortuosities(skeleton, junction_mask)
@@ -150,24 +142,21 @@ def fundus_stats(vessels: np.ndarray, fov: np.ndarray | None = None) -> dict[str
     return out
 
 
-# ----------------------------------------------------------------------------------------------
-# Brain MRI: tumour labels
+# --------------------------------------------------------------------- Brain MRI: tumour labels
 
 
 def mri_stats(labels: np.ndarray, brain_mask: np.ndarray | None = None
               ) -> dict[str, np.ndarray]:
-    """Tumour statistics per slice from the three label channels, NaN everywhere for a slice
-    with an empty brain mask.
-
-    ``labels``: (N, 3, H, W) label channels (NCR/NET = 1, ED = 2, ET = 4) in [-1, 1] (present
-    where > 0), or bool; generated channels may overlap, each counted as drawn. ``brain_mask``:
-    (N, H, W) or (H, W) bool, None for the whole image. Returns:
+    """Tumour statistics per slice of ``labels`` (N, 3, H, W) (NCR/NET = 1, ED = 2, ET = 4; in
+    [-1, 1], present where > 0, or bool) inside ``brain_mask`` ((N, H, W) or (H, W) bool; None: the
+    whole image); NaN everywhere for an empty brain mask. Generated channels may overlap, each
+    counted as drawn.
 
     - ``tumour_area``: whole-tumour (any label) fraction of the brain.
-    - ``ncr_fraction``, ``ed_fraction``, ``et_fraction``: each label's share of the whole
-      tumour (NaN without a tumour; may sum above 1 where generated labels overlap).
-    - ``tumour_present``: 1.0 where the tumour covers ``MIN_TUMOUR_FRACTION`` of the brain or
-      more, else 0.0; its mean is the tumour presence rate.
+    - ``ncr_fraction``, ``ed_fraction``, ``et_fraction``: each label's share of the whole tumour
+      (NaN without a tumour; may sum above 1 where generated labels overlap).
+    - ``tumour_present``: 1.0 where the tumour covers ``MIN_TUMOUR_FRACTION`` of the brain or more,
+      else 0.0; its mean is the tumour presence rate.
     """
     labels = _binary(labels, "mri_stats labels", 4)
     if labels.shape[1] != len(MRI_LABELS):
@@ -190,18 +179,15 @@ def mri_stats(labels: np.ndarray, brain_mask: np.ndarray | None = None
     return out
 
 
-# ----------------------------------------------------------------------------------------------
-# Comparison
+# ----------------------------------------------------------------------------------- Comparison
 
 
 def compare_distributions(real_stats: dict[str, np.ndarray],
                           fake_stats: dict[str, np.ndarray]) -> pd.DataFrame:
-    """One row per statistic: count, mean and std of each side, and the 1-D Wasserstein distance.
-
-    NaN values (e.g. tortuosity of an image without vessels) are left out of each side. The
-    Wasserstein distance is in the statistic's own units (the mean absolute shift needed to turn
-    one distribution into the other), so rows are not comparable with each other.
-    """
+    """One row per statistic: count, mean and std of each side, and the 1-D Wasserstein distance
+    (the mean absolute shift that turns one side into the other) in the statistic's own units, so
+    rows do not compare with each other. NaN values (e.g. tortuosity of an image without vessels)
+    are left out of each side."""
     missing = sorted(set(real_stats) ^ set(fake_stats))
     if missing:
         raise DataError(f"compare_distributions: statistics {missing} are on one side only; "

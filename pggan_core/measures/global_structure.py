@@ -1,18 +1,12 @@
 """Global anatomy that texture measures cannot see.
 
 The paper's Figure 3 says that images trained without segmentation maps lose "global retinal
-structures in the fundus images, and biologically-plausible tumor structures in the MRI
-slices". Vessel density, junctions and SWD read local texture: a grid of vessel fragments
-scores near real on them. These read the layout instead, per image, from the image channels
-alone (so runs without segmentation compare):
-
-* fundus: where the optic disc is (``disc_centres``) and whether there is one
-  (``disc_uniqueness``), whether the vessels radiate from it (``radial_alignment``: 2/π ≈ 0.64
-  for directions at random, 1 for vessels all pointing at the disc) and how far the tree
-  reaches from it (``vessel_reach``);
-* MRI: whether the enhancing rim sits inside the oedema, as BraTS nests enhancing tumour inside
-  the tumour core inside the whole tumour (``lesion_nesting``), and how many separate lesions
-  a slice shows (``lesion_components``).
+structures in the fundus images, and biologically-plausible tumor structures in the MRI slices".
+Vessel density, junctions and SWD read local texture: a grid of vessel fragments scores near real on
+them. These read the layout instead, per image, from the image channels alone (so runs without
+segmentation compare): where the optic disc is, whether there is one, whether the vessels radiate
+from it and how far they reach; whether the enhancing rim sits inside the oedema (as BraTS nests
+enhancing tumour inside the tumour core inside the whole tumour) and how many lesions a slice shows.
 """
 
 from __future__ import annotations
@@ -26,8 +20,8 @@ MIN_LESION_PIXELS = 4  # a FLAIR-bright region smaller than this is noise, not a
 
 
 def _whiteness(images: np.ndarray) -> np.ndarray:
-    """The darkest colour channel of fundus images (N, >=3, R, R) in [-1, 1]: the disc is
-    pale in all three, the orange-red retina bright only in red."""
+    """The darkest colour channel of fundus images (N, >=3, R, R) in [-1, 1]: the disc is pale in
+    all three, the orange-red retina bright only in red."""
     return np.asarray(images, np.float32)[:, :3].min(axis=1)
 
 
@@ -41,9 +35,9 @@ def disc_centres(images: np.ndarray) -> np.ndarray:
 
 
 def disc_uniqueness(images: np.ndarray, fov: np.ndarray) -> np.ndarray:
-    """How much the brightest disc-sized spot stands out from the next one at least a quarter
-    of the image away, per image: 1 - (second peak / first peak), each above the field of
-    view's median whiteness. Near 1: one disc; near 0: two equal discs, or none."""
+    """How much the brightest disc-sized spot stands out from the next one at least a quarter of the
+    image away, per image: 1 - (second peak / first peak), each above the field of view's median
+    whiteness. Near 1: one disc; near 0: two equal discs, or none."""
     whiteness = _whiteness(images)
     size = whiteness.shape[-1]
     sigma = size / DISC_BLUR
@@ -66,10 +60,11 @@ def disc_uniqueness(images: np.ndarray, fov: np.ndarray) -> np.ndarray:
 def radial_alignment(probability: np.ndarray, fov: np.ndarray, centres: np.ndarray,
                      threshold: float = 0.5) -> np.ndarray:
     """Whether the vessels radiate from the disc, per vessel map (N, S, S) in [0, 1]: the
-    probability-weighted mean over vessel pixels (probability > ``threshold``, inside ``fov``,
-    outside a disc-sized circle round ``centres`` (N, 2), in the maps' pixels) of |cos| of the
-    angle between the vessel's direction (across its probability gradient, from the structure
-    tensor) and the direction to the disc. Directions at random give 2/π ≈ 0.637."""
+    probability-weighted mean, over vessel pixels (probability > ``threshold``, inside ``fov``,
+    outside a disc-sized circle round ``centres`` (N, 2) in the maps' pixels), of |cos| of the angle
+    between the vessel's direction (across its probability gradient, from the structure tensor) and
+    the direction to the disc. Directions at random give 2/π ≈ 0.637, vessels all pointing at the
+    disc 1."""
     n, size = probability.shape[0], probability.shape[-1]
     out = np.full(n, np.nan)
     rows, cols = np.mgrid[:size, :size].astype(np.float32)

@@ -1,25 +1,19 @@
 """Is the generator handing back its training images? A per-image memorisation report.
 
-A median distance to the training set cannot see a generator that copies one image in fifty,
-and pixel L2 misses a copy shifted by two pixels or made a tenth brighter. So every generated
-image gets two distances to its nearest training image:
-
-* ``pixel``: L2 over the image channels (``neighbours.nearest_neighbours``);
-* ``invariant``: 1 - the largest normalised correlation over small shifts (up to
-  ``MAX_SHIFT`` px each way) and a left-right mirror, each image standardised first (so a
-  brighter, darker or lower-contrast copy correlates as well as the original).
-
-Each is set against a reference of what an image *not* trained on looks like: every training
-image's distance to its nearest *other* training image (for MRI, to the nearest slice of
+A median distance to the training set cannot see a generator that copies one image in fifty, and
+pixel L2 misses a copy shifted by two pixels or made a tenth brighter. So every generated image gets
+two distances to its nearest training image, ``pixel`` (L2 over the image channels) and
+``invariant`` (``invariant_matrix``), each set against what an image *not* trained on looks like:
+every training image's distance to its nearest *other* training image (for MRI, the nearest slice of
 another subject), a leave-one-out reference as large as the training set. A generated image is
 flagged when, in either space, it is closer to a training image than all but the closest
-``FLAG_QUANTILE`` of that reference (half of 1 %: two spaces, about 1 % in all). The held-out
-real images, which set no threshold, are flagged the same way: the rate a generator that
-copies nothing would show. They are few (60 photographs, 48 slices at the demo profile), too
-few to carry a 1 % rate, so the training images are also judged as unseen ones, in turn:
-their subjects split into ``CV_FOLDS`` folds, each fold against the rest with thresholds set
-by the rest alone. Every flagged share comes with a Clopper-Pearson interval. Images are
-compared at ``COMPARED_RESOLUTION`` px at most.
+``FLAG_QUANTILE`` of that reference.
+
+The held-out real images, which set no threshold, are flagged the same way: the rate of a generator
+that copies nothing. Too few to carry a 1 % rate (60 photographs, 48 slices at the demo profile),
+they are joined by the training images judged as unseen in turn (``unseen_flags``). Every flagged
+share comes with a Clopper-Pearson interval. Images are compared at ``COMPARED_RESOLUTION`` px at
+most.
 """
 
 from __future__ import annotations
@@ -32,8 +26,8 @@ from scipy.stats import binomtest
 from pggan_core.measures.neighbours import nearest_neighbours
 
 MAX_SHIFT = 2  # px at the compared resolution: the shifts a "shifted copy" may have
-# flagged: closer than all but the closest 0.5 % of the reference in either of the two spaces,
-# so that an image copying nothing is flagged about 1 % of the time
+# flagged: closer than all but the closest 0.5 % of the reference in either of the two spaces, so
+# that an image copying nothing is flagged about 1 % of the time
 FLAG_QUANTILE = 0.005
 CV_FOLDS = 5  # training subjects left out in turn: unseen real images as many as trained on
 
@@ -47,22 +41,19 @@ def standardised(images: np.ndarray) -> np.ndarray:
 
 
 def _crop(images: np.ndarray, dy: int, dx: int, margin: int) -> np.ndarray:
-    """The centre of images (..., R, R) with ``margin`` px cut off each side, moved by (dy, dx):
-    shifted views that never leave the image, so no border has to be made up."""
+    """Centre of images (..., R, R) less ``margin`` px each side, moved by (dy, dx)."""
     size = images.shape[-1]
     return images[..., margin + dy:size - margin + dy, margin + dx:size - margin + dx]
 
 
 def invariant_matrix(query: np.ndarray, reference: np.ndarray, max_shift: int = MAX_SHIFT,
                      batch: int = 256) -> np.ndarray:
-    """(N, M): for each query image (N, C, R, R) and reference image, 1 - their largest
-    normalised correlation over every shift of up to ``max_shift`` px and a left-right mirror.
-
-    Each image is compared in its centre (``max_shift`` px off each side, so a shifted view
-    never leaves the image), standardised (a brighter or lower-contrast copy is the same
-    image), less what every reference image shares (their mean after standardising, such as
-    the fundus's round field of view, which would otherwise make any two images alike), and
-    standardised again. Queries are read ``batch`` at a time."""
+    """(N, M): for each query image (N, C, R, R) and reference image, 1 - their largest normalised
+    correlation over every shift of up to ``max_shift`` px and a left-right mirror (queries read
+    ``batch`` at a time). Each image is compared in its centre (``max_shift`` px off each side, so a
+    shifted view never leaves the image), standardised (a brighter or lower-contrast copy is the
+    same image), less what every reference image shares (their standardised mean, such as the
+    fundus's round field of view, which would make any two images alike), and standardised again."""
     query, reference = np.asarray(query, np.float32), np.asarray(reference, np.float32)
     common = standardised(_crop(reference, 0, 0, max_shift)).mean(axis=0)
 
@@ -102,9 +93,9 @@ def _nearest(matrix: np.ndarray, exclude: np.ndarray | None = None
 
 def invariant_distances(query: np.ndarray, reference: np.ndarray,
                         exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Each query image's nearest reference image in ``invariant_matrix``'s distance, and
-    its index; ``exclude`` (N, M) bool marks pairs that may not match (an image with
-    itself, a slice with its own subject's)."""
+    """Each query image's nearest reference image in ``invariant_matrix``'s distance, and its index;
+    ``exclude`` (N, M) bool marks pairs that may not match (an image with itself, a slice with its
+    own subject's)."""
     return _nearest(invariant_matrix(query, reference), exclude)
 
 
@@ -119,11 +110,11 @@ def _exclusion(n: int, groups: np.ndarray | None) -> np.ndarray:
 def unseen_flags(matrices: dict[str, np.ndarray], groups: np.ndarray | None,
                  quantile: float = FLAG_QUANTILE, folds: int = CV_FOLDS, seed: int = 0
                  ) -> np.ndarray:
-    """Training images judged as images the generator never saw: their subjects (``groups``;
-    None: each image its own) split into ``folds`` at random, each fold's images against the
-    other folds' with thresholds at ``quantile`` of those folds' own leave-one-out reference,
-    in each space of ``matrices`` (training x training distances). A bool per image; none
-    with fewer than three subjects (the rest of a fold would hold no pair to set a threshold)."""
+    """Training images judged as images the generator never saw, a bool each: their subjects
+    (``groups``; None: each image its own) split into ``folds`` at random, each fold against the
+    others with thresholds at ``quantile`` of those folds' own leave-one-out reference, in each
+    space of ``matrices`` (training x training distances). Empty with fewer than three subjects (the
+    rest of a fold would hold no pair to set a threshold)."""
     n = len(next(iter(matrices.values())))
     groups = np.arange(n) if groups is None else np.asarray(groups)
     subjects = np.unique(groups)
@@ -156,12 +147,10 @@ def share_with_interval(flags: np.ndarray, confidence: float = 0.95) -> dict[str
 def memorisation_report(generated: np.ndarray, train: np.ndarray, heldout: np.ndarray,
                         train_groups: np.ndarray | None = None,
                         quantile: float = FLAG_QUANTILE) -> dict[str, Any]:
-    """Every generated image (N, C, R, R, the image channels) against the training images,
-    in pixel and invariant space, with the leave-one-out reference (``train_groups``: each
-    training image's subject, so a slice never matches its own subject), the thresholds at
-    ``quantile``, the flagged shares of the generated and of the held-out images (which set no
-    threshold) with intervals, the same for the training images judged as unseen in turn
-    (``unseen_flags``), and per image its nearest training image and distances."""
+    """The report (see the module docstring) on generated images (N, C, R, R, image channels): the
+    leave-one-out reference (``train_groups``: each training image's subject, so a slice never
+    matches its own), thresholds at ``quantile``, flagged shares with intervals, and each image's
+    nearest training image and distances."""
     exclude = _exclusion(len(train), train_groups)
     matrices = {"pixel": _pixel_matrix(train, train), "invariant": invariant_matrix(train, train)}
     reference = {space: _nearest(matrix, exclude)[0] for space, matrix in matrices.items()}
@@ -252,9 +241,9 @@ COMPARED_RESOLUTION = 32  # px: images are compared at most this large (a copy i
 
 def at_resolution(images: Any, channels: int, resolution: int = COMPARED_RESOLUTION,
                   block: int = 64) -> np.ndarray:
-    """The first ``channels`` of images (N, C, R, R), an array or a lazy view, box-filtered
-    to at most ``resolution`` px (the mean of each block of pixels), read ``block`` at a time
-    (a 512 px training set would not fit in memory whole)."""
+    """The first ``channels`` of images (N, C, R, R), an array or a lazy view, box-filtered to at
+    most ``resolution`` px, read ``block`` at a time (a 512 px training set would not fit in memory
+    whole)."""
     parts = []
     for start in range(0, len(images), block):
         part = np.asarray(images[start:start + block], np.float32)[:, :channels]
@@ -269,10 +258,9 @@ def at_resolution(images: Any, channels: int, resolution: int = COMPARED_RESOLUT
 
 def planted_check(originals: np.ndarray, train: np.ndarray, thresholds: dict[str, float],
                   seed: int = 0) -> dict[str, Any]:
-    """Does the detector find copies? Training images ``originals`` (N, C, R, R, at the
-    resolution the generator draws) planted as each kind of ``PLANTED`` copy there, reduced to
-    ``train``'s resolution as generated images are, and the share of each flagged by
-    ``thresholds`` (pixel or invariant) against ``train``."""
+    """Does the detector find copies? The share of each kind of ``PLANTED`` copy of ``originals``
+    (training images (N, C, R, R) at the generator's resolution, reduced to ``train``'s as generated
+    images are) that ``thresholds`` flag against ``train``."""
     out = {}
     for kind in PLANTED:
         copies = at_resolution(planted_copies(originals, kind, seed), originals.shape[1],

@@ -1,8 +1,6 @@
-"""Multi-scale structural similarity (Wang et al. 2003) of image pairs, any channel count.
-
-The mean over random pairs of *generated* images measures diversity (lower = more diverse; a
-collapsed generator scores near 1).
-"""
+"""Multi-scale structural similarity (Wang et al. 2003) of image pairs, any channel count. The mean
+over random pairs of *generated* images measures diversity (lower = more diverse; a collapsed
+generator scores near 1)."""
 
 from __future__ import annotations
 
@@ -20,11 +18,9 @@ BATCH = 64  # pairs compared at a time
 
 
 def ms_ssim_num_scales(size: int) -> int:
-    """How many of the 5 MS-SSIM scales fit an image whose smaller side is ``size`` px.
-
-    Scale k sees the image at about size / 2^k and needs the 11 px window there: 5 scales
-    from 161 px (256), 4 from 81 px (128), 3 from 41 px (64), 2 from 21 px (32), 1 from 11 px.
-    """
+    """How many of the 5 MS-SSIM scales fit an image whose smaller side is ``size`` px: scale k sees
+    it at about size / 2^k and needs the 11 px window there (5 scales from 161 px, so at 256; 4 from
+    81, at 128; 3 from 41, at 64; 2 from 21, at 32; 1 from 11)."""
     scales = 0
     while scales < len(MS_SSIM_WEIGHTS) and size >= MS_SSIM_WIN:
         scales += 1
@@ -60,16 +56,13 @@ def _ssim_and_cs(x: np.ndarray, y: np.ndarray, win: np.ndarray
 
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """MS-SSIM of each pair (a[i], b[i]) in [-1, 1], averaged over channels: (N,), 1 = identical.
-
-    Standard MS-SSIM (as ``pytorch_msssim.ms_ssim``, which it matches to ~1e-5): Gaussian
-    window 11, sigma 1.5, K = (0.01, 0.03), 2x2 average pooling between scales, terms clamped
-    at 0, Wang et al.'s weights, float32 throughout, on images shifted into [0, 2] (SSIM's
-    luminance term assumes non-negative intensities).
-
-    The 5 scales need > 160 px. Smaller images use the ``ms_ssim_num_scales(size)`` scales that
-    fit, weights renormalised to sum to 1 (64 px -> 3, 128 px -> 4): values then compare only
-    between sets of the same size; record ``ms_ssim_num_scales`` beside them.
-    """
+    Standard MS-SSIM (as ``pytorch_msssim.ms_ssim``, which it matches to ~1e-5): Gaussian window 11,
+    sigma 1.5, K = (0.01, 0.03), 2x2 average pooling between scales, terms clamped at 0, Wang et
+    al.'s weights, float32 throughout, on images shifted into [0, 2] (SSIM's luminance term assumes
+    non-negative intensities). The 5 scales need > 160 px; smaller images use the
+    ``ms_ssim_num_scales(size)`` that fit, weights renormalised to sum to 1, so values then compare
+    only between sets of one size: record ``ms_ssim_num_scales`` beside them. DataError for unequal
+    shapes or images smaller than the window."""
     a, b = check_images(a, "ms_ssim a"), check_images(b, "ms_ssim b")
     if a.shape != b.shape:
         raise DataError(f"ms_ssim: pairs need equal shapes, got {a.shape} and {b.shape}")
@@ -101,11 +94,9 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def ms_ssim_diversity(images: np.ndarray, n_pairs: int, seed: int = 0) -> float:
-    """Mean MS-SSIM over ``n_pairs`` random pairs of different images of one set.
-
-    Lower = more diverse. Compare generated sets with the same statistic on real images (as in
-    Odena et al. 2017); a value well above the real one signals mode collapse.
-    """
+    """Mean MS-SSIM over ``n_pairs`` random pairs of different images of one set; lower = more
+    diverse. Compare it with the same statistic on real images (as in Odena et al. 2017): a value
+    well above the real one signals mode collapse."""
     images = check_images(images, "ms_ssim_diversity images")
     if len(images) < 2 or n_pairs < 1:
         raise DataError(f"ms_ssim_diversity: needs >= 2 images and >= 1 pair, got "

@@ -1,6 +1,5 @@
-"""Nearest-neighbour distances to the training set, for memorisation checks: generated->train
-should not be smaller than held-out->train.
-"""
+"""Nearest-neighbour distances to the training set, for memorisation checks: generated->train should
+not be smaller than held-out->train."""
 
 from __future__ import annotations
 
@@ -10,22 +9,20 @@ import torch
 from pggan_core.errors import DataError
 from pggan_core.measures import check_images
 
-# bytes of one block of images in ``nearest_neighbours`` (float64): 32 images of 4 x 256^2,
-# 8 of 4 x 512^2. The loop re-reads the query once per reference block, which costs a
-# ``batch``-th of the distances themselves, so small blocks are cheap.
+# bytes of one block of images in ``nearest_neighbours`` (float64): 32 images of 4 x 256^2, 8 of
+# 4 x 512^2. Re-reading the query once per reference block costs a ``batch``-th of the distances
+# themselves, so small blocks are cheap.
 NN_BLOCK_BYTES = 64 * 2**20
 
 
 def nearest_neighbours(query: np.ndarray, reference: np.ndarray,
                        batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """For each query image, the L2 distance (pixel space, flattened) to its closest reference
-    image, and that image's index: two arrays of shape (N_query,).
-
-    Chunked ``torch.cdist`` in float64 over blocks of ``batch`` x ``batch`` images (by default
-    as many as fit ``NN_BLOCK_BYTES``), so memory stays bounded at any resolution and any
-    number of images (either set may be a ``store.ImageView``, read a block at a time); the
-    winning distance is recomputed directly, so an exact copy gives exactly 0.
-    """
+    """Each query image's L2 distance (pixel space, flattened) to its closest reference image, and
+    that image's index: two (N_query,) arrays; DataError when the sets' image shapes differ. Chunked
+    ``torch.cdist`` in float64 over blocks of ``batch`` x ``batch`` images (default: as many as fit
+    ``NN_BLOCK_BYTES``) bounds memory at any resolution and set size (either set may be a
+    ``store.ImageView``, read a block at a time); the winning distance is recomputed directly, so an
+    exact copy gives exactly 0."""
     query = check_images(query, "nearest_neighbours query")
     reference = check_images(reference, "nearest_neighbours reference")
     if query.shape[1:] != reference.shape[1:]:
@@ -60,6 +57,6 @@ def nearest_neighbours(query: np.ndarray, reference: np.ndarray,
 
 
 def nearest_neighbour_distances(query: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """``nearest_neighbours``' distances alone, shape (N_query,): compare generated->train
-    with held-out->train; generated images much closer to the training set are copies."""
+    """``nearest_neighbours``' distances alone, (N_query,): generated images much closer to the
+    training set than held-out ones are copies."""
     return nearest_neighbours(query, reference)[0]

@@ -1,8 +1,7 @@
-"""Sliced Wasserstein distance, NVIDIA's PGGAN metric (Karras et al. 2018, ``metrics/
-sliced_wasserstein.py``): how far the distribution of local 7x7 patches of the fakes is from
-that of the reals, per level of a Laplacian pyramid. Lower is better. Needs no downloaded
-weights and accepts any channel count; images are float arrays (N, C, H, W) in [-1, 1].
-"""
+"""Sliced Wasserstein distance, NVIDIA's PGGAN metric (Karras et al. 2018,
+``metrics/sliced_wasserstein.py``): how far the distribution of local 7x7 patches of the fakes is
+from that of the reals, per level of a Laplacian pyramid; lower is better. Needs no downloaded
+weights and takes any channel count; images are float arrays (N, C, H, W) in [-1, 1]."""
 
 from __future__ import annotations
 
@@ -100,20 +99,17 @@ def sliced_wasserstein(real: np.ndarray, fake: np.ndarray, seed: int = 0,
                        min_resolution: int = 16) -> dict[str, float]:
     """Multi-scale sliced Wasserstein distance between two image sets, x10^3 (NVIDIA's SWD).
 
-    As PGGAN's ``metrics/sliced_wasserstein.py``: a Laplacian pyramid of each image (binomial
-    filter, mirror borders) down to ``min_resolution`` px; ``n_descriptors`` random 7x7 patches
-    (all channels) per image and level, normalised per channel over their own set; the mean
-    over ``n_projections`` random unit directions (NVIDIA: 4 x 128) of the mean absolute
-    difference of the sorted projections.
-
-    ``real`` and ``fake`` are (N, C, H, W) square images, H halving evenly to the last level;
-    sets of different sizes are compared on a random subset of the larger (NVIDIA compares
-    equal counts). ``seed`` fixes the patches (a stream per set, so ``sliced_wasserstein(x,
-    x)`` is small sampling noise, not 0) and the directions (shared). Returns ``swd_<res>``
-    per level (the finest measures texture, the coarsest layout) and ``swd_mean``.
-
-    Each set is normalised on its own, so SWD ignores a global per-channel brightness or
-    contrast change of a whole set (NVIDIA's design). Inputs are not quantised to 8 bits.
+    As PGGAN's: a Laplacian pyramid of each image (binomial filter, mirror borders) down to
+    ``min_resolution`` px; ``n_descriptors`` random 7x7 patches (all channels) per image and level,
+    normalised per channel over their own set (so SWD ignores a global per-channel brightness or
+    contrast change of a whole set, by NVIDIA's design); the mean over ``n_projections`` random unit
+    directions (NVIDIA: 4 x 128) of the mean absolute difference of the sorted projections. Inputs
+    are not quantised to 8 bits. ``real`` and ``fake``: square (N, C, H, W), H halving evenly to the
+    last level (DataError otherwise); the larger set is subsampled to the smaller's size (NVIDIA
+    compares equal counts). ``seed`` fixes the patches (a stream per set, so
+    ``sliced_wasserstein(x, x)`` is small sampling noise, not 0) and the directions (shared).
+    Returns ``swd_<res>`` per level (the finest measures texture, the coarsest layout) and
+    ``swd_mean``.
     """
     real = check_images(real, "sliced_wasserstein real")
     fake = check_images(fake, "sliced_wasserstein fake")
@@ -150,11 +146,9 @@ def sliced_wasserstein(real: np.ndarray, fake: np.ndarray, seed: int = 0,
 
 def swd_floor(real_a: np.ndarray, real_b: np.ndarray, seed: int = 0,
               **kwargs: int) -> dict[str, float]:
-    """SWD between two disjoint halves of the *real* set: what a perfect generator would get.
-
-    SWD is never 0 for finite samples, so a fake-vs-real SWD means something only beside this
-    floor, with the same set size and settings (compare fakes with one half).
-    """
+    """SWD between two disjoint halves of the *real* set: what a perfect generator would get. SWD is
+    never 0 for finite samples, so a fake-vs-real SWD means something only beside this floor, with
+    the same set size and settings (compare fakes with one half)."""
     return sliced_wasserstein(real_a, real_b, seed=seed, **kwargs)
 
 

@@ -1,5 +1,5 @@
-"""One training run's folder: which folder a run is (``RunSpec``), is it finished, does it
-hold a generator, which data it was trained on.
+"""One training run's folder: which folder a run is (``RunSpec``), is it finished, does it hold a
+generator, which data it was trained on.
 
     runs/<dataset>/<profile>/[<data name>/]<seg|noseg>[-seed<N>]/
         run.json, config.yaml   what was trained, on which data, and whether it finished
@@ -28,10 +28,10 @@ from pggan_core.training.run_info import RUN_INFO_FILE, RunInfo, read_run_info
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What names a run: the dataset, the profile, with or without the segmentation channels,
-    the seed (``config.seed_overrides``: the data's and the training's) and the data it learns
-    from (``source``: a folder, None for the built-in phantom). Its folders are named here and
-    nowhere else, so the CLI, the book and the notebooks find the same run."""
+    """What names a run: the dataset, the profile, with or without segmentation channels, the seed
+    (``config.seed_overrides``: the data's and the training's) and the data (``source``: a folder,
+    None for the built-in phantom). Its folders are named here and nowhere else, so the CLI, the
+    book and the notebooks find the same run."""
 
     dataset: str
     profile: str
@@ -41,14 +41,12 @@ class RunSpec:
 
     @property
     def variant(self) -> str:
-        """"seg" (the paper's model, with the segmentation channels) or "noseg" (Figure 3's
-        ablation): the run folder's name."""
+        """"seg" (the paper's model) or "noseg" (Figure 3's ablation): the run folder's name."""
         return "seg" if self.with_segmentation else "noseg"
 
     def folder(self, root: Path | None = None) -> Path:
-        """``runs/<dataset>/<profile>/<variant>`` on the phantom, ``runs/<dataset>/<profile>/
-        <data name>/<variant>`` on a real ``source`` folder (``paths.data_name``), with
-        ``-seed<N>`` after the variant for a seed other than 0."""
+        """``runs/<dataset>/<profile>/[<data name>/]<variant>[-seed<N>]``: the data name
+        (``paths.data_name``) for a real ``source``, the suffix for a seed other than 0."""
         name = data_name(self.source)
         folder = (root or home()) / "runs" / self.dataset / self.profile
         return ((folder if name == PHANTOM else folder / name)
@@ -65,9 +63,9 @@ class RunSpec:
 
 def run_config(dataset: str, profile: str, seed: int = 0,
                augment: dict[str, Any] | None = None) -> Config:
-    """The configuration of a book run: the profile, with ``seed`` as ``pggan train --seed``
-    sets it (``config.seed_overrides``), and ``augment`` overriding keys of the augmentation
-    study's section (which a trained run does not depend on, ``settings.STUDY_SECTIONS``)."""
+    """A book run's configuration: the profile, with ``seed`` as ``pggan train --seed`` sets it
+    (``config.seed_overrides``) and ``augment`` overriding keys of the augmentation study's section
+    (no trained run depends on it: ``settings.STUDY_SECTIONS``)."""
     return load_config(profile, dataset, {**seed_overrides(seed), "augment": augment or {}})
 
 
@@ -82,9 +80,9 @@ def require_generator(run_dir: str | Path) -> Path:
 
 
 def run_data_dir(run_dir: str | Path, config: Config, info: RunInfo | None = None) -> Path:
-    """The prepared dataset the run was trained on (``run.json``, or ``info`` read from it),
-    else the profile's default folder for the data the run records (the phantom's when it
-    records none): the one rule for finding a run's data."""
+    """The prepared dataset the run was trained on (from ``run.json``, or ``info``), else the
+    profile's default folder for the data the run records (the phantom's when none): the one rule
+    for finding a run's data. DataError when that folder holds no prepared dataset."""
     if info is None and (Path(run_dir) / RUN_INFO_FILE).is_file():
         info = read_run_info(run_dir)
     source = None
@@ -130,8 +128,8 @@ class OpenRun:
 
 
 def open_run(run_dir: str | Path) -> OpenRun:
-    """The run in ``run_dir``: its ``run.json``, generator, config and prepared data, each
-    found by one rule. RunNotFoundError naming the command that makes it when there is none."""
+    """The run in ``run_dir`` (its ``run.json``, generator, config and prepared data, each found by
+    one rule); RunNotFoundError naming the command that makes it when there is none."""
     run_dir = require_generator(run_dir)
     info = read_run_info(run_dir)
     G, facts = load_generator(run_dir)
@@ -140,8 +138,8 @@ def open_run(run_dir: str | Path) -> OpenRun:
 
 
 def marked_finished(run_dir: str | Path) -> bool:
-    """Whether ``run_dir``'s ``run.json`` says its training finished and it holds a generator:
-    the one test of "a finished run is here" (``is_finished`` adds the config and the data)."""
+    """Whether ``run_dir``'s ``run.json`` says it finished and it holds a generator: the one test of
+    "a finished run is here" (``is_finished`` adds the config and the data)."""
     return _finished_info(Path(run_dir)) is not None
 
 
@@ -155,11 +153,8 @@ def _finished_info(run_dir: Path) -> RunInfo | None:
 
 
 def require_trained_run(spec: RunSpec, root: Path | None = None) -> Path:
-    """The finished run folder of ``spec``, or an error naming the command that trains it.
-
-    Later notebooks (evaluation, encoder, latent space) read a run; when it is missing they
-    stop here and say how to make it.
-    """
+    """The finished run folder of ``spec``, or a RunNotFoundError naming the command that trains it
+    (the notebooks that read a run stop here when it is missing)."""
     folder = spec.folder(root)
     if not marked_finished(folder):
         flag = "" if spec.with_segmentation else " -p with_segmentation False"
@@ -174,8 +169,8 @@ def require_trained_run(spec: RunSpec, root: Path | None = None) -> Path:
 
 def is_finished(run_dir: str | Path, config: Config, with_segmentation: bool = True,
                 data: dict[str, Any] | None = None) -> bool:
-    """Whether ``run_dir`` holds a completed run of exactly this config and channel choice
-    (and, given ``data`` (``PreparedDataset.data_record``), trained on that data)."""
+    """Whether ``run_dir`` holds a finished run of exactly this config and channel choice (and,
+    given ``data``, a ``PreparedDataset.data_record``, trained on that data)."""
     run_dir = Path(run_dir)
     info = _finished_info(run_dir)  # run.json read once
     if info is None:
@@ -189,7 +184,7 @@ def is_finished(run_dir: str | Path, config: Config, with_segmentation: bool = T
 
 
 def recorded_data(run: Path) -> dict | None:
-    """The data the run in ``run`` records (None: no run, or one from before runs did)."""
+    """The data the run in ``run`` records (None: no run, or one that records none)."""
     try:
         return read_run_info(run).data
     except PgganError:
@@ -198,10 +193,9 @@ def recorded_data(run: Path) -> dict | None:
 
 def stale_result(run_dir: str | Path, kind: str, saved: dict[str, Any] | None,
                  generator: tuple[str, Config] | None = None) -> str | None:
-    """Why a ``kind`` result in ``run_dir`` that records the derivation ``saved`` no longer
-    holds for the run as it is now (its generator, the code, the run's config), or None when it
-    does (``provenance.stale_reason``). ``generator`` is ``run_generator(run_dir)`` when the
-    caller checks several results of one run (the weights are then hashed once)."""
+    """Why a ``kind`` result in ``run_dir`` recording the derivation ``saved`` no longer holds for
+    the run (its generator, the code, the run's config: ``provenance.stale_reason``), or None.
+    ``generator=run_generator(run_dir)`` hashes the weights once for several results."""
     sha, config = generator or run_generator(run_dir)
     inputs = {name: _file_sha256(Path(run_dir) / name) for name in (saved or {}).get("inputs", {})}
     return stale_reason(saved, kind, sha, config, inputs)

@@ -1,6 +1,5 @@
-"""Make or reuse the runs a book build shows: install the shipped ones, train the rest in
-parallel lanes, never mix runs of other settings or other data.
-"""
+"""Make or reuse the runs a book build shows: install the shipped ones, train the rest in parallel
+lanes, never mix runs of other settings or other data."""
 
 from __future__ import annotations
 
@@ -23,17 +22,12 @@ def ensure_run(dataset: str, profile: str, with_segmentation: bool = True, seed:
                source: str | Path | None = None, progress: bool = True,
                resume: bool = True, train_here: bool = False,
                position: int | None = None) -> Path:
-    """The finished run folder of (dataset, profile, data, variant), preparing and training
-    if needed.
-
-    The run's folders are its ``RunSpec``'s: a real ``source`` folder and a seed other than 0
-    each get their own, so runs of other data never share one. When the profile ships this run
-    (``pretrained``) for exactly this configuration and phantom data, the shipped run is
-    verified and installed instead of training, unless ``train_here``. An unfinished run of the
-    same configuration and data is continued (``resume=True``) or moved aside and started over
-    (``resume=False``). A run that records other data than ``source`` now prepares to is
-    refused (DataMismatchError), never reused or resumed.
-    """
+    """The finished run folder of ``RunSpec(dataset, profile, with_segmentation, seed, source)``,
+    prepared and trained if needed. A run the profile ships for exactly this configuration and
+    phantom data is verified and installed instead, unless ``train_here``; an unfinished one of the
+    same configuration and data is continued (``resume``) or moved aside and started over; one
+    recording other data than ``source`` now prepares to is refused (DataMismatchError), never
+    reused or resumed."""
     spec = RunSpec(dataset, profile, with_segmentation, seed, source)
     config, data_dir, out = spec.config(), spec.data_folder(), spec.folder()
     variant = out.name  # what the profile ships it as: "seg", "noseg", "seg-seed1"...
@@ -62,18 +56,16 @@ def ensure_run(dataset: str, profile: str, with_segmentation: bool = True, seed:
 def _refuse_other_data(out: Path, record: dict) -> None:
     """DataMismatchError when the run in ``out`` records data other than ``record``."""
     recorded = recorded_data(out)
-    if recorded is not None:  # a run from before runs recorded data is set aside instead
+    if recorded is not None:  # a run that records no data is set aside instead
         require_same_data(recorded, record, out,
                           f"move or delete {out} to train on the new data (or restore the "
                           "data it was trained on)")
 
 
 def _set_aside_if_stale(out: Path, config: Config, keep_same_config: bool = True) -> None:
-    """Rename an unfinished run to ``<name>.stale-<time>`` (kept, not lost) so training can
-    start over: always when it was made with another configuration (resuming would mix two)
-    or records no data (made before runs did: it cannot be shown to match), and also with the
-    same configuration unless ``keep_same_config``.
-    """
+    """Rename an unfinished run aside (``_move_aside``) so training can start over: when it was made
+    with another configuration (resuming would mix two) or records no data (it cannot be shown to
+    match), and, unless ``keep_same_config``, with the same configuration too."""
     saved = out / "config.yaml"
     if saved.is_file() and (not keep_same_config or recorded_data(out) is None
                             or not same_config(yaml.safe_load(saved.read_text()), config)):
@@ -98,10 +90,9 @@ def _train_job(job: tuple[str, str, bool, int, bool, str | None, int, int]) -> s
 
 
 def lanes_and_threads(jobs: int, cores: int | None = None) -> tuple[int, int]:
-    """Parallel trainings and threads per training for ``jobs`` runs on the cores this
-    process may use (``os.sched_getaffinity``): one lane per core up to one per job, the
-    cores left over shared out as threads. Independent single-threaded trainings beat one
-    training on several threads at these sizes, so lanes come first."""
+    """Parallel trainings and threads per training for ``jobs`` runs on the cores this process may
+    use (``os.sched_getaffinity``): a lane per core up to one per job (at these sizes independent
+    single-threaded trainings beat one on several threads), the cores left over as threads."""
     cores = cores or len(os.sched_getaffinity(0))
     lanes = max(1, min(jobs, cores))
     return lanes, max(1, cores // lanes)
@@ -110,15 +101,12 @@ def lanes_and_threads(jobs: int, cores: int | None = None) -> tuple[int, int]:
 def pretrain(profile: str, datasets: tuple[str, ...] = ("rop", "brats"), seed: int = 0,
              train_here: bool = False,
              sources: dict[str, str | Path] | None = None) -> list[Path]:
-    """Make every run the book needs (with and without segmentation) in parallel lanes:
-    shipped runs are installed, the others trained (all of them with ``train_here``).
-    ``sources`` maps a dataset to the user's folder to train on instead of its phantom.
-
-    The notebooks then find finished runs and reuse them. Datasets are prepared first, in
-    this process, so two lanes never prepare the same folder at once. Each lane is a fresh
-    (spawned) process (``lanes_and_threads``); each reports its progress, as a bar in a
-    terminal or a line every ~30 s in a log.
-    """
+    """Make every run the book needs (with and without segmentation) in parallel lanes, so the
+    notebooks find them finished: shipped runs installed, the others trained (all with
+    ``train_here``); ``sources`` maps a dataset to the user's folder to train on instead of its
+    phantom. Datasets are prepared first, here, so two lanes never prepare one folder at once; each
+    lane is a fresh (spawned) process reporting its progress (a bar in a terminal, a line every
+    ~30 s in a log)."""
     import multiprocessing as mp
 
     sources = {d: str(s) for d, s in (sources or {}).items()}

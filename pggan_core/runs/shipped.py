@@ -1,28 +1,22 @@
 """Shipped runs: generators trained longer than a book build can afford, verified before use.
 
-The book's ``demo`` profile trains four GANs (two datasets, with and without segmentation
-channels). On two CPU cores its schedule takes over an hour for the four (each run's minutes
-are in the manifest), not the minutes a book build has, so the repository ships the result:
-for each run, the EMA generator and the logs of its training, exactly as ``pggan train`` wrote
-them, with a manifest that says how they were made and a SHA-256 of every file::
+The ``demo`` profile's four GANs (two datasets, with and without segmentation channels) take over an
+hour on two CPU cores (each run's minutes are in the manifest), not the minutes a book build has.
+So the repository ships each run's EMA generator and training logs as ``pggan train`` wrote them,
+with a manifest saying how each was made (commit, machine, date, command, wall time, images seen,
+resolved config) and every file's SHA-256::
 
     data/pretrained/<profile>/
-      manifest.json            profile, and per run: the commit, machine and date it was
-                               trained at, the command, its wall time, images seen, the
-                               resolved config and every file's sha256
+      manifest.json
+      vessel_unet/             the U-Net that drew the fundus runs' vessel channel
       <dataset>-<variant>/     generator.pt (EMA weights only; read with weights_only=True),
-                               config.yaml, run.json, metrics.jsonl, phase_metrics.jsonl,
-                               figures/progression.npz, samples/<final grid>.png and, where
-                               ``pggan encode`` ran, encoder.pt and encoder.json; where
-                               ``pggan augment-study`` ran, augmentation.json (added by
-                               ``pggan weights ship-results``). The encoder and the study
-                               record what they were computed from, checked again before use
+                               RUN_FILES and the final sample grid; where encoded, ENCODER_FILES
+                               and INVERSION_FILES; the RESULT_FILES ``ship_results`` added
 
-``install_run`` checks the manifest against the profile as it is now (same resolved config)
-and every file against its hash, then copies the files into the usual run folder, so every
-later step (evaluate, encode, the notebooks) reads it like a run trained here. Anything that
-does not match is refused with the command that rebuilds it; nothing is downloaded.
-``export_run`` is the other end: it turns a finished run into shipped files.
+``install_run`` checks the manifest against the profile as it is now and every file against its
+hash, then copies the run into the usual folder, where every later step reads it like a run
+trained here. What does not match is refused with the command that rebuilds it; nothing is
+downloaded. ``export_run`` is the other end.
 """
 
 from __future__ import annotations
@@ -55,9 +49,8 @@ RUN_FILES = ("config.yaml", RUN_INFO_FILE, "metrics.jsonl", "phase_metrics.jsonl
              "figures/progression.npz", "figures/progression.png")
 ENCODER_FILES = ("encoder.pt", "encoder.json")  # shipped too when the run was encoded
 INVERSION_FILES = ("indomain_encoder.pt", "inversion.json")  # and its in-domain encoder
-# results shipped beside the run they were made from: the evaluation and Figure 3's comparison
-# (a minute or more each, which the book's time budget cannot spare) and the studies (hours);
-# like the encoder, each records its derivation and is checked against the run before use
+# results shipped beside their run (the evaluation and Figure 3's comparison take minutes the book's
+# budget cannot spare, the studies hours); each records its derivation, checked before use
 RESULT_FILES = ("metrics.json", "ablation.json", "augmentation.json", "ablation_seeds.json")
 RESULT_KINDS = {"metrics.json": "metrics", "ablation.json": "ablation",
                 "augmentation.json": "augmentation", "ablation_seeds.json": "ablation"}
@@ -97,13 +90,11 @@ def ships(profile: str, dataset: str, variant: str, config: Config,
 
 def install_run(profile: str, dataset: str, variant: str, config: Config, out: Path,
                 data: PreparedDataset, root: Path | None = None) -> Path:
-    """Verify the shipped run and copy it into the run folder ``out``; return ``out``.
-
-    Refused (CheckpointError naming the file and the fix) when the manifest's config is not
-    ``config`` (the profile changed since the weights were trained), when the local prepared
-    dataset ``data`` is not the one it was trained on (its fingerprint), or when a file's hash
-    differs. The installed ``run.json`` points at ``data`` and says where the run came from.
-    """
+    """Verify the shipped run and copy it into the run folder ``out`` (staged beside it, then
+    renamed); return ``out``. Refused (CheckpointError naming the file and the fix) when the
+    manifest's config is not ``config`` (the profile changed since), the prepared dataset ``data``
+    is not the one it was trained on (its fingerprint) or a file's hash differs. The installed
+    ``run.json`` points at ``data`` and says where the run came from."""
     manifest = read_manifest(profile, root)
     key = run_key(dataset, variant)
     if manifest is None or key not in manifest["runs"]:
@@ -138,8 +129,8 @@ def install_run(profile: str, dataset: str, variant: str, config: Config, out: P
     info = read_run_info(staging)
     info.data_dir = str(data.path)
     info.data = data.data_record()  # its content was verified against the manifest above
-    # each run's own commit, machine and date (a re-export of some runs leaves the others'),
-    # the manifest's for runs exported before runs recorded them
+    # each run's own commit, machine and date (a re-export of some runs leaves the others'), else
+    # the manifest's (entries that lack them)
     info.pretrained = {k: entry.get(k, manifest.get(k))
                        for k in ("profile", "commit", "hardware", "created")}
     info.pretrained |= {"command": entry["command"], "wall_seconds": entry["wall_seconds"],
@@ -155,14 +146,10 @@ def install_run(profile: str, dataset: str, variant: str, config: Config, out: P
 
 def installed_problem(out: Path, profile: str, dataset: str, variant: str,
                       root: Path | None = None) -> str | None:
-    """Why the shipped run installed in ``out`` is no longer what the repository ships, or
-    None when it still is (or ``out`` is not an installed shipped run).
-
-    The manifest's entry must be the one it was installed from (a re-exported run changes
-    it), and the run's own files (generator, config, logs, figures; not the encoder or the
-    results, which later steps may rewrite and which carry their own derivation) must still
-    match their sha256.
-    """
+    """Why the shipped run installed in ``out`` is no longer what the repository ships, or None when
+    it still is (or ``out`` is no installed shipped run): its manifest entry must be the one it was
+    installed from, and its own files (not the encoders or results, which later steps may rewrite
+    and which carry their own derivation) must still match their sha256."""
     try:
         info = read_run_info(out)
     except PgganError:
@@ -185,10 +172,10 @@ def installed_problem(out: Path, profile: str, dataset: str, variant: str,
 
 def ship_results(run_dir: Path, profile: str, dataset: str, variant: str,
                  names: tuple[str, ...], root: Path | None = None) -> dict[str, Any]:
-    """Add the files ``names`` of a run installed from the shipped ``profile`` runs (its
-    encoder, a slow study's results) to what the repository ships for it, with their sha256
-    in the manifest; each must record its derivation (``provenance``), which is what lets a
-    later build tell whether it still holds."""
+    """Add the files ``names`` of a run installed from the shipped ``profile`` runs (its encoders, a
+    slow study's results) to what the repository ships for it, with their sha256 in the manifest.
+    Each ``.json`` must record its derivation (``provenance``), which lets a later build tell
+    whether it still holds; CheckpointError otherwise."""
     manifest = read_manifest(profile, root)
     key = run_key(dataset, variant)
     if manifest is None or key not in manifest["runs"]:
@@ -237,11 +224,9 @@ def ship_current_results(profile: str, datasets: tuple[str, ...] = ("rop", "brat
 
 def _already_shipped(run: Path, profile: str, dataset: str, kind: str,
                      names: tuple[str, ...], root: Path | None) -> bool:
-    """Whether the weights ``names[0]`` (an encoder's ``.pt``) in ``run`` are the ones already
-    shipped and the record ``names[-1]`` shipped beside them still holds for the run: then it
-    stays as it is, not replaced by a copy written again from the same weights. Weights
-    re-derived bit for bit by changed code ship again: the old record names the old code, so a
-    build would no longer take it as holding."""
+    """Whether the encoder weights ``names[0]`` in ``run`` are the shipped ones and the record
+    ``names[-1]`` shipped beside them still holds: then it stays, not replaced by a copy written
+    from the same weights (changed code ships them again: the old record names the old code)."""
     from pggan_core.runs.folder import stale_result
 
     weights, record = names[0], names[-1]
@@ -261,8 +246,8 @@ NOTE_WIDTH = 76  # what a code cell's output in the book shows without scrolling
 
 
 def pretrained_note(run_dir: Path) -> str | None:
-    """A few lines for a page that shows a shipped run ("weights shipped, trained by ..."),
-    wrapped to fit a code cell's output, or None for a run trained here."""
+    """A few lines for a page showing a shipped run ("weights shipped, trained by ..."), wrapped to
+    a code cell's output width, or None for a run trained here."""
     try:
         shipped = read_run_info(run_dir).pretrained
     except PgganError:
@@ -277,8 +262,7 @@ def pretrained_note(run_dir: Path) -> str | None:
         "them here instead.", NOTE_WIDTH, break_long_words=False, break_on_hyphens=False)
 
 
-# ---------------------------------------------------------------------------------------------
-# the other end: a finished run -> shipped files
+# ---------------------------------------------- the other end: a finished run -> shipped files
 
 
 def save_generator(run_dir: Path, path: Path) -> None:
@@ -296,8 +280,9 @@ def save_generator(run_dir: Path, path: Path) -> None:
 def export_run(run_dir: str | Path, profile: str, dataset: str, variant: str, command: str,
                wall_seconds: float, root: Path | None = None,
                commit: str | None = None) -> dict[str, Any]:
-    """Copy a finished run into ``data/pretrained/<profile>`` and record it in the manifest,
-    with ``commit`` (default: the checkout's) as the code that trained it."""
+    """Copy a finished run into ``data/pretrained/<profile>`` and record it in the manifest, with
+    ``commit`` (default: the checkout's) as the code that trained it; CheckpointError for an
+    unfinished run or one of another profile."""
     run_dir = Path(run_dir)
     if not marked_finished(run_dir):
         raise CheckpointError(f"{run_dir} is not a finished run; train it to the end first")
@@ -344,7 +329,7 @@ def _made(commit: str | None, root: Path | None) -> dict[str, str]:
 def ship_vessel_unet(profile: str, sha256: str | None = None, commit: str | None = None,
                      root: Path | None = None) -> None:
     """Ship the profile's vessel U-Net (``paths.vessel_model_path``) and its metrics beside the
-    runs, refused unless it is the one whose ``sha256`` a prepared dataset records."""
+    runs; CheckpointError unless it is the one whose ``sha256`` the prepared data records."""
     from pggan_core.segmentation.vessels import metrics_path
 
     model = vessel_model_path(profile, root)
@@ -366,14 +351,12 @@ def ship_vessel_unet(profile: str, sha256: str | None = None, commit: str | None
 
 
 def install_vessel_unet(profile: str, config: Config, root: Path | None = None) -> bool:
-    """Install the vessel U-Net ``profile`` ships where ``pggan vessels train`` would write it,
-    when none is there and it was trained with ``config``'s settings; whether it did.
-
-    The shipped fundus runs learnt this U-Net's map of each photograph as their vessel
-    channel. One trained here on another CPU (other kernels, other rounding) would draw a
-    slightly different channel, the prepared data would have another fingerprint, and the
-    shipped runs would be refused; so, like the paper's pre-trained U-Net, it is shipped.
-    """
+    """Install the vessel U-Net ``profile`` ships where ``pggan vessels train`` would write it, when
+    none is there and it was trained with ``config``'s settings; whether it did. The shipped fundus
+    runs learnt its map of each photograph as their vessel channel: one trained here on another CPU
+    (other kernels, other rounding) would draw a slightly different channel, the prepared data would
+    get another fingerprint and the shipped runs would be refused. So, like the paper's pre-trained
+    U-Net, it is shipped."""
     from pggan_core.segmentation.vessels import unet_settings
 
     entry = (read_manifest(profile, root) or {}).get(VESSEL_UNET)
@@ -395,13 +378,11 @@ def install_vessel_unet(profile: str, config: Config, root: Path | None = None) 
 
 def train_and_export(profile: str, datasets: tuple[str, ...] = ("rop", "brats"),
                      lanes: int = 2, root: Path | None = None) -> dict[str, Any]:
-    """Train every run the book needs with ``pggan train`` (one thread per lane, ``lanes`` at
-    a time), train the encoders of each run with segmentation (``pggan encode``, then
-    ``pggan invert``), and export each into the shipped runs, recording the exact commands.
-
-    An interrupted training is resumed by the same command (``--resume``), so the recorded
-    training seconds add up over attempts; the wall time is that of the last attempt.
-    """
+    """Train every run the book needs with ``pggan train`` (one thread per lane, ``lanes`` at a
+    time), the encoders of each run with segmentation (``pggan encode``, ``pggan invert``), and
+    export each into the shipped runs with its exact commands. An interrupted training is resumed by
+    the same command (``--resume``): the recorded training seconds add up over attempts, the wall
+    time is the last attempt's."""
     from concurrent.futures import ThreadPoolExecutor
 
     from pggan_core.data.prepare import ensure_prepared

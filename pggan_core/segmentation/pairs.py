@@ -1,17 +1,9 @@
 """Labelled pairs for a segmenter, made the same way from real and from generated images.
 
-A segmenter learns from (input, target) pairs. Real images bring their ground truth (the
-fundus phantom's exact vessels, a folder's manual masks, the BraTS labels); the GAN brings its
-own segmentation channels, continuous in [-1, 1]. Both go through one function per dataset,
-with one binarisation rule, so the only difference between a real and a synthetic pair is
-where it came from:
-
-* fundus: the photograph enlarged to the vessel U-Net's scale and preprocessed as the U-Net's
-  input (``vessel_input``); the target is the vessel map enlarged alike, vessel where it is
-  above one half (a box-filtered mask's "more than half the pixel is vessel"), inside the
-  field of view;
-* glioma: the four modalities as they are; the target is one class per pixel, the tumour
-  label whose channel is above one half (background where none is).
+Real images bring their ground truth (the fundus phantom's exact vessels, a folder's manual masks,
+the BraTS labels); the GAN brings its own segmentation channels, continuous in [-1, 1]. Both go
+through one function per dataset (``fundus_pairs``, ``tumour_pairs``) with one binarisation rule
+(``binary_target``), so a real and a synthetic pair differ only in where they came from.
 """
 
 from __future__ import annotations
@@ -28,8 +20,7 @@ from pggan_core.settings import DataConfig
 
 # a target pixel is foreground where its map, as a fraction in [0, 1], exceeds this
 TARGET_THRESHOLD = 0.5
-# the glioma segmenter's classes: background, then the BraTS labels 1, 2 and 4 in the order of
-# the prepared channels 4-6
+# the glioma segmenter's classes: background, then BraTS labels 1, 2, 4 as prepared channels 4-6
 TUMOUR_CLASSES = ("background", "NCR/NET (1)", "ED (2)", "ET (4)")
 
 
@@ -58,18 +49,17 @@ class LabelledSet:
 
 
 def binary_target(fraction: np.ndarray) -> np.ndarray:
-    """The one binarisation rule: foreground where the map exceeds ``TARGET_THRESHOLD``."""
+    """The one binarisation rule: foreground where the map exceeds ``TARGET_THRESHOLD`` (a
+    box-filtered mask's "more than half the pixel is vessel")."""
     return np.asarray(fraction) > TARGET_THRESHOLD
 
 
 def fundus_pairs(images: np.ndarray, vessel_maps: np.ndarray, data_cfg: DataConfig,
                  scale_to: int) -> LabelledSet:
-    """Vessel U-Net pairs at ``scale_to`` px from fundus images (N, >=3, R, R) in [-1, 1] and
-    their vessel maps (N, R, R) in [0, 1] (a ground-truth fraction, or the GAN's channel).
-
-    The photograph and its field of view are enlarged as the U-Net segments small images
-    (``vessels.enlarge_fundus``), the map bicubically, then binarised (``binary_target``).
-    """
+    """Vessel U-Net pairs at ``scale_to`` px from fundus images (N, >=3, R, R) in [-1, 1] and their
+    vessel maps (N, R, R) in [0, 1] (a ground-truth fraction, or the GAN's channel): the photograph
+    and its field of view enlarged as the U-Net segments small images (``vessels.enlarge_fundus``)
+    and preprocessed as its input, the map enlarged bicubically and binarised inside the FOV."""
     fovs = fields_of_view(images, data_cfg)
     x = np.empty((len(images), 1, scale_to, scale_to), np.float32)
     y = np.empty((len(images), scale_to, scale_to), np.float32)
@@ -85,12 +75,10 @@ def fundus_pairs(images: np.ndarray, vessel_maps: np.ndarray, data_cfg: DataConf
 
 
 def tumour_classes(label_channels: np.ndarray) -> np.ndarray:
-    """Label channels (N, 3, R, R) in [-1, 1] -> int64 classes (N, R, R): the label whose
-    channel is highest where it exceeds one half as a fraction, else background (0).
-
-    A real slice's box-filtered one-hot channels sum to at most 1, so at most one exceeds one
-    half; a generated slice's may not, and the highest wins.
-    """
+    """Label channels (N, 3, R, R) in [-1, 1] -> int64 classes (N, R, R): the label whose channel is
+    highest where it exceeds one half as a fraction, else background (0). A real slice's
+    box-filtered one-hot channels sum to at most 1, so at most one exceeds one half; of a generated
+    slice's, the highest wins."""
     fraction = (np.asarray(label_channels, np.float32) + 1.0) / 2.0
     best = fraction.argmax(axis=1)
     return np.where(binary_target(fraction.max(axis=1)), best + 1, 0).astype(np.int64)

@@ -1,10 +1,7 @@
-"""The study's segmenters, trained and scored the same way in every arm.
-
-What differs between datasets is the dataset's ``SegmentationTask`` (``segmentation.tasks``).
-Between arms only the training pairs and, in the classic arm, the on-the-fly augmentation
-differ: the network, its initialisation (by seed), the updates, batch size and learning rate
-are the same.
-"""
+"""The study's segmenters, trained and scored the same way in every arm. What differs between
+datasets is the dataset's ``SegmentationTask`` (``segmentation.tasks``); between arms only the
+training pairs and, in the classic arm, the on-the-fly augmentation: the network, its initialisation
+(by seed), the updates, batch size and learning rate are the same."""
 
 from __future__ import annotations
 
@@ -26,9 +23,9 @@ SCORE_BATCH = 16  # held-out images per forward pass when scoring
 
 def train_segmenter(dataset: str, pairs: LabelledSet, cfg: Config, seed: int,
                     augment: Augment | None = None) -> nn.Module:
-    """A segmenter trained on ``pairs`` for ``augment.iterations`` updates, initialised and
-    fed batches by ``seed``; each batch goes through ``augment`` first if one is given (the
-    augmentation study's classic arm, ``augmentation.classic.classic_augmenter``)."""
+    """A segmenter trained on ``pairs`` for ``cfg.augment.iterations`` updates, initialised and fed
+    batches by ``seed``; each batch goes through ``augment`` first if given (the classic arm's
+    ``augmentation.classic.classic_augmenter``)."""
     a = cfg.augment
     task = segmentation_task(dataset)
     torch.manual_seed(seed)
@@ -42,12 +39,10 @@ def train_segmenter(dataset: str, pairs: LabelledSet, cfg: Config, seed: int,
 
 def score_segmenter(dataset: str, net: nn.Module, test: LabelledSet) -> dict[str, float]:
     """The task's scores (``SegmentationTask.metrics``) of ``net`` on the held-out real pairs
-    ``test``, pooled over every pixel that counts (fundus: inside the field of view).
-
-    Each image goes through the fully convolutional U-Net whole: on the demo vessel U-Net's
-    held-out phantoms this scored as sliding the 48 px patch at stride 8 (AUC / Dice 0.9792 /
-    0.855 against 0.9798 / 0.853) at a twentieth of the cost, for dozens of segmenters.
-    """
+    ``test``, pooled over every pixel that counts (fundus: inside the field of view). Each image
+    goes through the fully convolutional U-Net whole: on the demo vessel U-Net's held-out phantoms
+    this scored as sliding the 48 px patch at stride 8 (AUC 0.9792 against 0.9798, Dice 0.855
+    against 0.853) at a twentieth of the cost, for dozens of segmenters."""
     net.eval()
     device = next(net.parameters()).device
     with torch.inference_mode():

@@ -1,13 +1,10 @@
-"""What the augmentation study's segmenter learns on each dataset: one ``SegmentationTask``,
-named by the dataset's spec (``DatasetSpec.segmentation``), says everything that differs
-between datasets: the pairs, the network, its batches, loss and scores, the words for it.
-
-* Fundus: the vessel U-Net (``segmentation.vessels``) on the paper's 48 x 48 patches with
-  random flips, binary cross-entropy, scored by vessel Dice and AUC inside the field of view.
-* Glioma: the same U-Net with the four modalities in and four classes out (background and
-  the three BraTS labels) on whole slices, cross-entropy plus soft Dice (the usual remedy for
-  a tumour that covers a few per cent of the slice), scored by Dice per tumour region.
-"""
+"""What the augmentation study's segmenter learns on each dataset: one ``SegmentationTask``, named
+by the dataset's spec (``DatasetSpec.segmentation``), holds everything that differs between datasets
+(the pairs, the network, its batches, loss and scores, the words for it). Fundus: the vessel U-Net
+on the paper's 48 x 48 patches, scored by vessel Dice and AUC inside the field of view. Glioma: the
+same U-Net with four modalities in and four classes out on whole slices, cross-entropy plus soft
+Dice (the usual remedy for a tumour that covers a few per cent of the slice), scored by Dice per
+tumour region."""
 
 from __future__ import annotations
 
@@ -38,16 +35,14 @@ DICE_THRESHOLD = 0.5
 class SegmentationTask:
     """One dataset's segmentation task, as the augmentation study trains and scores it."""
 
-    metrics: tuple[str, ...]  # the scores, the one the study's summary leads with first
+    metrics: tuple[str, ...]  # the scores, the study's lead one first
     target: str  # what the segmenter learns to draw, in figure titles
-    # background value of the inputs (outside the field of view / the brain): the fill of
-    # the classic arm's rotations
+    # inputs' background value (outside the field of view / brain): the classic arm's rotation fill
     input_floor: float
     classic_flips: bool  # the classic arm flips (False: every arm's batches are flipped)
     # (prepared data, rows, resolution, config) -> real pairs with their ground truth
     real_pairs: Callable[[PreparedDataset, np.ndarray, int, Config], LabelledSet]
-    # (generated images (N, C, R, R) in [-1, 1], config) -> pairs, their own label channels
-    # as the targets
+    # (generated images (N, C, R, R) in [-1, 1], config) -> pairs, their label channels as targets
     synthetic_pairs: Callable[[np.ndarray, Config], LabelledSet]
     network: Callable[[LabelledSet, Config], nn.Module]  # a fresh, seeded segmenter
     # (pairs, config, rng, augment) -> a function drawing one augmented training batch
@@ -55,7 +50,7 @@ class SegmentationTask:
     loss: Callable[[Tensor, Tensor], Tensor]
     score: Callable[[np.ndarray, LabelledSet], dict[str, float]]  # (outputs, held-out pairs)
     describe: Callable[[Config], str]  # the segmenter and its training, in words
-    # (input, target) -> an (H, W, 3) picture of one pair as the segmenter sees it
+    # hook ("module:function") drawing one pair (input, target) as the segmenter sees it, (H, W, 3)
     pair_panel: str
 
 
@@ -74,8 +69,7 @@ def dice(predicted: np.ndarray, truth: np.ndarray) -> float:
     return float("nan") if total == 0 else 2.0 * float((predicted & truth).sum()) / total
 
 
-# ---------------------------------------------------------------------------------------------
-# Fundus: vessels
+# ----------------------------------------------------------------------------- Fundus: vessels
 
 
 def _real_vessel_pairs(data: PreparedDataset, idx: np.ndarray, resolution: int, cfg: Config
@@ -111,8 +105,7 @@ def _vessel_batches(pairs: LabelledSet, cfg: Config, rng: np.random.Generator,
 def _vessel_scores(output: np.ndarray, test: LabelledSet) -> dict[str, float]:
     probs = 1.0 / (1.0 + np.exp(-output[:, 0]))
     scores, truth = probs[test.fov], test.y[test.fov] > 0.5
-    # a test set without a vessel pixel (a GAN at a few pixels, where no vessel covers half a
-    # pixel) has no AUC
+    # a test set without vessel pixels has no AUC (a GAN at a few px: no vessel covers half a pixel)
     auc = float(roc_auc_score(truth, scores)) if 0 < truth.sum() < truth.size else np.nan
     return {"dice": dice(scores > DICE_THRESHOLD, truth), "auc": auc}
 
@@ -135,8 +128,7 @@ def vessel_task() -> SegmentationTask:
         pair_panel="pggan_core.viz.plots:vessel_pair_panel")
 
 
-# ---------------------------------------------------------------------------------------------
-# Glioma: tumour regions
+# ---------------------------------------------------------------------- Glioma: tumour regions
 
 TUMOUR_METRICS = ("dice_wt", "dice_ncr", "dice_ed", "dice_et")
 

@@ -4,12 +4,10 @@ Beers et al. (2018), "Retinopathy of Prematurity Dataset": "A U-net pre-trained 
 segmented vessel images was used to perform segmentation of the vasculature, which operates on
 48 x 48 pixel patches with an overlap of 8 pixels in the x and y directions." The authors' code
 (QTIM-Lab retina-unet / qtim_ROP ``segment_unet.py``) slides the patch with a stride of 8 and
-averages the overlapping predictions; so do we. The network is retina-unet's: two pooling
-levels down, two up, skip connections, a per-pixel vessel probability.
-
-Without the i-ROP photographs the U-Net trains on the fundus phantom's exact vessel masks (or
-on a real vessel set such as DRIVE when given a folder with manual masks). The same segmenter
-later scores synthetic images for the paper's vessel-agreement AUC (0.97 in the paper).
+averages the overlapping predictions; so do we, with retina-unet's network. Without the i-ROP
+photographs the U-Net trains on the fundus phantom's exact vessel masks (or on a real vessel set
+such as DRIVE, given a folder with manual masks). The same segmenter later scores synthetic images
+for the paper's vessel-agreement AUC (0.97).
 """
 
 from __future__ import annotations
@@ -45,8 +43,7 @@ HELDOUT_SEED_BASE = 8_000_000
 MAX_PATCHES = 8192  # patches held in memory at once while segmenting (about 75 MB)
 ROC_POINTS = 200  # ROC curve points kept in the metrics JSON
 
-# ---------------------------------------------------------------------------------------------
-# The network
+# --------------------------------------------------------------------------------- The network
 
 
 def _double_conv(cin: int, cout: int) -> nn.Sequential:
@@ -57,13 +54,11 @@ def _double_conv(cin: int, cout: int) -> nn.Sequential:
 
 
 class VesselUNet(nn.Module):
-    """retina-unet's U-Net: a 1-channel patch in, one vessel logit per pixel out.
-
-    Widths base, 2*base, 4*base; max-pooling down, nearest-neighbour upsampling up (as
-    retina-unet's UpSampling2D), concatenated skips. BatchNorm (not in retina-unet) lets the
-    short demo schedules converge in a few hundred iterations. ``in_channels`` and
-    ``out_channels`` make the same network the augmentation study's glioma segmenter (four
-    MR modalities in, one logit per tumour class out).
+    """retina-unet's U-Net: a 1-channel patch in, one vessel logit per pixel out. Widths base,
+    2*base, 4*base; max-pooling down, nearest-neighbour upsampling up (as retina-unet's
+    UpSampling2D), concatenated skips. BatchNorm (not in retina-unet) lets the short demo schedules
+    converge in a few hundred iterations. With ``in_channels`` and ``out_channels`` it is the
+    augmentation study's glioma segmenter (four MR modalities in, one logit per tumour class out).
     """
 
     def __init__(self, base_channels: int = 16, in_channels: int = 1,
@@ -87,19 +82,16 @@ class VesselUNet(nn.Module):
         return self.head(u1)
 
 
-# ---------------------------------------------------------------------------------------------
-# Patches
+# ------------------------------------------------------------------------------------- Patches
 
 
 def segment_by_patches(net: nn.Module, images: torch.Tensor, patch: int, stride: int,
                        batch_size: int = 256) -> torch.Tensor:
-    """Vessel probability (N, 1, H, W) of preprocessed images (N, 1, H, W), patch by patch.
-
-    Every ``patch`` x ``patch`` window at ``stride`` (the last ones aligned with the image's
-    edge; an image smaller than a patch is padded) goes through ``net`` in batches of
-    ``batch_size``; a pixel's probability is the mean over its windows. MONAI's
-    ``sliding_window_inference`` windows (as fast as our own unfold/fold: bench_monai.py).
-    """
+    """Vessel probability (N, 1, H, W) of preprocessed images (N, 1, H, W), patch by patch: every
+    ``patch`` x ``patch`` window at ``stride`` (the last ones aligned with the image's edge; an
+    image smaller than a patch is padded) goes through ``net`` in batches of ``batch_size``, and a
+    pixel's probability is the mean over its windows. MONAI's ``sliding_window_inference`` windows
+    (as fast as an unfold/fold of our own: ``benchmarks/bench_monai.py``)."""
     from monai.inferers import sliding_window_inference
 
     device = next(net.parameters()).device
@@ -117,8 +109,7 @@ def windows_per_image(shape: tuple[int, ...], patch: int, stride: int) -> int:
     return rows * cols
 
 
-# ---------------------------------------------------------------------------------------------
-# Applying a trained network
+# ------------------------------------------------------------------ Applying a trained network
 
 
 class VesselSegmenter:
@@ -134,10 +125,8 @@ class VesselSegmenter:
         return field_of_view(rgb, self.data_cfg)
 
     def segment(self, rgb: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
-        """(H, W, 3) RGB (uint8 or [0, 1] float) -> float32 (H, W) vessel probability.
-
-        ``fov`` defaults to ``default_fov(rgb)``; the probability is 0 outside it.
-        """
+        """(H, W, 3) RGB (uint8 or [0, 1] float) -> float32 (H, W) vessel probability, 0 outside
+        ``fov`` (default: ``default_fov(rgb)``)."""
         return self.segment_batch([rgb], None if fov is None else [fov])[0]
 
     def segment_images(self, images: np.ndarray, scale_to: int, fov: np.ndarray) -> np.ndarray:
@@ -186,8 +175,7 @@ def load_vessel_unet(path: str | Path) -> VesselSegmenter:
     return VesselSegmenter(net, data_cfg, vessel_cfg)
 
 
-# ---------------------------------------------------------------------------------------------
-# Training
+# ------------------------------------------------------------------------------------ Training
 
 
 def phantom_seeds(v: VesselConfig) -> tuple[list[int], list[int]]:
@@ -202,9 +190,9 @@ def vessel_images(cfg: Config, source: str | None = None,
                                                                  list[FundusImage]]:
     """The U-Net's (training, held-out) images at ``vessels.train_resolution``: phantoms
     (``phantom_seeds``), or the images of ``source`` with manual vessel masks, shuffled by
-    ``vessels.seed``, never one of ``exclude`` (the GAN dataset's held-out split, which the
-    U-Net later scores: having learnt them would inflate every number it gives).
-    """
+    ``vessels.seed``, never one of ``exclude`` (the GAN dataset's held-out split, which the U-Net
+    later scores: having learnt them would inflate every number it gives). DataError for a
+    ``source`` with fewer than 2 masked images."""
     v = cfg.vessels
     size = v.train_resolution
     if source is None:
@@ -254,11 +242,9 @@ def sample_patches(
 def fit_unet(net: nn.Module, draw_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]],
              loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], iterations: int,
              lr: float, label: str, progress: bool = True) -> list[float]:
-    """Train ``net`` in place for ``iterations`` Adam steps at ``lr`` on batches from
-    ``draw_batch()`` (inputs, targets), on the device ``net`` is on; the loss per step.
-
-    The one loop of every segmenter here: the vessel U-Net and the augmentation study's.
-    """
+    """Train ``net`` in place for ``iterations`` Adam steps at ``lr`` on batches ``draw_batch()``
+    (inputs, targets), on the device ``net`` is on; returns the loss per step. The one loop of every
+    segmenter here, the vessel U-Net's and the augmentation study's."""
     device = next(net.parameters()).device
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     losses: list[float] = []
@@ -298,12 +284,11 @@ def train_vessel_unet(
     cfg: Config, out_path: str | Path, source: str | None = None, progress: bool = True,
     network: nn.Module | None = None, exclude: Collection[str | Path] = (),
 ) -> dict[str, Any]:
-    """Train the vessel U-Net on ``vessel_images`` (never ``exclude``), evaluate it on the
-    held-out ones, and write ``out_path`` (a state_dict and a plain config dict, readable
-    ``weights_only``) and its ``metrics_path`` (loss curve, held-out AUC and ROC points),
-    both atomically; returns the metrics. ``network`` (1 channel in, 1 logit out) replaces
-    ``VesselUNet(vessels.base_channels)``, e.g. MONAI's UNet in ``benchmarks/bench_monai.py``.
-    """
+    """Train the vessel U-Net on ``vessel_images`` (never ``exclude``), evaluate it on the held-out
+    ones, and write ``out_path`` (a state_dict and a plain config dict, readable ``weights_only``)
+    and its ``metrics_path`` (loss curve, held-out AUC and ROC points), both atomically; returns the
+    metrics. ``network`` (1 channel in, 1 logit out) replaces ``VesselUNet(vessels.base_channels)``,
+    e.g. MONAI's UNet in ``benchmarks/bench_monai.py``."""
     v = cfg.vessels
     if v.train_resolution < v.patch:
         raise ConfigError(f"vessels.train_resolution={v.train_resolution} is smaller than "
@@ -371,7 +356,7 @@ def metrics_path(model_path: str | Path) -> Path:
 
 
 def load_metrics(model_path: str | Path) -> dict[str, Any]:
-    """The metrics ``train_vessel_unet`` saved next to ``model_path``."""
+    """The metrics ``train_vessel_unet`` saved next to ``model_path`` (CheckpointError if none)."""
     path = metrics_path(model_path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no vessel U-Net metrics; run `pggan vessels train` first")
@@ -388,8 +373,7 @@ def resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
 def ensure_vessel_unet(cfg: Config, source: str | None = None, progress: bool = True,
                        exclude: Collection[str | Path] = ()) -> VesselSegmenter:
     """The profile's saved vessel U-Net (``paths.vessel_model_path``), trained first if missing
-    (see ``train_vessel_unet``): data preparation, evaluation and the vessel chapter share it.
-    """
+    (``train_vessel_unet``): data preparation, evaluation and the vessel chapter share it."""
     from pggan_core.paths import vessel_model_path
 
     path = vessel_model_path(cfg.profile)
@@ -400,10 +384,9 @@ def ensure_vessel_unet(cfg: Config, source: str | None = None, progress: bool = 
 
 def segment_vessels(segmenter, images: np.ndarray, scale_to: int, fov: np.ndarray
                     ) -> np.ndarray:
-    """The U-Net's vessel probability for fundus images (N, >=3, R, R) in [-1, 1], 0 outside
-    their fields of view ``fov`` (N, R, R): each is segmented at ``scale_to`` px, the vessel
-    calibre the U-Net learnt (``enlarge_fundus``), and the map reduced back to R.
-    """
+    """The U-Net's vessel probability for fundus images (N, >=3, R, R) in [-1, 1], 0 outside their
+    fields of view ``fov`` (N, R, R): each segmented at ``scale_to`` px, the vessel calibre the
+    U-Net learnt (``enlarge_fundus``), and the map reduced back to R."""
     size = images.shape[-1]
     out = np.empty((len(images), size, size), np.float32)
     for i, image in enumerate(images):

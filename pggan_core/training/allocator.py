@@ -1,11 +1,10 @@
 """Keep freed memory in the process instead of handing it back to the OS every step.
 
-At 64 px and above a training step allocates activations of tens of MB; glibc serves those
-with mmap and unmaps them on free, so every step page-faults the same memory in again.
-Raising the thresholds once makes glibc keep and reuse it: same results, faster steps
-(``benchmarks/bench_train.py --system-malloc`` measures the difference). Equivalent to
-starting Python with MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=... MALLOC_TOP_PAD_=..., but
-applied from inside, so every entry point gets it.
+At 64 px and above a training step allocates activations of tens of MB, which glibc serves with
+mmap and unmaps on free, so every step page-faults the same memory in again. Raising the
+thresholds once makes glibc keep and reuse it: same results, faster steps
+(``benchmarks/bench_train.py --system-malloc``). Like MALLOC_MMAP_MAX_=0
+MALLOC_TRIM_THRESHOLD_=... MALLOC_TOP_PAD_=..., but applied from inside, for every entry point.
 """
 
 from __future__ import annotations

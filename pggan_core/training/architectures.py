@@ -1,22 +1,12 @@
 """The networks a run is made of, chosen by name: ``model.architecture``.
 
-Every network in the package is built by ``build_network``: the trainer's generator and
-critic, the generator a checkpoint holds, the paper's encoder and the in-domain one. It looks
-the run's ``model.architecture`` up in ``ARCHITECTURES``, where the paper's progressive GAN is
-``"pggan"`` (``training/networks.py``). An architecture registered with
-``register_architecture`` is therefore trained, checkpointed, evaluated, encoded and sampled by
-the same code, with ``--set model.architecture=NAME``:
-
-    class SharperGenerator(Generator):
-        ...
-
-    register_architecture("sharper", Architecture(
-        "the progressive GAN with a sharper output layer",
-        generator=SharperGenerator, critic=Discriminator, encoder=Encoder))
-
-What the rest of the package assumes of each network is written down once, below, as
-``GeneratorNet``, ``CriticNet`` and ``EncoderNet``: the ``G(z, resolution, alpha)``
-convention and the attributes read from outside.
+``build_network`` builds every network in the package (the trainer's generator and critic, a
+checkpoint's generator, the paper's encoder and the in-domain one) from ``ARCHITECTURES``, where
+the paper's progressive GAN is ``"pggan"`` (``training/networks.py``). One added with
+``register_architecture("name", Architecture(description, generator=..., critic=...,
+encoder=...))`` is trained, checkpointed, evaluated, encoded and sampled by the same code, with
+``--set model.architecture=NAME``. ``GeneratorNet``, ``CriticNet`` and ``EncoderNet`` write down
+what the rest of the package assumes of each network.
 """
 
 from __future__ import annotations
@@ -61,8 +51,8 @@ class CriticNet(Protocol):
 
 
 class EncoderNet(Protocol):
-    """``E(x)``: images at one ``resolution`` -> latents ``(B, latent_dim)``, each image's
-    independent of the rest of its batch."""
+    """``E(x)``: images at one ``resolution`` -> latents ``(B, latent_dim)``, each independent of
+    the rest of its batch."""
 
     resolution: int
     latent_dim: int
@@ -93,9 +83,9 @@ ARCHITECTURES: dict[str, Architecture] = {
 
 
 def register_architecture(name: str, architecture: Architecture) -> Architecture:
-    """Make ``architecture`` the one ``model.architecture: <name>`` builds. Its encoder's code
-    joins the derivation of an encoder trained with it when it runs
-    (``provenance.code_that_ran``), so that encoder is trained again when the code changes."""
+    """Make ``architecture`` the one ``model.architecture: <name>`` builds. An encoder trained
+    with it records the encoder code that ran (``provenance.code_that_ran``), so is retrained
+    when that code changes."""
     if not name.isidentifier():
         raise ConfigError(f"architecture name {name!r}: use letters, digits and underscores")
     ARCHITECTURES[name] = architecture

@@ -1,20 +1,15 @@
 """Training checkpoints: written so a kill never corrupts them, read so a file never runs code.
 
-Layout inside a run's ``checkpoints/`` folder::
+A run's ``checkpoints/`` holds ``latest.pt``, the newest complete checkpoint, and ``previous.pt``,
+the one before (the fallback should ``latest.pt`` be unreadable). A save hard-links ``latest.pt``
+to ``previous.pt``, then writes the new one to a temporary file, fsyncs it and renames it over
+``latest.pt`` (``atomic_file``): every step is a rename, so both names always point at complete
+files and a SIGKILL at any moment leaves a readable ``latest.pt``.
 
-    latest.pt     the newest complete checkpoint
-    previous.pt   the one before it (a fallback should ``latest.pt`` ever be unreadable)
-
-A save first hard-links ``latest.pt`` to ``previous.pt``, then writes the new checkpoint to a
-temporary file, fsyncs it and renames it over ``latest.pt`` (``atomic_file``). Every step is a
-rename, so at every instant both names point at complete files: a SIGKILL at any moment leaves
-a readable ``latest.pt``.
-
-A checkpoint is a plain dict of tensors, numbers, strings, lists, tuples and dicts, and is read
-with ``torch.load(weights_only=True)``. RNG states are stored as tensors (torch) or plain ints
-(numpy's bit-generator dict, Python's ``random`` tuple), so nothing needs unpickling of
-arbitrary classes; a file that carries a pickled object is refused with a CheckpointError.
-Each records its ``format`` and the ``package_version`` that wrote it; a checkpoint of another
+A checkpoint is a plain dict of tensors, numbers, strings, lists, tuples and dicts, read with
+``torch.load(weights_only=True)``: RNG states are tensors (torch) or plain ints (numpy's
+bit-generator dict, Python's ``random`` tuple), and a file carrying a pickled object is refused
+(CheckpointError). Each records its ``format`` and the ``package_version`` that wrote it; another
 format version is refused with a message naming both and what to do.
 """
 
@@ -54,19 +49,15 @@ REQUIRED_KEYS = ("format", "config", "channels", "step", "phase_index", "resolut
 
 
 def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` as ``folder/latest.pt``, keeping the former latest as ``previous.pt``.
-
-    Every checkpoint records the package version that wrote it (``package_version``). When the
-    folder cannot be written (a full disk, a read-only folder) this raises StorageError, and
-    ``latest.pt`` and ``previous.pt`` are still complete checkpoints, with no temporary left.
-    """
+    """Write ``state`` (with ``package_version``) as ``folder/latest.pt``, keeping the former
+    latest as ``previous.pt``. StorageError when the folder cannot be written (a full disk, a
+    read-only folder); both files are then still complete, with no temporary left."""
     folder = Path(folder)
     latest = folder / LATEST
     had_latest = latest.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        # a writer killed mid-save leaves its temporary file; one process writes a run's
-        # checkpoints (``guards.run_lock``), so any temporary found now is such a leftover
+        # a temporary found now is a killed writer's leftover: one process writes (run_lock)
         for stale in folder.glob(".*.tmp"):
             stale.unlink(missing_ok=True)
         if had_latest:
@@ -110,10 +101,8 @@ def _write_failure(folder: Path, err: OSError, had_latest: bool) -> str:
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
                     fmt: str = FORMAT) -> dict[str, Any]:
-    """Read one checkpoint file safely (``weights_only=True``); CheckpointError if unusable.
-
-    ``fmt`` is the format it must have: a training checkpoint, or ``GENERATOR_FORMAT``.
-    """
+    """Read one checkpoint file safely (``weights_only=True``); CheckpointError if unusable or
+    not of format ``fmt`` (a training checkpoint's, or ``GENERATOR_FORMAT``)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint; train first with `pggan train`")
@@ -155,10 +144,8 @@ def _format_mismatch(path: Path, state: Any, fmt: str) -> str:
 
 
 def load_latest(folder: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The newest readable checkpoint in ``folder``: ``latest.pt``, else ``previous.pt``.
-
-    Only a damaged ``latest.pt`` falls back; an unsafe one (pickled objects) is refused.
-    """
+    """The newest readable checkpoint in ``folder``: ``latest.pt``, else ``previous.pt`` (only
+    for a damaged ``latest.pt``; an unsafe one, holding pickled objects, is refused)."""
     folder = Path(folder)
     try:
         return load_checkpoint(folder / LATEST, map_location)
@@ -223,11 +210,10 @@ def weights_fingerprint(*modules: nn.Module | dict[str, torch.Tensor]) -> str:
 
 def load_generator(run_dir: str | Path, ema: bool = True,
                    map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """The trained generator of a run (its EMA copy when there is one) and the run's facts.
-
-    Returns ``(G, info)`` with ``info`` = ``config`` (Config), ``channels`` (names),
-    ``resolution`` (the highest trained so far), ``alpha``, ``step``, ``finished``.
-    """
+    """``(G, info)``: a run's trained generator (its EMA copy when there is one and ``ema``),
+    frozen in eval mode, and ``config`` (Config), ``channels`` (names), ``resolution`` (the
+    highest trained so far), ``alpha``, ``step``, ``finished`` and ``ema`` (the copy used).
+    RunNotFoundError when the run has no checkpoint or shipped generator."""
     # here, so checkpoint.py stays light to import
     from pggan_core.training.architectures import build_network
 

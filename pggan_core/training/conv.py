@@ -1,19 +1,14 @@
 """A 2-D convolution whose input gradient is cheap to differentiate again.
 
-The WGAN-GP critic step differentiates the critic's input gradient once more (a double
-backward). PyTorch's built-in second derivative of a convolution computes the weight gradient
-as a convolution with a feature-map-sized kernel over batch-transposed copies: on CPU about 40 %
-as fast as its ordinary weight-gradient kernel, plus the transposing copies, about a tenth of a
-16 px training step. Here the input gradient is its own autograd node whose derivatives call
-the ordinary kernels (``conv2d`` and ``convolution_backward``): same numbers up to float
-rounding; training steps are faster, most at 64 px (``benchmarks/bench_train.py --compare
-stock_conv``; figures in benchmarks/README.md).
-
-Inside ``input_gradients_only()`` (what ``losses.gradient_penalty`` uses around its
-``torch.autograd.grad(..., create_graph=True)``) a convolution's backward builds that input
-gradient node and skips the weight and bias gradients, which that call does not ask for.
-Elsewhere a graph-building backward falls back to PyTorch's own differentiable formula, so any
-other higher-order use stays correct; a plain backward is PyTorch's single fused call.
+The WGAN-GP penalty differentiates the critic's input gradient once more (a double backward).
+PyTorch's own second derivative of a convolution computes the weight gradient as a convolution
+with a feature-map-sized kernel over batch-transposed copies: on CPU about 40 % as fast as its
+ordinary weight-gradient kernel, plus the copies, about a tenth of a 16 px training step. Inside
+``input_gradients_only()`` (``losses.gradient_penalty``) the input gradient is instead its own
+autograd node whose derivatives call the ordinary kernels, skipping the weight and bias gradients
+nobody asked for: same numbers up to float rounding, faster steps, most at 64 px
+(``benchmarks/bench_train.py --compare stock_conv``; benchmarks/README.md). Elsewhere PyTorch's
+own formula applies, so other higher-order uses stay correct.
 """
 
 from __future__ import annotations
@@ -32,11 +27,7 @@ _input_gradients_only = False
 
 @contextmanager
 def input_gradients_only() -> Iterator[None]:
-    """Graph-building backward passes inside compute only input gradients of convolutions.
-
-    For ``torch.autograd.grad(outputs, inputs=images, create_graph=True)`` where only the
-    images' gradient is wanted (the gradient penalty); weight and bias gradients come back None.
-    """
+    """Inside, graph-building backwards compute only convolutions' input gradients (rest: None)."""
     global _input_gradients_only
     previous, _input_gradients_only = _input_gradients_only, True
     try:
@@ -54,11 +45,9 @@ def _backward(grad_out: Tensor, x: Tensor, weight: Tensor, bias_shape: list[int]
 
 
 class _InputGradient(torch.autograd.Function):
-    """``grad_x = convolution_backward(grad_y, x, W)`` as a node with ordinary-kernel derivatives.
-
-    grad_x is linear in grad_y and in W: its derivative towards grad_y is the forward
-    convolution, towards W the ordinary weight gradient with the incoming gradient as input.
-    """
+    """``grad_x = convolution_backward(grad_y, x, W)``, linear in grad_y and W: its derivatives
+    are the forward convolution (towards grad_y) and the ordinary weight gradient with the
+    incoming gradient as input (towards W)."""
 
     @staticmethod
     def forward(ctx: FunctionCtx, grad_out: Tensor, x: Tensor, weight: Tensor, stride: int,
@@ -108,11 +97,8 @@ class _Conv2d(torch.autograd.Function):
 
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 1,
            padding: int = 0) -> Tensor:
-    """``F.conv2d(x, weight, bias, stride, padding)`` with a cheaper second derivative.
-
-    Under autocast the operands are cast here, so that the saved tensors and the gradients
-    computed from them share one dtype.
-    """
+    """``F.conv2d`` with a cheaper second derivative. Under autocast the operands are cast
+    here, so the saved tensors and the gradients computed from them share one dtype."""
     if torch.is_autocast_enabled(x.device.type):
         dtype = torch.get_autocast_dtype(x.device.type)
         x, weight = x.to(dtype), weight.to(dtype)

@@ -1,19 +1,11 @@
 """What keeps a training run safe around its loop (``trainer.py``), and spreads it over ranks.
 
-* one process per run folder: ``run_lock``;
-* a run resumes only as it was, on its own data: ``check_data``, ``resuming``,
-  ``check_same_config``, ``check_same_run``;
-* a loss that turns NaN stops the run before it spoils the weights: ``finite_mean``;
-* SIGINT and SIGTERM stop it after its step, with a checkpoint: ``StopSignals``,
-  ``agreed_stop``, ``resume_command``;
-* several processes (``torchrun --nproc_per_node N``) train data-parallel (``process_group``):
-  every rank reads its own shard of the training images (``rank_shard``, ``ShardSampler``)
-  and takes its share of the batch (``rank_batch``); G and D are wrapped in
-  DistributedDataParallel for each phase (``PhaseNetwork``), which averages their gradients
-  over ranks during the backward pass; every checkpoint holds every rank's random and data
-  streams (``gather_ranks``, ``restore_rank``); rank 0 alone writes files;
-* ``train.compile``: ``compiled_or_eager``, applied per phase with the wrappers above by
-  ``phase_networks``.
+One process per run folder; a run resumes only as it was, on its own data; a NaN loss stops it
+before it spoils the weights; SIGINT and SIGTERM stop it after its step, with a checkpoint. Under
+``torchrun --nproc_per_node N`` every rank reads its own shard of the training images and takes
+its share of the batch, G and D are wrapped in DistributedDataParallel per phase (averaging
+gradients over ranks in the backward pass), every checkpoint holds every rank's random and data
+streams, and rank 0 alone writes files. ``train.compile`` compiles per phase, eager on failure.
 """
 
 from __future__ import annotations
@@ -64,15 +56,13 @@ LOCK_FILE = ".lock"
 @contextlib.contextmanager
 def run_lock(run_dir: str | Path) -> Iterator[Path]:
     """Hold ``run_dir``'s lock (``<run>/.lock``) for the ``with`` block, creating the folder;
-    yield the lock file. Raises RunInUseError naming the holder when another process holds it.
+    yield the lock file. RunInUseError naming the holder when another process holds it.
 
-    Two trainings writing the same checkpoints and logs would interleave them into a run that
-    is neither. The lock is ``flock``: the kernel drops it when its holder exits, however it
-    exits (SIGKILL and power loss included), so a dead training never leaves a run locked, and
-    no stale lock file needs cleaning up. The file itself only tells a refused process who
-    holds the lock (pid, host, start time) for its message; it is left in place, because
-    deleting a lock file lets a third process lock a fresh file while the second still holds
-    the old one.
+    Two trainings writing the same checkpoints and logs would interleave them into a run that is
+    neither. ``flock`` is dropped by the kernel however its holder exits (SIGKILL and power loss
+    included), so no stale lock needs cleaning up. The file only tells a refused process who
+    holds the lock (pid, host, start time); it is never deleted, because deleting a lock file lets
+    a third process lock a fresh file while the second still holds the old one.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -97,8 +87,7 @@ def run_lock(run_dir: str | Path) -> Iterator[Path]:
 
 
 def _in_use(run_dir: Path, holder_text: str) -> str:
-    """The refusal, naming the holder as its lock file tells it (it may not have written it
-    yet) and the ways out."""
+    """The refusal: the holder as its lock file names it (perhaps not yet), and the ways out."""
     try:
         holder = json.loads(holder_text)
         who = (f"another `pggan train` (pid {holder['pid']} on host {holder['host']}, "
@@ -113,8 +102,7 @@ def _in_use(run_dir: Path, holder_text: str) -> str:
 # ---------------------------------------------------------------- what may be trained, resumed
 
 def check_data(data: PreparedDataset, config: Config, data_dir: Path) -> None:
-    """Refuse data (prepared in ``data_dir``) of another dataset than the config's, or too
-    small for its schedule."""
+    """Refuse data of another dataset than the config's, or too small for its schedule."""
     if data.dataset != config.data.dataset:
         raise ConfigError(f"{data_dir} holds {data.dataset!r} images but the config "
                           f"is for {config.data.dataset!r}; pass the matching --data")
@@ -126,9 +114,9 @@ def check_data(data: PreparedDataset, config: Config, data_dir: Path) -> None:
 
 
 def resuming(out_dir: Path, resume: bool) -> bool:
-    """Whether the run continues from ``out_dir/checkpoints`` (``resume`` and a checkpoint is
-    there). Refuses a shipped run (its generator alone cannot be trained on) and, without
-    ``resume``, a folder that holds a run: it is never overwritten."""
+    """Whether the run continues from ``out_dir/checkpoints`` (``resume`` and a checkpoint).
+    Refuses a shipped run (a generator alone cannot be trained on) and, without ``resume``, a
+    folder holding a run: it is never overwritten."""
     if (out_dir / ckpt.GENERATOR_FILE).is_file():
         raise PgganError(f"{out_dir} holds a shipped run (its generator only, which "
                          "cannot be trained further); choose another --out")
@@ -140,8 +128,7 @@ def resuming(out_dir: Path, resume: bool) -> bool:
 
 
 def check_same_config(out_dir: Path, config: Config) -> None:
-    """Refuse to resume with a config other than the run's ``config.yaml``, naming every key
-    that differs."""
+    """Refuse to resume with another config than ``config.yaml``, naming every key that differs."""
     path = out_dir / "config.yaml"
     # through config_from_dict: a file from before a field existed holds its default
     saved = config_from_dict(yaml.safe_load(path.read_text())).run_dict()
@@ -162,8 +149,7 @@ def _value(sections: dict[str, Any], key: str) -> Any:
 
 def check_same_run(state: dict[str, Any], data: PreparedDataset, data_record: dict[str, Any],
                    channels: list[str], out_dir: Path) -> None:
-    """Refuse to continue a checkpoint on other data, or on other channels, than it was
-    trained on."""
+    """Refuse to continue a checkpoint on other data or channels than it was trained on."""
     require_same_data(state.get("data"), data_record, out_dir,
                       f"resuming on {data.path} would mix the two: train into a new "
                       "--out, or resume with the run's own --data")
@@ -198,14 +184,11 @@ def finite_mean(loss: Tensor, name: str, at: str, runtime: Runtime, out_dir: Pat
 # ---------------------------------------------------------------- SIGINT and SIGTERM
 
 class StopSignals:
-    """SIGINT and SIGTERM caught for a ``with`` block: the first one only sets ``signum``, for
-    the training loop to stop after its step with a checkpoint; a second one acts at once, as
-    it would have without us (Ctrl-C twice raises KeyboardInterrupt; the files on disk stay
-    whole, every one being written atomically).
-
-    Signals the process ignores (SIGINT of a job started in the background) stay ignored, and
-    outside the main thread, where Python cannot install handlers, nothing changes.
-    """
+    """SIGINT and SIGTERM caught for a ``with`` block: the first only sets ``signum``, for the
+    loop to stop after its step with a checkpoint; a second acts at once, as without us (Ctrl-C
+    twice raises KeyboardInterrupt; files on disk stay whole, each written atomically). Ignored
+    signals (SIGINT of a background job) stay ignored; outside the main thread, where Python
+    cannot install handlers, nothing changes."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -254,12 +237,9 @@ def agreed_stop(stop: StopSignals, runtime: Runtime) -> int:
 
 def resume_command(config: Config, data_dir: Path, out_dir: Path,
                    with_segmentation: bool) -> str:
-    """The ``pggan train`` command line that continues this run.
-
-    Built from the config: the CLI shapes one from a profile, --seed and --precision (the
-    profiles set neither), so a run started from Python with other overrides needs those
-    again, and ``check_same_config`` names any that differ.
-    """
+    """The ``pggan train`` command line that continues this run: its profile, --seed and
+    --precision (what the CLI shapes a config from; profiles set neither). A run started from
+    Python with other overrides needs those again; ``check_same_config`` names any that differ."""
     t, default = config.train, TrainConfig()
     args = ["pggan", "train", "--data", str(data_dir), "--out", str(out_dir),
             "--profile", config.profile]
@@ -290,11 +270,8 @@ class Runtime:
 @contextlib.contextmanager
 def process_group(device: str = "auto") -> Iterator[Runtime]:
     """This process's Runtime for the ``with`` block: the device picked, and the process group
-    joined when started by torchrun (WORLD_SIZE > 1) and left at the end, however it ends.
-
-    Also keeps freed host memory in the process (``allocator.keep_freed_memory``): without it
-    every CPU step at >= 64 px page-faults its activations in again.
-    """
+    joined when started by torchrun (WORLD_SIZE > 1) and left however the block ends. Also keeps
+    freed host memory in the process (``allocator.keep_freed_memory``)."""
     keep_freed_memory()
     use_cuda = pick_device(device).type == "cuda"
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -312,8 +289,7 @@ def process_group(device: str = "auto") -> Iterator[Runtime]:
 
 
 def rank_shard(indices: np.ndarray, runtime: Runtime, data_dir: Path) -> np.ndarray:
-    """This rank's shard of the training images ``indices`` (every world_size-th one);
-    DataError when it is empty."""
+    """This rank's shard (every world_size-th) of ``indices``; DataError when it is empty."""
     shard = indices[runtime.rank::runtime.world_size]
     if len(shard) == 0:
         raise DataError(f"{data_dir} has no training images for rank {runtime.rank}; "
@@ -385,13 +361,10 @@ def restore_rank(ranks: list[dict[str, Any]], sampler: ShardSampler, runtime: Ru
 
 
 class PhaseNetwork(nn.Module):
-    """A network as one phase trains it: its own forward, but only the layers that phase uses
-    as parameters. This is what DistributedDataParallel wraps.
-
-    DDP averages the gradient of every parameter of the module it wraps and waits for each one;
-    G and D hold every resolution's layers, most of them idle in any phase, so wrapping them
-    whole would need ``find_unused_parameters`` and its graph search on every step.
-    """
+    """A network as one phase trains it, for DistributedDataParallel to wrap: its own forward,
+    but only that phase's layers as parameters. DDP waits for the gradient of every parameter it
+    wraps; G and D whole hold every resolution's layers, most idle in any phase, and would need
+    ``find_unused_parameters`` and its graph search on every step."""
 
     def __init__(self, network: nn.Module, resolution: int,
                  fading: bool) -> None:
@@ -410,17 +383,16 @@ class PhaseNetwork(nn.Module):
 
 def phase_networks(G: nn.Module, D: nn.Module, phase: Phase, runtime: Runtime,
                    compile: bool) -> tuple[nn.Module, nn.Module, nn.Module | None]:
-    """G, D and D compiled for its scoring path (None: not compiled) as ``phase`` trains
-    them: G and D wrapped in DistributedDataParallel over several ranks; G and the scoring
-    path compiled for stable phases when ``compile`` (``train.compile``) is set.
+    """G, D and D compiled for its scoring path (None: not compiled) as ``phase`` trains them:
+    over several ranks G and D wrapped in DistributedDataParallel; with ``compile``
+    (``train.compile``), G and the scoring path compiled in stable phases.
 
-    The scoring path is the critic where only first derivatives run through it: its scores
-    of reals and fakes in the critic step, and of fakes in the generator step. The gradient
-    penalty differentiates the critic twice, which compiled graphs do not support, so it
-    runs the eager critic (the same weights). Only stable phases: a fade changes alpha every
-    step, and each value would be a recompilation. The cache is cleared so each resolution
-    starts afresh. Several ranks keep the eager critic for scoring: DistributedDataParallel
-    must see every forward whose gradient it reduces.
+    The scoring path is the critic where only first derivatives run through it (its scores in
+    the critic and generator steps); the gradient penalty differentiates it twice, which
+    compiled graphs do not support, so it runs the eager critic (same weights). Stable phases
+    only: a fade's alpha changes every step, each value a recompilation; the cache is cleared so
+    each resolution starts afresh. Several ranks score with the eager critic: DDP must see every
+    forward whose gradient it reduces.
     """
     G_train, D_train = G, D
     if runtime.world_size > 1:
@@ -445,16 +417,11 @@ CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 
 
 class CompiledOrEager(nn.Module):
-    """``module`` compiled; on the first call that fails to compile, ``module`` itself for
-    good. An error the eager module raises too (a wrong input shape) is raised as it is.
-
-    At the demo's narrow widths a training step spends much of its time between
-    convolutions: small elementwise kernels (bias, leaky ReLU, pixel norm, the fade's lerp)
-    and the Python and autograd overhead of launching each. Compiling fuses those chains. A
-    machine where compiling fails (no C++ compiler, an unsupported platform) trains on, eager,
-    after one warning: the results are the same up to float rounding either way
-    (``tests/test_compiled.py``).
-    """
+    """``module`` compiled, fusing the small elementwise kernels (bias, leaky ReLU, pixel norm,
+    the fade's lerp) whose launch overhead takes much of a step at the demo's narrow widths. From
+    the first call that fails to compile (no C++ compiler, an unsupported platform), ``module``
+    itself for good, after one warning: the same results up to float rounding
+    (``tests/test_compiled.py``). An error the eager module raises too is raised as is."""
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
@@ -486,13 +453,9 @@ def compiled_or_eager(module: nn.Module) -> CompiledOrEager:
 
 def keep_compiled_graphs_apart_per_cpu_kernels() -> None:
     """Point torch's compiled-graph cache at ``inductor_cache_dir`` for this process's CPU
-    kernels, unless the user set ``TORCHINDUCTOR_CACHE_DIR`` to a folder of their own.
-
-    Compiled graphs are cached on disk between processes, but torch 2.13's cache key leaves
-    out the CPU kernels chosen at run time: a graph compiled with ``ATEN_CPU_CAPABILITY=avx2
-    ONEDNN_MAX_CPU_ISA=AVX2`` set and loaded without them (or the other way round) crashes the
-    process with a segmentation fault.
-    """
+    kernels, unless ``TORCHINDUCTOR_CACHE_DIR`` names a folder of the user's own: torch 2.13's
+    cache key leaves them out, and a graph compiled with ``ATEN_CPU_CAPABILITY=avx2
+    ONEDNN_MAX_CPU_ISA=AVX2`` and loaded without them (or the other way round) segfaults."""
     default = default_cache_dir()
     if os.environ.get(CACHE_ENV, default) != os.path.abspath(default):
         return  # the user's folder; theirs to keep apart

@@ -21,12 +21,9 @@ Critic = Callable[[Tensor, int, float], Tensor]
 
 def gradient_penalty(D: Critic, reals: Tensor, fakes: Tensor, resolution: int,
                      alpha: float) -> Tensor:
-    """Mean over the batch of (||grad_x D(x)|| - 1)^2 at random interpolates of reals and fakes.
-
-    One uniform mixing factor per sample. The graph is kept so the penalty can be
-    backpropagated into D's weights (a double backward); only the images' gradient is taken
-    here, so D's convolutions skip their weight gradients (``conv.input_gradients_only``).
-    """
+    """Mean over the batch of (||grad_x D(x)|| - 1)^2 at random interpolates of reals and fakes
+    (one uniform mix per sample). The graph is kept for the double backward into D's weights;
+    only the images' gradient is taken (``conv.input_gradients_only``)."""
     mix = torch.rand(reals.shape[0], 1, 1, 1, device=reals.device, dtype=reals.dtype)
     # under bf16 autocast the generator's images are bf16: mixed in the reals' fp32
     interpolates = torch.lerp(reals.detach(), fakes.detach().to(reals.dtype),
@@ -40,13 +37,10 @@ def gradient_penalty(D: Critic, reals: Tensor, fakes: Tensor, resolution: int,
 
 def _scores(D: Critic, reals: Tensor, fakes: Tensor, resolution: int, alpha: float
             ) -> tuple[Tensor, Tensor]:
-    """D's scores of reals and of fakes; one pass over both when that changes no number.
-
-    One pass over twice the batch makes larger, faster convolutions. It is exact when the
-    minibatch-stddev groups of the joined batch never straddle reals and fakes: the same group
-    size as for one batch (groups are runs of consecutive samples). Critics whose batch
-    coupling is unknown get two passes.
-    """
+    """D's scores of reals and of fakes, in one pass over both (larger, faster convolutions)
+    when that is exact: the joined batch's minibatch-stddev groups (runs of consecutive samples)
+    keep one batch's size, never straddling reals and fakes. Critics of unknown batch coupling
+    get two passes."""
     batch = reals.shape[0]
     fakes = fakes.to(reals.dtype)  # bf16 under autocast; the critic sees both alike
     # DistributedDataParallel keeps the critic as ``.module``
@@ -61,16 +55,11 @@ def _scores(D: Critic, reals: Tensor, fakes: Tensor, resolution: int, alpha: flo
 def discriminator_loss(D: Critic, reals: Tensor, fakes: Tensor, resolution: int, alpha: float,
                        gp_lambda: float = 10.0, drift: float = 0.001,
                        scorer: Critic | None = None) -> tuple[Tensor, dict[str, float]]:
-    """The critic's loss E[D(fake)] - E[D(real)] + lambda * GP + drift * E[D(real)^2].
-
-    ``scorer`` (default ``D``) scores the reals and fakes: the same critic, compiled where
-    ``train.compile`` asks (``guards.compiled_or_eager``); the penalty, a double backward,
-    always runs ``D``.
-    ``fakes`` are detached here, so the generator gets no gradient from this loss. Returns the
-    loss and plain-float stats: ``d_loss``, ``gp`` (unweighted), ``wasserstein`` (mean real
-    score minus mean fake score: the critic's estimate of the distance) and ``drift``
-    (E[D(real)^2], unweighted).
-    """
+    """The critic's loss E[D(fake)] - E[D(real)] + lambda * GP + drift * E[D(real)^2], and
+    plain-float stats ``d_loss``, ``gp`` and ``drift`` (both unweighted) and ``wasserstein``
+    (mean real minus mean fake score: the critic's estimate of the distance). ``fakes`` are
+    detached: G gets no gradient. ``scorer`` (default ``D``; compiled where ``train.compile``
+    asks) scores reals and fakes; the penalty, a double backward, always runs ``D``."""
     real_scores, fake_scores = _scores(scorer or D, reals, fakes.detach(), resolution, alpha)
     penalty = gradient_penalty(D, reals, fakes, resolution, alpha)
     wasserstein = real_scores.mean() - fake_scores.mean()
@@ -82,11 +71,9 @@ def discriminator_loss(D: Critic, reals: Tensor, fakes: Tensor, resolution: int,
 
 
 def generator_loss(D: Critic, fakes: Tensor, resolution: int, alpha: float) -> Tensor:
-    """The generator's loss -E[D(fake)]; gradients flow through ``fakes`` into G only.
-
-    D's weights are frozen while its graph is recorded, so the backward pass skips their
-    gradients (about a third of D's backward work) and leaves D's ``.grad`` untouched.
-    """
+    """The generator's loss -E[D(fake)]; gradients flow through ``fakes`` into G only: D's
+    weights are frozen while its graph is recorded, so the backward pass skips their gradients
+    (about a third of D's backward work) and leaves D's ``.grad`` untouched."""
     if not isinstance(D, nn.Module):
         return -D(fakes, resolution, alpha).float().mean()
     params = [p for p in D.parameters() if p.requires_grad]

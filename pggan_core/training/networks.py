@@ -5,12 +5,10 @@ Beers et al. (2018, "Network Architectures") grow a generator and a symmetric di
 fade-in of each new block; feature maps come from a table (``ModelConfig.feature_maps``). The
 layers follow Karras et al. (2018), whose scheme the paper says it follows: equalized learning
 rate, pixel norm after every generator convolution, minibatch standard deviation before the
-discriminator's last block, a linear ``toRGB``. ``ModelConfig.equalized_lr`` and
-``ModelConfig.kernel_size`` hold the two layer choices the authors' own code made differently
-(plain He-initialised weights, 5x5 convolutions: the "authors" overlay sets both).
-
-Every layer for every resolution up to ``max_resolution`` is built in ``__init__``: state dicts
-and optimizers never change shape while the network grows; unused resolutions just sit idle.
+discriminator's last block, a linear ``toRGB``. ``ModelConfig.equalized_lr`` and ``kernel_size``
+hold the two choices the authors' own code made differently (plain He-initialised weights, 5x5
+convolutions: the "authors" overlay sets both). Every resolution's layers are built in
+``__init__``, so state dicts and optimizers never change shape as the network grows.
 """
 
 from __future__ import annotations
@@ -31,14 +29,12 @@ RELU_GAIN = math.sqrt(2.0)  # He et al.; Karras et al. keep it for leaky ReLU to
 
 
 def kernel_size(model_cfg: ModelConfig) -> int:
-    """The convolution size: ``model_cfg.kernel_size`` (3 in NVIDIA's PGGAN, 5 in the
-    authors' code)."""
+    """``model_cfg.kernel_size``: 3 in NVIDIA's PGGAN, 5 in the authors' code."""
     return model_cfg.kernel_size
 
 
 def uses_equalized_lr(model_cfg: ModelConfig) -> bool:
-    """``model_cfg.equalized_lr``: NVIDIA's PGGAN scales weights at run time; the authors'
-    code did not."""
+    """``model_cfg.equalized_lr``: NVIDIA's PGGAN scales weights at run time, the authors' not."""
     return model_cfg.equalized_lr
 
 
@@ -61,13 +57,10 @@ def _feature_table(model_cfg: ModelConfig, max_resolution: int) -> list[int]:
 
 
 class _Equalized(nn.Module):
-    """Weights with equalized learning rate (Karras et al. 2018, section 4.1) or He init.
-
-    Equalized: weights start N(0, 1) and are multiplied at run time by ``gain / sqrt(fan_in)``,
-    so every layer learns at the same speed under Adam. The scale multiplies the weight, not
-    the activation: the (out, in, k, k) weight is far smaller than a (B, C, H, W) feature map.
-    Without equalization the same scale is applied once, at initialisation (He init).
-    """
+    """Equalized learning rate (Karras et al. 2018, section 4.1): weights start N(0, 1) and are
+    multiplied at run time by ``gain / sqrt(fan_in)``, so every layer learns at the same speed
+    under Adam (the weight, far smaller than a feature map, is scaled, not the activation).
+    Without equalization the same scale is applied once, at initialisation (He init)."""
 
     def __init__(self, shape: tuple[int, ...], gain: float, equalized: bool) -> None:
         super().__init__()
@@ -88,10 +81,8 @@ class _Equalized(nn.Module):
 
 
 class Conv2d(_Equalized):
-    """A k x k convolution (same padding) with equalized learning rate or He init.
-
-    Runs through ``conv.conv2d``: the critic's gradient penalty differentiates it twice.
-    """
+    """A k x k same-padded convolution, equalized or He-initialised; through ``conv.conv2d``,
+    as the critic's gradient penalty differentiates it twice."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, gain: float = RELU_GAIN,
                  equalized: bool = True) -> None:
@@ -114,27 +105,20 @@ class Linear(_Equalized):
 
 
 def two_by_two_taps(kernel: int) -> Tensor:
-    """Which k x k tap feeds which (k+1) x (k+1) tap when a kernel meets a 2x2 block.
-
-    A k x k convolution of a 2x upsampled image (every pixel repeated 2x2), and 2x2 pooling
-    of a k x k convolution's output, are both one stride-2 convolution whose (k+1) x (k+1)
-    taps each sum the up-to-four k x k weights that overlap it (Karras et al.'s
-    ``upscale2d_conv2d`` and ``conv2d_downscale2d``). Returned as a 0/1 tensor
-    ``(k, k, k+1, k+1)``, so that one einsum builds the bigger kernel (a little faster than
-    padding and adding four shifted copies; benchmarks/README.md).
-    """
+    """Which k x k tap feeds which (k+1) x (k+1) tap, a 0/1 tensor ``(k, k, k+1, k+1)``: a k x k
+    convolution of a 2x nearest-upsampled image, and 2x2 pooling of a k x k convolution's output,
+    are each one stride-2 convolution whose taps sum the up-to-four k x k weights overlapping
+    them (Karras et al.'s ``upscale2d_conv2d``, ``conv2d_downscale2d``); one einsum with this
+    builds that kernel (a little faster than adding four shifted copies; benchmarks/README.md)."""
     basis = F.pad(torch.eye(kernel * kernel).view(kernel, kernel, kernel, kernel), (1, 1, 1, 1))
     return (basis[..., 1:, 1:] + basis[..., :-1, 1:] + basis[..., 1:, :-1]
             + basis[..., :-1, :-1])
 
 
 class UpsampleConv2d(Conv2d):
-    """Nearest-neighbour 2x upsampling followed by a ``Conv2d``, done as one transposed conv.
-
-    The same result up to float rounding (``two_by_two_taps``), with 4/9 of the multiply-adds
-    for k = 3 and no upsampled copy in memory. The parameters are ``Conv2d``'s, so checkpoints
-    do not depend on this.
-    """
+    """Nearest-neighbour 2x upsampling then a ``Conv2d``, as one transposed convolution: the
+    same result up to float rounding (``two_by_two_taps``), 4/9 of the multiply-adds for k = 3,
+    no upsampled copy in memory. Its parameters are ``Conv2d``'s: checkpoints do not see this."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, equalized: bool = True) -> None:
         super().__init__(in_ch, out_ch, kernel, equalized=equalized)
@@ -148,13 +132,10 @@ class UpsampleConv2d(Conv2d):
 
 
 class DownsampleConv2d(Conv2d):
-    """A ``Conv2d`` followed by 2x2 average pooling, done as one stride-2 convolution.
-
-    The same result up to float rounding (``two_by_two_taps``, averaged): 4/9 of the
-    multiply-adds for k = 3. Karras et al. use it (``conv2d_downscale2d``) in the
-    discriminator from 128 px up, with the activation after the pooling rather than before;
-    ``DiscriminatorBlock`` follows them.
-    """
+    """A ``Conv2d`` then 2x2 average pooling, as one stride-2 convolution: the same result up to
+    float rounding, 4/9 of the multiply-adds for k = 3. Karras et al. (``conv2d_downscale2d``)
+    use it in the discriminator from 128 px up, activating after the pooling, as
+    ``DiscriminatorBlock`` does."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, equalized: bool = True) -> None:
         super().__init__(in_ch, out_ch, kernel, equalized=equalized)
@@ -172,10 +153,8 @@ def leaky_relu(x: Tensor) -> Tensor:
 
 
 def pixel_norm(x: Tensor, eps: float = 1e-8) -> Tensor:
-    """Normalise each pixel's feature vector to unit mean square (Karras et al., section 4.2).
-
-    The mean of squares is taken in fp32 whatever ``x``'s dtype (a no-op in fp32).
-    """
+    """Normalise each pixel's feature vector to unit mean square (Karras et al., section 4.2);
+    the mean of squares is taken in fp32 whatever ``x``'s dtype."""
     return x * torch.rsqrt(x.float().square().mean(dim=1, keepdim=True) + eps).to(x.dtype)
 
 
@@ -186,11 +165,9 @@ def mbstd_group_size(batch: int, group: int) -> int:
 
 def minibatch_stddev(x: Tensor, group: int) -> Tensor:
     """Append one feature map: the mean over features of the per-group standard deviation.
-
-    Karras et al. (section 3) group samples by a stride; here groups are runs of consecutive
-    samples, which is the same statistic for a shuffled batch and keeps batches that are
-    concatenated for one forward pass (multiples of the group size) from mixing.
-    """
+    Groups are runs of consecutive samples, not Karras et al.'s (section 3) strided ones: the
+    same statistic for a shuffled batch, and batches joined for one forward pass (multiples of
+    the group size) do not mix."""
     b, c, h, w = x.shape
     g = mbstd_group_size(b, group)
     groups = x.float().view(b // g, g, c, h, w)
@@ -273,10 +250,8 @@ class Generator(nn.Module):
         return [*self.blocks[:level + 1], self.to_rgb[level], *old_rgb]
 
     def forward(self, z: Tensor, resolution: int, alpha: float = 1.0) -> Tensor:
-        """Images at ``resolution``; ``alpha`` < 1 fades in that resolution's block.
-
-        alpha = 0 gives exactly the previous resolution's image, NN-upsampled.
-        """
+        """Images at ``resolution``; ``alpha`` < 1 fades in its block (alpha = 0: exactly the
+        previous resolution's image, NN-upsampled)."""
         level = level_of(resolution, self.max_resolution)
         x = self.blocks[0](z)
         for block in self.blocks[1:level]:
@@ -293,11 +268,8 @@ FUSED_DOWNSAMPLE_FROM = 128  # Karras et al.'s fused_scale="auto": fused from 12
 
 
 class DiscriminatorBlock(nn.Module):
-    """Two convolutions with leaky ReLU and 2x2 average pooling.
-
-    Below 128 px the pooling follows the second activation; from 128 px up it is fused into the
-    second convolution and the activation follows it, as in Karras et al.'s code.
-    """
+    """Two convolutions with leaky ReLU, then 2x2 average pooling; from 128 px up the pooling
+    is fused into the second convolution, before its activation, as in Karras et al.'s code."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, equalized: bool,
                  fused: bool) -> None:
@@ -372,10 +344,8 @@ class Discriminator(nn.Module):
         return [self.from_rgb[level], *old_rgb, *self.blocks[:level + 1]]
 
     def forward(self, x: Tensor, resolution: int, alpha: float = 1.0) -> Tensor:
-        """Scores for images at ``resolution``; ``alpha`` < 1 fades in that block.
-
-        alpha = 0 gives exactly the previous resolution's score of the 2x2-average-pooled image.
-        """
+        """Scores for images at ``resolution``; ``alpha`` < 1 fades in its block (alpha = 0:
+        exactly the previous resolution's score of the 2x2-average-pooled image)."""
         level = level_of(resolution, self.max_resolution)
         if x.shape[-2:] != (resolution, resolution):
             raise ValueError(f"expected {resolution} px images, got shape {tuple(x.shape)}")
@@ -390,15 +360,12 @@ class Discriminator(nn.Module):
 
 
 class Encoder(nn.Module):
-    """The discriminator's architecture at one resolution, ending in a latent vector.
-
-    Paper: "the same network architecture as the discriminator, with the exception of
-    terminating in a 128-vector", trained non-progressively. Minibatch stddev is left out so
-    each image's latent does not depend on the rest of its batch. The last hidden layer is at
-    least ``latent_dim`` wide: the critic's is as wide as its 4 px features, which at the
-    paper's widths (128) equals the latent, but narrower layers (the demo's 32) would make the
-    prediction of every latent dimension pass through fewer numbers than there are dimensions.
-    """
+    """The discriminator's architecture at one resolution, ending in a latent vector (paper:
+    "the same network architecture as the discriminator, with the exception of terminating in a
+    128-vector", trained non-progressively). No minibatch stddev, so an image's latent does not
+    depend on its batch. The last hidden layer is at least ``latent_dim`` wide: the critic's is
+    as wide as its 4 px features (the latent's 128 at the paper's widths), and a narrower one
+    (the demo's 32) would squeeze every latent through fewer numbers than it has dimensions."""
 
     def __init__(self, model_cfg: ModelConfig, channels: int, resolution: int) -> None:
         super().__init__()

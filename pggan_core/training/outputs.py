@@ -1,18 +1,16 @@
-"""What a run writes into its folder as it trains.
+"""What a run writes into its folder as it trains (rank 0 alone).
 
-    checkpoints/          the latest two checkpoints (checkpoint.py for the format)
+    checkpoints/          the latest two checkpoints (checkpoint.py)
     config.yaml           the configuration it trains with (a resume must match it)
     run.json              what it trains on, how far it got, whether it finished (run_info.py)
     metrics.jsonl         the losses every ``train.log_every`` steps
-    phase_metrics.jsonl   at the end of every phase: SWD of the EMA generator against real
-                          images at that resolution, images seen and training seconds (the
-                          run's quality-against-compute curve)
+    phase_metrics.jsonl   per phase: SWD of the EMA generator against reals, latent participation
+                          ratio, images seen, training seconds (quality against compute)
     samples/              a grid of fixed latents at the end of every phase
-    figures/progression.png (+ .npz)  one fixed latent at every resolution (the paper's
-                          Figure 1)
+    figures/progression.png (+ .npz)  one fixed latent at every resolution (the paper's Figure 1)
 
-Rank 0 alone writes them. A resumed run first drops the log lines written after its
-checkpoint (``truncate_logs``), so its logs read as if it had never stopped.
+A resumed run first drops the log lines written after its checkpoint (``truncate_logs``), so its
+logs read as if it had never stopped.
 """
 
 from __future__ import annotations
@@ -37,8 +35,7 @@ from pggan_core.training.schedule import Phase
 from pggan_core.viz import plots
 
 DISPLAY_MIN = 64  # sample tiles are enlarged (nearest) to at least this many pixels
-# generated and real images in each phase-end SWD (and a second real set of this size for
-# its floor, when the training set holds enough images)
+# images per side of a phase-end SWD (and of its real-vs-real floor, given enough reals)
 PHASE_SWD_IMAGES = 64
 PHASE_SWD_SEED = 2_000_003  # latents and real images of the phase-end SWD: fixed for the run
 LOGS = ("metrics.jsonl", "phase_metrics.jsonl")
@@ -66,8 +63,7 @@ class RunOutputs:
             write_text_atomic(self.out_dir / name, "")
 
     def truncate_logs(self, step: int) -> None:
-        """Drop log lines written after ``step``, the checkpoint a run resumes from (and any
-        line cut short by a kill)."""
+        """Drop log lines after ``step`` (the checkpoint resumed from) and any a kill cut short."""
         for path in (self.out_dir / name for name in LOGS):
             kept = []
             for line in path.read_text().splitlines() if path.exists() else []:
@@ -101,12 +97,9 @@ class RunOutputs:
 
     def _log_phase_swd(self, G: nn.Module, phase: Phase, step: int, images_seen: int,
                        train_seconds: float) -> None:
-        """Append the phase-end SWD (``G`` against real images at this resolution, and the
-        real-vs-real floor when there are enough images) and the generator's latent
-        participation ratio (``generate.latent_usage``) to ``phase_metrics.jsonl``.
-
-        Below 8 px a 7x7 SWD patch does not fit, so the SWD there is None.
-        """
+        """Append to ``phase_metrics.jsonl`` the SWD of ``G`` against reals, the real-vs-real
+        floor given enough reals (both None below 8 px, where a 7x7 patch does not fit) and the
+        latent participation ratio (``generate.latent_usage``)."""
         res = phase.resolution
         record: dict[str, Any] = {
             "step": step, "resolution": res, "phase": phase.kind, "images_seen": images_seen,
@@ -125,14 +118,12 @@ class RunOutputs:
             record["swd_mean"] = sliced_wasserstein(first, fakes, **swd)["swd_mean"]
             if len(second) == PHASE_SWD_IMAGES:
                 record["swd_floor_mean"] = sliced_wasserstein(first, second, **swd)["swd_mean"]
-        # how many latent directions the drawing moves along, phase by phase (its own latent
-        # stream: the training draws are not touched)
+        # on its own latent stream: the training draws are not touched
         record["latent_participation_ratio"] = latent_usage(G, res, 1.0)["participation_ratio"]
         self.log(record, "phase_metrics.jsonl")
 
     def checkpoint(self, state: dict[str, Any]) -> None:
-        """Save ``state`` as the run's latest checkpoint (``checkpoint.save_checkpoint``),
-        every tensor copied to the CPU first."""
+        """Save ``state``, every tensor copied to the CPU, as the run's latest checkpoint."""
         ckpt.save_checkpoint(self.out_dir / "checkpoints", _to_cpu(state))
 
     def _add_progression(self, resolution: int, image: np.ndarray) -> None:

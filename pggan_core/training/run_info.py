@@ -1,10 +1,7 @@
-"""A run folder's ``run.json`` as a type: what was trained, on which data, how far, and whether
-it finished.
-
-The trainer writes it (``Trainer._write_run_info``); installing a shipped run rewrites where its
-data is and adds where it came from (``runs.shipped.install_run``). Everything else reads it
-through ``read_run_info``, most through ``runs.folder.open_run``.
-"""
+"""A run folder's ``run.json`` as a type: what was trained, on which data, how far, whether it
+finished. The trainer writes it, ``runs.shipped.install_run`` rewrites where a shipped run's data
+is and adds where it came from, everything else reads it (``read_run_info``, most through
+``runs.folder.open_run``)."""
 
 from __future__ import annotations
 
@@ -36,10 +33,9 @@ class RunInfo:
     threads: int | None = None
     device: str = "cpu"
     finished: bool = False
-    # what the data was (``PreparedDataset.data_record``); None in runs from before runs
-    # recorded it, which are never trusted to match any data
+    # ``PreparedDataset.data_record``; None (not recorded) is never trusted to match any data
     data: dict[str, Any] | None = None
-    precision: str | None = None  # None in runs from before precision was a setting
+    precision: str | None = None  # None: not recorded
     # a shipped run installed from data/pretrained: its export record
     pretrained: dict[str, Any] | None = None
 
@@ -49,8 +45,8 @@ class RunInfo:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], path: Path) -> RunInfo:
-        """``raw`` (a ``run.json`` read from ``path``) as a RunInfo; CheckpointError naming the
-        file when a field is missing or unknown."""
+        """``raw`` (the ``run.json`` at ``path``) as a RunInfo; CheckpointError naming the file
+        when a field is missing or unknown."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(raw) - names)
         required = {f.name for f in dataclasses.fields(cls)

@@ -1,5 +1,4 @@
-"""The progressive schedule: resolution by resolution, a fade-in phase then a stable one.
-"""
+"""The progressive schedule: resolution by resolution, a fade-in phase then a stable one."""
 
 from __future__ import annotations
 

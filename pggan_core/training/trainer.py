@@ -1,18 +1,17 @@
 """The progressive GAN trainer (Beers et al. 2018, "Network Architectures"; Karras et al. 2018).
 
-The networks start at ``schedule.start_resolution`` and double up to ``max_resolution``. Each
-new resolution first *fades in* for ``fade_iterations`` (alpha ramps linearly 0 -> 1, blending
-the new block with the upsampled output of the previous one) and then trains *stable* for
-``stable_iterations`` (``schedule.iterations`` may set both per resolution); the first
-resolution has no fade. Losses are WGAN-GP with a drift term,
-one critic step per generator step, Adam (lr 1e-3, betas (0, 0.99), eps 1e-8) made anew at the
-start of every phase, as NVIDIA's ``reset_opt_for_new_lod``. Reals come from the prepared
-pyramid at the current resolution and, during a fade, are blended with their 2x down-up copy
-by the same alpha, so the critic sees reals as blurry as the fakes it is shown.
+The networks start at ``schedule.start_resolution`` and double up to ``max_resolution``. Each new
+resolution first *fades in* for ``fade_iterations`` (alpha ramps linearly 0 -> 1, blending the new
+block with the upsampled output of the previous one), then trains *stable* for
+``stable_iterations``; the first resolution has no fade. Losses are WGAN-GP with a drift term, one
+critic step per generator step, Adam (lr 1e-3, betas (0, 0.99), eps 1e-8) made anew at the start
+of every phase, as NVIDIA's ``reset_opt_for_new_lod``. During a fade the reals (from the prepared
+pyramid) are blended with their 2x down-up copy by the same alpha, so the critic sees reals as
+blurry as the fakes it is shown.
 
-Read top to bottom: ``train``, ``Trainer.__init__`` (data, networks, seeds), ``Trainer.run``
-(the loop), ``Trainer.train_step``. guards.py keeps the run safe around the loop (locks,
-resume checks, signals, NaNs, several ranks, ``torch.compile``); outputs.py writes its folder.
+Read top to bottom: ``train``, ``Trainer.__init__``, ``Trainer.run`` (the loop),
+``Trainer.train_step``. guards.py keeps the run safe around the loop (locks, resume checks,
+signals, NaNs, several ranks, ``torch.compile``); outputs.py writes its folder.
 """
 
 from __future__ import annotations
@@ -51,18 +50,16 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path,
     """Train a progressive GAN on the prepared dataset ``data_dir``; return the run folder.
 
     ``with_segmentation=False`` keeps only the image channels (the paper's Figure 3 ablation).
-    ``resume=True`` continues from ``out_dir/checkpoints`` (starting fresh if there is none);
-    without it an ``out_dir`` that already holds checkpoints is an error, never overwritten.
-    Raises TrainingDiverged when a loss turns NaN or infinite (the last checkpoint is kept),
-    TrainingInterrupted after SIGINT or SIGTERM (with a checkpoint of the step it was in),
-    StorageError when a checkpoint cannot be written (the previous one is kept), and
-    RunInUseError while another process trains into ``out_dir``.
+    ``resume=True`` continues from ``out_dir/checkpoints`` (fresh if there is none); without it
+    an ``out_dir`` holding checkpoints is an error, never overwritten. Raises TrainingDiverged on
+    a NaN or infinite loss (the last checkpoint is kept), TrainingInterrupted after SIGINT or
+    SIGTERM (with a checkpoint of that step), StorageError when a checkpoint cannot be written
+    (the previous one is kept) and RunInUseError while another process trains into ``out_dir``.
     """
     with guards.process_group(config.train.device) as runtime:
         trainer = Trainer(config, Path(data_dir), Path(out_dir), with_segmentation, runtime)
         try:
-            # rank 0 alone writes the run folder, so it alone locks it; the other ranks of a
-            # refused run stop with it when torchrun tears the group down
+            # rank 0 alone writes the folder, so locks it; torchrun stops the others on a refusal
             with guards.run_lock(out_dir) if runtime.is_main else contextlib.nullcontext():
                 trainer.run(resume=resume, progress=progress, position=position)
         finally:
@@ -79,14 +76,13 @@ class Trainer:
         self.with_segmentation, self.device = with_segmentation, runtime.device
         self.data = PreparedDataset(data_dir)
         guards.check_data(self.data, config, data_dir)
-        # recorded in run.json and every checkpoint: a run resumes only on this data
+        # in run.json and every checkpoint: a run resumes only on this data
         self.data_record = self.data.data_record()
         n_channels = (len(self.data.channels) if with_segmentation
                       else dataset_spec(self.data.dataset).image_channels)
         self.channels = self.data.channels[:n_channels]
         self.phases = build_phases(config)
         self.total_steps = self.phases[-1].end
-        # train.precision: bf16 autocast on GPUs by default (precision.py for the fp32 seams)
         self.precision = precision.resolve(config.train.precision, self.device)
         self.autocast = precision.autocast(config.train.precision, self.device)
         # channels-last convolutions are faster on GPUs and on CPU too (bench_train --compare nchw)
@@ -110,8 +106,7 @@ class Trainer:
         self.outputs = RunOutputs(out_dir, config, self.data, self.channels, self.device)
 
         torch.manual_seed(t.seed + runtime.rank)  # different latents on every rank
-        # Python's own RNG too (checkpoints carry it): a run then depends on its seed only,
-        # not on what the process drew before it started
+        # Python's RNG too (checkpoints carry it): a run depends on its seed, not on prior draws
         random.seed(t.seed + runtime.rank)
         shard = guards.rank_shard(self.data.split_indices("train"), runtime, data_dir)
         self.sampler = guards.ShardSampler(shard, t.seed, runtime.rank)
@@ -121,9 +116,8 @@ class Trainer:
     # ---------------------------------------------------------------- the loop
 
     def run(self, resume: bool, progress: bool, position: int | None = None) -> None:
-        """Train from step 0 or from the latest checkpoint to the end of the schedule,
-        reporting progress (``progress.Progress``; ``position``: the bar's row when several
-        trainings share a terminal)."""
+        """Train from step 0 or the latest checkpoint to the end of the schedule; ``position``:
+        the progress bar's row when several trainings share a terminal."""
         t, is_main = self.config.train, self.runtime.is_main
         phase_index, opt_states = self._start(resume)
         bar = Progress(self.total_steps, "/".join(self.out_dir.resolve().parts[-3:]),
@@ -162,8 +156,7 @@ class Trainer:
         """Fresh Adam optimizers (or a checkpoint's mid-phase ``opt_states``) and the networks
         as ``phase`` trains them (``guards.phase_networks``); returns this rank's batch size."""
         t = self.config.train
-        # Adam's fused kernel: the same update, several times faster than its default
-        # per-tensor loop on CPU (benchmarks/bench_train.py --compare loop_adam)
+        # fused Adam: the same update, several times faster on CPU (bench_train --compare loop_adam)
         self.opt_G = torch.optim.Adam(self.G.parameters(), t.lr, t.betas, t.eps, fused=True)
         self.opt_D = torch.optim.Adam(self.D.parameters(), t.lr, t.betas, t.eps, fused=True)
         if opt_states is not None:
@@ -174,16 +167,15 @@ class Trainer:
         return guards.rank_batch(self.config.schedule.batch_size, phase.resolution, self.runtime)
 
     def release_phase_networks(self) -> None:
-        """Free the phase's DistributedDataParallel wrappers (and compiled graphs) while the
-        process group is still alive. Freed after ``destroy_process_group``, when ``train``
-        returns, gloo's reducers hung the process in 2 of 11 two-rank smoke runs on 2 CPU
-        cores (0 of 40 once released here), with every step trained and the run finished."""
+        """Free the phase's DDP wrappers (and compiled graphs) while the process group lives:
+        freed after ``destroy_process_group``, gloo's reducers hung 2 of 11 finished two-rank
+        smoke runs on 2 CPU cores at exit (0 of 40 once released here)."""
         self.G_train, self.D_train, self.D_compiled = self.G, self.D, None
         gc.collect()  # the wrappers' reference cycles, too
 
     def train_step(self, phase: Phase, alpha: float, batch: int) -> dict[str, float]:
-        """``d_steps_per_g_step`` critic steps, then one generator step and the EMA update;
-        the losses. What ``run`` repeats, and what the benchmarks time."""
+        """``d_steps_per_g_step`` critic steps, one generator step and the EMA update; returns
+        the losses. What ``run`` repeats and the benchmarks time."""
         res, t, latent = phase.resolution, self.config.train, self.config.model.latent_dim
         for _ in range(t.d_steps_per_g_step):
             reals = self._reals(res, alpha, batch)

@@ -1,9 +1,9 @@
-"""Pictures: turning (C, H, W) arrays in [-1, 1] into panels a clinician can read.
+"""Pictures: (C, H, W) arrays in [-1, 1] as panels a clinician can read.
 
-A fundus sample is shown as its RGB photograph beside its vessel map; an MR sample as a 2x2
-mosaic laid out as the paper's Figure 2 (clockwise from top-right: T2, post-contrast T1,
-FLAIR, pre-contrast T1; i.e. rows [T1, T2] and [FLAIR, T1c]) beside the FLAIR slice with
-the tumour labels overlaid (1 NCR/NET red, 2 oedema green, 4 enhancing yellow, as in BraTS figures).
+A fundus sample is its RGB photograph beside its vessel map; an MR sample a 2x2 mosaic laid out as
+the paper's Figure 2 (clockwise from top-right: T2, post-contrast T1, FLAIR, pre-contrast T1: rows
+[T1, T2], [FLAIR, T1c]) beside FLAIR with the tumour labels overlaid (1 NCR/NET red, 2 oedema
+green, 4 enhancing yellow, as in BraTS figures).
 """
 
 from __future__ import annotations
@@ -73,10 +73,8 @@ def sample_panels(image: np.ndarray, dataset: str) -> list[np.ndarray]:
 
 def sample_grid(images: np.ndarray, dataset: str, ncols: int = 4, size: int | None = None,
                 gap: int = 2) -> np.ndarray:
-    """A grid of samples, each shown as its panels side by side; (H, W, 3) uint8.
-
-    ``size`` resizes every panel (nearest-neighbour when enlarging, so pixels stay honest).
-    """
+    """A grid of samples, each its panels side by side, (H, W, 3) uint8; ``size`` resizes every
+    panel (nearest-neighbour when enlarging, so pixels stay honest)."""
     if size is not None:  # enlarge first, so the 2x2 MR mosaic keeps every source pixel
         images = [_resize(img.transpose(1, 2, 0), size).reshape(size, size, -1)
                   .transpose(2, 0, 1) for img in images]
@@ -92,11 +90,8 @@ def sample_grid(images: np.ndarray, dataset: str, ncols: int = 4, size: int | No
 
 def progression_strip(images_by_resolution: Sequence[np.ndarray], dataset: str,
                       size: int = 128) -> np.ndarray:
-    """The paper's Figure 1 strip: one latent at every resolution, enlarged to ``size``.
-
-    Each entry of ``images_by_resolution`` is one (C, r, r) image; columns are resolutions,
-    rows are the sample's panels (photograph / vessel map, or mosaic / labels).
-    """
+    """The paper's Figure 1 strip: one latent's (C, r, r) image per resolution, enlarged to
+    ``size``; columns are resolutions, rows its panels (photograph / vessels, mosaic / labels)."""
     columns = [np.concatenate([_pad(_resize(p, size), 2) for p in sample_panels(img, dataset)],
                               axis=0) for img in images_by_resolution]
     return unit_to_uint8(np.concatenate(columns, axis=1))
@@ -108,7 +103,7 @@ def unit_to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def png_bytes(image: np.ndarray) -> bytes:
-    """An (H, W, 3) uint8 RGB (or (H, W) grey) image encoded as PNG."""
+    """An (H, W, 3) uint8 RGB (or (H, W) grey) image as PNG; ValueError if OpenCV cannot."""
     bgr = image[..., ::-1] if image.ndim == 3 else image
     ok, encoded = cv2.imencode(".png", np.ascontiguousarray(bgr))
     if not ok:
@@ -140,10 +135,8 @@ def _pad(panel: np.ndarray, gap: int) -> np.ndarray:
 def show_panels(panels: Sequence[np.ndarray], titles: Sequence[str], ncols: int | None = None,
                 width: float = 2.6, suptitle: str | None = None,
                 grey_range: tuple[float, float] | None = None):
-    """A matplotlib figure of images (grey (H, W) or RGB (H, W, 3)) with titles, no axes.
-
-    Grey panels are stretched to their own range, or shown on ``grey_range`` (e.g. (0, 1) for
-    probabilities, so a faint map looks faint)."""
+    """A figure of grey (H, W) or RGB (H, W, 3) images with titles, no axes; grey panels span
+    their own range or ``grey_range`` (e.g. (0, 1) for probabilities: a faint map looks faint)."""
     import matplotlib.pyplot as plt
 
     ncols = ncols or len(panels)
@@ -166,9 +159,8 @@ def show_panels(panels: Sequence[np.ndarray], titles: Sequence[str], ncols: int 
 
 def source_columns_figure(rows: Sequence[tuple[str, np.ndarray]], dataset: str, size: int,
                           width: float = 14):
-    """Images of several sources side by side: one titled column per ``(title, images)`` of
-    ``rows`` and one input per row, so each input sits beside what was made from it (Figure
-    4's held-out images beside their regenerations)."""
+    """A titled column per ``(title, images)`` of ``rows``, an input per row, so each input sits
+    beside what was made from it (Figure 4's held-out images beside their regenerations)."""
     pictures = [sample_grid(images, dataset, ncols=1, size=size) for _, images in rows]
     return show_panels(pictures, [title for title, _ in rows], ncols=len(rows),
                        width=width / len(rows))
@@ -205,10 +197,8 @@ def loss_curve_figure(loss: Sequence[float], ylabel: str, title: str):
 
 
 def fundus_pipeline_figure(fundus, data_cfg, vessel_map: np.ndarray | None = None):
-    """The paper's ROP preprocessing, step by step: photograph, grayscale, gamma, CLAHE, vessels.
-
-    ``fundus`` is a FundusImage; ``vessel_map`` (e.g. the U-Net's output) defaults to its mask.
-    """
+    """The paper's ROP preprocessing of a FundusImage, step by step: photograph, grayscale, gamma,
+    CLAHE, vessels (``vessel_map``, e.g. the U-Net's output; default its mask)."""
     gray = preprocess.to_gray(fundus.rgb)
     gamma = preprocess.gamma_correct(gray, data_cfg.gamma)
     equalised = preprocess.clahe(gamma, data_cfg.clahe_clip, data_cfg.clahe_tiles)
@@ -221,12 +211,9 @@ def fundus_pipeline_figure(fundus, data_cfg, vessel_map: np.ndarray | None = Non
 
 
 def mr_pipeline_figure(volume, zvol: np.ndarray, z: int, channels: np.ndarray):
-    """One BraTS slice before and after preprocessing.
-
-    Top row: the four raw modalities and the labels; bottom row: the same slice z-scored per
-    volume and clipped as the GAN sees it (``channels`` from ``brats_slice_channels``), and
-    the label channels overlaid on FLAIR.
-    """
+    """One BraTS slice before and after preprocessing: the four raw modalities and labels above
+    the slice z-scored per volume and clipped as the GAN sees it (``channels``, from
+    ``brats_slice_channels``) and its label channels on FLAIR."""
     from pggan_core.data.types import MODALITIES
 
     raw = [volume.modalities[i, :, :, z].T[::-1] for i in range(4)]
@@ -269,12 +256,9 @@ def label_distribution_figure(manifest, dataset: str):
 
 def tsne_scatter(embedding: np.ndarray, labels, columns: Sequence[str],
                  what: str = "encoded latents"):
-    """Figure 5: the t-SNE plane of the encoded images, one panel per label column, each
-    titled "t-SNE of ``what``, by <column>".
-
-    A label with at most 6 values gets one colour per value and a legend, as in the paper's
-    figure (eye: OD/OS); a continuous one (slice position) a colour scale.
-    """
+    """Figure 5: the t-SNE plane, a panel per label column titled "t-SNE of ``what``, by
+    <column>"; up to 6 values get a colour each and a legend, as in the paper (eye: OD/OS), more
+    (slice position) a colour scale."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(columns), figsize=(5.2 * len(columns), 4.6), squeeze=False)
@@ -292,9 +276,8 @@ def tsne_scatter(embedding: np.ndarray, labels, columns: Sequence[str],
 
 
 def ablation_row_figure(images: np.ndarray, dataset: str, reader, title: str):
-    """One row of Figure 3: ``images`` (N, C, R, R) in [-1, 1] enlarged to at least 192 px
-    each, and under each the map its anatomy is read from (``reader.maps``: the fundus
-    U-Net's vessel probability), where the dataset's reader has one."""
+    """One row of Figure 3: ``images`` (N, C, R, R) in [-1, 1] at 192 px, each above the map its
+    anatomy is read from where the reader has one (``reader.maps``: the vessel probability)."""
     import matplotlib.pyplot as plt
 
     maps = reader.maps(images)
@@ -316,15 +299,12 @@ def ablation_row_figure(images: np.ndarray, dataset: str, reader, title: str):
 
 def memorisation_figure(report: dict, generated: np.ndarray, train: np.ndarray,
                         dataset: str):
-    """The memorisation report as pictures: the two distance histograms (generated and
-    held-out real images to their nearest training image, against the leave-one-out
-    reference, the threshold dotted) over a grid of the closest generated-training pairs,
-    each pair with its difference. ``generated`` and ``train`` hold the pairs' images in the
-    order of ``report["closest"]``."""
+    """The memorisation report: histograms of generated and held-out images' distance to their
+    nearest training image (leave-one-out reference, threshold dotted) over the closest pairs and
+    their differences (``generated``, ``train``: in ``report["closest"]``'s order)."""
     import matplotlib.pyplot as plt
 
-    # two pairs a row, each image 128 px, the picture as wide as the figure: an MR mosaic's
-    # four sequences stay large enough to tell a copy from a look-alike
+    # 128 px, two pairs a row: an MR mosaic stays large enough to tell a copy from a look-alike
     size, gap = 128, 6
     pairs = []
     for g, t in zip(generated, train, strict=True):
@@ -362,9 +342,8 @@ def memorisation_figure(report: dict, generated: np.ndarray, train: np.ndarray,
 
 
 def attribute_planes_figure(attributes: dict):
-    """Figure 5's t-SNE plane (the encoded reals on the unit sphere) once per attribute of
-    ``latent_space.json``'s ``attributes``, each point coloured by the attribute's value,
-    titled with the silhouette of its two groups and its 5-NN gain over chance."""
+    """Figure 5's plane (encoded reals on the unit sphere) per attribute of ``latent_space.json``'s
+    ``attributes``, coloured by its value, titled with its silhouette and 5-NN gain over chance."""
     import matplotlib.pyplot as plt
 
     plane = np.asarray(attributes["plane"])
@@ -389,12 +368,9 @@ def attribute_planes_figure(attributes: dict):
 
 def save_figure(figure, run_dir: str | Path, name: str, profile: str, seed: int,
                 dataset: str | None = None) -> Path:
-    """Save a figure under ``<run>/figures/<name>.png`` (or ``.html`` for plotly) with provenance.
-
-    ``figure`` is a matplotlib Figure, a plotly Figure, or an (H, W, 3) uint8 array. Beside it
-    ``<name>.json`` records run, profile, seed, dataset, commit and build time, so a figure
-    found later says where it came from.
-    """
+    """Save a matplotlib or plotly figure or an (H, W, 3) uint8 array atomically as
+    ``<run>/figures/<name>.png`` (``.html`` for plotly), beside ``<name>.json`` recording run,
+    profile, seed, dataset, commit and build time: where the figure came from."""
     import json
 
     from pggan_core.atomic import write_text_atomic
@@ -422,10 +398,8 @@ def save_figure(figure, run_dir: str | Path, name: str, profile: str, seed: int,
 
 
 def phantom_overview(n: int = 4, size: int = 192, seed: int = 0) -> np.ndarray:
-    """The README's picture: ``n`` fundus phantoms (photograph + vessels) above ``n`` MR slices.
-
-    Every sample goes through the same preprocessing as the training data.
-    """
+    """The README's picture: ``n`` fundus phantoms (photograph + vessels) above ``n`` MR slices,
+    each preprocessed as the training data."""
     from pggan_core.data.brain_phantom import BrainPhantom
     from pggan_core.data.fundus_phantom import render_fundus
     from pggan_core.settings import DataConfig
@@ -443,12 +417,8 @@ def phantom_overview(n: int = 4, size: int = 192, seed: int = 0) -> np.ndarray:
 
 
 def pipeline_figure(sample, data_cfg):
-    """The paper's preprocessing of one raw sample, step by step, for either domain.
-
-    A FundusImage goes through ``fundus_pipeline_figure``; a BrainVolume is z-scored and its
-    slice with the most tumour goes through ``mr_pipeline_figure``. Returns the figure and the
-    z-scored volume (None for the fundus).
-    """
+    """(figure, z-scored volume or None): the paper's preprocessing of a raw FundusImage
+    (``fundus_pipeline_figure``) or BrainVolume (``mr_pipeline_figure``, most-tumour slice)."""
     if not hasattr(sample, "modalities"):
         return fundus_pipeline_figure(sample, data_cfg), None
     zvol, z, channels = tumour_slice(sample, data_cfg)
@@ -467,16 +437,15 @@ def plain_log_ticks(axis, subs: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0, 5.0)) -
 
 
 def phase_curves_figure(curves: dict[str, Sequence[dict]]):
-    """The phase-end SWD of training runs (``phase_metrics.jsonl``), as a ratio to the
-    real-vs-real floor at that resolution, against images seen; one line per run, each point
-    labelled with its resolution and phase (f = end of fade-in, s = end of stable)."""
+    """Phase-end SWD / real-vs-real floor at that resolution (``phase_metrics.jsonl``) against
+    images seen: a line per run, points labelled resolution and phase (f = end of fade-in, s =
+    end of stable)."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
     plotted = False
     for label, records in curves.items():
-        # Both axes are logarithmic: a phase that showed no images, or whose SWD could not be
-        # computed, has no place on them.
+        # log axes: a phase that showed no images, or has no SWD, has no place on them
         points = [(r["images_seen"], r["swd_mean"] / r["swd_floor_mean"], r) for r in records
                   if r["images_seen"] > 0 and r["swd_mean"] and r["swd_floor_mean"]]
         if not points:
@@ -506,13 +475,10 @@ ARM_STYLES = {"real": ("#4c72b0", "o"), "real + classic": ("#55a868", "s"),
 
 
 def augmentation_figure(result: dict, metric_names: dict[str, str]):
-    """The augmentation study: one panel per score (``result['metrics']``), the score on
-    held-out real images against the number k of real labelled items, per arm.
-
-    Each seed's segmenter is a small dot; the mean over seeds is a marker with ± one standard
-    deviation, joined across k. The synthetic-only arm has no real labels and is a dashed line
-    with its ± sd band. The last k is every training item.
-    """
+    """The augmentation study: a panel per score (``result['metrics']``) on held-out real images
+    against the number k of real labelled items (the last: all), per arm. Each seed's segmenter
+    is a dot, the mean over seeds a marker with ± one sd, joined across k; the synthetic-only arm
+    (no real labels) a dashed line with its ± sd band."""
     import matplotlib.pyplot as plt
 
     metrics = result["metrics"]
@@ -558,9 +524,8 @@ def augmentation_figure(result: dict, metric_names: dict[str, str]):
 
 def labelled_pairs_figure(rows: Sequence[tuple[str, np.ndarray, np.ndarray]],
                           pair_panel: Callable[[np.ndarray, np.ndarray], np.ndarray]):
-    """Segmenter training pairs as the segmenter sees them, one row per (title, inputs,
-    targets), each pair drawn by ``pair_panel`` (the task's: ``vessel_pair_panel``,
-    ``tumour_pair_panel``)."""
+    """Segmenter training pairs as it sees them, a row per (title, inputs, targets), each drawn
+    by the task's ``pair_panel`` (``vessel_pair_panel``, ``tumour_pair_panel``)."""
     panels, titles = [], []
     for title, inputs, targets in rows:
         for x, y in zip(inputs, targets, strict=True):
@@ -576,8 +541,7 @@ def vessel_pair_panel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def tumour_pair_panel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The FLAIR slice beside it with the target's tumour classes (1-3) painted in the
-    BraTS colours."""
+    """FLAIR beside FLAIR with the target's tumour classes (1-3) in the BraTS colours."""
     onehot = np.stack([np.where(y == c, 1.0, -1.0) for c in (1, 2, 3)])
     return np.concatenate([_pad(np.repeat(_unit(x[3])[..., None], 3, 2), 1),
                            _pad(label_overlay(x[3], onehot), 1)], axis=1)
