@@ -110,11 +110,7 @@ def install_run(profile: str, dataset: str, variant: str, config: Config, out: P
             f"(differs in {', '.join(changed)}); build with "
             f"`pggan book --profile {profile} --train`, or ship runs of the profile as it is "
             f"with `pggan weights train-and-export --profile {profile}`")
-    if data.fingerprint() != entry["data_fingerprint"]:
-        raise CheckpointError(
-            f"{data.path} is not the dataset the shipped {key} run was trained on (its "
-            "fingerprint differs: the phantom or the preprocessing changed); build with "
-            f"`pggan book --profile {profile} --train`")
+    other_bytes = _phantom_prepared_elsewhere(data, entry, folder, key, profile)
     for name, digest in entry["files"].items():
         path = folder / name
         if not path.is_file() or sha256_of(path) != digest:
@@ -128,7 +124,7 @@ def install_run(profile: str, dataset: str, variant: str, config: Config, out: P
         shutil.copy2(folder / name, staging / name)
     info = read_run_info(staging)
     info.data_dir = str(data.path)
-    info.data = data.data_record()  # its content was verified against the manifest above
+    info.data = data.data_record()  # the data verified above (or the same recipe's, noted)
     # each run's own commit, machine and date (a re-export of some runs leaves the others'), else
     # the manifest's (entries that lack them)
     info.pretrained = {k: entry.get(k, manifest.get(k))
@@ -136,12 +132,43 @@ def install_run(profile: str, dataset: str, variant: str, config: Config, out: P
     info.pretrained |= {"command": entry["command"], "wall_seconds": entry["wall_seconds"],
                         "verified": "sha256 of every file against " + MANIFEST,
                         "files": entry["files"]}
+    if other_bytes:
+        info.pretrained["data_prepared_elsewhere"] = other_bytes
     write_run_info(staging, info)
     if out.exists():
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging.rename(out)
     return out
+
+
+def _phantom_prepared_elsewhere(data: PreparedDataset, entry: dict[str, Any], folder: Path,
+                                key: str, profile: str) -> dict[str, str] | None:
+    """None when ``data`` is byte for byte what the shipped run trained on (its fingerprint).
+
+    Otherwise the same phantom recipe (the profile's data settings, checked with the config, and
+    the preprocessing version) may still have been prepared here along other floating-point
+    paths: OpenCV and NumPy pick SIMD kernels by CPU (AVX-512 or not) and library releases
+    differ, and a last-bit difference can move a pixel across a rounding or threshold. Such
+    data are accepted, and the fingerprints returned for the run's note; real data, or another
+    preprocessing version, are refused (CheckpointError)."""
+    here = data.fingerprint()
+    if here == entry["data_fingerprint"]:
+        return None
+    trained = (json.loads((folder / RUN_INFO_FILE).read_text()).get("data") or {}) \
+        if (folder / RUN_INFO_FILE).is_file() else {}
+    version = data.meta.get("preprocessing_version")
+    if data.meta.get("source", "phantom") != "phantom" or \
+            trained.get("preprocessing_version", version) != version:
+        raise CheckpointError(
+            f"{data.path} is not the dataset the shipped {key} run was trained on (its "
+            "fingerprint differs: the phantom or the preprocessing changed); build with "
+            f"`pggan book --profile {profile} --train`")
+    print(f"note: {data.path} holds the phantom data the shipped {key} run was trained on, "
+          "prepared from the same settings but not byte for byte alike (this machine's "
+          "floating-point paths or library releases differ); the run is installed and its "
+          "note says so")
+    return {"trained_on": entry["data_fingerprint"], "here": here}
 
 
 def installed_problem(out: Path, profile: str, dataset: str, variant: str,
@@ -259,7 +286,17 @@ def pretrained_note(run_dir: Path) -> str | None:
         f"weights shipped with the repository (data/pretrained/{shipped['profile']}), "
         f"trained by `{shipped['command']}` in {minutes:.0f} min on {shipped['hardware']} "
         f"at commit {shipped['commit']}; verified by sha256. `pggan book --train` trains "
-        "them here instead.", NOTE_WIDTH, break_long_words=False, break_on_hyphens=False)
+        "them here instead." + _elsewhere_text(shipped.get("data_prepared_elsewhere")),
+        NOTE_WIDTH, break_long_words=False, break_on_hyphens=False)
+
+
+def _elsewhere_text(prepared: dict[str, str] | None) -> str:
+    if not prepared:
+        return ""
+    return (" This machine prepared the phantom data from the same settings, but not byte for "
+            f"byte as the training machine did (sha256 {prepared['here'][:12]} here, "
+            f"{prepared['trained_on'][:12]} there: CPU code paths or library releases differ), "
+            "so numbers computed here against them can differ slightly from the shipped ones.")
 
 
 # ---------------------------------------------- the other end: a finished run -> shipped files
