@@ -388,7 +388,7 @@ def _augmentation_cell(r: dict[str, Any]) -> str | None:
 
 
 def _augmentation_rule(r: dict[str, Any]) -> str:
-    from pggan_core.augmentation.report import paired_difference, paired_verdict
+    from pggan_book.augmentation_report import paired_difference, paired_verdict
     from pggan_core.augmentation.study import label_counts
 
     study = r.get(FILES, {}).get("augmentation.json")

@@ -271,7 +271,8 @@ def _book(args: argparse.Namespace) -> None:
 
 
 def _weights_train_and_export(args: argparse.Namespace) -> None:
-    from pggan_core.runs.shipped import pretrained_dir, train_and_export
+    from pggan_book.shipping import train_and_export
+    from pggan_core.runs.shipped import pretrained_dir
 
     _named_profile_only(args, "pggan weights train-and-export")
     manifest = train_and_export(args.profile, lanes=args.lanes)
@@ -282,7 +283,8 @@ def _weights_train_and_export(args: argparse.Namespace) -> None:
 
 
 def _weights_ship_results(args: argparse.Namespace) -> None:
-    from pggan_core.runs.shipped import pretrained_dir, ship_current_results
+    from pggan_book.shipping import ship_current_results
+    from pggan_core.runs.shipped import pretrained_dir
 
     _named_profile_only(args, "pggan weights ship-results")
     for name in ship_current_results(args.profile):

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from pggan_core.augmentation import report
+from pggan_book import augmentation_report as report
 from pggan_core.augmentation.classic import (
     classic_augment,
     classic_augmenter,

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from pggan_book import shipping
 from pggan_core import provenance
 from pggan_core.config import load_config
 from pggan_core.data.store import PreparedDataset
@@ -162,7 +163,7 @@ def test_an_encoder_of_other_weights_is_not_reused(tiny_run_copy):
 @pytest.mark.slow
 def test_an_installed_shipped_run_is_checked_again(tiny_run, tmp_path):
     root = tmp_path / "repo"
-    shipped.export_run(tiny_run, "smoke", "rop", "seg", "pggan train ...", 1.0, root=root)
+    shipping.export_run(tiny_run, "smoke", "rop", "seg", "pggan train ...", 1.0, root=root)
     config = load_generator(tiny_run)[1]["config"]
     data = PreparedDataset(json.loads((tiny_run / "run.json").read_text())["data_dir"])
     out = shipped.install_run("smoke", "rop", "seg", config, tmp_path / "installed", data, root)
@@ -175,7 +176,7 @@ def test_an_installed_shipped_run_is_checked_again(tiny_run, tmp_path):
         out, "smoke", "rop", "seg", root)
     # the installed copy itself was changed (its weights), the shipped files were not
     fresh = tmp_path / "fresh"
-    shipped.export_run(tiny_run, "smoke", "rop", "seg", "pggan train ...", 1.0, root=fresh)
+    shipping.export_run(tiny_run, "smoke", "rop", "seg", "pggan train ...", 1.0, root=fresh)
     out = shipped.install_run("smoke", "rop", "seg", config, tmp_path / "again", data, fresh)
     with open(out / "generator.pt", "ab") as fh:
         fh.write(b"changed")

@@ -28,7 +28,7 @@ CORE_MODULES = ("pggan_core.cli", "pggan_core.data.prepare", "pggan_core.segment
                 "pggan_core.latent.space", "pggan_core.evaluation.evaluate",
                 "pggan_core.evaluation.ablation", "pggan_core.generate", "pggan_core.viz.plots",
                 "pggan_core.runs.reuse", "pggan_core.runs.shipped",
-                "pggan_core.augmentation.study", "pggan_core.augmentation.report")
+                "pggan_core.augmentation.study")
 
 
 def import_graph() -> dict[str, set[str]]:

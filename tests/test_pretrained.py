@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from pggan_book import shipping
 from pggan_core.config import load_config
 from pggan_core.data.store import PreparedDataset
 from pggan_core.errors import CheckpointError, PgganError
@@ -21,7 +22,7 @@ from pggan_core.training.trainer import train
 @pytest.fixture
 def shipped(tiny_run, tmp_path):
     """The tiny run exported as the smoke profile's shipped rop-seg run under ``tmp_path``."""
-    manifest = pretrained.export_run(tiny_run, "smoke", "rop", "seg", "pggan train ...",
+    manifest = shipping.export_run(tiny_run, "smoke", "rop", "seg", "pggan train ...",
                                      12.5, root=tmp_path)
     return tmp_path, manifest
 
@@ -118,7 +119,7 @@ def test_ship_results_adds_current_encoders_keeps_shipped_records_refuses_stale(
                                  RunSpec("rop", "smoke").folder(root), data, root)
     encode_run(out, progress=False)
     invert_run(out, progress=False)
-    assert sorted(pretrained.ship_current_results("smoke", ("rop",), root)) == [
+    assert sorted(shipping.ship_current_results("smoke", ("rop",), root)) == [
         f"rop-seg/{name}" for name in ("encoder.json", "encoder.pt", "indomain_encoder.pt",
                                         "inversion.json")]
     folder = pretrained.pretrained_dir("smoke", root) / "rop-seg"
@@ -127,7 +128,7 @@ def test_ship_results_adds_current_encoders_keeps_shipped_records_refuses_stale(
     assert {"encoder.pt", "inversion.json"} <= set(files)
 
     encode_run(out, progress=False)  # the same weights, their record written again
-    assert pretrained.ship_current_results("smoke", ("rop",), root) == []
+    assert shipping.ship_current_results("smoke", ("rop",), root) == []
     assert (folder / "encoder.json").read_bytes() == record
 
     # the same weights re-derived by changed code: what is shipped still names the old code
@@ -135,14 +136,14 @@ def test_ship_results_adds_current_encoders_keeps_shipped_records_refuses_stale(
     name = next(iter(shipped["derivation"]["code"]))
     shipped["derivation"]["code"][name] = "the code before"
     (folder / "inversion.json").write_text(json.dumps(shipped))
-    assert sorted(pretrained.ship_current_results("smoke", ("rop",), root)) == [
+    assert sorted(shipping.ship_current_results("smoke", ("rop",), root)) == [
         "rop-seg/indomain_encoder.pt", "rop-seg/inversion.json"]
     assert (folder / "inversion.json").read_bytes() == (out / "inversion.json").read_bytes()
 
     encode_run(out, iterations=3, progress=False)  # new weights: the in-domain one is stale
     manifest = (pretrained.pretrained_dir("smoke", root) / pretrained.MANIFEST).read_bytes()
     with pytest.raises(CheckpointError, match="inversion.json does not hold"):
-        pretrained.ship_current_results("smoke", ("rop",), root)
+        shipping.ship_current_results("smoke", ("rop",), root)
     # refused as a whole: not even the new encoder, which holds, was shipped
     assert (pretrained.pretrained_dir("smoke", root) / pretrained.MANIFEST).read_bytes() == \
         manifest
@@ -182,9 +183,9 @@ def test_train_and_export_ships_all_four_runs_and_resumes_where_it_stopped(
             command = [sys.executable, "-c", DIES_AFTER_STEP_8, *command[1:]]
         return real_run(command, *args, **kwargs)
 
-    monkeypatch.setattr(pretrained.subprocess, "run", one_lane_dies)
+    monkeypatch.setattr(shipping.subprocess, "run", one_lane_dies)
     with pytest.raises(subprocess.CalledProcessError):
-        pretrained.train_and_export("smoke", root=tmp_path)
+        shipping.train_and_export("smoke", root=tmp_path)
     monkeypatch.undo()
     monkeypatch.setenv("PGGAN_HOME", str(tmp_path))
     runs = tmp_path / "runs"
@@ -194,7 +195,7 @@ def test_train_and_export_ships_all_four_runs_and_resumes_where_it_stopped(
             if "rop/smoke/seg" not in str(path)}
     assert done
 
-    manifest = pretrained.train_and_export("smoke", root=tmp_path)
+    manifest = shipping.train_and_export("smoke", root=tmp_path)
     assert {path: path.stat().st_mtime_ns for path in done} == done  # not trained again
     # resumed from step 8, it is the run trained straight through (the shared tiny run)
     z = torch.randn(3, _config(tiny_run).model.latent_dim)
