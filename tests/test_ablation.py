@@ -11,6 +11,7 @@ import pytest
 import torch
 from scipy import ndimage
 
+from pggan_book import readings
 from pggan_core.config import load_config
 from pggan_core.data.preprocess import fields_of_view
 from pggan_core.datasets import dataset_spec
@@ -242,8 +243,8 @@ def test_ablation_json_has_the_keys_the_page_reads(dataset, tmp_path, monkeypatc
     # the page: one table row and one sentence per verdict, and the conclusion follows them
     table = ablation.ablation_table(result)
     assert list(table["verdict"]) == [record["verdict"] for record in result["verdicts"]]
-    assert len(ablation.ablation_verdicts(result)) == len(table)
-    assert ablation.swd_table(result).shape == (2, 3)
+    assert len(readings.ablation_verdicts(result)) == len(table)
+    assert readings.swd_table(result).shape == (2, 3)
     assert "threshold" in ablation.ablation_method(result) or dataset == "brats"
 
 

@@ -112,7 +112,7 @@ def test_a_missing_indomain_latents_file_names_the_command(tmp_path: Path):
 
 
 def test_the_reading_says_when_too_few_images_were_measured():
-    from pggan_core.latent.indomain import indomain_reading
+    from pggan_book.readings import indomain_reading
 
     empty = {"encoder": None, "refined": None, "indomain": None, "indomain_refined": None}
     paper = {"reconstruction_retrieval": empty, "reconstruction_detail_correlation": empty}

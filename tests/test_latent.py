@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from pggan_book.readings import score_reading
 from pggan_core.config import load_config
 from pggan_core.data.store import PreparedDataset
 from pggan_core.errors import DataError, RunNotFoundError
@@ -39,7 +40,6 @@ from pggan_core.latent.space import (
     path_by_value,
     probe_scores,
     score_latent_space,
-    score_reading,
     score_table,
     slerp,
     tsne_embedding,
@@ -450,7 +450,7 @@ def test_walk_path_per_dataset():
 
 
 def test_inversion_verdict_names_whose_limit_a_low_r2_is():
-    from pggan_core.latent.encoder import inversion_verdict
+    from pggan_book.readings import inversion_verdict
 
     base = {"steps": 300, "samples": 32}
     encoder_limit = inversion_verdict({**base, "r2_encoder": 0.2, "r2_optimised": 0.8,
@@ -467,10 +467,10 @@ def test_inversion_verdict_names_whose_limit_a_low_r2_is():
 
 
 def test_the_primary_attribute_leads_by_silhouette_and_knn_gain():
+    from pggan_book.readings import attribute_table
     from pggan_core.latent.attributes import (
         VIEWS,
         attribute_scores,
-        attribute_table,
         attribute_verdict,
         primary_attribute,
     )

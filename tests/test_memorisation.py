@@ -4,6 +4,7 @@ generator never saw are not."""
 import numpy as np
 import pytest
 
+from pggan_book import readings
 from pggan_core.data.fundus_phantom import render_fundus
 from pggan_core.data.preprocess import fundus_channels
 from pggan_core.data.store import box_downsample
@@ -86,7 +87,7 @@ def test_the_flagged_lines_say_what_was_not_measured():
               "heldout_flagged": m.share_with_interval(np.array([], bool)),
               "unseen_flagged": {**m.share_with_interval(np.zeros(0, bool)), "folds": 5},
               "flagged_subjects": {"s1": 1}, "training_subjects": 2}
-    lines = m.flagged_lines(report)
+    lines = readings.flagged_lines(report)
     assert "1 of    4 flagged (25.0%" in lines[0]
     assert "not measured" in lines[1] and "not measured" in lines[2]
     assert "re-identified by a flagged slice: 1 of 2" in lines[3]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from pggan_book.readings import reconstruction_verdict
 from pggan_core.config import load_config
 from pggan_core.generate import latent_usage
 from pggan_core.latent.encoder import encode_run
@@ -19,7 +20,6 @@ from pggan_core.latent.reconstruction import (
     detail_maps,
     fixed_derangement,
     reconstruction_scores,
-    reconstruction_verdict,
     region_mse_to_inputs,
 )
 from pggan_core.training.networks import Generator

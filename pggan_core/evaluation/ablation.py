@@ -501,43 +501,6 @@ def ablation_table(result: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def swd_table(result: dict[str, Any]) -> pd.DataFrame:
-    """SWD x1e3 to real of the image channels and of every generated channel, beside the
-    real-vs-real floors: a gap between the rows shows what the label channels average away."""
-    runs = result["runs"]
-    return pd.DataFrame({
-        f"{SEG}": [runs[SEG]["swd_image_channels_mean"], runs[SEG]["swd_all_channels_mean"]],
-        f"{NOSEG}": [runs[NOSEG]["swd_image_channels_mean"],
-                     runs[NOSEG]["swd_all_channels_mean"]],
-        "real vs real (floor)": [result["swd_floor_image_channels_mean"],
-                                 result["swd_floor_all_channels_mean"]],
-    }, index=[f"image channels ({result['image_channels']})",
-              f"all generated channels ({runs[SEG]['n_channels']} with, "
-              f"{runs[NOSEG]['n_channels']} without)"])
-
-
-def ablation_verdicts(result: dict[str, Any]) -> list[str]:
-    """One sentence per measure (``ablation_table``'s rows): which model is closer to real, with the
-    numbers, and the verdict with its interval, either way."""
-    lines = []
-    for record in result["verdicts"]:
-        closer = "with" if record["seg_distance"] < record["noseg_distance"] else "without"
-        low, high = record["interval"]
-        verdict = f"interval of (without − with) [{low:.3g}, {high:.3g}]: {record['verdict']}."
-        if record["measure"] == "swd_image_channels":
-            lines.append(f"SWD to the real images (image channels, lower is closer): "
-                         f"{record['seg']:.1f} with segmentation, {record['noseg']:.1f} "
-                         f"without, floor {record['real']:.1f}: the model {closer} "
-                         f"segmentation channels is closer; {verdict}")
-            continue
-        lines.append(f"{MEASURE_NAMES.get(record['measure'], record['measure'])}: real "
-                     f"{record['real']:.3g}, with segmentation {record['seg']:.3g} "
-                     f"({record['seg_ratio']:.2f}x real), without {record['noseg']:.3g} "
-                     f"({record['noseg_ratio']:.2f}x): the model {closer} segmentation "
-                     f"channels is closer to real; {verdict}")
-    return lines
-
-
 def _verdict_groups(verdicts: Sequence[dict[str, Any]]) -> tuple[dict[str, list[str]], str]:
     """The measures' names by verdict, and that grouping in words ("against: ...; ...")."""
     groups: dict[str, list[str]] = {PAPER: [], AGAINST: [], UNCLEAR: []}

@@ -174,15 +174,3 @@ def attribute_views(G: Any, encoder: Any, attributes: Any, reals: np.ndarray,
     of_generated = attributes(generated)
     return {VIEWS[0]: (real_latents, attributes(reals)), VIEWS[1]: (encoded, of_generated),
             VIEWS[2]: (z.numpy(), of_generated)}
-
-
-def attribute_table(attributes: dict[str, Any]) -> pd.DataFrame:
-    """``latent_space.json``'s ``attributes`` narrow enough for a page: one row per (view,
-    attribute), the paper's view first; silhouette, 5-NN gain over chance, linear probe."""
-    scores = pd.DataFrame(attributes["scores"])
-    names = {"silhouette": "silhouette", "knn_gain": "5-NN − chance", "probe": "probe"}
-    order = list(dict.fromkeys(scores["attribute"]))
-    scores = scores.assign(view=pd.Categorical(scores["view"], VIEWS, ordered=True),
-                           attribute=pd.Categorical(scores["attribute"], order, ordered=True))
-    table = scores.sort_values(["view", "attribute"]).set_index(["view", "attribute"])
-    return table[list(names)].rename(columns=names).astype(float).round(3)

@@ -141,26 +141,6 @@ def inversion_r2(G: nn.Module, encoder: EncoderNet, resolution: int, alpha: floa
     }
 
 
-def inversion_verdict(inversion: dict[str, float]) -> str:
-    """One sentence reading ``inversion_r2``'s numbers: whose limit a low encoder R² is."""
-    enc, opt = inversion["r2_encoder"], inversion["r2_optimised"]
-    mse_enc, mse_opt = inversion["image_mse_encoder"], inversion["image_mse_optimised"]
-    redrawn = mse_opt * REDRAW_GAIN <= mse_enc
-    errors = f"pixel error {mse_enc:.4f} -> {mse_opt:.4f}"
-    if opt >= HELD_R2:
-        return (f"The images hold their latents (optimisation recovers R² {opt:.2f}, {errors}):"
-                f" the encoder, at R² {enc:.2f}, is what falls short.")
-    if redrawn:
-        return (f"Optimisation redraws the images almost exactly ({errors}) yet recovers only "
-                f"R² {opt:.2f} of the latent: the generator draws nearly the same picture from "
-                "different latents, so part of z leaves little trace in the image. "
-                "Optimisation finds one of those latents; an encoder trained with squared "
-                f"error estimates their mean, which can score higher (here R² {enc:.2f}): "
-                "neither bounds the other.")
-    return (f"Optimisation neither redraws the images ({errors}) nor recovers the latent "
-            f"(R² {opt:.2f}): the test is inconclusive at {inversion['steps']} steps.")
-
-
 def refine_latents(G: nn.Module, z: np.ndarray, images: np.ndarray, resolution: int,
                    alpha: float = 1.0, steps: int = 50, lr: float = REFINE_LR,
                    encoder: nn.Module | None = None, domain_weight: float = 0.0) -> np.ndarray:

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -184,56 +183,3 @@ def invert_run(run_dir: str | Path, progress: bool = True, reuse: bool = True
 
 # ---------------------------------------------------------------------------------------------
 # What the page shows
-
-
-def reconstruction_comparison(paper: dict[str, Any], indomain: dict[str, Any]) -> pd.DataFrame:
-    """Figure 4's measures for both encoders, one row per way of getting a latent:
-    ``paper`` is ``encoder.json``, ``indomain`` ``inversion.json``."""
-    steps = indomain["settings"]["refine_steps"]
-    rows = {"paper's encoder": (paper, "encoder", paper["r2"]),
-            f"paper's encoder + {paper['refine_steps']} refinement steps":
-                (paper, "refined", None),
-            "in-domain encoder": (indomain, VARIANTS[0], indomain["r2"]),
-            f"in-domain + {steps} regularised refinement steps":
-                (indomain, VARIANTS[1], None)}
-    table = pd.DataFrame({
-        label: {"own input nearest": source["reconstruction_retrieval"].get(variant),
-                "detail correlation, own input":
-                    source["reconstruction_detail_correlation"].get(variant),
-                "detail correlation, unrelated input":
-                    source["reconstruction_detail_correlation_unrelated"].get(variant),
-                "held-out MSE": source.get(f"heldout_mse_{variant}"),
-                "latent R² (generated images)": r2}
-        for label, (source, variant, r2) in rows.items()}).T
-    return table.astype(float).round(3).astype(object).fillna("—")
-
-
-def indomain_reading(paper: dict[str, Any], indomain: dict[str, Any]) -> str:
-    """The comparison read aloud from its own numbers: what the in-domain encoder changes,
-    and whether the generator can draw the held-out images at all."""
-    retrieval, detail = (paper["reconstruction_retrieval"],
-                         paper["reconstruction_detail_correlation"])
-    ours, ours_detail = (indomain["reconstruction_retrieval"],
-                         indomain["reconstruction_detail_correlation"])
-    unrelated = indomain["reconstruction_detail_correlation_unrelated"][VARIANTS[0]]
-    needed = (ours[VARIANTS[0]], ours[VARIANTS[1]], ours_detail[VARIANTS[0]],
-              ours_detail[VARIANTS[1]], retrieval["encoder"], detail["encoder"], unrelated)
-    if any(value is None for value in needed):
-        return "Too few held-out images to compare the two encoders' reconstructions."
-    best = max(ours[VARIANTS[1]], retrieval.get("refined") or 0.0)
-    best_detail = max(ours_detail[VARIANTS[1]], detail.get("refined") or 0.0)
-    text = (f"Trained on real images too, the encoder brings each held-out image back nearest "
-            f"its own input {ours[VARIANTS[0]]:.0%} of the time, against "
-            f"{retrieval['encoder']:.0%} for the paper's encoder ({ours[VARIANTS[1]]:.0%} "
-            f"after its regularised refinement); fine detail correlates at "
-            f"{ours_detail[VARIANTS[0]]:.2f} against {detail['encoder']:.2f} (unrelated pairs "
-            f"{unrelated:.2f}). ")
-    if best >= 0.5 and best_detail >= 0.3:
-        return text + ("Fitted to each image, the generator redraws most of it: the held-out "
-                       "images lie within what it can draw, and reaching them is the "
-                       "encoder's job.")
-    return text + (f"Even with each latent fitted to its own image by gradient steps, at best "
-                   f"{best:.0%} of the reconstructions are nearest their input and their fine "
-                   f"detail correlates at {best_detail:.2f}: as far as these fits reach, this "
-                   "generator does not draw the held-out images' fine detail, and a better "
-                   "encoder alone would not bring it back.")

@@ -240,32 +240,6 @@ def reconstruction_scores(inputs: np.ndarray, reconstructions: np.ndarray,
     return scores.results("reconstruction")
 
 
-def reconstruction_verdict(summary: dict[str, Any]) -> str:
-    """One sentence reading an ``encoder.json``'s reconstruction measures (the encoder's latent,
-    with the refined one's retrieval beside it when there is one)."""
-    retrieval = summary["reconstruction_retrieval"]
-    chance = summary["reconstruction_retrieval_chance"]
-    own = summary["reconstruction_detail_correlation"]["encoder"]
-    unrelated = summary["reconstruction_detail_correlation_unrelated"]["encoder"]
-    if retrieval["encoder"] is None or own is None or unrelated is None:
-        return "Too few held-out images to measure the reconstructions."
-    refined = (f"; {retrieval['refined']:.0%} after refinement"
-               if retrieval.get("refined") is not None else "")
-    identity = ("so it keeps part of what tells the images apart"
-                if retrieval["encoder"] >= RETRIEVAL_ABOVE_CHANCE * chance
-                else "no better than chance")
-    if own >= DETAIL_MOSTLY_KEPT:
-        detail = "most of the fine detail comes back"
-    elif own - unrelated >= DETAIL_GAP_NOISE:
-        detail = "a trace of the fine detail comes back, far from all of it"
-    else:
-        detail = "none of the fine detail comes back beyond what any two such images share"
-    return (f"Regenerated from the encoder's latent, an image is closer to its own input than "
-            f"to every other held-out image {retrieval['encoder']:.0%} of the time (chance "
-            f"{chance:.0%}{refined}), {identity}; its fine detail correlates with its input's "
-            f"at {own:.2f}, against {unrelated:.2f} for an unrelated image: {detail}.")
-
-
 # ---------------------------------------------------------------------------------------------
 # "qualitatively approximate the global vessel structure": label channels at the layout's scale
 

@@ -179,25 +179,6 @@ SETS = (("generated", "generated_flagged"), ("held-out real", "heldout_flagged")
         ("unseen real (left out in turn)", "unseen_flagged"))
 
 
-def flagged_lines(report: dict[str, Any]) -> list[str]:
-    """The report's flagged shares as lines of text, one per set of images (``SETS``), with
-    their 95 % intervals, and for MRI the training subjects the flagged slices name."""
-    lines = []
-    for words, key in SETS:
-        record = report.get(key) or {}
-        if not record.get("n"):
-            lines.append(f"{words:>31}: not measured (too few subjects or images)")
-            continue
-        low, high = record["interval"]
-        lines.append(f"{words:>31}: {record['flagged']:>4} of {record['n']:>4} flagged "
-                     f"({record['share']:.1%}, 95% interval {low:.1%} to {high:.1%})")
-    if "flagged_subjects" in report:
-        lines.append(f"training subjects re-identified by a flagged slice: "
-                     f"{len(report['flagged_subjects'])} of {report['training_subjects']}, "
-                     f"slices per subject: {report['flagged_subjects']}")
-    return lines
-
-
 PLANTED = ("exact", "mirrored", "shifted 2 px", "brighter 10 %", "darker 10 %", "noise",
            "JPEG q75")
 
