@@ -83,6 +83,14 @@ def ship_current_results(profile: str, datasets: tuple[str, ...] = ("rop", "brat
                 raise CheckpointError(f"{record} does not hold for the run in {out}: {reason}")
             if not _already_shipped(out, profile, dataset, kind, names, root):
                 to_ship.append((out, dataset, names))
+    for out, _, names in to_ship:  # computed against the data the run was trained on?
+        prepared = (read_run_info(out).pretrained or {}).get("data_prepared_elsewhere")
+        if prepared:
+            raise CheckpointError(
+                f"{out / names[-1]} was computed here against phantom data not byte for byte "
+                f"those the shipped run was trained on (sha256 {prepared['here'][:12]} here, "
+                f"{prepared['trained_on'][:12]} there); ship results from a machine that "
+                "prepares them alike, or train and export the runs here")
     for out, dataset, names in to_ship:
         ship_results(out, profile, dataset, "seg", names, root)
     return [f"{run_key(dataset, 'seg')}/{name}" for _, dataset, names in to_ship

@@ -90,6 +90,9 @@ def test_the_same_phantom_recipe_prepared_elsewhere_installs_with_a_note(tiny_ru
                                                                        tmp_path, capsys):
     """OpenCV and NumPy pick their SIMD kernels by CPU: the phantom data of one recipe are not
     byte for byte alike on every machine, and a shipped run must still install, saying so."""
+    from pggan_core.latent.encoder import encode_run
+    from pggan_core.runs.folder import RunSpec
+
     root, _ = shipped
     data = PreparedDataset(json.loads((tiny_run / "run.json").read_text())["data_dir"])
     other = shutil.copytree(data.path, tmp_path / "other-data")
@@ -97,13 +100,21 @@ def test_the_same_phantom_recipe_prepared_elsewhere_installs_with_a_note(tiny_ru
     pixels = np.load(top)
     pixels[0, 0, 0, 0] ^= 1  # one value one step off, as another code path may round it
     np.save(top, pixels)
-    out = pretrained.install_run("smoke", "rop", "seg", _config(tiny_run), tmp_path / "run",
-                                 PreparedDataset(other), root)
+    out = pretrained.install_run("smoke", "rop", "seg", _config(tiny_run),
+                                 RunSpec("rop", "smoke").folder(root), PreparedDataset(other),
+                                 root)
     assert "not byte for byte alike" in capsys.readouterr().out
     assert is_finished(out, _config(tiny_run), data=PreparedDataset(other).data_record())
     note = " ".join(pretrained.pretrained_note(out).split())
     assert PreparedDataset(other).fingerprint()[:12] in note and "differ slightly" in note
     assert pretrained.pretrained_note(tiny_run) is None
+    # what is computed here against those data is not shipped as the training data's
+    encode_run(out, progress=False)
+    manifest = (pretrained.pretrained_dir("smoke", root) / pretrained.MANIFEST).read_bytes()
+    with pytest.raises(CheckpointError, match="not byte for byte"):
+        shipping.ship_current_results("smoke", ("rop",), root)
+    assert (pretrained.pretrained_dir("smoke", root) / pretrained.MANIFEST).read_bytes() == \
+        manifest
 
 
 @pytest.mark.slow
