@@ -5,7 +5,7 @@ import pytest
 
 from pggan_core.cli import main
 from pggan_core.config import load_config
-from pggan_core.data.prepare import prepare_dataset
+from pggan_core.data.prepare import ensure_prepared, prepare_dataset
 from pggan_core.data.store import PreparedDataset
 from pggan_core.datasets import dataset_spec
 
@@ -30,6 +30,18 @@ def test_rop_phantom_dataset_is_deterministic_and_labelled(tmp_path):
     assert vessel.min() < -0.9 and vessel.max() > 0.0
     other = prepare_dataset(_rop_config(seed=1), tmp_path / "c", progress=False)
     assert not np.array_equal(PreparedDataset(other).images(32), a.images(32))
+
+
+def test_a_folder_named_in_the_config_is_prepared_once(drive_folder, tmp_path, capsys):
+    """``data.source`` set in the configuration (``--set data.source=DIR``) is the folder
+    prepared: asked again for the same, the prepared dataset is reused, not made anew."""
+    config = _rop_config(source=str(drive_folder), n_images=12)
+    first = ensure_prepared(config, tmp_path / "real", progress=False)
+    made = (first.path / "dataset.json").stat().st_mtime_ns
+    again = ensure_prepared(config, tmp_path / "real", progress=False)
+    assert (again.path / "dataset.json").stat().st_mtime_ns == made
+    assert "other settings" not in capsys.readouterr().out
+    assert again.meta["source"] == str(drive_folder.resolve())
 
 
 @pytest.mark.slow

@@ -70,7 +70,9 @@ def ensure_prepared(config: Config, out_dir: str | Path, source: str | Path | No
     out_dir = Path(out_dir)
     if (out_dir / "dataset.json").is_file():
         existing = PreparedDataset(out_dir)
-        wanted = {"config": config.to_dict()["data"], "source": source_label(source),
+        # prepare_dataset reads config.data.source when no source is given: compare that
+        wanted = {"config": config.to_dict()["data"],
+                  "source": source_label(source if source is not None else config.data.source),
                   "preprocessing_version": PREPROCESSING_VERSION}
         if "vessel_map_resolution" in existing.meta:  # a U-Net's channel: drawn at this size
             wanted["vessel_map_resolution"] = vessel_map_resolution(config)
