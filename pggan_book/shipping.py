@@ -208,32 +208,33 @@ def train_and_export(profile: str, datasets: tuple[str, ...] = ("rop", "brats"),
     time), the encoders of each run with segmentation (``pggan encode``, ``pggan invert``), and
     export each into the shipped runs with its exact commands. An interrupted training is resumed by
     the same command (``--resume``): the recorded training seconds add up over attempts, the wall
-    time is the last attempt's."""
+    time is the last attempt's. ``root`` is where the runs are trained and exported (default:
+    runs under ``PGGAN_HOME``, exported into the checkout's ``data/pretrained``)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from pggan_core.data.prepare import ensure_prepared
     from pggan_core.runs.folder import RunSpec
 
-    root = root or home()
+    where = root or home()  # the runs' home; the shipped files go to root or the checkout
     jobs = []
     for dataset in datasets:
         book_run = RunSpec(dataset, profile)
-        data = book_run.data_folder(root)
+        data = book_run.data_folder(where)
         ensure_prepared(book_run.config(), data, progress=False)
         for with_segmentation in (True, False):
             spec = RunSpec(dataset, profile, with_segmentation)
-            out, variant = spec.folder(root), spec.variant
-            command = (f"pggan train --data {data.relative_to(root)} --profile {profile} "
-                       f"--out {out.relative_to(root)} --threads 1 --resume"
+            out, variant = spec.folder(where), spec.variant
+            command = (f"pggan train --data {data.relative_to(where)} --profile {profile} "
+                       f"--out {out.relative_to(where)} --threads 1 --resume"
                        + (" --no-segmentation" if variant == "noseg" else
-                          f" && pggan encode --run {out.relative_to(root)} --threads 1"
-                          f" && pggan invert --run {out.relative_to(root)} --threads 1"))
+                          f" && pggan encode --run {out.relative_to(where)} --threads 1"
+                          f" && pggan invert --run {out.relative_to(where)} --threads 1"))
             jobs.append((dataset, variant, out, command))
 
     def run(job: tuple[str, str, Path, str]) -> tuple[str, str, Path, str, float]:
         started = time.perf_counter()
         for command in job[3].split(" && "):
-            subprocess.run(command.split(), cwd=root, check=True)
+            subprocess.run(command.split(), cwd=where, check=True)
         return (*job, time.perf_counter() - started)
 
     with ThreadPoolExecutor(lanes) as pool:

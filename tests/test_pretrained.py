@@ -290,3 +290,19 @@ def test_the_shipped_vessel_unet_is_installed_only_for_its_settings(tmp_path, mo
     (folder / "vessel_unet.pt").write_bytes(b"changed")
     with pytest.raises(CheckpointError, match="does not match its sha256"):
         pretrained.install_vessel_unet("smoke", config, root)
+
+
+def test_train_and_export_trains_under_pggan_home_and_ships_into_the_checkout(tmp_path,
+                                                                               monkeypatch):
+    """Runs go where PGGAN_HOME says (a scratch disk); the shipped files go to the checkout's
+    data/pretrained, which the repository commits (``pretrained_dir(profile, None)``)."""
+    monkeypatch.setenv("PGGAN_HOME", str(tmp_path))
+    commands, exported = [], []
+    monkeypatch.setattr(shipping.subprocess, "run",
+                        lambda command, cwd, check: commands.append((command, cwd)))
+    monkeypatch.setattr(shipping, "export_run", lambda out, profile, dataset, variant, command,
+                        wall, root: exported.append((out, root)) or {})
+    shipping.train_and_export("smoke", datasets=("brats",), lanes=1)
+    assert {cwd for _, cwd in commands} == {tmp_path}
+    assert [root for _, root in exported] == [None, None]
+    assert all(out.is_relative_to(tmp_path) for out, _ in exported)
