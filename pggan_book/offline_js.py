@@ -4,7 +4,8 @@ The site needs no internet: plotly outputs get an HTML rendering that calls the 
 ``plotly.min.js`` (copied from the installed plotly package); the widget manager (require.js +
 @jupyter-widgets/html-manager) and MathJax are served from ``_build/vendor/``, filled once by
 :func:`fetch_offline_js` (fetched by the first ``pggan book``; needs npm).
-This module is also the Sphinx extension that serves those files (``pggan_book.offline_js``).
+This module is also the Sphinx extension that serves those files (``pggan_book.offline_js``),
+and the one style rule the theme lacks (``TABLES_CSS``).
 """
 
 from __future__ import annotations
@@ -86,10 +87,21 @@ def _require_vendor(root: Path) -> None:
         fetch_offline_js(vendor_dir(root))
 
 
+# Module paths and config keys in code spans do not wrap, so a table naming them grew wider than
+# the page's column and hid its last columns behind a sideways scroll (the method page's three).
+TABLES_CSS_FILE = "pggan-tables.css"
+TABLES_CSS = """.pst-scrollable-table-container td { overflow-wrap: anywhere; }
+.pst-scrollable-table-container td code,
+.pst-scrollable-table-container td span.pre { white-space: normal; overflow-wrap: anywhere; }
+"""
+
+
 def setup(app) -> dict[str, Any]:
     """Sphinx extension: serve plotly.js, the widget manager and MathJax from
-    ``_static/offline-js/``, adding plotly.js only to pages that draw a plotly figure."""
+    ``_static/offline-js/``, adding plotly.js only to pages that draw a plotly figure; and
+    ``TABLES_CSS`` on every page."""
     app.add_config_value("pggan_vendor_dir", "", "html")
+    app.add_css_file(TABLES_CSS_FILE)
     app.connect("html-page-context", _add_page_js)
     app.connect("build-finished", _copy_vendor_js)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
@@ -113,6 +125,7 @@ def _copy_vendor_js(app, exception: Exception | None) -> None:
         return
     import plotly
 
+    (Path(app.outdir) / "_static" / TABLES_CSS_FILE).write_text(TABLES_CSS)
     static = Path(app.outdir) / "_static" / "offline-js"
     static.mkdir(parents=True, exist_ok=True)
     shutil.copy2(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", static)

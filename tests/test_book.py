@@ -30,6 +30,7 @@ from pggan_book.facts import (
     profile_table,
     read_phase_curves,
 )
+from pggan_book.offline_js import TABLES_CSS, TABLES_CSS_FILE
 from pggan_book.results_table import (
     CLAIMS,
     NOT_COMPUTED,
@@ -314,6 +315,9 @@ def test_smoke_book_builds_for_both_datasets_and_reads_well(tmp_path: Path, capf
         external = re.findall(r'(?:src|href)="(https?://[^"]+\.(?:js|css))"', page.read_text())
         assert not external, f"{page}: {external}"
     assert "Built with profile <b>smoke</b>" in (html / "book" / "index.html").read_text()
+    # the rule that lets long code names in table cells wrap, linked from every page
+    assert (html / "_static" / TABLES_CSS_FILE).read_text() == TABLES_CSS
+    assert f"_static/{TABLES_CSS_FILE}" in (html / "book" / "method.html").read_text()
     problems = check_book(html, screenshots=out / "screenshots")
     assert problems == [], "\n".join(problems)
     shutil.rmtree(out / "src")  # the executed notebooks are large; the HTML is what counts
