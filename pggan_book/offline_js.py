@@ -89,9 +89,9 @@ def _require_vendor(root: Path) -> None:
 
 # Module paths and config keys in code spans do not wrap, so a table naming them grew wider than
 # the page's column and hid its last columns behind a sideways scroll (the method page's three).
+# Only code may break anywhere: prose in the other cells keeps its words whole.
 TABLES_CSS_FILE = "pggan-tables.css"
-TABLES_CSS = """.pst-scrollable-table-container td { overflow-wrap: anywhere; }
-.pst-scrollable-table-container td code,
+TABLES_CSS = """.pst-scrollable-table-container td code,
 .pst-scrollable-table-container td span.pre { white-space: normal; overflow-wrap: anywhere; }
 """
 
