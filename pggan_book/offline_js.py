@@ -89,10 +89,12 @@ def _require_vendor(root: Path) -> None:
 
 # Module paths and config keys in code spans do not wrap, so a table naming them grew wider than
 # the page's column and hid its last columns behind a sideways scroll (the method page's three).
-# Only code may break anywhere: prose in the other cells keeps its words whole.
+# Only code may break anywhere: prose in the other cells keeps its words whole, and a first
+# column of names keeps room for a short one (data.resolution) on one line.
 TABLES_CSS_FILE = "pggan-tables.css"
 TABLES_CSS = """.pst-scrollable-table-container td code,
 .pst-scrollable-table-container td span.pre { white-space: normal; overflow-wrap: anywhere; }
+.pst-scrollable-table-container td:first-child:has(code) { min-width: 9em; }
 """
 
 
