@@ -147,8 +147,7 @@ def _phantom_prepared_elsewhere(data: PreparedDataset, entry: dict[str, Any], fo
     here = data.fingerprint()
     if here == entry["data_fingerprint"]:
         return None
-    trained = (json.loads((folder / RUN_INFO_FILE).read_text()).get("data") or {}) \
-        if (folder / RUN_INFO_FILE).is_file() else {}
+    trained = (read_run_info(folder).data or {}) if (folder / RUN_INFO_FILE).is_file() else {}
     version = data.meta.get("preprocessing_version")
     if data.meta.get("source", "phantom") != "phantom" or \
             trained.get("preprocessing_version", version) != version:
