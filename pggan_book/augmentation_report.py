@@ -3,13 +3,23 @@ the chapter states what this build measured, whichever way it came out."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pggan_core.augmentation.study import label_counts, summary_entry
+from pggan_core.augmentation.study import (
+    RESULT_FILE,
+    STALE_FILE,
+    label_counts,
+    run_augmentation_study,
+    summary_entry,
+)
+from pggan_core.runs.folder import RunSpec, require_trained_run, run_config, stale_result
 from pggan_core.segmentation.segmenters import METRIC_NAMES
+from pggan_core.training.run_info import read_run_info
 
 
 def count_of(result: dict[str, Any], k: int) -> str:
@@ -143,3 +153,40 @@ def origin_text(result: dict[str, Any] | None, origin: str, dataset: str, profil
             f", {s['iterations']} updates of {s['batch_size']} each, M = {s['n_synthetic']} "
             f"synthetic pairs) trained and scored in {result['seconds'] / 60:.1f} min, "
             f"{result['lanes']} at a time.")
+
+
+def study_for_book(dataset: str, profile: str, seed: int = 0,
+                   source: str | Path | None = None, run_study: bool = False
+                   ) -> tuple[dict[str, Any] | None, str]:
+    """The chapter's study and where it comes from: run here when asked (``pggan book
+    --augmentation``) or when the profile's study fits the book (``augment.in_book``), else the
+    current one in the run folder (``current_study``)."""
+    cfg = run_config(dataset, profile, seed)
+    if run_study or cfg.augment.in_book:
+        return (run_augmentation_study(dataset, profile, seed=seed, source=source),
+                "written by this build")
+    return current_study(require_trained_run(RunSpec(dataset, profile, seed=seed,
+                                                     source=source)))
+
+
+def current_study(run: str | Path) -> tuple[dict[str, Any] | None, str]:
+    """The study in ``run`` and where it comes from, in a sentence, while it holds (its
+    ``derivation``: the generator now in ``run``, the study's code, the run's data and vessel
+    settings, whatever ``augment`` settings it records); else None and why, the study moved aside to
+    ``STALE_FILE`` so that no page, the results table included, quotes it."""
+    path = Path(run) / RESULT_FILE
+    if not path.is_file():
+        return None, f"no {RESULT_FILE} in {run}"
+    result = json.loads(path.read_text())
+    reason = stale_result(run, "augmentation", result.get("derivation"))
+    if reason is None:
+        shipped = RESULT_FILE in ((read_run_info(run).pretrained or {}).get("files") or {})
+        by = ("shipped with the repository beside the run's weights (`pggan augment-study`, "
+              "then `pggan weights ship-results`)" if shipped else
+              "by an earlier `pggan augment-study` or `pggan book --augmentation`")
+        return result, (f"made on {result['written']} (commit {result['commit']}) {by}, not "
+                        "by this build; its generator, code and settings checked against "
+                        "this run")
+    path.replace(path.with_name(STALE_FILE))
+    return None, (f"{path} no longer holds for the run in {run}: {reason}; moved aside to "
+                  f"{STALE_FILE}; write it again with `pggan augment-study`")

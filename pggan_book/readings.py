@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from pggan_core.evaluation.ablation import MEASURE_NAMES, NOSEG, SEG
+from pggan_core.evaluation.ablation import AGAINST, MEASURE_NAMES, NOSEG, PAPER, SEG, UNCLEAR
 from pggan_core.latent.attributes import VIEWS
 from pggan_core.latent.encoder import HELD_R2, REDRAW_GAIN
 from pggan_core.latent.indomain import VARIANTS
@@ -21,7 +21,7 @@ from pggan_core.latent.reconstruction import (
     DETAIL_MOSTLY_KEPT,
     RETRIEVAL_ABOVE_CHANCE,
 )
-from pggan_core.latent.space import TIE_MARGIN, position_rows, score_table
+from pggan_core.latent.space import TIE_MARGIN, position_rows
 from pggan_core.measures.memorisation import SETS
 
 # ------------------------------------------------------------ pggan_core.measures.memorisation
@@ -84,6 +84,44 @@ def swd_table(result: dict[str, Any]) -> pd.DataFrame:
     }, index=[f"image channels ({result['image_channels']})",
               f"all generated channels ({runs[SEG]['n_channels']} with, "
               f"{runs[NOSEG]['n_channels']} without)"])
+
+
+def ablation_method(result: dict[str, Any]) -> str:
+    """How ``compare_ablation`` measured, in words, from the result itself."""
+    boot = result["bootstrap"]
+    lines = [f"{result['n']} generated images per model against {result['n']} real ones "
+             f"({result['dataset']}, {result['resolution']} px); structure on "
+             f"{result['n_structure']} images per set."]
+    reading = result.get("vessel_reading")
+    if reading:
+        lines.append(f"Vessel maps: {reading['path']} (threshold {reading['threshold']}).")
+    lines.append(f"Distance to real: {result['distance']}; SWD: the SWD itself. Verdict: the "
+                 f"{boot['confidence']:.0%} interval of (distance without − distance with "
+                 f"segmentation) above 0 = \"{PAPER}\", below 0 = \"{AGAINST}\", else "
+                 f"\"{UNCLEAR}\". Structure: {boot['n_resamples']} bootstrap resamples "
+                 f"({boot['structure']}, seed {boot['seed']}); SWD: {boot['swd_repeats']} "
+                 f"repeats ({boot['swd']}).")
+    return "\n".join(lines)
+
+
+def ablation_table(result: dict[str, Any]) -> pd.DataFrame:
+    """One row per measure: real (the floor for SWD), each run's value and ratio to real,
+    the interval of (distance without − distance with segmentation) and the verdict."""
+    percent = f"{result['bootstrap']['confidence']:.0%}"
+
+    def with_ratio(value: float, ratio: float) -> str:  # one column per model: fits a page
+        return f"{value:.3g} ({ratio:.2f}×)"
+
+    rows = {  # labels with spaces, so a narrow column can wrap them
+        record["label"].replace("_", " "): {
+            "real (mean)": f"{record['real']:.3g}",
+            f"{SEG} (mean, × real)": with_ratio(record["seg"], record["seg_ratio"]),
+            f"{NOSEG} (mean, × real)": with_ratio(record["noseg"], record["noseg_ratio"]),
+            # of (distance without - distance with segmentation), as ablation_method says
+            f"{percent} interval": "[{:.3g}, {:.3g}]".format(*record["interval"]),
+            "verdict": record["verdict"],
+        } for record in result["verdicts"]}
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 # ------------------------------------------------------------ pggan_core.latent.encoder
@@ -210,6 +248,32 @@ def attribute_table(attributes: dict[str, Any]) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------ pggan_core.latent.space
+
+
+def score_table(result: dict[str, Any], dataset: str) -> pd.DataFrame:
+    """``latent_space.json``'s scores, a row each: ``latents``, ``raw pixels`` (None without a
+    control) and ``chance`` (what guessing scores; 0 for a silhouette or a Spearman)."""
+    label = latent_label(dataset)
+    name, position, words = label.key, label.position, label.words
+    chance = result.get(f"knn_{name}_chance")
+    table_rows = {
+        f"k-NN accuracy ({words})": (result.get(f"knn_{name}_accuracy"),
+                                     result.get(f"knn_{name}_pixels"), chance),
+        f"linear probe accuracy ({words})": (result.get(f"probe_{name}_accuracy"),
+                                             result.get(f"probe_{name}_pixels"), chance),
+        f"t-SNE silhouette ({words})": (result.get(f"tsne_{name}_silhouette"),
+                                        result.get(f"tsne_{name}_silhouette_pixels"), 0.0)}
+    if position is not None:
+        table_rows[f"k-NN Spearman ({position_rows(position)[0]})"] = (
+            result.get(f"knn_{position}_spearman"),
+            result.get(f"knn_{position}_spearman_pixels"), 0.0)
+    table_rows[f"linear probe, true z of {result.get('generated_images', 0)} generated "
+               "images"] = (result.get(f"probe_{name}_generated_z"), None,
+                            result.get(f"probe_{name}_generated_z_chance"))
+    table = pd.DataFrame.from_dict(table_rows, orient="index",
+                                   columns=["latents", "raw pixels", "chance"])
+    table.index.name = "score"
+    return table
 
 
 def score_reading(result: dict[str, Any], dataset: str) -> str:

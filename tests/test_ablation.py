@@ -241,11 +241,11 @@ def test_ablation_json_has_the_keys_the_page_reads(dataset, tmp_path, monkeypatc
         assert saved["vessel_reading"] is None
 
     # the page: one table row and one sentence per verdict, and the conclusion follows them
-    table = ablation.ablation_table(result)
+    table = readings.ablation_table(result)
     assert list(table["verdict"]) == [record["verdict"] for record in result["verdicts"]]
     assert len(readings.ablation_verdicts(result)) == len(table)
     assert readings.swd_table(result).shape == (2, 3)
-    assert "threshold" in ablation.ablation_method(result) or dataset == "brats"
+    assert "threshold" in readings.ablation_method(result) or dataset == "brats"
 
 
 def test_a_record_that_holds_is_reused_and_any_change_measures_again(tmp_path, monkeypatch):

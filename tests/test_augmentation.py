@@ -357,7 +357,8 @@ def test_the_study_trains_every_arm_and_writes_its_results(tiny_run_copy):
 
 @pytest.mark.slow
 def test_a_study_of_another_generator_is_set_aside_not_shown(tiny_run_copy):
-    from pggan_core.augmentation.study import STALE_FILE, current_study
+    from pggan_book.augmentation_report import current_study
+    from pggan_core.augmentation.study import STALE_FILE
 
     cfg = run_config("rop", "smoke", augment={"label_counts": [1], "seeds": 2})
     augmentation_study(tiny_run_copy, cfg, lanes=1, progress=False)

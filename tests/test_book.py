@@ -149,7 +149,7 @@ def test_profile_table_shows_the_scale_gap():
 def test_phase_curves_plot_only_what_a_log_axis_can_show(tmp_path: Path):
     import matplotlib
     matplotlib.use("Agg")
-    from pggan_core.viz import plots
+    from pggan_book import figures
 
     path = RunSpec("rop", "smoke").folder(tmp_path) / "phase_metrics.jsonl"
     path.parent.mkdir(parents=True)
@@ -160,10 +160,10 @@ def test_phase_curves_plot_only_what_a_log_axis_can_show(tmp_path: Path):
     path.write_text("\n".join(json.dumps(r) for r in records))
     curves = read_phase_curves("smoke", ["rop"], tmp_path)
     assert list(curves) == ["ROP"]
-    (line,) = plots.phase_curves_figure(curves).axes[0].get_lines()[:1]
+    (line,) = figures.phase_curves_figure(curves).axes[0].get_lines()[:1]
     assert list(line.get_xdata()) == [640] and list(line.get_ydata()) == [2.0]
     # A smoke run whose phases recorded nothing still gives a figure, not a crash.
-    empty = plots.phase_curves_figure({"ROP": records[:1]})
+    empty = figures.phase_curves_figure({"ROP": records[:1]})
     assert "no phase-end SWD" in empty.axes[0].texts[0].get_text()
 
 

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from pggan_book.readings import ablation_verdicts
+from pggan_book.readings import ablation_table, ablation_verdicts
 from pggan_core.cli import main
 from pggan_core.config import load_config
-from pggan_core.evaluation.ablation import ablation_table, compare_ablation
+from pggan_core.evaluation.ablation import compare_ablation
 from pggan_core.evaluation.evaluate import ensure_evaluated, evaluate_run, metrics_table
 from pggan_core.runs.folder import run_config
 from pggan_core.training.trainer import train

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from pggan_book.readings import score_reading
+from pggan_book.readings import score_reading, score_table
 from pggan_core.config import load_config
 from pggan_core.data.store import PreparedDataset
 from pggan_core.errors import DataError, RunNotFoundError
@@ -40,7 +40,6 @@ from pggan_core.latent.space import (
     path_by_value,
     probe_scores,
     score_latent_space,
-    score_table,
     slerp,
     tsne_embedding,
     walk_path,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pggan_book.figures import plain_log_ticks
 from pggan_core.datasets import dataset_ids, dataset_spec
-from pggan_core.viz.plots import plain_log_ticks
 
 
 def quality_compute_figure(rows: Sequence[dict], goals: dict[str, float],

@@ -27,27 +27,34 @@ def budget_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def quality_study_table(rows: Sequence[dict[str, Any]]):
-    """One line per trained configuration: its budget and each measure, goals in the header."""
+    """One line per trained configuration: its budget and each measure, goals in the header, a
+    measure's reference (ground truth, optimisation, chance) in brackets beside it so eight
+    columns fit the page's content column."""
     import pandas as pd
 
     g = DEMO_GOALS
+
+    def with_reference(value: float | None, reference: float | None) -> str:
+        if value is None:  # a measure a row has none of (the vessel AUC of MRI): a dash
+            return "—"
+        return f"{value:.3f}" + ("" if reference is None else f" ({reference:.3f})")
+
     table = pd.DataFrame([{
-        "dataset": dataset_spec(r["dataset"]).short, "configuration": r["candidate"],
-        "seed": r.get("seed", 0), "CPU-min": r["train_seconds"] * r.get("threads", 1) / 60,
+        "run": f"{dataset_spec(r['dataset']).short} {r['candidate']}, seed {r.get('seed', 0)}",
+        "CPU-min": round(r["train_seconds"] * r.get("threads", 1) / 60, 1),
         "images seen (k)": r["images_seen"] / 1000,
-        f"SWD/floor (≤ {g['swd_over_floor']})": r["swd_over_floor"],
-        f"MS-SSIM gap (±{g['ms_ssim_gap']})": r["ms_ssim_gap"],
-        f"vessel AUC (≥ {g['vessel_agreement_auc']})": r.get("vessel_agreement_auc"),
-        "AUC reference": r.get("vessel_agreement_auc_reference"),
-        f"encoder R² (≥ {g['encoder_r2']})": r["encoder_r2"],
-        # only rows scored since the inversion test existed carry it
-        "R² by optimisation": r.get("encoder_r2_optimised"),
-        f"k-NN (≥ {g['knn_laterality_accuracy']} / {g['knn_tumour_accuracy']})":
-            r.get("knn_laterality_accuracy", r.get("knn_tumour_accuracy")),
-        "k-NN chance": r.get("knn_laterality_chance", r.get("knn_tumour_chance")),
+        f"SWD / floor (≤ {g['swd_over_floor']})": round(r["swd_over_floor"], 3),
+        f"MS-SSIM gap (± {g['ms_ssim_gap']})": round(r["ms_ssim_gap"], 3),
+        f"vessel AUC (≥ {g['vessel_agreement_auc']}; ground truth)": with_reference(
+            r.get("vessel_agreement_auc"), r.get("vessel_agreement_auc_reference")),
+        # only rows scored since the inversion test existed carry the optimised R²
+        f"encoder R² (≥ {g['encoder_r2']}; by optimisation)": with_reference(
+            r["encoder_r2"], r.get("encoder_r2_optimised")),
+        f"k-NN (≥ {g['knn_laterality_accuracy']} / {g['knn_tumour_accuracy']}; chance)":
+            with_reference(r.get("knn_laterality_accuracy", r.get("knn_tumour_accuracy")),
+                           r.get("knn_laterality_chance", r.get("knn_tumour_chance"))),
     } for r in sorted(rows, key=lambda r: (dataset_ids().index(r["dataset"]), r["train_seconds"]))])
-    # a measure a row has no value for (the vessel AUC of MRI) reads as a dash, not "nan"
-    return table.round(3).astype(object).fillna("—")
+    return table
 
 
 def figures_round_table(rows: Sequence[dict[str, Any]]):

@@ -39,7 +39,6 @@ from pggan_core.runs.folder import (
     open_run,
     require_trained_run,
     run_config,
-    stale_result,
 )
 from pggan_core.runs.reuse import lanes_and_threads
 from pggan_core.segmentation.pairs import TARGET_THRESHOLD, LabelledSet
@@ -47,7 +46,6 @@ from pggan_core.segmentation.segmenters import METRIC_NAMES, score_segmenter, tr
 from pggan_core.segmentation.tasks import segmentation_task
 from pggan_core.settings import Config
 from pggan_core.training.checkpoint import load_generator, weights_fingerprint
-from pggan_core.training.run_info import read_run_info
 
 ARMS = ("real", "real + classic", "real + synthetic", "synthetic")
 RESULT_FILE = "augmentation.json"
@@ -303,43 +301,6 @@ def augmentation_study(run: str | Path, cfg: Config, lanes: int | None = None,
                                         load_generator(run)[1]["config"], ran | code)}
     write_text_atomic(run / RESULT_FILE, json.dumps(result, indent=1))
     return result
-
-
-def study_for_book(dataset: str, profile: str, seed: int = 0,
-                   source: str | Path | None = None, run_study: bool = False
-                   ) -> tuple[dict[str, Any] | None, str]:
-    """The chapter's study and where it comes from: run here when asked (``pggan book
-    --augmentation``) or when the profile's study fits the book (``augment.in_book``), else the
-    current one in the run folder (``current_study``)."""
-    cfg = run_config(dataset, profile, seed)
-    if run_study or cfg.augment.in_book:
-        return (run_augmentation_study(dataset, profile, seed=seed, source=source),
-                "written by this build")
-    return current_study(require_trained_run(RunSpec(dataset, profile, seed=seed,
-                                                     source=source)))
-
-
-def current_study(run: str | Path) -> tuple[dict[str, Any] | None, str]:
-    """The study in ``run`` and where it comes from, in a sentence, while it holds (its
-    ``derivation``: the generator now in ``run``, the study's code, the run's data and vessel
-    settings, whatever ``augment`` settings it records); else None and why, the study moved aside to
-    ``STALE_FILE`` so that no page, the results table included, quotes it."""
-    path = Path(run) / RESULT_FILE
-    if not path.is_file():
-        return None, f"no {RESULT_FILE} in {run}"
-    result = json.loads(path.read_text())
-    reason = stale_result(run, "augmentation", result.get("derivation"))
-    if reason is None:
-        shipped = RESULT_FILE in ((read_run_info(run).pretrained or {}).get("files") or {})
-        by = ("shipped with the repository beside the run's weights (`pggan augment-study`, "
-              "then `pggan weights ship-results`)" if shipped else
-              "by an earlier `pggan augment-study` or `pggan book --augmentation`")
-        return result, (f"made on {result['written']} (commit {result['commit']}) {by}, not "
-                        "by this build; its generator, code and settings checked against "
-                        "this run")
-    path.replace(path.with_name(STALE_FILE))
-    return None, (f"{path} no longer holds for the run in {run}: {reason}; moved aside to "
-                  f"{STALE_FILE}; write it again with `pggan augment-study`")
 
 
 def summarise(rows: list[dict[str, Any]], metrics: tuple[str, ...]) -> list[dict[str, Any]]:

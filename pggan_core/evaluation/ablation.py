@@ -460,45 +460,7 @@ def seeds_table(result: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-# ------------------------------------------------------------------------- What the page shows
-
-
-def ablation_method(result: dict[str, Any]) -> str:
-    """How ``compare_ablation`` measured, in words, from the result itself."""
-    boot = result["bootstrap"]
-    lines = [f"{result['n']} generated images per model against {result['n']} real ones "
-             f"({result['dataset']}, {result['resolution']} px); structure on "
-             f"{result['n_structure']} images per set."]
-    reading = result.get("vessel_reading")
-    if reading:
-        lines.append(f"Vessel maps: {reading['path']} (threshold {reading['threshold']}).")
-    lines.append(f"Distance to real: {result['distance']}; SWD: the SWD itself. Verdict: the "
-                 f"{boot['confidence']:.0%} interval of (distance without − distance with "
-                 f"segmentation) above 0 = \"{PAPER}\", below 0 = \"{AGAINST}\", else "
-                 f"\"{UNCLEAR}\". Structure: {boot['n_resamples']} bootstrap resamples "
-                 f"({boot['structure']}, seed {boot['seed']}); SWD: {boot['swd_repeats']} "
-                 f"repeats ({boot['swd']}).")
-    return "\n".join(lines)
-
-
-def ablation_table(result: dict[str, Any]) -> pd.DataFrame:
-    """One row per measure: real (the floor for SWD), each run's value and ratio to real,
-    the interval of (distance without − distance with segmentation) and the verdict."""
-    percent = f"{result['bootstrap']['confidence']:.0%}"
-
-    def with_ratio(value: float, ratio: float) -> str:  # one column per model: fits a page
-        return f"{value:.3g} ({ratio:.2f}×)"
-
-    rows = {  # labels with spaces, so a narrow column can wrap them
-        record["label"].replace("_", " "): {
-            "real (mean)": f"{record['real']:.3g}",
-            f"{SEG} (mean, × real)": with_ratio(record["seg"], record["seg_ratio"]),
-            f"{NOSEG} (mean, × real)": with_ratio(record["noseg"], record["noseg_ratio"]),
-            # of (distance without - distance with segmentation), as ablation_method says
-            f"{percent} interval": "[{:.3g}, {:.3g}]".format(*record["interval"]),
-            "verdict": record["verdict"],
-        } for record in result["verdicts"]}
-    return pd.DataFrame.from_dict(rows, orient="index")
+# ------------------------------------------------------------------------ The verdict in words
 
 
 def _verdict_groups(verdicts: Sequence[dict[str, Any]]) -> tuple[dict[str, list[str]], str]:

@@ -296,32 +296,6 @@ def score_latent_space(run_dir: str | Path, seed: int = 0,
     return result
 
 
-def score_table(result: dict[str, Any], dataset: str) -> pd.DataFrame:
-    """``latent_space.json``'s scores, a row each: ``latents``, ``raw pixels`` (None without a
-    control) and ``chance`` (what guessing scores; 0 for a silhouette or a Spearman)."""
-    label = latent_label(dataset)
-    name, position, words = label.key, label.position, label.words
-    chance = result.get(f"knn_{name}_chance")
-    table_rows = {
-        f"k-NN accuracy ({words})": (result.get(f"knn_{name}_accuracy"),
-                                     result.get(f"knn_{name}_pixels"), chance),
-        f"linear probe accuracy ({words})": (result.get(f"probe_{name}_accuracy"),
-                                             result.get(f"probe_{name}_pixels"), chance),
-        f"t-SNE silhouette ({words})": (result.get(f"tsne_{name}_silhouette"),
-                                        result.get(f"tsne_{name}_silhouette_pixels"), 0.0)}
-    if position is not None:
-        table_rows[f"k-NN Spearman ({position_rows(position)[0]})"] = (
-            result.get(f"knn_{position}_spearman"),
-            result.get(f"knn_{position}_spearman_pixels"), 0.0)
-    table_rows[f"linear probe, true z of {result.get('generated_images', 0)} generated "
-               "images"] = (result.get(f"probe_{name}_generated_z"), None,
-                            result.get(f"probe_{name}_generated_z_chance"))
-    table = pd.DataFrame.from_dict(table_rows, orient="index",
-                                   columns=["latents", "raw pixels", "chance"])
-    table.index.name = "score"
-    return table
-
-
 def walk_path(dataset: str, latents: np.ndarray, labels: pd.DataFrame, n_steps: int = 8
               ) -> tuple[np.ndarray, list[str]]:
     """Latents and captions of a walk: BraTS, the mean latents of ``n_steps`` slice-position groups
