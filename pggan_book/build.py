@@ -49,10 +49,9 @@ from pggan_core.errors import BookError, ConfigError
 from pggan_core.paths import repo_root
 from pggan_core.progress import clock
 from pggan_core.provenance import provenance
-from pggan_core.runs import shipped
 from pggan_core.runs.folder import RunSpec
 from pggan_core.runs.reuse import ensure_run, lanes_and_threads
-from pggan_core.runs.shipped import pretrained_note
+from pggan_core.runs.shipped import install_vessel_unet, pretrained_note
 
 
 def parse_sources(items: Sequence[str]) -> dict[str, str]:
@@ -320,7 +319,7 @@ def pretrain(profile: str, datasets: tuple[str, ...] = ("rop", "brats"), seed: i
     for dataset in datasets:
         spec = RunSpec(dataset, profile, seed=seed, source=sources.get(dataset))
         if spec.source is None:
-            shipped.install_vessel_unet(profile, spec.config())
+            install_vessel_unet(profile, spec.config())
         ensure_prepared(spec.config(), spec.data_folder(), source=spec.source, progress=True)
     runs = [(d, seg) for seg in (True, False) for d in datasets]
     lanes, threads = lanes_and_threads(len(runs))

@@ -106,6 +106,12 @@ def test_the_encoder_sweep_reads_every_row_and_names_the_primary_attribute_as_it
     assert "The run's own encoder (4,000 updates, lr 0.001" in reading
     figure = encoder_sweep.sweep_figure(sweep)
     assert [len(ax.lines) for ax in figure.axes] == [4, 5, 2]  # widths, star, goal, chance
+    # a row added later on another machine says so; the others are the sweep's own machine's
+    sweep |= {"machine": {"cpu": "Xeon", "ATEN_CPU_CAPABILITY": "avx2"}, "threads": 1}
+    sweep["rows"][0] |= {"machine": "EPYC", "data_fingerprint": "f87eae0557fe"}
+    assert encoder_sweep.measured_on(sweep) == (
+        "measured on: EPYC (1 row); Xeon, ATEN_CPU_CAPABILITY=avx2 (2 rows); 1 thread(s); rows "
+        "with a machine of their own read the prepared data f87eae0557fe")
 
 
 def test_one_brightness_evens_the_photographs_brightness_and_leaves_the_rest(tmp_path):

@@ -90,10 +90,14 @@ class Sweep:
     threads: int
     out: Path
     rows: list[dict[str, Any]] = field(default_factory=list)
+    # a sweep continued (on another machine, say) keeps the first one's machine and baseline:
+    # its rows that name no machine were measured there, against that run's own encoder
+    kept: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         run = open_run(self.run)
         self.G, self.config, data, self.facts = run.G.eval(), run.config, run.data, run.facts
+        self.data_fingerprint = data.fingerprint()[:12]
         self.resolution, self.alpha = int(run.facts["resolution"]), float(run.facts["alpha"])
         self.spec = dataset_spec(self.config.data.dataset)
         n_channels = len(run.facts["channels"])
@@ -164,6 +168,9 @@ class Sweep:
                        wide.model.feature_maps[self.resolution], "iterations": step,
                        "train_seconds": round(began - started - scoring, 1),
                        "parameters": sum(p.numel() for p in encoder.parameters()),
+                       # rows added by a later sweep may come from another machine, on data
+                       # it prepared itself: each row says where it was measured
+                       "machine": machine()["cpu"], "data_fingerprint": self.data_fingerprint,
                        **self.score(encoder)}
             encoder.train()
             torch.set_rng_state(rng)
@@ -179,13 +186,15 @@ class Sweep:
     def write(self) -> None:
         """The rows so far, with what they were measured on."""
         config = self.config
-        write_text_atomic(self.out, json.dumps({
+        record = {
             "run": str(self.run), "generator_step": int(self.facts["step"]),
             "resolution": self.resolution, "heldout_images": len(self.reals),
             "adam": {"lr": config.train.lr, "betas": list(config.train.betas),
                      "eps": config.train.eps, "batch_size": config.encoder.batch_size},
-            "threads": self.threads, "machine": machine(),
-            "run_encoder": self.run_encoder(), "rows": self.rows}, indent=2))
+            "threads": self.threads, "machine": machine(), "run_encoder": self.run_encoder()}
+        record |= {key: self.kept[key] for key in ("threads", "machine", "run_encoder")
+                   if key in self.kept}
+        write_text_atomic(self.out, json.dumps({**record, "rows": self.rows}, indent=2))
 
     def run_encoder(self) -> dict[str, Any] | None:
         """The run's own encoder (``pggan encode``, the profile's settings) as the sweep's
@@ -210,6 +219,22 @@ class Sweep:
 def read_sweep(path: Path = RESULTS) -> dict[str, Any] | None:
     """The sweep's record (``benchmarks/results/encoder_sweep.json``), None before it ran."""
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def measured_on(sweep: dict[str, Any]) -> str:
+    """Where the sweep's rows were measured: each machine with its rows' count (a row that
+    names none was measured on the sweep's own), and the data fingerprints they read."""
+    default = f"{sweep['machine']['cpu']}, ATEN_CPU_CAPABILITY=" \
+              f"{sweep['machine']['ATEN_CPU_CAPABILITY']}"
+    counts: dict[str, int] = {}
+    for row in sweep["rows"]:
+        where = row.get("machine", default)
+        counts[where] = counts.get(where, 0) + 1
+    data = sorted({row["data_fingerprint"] for row in sweep["rows"] if "data_fingerprint" in row})
+    machines = "; ".join(f"{where} ({n} row{'s' * (n != 1)})" for where, n in counts.items())
+    return (f"measured on: {machines}; {sweep['threads']} thread(s)"
+            + (f"; rows with a machine of their own read the prepared data {', '.join(data)}"
+               if data else ""))
 
 
 def sweep_table(sweep: dict[str, Any]) -> pd.DataFrame:
@@ -263,8 +288,13 @@ def sweep_figure(sweep: dict[str, Any]):
             chance = sweep["rows"][0]["own_first_chance"]
             ax.axhline(chance, color="grey", ls=":", lw=1)
         ax.set_xscale("log")
-        counts = sorted({r["iterations"] for r in sweep["rows"]})
-        ax.set_xticks(counts, [f"{n:,}" for n in counts])
+        # the measured counts, each at most half the next one (log axis: labels apart), the
+        # largest kept
+        ticks: list[int] = []
+        for n in sorted({r["iterations"] for r in sweep["rows"]}, reverse=True):
+            if not ticks or n * 2 <= ticks[-1]:
+                ticks.append(n)
+        ax.set_xticks(ticks, [f"{n:,}" for n in ticks])
         ax.minorticks_off()
         ax.set(title=title, xlabel="encoder updates (batches of 16)", ylim=(0, 1))
         ax.title.set_fontsize(10)
@@ -320,8 +350,8 @@ def main() -> None:
 
     sweep = Sweep(args.run, args.threads, args.out)
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-    if previous.get("run") == str(args.run):  # a stopped sweep: keep its rows
-        sweep.rows = previous["rows"]
+    if previous.get("run") == str(args.run):  # a stopped or shorter sweep: keep its rows
+        sweep.rows, sweep.kept = previous["rows"], previous
     for width in args.widths:
         done = {row["iterations"] for row in sweep.rows if row["width"] == width}
         counts = sorted(set(args.iterations) - done)
