@@ -257,7 +257,8 @@ def attribute_planes_figure(attributes: dict):
 
 def phantom_overview(n: int = 4, size: int = 192, seed: int = 0) -> np.ndarray:
     """The README's picture: ``n`` fundus phantoms (photograph + vessels) above ``n`` MR slices,
-    each preprocessed as the training data."""
+    each preprocessed as the training data. ``book/images/phantoms.png`` is the default, written
+    with ``plots.save_png(phantom_overview(), "book/images/phantoms.png")``."""
     from pggan_core.data.brain_phantom import BrainPhantom
     from pggan_core.data.fundus_phantom import render_fundus
     from pggan_core.settings import DataConfig

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 import yaml
 
@@ -165,6 +166,18 @@ def test_phase_curves_plot_only_what_a_log_axis_can_show(tmp_path: Path):
     # A smoke run whose phases recorded nothing still gives a figure, not a crash.
     empty = figures.phase_curves_figure({"ROP": records[:1]})
     assert "no phase-end SWD" in empty.axes[0].texts[0].get_text()
+
+
+def test_the_readme_picture_shows_fundus_phantoms_above_mr_slices():
+    from pggan_book.figures import phantom_overview
+
+    picture = phantom_overview(n=2, size=64)
+    # two samples a row, photograph + vessels above (MR mosaic + labels on FLAIR) below
+    assert picture.dtype == np.uint8 and picture.shape == (144, 280, 3)
+    fundus, mr = picture[:72].astype(float), picture[72:].astype(float)
+    assert fundus[..., 0].mean() > 1.5 * fundus[..., 2].mean()  # a red-orange fundus
+    mosaic = mr[4:68, 4:68]  # the first slice's 2x2 grey mosaic of T1, T2, FLAIR, T1c
+    assert np.abs(mosaic[..., 0] - mosaic[..., 2]).max() == 0 and mosaic.std() > 10
 
 
 def test_staged_toc_has_one_part_per_dataset():
