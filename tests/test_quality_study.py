@@ -105,7 +105,8 @@ def test_the_encoder_sweep_reads_every_row_and_names_the_primary_attribute_as_it
     assert "16 maps: brightness (500), laterality (1,000); 32 maps: none (1,000)" in reading
     assert "The run's own encoder (4,000 updates, lr 0.001" in reading
     figure = encoder_sweep.sweep_figure(sweep)
-    assert [len(ax.lines) for ax in figure.axes] == [4, 5, 2]  # widths, star, goal, chance
+    # widths, star, goal, chance; the fourth place holds the legend
+    assert [len(ax.lines) for ax in figure.axes] == [4, 5, 2, 0]
     # a row added later on another machine says so; the others are the sweep's own machine's
     sweep |= {"machine": {"cpu": "Xeon", "ATEN_CPU_CAPABILITY": "avx2"}, "threads": 1}
     sweep["rows"][0] |= {"machine": "EPYC", "data_fingerprint": "f87eae0557fe"}

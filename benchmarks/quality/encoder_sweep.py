@@ -263,7 +263,10 @@ def sweep_figure(sweep: dict[str, Any]):
     panels = (("recovery", "image-space recovery", 0.85),
               ("own_first", "own input first (same eye)", 0.5),
               ("laterality", "laterality silhouette, encoded reals", None))
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    # two by two, the legend in the fourth place: each panel wide enough to read in the
+    # page's column
+    fig, grid = plt.subplots(2, 2, figsize=(10, 7.6))
+    axes = grid.ravel()[:3]
     widths = sorted({r["feature_maps_at_top"] for r in sweep["rows"]})
     colours = dict(zip(widths, ("#4c72b0", "#dd8452", "#55a868", "#c44e52"), strict=False))
 
@@ -297,8 +300,9 @@ def sweep_figure(sweep: dict[str, Any]):
         ax.set_xticks(ticks, [f"{n:,}" for n in ticks])
         ax.minorticks_off()
         ax.set(title=title, xlabel="encoder updates (batches of 16)", ylim=(0, 1))
-        ax.title.set_fontsize(10)
-    axes[0].legend(fontsize=8, loc="lower right")
+        ax.title.set_fontsize(11)
+    grid[1, 1].axis("off")
+    grid[1, 1].legend(*axes[0].get_legend_handles_labels(), loc="center", fontsize=10)
     fig.tight_layout()
     return fig
 
