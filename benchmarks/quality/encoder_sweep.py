@@ -63,6 +63,7 @@ from pggan_core.latent.encoder import (
 from pggan_core.latent.probes import GENERATED_IMAGES
 from pggan_core.latent.reconstruction import coarse_label_maps, coarse_label_retrieval
 from pggan_core.latent.space import PIXEL_CONTROL_RESOLUTION, fold_groups
+from pggan_core.provenance import hardware
 from pggan_core.runs.folder import open_run
 from pggan_core.settings import Config
 
@@ -98,6 +99,7 @@ class Sweep:
         run = open_run(self.run)
         self.G, self.config, data, self.facts = run.G.eval(), run.config, run.data, run.facts
         self.data_fingerprint = data.fingerprint()[:12]
+        self.hardware = hardware()  # what each row records it was measured on
         self.resolution, self.alpha = int(run.facts["resolution"]), float(run.facts["alpha"])
         self.spec = dataset_spec(self.config.data.dataset)
         n_channels = len(run.facts["channels"])
@@ -170,7 +172,7 @@ class Sweep:
                        "parameters": sum(p.numel() for p in encoder.parameters()),
                        # rows added by a later sweep may come from another machine, on data
                        # it prepared itself: each row says where it was measured
-                       "machine": machine()["cpu"], "data_fingerprint": self.data_fingerprint,
+                       "machine": self.hardware, "data_fingerprint": self.data_fingerprint,
                        **self.score(encoder)}
             encoder.train()
             torch.set_rng_state(rng)
